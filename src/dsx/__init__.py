@@ -1,0 +1,102 @@
+"""dsx: programming — not prompting — language models.
+
+The public API is re-exported here explicitly. Heavy pieces (pydantic-based types,
+adapters, the LM client, optimizers) load on first use so that ``import dsx`` stays fast
+and never imports litellm, optuna, wasmtime, docker or pygls.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dsx._version import __version__ as __version__
+from dsx.errors import AdapterParseError as AdapterParseError
+from dsx.errors import DsxError as DsxError
+from dsx.errors import MissingInputError as MissingInputError
+from dsx.errors import SignatureError as SignatureError
+from dsx.errors import StateError as StateError
+from dsx.errors import UnknownInputError as UnknownInputError
+from dsx.runtime.example import Example as Example
+from dsx.runtime.lm_base import BaseLM as BaseLM
+from dsx.runtime.lm_base import LMResponse as LMResponse
+from dsx.runtime.lm_base import inspect_history as inspect_history
+from dsx.runtime.module import Module as Module
+from dsx.runtime.module import load as load
+from dsx.runtime.predict import ChainOfThought as ChainOfThought
+from dsx.runtime.predict import Predict as Predict
+from dsx.runtime.prediction import Completions as Completions
+from dsx.runtime.prediction import Prediction as Prediction
+from dsx.runtime.settings import configure as configure
+from dsx.runtime.settings import context as context
+from dsx.runtime.settings import settings as settings
+from dsx.runtime.signature import InputField as InputField
+from dsx.runtime.signature import OutputField as OutputField
+from dsx.runtime.signature import Signature as Signature
+from dsx.runtime.signature import ensure_signature as ensure_signature
+from dsx.runtime.signature import make_signature as make_signature
+
+if TYPE_CHECKING:
+    from dsx.runtime.adapters import Adapter as Adapter
+    from dsx.runtime.adapters import ChatAdapter as ChatAdapter
+    from dsx.runtime.adapters import JSONAdapter as JSONAdapter
+    from dsx.runtime.parallel import BatchError as BatchError
+    from dsx.runtime.types import History as History
+    from dsx.runtime.types import Image as Image
+
+# name -> module that defines it, imported on first access
+_LAZY = {
+    "Adapter": "dsx.runtime.adapters",
+    "ChatAdapter": "dsx.runtime.adapters",
+    "JSONAdapter": "dsx.runtime.adapters",
+    "Image": "dsx.runtime.types",
+    "History": "dsx.runtime.types",
+    "BatchError": "dsx.runtime.parallel",
+}
+
+__all__ = [
+    "Adapter",
+    "AdapterParseError",
+    "BaseLM",
+    "BatchError",
+    "ChainOfThought",
+    "ChatAdapter",
+    "Completions",
+    "DsxError",
+    "Example",
+    "History",
+    "Image",
+    "InputField",
+    "JSONAdapter",
+    "LMResponse",
+    "MissingInputError",
+    "Module",
+    "OutputField",
+    "Predict",
+    "Prediction",
+    "Signature",
+    "SignatureError",
+    "StateError",
+    "UnknownInputError",
+    "__version__",
+    "configure",
+    "context",
+    "ensure_signature",
+    "inspect_history",
+    "load",
+    "make_signature",
+    "settings",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dsx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,8 @@
+"""The dsx version and the schema versions of what it writes."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+#: Version of the saved-state JSON format (``Module.save``).
+STATE_SCHEMA_VERSION = 1

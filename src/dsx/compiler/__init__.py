@@ -1,0 +1,1 @@
+"""dsx.compiler — see docs/ARCHITECTURE.md (arrives with its issue)."""

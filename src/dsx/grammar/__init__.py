@@ -1,0 +1,1 @@
+"""dsx.grammar — see docs/ARCHITECTURE.md (arrives with its issue)."""

@@ -1,0 +1,1 @@
+"""dsx.ir — see docs/ARCHITECTURE.md (arrives with its issue)."""

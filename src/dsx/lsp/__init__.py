@@ -1,0 +1,1 @@
+"""dsx.lsp — see docs/ARCHITECTURE.md (arrives with its issue)."""

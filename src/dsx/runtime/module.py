@@ -1,0 +1,333 @@
+"""``Module``: the base class of every dsx program.
+
+A module defines ``forward`` (sync) and/or ``aforward`` (async); ``module(...)`` and
+``await module.acall(...)`` run them, tracking the LM usage of the call on the returned
+:class:`~dsx.Prediction`. Sub-modules and predictors are found by walking attributes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dsx._version import STATE_SCHEMA_VERSION, __version__
+from dsx.errors import DsxError, StateError
+from dsx.runtime.lm_base import BaseLM, UsageTracker, _trackers
+from dsx.runtime.prediction import Prediction
+
+if TYPE_CHECKING:
+    from dsx.runtime.predict import Predict
+
+__all__ = ["Module", "load"]
+
+
+class Module:
+    """Base class of programs. Subclass it, create sub-modules in ``__init__``, define ``forward``."""
+
+    # -- running --------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        parent = _trackers.get()
+        tracker = UsageTracker()
+        token = _trackers.set(tracker)
+        try:
+            result = self.forward(*args, **kwargs)
+        finally:
+            _trackers.reset(token)
+            if parent is not None:
+                parent.merge(tracker)
+        if isinstance(result, Prediction):
+            result._lm_usage = tracker.totals()
+        return result
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        parent = _trackers.get()
+        tracker = UsageTracker()
+        token = _trackers.set(tracker)
+        try:
+            result = await self.aforward(*args, **kwargs)
+        finally:
+            _trackers.reset(token)
+            if parent is not None:
+                parent.merge(tracker)
+        if isinstance(result, Prediction):
+            result._lm_usage = tracker.totals()
+        return result
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if type(self).aforward is Module.aforward:
+            raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward()")
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.aforward(*args, **kwargs))
+        raise DsxError(
+            f"{type(self).__name__} only defines aforward(); inside a running event loop call "
+            f"`await module.acall(...)` instead of `module(...)`"
+        )
+
+    async def aforward(self, *args: Any, **kwargs: Any) -> Any:
+        if type(self).forward is Module.forward:
+            raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward()")
+        # A sync-only module: run it off the event loop (the context, hence settings, is copied).
+        import asyncio
+
+        return await asyncio.to_thread(self.forward, *args, **kwargs)
+
+    def batch(
+        self,
+        examples: Sequence[Any],
+        *,
+        num_threads: int | None = None,
+        max_errors: int | None = None,
+        return_failed_examples: bool = False,
+        provide_traceback: bool = False,
+    ) -> Any:
+        """Run the module on many examples concurrently; results keep the input order.
+
+        Args:
+            examples: ``dsx.Example`` objects (their inputs are used) or dicts of inputs.
+            num_threads: how many run at once (default: ``dsx.settings.num_threads``).
+            max_errors: stop after this many failures (default: ``dsx.settings.max_errors``).
+            return_failed_examples: also return ``(failed_examples, exceptions)``.
+        """
+        from dsx.runtime.parallel import run_batch
+
+        return run_batch(
+            self,
+            examples,
+            num_threads=num_threads,
+            max_errors=max_errors,
+            return_failed_examples=return_failed_examples,
+            provide_traceback=provide_traceback,
+        )
+
+    # -- structure ------------------------------------------------------------------------
+    def named_sub_modules(
+        self, type_: type | None = None, skip_compiled: bool = False
+    ) -> Iterator[tuple[str, Module]]:
+        """Every module reachable from this one (itself as ``"self"``), breadth first."""
+        type_ = type_ or Module
+        seen = {id(self)}
+        queue: list[tuple[str, Any]] = [("self", self)]
+        while queue:
+            name, obj = queue.pop(0)
+            if isinstance(obj, type_):
+                yield name, obj
+            if isinstance(obj, Module):
+                if skip_compiled and getattr(obj, "_compiled", False) and obj is not self:
+                    continue
+                for sub_name, sub in _children(obj, "" if name == "self" else name):
+                    if id(sub) not in seen:
+                        seen.add(id(sub))
+                        queue.append((sub_name, sub))
+
+    def named_predictors(self) -> list[tuple[str, Predict]]:
+        """``(name, predictor)`` for every :class:`~dsx.Predict` in this program."""
+        from dsx.runtime.predict import Predict
+
+        if isinstance(self, Predict):
+            return [("self", self)]
+        return [(name, mod) for name, mod in self.named_sub_modules(Predict) if name != "self"]  # type: ignore[misc]
+
+    def predictors(self) -> list[Predict]:
+        return [p for _, p in self.named_predictors()]
+
+    def map_named_predictors(self, func: Any) -> Module:
+        """Replace each predictor by ``func(predictor)`` in place."""
+        for name, predictor in self.named_predictors():
+            _set_by_path(self, name, func(predictor))
+        return self
+
+    # -- copies ---------------------------------------------------------------------------
+    def deepcopy(self) -> Module:
+        """A deep copy; LMs are shared, not copied."""
+        return copy.deepcopy(self)
+
+    def reset_copy(self) -> Module:
+        """A deep copy with every predictor reset (no demos, no LM, default instructions)."""
+        new = self.deepcopy()
+        for predictor in new.predictors():
+            predictor.reset()
+        return new
+
+    # -- LMs ------------------------------------------------------------------------------
+    def set_lm(self, lm: BaseLM | None) -> None:
+        """Use ``lm`` for every predictor of this program."""
+        for predictor in self.predictors():
+            predictor.lm = lm
+
+    def get_lm(self) -> BaseLM | None:
+        lms = {id(p.lm): p.lm for p in self.predictors()}
+        if len(lms) > 1:
+            raise DsxError(
+                f"{type(self).__name__}'s predictors use {len(lms)} different LMs; "
+                "read predictor.lm on each instead"
+            )
+        return next(iter(lms.values()), None)
+
+    # -- state ----------------------------------------------------------------------------
+    def dump_state(self) -> dict[str, Any]:
+        """Learned state per predictor: instructions, field texts, demos, LM settings."""
+        return {name: p.dump_state() for name, p in self.named_predictors()}
+
+    def load_state(self, state: dict[str, Any]) -> Module:
+        """Load state from :meth:`dump_state`; it must fit this program's predictors."""
+        predictors = dict(self.named_predictors())
+        missing = [n for n in predictors if n not in state]
+        extra = [n for n in state if n not in predictors]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"no state for predictor(s) {', '.join(map(repr, missing))}")
+            if extra:
+                parts.append(f"state for unknown predictor(s) {', '.join(map(repr, extra))}")
+            raise StateError(
+                f"The saved state does not fit {type(self).__name__}: {'; '.join(parts)}. "
+                f"The program has predictors {sorted(predictors)}."
+            )
+        for name, predictor in predictors.items():
+            predictor.load_state(state[name], name=name)
+        return self
+
+    def save(self, path: str | os.PathLike[str], *, save_program: bool = False, allow_pickle: bool = False) -> None:
+        """Save learned state as JSON (default), or the whole program (needs ``allow_pickle``).
+
+        The JSON file records the dsx version and the state schema version. The write is
+        atomic: an interrupted save never leaves a half-written file.
+        """
+        path = Path(path)
+        meta = {"dsx_version": __version__, "schema_version": STATE_SCHEMA_VERSION}
+        if save_program:
+            if not allow_pickle:
+                raise DsxError(
+                    "Saving the whole program uses pickle, which runs code when loaded; pass "
+                    "allow_pickle=True to opt in, or save only the state (the default)."
+                )
+            path.mkdir(parents=True, exist_ok=True)
+            import pickle
+
+            _atomic_write(path / "program.pkl", pickle.dumps(self))
+            _atomic_write(path / "metadata.json", json.dumps({**meta, "program": type(self).__qualname__}, indent=2).encode())
+            return
+        if path.suffix != ".json":
+            raise DsxError(f"Program state is saved as JSON: use a path ending in .json (got {path})")
+        data = {**meta, "program": type(self).__qualname__, "state": self.dump_state()}
+        _atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode())
+
+    def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:
+        """Load state saved by :meth:`save` into this program."""
+        path = Path(path)
+        if path.suffix in (".pkl", ".pickle") and not allow_pickle:
+            raise DsxError(f"{path} is a pickle; loading it runs code. Pass allow_pickle=True if you trust it.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StateError(f"No saved state at {path}") from None
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{path} is not a readable dsx state file: {exc}") from None
+        if not isinstance(data, dict) or "state" not in data:
+            raise StateError(f"{path} is not a dsx state file (no 'state' key)")
+        _check_schema(data, path)
+        return self.load_state(data["state"])
+
+    # -- display --------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}("]
+        for name, p in self.named_predictors():
+            lines.append(f"  {name} = {p!r}")
+        lines.append(")")
+        return "\n".join(lines) if len(lines) > 2 else f"{type(self).__name__}()"
+
+
+def _children(obj: Module, prefix: str) -> Iterator[tuple[str, Any]]:
+    def join(name: str) -> str:
+        return f"{prefix}.{name}" if prefix else name
+
+    for key, value in vars(obj).items():
+        if key.startswith("_") and key != "_compiled":
+            continue
+        if isinstance(value, Module):
+            yield join(key), value
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, Module):
+                    yield f"{join(key)}[{i}]", item
+        elif isinstance(value, dict):
+            for k, item in value.items():
+                if isinstance(item, Module):
+                    yield f"{join(key)}[{k!r}]", item
+
+
+def _set_by_path(root: Module, path: str, value: Any) -> None:
+    import re
+
+    parts = re.findall(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[('[^']*'|\"[^\"]*\")\]", path)
+    target: Any = root
+    steps: list[Any] = []
+    for attr, index, key in parts:
+        steps.append(attr or (int(index) if index else key[1:-1]))
+    for step in steps[:-1]:
+        target = getattr(target, step) if isinstance(step, str) and not isinstance(target, dict) else target[step]
+    last = steps[-1]
+    if isinstance(target, list | dict):
+        target[last] = value
+    else:
+        setattr(target, last, value)
+
+
+def _check_schema(data: dict[str, Any], path: Path) -> None:
+    version = data.get("schema_version")
+    if version != STATE_SCHEMA_VERSION:
+        raise StateError(
+            f"{path} has state schema version {version!r} (written by dsx "
+            f"{data.get('dsx_version', '?')}); this dsx {__version__} reads version "
+            f"{STATE_SCHEMA_VERSION}. Re-save it with a matching dsx."
+        )
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def load(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:
+    """Load a whole program saved with ``save(path, save_program=True, allow_pickle=True)``."""
+    path = Path(path)
+    if not allow_pickle:
+        raise DsxError(
+            f"Loading a whole program from {path} unpickles it, which can run arbitrary code. "
+            "Pass allow_pickle=True only for files you trust, or save and load JSON state instead."
+        )
+    meta_path = path / "metadata.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StateError(f"{path} is not a saved dsx program (no metadata.json)") from None
+    _check_schema(meta, meta_path)
+    import pickle
+
+    with open(path / "program.pkl", "rb") as fh:
+        program = pickle.load(fh)  # noqa: S301 - explicit opt-in above
+    if not isinstance(program, Module):
+        raise StateError(f"{path} does not hold a dsx Module")
+    return program

@@ -1,0 +1,252 @@
+"""``Predict``: one LM call shaped by a signature. ``ChainOfThought`` adds step-by-step reasoning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dsx.errors import DsxError, MissingInputError, StateError, UnknownInputError
+from dsx.runtime.example import Example
+from dsx.runtime.lm_base import BaseLM, LMResponse
+from dsx.runtime.module import Module
+from dsx.runtime.prediction import Completions, Prediction
+from dsx.runtime.settings import settings
+from dsx.runtime.signature import OutputField, Signature, ensure_signature
+
+if TYPE_CHECKING:
+    from dsx.runtime.adapters.base import Adapter, Message
+
+__all__ = ["ChainOfThought", "Predict", "default_adapter"]
+
+_CALL_OPTIONS = frozenset({"signature", "demos", "config", "lm"})
+_default_adapter: Adapter | None = None
+
+
+def default_adapter() -> Adapter:
+    """The adapter used when none is configured: a :class:`~dsx.ChatAdapter` with JSON fallback."""
+    global _default_adapter
+    if _default_adapter is None:
+        from dsx.runtime.adapters.chat import ChatAdapter
+
+        _default_adapter = ChatAdapter()
+    return _default_adapter
+
+
+class Predict(Module):
+    """Call an LM with a signature's inputs and parse its outputs.
+
+    Args:
+        signature: a signature class or string (``"question -> answer"``).
+        lm: an LM this predictor always uses (otherwise ``dsx.settings.lm``).
+        **config: default LM parameters for this predictor (``temperature``, ``n``, ...).
+
+    Call with keyword inputs: ``predict(question="...")``. Per-call ``config={...}``,
+    ``demos=[...]``, ``lm=`` and ``signature=`` override the predictor's own.
+    """
+
+    def __init__(self, signature: Any, *, lm: BaseLM | None = None, **config: Any) -> None:
+        self.signature: type[Signature] = ensure_signature(signature)
+        self.config: dict[str, Any] = config
+        self.lm: BaseLM | None = lm
+        self.demos: list[Any] = []
+        self._original_signature = self.signature
+
+    def reset(self) -> None:
+        self.lm = None
+        self.demos = []
+        self.signature = self._original_signature
+
+    # -- calling --------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
+        if args:
+            raise TypeError(_positional_error(self.signature, args))
+        return super().__call__(**kwargs)  # type: ignore[no-any-return]
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
+        if args:
+            raise TypeError(_positional_error(self.signature, args))
+        return await super().acall(**kwargs)  # type: ignore[no-any-return]
+
+    def forward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+        lm, config, signature, demos, inputs = self._prepare(kwargs)
+        adapter = settings.adapter or default_adapter()
+        completions, response = adapter(lm, config, signature, demos, inputs)
+        return self._finish(signature, inputs, completions, response)
+
+    async def aforward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+        lm, config, signature, demos, inputs = self._prepare(kwargs)
+        adapter = settings.adapter or default_adapter()
+        completions, response = await adapter.acall(lm, config, signature, demos, inputs)
+        return self._finish(signature, inputs, completions, response)
+
+    def render(self, **kwargs: Any) -> list[Message]:
+        """The exact messages this call would send, without calling the LM."""
+        _, _, signature, demos, inputs = self._prepare(kwargs, need_lm=False)
+        adapter = settings.adapter or default_adapter()
+        return adapter.format(signature, demos, inputs)
+
+    format_messages = render
+
+    def _prepare(
+        self, kwargs: dict[str, Any], need_lm: bool = True
+    ) -> tuple[BaseLM, dict[str, Any], type[Signature], list[Any], dict[str, Any]]:
+        signature = self.signature
+        demos = self.demos
+        config = self.config
+        lm = self.lm
+        if not _CALL_OPTIONS.isdisjoint(kwargs):
+            if "signature" in kwargs:
+                signature = ensure_signature(kwargs.pop("signature"))
+            if "demos" in kwargs:
+                demos = list(kwargs.pop("demos"))
+            if "config" in kwargs:
+                config = {**config, **kwargs.pop("config")}
+            if "lm" in kwargs:
+                lm = kwargs.pop("lm") or lm
+        if lm is None:
+            lm = settings.lm
+            if lm is None and need_lm:
+                raise DsxError(
+                    "No LM is configured. Call dsx.configure(lm=dsx.LM('openai/gpt-4o-mini')), "
+                    "use `with dsx.context(lm=...)`, or give the predictor its own (lm=...)."
+                )
+        if kwargs.keys() != signature._input_set:
+            kwargs = _check_inputs(signature, kwargs)
+        return lm, config, signature, demos, kwargs
+
+    def _finish(
+        self,
+        signature: type[Signature],
+        inputs: dict[str, Any],
+        completions: list[dict[str, Any]],
+        response: LMResponse,
+    ) -> Prediction:
+        pred = Prediction(completions[0])
+        if len(completions) > 1:
+            pred._completions = Completions(completions, signature)
+        trace = settings.trace
+        if trace is not None:
+            trace.append((self, inputs, pred))
+        return pred
+
+    # -- state ----------------------------------------------------------------------------
+    def dump_state(self) -> dict[str, Any]:
+        return {
+            "signature": self.signature.dump_state(),
+            "demos": [_demo_state(d) for d in self.demos],
+            "lm": self.lm.dump_state() if self.lm is not None else None,
+        }
+
+    def load_state(self, state: Mapping[str, Any], *, name: str = "self") -> Predict:
+        saved_sig = state.get("signature") or {}
+        saved = [f["name"] for f in saved_sig.get("fields", [])]
+        have = list(self.signature.fields)
+        if saved and saved != have:
+            raise StateError(
+                f"Predictor {name!r}: the saved state has fields {saved} but the program's "
+                f"signature has {have}. The program changed since the state was saved."
+            )
+        if saved_sig:
+            self.signature = self.signature.load_state(saved_sig)
+        inputs = list(self.signature.input_fields)
+        self.demos = [
+            Example(d).with_inputs(*[k for k in inputs if k in d]) for d in state.get("demos", [])
+        ]
+        lm_state = state.get("lm")
+        if lm_state:
+            self.lm = _lm_from_state(lm_state, self.lm, name)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.signature.signature})"
+
+
+def _demo_state(demo: Any) -> dict[str, Any]:
+    from dsx.runtime.adapters._values import jsonable
+
+    items = demo.items() if isinstance(demo, Example) else dict(demo).items()
+    return {k: jsonable(v) for k, v in items}
+
+
+def _lm_from_state(state: Mapping[str, Any], current: BaseLM | None, name: str) -> BaseLM:
+    settings_ = dict(state)
+    if current is not None:
+        return current.copy(**settings_)
+    try:
+        from dsx.runtime.lm import LM  # the litellm client
+    except ImportError:  # pragma: no cover - the client ships with dsx
+        raise StateError(f"Predictor {name!r}: saved LM settings need dsx.LM") from None
+    return LM(**settings_)
+
+
+def _check_inputs(signature: type[Signature], kwargs: dict[str, Any]) -> dict[str, Any]:
+    given = kwargs.keys()
+    unknown = given - signature._input_set
+    if unknown:
+        import difflib
+
+        name = sorted(unknown)[0]
+        close = difflib.get_close_matches(name, list(signature.input_fields), n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        raise UnknownInputError(
+            f"{signature.__name__} has no input `{name}`.{hint} Its inputs are: "
+            f"{', '.join(signature.input_fields) or '(none)'}."
+        )
+    missing = [n for n in signature.input_fields if n not in given and n in signature._required_inputs]
+    if missing:
+        raise MissingInputError(
+            f"{signature.__name__} is missing the input{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(f'`{m}`' for m in missing)}; call it with "
+            f"{', '.join(f'{m}=...' for m in missing)}."
+        )
+    filled = dict(kwargs)
+    for fname, field in signature.input_fields.items():
+        if fname not in filled:
+            filled[fname] = field.default if field.has_default else None
+    return filled
+
+
+def _positional_error(signature: type[Signature], args: tuple[Any, ...]) -> str:
+    names = ", ".join(f"{n}=..." for n in signature.input_fields)
+    return (
+        f"Predictors take keyword inputs only (got {len(args)} positional argument"
+        f"{'s' if len(args) > 1 else ''}); call it as predictor({names})."
+    )
+
+
+class ChainOfThought(Module):
+    """Like :class:`Predict`, with a ``reasoning`` output the LM writes before the answer.
+
+    Args:
+        signature: the task's signature.
+        rationale_field: replaces the default ``reasoning`` field (an ``OutputField``).
+        rationale_field_type: its type (default ``str``).
+        **config: LM parameters, as for :class:`Predict`.
+    """
+
+    def __init__(
+        self,
+        signature: Any,
+        *,
+        rationale_field: Any = None,
+        rationale_field_type: Any = str,
+        **config: Any,
+    ) -> None:
+        sig = ensure_signature(signature)
+        field = rationale_field or OutputField(
+            desc="your step-by-step thinking before the answer"
+        )
+        self.predict = Predict(sig.prepend("reasoning", field, rationale_field_type), **config)
+
+    def forward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+        return self.predict(**kwargs)
+
+    async def aforward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+        return await self.predict.acall(**kwargs)
+
+    @property
+    def signature(self) -> type[Signature]:
+        return self.predict.signature
+
+    def __repr__(self) -> str:
+        return f"ChainOfThought({self.predict.signature.signature})"

@@ -1,0 +1,1 @@
+"""dsx.sandbox — see docs/ARCHITECTURE.md (arrives with its issue)."""

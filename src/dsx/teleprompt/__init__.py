@@ -1,0 +1,1 @@
+"""dsx.teleprompt — see docs/ARCHITECTURE.md (arrives with its issue)."""

@@ -1,0 +1,24 @@
+"""Test doubles that users need too: scripted LMs, the real-request switch, a local server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dsx.testing._lms import DummyLM as DummyLM
+from dsx.testing._lms import FunctionLM as FunctionLM
+from dsx.testing._lms import forbid_real_lm_requests as forbid_real_lm_requests
+from dsx.testing._lms import format_answer as format_answer
+
+if TYPE_CHECKING:
+    from dsx.testing.server import Fault as Fault
+    from dsx.testing.server import OpenAIServer as OpenAIServer
+
+__all__ = ["DummyLM", "Fault", "FunctionLM", "OpenAIServer", "forbid_real_lm_requests", "format_answer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("OpenAIServer", "Fault"):
+        from dsx.testing import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'dsx.testing' has no attribute {name!r}")
