@@ -119,6 +119,12 @@ class BaseLM:
         self.model_type = model_type
         self.kwargs: dict[str, Any] = kwargs
         self.history: deque[dict[str, Any]] = deque(maxlen=self.history_size)
+        self.num_calls = 0
+
+    @property
+    def calls(self) -> int:
+        """How many requests this LM has answered."""
+        return self.num_calls
 
     # -- to implement -------------------------------------------------------------------
     def forward(self, messages: list[Message], **kwargs: Any) -> LMResponse:
@@ -170,6 +176,7 @@ class BaseLM:
             "timestamp": start,
             "duration": time.time() - start,
         }
+        self.num_calls += 1
         self.history.append(entry)
         GLOBAL_HISTORY.append(entry)
         tracker = _trackers.get()
@@ -196,6 +203,7 @@ class BaseLM:
         if "model" in kwargs:
             new.model = kwargs["model"]
         new.history = deque(maxlen=self.history_size)
+        new.num_calls = 0
         return new
 
     def dump_state(self) -> dict[str, Any]:

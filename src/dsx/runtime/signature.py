@@ -487,3 +487,42 @@ def ensure_signature(signature: Any, instructions: str | None = None) -> type[Si
         f"Expected a signature (a dsx.Signature subclass or a string like 'question -> answer'), "
         f"got {signature!r}"
     )
+
+
+# -- pickling (whole-program save with allow_pickle=True) ---------------------------------
+
+
+def _reduce_signature(cls: Any) -> Any:
+    import sys
+
+    module = sys.modules.get(cls.__module__)
+    target: Any = module
+    for part in cls.__qualname__.split("."):
+        target = getattr(target, part, None)
+    if target is cls:
+        return cls.__qualname__  # importable: pickle by reference
+    return _rebuild_signature, (cls.__name__, list(cls.fields.values()), cls.instructions)
+
+
+def _rebuild_signature(name: str, fields: list[Field], instructions: str) -> type[Signature]:
+    cls = SignatureMeta.__new__(SignatureMeta, name, (Signature,), {"__doc__": None})
+    _install(cls, {f.name: f for f in fields}, instructions)
+    return typing.cast(type[Signature], cls)
+
+
+def _field_getstate(self: Field) -> dict[str, Any]:
+    return {k: getattr(self, k) for k in Field.__slots__ if k != "_cache"}
+
+
+def _field_setstate(self: Field, state: dict[str, Any]) -> None:
+    for k, v in state.items():
+        object.__setattr__(self, k, v)
+    self._cache = {}
+
+
+Field.__getstate__ = _field_getstate  # type: ignore[method-assign,assignment]
+Field.__setstate__ = _field_setstate  # type: ignore[attr-defined]
+
+import copyreg  # noqa: E402
+
+copyreg.pickle(SignatureMeta, _reduce_signature)  # type: ignore[arg-type]

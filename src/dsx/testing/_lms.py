@@ -78,11 +78,6 @@ class DummyLM(BaseLM):
         self._index = 0
         self._lock = threading.Lock()
 
-    @property
-    def calls(self) -> int:
-        """How many requests this LM answered."""
-        return len(self.history)
-
     def forward(self, messages: list[Message], **kwargs: Any) -> LMResponse:
         n = int(kwargs.get("n") or 1)
         json_mode = "response_format" in kwargs

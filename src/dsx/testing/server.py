@@ -54,6 +54,7 @@ __all__ = [
     "Reply",
     "ReplyLike",
     "Responder",
+    "echo",
 ]
 
 #: Listen backlog: hundreds of clients may connect in the same instant.
@@ -1116,11 +1117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.start()
     except OSError as exc:
         parser.error(f"cannot listen on {args.host}:{args.port}: {exc}")
-    with server:
+    try:
         print(server.api_base, flush=True)
         print(f"dsx test server on {server.api_base} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+    finally:
+        server.stop()
     return 0
 
 
