@@ -45,7 +45,11 @@ def test_runtime_never_imports_the_toolchain():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.startswith(("dsx.grammar", "dsx.compiler", "dsx.lsp"))]
+            offenders += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.startswith(("dsx.grammar", "dsx.compiler", "dsx.lsp"))
+            ]
     assert offenders == []
 
 

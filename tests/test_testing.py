@@ -28,7 +28,10 @@ def test_dummy_lm_keyed_by_prompt_substring():
 def test_dummy_lm_follows_matching_demo():
     lm = DummyLM([{"answer": "fallback"}], follow_examples=True)
     predict = dsx.Predict("question -> answer", lm=lm)
-    predict.demos = [dsx.Example(question="2+2?", answer="4"), dsx.Example(question="3+3?", answer="6")]
+    predict.demos = [
+        dsx.Example(question="2+2?", answer="4"),
+        dsx.Example(question="3+3?", answer="6"),
+    ]
     assert predict(question="3+3?").answer == "6"
     assert predict(question="unseen").answer == "fallback"
 

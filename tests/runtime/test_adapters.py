@@ -108,9 +108,11 @@ def test_chat_adapter_falls_back_to_json_adapter():
 
 def test_fallback_can_be_disabled_and_double_failure_reports_both():
     lm = DummyLM(["bad"])
-    with dsx.context(adapter=ChatAdapter(use_json_adapter_fallback=False)):
-        with pytest.raises(AdapterParseError, match="ChatAdapter could not parse"):
-            dsx.Predict("question -> answer", lm=lm)(question="q")
+    with (
+        dsx.context(adapter=ChatAdapter(use_json_adapter_fallback=False)),
+        pytest.raises(AdapterParseError, match="ChatAdapter could not parse"),
+    ):
+        dsx.Predict("question -> answer", lm=lm)(question="q")
     lm2 = DummyLM(["bad", "still bad"])
     with pytest.raises(AdapterParseError, match="JSON fallback also failed") as info:
         dsx.Predict("question -> answer", lm=lm2)(question="q")
@@ -122,7 +124,17 @@ def test_json_adapter_requests_schema_and_validates():
 
     def reply(messages, **kwargs):
         seen.update(kwargs)
-        return json.dumps({"count": "4", "ratio": 1, "ok": False, "tags": [], "person": {"name": "B", "age": 2}, "label": "no", "mood": "sad"})
+        return json.dumps(
+            {
+                "count": "4",
+                "ratio": 1,
+                "ok": False,
+                "tags": [],
+                "person": {"name": "B", "age": 2},
+                "label": "no",
+                "mood": "sad",
+            }
+        )
 
     with dsx.context(adapter=JSONAdapter()):
         pred = dsx.Predict(Typed, lm=FunctionLM(reply))(text="t")
@@ -153,7 +165,9 @@ def test_demos_render_typed_outputs_as_json_and_partial_demos():
 
 
 def test_list_of_strings_inputs_are_numbered():
-    msgs = ChatAdapter().format(dsx.Signature("context: list[str] -> a"), [], {"context": ["x", "y"]})
+    msgs = ChatAdapter().format(
+        dsx.Signature("context: list[str] -> a"), [], {"context": ["x", "y"]}
+    )
     assert "[1] x\n[2] y" in msgs[-1]["content"]
 
 
@@ -162,7 +176,12 @@ def test_images_become_content_parts(tmp_path):
     path = tmp_path / "pic.png"
     path.write_bytes(png)
     sig = dsx.Signature("photo: Image, question -> answer")
-    for source in (dsx.Image(path), dsx.Image(png), dsx.Image.from_file(path), dsx.Image("https://x/y.png")):
+    for source in (
+        dsx.Image(path),
+        dsx.Image(png),
+        dsx.Image.from_file(path),
+        dsx.Image("https://x/y.png"),
+    ):
         msgs = ChatAdapter().format(sig, [], {"photo": source, "question": "what?"})
         content = msgs[-1]["content"]
         assert isinstance(content, list)
@@ -176,7 +195,9 @@ def test_images_become_content_parts(tmp_path):
 
 def test_history_becomes_prior_turns():
     sig = dsx.Signature("question, history: History -> answer")
-    history = dsx.History(messages=[{"question": "2+2?", "answer": "4"}, {"question": "x2?", "answer": "8"}])
+    history = dsx.History(
+        messages=[{"question": "2+2?", "answer": "4"}, {"question": "x2?", "answer": "8"}]
+    )
     msgs = ChatAdapter().format(sig, [], {"question": "and +1?", "history": history})
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert "2+2?" in msgs[1]["content"] and "<<< answer >>>\n8" in msgs[4]["content"]

@@ -23,9 +23,11 @@ class RAG(dsx.Module):
 
 def scripted(n=1):
     return FunctionLM(
-        lambda messages: {"reasoning": "r", "answer": "A"}
-        if "<<< answer >>>" in messages[0]["content"]
-        else {"search_query": "sq"}
+        lambda messages: (
+            {"reasoning": "r", "answer": "A"}
+            if "<<< answer >>>" in messages[0]["content"]
+            else {"search_query": "sq"}
+        )
     )
 
 
@@ -142,7 +144,9 @@ def test_whole_program_pickle_needs_explicit_opt_in(tmp_path):
     with pytest.raises(dsx.DsxError, match="allow_pickle=True"):
         dsx.load(tmp_path / "prog")
     loaded = dsx.load(tmp_path / "prog", allow_pickle=True)
-    assert isinstance(loaded, RAG) and [n for n, _ in loaded.named_predictors()] == [n for n, _ in rag.named_predictors()]
+    assert isinstance(loaded, RAG) and [n for n, _ in loaded.named_predictors()] == [
+        n for n, _ in rag.named_predictors()
+    ]
 
 
 def test_batch_runs_concurrently_in_order_and_reports_failures():
@@ -201,3 +205,13 @@ def test_module_with_only_aforward_runs_sync_outside_a_loop():
 def test_module_without_forward_says_so():
     with pytest.raises(NotImplementedError, match="must define forward"):
         dsx.Module()()
+
+
+def test_a_bare_predictor_saves_and_loads_in_the_program_format(tmp_path):
+    predict = dsx.Predict("question -> answer")
+    predict.demos = [dsx.Example(question="q", answer="a")]
+    predict.save(tmp_path / "p.json")
+    assert list(json.loads((tmp_path / "p.json").read_text())["state"]) == ["self"]
+    other = dsx.Predict("question -> answer")
+    other.load(tmp_path / "p.json")
+    assert other.demos[0].answer == "a"

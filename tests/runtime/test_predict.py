@@ -29,7 +29,9 @@ def test_predict_returns_parsed_outputs_with_usage():
 
 def test_missing_unknown_and_positional_inputs_are_clear_errors():
     predict = dsx.Predict("context, question -> answer", lm=DummyLM([]))
-    with pytest.raises(MissingInputError, match="missing the input `context`; call it with context=..."):
+    with pytest.raises(
+        MissingInputError, match="missing the input `context`; call it with context=..."
+    ):
         predict(question="q")
     with pytest.raises(UnknownInputError, match="no input `questoin`. Did you mean `question`"):
         predict(context="c", questoin="q")
@@ -50,7 +52,9 @@ def test_no_lm_configured_says_how_to_fix():
 
 
 def test_lm_resolution_order_call_then_predictor_then_context_then_default():
-    default, ctx, own, per_call = (DummyLM([{"answer": n}] * 3, model=n) for n in ("d", "c", "o", "p"))
+    default, ctx, own, per_call = (
+        DummyLM([{"answer": n}] * 3, model=n) for n in ("d", "c", "o", "p")
+    )
     dsx.configure(lm=default)
     predict = dsx.Predict(QA)
     assert predict(question="q").answer == "d"

@@ -90,9 +90,13 @@ def _build(node: ast.expr, text: str, ns: dict[str, Any]) -> Any:
 def _literal_value(node: ast.expr, text: str) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        if isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, int | float):
-            return -node.operand.value
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, int | float)
+    ):
+        return -node.operand.value
     if isinstance(node, ast.Name):  # Literal[yes, no] — be lenient: bare words are strings
         return node.id
     raise TypeParseError(f"Literal values must be constants, got `{ast.unparse(node)}` in `{text}`")

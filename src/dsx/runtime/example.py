@@ -103,7 +103,7 @@ class Example:
     def to_dict(self) -> dict[str, Any]:
         return dict(self._store)
 
-    toDict = to_dict  # noqa: N815 - DSPy's spelling
+    toDict = to_dict
 
     # -- inputs and labels ----------------------------------------------------------------
     @property

@@ -7,6 +7,7 @@ A module defines ``forward`` (sync) and/or ``aforward`` (async); ``module(...)``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -118,7 +119,7 @@ class Module:
         while queue:
             name, obj = queue.pop(0)
             if isinstance(obj, type_):
-                yield name, obj
+                yield name, obj  # type: ignore[misc]
             if isinstance(obj, Module):
                 if skip_compiled and getattr(obj, "_compiled", False) and obj is not self:
                     continue
@@ -195,7 +196,13 @@ class Module:
             predictor.load_state(state[name], name=name)
         return self
 
-    def save(self, path: str | os.PathLike[str], *, save_program: bool = False, allow_pickle: bool = False) -> None:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        save_program: bool = False,
+        allow_pickle: bool = False,
+    ) -> None:
         """Save learned state as JSON (default), or the whole program (needs ``allow_pickle``).
 
         The JSON file records the dsx version and the state schema version. The write is
@@ -213,18 +220,26 @@ class Module:
             import pickle
 
             _atomic_write(path / "program.pkl", pickle.dumps(self))
-            _atomic_write(path / "metadata.json", json.dumps({**meta, "program": type(self).__qualname__}, indent=2).encode())
+            _atomic_write(
+                path / "metadata.json",
+                json.dumps({**meta, "program": type(self).__qualname__}, indent=2).encode(),
+            )
             return
         if path.suffix != ".json":
-            raise DsxError(f"Program state is saved as JSON: use a path ending in .json (got {path})")
-        data = {**meta, "program": type(self).__qualname__, "state": self.dump_state()}
+            raise DsxError(
+                f"Program state is saved as JSON: use a path ending in .json (got {path})"
+            )
+        # Module's own (program-level) format, also for a bare Predict: {predictor name: state}.
+        data = {**meta, "program": type(self).__qualname__, "state": Module.dump_state(self)}
         _atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode())
 
     def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:
         """Load state saved by :meth:`save` into this program."""
         path = Path(path)
         if path.suffix in (".pkl", ".pickle") and not allow_pickle:
-            raise DsxError(f"{path} is a pickle; loading it runs code. Pass allow_pickle=True if you trust it.")
+            raise DsxError(
+                f"{path} is a pickle; loading it runs code. Pass allow_pickle=True if you trust it."
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -234,7 +249,7 @@ class Module:
         if not isinstance(data, dict) or "state" not in data:
             raise StateError(f"{path} is not a dsx state file (no 'state' key)")
         _check_schema(data, path)
-        return self.load_state(data["state"])
+        return Module.load_state(self, data["state"])
 
     # -- display --------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -273,7 +288,11 @@ def _set_by_path(root: Module, path: str, value: Any) -> None:
     for attr, index, key in parts:
         steps.append(attr or (int(index) if index else key[1:-1]))
     for step in steps[:-1]:
-        target = getattr(target, step) if isinstance(step, str) and not isinstance(target, dict) else target[step]
+        target = (
+            getattr(target, step)
+            if isinstance(step, str) and not isinstance(target, dict)
+            else target[step]
+        )
     last = steps[-1]
     if isinstance(target, list | dict):
         target[last] = value
@@ -303,10 +322,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -327,7 +344,7 @@ def load(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:
     import pickle
 
     with open(path / "program.pkl", "rb") as fh:
-        program = pickle.load(fh)  # noqa: S301 - explicit opt-in above
+        program = pickle.load(fh)
     if not isinstance(program, Module):
         raise StateError(f"{path} does not hold a dsx Module")
     return program

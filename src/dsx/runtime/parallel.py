@@ -44,7 +44,7 @@ def run_coroutine_sync(factory: Callable[[], Awaitable[T]]) -> T:
     thread.join()
     if "error" in box:
         raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    return box["value"]
 
 
 async def run_concurrently(

@@ -60,20 +60,20 @@ class Predict(Module):
     def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:
             raise TypeError(_positional_error(self.signature, args))
-        return super().__call__(**kwargs)  # type: ignore[no-any-return]
+        return super().__call__(**kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:
             raise TypeError(_positional_error(self.signature, args))
-        return await super().acall(**kwargs)  # type: ignore[no-any-return]
+        return await super().acall(**kwargs)
 
-    def forward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+    def forward(self, **kwargs: Any) -> Prediction:
         lm, config, signature, demos, inputs = self._prepare(kwargs)
         adapter = settings.adapter or default_adapter()
         completions, response = adapter(lm, config, signature, demos, inputs)
         return self._finish(signature, inputs, completions, response)
 
-    async def aforward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+    async def aforward(self, **kwargs: Any) -> Prediction:
         lm, config, signature, demos, inputs = self._prepare(kwargs)
         adapter = settings.adapter or default_adapter()
         completions, response = await adapter.acall(lm, config, signature, demos, inputs)
@@ -192,7 +192,9 @@ def _check_inputs(signature: type[Signature], kwargs: dict[str, Any]) -> dict[st
             f"{signature.__name__} has no input `{name}`.{hint} Its inputs are: "
             f"{', '.join(signature.input_fields) or '(none)'}."
         )
-    missing = [n for n in signature.input_fields if n not in given and n in signature._required_inputs]
+    missing = [
+        n for n in signature.input_fields if n not in given and n in signature._required_inputs
+    ]
     if missing:
         raise MissingInputError(
             f"{signature.__name__} is missing the input{'s' if len(missing) > 1 else ''} "
@@ -233,15 +235,13 @@ class ChainOfThought(Module):
         **config: Any,
     ) -> None:
         sig = ensure_signature(signature)
-        field = rationale_field or OutputField(
-            desc="your step-by-step thinking before the answer"
-        )
+        field = rationale_field or OutputField(desc="your step-by-step thinking before the answer")
         self.predict = Predict(sig.prepend("reasoning", field, rationale_field_type), **config)
 
-    def forward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+    def forward(self, **kwargs: Any) -> Prediction:
         return self.predict(**kwargs)
 
-    async def aforward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
+    async def aforward(self, **kwargs: Any) -> Prediction:
         return await self.predict.acall(**kwargs)
 
     @property

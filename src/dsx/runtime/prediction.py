@@ -35,7 +35,11 @@ class Prediction(Example):
     def from_completions(
         cls, completions: Sequence[Mapping[str, Any]] | Completions, signature: Any = None
     ) -> Prediction:
-        comps = completions if isinstance(completions, Completions) else Completions(completions, signature)
+        comps = (
+            completions
+            if isinstance(completions, Completions)
+            else Completions(completions, signature)
+        )
         pred = cls(comps[0]._store if len(comps) else {})
         object.__setattr__(pred, "_completions", comps)
         return pred
@@ -44,7 +48,7 @@ class Prediction(Example):
     def completions(self) -> Completions:
         if self._completions is None:
             object.__setattr__(self, "_completions", Completions([dict(self._store)]))
-        return self._completions  # type: ignore[return-value]
+        return self._completions
 
     def get_lm_usage(self) -> dict[str, dict[str, int]]:
         return dict(self._lm_usage or {})

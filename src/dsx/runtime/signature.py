@@ -59,12 +59,14 @@ class _FieldSpec:
         return f"{'Input' if self.kind == 'input' else 'Output'}Field(desc={self.desc!r})"
 
 
-def InputField(*, desc: str | None = None, prefix: str | None = None, default: Any = _MISSING) -> Any:  # noqa: N802
+def InputField(
+    *, desc: str | None = None, prefix: str | None = None, default: Any = _MISSING
+) -> Any:
     """Declare an input field of a signature (``question: str = dsx.InputField()``)."""
     return _FieldSpec("input", desc, prefix, default)
 
 
-def OutputField(*, desc: str | None = None, prefix: str | None = None) -> Any:  # noqa: N802
+def OutputField(*, desc: str | None = None, prefix: str | None = None) -> Any:
     """Declare an output field of a signature (``answer: str = dsx.OutputField()``)."""
     return _FieldSpec("output", desc, prefix, _MISSING)
 
@@ -115,9 +117,7 @@ class Field:
             "default": self.default,
         }
         values.update(changes)
-        return Field(
-            values.pop("name"), values.pop("kind"), values.pop("annotation"), **values
-        )
+        return Field(values.pop("name"), values.pop("kind"), values.pop("annotation"), **values)
 
     def same_as(self, other: Field) -> bool:
         return (
@@ -142,7 +142,9 @@ def _admits_none(tp: Any) -> bool:
     if tp is type(None) or tp is typing.Any:
         return True
     origin = typing.get_origin(tp)
-    if origin is typing.Union or (origin is not None and getattr(origin, "__name__", "") == "UnionType"):
+    if origin is typing.Union or (
+        origin is not None and getattr(origin, "__name__", "") == "UnionType"
+    ):
         return type(None) in typing.get_args(tp)
     return False
 
@@ -310,7 +312,9 @@ class Signature(metaclass=SignatureMeta):
             raise SignatureError(f"Signature {cls.__name__} has no field `{name}`")
         unknown = set(changes) - {"desc", "prefix"}
         if unknown:
-            raise SignatureError(f"with_updated_fields accepts desc=, prefix=, type_=; got {sorted(unknown)}")
+            raise SignatureError(
+                f"with_updated_fields accepts desc=, prefix=, type_=; got {sorted(unknown)}"
+            )
         if type_ is not None:
             changes["annotation"] = type_
         fields = [f.replace(**changes) if f.name == name else f for f in cls.fields.values()]
@@ -332,7 +336,13 @@ class Signature(metaclass=SignatureMeta):
         return {
             "instructions": cls.instructions,
             "fields": [
-                {"name": f.name, "kind": f.kind, "type": f.type_name, "desc": f.desc, "prefix": f.prefix}
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    "type": f.type_name,
+                    "desc": f.desc,
+                    "prefix": f.prefix,
+                }
                 for f in cls.fields.values()
             ],
         }
@@ -344,7 +354,11 @@ class Signature(metaclass=SignatureMeta):
         fields = []
         for f in cls.fields.values():
             saved = by_name.get(f.name)
-            fields.append(f.replace(desc=saved.get("desc", f.desc), prefix=saved.get("prefix", f.prefix)) if saved else f)
+            fields.append(
+                f.replace(desc=saved.get("desc", f.desc), prefix=saved.get("prefix", f.prefix))
+                if saved
+                else f
+            )
         return _derive(cls, fields, state.get("instructions", cls.instructions))
 
 
@@ -357,12 +371,16 @@ def _field_from(name: str, field: Any, type_: Any) -> Field:
         raise SignatureError(
             f"Field `{name}` needs dsx.InputField(...) or dsx.OutputField(...), got {field!r}"
         )
-    return Field(name, field.kind, type_ or str, desc=field.desc, prefix=field.prefix, default=field.default)
+    return Field(
+        name, field.kind, type_ or str, desc=field.desc, prefix=field.prefix, default=field.default
+    )
 
 
 def _derive(base: Any, fields: Iterable[Field], instructions: str) -> type[Signature]:
     root = base if base is not Signature else Signature
-    cls = SignatureMeta.__new__(SignatureMeta, base.__name__, (root,), {"__doc__": None, "__module__": base.__module__})
+    cls = SignatureMeta.__new__(
+        SignatureMeta, base.__name__, (root,), {"__doc__": None, "__module__": base.__module__}
+    )
     _install(cls, {f.name: f for f in fields}, instructions)
     return typing.cast(type[Signature], cls)
 
@@ -381,7 +399,12 @@ def make_signature(
     if isinstance(spec, SignatureMeta):
         return spec if instructions is None else spec.with_instructions(instructions)
     if isinstance(spec, Mapping):
-        fields = [_field_from(n, f, getattr(f, "annotation", None)) if isinstance(f, Field) else _field_from(n, *_unpack(f)) for n, f in spec.items()]
+        fields = [
+            _field_from(n, f, getattr(f, "annotation", None))
+            if isinstance(f, Field)
+            else _field_from(n, *_unpack(f))
+            for n, f in spec.items()
+        ]
     elif isinstance(spec, str):
         namespace = {**BASE_TYPE_NAMESPACE, **_dsx_types(), **caller_namespace()}
         if custom_types:
@@ -420,7 +443,11 @@ def _parse_signature_string(text: str, namespace: dict[str, Any]) -> list[Field]
         )
 
     if text.count("->") != 1:
-        raise fail("it must contain exactly one '->'" if "->" not in text else "it contains '->' more than once")
+        raise fail(
+            "it must contain exactly one '->'"
+            if "->" not in text
+            else "it contains '->' more than once"
+        )
     left, right = text.split("->")
     inputs = _split_fields(left, "input", text, fail, namespace)
     outputs = _split_fields(right, "output", text, fail, namespace)
@@ -434,7 +461,9 @@ def _parse_signature_string(text: str, namespace: dict[str, Any]) -> list[Field]
     return inputs + outputs
 
 
-def _split_fields(part: str, kind: FieldKind, text: str, fail: Any, ns: dict[str, Any]) -> list[Field]:
+def _split_fields(
+    part: str, kind: FieldKind, text: str, fail: Any, ns: dict[str, Any]
+) -> list[Field]:
     items, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(part):
         if quote:
@@ -480,7 +509,8 @@ def _split_fields(part: str, kind: FieldKind, text: str, fail: Any, ns: dict[str
 def ensure_signature(signature: Any, instructions: str | None = None) -> type[Signature]:
     """Accept a signature class or string and return a signature class."""
     if isinstance(signature, SignatureMeta) and signature is not Signature:
-        return signature if instructions is None else signature.with_instructions(instructions)
+        sig = typing.cast(type[Signature], signature)
+        return sig if instructions is None else sig.with_instructions(instructions)
     if isinstance(signature, str):
         return make_signature(signature, instructions)
     raise SignatureError(
@@ -525,4 +555,4 @@ Field.__setstate__ = _field_setstate  # type: ignore[attr-defined]
 
 import copyreg  # noqa: E402
 
-copyreg.pickle(SignatureMeta, _reduce_signature)  # type: ignore[arg-type]
+copyreg.pickle(SignatureMeta, _reduce_signature)

@@ -12,12 +12,21 @@ from dsx.testing._lms import format_answer as format_answer
 if TYPE_CHECKING:
     from dsx.testing.server import Fault as Fault
     from dsx.testing.server import OpenAIServer as OpenAIServer
+    from dsx.testing.server import Reply as Reply
 
-__all__ = ["DummyLM", "Fault", "FunctionLM", "OpenAIServer", "forbid_real_lm_requests", "format_answer"]
+__all__ = [
+    "DummyLM",
+    "Fault",
+    "FunctionLM",
+    "OpenAIServer",
+    "Reply",
+    "forbid_real_lm_requests",
+    "format_answer",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("OpenAIServer", "Fault"):
+    if name in ("OpenAIServer", "Fault", "Reply"):
         from dsx.testing import server
 
         return getattr(server, name)

@@ -44,7 +44,11 @@ def _text(content: Any) -> str:
 def _usage(messages: Sequence[Message], outputs: Sequence[str]) -> dict[str, int]:
     prompt = sum(len(_text(m.get("content"))) for m in messages) // 4
     completion = sum(len(o) for o in outputs) // 4
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 class DummyLM(BaseLM):
@@ -161,7 +165,7 @@ class FunctionLM(BaseLM):
         return self._response(messages, kwargs, result)
 
 
-class forbid_real_lm_requests:  # noqa: N801 - reads as a function
+class forbid_real_lm_requests:
     """Make every request of a real (provider) LM fail loudly.
 
     Takes effect when called; use it as a context manager to restore the previous

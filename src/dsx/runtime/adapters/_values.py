@@ -141,7 +141,12 @@ def _make_parser(tp: Any) -> Callable[[str], Any]:
             key = raw.strip().strip("\"'`").strip().lower()
             if key in literal_map:
                 return literal_map[key]
-        if raw[:1] in '{["' or raw[:1].isdigit() or raw[:1] == "-" or raw in ("true", "false", "null"):
+        if (
+            raw[:1] in '{["'
+            or raw[:1].isdigit()
+            or raw[:1] == "-"
+            or raw in ("true", "false", "null")
+        ):
             try:
                 return adapter.validate_json(raw)
             except pydantic.ValidationError:

@@ -85,7 +85,7 @@ class Adapter:
             prep = Prepared(signature)
             self._build(prep)
             cache[key] = prep
-        return prep  # type: ignore[no-any-return]
+        return prep
 
     def _cache_key(self) -> Any:
         return type(self)
@@ -150,7 +150,7 @@ class Adapter:
             hit = prep.demo_cache.get(key)
             if hit is not None and hit[0] is demo:
                 return hit[1]
-        values: Mapping[str, Any] = demo if isinstance(demo, Mapping | Example) else {}
+        values: Any = demo if isinstance(demo, Mapping | Example) else {}
         has_input = any(f.name in values for f in prep.input_fields)
         has_output = any(f.name in values for f in prep.output_fields)
         msgs: list[Message] = []
@@ -217,7 +217,9 @@ class Adapter:
         if not parsed:
             if first_error is not None:
                 raise first_error
-            raise AdapterParseError(adapter=self.name, lm_text="", reason="the LM returned no completions")
+            raise AdapterParseError(
+                adapter=self.name, lm_text="", reason="the LM returned no completions"
+            )
         return parsed
 
     def __repr__(self) -> str:

@@ -47,7 +47,9 @@ class ChatAdapter(Adapter):
         template.append(END_MARKER)
         sections = []
         if prep.input_fields or prep.history_fields:
-            sections.append("Your inputs:\n" + describe_fields(prep.input_fields + prep.history_fields))
+            sections.append(
+                "Your inputs:\n" + describe_fields(prep.input_fields + prep.history_fields)
+            )
         sections.append("Your outputs:\n" + describe_fields(prep.output_fields))
         sections.append(
             "Write every reply in this layout: each output under its own marker line, "

@@ -36,7 +36,9 @@ class JSONAdapter(Adapter):
         keys = ", ".join(f'"{f.name}"' for f in prep.output_fields)
         sections = []
         if prep.input_fields or prep.history_fields:
-            sections.append("Your inputs:\n" + describe_fields(prep.input_fields + prep.history_fields))
+            sections.append(
+                "Your inputs:\n" + describe_fields(prep.input_fields + prep.history_fields)
+            )
         sections.append("Your outputs:\n" + describe_fields(prep.output_fields))
         sections.append(
             f"Reply with one JSON object with exactly the keys {keys}, and nothing outside it. "
@@ -77,7 +79,10 @@ class JSONAdapter(Adapter):
         for name, field in signature.output_fields.items():
             if name not in data:
                 raise AdapterParseError(
-                    adapter=self.name, field=name, lm_text=text, reason=f"the key {name!r} is missing"
+                    adapter=self.name,
+                    field=name,
+                    lm_text=text,
+                    reason=f"the key {name!r} is missing",
                 )
             try:
                 result[name] = coerce_value(field, data[name])
@@ -145,4 +150,4 @@ def _outputs_schema(sig: type[Signature], fields: list[Field]) -> dict[str, Any]
         _schema_name(sig),
         **{f.name: (f.annotation, pydantic.Field(description=f.desc or None)) for f in fields},
     )
-    return model.model_json_schema()  # type: ignore[no-any-return]
+    return model.model_json_schema()

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dsx
+from dsx.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_and_says_it_uses_a_scripted_lm():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True, text=True, check=True
+    ).stdout
+    assert "scripted LM" in out
+    assert "A: France" in out and "A: Guido van Rossum" in out
+    assert "Saved and reloaded state: 1 demo(s)" in out
+
+
+def test_cli_version_and_help(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert dsx.__version__ in capsys.readouterr().out
+    assert main([]) == 0
+    assert "inspect" in capsys.readouterr().out
+
+
+def test_cli_inspect_shows_saved_state(tmp_path, capsys):
+    program = dsx.Predict("question -> answer")
+    program.demos = [dsx.Example(question="q1", answer="a1")]
+    program.signature = program.signature.with_instructions("Be brief.")
+    program.save(tmp_path / "p.json")
+    assert main(["inspect", str(tmp_path / "p.json"), "--demos"]) == 0
+    out = capsys.readouterr().out
+    assert "1 predictor(s)" in out and "Be brief." in out and '"q1"' in out
+    assert main(["inspect", str(tmp_path / "missing.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["inspect", str(tmp_path / "bad.json")]) == 2
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent / "dsx"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"dsx {dsx.__version__}"
