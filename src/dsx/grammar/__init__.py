@@ -1,1 +1,3 @@
-"""dsx.grammar — see docs/ARCHITECTURE.md (arrives with its issue)."""
+"""The .dsx grammar: the Lark LALR parser (grammar as package data) and the AST."""
+
+from __future__ import annotations

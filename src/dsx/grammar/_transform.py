@@ -1,0 +1,389 @@
+"""Lark callbacks that build the AST directly while parsing (no intermediate tree).
+
+The parser runs with ``keep_all_tokens=True`` so that every node's span covers its
+keywords and brackets; callbacks pick the meaningful children out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import textwrap
+from typing import Any
+
+from lark import Token, Transformer
+
+from dsx.diagnostics import Diagnostic, Origin, Span
+from dsx.grammar import ast
+
+__all__ = ["AstError", "ToAst", "decode_string"]
+
+
+class AstError(Exception):
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0", "{": "\\{", "}": "\\}"}
+_ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]{1,6}\}|.)", re.S)
+
+
+def decode_string(raw: str) -> str:
+    """The value of a string literal as written (``raw`` includes the quotes)."""
+    if raw.startswith('"""'):
+        body = raw[3:-3]
+        if body.startswith("\n"):
+            body = body[1:]
+        body = textwrap.dedent(body).rstrip()
+    else:
+        body = raw[1:-1]
+    if "\\" not in body:
+        return body
+
+    def repl(m: re.Match[str]) -> str:
+        esc = m.group(1)
+        if esc.startswith("u{"):
+            return chr(int(esc[2:-1], 16))
+        return _ESCAPES.get(esc, "\\" + esc)
+
+    return _ESCAPE.sub(repl, body)
+
+
+class _Default:
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: Any) -> None:
+        self.expr = expr
+
+
+def _is_tok(x: Any, type_: str | None = None) -> bool:
+    return isinstance(x, Token) and (type_ is None or x.type == type_)
+
+
+class ToAst(Transformer):  # type: ignore[type-arg]
+    """Inline transformer: ``origin`` and ``comments`` are set per block before parsing."""
+
+    origin: Origin
+    comments: list[ast.Comment]
+
+    def __init__(self) -> None:
+        super().__init__(visit_tokens=False)
+        self.origin = Origin("<string>")
+        self.comments = []
+
+    # -- helpers --------------------------------------------------------------------------
+    def _lo(self, x: Any) -> int:
+        return x.start_pos if isinstance(x, Token) else x.span.lo
+
+    def _hi(self, x: Any) -> int:
+        return x.end_pos if isinstance(x, Token) else x.span.hi
+
+    def _span(self, children: list[Any]) -> Span:
+        items = [c for c in children if c is not None and not isinstance(c, _Default | tuple)]
+        return Span(self.origin, self._lo(items[0]), self._hi(items[-1]))
+
+    def _tspan(self, tok: Token) -> Span:
+        return Span(self.origin, tok.start_pos, tok.end_pos)
+
+    def _ident(self, tok: Token) -> ast.Ident:
+        return ast.Ident(str(tok), self._tspan(tok))
+
+    def _str(self, tok: Token) -> ast.Str:
+        return ast.Str(decode_string(str(tok)), str(tok), self._tspan(tok))
+
+    def _doc(self, lo: int, after: int = -1) -> str | None:
+        lines = [c.text[3:].strip() if c.text[3:4] == " " else c.text[3:] for c in self.comments
+                 if c.is_doc and after <= c.span.lo < lo]
+        if not lines:
+            return None
+        return "\n".join(line.rstrip() for line in lines).strip() or None
+
+    @staticmethod
+    def _nodes(children: list[Any]) -> list[Any]:
+        return [c for c in children if c is not None and not isinstance(c, Token)]
+
+    # -- declarations ---------------------------------------------------------------------
+    def block(self, c: list[Any]) -> Any:
+        decl = c[0]
+        if hasattr(decl, "doc"):
+            doc = self._doc(decl.span.lo)
+            if doc:
+                decl = dataclasses.replace(decl, doc=doc)
+        return decl
+
+    def use_decl(self, c: list[Any]) -> ast.UseDecl:
+        return ast.UseDecl(self._str(c[2]), self._ident(c[4]), self._span(c))
+
+    def import_decl(self, c: list[Any]) -> ast.ImportDecl:
+        alias = self._ident(c[3]) if len(c) > 3 else None
+        return ast.ImportDecl(self._str(c[1]), alias, self._span(c))
+
+    def signature_block(self, c: list[Any]) -> ast.SignatureDecl:
+        fields, instructions, prev = [], None, c[2].end_pos
+        for item in c[3:-1]:
+            if isinstance(item, tuple):
+                instructions = item[1]
+                prev = item[1].span.hi
+            else:
+                doc = self._doc(item.span.lo, prev)
+                fields.append(dataclasses.replace(item, doc=doc) if doc else item)
+                prev = item.span.hi
+        return ast.SignatureDecl(self._ident(c[1]), tuple(fields), None, instructions, self._span(c))
+
+    def signature_short(self, c: list[Any]) -> ast.SignatureDecl:
+        return ast.SignatureDecl(self._ident(c[1]), (), self._str(c[3]), None, self._span(c))
+
+    def instructions_item(self, c: list[Any]) -> tuple[str, ast.Str]:
+        return ("instructions", self._str(c[1]))
+
+    def direction(self, c: list[Any]) -> Token:
+        return c[0]  # type: ignore[no-any-return]
+
+    def check_kind(self, c: list[Any]) -> Token:
+        return c[0]  # type: ignore[no-any-return]
+
+    def default(self, c: list[Any]) -> _Default:
+        return _Default(c[1])
+
+    def field_decl(self, c: list[Any]) -> ast.FieldDecl:
+        direction, name, _colon, type_ = c[0], c[1], c[2], c[3]
+        default = next((x.expr for x in c[4:] if isinstance(x, _Default)), None)
+        desc_tok = next((x for x in c[4:] if _is_tok(x, "STRING")), None)
+        last = desc_tok or (default if default is not None else type_)
+        span = Span(self.origin, direction.start_pos, self._hi(last))
+        return ast.FieldDecl(
+            str(direction), self._ident(name), type_, default,
+            self._str(desc_tok) if desc_tok else None, span,
+        )
+
+    def type_decl(self, c: list[Any]) -> ast.TypeDecl:
+        fields, prev = [], c[2].end_pos
+        for item in self._nodes(c[3:-1]):
+            doc = self._doc(item.span.lo, prev)
+            fields.append(dataclasses.replace(item, doc=doc) if doc else item)
+            prev = item.span.hi
+        return ast.TypeDecl(self._ident(c[1]), tuple(fields), self._span(c))
+
+    def record_field(self, c: list[Any]) -> ast.RecordField:
+        default = next((x.expr for x in c[3:] if isinstance(x, _Default)), None)
+        desc_tok = next((x for x in c[3:] if _is_tok(x, "STRING")), None)
+        last = desc_tok or (default if default is not None else c[2])
+        span = Span(self.origin, c[0].start_pos, self._hi(last))
+        return ast.RecordField(self._ident(c[0]), c[2], default, self._str(desc_tok) if desc_tok else None, span)
+
+    def enum_decl(self, c: list[Any]) -> ast.EnumDecl:
+        return ast.EnumDecl(self._ident(c[1]), tuple(self._nodes(c[3:-1])), self._span(c))
+
+    def enum_member(self, c: list[Any]) -> ast.EnumMember:
+        desc = self._str(c[1]) if len(c) > 1 and c[1] is not None else None
+        return ast.EnumMember(self._ident(c[0]), desc, self._span(c))
+
+    def params(self, c: list[Any]) -> tuple[ast.Param, ...]:
+        return tuple(self._nodes(c))
+
+    def param(self, c: list[Any]) -> ast.Param:
+        type_ = None
+        default = None
+        for i, x in enumerate(c):
+            if _is_tok(x, "COLON"):
+                type_ = c[i + 1]
+            elif isinstance(x, _Default):
+                default = x.expr
+        last = default if default is not None else type_ if type_ is not None else c[0]
+        return ast.Param(self._ident(c[0]), type_, default, Span(self.origin, c[0].start_pos, self._hi(last)))
+
+    def module_decl(self, c: list[Any]) -> ast.ModuleDecl:
+        has_params = isinstance(c[2], tuple)
+        params = c[2] if has_params else ()
+        members = [m for m in c[3 if has_params else 2 :] if isinstance(m, ast.SubmoduleDecl | ast.ForwardDecl)]
+        subs, forward, prev = [], None, (c[3] if has_params else c[2]).end_pos
+        ordered: list[Any] = []
+        for m in members:
+            if isinstance(m, ast.SubmoduleDecl):
+                doc = self._doc(m.span.lo, prev)
+                m = dataclasses.replace(m, doc=doc) if doc else m
+                subs.append(m)
+            elif forward is None:
+                forward = m
+            ordered.append(m)
+            prev = m.span.hi
+        return ast.ModuleDecl(
+            self._ident(c[1]), params, has_params, tuple(subs), forward, tuple(ordered), self._span(c)
+        )
+
+    def submodule(self, c: list[Any]) -> ast.SubmoduleDecl:
+        return ast.SubmoduleDecl(self._ident(c[0]), c[2], self._span(c))
+
+    def forward(self, c: list[Any]) -> ast.ForwardDecl:
+        body = c[2]
+        span = Span(self.origin, c[0].start_pos, body[1])
+        return ast.ForwardDecl(c[1], body[0], span, self._tspan(c[0]))
+
+    def program_decl(self, c: list[Any]) -> ast.ProgramDecl:
+        return ast.ProgramDecl(self._ident(c[1]), c[3], self._span(c))
+
+    def data_decl(self, c: list[Any]) -> ast.DataDecl:
+        return ast.DataDecl(self._ident(c[1]), c[3], self._span(c))
+
+    def metric_decl(self, c: list[Any]) -> ast.MetricDecl:
+        return ast.MetricDecl(self._ident(c[1]), c[3], self._span(c))
+
+    def optimize_decl(self, c: list[Any]) -> ast.OptimizeDecl:
+        return ast.OptimizeDecl(self._ident(c[1]), tuple(self._nodes(c[3:-1])), self._span(c))
+
+    def opt_item(self, c: list[Any]) -> ast.OptItem:
+        return ast.OptItem(self._ident(c[0]), c[1], self._span(c))
+
+    def test_decl(self, c: list[Any]) -> ast.TestDecl:
+        return ast.TestDecl(self._ident(c[1]), self._ident(c[3]), tuple(self._nodes(c[5:-1])), self._span(c))
+
+    def given_item(self, c: list[Any]) -> ast.GivenItem:
+        return ast.GivenItem(self._ident(c[1]), c[3], self._span(c))
+
+    def expect_item(self, c: list[Any]) -> ast.ExpectItem:
+        return ast.ExpectItem(self._ident(c[1]), c[3], self._span(c))
+
+    # -- types ----------------------------------------------------------------------------
+    def union_type(self, c: list[Any]) -> ast.UnionType:
+        left, right = c[0], c[2]
+        options = (*left.options, right) if isinstance(left, ast.UnionType) else (left, right)
+        return ast.UnionType(options, self._span(c))
+
+    def optional_type(self, c: list[Any]) -> ast.OptionalType:
+        return ast.OptionalType(c[0], self._span(c))
+
+    def named_type(self, c: list[Any]) -> ast.NamedType:
+        return ast.NamedType(self._ident(c[0]), self._tspan(c[0]))
+
+    def generic_type(self, c: list[Any]) -> ast.GenericType:
+        return ast.GenericType(self._ident(c[0]), tuple(self._nodes(c[1:])), self._span(c))
+
+    def literal_type(self, c: list[Any]) -> ast.LiteralType:
+        tok = c[0]
+        raw = str(tok)
+        value: Any
+        if tok.type == "STRING":
+            value = decode_string(raw)
+        elif tok.type == "TRUE":
+            value = True
+        elif tok.type == "FALSE":
+            value = False
+        else:
+            value = _number(raw)
+        return ast.LiteralType(value, raw, self._tspan(tok))
+
+    def base_type(self, c: list[Any]) -> Any:
+        return c[1]  # "(" type ")"
+
+    # -- statements -----------------------------------------------------------------------
+    def body(self, c: list[Any]) -> tuple[tuple[Any, ...], int]:
+        return tuple(self._nodes(c[1:-1])), c[-1].end_pos
+
+    def assign(self, c: list[Any]) -> ast.Assign:
+        return ast.Assign(self._ident(c[0]), c[2], self._span(c))
+
+    def return_stmt(self, c: list[Any]) -> ast.Return:
+        return ast.Return(c[1], self._span(c))
+
+    def if_stmt(self, c: list[Any]) -> ast.If:
+        then, end = c[2]
+        orelse = None
+        else_if = False
+        if len(c) > 3 and c[3] is not None:
+            branch = c[4]
+            if isinstance(branch, ast.If):
+                orelse, end, else_if = (branch,), branch.span.hi, True
+            else:
+                orelse, end = branch
+        return ast.If(c[1], then, orelse, Span(self.origin, c[0].start_pos, end), else_if)
+
+    def for_stmt(self, c: list[Any]) -> ast.For:
+        body, end = c[4]
+        return ast.For(self._ident(c[1]), c[3], body, Span(self.origin, c[0].start_pos, end))
+
+    def check_stmt(self, c: list[Any]) -> ast.Check:
+        message = c[3] if len(c) > 3 else None
+        return ast.Check(str(c[0]), c[1], message, self._span(c))  # type: ignore[arg-type]
+
+    def expr_stmt(self, c: list[Any]) -> ast.ExprStmt:
+        return ast.ExprStmt(c[0], c[0].span)
+
+    # -- expressions ----------------------------------------------------------------------
+    def _bin(self, op: str, left: Any, right: Any, c: list[Any]) -> ast.BinOp:
+        return ast.BinOp(op, left, right, self._span(c))
+
+    def or_op(self, c: list[Any]) -> ast.BinOp:
+        return self._bin("or", c[0], c[2], c)
+
+    def and_op(self, c: list[Any]) -> ast.BinOp:
+        return self._bin("and", c[0], c[2], c)
+
+    def not_op(self, c: list[Any]) -> ast.Not:
+        return ast.Not(c[1], self._span(c))
+
+    def compare(self, c: list[Any]) -> ast.BinOp:
+        return self._bin(str(c[1]), c[0], c[2], c)
+
+    def in_op(self, c: list[Any]) -> ast.BinOp:
+        return self._bin("in", c[0], c[2], c)
+
+    def not_in_op(self, c: list[Any]) -> ast.BinOp:
+        return self._bin("not in", c[0], c[3], c)
+
+    def binop(self, c: list[Any]) -> ast.BinOp:
+        return self._bin(str(c[1]), c[0], c[2], c)
+
+    def neg(self, c: list[Any]) -> ast.Neg:
+        return ast.Neg(c[1], self._span(c))
+
+    def attr(self, c: list[Any]) -> ast.Attr:
+        return ast.Attr(c[0], self._ident(c[2]), self._span(c))
+
+    def index(self, c: list[Any]) -> ast.Index:
+        return ast.Index(c[0], c[2], self._span(c))
+
+    def call(self, c: list[Any]) -> ast.Call:
+        return ast.Call(c[0], tuple(self._nodes(c[1:])), self._span(c))
+
+    def kwarg(self, c: list[Any]) -> ast.Arg:
+        return ast.Arg(self._ident(c[0]), c[2], self._span(c))
+
+    def posarg(self, c: list[Any]) -> ast.Arg:
+        return ast.Arg(None, c[0], c[0].span)
+
+    def name(self, c: list[Any]) -> ast.NameRef:
+        return ast.NameRef(self._ident(c[0]), self._tspan(c[0]))
+
+    def number(self, c: list[Any]) -> ast.Lit:
+        return ast.Lit(_number(str(c[0])), str(c[0]), self._tspan(c[0]))
+
+    def string(self, c: list[Any]) -> ast.Str:
+        return self._str(c[0])
+
+    def true(self, c: list[Any]) -> ast.Lit:
+        return ast.Lit(True, "true", self._tspan(c[0]))
+
+    def false(self, c: list[Any]) -> ast.Lit:
+        return ast.Lit(False, "false", self._tspan(c[0]))
+
+    def none(self, c: list[Any]) -> ast.Lit:
+        return ast.Lit(None, "none", self._tspan(c[0]))
+
+    def list(self, c: list[Any]) -> ast.ListExpr:
+        return ast.ListExpr(tuple(self._nodes(c[1:-1])), self._span(c))
+
+    def dict(self, c: list[Any]) -> ast.DictExpr:
+        return ast.DictExpr(tuple(self._nodes(c[1:-1])), self._span(c))
+
+    def pair(self, c: list[Any]) -> ast.Pair:
+        return ast.Pair(c[0], c[2], self._span(c))
+
+    def atom(self, c: list[Any]) -> Any:
+        return c[1]  # "(" expr ")"
+
+
+def _number(raw: str) -> int | float:
+    if any(ch in raw for ch in ".eE"):
+        return float(raw)
+    return int(raw)

@@ -1,0 +1,420 @@
+"""The .dsx syntax tree: small immutable nodes, each with a full :class:`~dsx.diagnostics.Span`.
+
+Identifiers are :class:`Ident` nodes (with their own span) so that go-to-definition,
+references and rename can point at exactly the name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dsx.diagnostics import Span
+
+__all__ = [
+    "Arg", "Assign", "Attr", "BinOp", "Call", "Check", "Comment", "DataDecl", "Decl",
+    "DictExpr", "EnumDecl", "EnumMember", "ExpectItem", "Expr", "ExprStmt", "FieldDecl",
+    "For", "ForwardDecl", "GenericType", "GivenItem", "Ident", "If", "ImportDecl", "ListExpr",
+    "LiteralType", "Lit", "MetricDecl", "ModuleDecl", "NameRef", "Neg", "Not", "OptItem",
+    "OptimizeDecl", "OptionalType", "Param", "ProgramDecl", "RecordField", "Return",
+    "SignatureDecl", "Stmt", "Str", "SubmoduleDecl", "TestDecl", "TypeDecl", "TypeExpr",
+    "NamedType", "UnionType", "UseDecl", "Index", "Pair",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Ident:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    text: str  # including the leading // or ///
+    span: Span
+
+    @property
+    def is_doc(self) -> bool:
+        return self.text.startswith("///")
+
+
+# ---- types ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NamedType:
+    name: Ident
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class GenericType:
+    name: Ident
+    args: tuple[TypeExpr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class OptionalType:
+    inner: TypeExpr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class UnionType:
+    options: tuple[TypeExpr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class LiteralType:
+    value: str | int | float | bool
+    raw: str
+    span: Span
+
+
+TypeExpr = NamedType | GenericType | OptionalType | UnionType | LiteralType
+
+# ---- expressions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NameRef:
+    name: Ident
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    """A number, ``true``, ``false`` or ``none``."""
+
+    value: int | float | bool | None
+    raw: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    """A string literal; ``value`` is decoded (escapes applied), ``raw`` as written."""
+
+    value: str
+    raw: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ListExpr:
+    items: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    key: Expr
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class DictExpr:
+    pairs: tuple[Pair, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    obj: Expr
+    name: Ident
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    obj: Expr
+    index: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    name: Ident | None  # None for a positional argument
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: Expr
+    args: tuple[Arg, ...]
+    span: Span
+
+    def kwarg(self, name: str) -> Arg | None:
+        return next((a for a in self.args if a.name is not None and a.name.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp:
+    op: str  # + - * / % == != < <= > >= and or in "not in"
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    operand: Expr
+    span: Span
+
+
+Expr = NameRef | Lit | Str | ListExpr | DictExpr | Attr | Index | Call | BinOp | Not | Neg
+
+# ---- statements -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    target: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Return:
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class If:
+    cond: Expr
+    then: tuple[Stmt, ...]
+    orelse: tuple[Stmt, ...] | None  # an `else if` is a single If in the tuple
+    span: Span
+    else_if: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class For:
+    var: Ident
+    iter: Expr
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    kind: Literal["assert", "suggest"]
+    cond: Expr
+    message: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ExprStmt:
+    expr: Expr
+    span: Span
+
+
+Stmt = Assign | Return | If | For | Check | ExprStmt
+
+# ---- declarations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UseDecl:
+    module: Str
+    alias: Ident
+    span: Span
+    doc: str | None = None
+
+    @property
+    def name(self) -> Ident:
+        return self.alias
+
+
+@dataclass(frozen=True, slots=True)
+class ImportDecl:
+    path: Str
+    alias: Ident | None
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDecl:
+    direction: Literal["in", "out"]
+    name: Ident
+    type: TypeExpr
+    default: Expr | None
+    desc: Str | None
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureDecl:
+    name: Ident
+    fields: tuple[FieldDecl, ...]
+    shorthand: Str | None  # `signature X = "a -> b"`
+    instructions: Str | None  # an `instructions "..."` item
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordField:
+    name: Ident
+    type: TypeExpr
+    default: Expr | None
+    desc: Str | None
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypeDecl:
+    name: Ident
+    fields: tuple[RecordField, ...]
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnumMember:
+    name: Ident
+    desc: Str | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class EnumDecl:
+    name: Ident
+    members: tuple[EnumMember, ...]
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: Ident
+    type: TypeExpr | None
+    default: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class SubmoduleDecl:
+    name: Ident
+    value: Expr
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardDecl:
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+    keyword: Span  # the `forward` keyword
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleDecl:
+    name: Ident
+    params: tuple[Param, ...]
+    has_params: bool
+    submodules: tuple[SubmoduleDecl, ...]
+    forward: ForwardDecl | None
+    members_order: tuple[SubmoduleDecl | ForwardDecl, ...]
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramDecl:
+    name: Ident
+    value: Expr
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataDecl:
+    name: Ident
+    value: Expr
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDecl:
+    name: Ident
+    value: Expr
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptItem:
+    key: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizeDecl:
+    target: Ident
+    items: tuple[OptItem, ...]
+    span: Span
+    doc: str | None = None
+
+    def get(self, key: str) -> OptItem | None:
+        return next((i for i in self.items if i.key.name == key), None)
+
+
+@dataclass(frozen=True, slots=True)
+class GivenItem:
+    name: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectItem:
+    name: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class TestDecl:
+    name: Ident
+    program: Ident
+    items: tuple[GivenItem | ExpectItem | Check, ...]
+    span: Span
+    doc: str | None = None
+
+    __test__ = False  # not a pytest test class
+
+
+Decl = (
+    UseDecl | ImportDecl | SignatureDecl | TypeDecl | EnumDecl | ModuleDecl | ProgramDecl
+    | DataDecl | MetricDecl | OptimizeDecl | TestDecl
+)
+
+
+@dataclass(slots=True)
+class Block:
+    """One top-level block of a file as parsed on its own."""
+
+    span: Span
+    text: str
+    decl: Any  # Decl | None when it failed to parse
+    comments: list[Comment] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)  # Diagnostics
