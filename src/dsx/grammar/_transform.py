@@ -71,20 +71,21 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         super().__init__(visit_tokens=False)
         self.origin = Origin("<string>")
         self.comments = []
+        self.shift = 0  # added to token offsets (fragments parsed from inside strings)
 
     # -- helpers --------------------------------------------------------------------------
     def _lo(self, x: Any) -> int:
-        return x.start_pos if isinstance(x, Token) else x.span.lo
+        return x.start_pos + self.shift if isinstance(x, Token) else x.span.lo
 
     def _hi(self, x: Any) -> int:
-        return x.end_pos if isinstance(x, Token) else x.span.hi
+        return x.end_pos + self.shift if isinstance(x, Token) else x.span.hi
 
     def _span(self, children: list[Any]) -> Span:
         items = [c for c in children if c is not None and not isinstance(c, _Default | tuple)]
         return Span(self.origin, self._lo(items[0]), self._hi(items[-1]))
 
     def _tspan(self, tok: Token) -> Span:
-        return Span(self.origin, tok.start_pos, tok.end_pos)
+        return Span(self.origin, tok.start_pos + self.shift, tok.end_pos + self.shift)
 
     def _ident(self, tok: Token) -> ast.Ident:
         return ast.Ident(str(tok), self._tspan(tok))
@@ -151,7 +152,7 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         default = next((x.expr for x in c[4:] if isinstance(x, _Default)), None)
         desc_tok = next((x for x in c[4:] if _is_tok(x, "STRING")), None)
         last = desc_tok or (default if default is not None else type_)
-        span = Span(self.origin, direction.start_pos, self._hi(last))
+        span = Span(self.origin, self._lo(direction), self._hi(last))
         return ast.FieldDecl(
             str(direction), self._ident(name), type_, default,
             self._str(desc_tok) if desc_tok else None, span,
@@ -169,7 +170,7 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         default = next((x.expr for x in c[3:] if isinstance(x, _Default)), None)
         desc_tok = next((x for x in c[3:] if _is_tok(x, "STRING")), None)
         last = desc_tok or (default if default is not None else c[2])
-        span = Span(self.origin, c[0].start_pos, self._hi(last))
+        span = Span(self.origin, self._lo(c[0]), self._hi(last))
         return ast.RecordField(self._ident(c[0]), c[2], default, self._str(desc_tok) if desc_tok else None, span)
 
     def enum_decl(self, c: list[Any]) -> ast.EnumDecl:
@@ -191,7 +192,7 @@ class ToAst(Transformer):  # type: ignore[type-arg]
             elif isinstance(x, _Default):
                 default = x.expr
         last = default if default is not None else type_ if type_ is not None else c[0]
-        return ast.Param(self._ident(c[0]), type_, default, Span(self.origin, c[0].start_pos, self._hi(last)))
+        return ast.Param(self._ident(c[0]), type_, default, Span(self.origin, self._lo(c[0]), self._hi(last)))
 
     def module_decl(self, c: list[Any]) -> ast.ModuleDecl:
         has_params = isinstance(c[2], tuple)
@@ -217,7 +218,7 @@ class ToAst(Transformer):  # type: ignore[type-arg]
 
     def forward(self, c: list[Any]) -> ast.ForwardDecl:
         body = c[2]
-        span = Span(self.origin, c[0].start_pos, body[1])
+        span = Span(self.origin, self._lo(c[0]), body[1])
         return ast.ForwardDecl(c[1], body[0], span, self._tspan(c[0]))
 
     def program_decl(self, c: list[Any]) -> ast.ProgramDecl:
@@ -278,7 +279,7 @@ class ToAst(Transformer):  # type: ignore[type-arg]
 
     # -- statements -----------------------------------------------------------------------
     def body(self, c: list[Any]) -> tuple[tuple[Any, ...], int]:
-        return tuple(self._nodes(c[1:-1])), c[-1].end_pos
+        return tuple(self._nodes(c[1:-1])), self._hi(c[-1])
 
     def assign(self, c: list[Any]) -> ast.Assign:
         return ast.Assign(self._ident(c[0]), c[2], self._span(c))
@@ -296,11 +297,11 @@ class ToAst(Transformer):  # type: ignore[type-arg]
                 orelse, end, else_if = (branch,), branch.span.hi, True
             else:
                 orelse, end = branch
-        return ast.If(c[1], then, orelse, Span(self.origin, c[0].start_pos, end), else_if)
+        return ast.If(c[1], then, orelse, Span(self.origin, self._lo(c[0]), end), else_if)
 
     def for_stmt(self, c: list[Any]) -> ast.For:
         body, end = c[4]
-        return ast.For(self._ident(c[1]), c[3], body, Span(self.origin, c[0].start_pos, end))
+        return ast.For(self._ident(c[1]), c[3], body, Span(self.origin, self._lo(c[0]), end))
 
     def check_stmt(self, c: list[Any]) -> ast.Check:
         message = c[3] if len(c) > 3 else None

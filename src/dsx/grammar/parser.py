@@ -25,7 +25,7 @@ from dsx.diagnostics import Diagnostic, Origin, SourceFile, Span, make
 from dsx.grammar import ast
 from dsx.grammar._transform import ToAst
 
-__all__ = ["BlockCache", "ParsedFile", "parse", "parse_type_text", "split_blocks"]
+__all__ = ["BlockCache", "ParsedFile", "parse", "parse_expr_text", "parse_type_text", "split_blocks"]
 
 TOP_KEYWORDS = ("use", "import", "signature", "type", "enum", "module", "program", "data", "metric", "optimize", "test")
 # A top-level block starts at column 0 with a keyword followed by a name or a string.
@@ -49,7 +49,7 @@ def _get_parser() -> tuple[Lark, ToAst]:
             grammar,
             parser="lalr",
             lexer="contextual",
-            start=["block", "type"],
+            start=["block", "type", "expr"],
             keep_all_tokens=True,
             maybe_placeholders=True,
             transformer=_transformer,
@@ -193,16 +193,29 @@ def _comments(text: str) -> Iterable[re.Match[str]]:
 
 
 def parse_type_text(text: str, origin: Origin, offset: int) -> tuple[Any, Diagnostic | None]:
-    """Parse a type written inside a string (signature shorthand), spans relative to ``offset``."""
+    """Parse a type written inside a string (signature shorthand); spans start at ``offset``."""
+    return _parse_fragment(text, origin, offset, "type")
+
+
+def parse_expr_text(text: str, origin: Origin, offset: int) -> tuple[Any, Diagnostic | None]:
+    """Parse an expression inside a string (``"{expr}"`` interpolation)."""
+    return _parse_fragment(text, origin, offset, "expr")
+
+
+def _parse_fragment(text: str, origin: Origin, offset: int, start: str) -> tuple[Any, Diagnostic | None]:
     parser, transformer = _get_parser()
-    shifted = Origin(origin.file, origin.offset + offset)
+    # Spans of the fragment are relative to the origin of the enclosing block.
     with _lock:
-        transformer.origin = shifted
+        transformer.origin = origin
         transformer.comments = []
+        transformer.shift = offset
         try:
-            return parser.parse(text, start="type"), None
+            return parser.parse(text, start=start), None
         except UnexpectedInput as exc:
-            return None, _syntax_diagnostic(exc, text, shifted, what="type")
+            diag = _syntax_diagnostic(exc, text, Origin(origin.file, origin.offset + offset), what=start if start == "type" else "expression")
+            return None, diag
+        finally:
+            transformer.shift = 0
 
 
 _READABLE = {

@@ -1,0 +1,136 @@
+"""What the checker knows without reading user code: built-in module kinds, functions,
+metrics and optimizers, plus helpers (did-you-mean, finding a Python module's source)."""
+
+from __future__ import annotations
+
+import ast as pyast
+import difflib
+import importlib.machinery
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = [
+    "BUILTIN_FUNCTIONS",
+    "BUILTIN_METRICS",
+    "KINDS",
+    "OPTIMIZERS",
+    "KindInfo",
+    "did_you_mean",
+    "python_module_names",
+]
+
+_LM_CONFIG = frozenset({"temperature", "max_tokens", "n", "top_p", "stop", "seed", "rollout_id"})
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """A built-in sub-module kind: how it is built and what calling it returns."""
+
+    name: str
+    takes_signature: bool
+    kwargs: frozenset[str]
+    extra_outputs: tuple[str, ...] = ()
+    wraps_module: bool = False  # Refine / BestOfN: `module = <submodule>`
+    doc: str = ""
+
+
+KINDS: dict[str, KindInfo] = {
+    k.name: k
+    for k in (
+        KindInfo("Predict", True, _LM_CONFIG, doc="One LM call shaped by a signature."),
+        KindInfo("ChainOfThought", True, _LM_CONFIG, ("reasoning",), doc="Like Predict, with step-by-step `reasoning` written before the outputs."),
+        KindInfo("ReAct", True, _LM_CONFIG | {"tools", "max_iters"}, ("trajectory",), doc="An agent that reasons and calls tools until it can answer."),
+        KindInfo("ProgramOfThought", True, _LM_CONFIG | {"max_iters"}, ("reasoning",), doc="The LM writes Python, the sandbox runs it, the result answers."),
+        KindInfo("CodeAct", True, _LM_CONFIG | {"tools", "max_iters"}, ("trajectory",), doc="The LM writes code that calls tools inside the sandbox."),
+        KindInfo("Retrieve", False, frozenset({"k"}), ("passages",), doc="Retrieves the top `k` passages for a query."),
+        KindInfo("Refine", False, frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}), wraps_module=True, doc="Runs a module up to N times, feeding back hints, until the reward reaches the threshold."),
+        KindInfo("BestOfN", False, frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}), wraps_module=True, doc="Runs a module N times and keeps the best-rewarded prediction."),
+    )
+}
+
+PREDICTOR_KINDS = frozenset(k for k, v in KINDS.items() if v.takes_signature)
+
+BUILTIN_FUNCTIONS = frozenset(
+    {"len", "str", "int", "float", "bool", "list", "dict", "range", "min", "max", "sum", "sorted",
+     "enumerate", "zip", "any", "all", "abs", "round", "print", "join", "lower", "upper", "strip"}
+)
+
+BUILTIN_METRICS = frozenset({"exact_match", "f1", "passage_match", "answer_in_context"})
+
+OPTIMIZERS = frozenset(
+    {"LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
+     "MIPROv2", "COPRO", "BootstrapFinetune", "Ensemble"}
+)
+
+OPTIMIZE_KEYS = frozenset({"with", "train", "dev", "metric", "lm", "seed"})
+
+PRIMITIVE_TYPES = frozenset({"str", "int", "float", "bool", "any", "Image", "History"})
+GENERIC_TYPES = {"list": 1, "dict": 2, "tuple": -1}
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def find_python_source(module: str, base_dir: Path) -> Path | None:
+    """The source file of ``module``, searching ``base_dir`` then ``sys.path``, without importing it."""
+    import sys
+
+    search: list[str] | None = [str(base_dir), *sys.path]
+    path: Path | None = None
+    for part in module.split("."):
+        spec = importlib.machinery.PathFinder.find_spec(part, search)
+        if spec is None:
+            return None
+        if spec.submodule_search_locations:
+            search = list(spec.submodule_search_locations)
+            path = Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+        else:
+            search = None
+            path = Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    return path
+
+
+@lru_cache(maxsize=256)
+def _names_in(path: str, mtime: float) -> frozenset[str] | None:
+    try:
+        tree = pyast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, pyast.FunctionDef | pyast.AsyncFunctionDef | pyast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, pyast.Assign):
+            for target in node.targets:
+                if isinstance(target, pyast.Name):
+                    names.add(target.id)
+        elif isinstance(node, pyast.AnnAssign) and isinstance(node.target, pyast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, pyast.Import | pyast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None  # cannot know statically
+                names.add((alias.asname or alias.name).split(".")[0])
+    if "__getattr__" in names:
+        return None
+    return frozenset(names)
+
+
+def python_module_names(module: str, base_dir: Path) -> tuple[Path | None, frozenset[str] | None]:
+    """``(source path, top-level names)`` of a Python module found by reading (not importing) it.
+
+    Names are ``None`` when they cannot be known statically (star imports, ``__getattr__``,
+    extension modules).
+    """
+    path = find_python_source(module, base_dir)
+    if path is None:
+        return None, None
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return path, None
+    return path, _names_in(str(path), mtime)

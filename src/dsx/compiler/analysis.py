@@ -1,0 +1,114 @@
+"""The front-end driver: load a root file and its imports, parse, lower and check.
+
+``analyze_path`` / ``analyze_source`` return an :class:`Analysis` with the IR, every
+diagnostic, and the symbols and references an editor needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsx import ir
+from dsx.compiler.lower import Lowerer
+from dsx.compiler.symbols import Reference, Symbol
+from dsx.diagnostics import Diagnostic, Related, SourceFile, Span, make
+from dsx.grammar import ast
+from dsx.grammar.parser import BlockCache, ParsedFile, parse
+
+__all__ = ["Analysis", "analyze_path", "analyze_source"]
+
+
+@dataclass(slots=True)
+class Analysis:
+    root: str
+    files: dict[str, ParsedFile]
+    unit: ir.Unit
+    diagnostics: list[Diagnostic]
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+    references: list[Reference] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def source(self, path: str) -> SourceFile | None:
+        pf = self.files.get(path)
+        return pf.source if pf else None
+
+
+def analyze_source(
+    text: str,
+    path: str = "<string>",
+    *,
+    overlays: dict[str, str] | None = None,
+    caches: dict[str, BlockCache] | None = None,
+) -> Analysis:
+    """Analyze ``text`` as the file ``path``. ``overlays`` give unsaved text of other files."""
+    texts = dict(overlays or {})
+    texts[_norm(path)] = text
+    return _analyze(_norm(path), texts, caches)
+
+
+def analyze_path(path: str | Path, *, overlays: dict[str, str] | None = None) -> Analysis:
+    root = _norm(str(path))
+    texts = dict(overlays or {})
+    if root not in texts:
+        texts[root] = Path(root).read_text(encoding="utf-8")
+    return _analyze(root, texts, None)
+
+
+def _norm(path: str) -> str:
+    if path.startswith("<"):
+        return path
+    return str(Path(path).resolve())
+
+
+def _analyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache] | None) -> Analysis:
+    files: dict[str, ParsedFile] = {}
+    diagnostics: list[Diagnostic] = []
+    order: list[str] = []
+
+    def load(path: str, stack: list[str]) -> None:
+        if path in files:
+            return
+        text = texts.get(path)
+        if text is None:
+            text = Path(path).read_text(encoding="utf-8")
+        cache = caches.setdefault(path, BlockCache()) if caches is not None else None
+        pf = parse(text, path, cache=cache)
+        files[path] = pf
+        diagnostics.extend(pf.diagnostics)
+        for decl in pf.decls:
+            if not isinstance(decl, ast.ImportDecl):
+                continue
+            target = decl.path.value
+            base = Path(path).parent if not path.startswith("<") else Path.cwd()
+            resolved = _norm(str(base / target))
+            if not target.endswith(".dsx"):
+                diagnostics.append(make("DSX120", f'imports name .dsx files: `import "{target}"` should end in .dsx', decl.path.span))
+                continue
+            if resolved in stack:
+                cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(resolved):], resolved])
+                diagnostics.append(make("DSX121", f"import cycle: {cycle}", decl.path.span))
+                continue
+            if resolved not in texts and not Path(resolved).is_file():
+                diagnostics.append(make("DSX120", f"imported file `{target}` does not exist (looked at {resolved})", decl.path.span))
+                continue
+            load(resolved, [*stack, resolved])
+        order.append(path)
+
+    load(root, [root])
+    ordered = [files[p] for p in order]
+    lowerer = Lowerer(ordered, root)
+    unit = lowerer.run()
+    diagnostics.extend(lowerer.diagnostics)
+    diagnostics.sort(key=lambda d: (d.span.file != root, d.span.file, d.span.start))
+    return Analysis(root, files, unit, diagnostics, lowerer.symbols, lowerer.references)
+
+
+__all__ += ["Related", "Span"]
