@@ -56,6 +56,47 @@ def _print_predictor(name: str, state: dict[str, Any], *, show_demos: bool) -> N
             print(f"    {i}. " + json.dumps(demo, ensure_ascii=False)[:200])
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from dsx.compiler.analysis import analyze_path
+    from dsx.diagnostics import render_json, render_text
+
+    paths = _expand(args.files)
+    if paths is None:
+        return 2
+    collected = []
+    errors = warnings = 0
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    for path in paths:
+        analysis = analyze_path(path)
+        for diag in analysis.diagnostics:
+            source = analysis.source(diag.span.file)
+            collected.append((diag, source))
+            errors += diag.severity == "error"
+            warnings += diag.severity == "warning"
+    if args.format == "json":
+        print(render_json(collected))
+    else:
+        for diag, source in collected:
+            print(render_text(diag, source, color=color) + "\n")
+        summary = f"{len(paths)} file(s) checked: {errors} error(s), {warnings} warning(s)"
+        print(summary if collected else f"{len(paths)} file(s) checked: no problems")
+    return 1 if errors else 0
+
+
+def _expand(items: Sequence[str]) -> list[Path] | None:
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(sorted(p.rglob("*.dsx")))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            print(f"dsx: {item}: no such file or directory", file=sys.stderr)
+            return None
+    return paths
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsx",
@@ -63,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dsx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = sub.add_parser(
+        "check",
+        help="check .dsx files and report every problem",
+        description="Parse and check .dsx files (and what they import); print every diagnostic. "
+        "Exit status 1 if there are errors.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help=".dsx files or directories")
+    check.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    check.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour the text output")
+    check.set_defaults(func=_cmd_check)
     inspect = sub.add_parser(
         "inspect",
         help="show the learned state saved by program.save(path)",

@@ -203,6 +203,19 @@ def _severity_label(sev: Severity) -> str:
     return sev
 
 
+def display_path(path: str) -> str:
+    """``path`` relative to the working directory when it is inside it."""
+    import os
+
+    if path.startswith("<"):
+        return path
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
 def render_text(diag: Diagnostic, source: SourceFile | None, *, color: bool = False) -> str:
     """rustc-style text: header, location, the source line with carets, notes, fix."""
     red, yellow, blue, bold, reset = (
@@ -211,12 +224,12 @@ def render_text(diag: Diagnostic, source: SourceFile | None, *, color: bool = Fa
     tint = red if diag.severity == "error" else yellow if diag.severity == "warning" else blue
     lines = [f"{bold}{tint}{diag.severity}[{diag.code}]{reset}{bold}: {diag.message}{reset}"]
     if source is None:
-        lines.append(f"  --> {diag.span.file}")
+        lines.append(f"  --> {display_path(diag.span.file)}")
         return "\n".join(lines)
     line, col = source.position(diag.span.start)
     end_line, end_col = source.position(max(diag.span.start, diag.span.end))
     gutter = " " * len(str(line))
-    lines.append(f"{gutter}{blue}-->{reset} {source.path}:{line}:{col}")
+    lines.append(f"{gutter}{blue}-->{reset} {display_path(source.path)}:{line}:{col}")
     text = source.line_text(line)
     width = (end_col - col) if end_line == line else len(text) - col + 1
     lines.append(f"{gutter} {blue}|{reset}")
@@ -224,7 +237,7 @@ def render_text(diag: Diagnostic, source: SourceFile | None, *, color: bool = Fa
     lines.append(f"{gutter} {blue}|{reset} {' ' * (col - 1)}{tint}{'^' * max(1, width)}{reset}")
     for rel in diag.related:
         rline, rcol = source.position(rel.span.start) if rel.span.file == source.path else (0, 0)
-        where = f"{rel.span.file}:{rline}:{rcol}" if rline else rel.span.file
+        where = f"{display_path(rel.span.file)}:{rline}:{rcol}" if rline else display_path(rel.span.file)
         lines.append(f"{gutter} {blue}={reset} note: {rel.message} ({where})")
     if diag.fix is not None:
         lines.append(f"{gutter} {blue}={reset} help: {diag.fix.title}")

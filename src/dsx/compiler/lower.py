@@ -359,6 +359,7 @@ class Lowerer:
                 return ir.TypeRef(kind="enum", name=name)
             candidates = [*simple, *_env.GENERIC_TYPES, *(n for n, (k, _) in self.decls.items() if k in ("type", "enum"))]
             if kind is not None:
+                self._ref(node.name.span, name)
                 self._error("DSX106", f"`{name}` is a {kind}, not a type", node.name.span)
             else:
                 self._unknown("DSX101", "type", node.name, candidates, "declare it with `type` or `enum`")
@@ -441,6 +442,7 @@ class Lowerer:
                 self._ref(value.func.name.span, kind_name)
                 return self._user_module_instance(name, value, scope)
             if decl_kind is not None:
+                self._ref(value.func.name.span, kind_name)
                 self._error("DSX105", f"`{kind_name}` is a {decl_kind}, not a module kind", value.func.name.span)
             else:
                 candidates = [*_env.KINDS, *(n for n, (k, _) in self.decls.items() if k == "module")]
@@ -534,6 +536,7 @@ class Lowerer:
                 self._ref(arg.name.span, name)
                 return self.signatures.get(name)
             if kind is not None:
+                self._ref(arg.name.span, name)
                 self._error("DSX104", f"`{name}` is a {kind}, not a signature", arg.name.span)
             else:
                 self._unknown("DSX104", "signature", arg.name, [n for n, (k, _) in self.decls.items() if k == "signature"])
@@ -746,13 +749,16 @@ class Lowerer:
         if sig is None or kind is None:
             return None
         inputs = {f.name: f for f in sig.inputs}
+        positional = [a for a in e.args if a.name is None]
+        if positional:
+            fix = None
+            if len(inputs) == 1 and len(positional) == 1:
+                only = next(iter(inputs))
+                arg0 = positional[0]
+                fix = Fix(f"pass it as `{only} = ...`", (Edit(Span(arg0.span.origin, arg0.span.lo, arg0.span.lo), f"{only} = "),))
+            self._error("DSX114", f"{label} takes keyword inputs ({', '.join(f'`{n} = ...`' for n in inputs)})", positional[0].span.cover(positional[-1].span), fix=fix)
         for arg in e.args:
             if arg.name is None:
-                fix = None
-                if len(inputs) == 1:
-                    only = next(iter(inputs))
-                    fix = Fix(f"pass it as `{only} = ...`", (Edit(Span(arg.span.origin, arg.span.lo, arg.span.lo), f"{only} = "),))
-                self._error("DSX114", f"{label} takes keyword inputs ({', '.join(f'`{n} = ...`' for n in inputs)})", arg.span, fix=fix)
                 continue
             fname = arg.name.name
             if fname not in inputs:
@@ -957,6 +963,7 @@ class Lowerer:
             self._ref(ident.span, ident.name)
             return True
         if found_kind is not None:
+            self._ref(ident.span, ident.name)
             self._error("DSX106", f"`{ident.name}` is a {found_kind}, not a {kind}", ident.span)
         else:
             self._unknown("DSX100", kind, ident, [n for n, (k, _) in self.decls.items() if k == kind])
