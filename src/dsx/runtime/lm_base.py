@@ -244,7 +244,14 @@ def _is_loopback(api_base: str | None) -> bool:
     from urllib.parse import urlparse
 
     host = urlparse(api_base).hostname or ""
-    return host in {"localhost", "::1"} or host.startswith("127.")
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:  # an address, not a name that merely starts with "127." (127.0.0.1.evil.example)
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def pretty_print_history(entries: list[dict[str, Any]]) -> str:

@@ -1,0 +1,913 @@
+"""``dsx.LM``: the LiteLLM-backed client for real providers.
+
+This is the only module that imports ``litellm``, and only on the first request (importing
+it costs seconds). dsx does its own retrying — exponential backoff with full jitter,
+honouring ``Retry-After`` — so LiteLLM and the openai SDK are told never to retry.
+Provider failures are mapped into :class:`dsx.errors.LMError` subclasses that name the
+model, quote the provider and say whether a retry may help. Answers go through the
+process-wide cache (:mod:`dsx.runtime.cache`) unless ``cache=False``.
+
+Secrets and endpoints (``api_key``, ``api_base``, headers) live on the LM object only:
+they are sent to LiteLLM but never enter request parameters, history, cache keys or
+:meth:`LM.dump_state`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dsx.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextWindowExceededError,
+    LMConnectionError,
+    LMError,
+    LMResponseError,
+    LMTimeoutError,
+    ModelNotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from dsx.runtime.cache import Cache, get_cache, request_key
+from dsx.runtime.lm_base import BaseLM, LMResponse
+
+__all__ = ["LM"]
+
+Message = dict[str, Any]
+
+#: Kept on the LM, sent to LiteLLM, never recorded anywhere.
+_SECRET_KEYS = frozenset({"api_key", "api_base", "base_url", "headers", "extra_headers"})
+#: How a request is sent rather than what it asks: never part of the request parameters.
+_TRANSPORT_KEYS = _SECRET_KEYS | {
+    "timeout",
+    "request_timeout",
+    "num_retries",
+    "max_retries",
+    "cache",
+    "stream",
+    "rollout_id",
+}
+#: Settings that :meth:`LM.copy` and the constructor keep as attributes, not as kwargs.
+_ATTRIBUTES = ("model_type", "cache", "num_retries", "timeout", "api_base", "api_key", "headers")
+
+_litellm: Any = None
+_READONLY_WARNING = r"Item '.*' on TypedDict class '.*' is using the `ReadOnly` qualifier"
+_import_lock = threading.Lock()
+_warned_rollout = False
+
+
+def _lib() -> Any:
+    """Import LiteLLM once, offline-safe and quiet."""
+    global _litellm
+    if _litellm is None:
+        with _import_lock:
+            if _litellm is None:
+                # Without this LiteLLM fetches its cost map over the network at import and
+                # retries for seconds when offline.
+                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                import litellm
+
+                # LiteLLM's own pydantic usage warns at run time; none of it is actionable
+                # for dsx users.
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module="litellm")
+                warnings.filterwarnings("ignore", message=_READONLY_WARNING, category=UserWarning)
+                litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners
+                litellm.set_verbose = False
+                for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+                    logger = logging.getLogger(name)
+                    if logger.level == logging.NOTSET or logger.level < logging.WARNING:
+                        logger.setLevel(logging.WARNING)
+                _litellm = litellm
+    return _litellm
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request, split into what it asks (``params``) and how it is sent."""
+
+    messages: list[Message]
+    params: dict[str, Any]
+    api_base: str | None
+    api_key: str | None
+    headers: dict[str, Any] | None
+    timeout: Any
+    num_retries: int
+    use_cache: bool
+    stream: bool
+    rollout_id: Any
+    key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LM(BaseLM):
+    """A language model reached through LiteLLM (OpenAI, Anthropic, local servers, ...).
+
+    Args:
+        model: ``"provider/model"``, e.g. ``"openai/gpt-4o-mini"``.
+        model_type: ``"chat"`` (messages) or ``"text"`` (the messages joined into one prompt,
+            sent to the completions endpoint).
+        temperature: sampling temperature (``None``: the provider's default).
+        max_tokens: the most tokens to generate (``None``: the provider's default).
+        cache: look answers up in, and store them in, the dsx cache.
+        num_retries: retries after a retryable failure (429, 5xx, timeouts, resets,
+            malformed or broken-off responses), with exponential backoff and full jitter.
+        timeout: seconds to wait for an answer, per attempt (``None``: LiteLLM's default).
+        api_base: the endpoint, e.g. ``"http://127.0.0.1:8000/v1"``.
+        api_key: the key (default: the provider's environment variable, e.g. ``OPENAI_API_KEY``).
+        **kwargs: default request parameters (``n``, ``top_p``, ``stop``, ``rollout_id``,
+            ``headers``, ...).
+
+    Example:
+        >>> lm = dsx.LM("openai/gpt-4o-mini", temperature=0.2)
+        >>> lm("Say hi")
+        ['Hi!']
+    """
+
+    is_real = True
+    #: First backoff step in seconds; the n-th retry waits up to ``base * 2**n``.
+    retry_base_delay: float = 0.5
+    #: The longest backoff between two attempts, in seconds.
+    retry_max_delay: float = 20.0
+    #: A ``Retry-After`` longer than this (seconds) is ignored in favour of backoff.
+    max_retry_after: float = 60.0
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        model_type: Literal["chat", "text"] = "chat",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        cache: bool = True,
+        num_retries: int = 3,
+        timeout: float | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"LM needs a model name like 'openai/gpt-4o-mini', got {model!r}")
+        if model_type not in ("chat", "text"):
+            raise ValueError(f"model_type must be 'chat' or 'text', got {model_type!r}")
+        if num_retries < 0:
+            raise ValueError(f"num_retries must be >= 0, got {num_retries}")
+        base_url = kwargs.pop("base_url", None)
+        headers = {
+            **(kwargs.pop("extra_headers", None) or {}),
+            **(kwargs.pop("headers", None) or {}),
+        }
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        super().__init__(model, model_type=model_type, **kwargs)
+        self.cache = cache
+        self.num_retries = num_retries
+        self.timeout = timeout
+        self.api_base = api_base or base_url
+        self.api_key = api_key
+        self.headers: dict[str, Any] | None = dict(headers) if headers else None
+
+    # -- settings -------------------------------------------------------------------------
+    def copy(self, **kwargs: Any) -> LM:
+        """A new LM with the same settings, overridden by ``kwargs``.
+
+        Request parameters set to ``None`` are removed (``lm.copy(temperature=None)``).
+        """
+        attrs = {k: kwargs.pop(k) for k in _ATTRIBUTES if k in kwargs}
+        if "base_url" in kwargs:
+            attrs["api_base"] = kwargs.pop("base_url")
+        if "extra_headers" in kwargs:
+            attrs["headers"] = kwargs.pop("extra_headers")
+        new = super().copy(**kwargs)
+        assert isinstance(new, LM)
+        new.kwargs = {k: v for k, v in new.kwargs.items() if v is not None}
+        for key, value in attrs.items():
+            setattr(new, key, value)
+        return new
+
+    def dump_state(self) -> dict[str, Any]:
+        """Settings to save with a program; ``LM(**lm.dump_state())`` recreates the LM
+        (without its endpoint and key, which are never saved)."""
+        state = super().dump_state()
+        state["cache"] = self.cache
+        state["num_retries"] = self.num_retries
+        if isinstance(self.timeout, int | float):
+            state["timeout"] = self.timeout
+        return state
+
+    # -- requests -------------------------------------------------------------------------
+    def forward(self, messages: list[Message], **params: Any) -> LMResponse:
+        call = self._prepare(messages, params)
+        self.check_allowed(call.api_base)
+        cache = self._cache_for(call)
+        if cache is not None:
+            hit = cache.get(call.key)
+            if hit is not None:
+                return _from_entry(hit)
+        attempt = 0
+        while True:
+            try:
+                response = self._stream_sync(call) if call.stream else self._complete_sync(call)
+                break
+            except Exception as exc:
+                err = self._fail(exc, call, attempt)
+                if err is None:
+                    raise
+                if err.retryable and err.attempts <= call.num_retries:
+                    time.sleep(self._backoff(attempt, err))
+                    attempt += 1
+                    continue
+                raise err from (None if err is exc else exc)
+        if cache is not None:
+            cache.put(call.key, _to_entry(response))
+        return response
+
+    async def aforward(self, messages: list[Message], **params: Any) -> LMResponse:
+        call = self._prepare(messages, params)
+        self.check_allowed(call.api_base)
+        cache = self._cache_for(call)
+        if cache is not None:
+            hit = cache.get(call.key)
+            if hit is not None:
+                return _from_entry(hit)
+        attempt = 0
+        while True:
+            try:
+                if call.stream:
+                    response = await self._stream_async(call)
+                else:
+                    response = await self._complete_async(call)
+                break
+            except Exception as exc:
+                err = self._fail(exc, call, attempt)
+                if err is None:
+                    raise
+                if err.retryable and err.attempts <= call.num_retries:
+                    await _sleep(self._backoff(attempt, err))
+                    attempt += 1
+                    continue
+                raise err from (None if err is exc else exc)
+        if cache is not None:
+            cache.put(call.key, _to_entry(response))
+        return response
+
+    async def astream(self, messages: list[Message], **kwargs: Any) -> AsyncIterator[str]:
+        """Yield the text of the first choice as it is generated.
+
+        Failures before the first piece of text are retried like any request; once text
+        has been yielded, a broken stream raises :class:`~dsx.errors.LMResponseError`.
+        The finished call is recorded in history and usage and stored in the cache (a
+        cache hit yields the whole text at once).
+
+        Example:
+            >>> async for delta in lm.astream([{"role": "user", "content": "Tell a joke"}]):
+            ...     print(delta, end="")
+        """
+        params = {**self.kwargs, **kwargs}
+        start = time.time()
+        call = self._prepare(messages, params)
+        self.check_allowed(call.api_base)
+        cache = self._cache_for(call)
+        if cache is not None:
+            hit = cache.get(call.key)
+            if hit is not None:
+                response = _from_entry(hit)
+                if response.outputs and response.outputs[0]:
+                    yield response.outputs[0]
+                self._record(messages, params, response, start)
+                return
+        attempt = 0
+        while True:
+            assembler = _StreamAssembler(self, call)
+            yielded = False
+            try:
+                async for chunk in self._open_stream_async(call):
+                    delta = assembler.add(chunk)
+                    if delta:
+                        yielded = True
+                        yield delta
+                response = assembler.result()
+                break
+            except Exception as exc:
+                err = self._fail(exc, call, attempt)
+                if err is None:
+                    raise
+                if not yielded and err.retryable and err.attempts <= call.num_retries:
+                    await _sleep(self._backoff(attempt, err))
+                    attempt += 1
+                    continue
+                raise err from (None if err is exc else exc)
+        if cache is not None:
+            cache.put(call.key, _to_entry(response))
+        self._record(messages, params, response, start)
+
+    # -- preparing ------------------------------------------------------------------------
+    def _prepare(self, messages: list[Message], params: dict[str, Any]) -> _Call:
+        params = dict(params)
+        over = {k: params.pop(k) for k in _TRANSPORT_KEYS.intersection(params)}
+        headers = over.get("headers") or over.get("extra_headers") or self.headers
+        call = _Call(
+            messages=messages,
+            params=params,
+            api_base=over.get("api_base") or over.get("base_url") or self.api_base,
+            api_key=over.get("api_key") or self.api_key,
+            headers=headers,
+            timeout=over.get("timeout", over.get("request_timeout", self.timeout)),
+            num_retries=int(over.get("num_retries", self.num_retries)),
+            use_cache=bool(over.get("cache", self.cache)),
+            stream=bool(over.get("stream", False)),
+            rollout_id=over.get("rollout_id"),
+        )
+        if call.rollout_id is not None and params.get("temperature") == 0:
+            _warn_rollout_once()
+        return call
+
+    def _cache_for(self, call: _Call) -> Cache | None:
+        if not call.use_cache:
+            return None
+        cache = get_cache()
+        if not (cache.enable_memory or cache.enable_disk):
+            return None
+        call.key = request_key(
+            model=self.model,
+            messages=call.messages,
+            params=call.params,
+            rollout_id=call.rollout_id,
+            model_type=self.model_type,
+        )
+        return cache
+
+    def _litellm_kwargs(self, call: _Call, *, stream: bool) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.model, **call.params}
+        if self.model_type == "chat":
+            kwargs["messages"] = call.messages
+        else:
+            kwargs["prompt"] = _prompt_of(call.messages)
+        # dsx retries; LiteLLM and the openai SDK must not retry underneath it.
+        kwargs["num_retries"] = 0
+        kwargs["max_retries"] = 0
+        if call.api_base:
+            kwargs["api_base"] = call.api_base
+        if call.api_key:
+            kwargs["api_key"] = call.api_key
+        if call.headers:
+            kwargs["extra_headers"] = call.headers
+        if call.timeout is not None:
+            kwargs["timeout"] = call.timeout
+        if stream:
+            kwargs["stream"] = True
+            kwargs.setdefault("stream_options", {"include_usage": True})
+        return kwargs
+
+    # -- one attempt ----------------------------------------------------------------------
+    def _complete_sync(self, call: _Call) -> LMResponse:
+        litellm = _lib()
+        fn = litellm.completion if self.model_type == "chat" else litellm.text_completion
+        return self._convert(fn(**self._litellm_kwargs(call, stream=False)))
+
+    async def _complete_async(self, call: _Call) -> LMResponse:
+        litellm = _lib()
+        fn = litellm.acompletion if self.model_type == "chat" else litellm.atext_completion
+        return self._convert(await fn(**self._litellm_kwargs(call, stream=False)))
+
+    def _stream_sync(self, call: _Call) -> LMResponse:
+        litellm = _lib()
+        fn = litellm.completion if self.model_type == "chat" else litellm.text_completion
+        stream = fn(**self._litellm_kwargs(call, stream=True))
+        assembler = _StreamAssembler(self, call)
+        try:
+            for chunk in stream:
+                assembler.add(chunk)
+        finally:
+            close = getattr(stream, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+        return assembler.result()
+
+    async def _stream_async(self, call: _Call) -> LMResponse:
+        assembler = _StreamAssembler(self, call)
+        async for chunk in self._open_stream_async(call):
+            assembler.add(chunk)
+        return assembler.result()
+
+    async def _open_stream_async(self, call: _Call) -> AsyncIterator[Any]:
+        litellm = _lib()
+        fn = litellm.acompletion if self.model_type == "chat" else litellm.atext_completion
+        stream = await fn(**self._litellm_kwargs(call, stream=True))
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if callable(aclose):
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    def _convert(self, resp: Any) -> LMResponse:
+        choices = getattr(resp, "choices", None) or []
+        if self.model_type == "chat":
+            outputs = [_chat_text(getattr(c, "message", None)) for c in choices]
+        else:
+            outputs = [getattr(c, "text", None) or "" for c in choices]
+        if not outputs:
+            raise LMResponseError(
+                f"{self.model}: the provider's answer has no choices (got {str(resp)[:200]!r})",
+                model=self.model,
+            )
+        usage = _usage_of(getattr(resp, "usage", None))
+        hidden = getattr(resp, "_hidden_params", None)
+        if isinstance(hidden, dict):
+            cost = hidden.get("response_cost")
+        else:
+            cost = getattr(hidden, "response_cost", None)
+        cost = float(cost) if isinstance(cost, int | float) else None
+        return LMResponse(outputs=outputs, usage=usage, model=self.model, cost=cost, raw=resp)
+
+    # -- failures -------------------------------------------------------------------------
+    def _fail(self, exc: BaseException, call: _Call, attempt: int) -> LMError | None:
+        """The dsx error for ``exc`` (``None``: not a provider failure, re-raise as is)."""
+        err = exc if isinstance(exc, LMError) else map_error(exc, self.model, call.timeout)
+        if err is None:
+            return None
+        err.attempts = attempt + 1
+        # When this is the error the caller will see, say how hard we tried.
+        if (not err.retryable or err.attempts > call.num_retries) and err.attempts > 1:
+            err.args = (f"{err} (gave up after {err.attempts} attempts)",)
+        return err
+
+    def _backoff(self, attempt: int, err: LMError) -> float:
+        if err.retry_after is not None and 0 <= err.retry_after <= self.max_retry_after:
+            return err.retry_after
+        # Full jitter: spreads retries of many concurrent callers.
+        return random.uniform(0, min(self.retry_max_delay, self.retry_base_delay * 2**attempt))
+
+    # -- history --------------------------------------------------------------------------
+    def _record(
+        self,
+        messages: list[Message],
+        params: dict[str, Any],
+        response: LMResponse,
+        start: float,
+    ) -> None:
+        if not _SECRET_KEYS.isdisjoint(params):
+            params = {k: v for k, v in params.items() if k not in _SECRET_KEYS}
+        super()._record(messages, params, response, start)
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def _prompt_of(messages: list[Message]) -> str:
+    """The prompt a text-completion model gets: every message's text, blank-line separated."""
+    return "\n\n".join(_text_of(m.get("content")) for m in messages)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def _chat_text(message: Any) -> str:
+    """A chat choice's text. A reply with only tool calls becomes their JSON (see docs/lm.md)."""
+    if message is None:
+        return ""
+    text = _text_of(getattr(message, "content", None))
+    calls = getattr(message, "tool_calls", None)
+    if text or not calls:
+        return text
+    return json.dumps({"tool_calls": [_tool_call(c) for c in calls]}, ensure_ascii=False)
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    function = getattr(call, "function", None)
+    name = getattr(function, "name", None)
+    args: Any = getattr(function, "arguments", None)
+    if isinstance(args, str):
+        with contextlib.suppress(ValueError):
+            args = json.loads(args)
+    return {"id": getattr(call, "id", None), "name": name, "arguments": args}
+
+
+def _usage_of(usage: Any) -> dict[str, int]:
+    if usage is None:
+        return {}
+    out: dict[str, int] = {}
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = usage.get(key) if isinstance(usage, dict) else getattr(usage, key, None)
+        if isinstance(value, int | float):
+            out[key] = int(value)
+    return out
+
+
+def _to_entry(response: LMResponse) -> dict[str, Any]:
+    return {
+        "outputs": list(response.outputs),
+        "usage": dict(response.usage),
+        "cost": response.cost,
+        "model": response.model,
+    }
+
+
+def _from_entry(entry: dict[str, Any]) -> LMResponse:
+    return LMResponse(
+        outputs=list(entry["outputs"]),
+        usage=dict(entry.get("usage") or {}),
+        model=entry.get("model", ""),
+        cost=entry.get("cost"),
+        cached=True,
+    )
+
+
+class _StreamAssembler:
+    """Builds an :class:`LMResponse` from stream chunks and notices streams cut short."""
+
+    def __init__(self, lm: LM, call: _Call) -> None:
+        self.lm = lm
+        self.chat = lm.model_type == "chat"
+        self.texts: dict[int, list[str]] = {}
+        self.finish: dict[int, str] = {}
+        self.calls: dict[int, dict[int, dict[str, Any]]] = {}
+        self.usage: dict[str, int] = {}
+        self.cost: float | None = None
+
+    def add(self, chunk: Any) -> str | None:
+        """Take one chunk; returns the text it adds to the first choice."""
+        first: str | None = None
+        for choice in getattr(chunk, "choices", None) or []:
+            index = getattr(choice, "index", 0) or 0
+            if self.chat:
+                delta = getattr(choice, "delta", None)
+                text = getattr(delta, "content", None) if delta is not None else None
+                for call in getattr(delta, "tool_calls", None) or []:
+                    self._add_tool_call(index, call)
+            else:
+                text = getattr(choice, "text", None)
+            if text:
+                self.texts.setdefault(index, []).append(text)
+                if index == 0:
+                    first = text
+            else:
+                self.texts.setdefault(index, [])
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                self.finish[index] = reason
+        usage = getattr(chunk, "usage", None)
+        if usage:
+            self.usage = _usage_of(usage) or self.usage
+            cost = getattr(usage, "cost", None)
+            if isinstance(cost, int | float):
+                self.cost = float(cost)
+        return first
+
+    def _add_tool_call(self, index: int, call: Any) -> None:
+        slot = self.calls.setdefault(index, {}).setdefault(
+            getattr(call, "index", 0) or 0, {"id": None, "name": "", "arguments": ""}
+        )
+        slot["id"] = slot["id"] or getattr(call, "id", None)
+        function = getattr(call, "function", None)
+        if function is not None:
+            slot["name"] += getattr(function, "name", None) or ""
+            slot["arguments"] += getattr(function, "arguments", None) or ""
+
+    def result(self) -> LMResponse:
+        model = self.lm.model
+        # LiteLLM reports a cut connection itself (MidStreamFallbackError); a stream that
+        # ends cleanly but without a finish_reason was cut off too. With n > 1, LiteLLM
+        # forwards the finish_reason of the first choice only, so one is enough.
+        if not self.finish:
+            got = "".join(self.texts.get(0, []))
+            raise LMResponseError(
+                f"{model}: the response stream ended before the model finished (no "
+                f"finish_reason; received {len(got)} characters: {got[:80]!r}). The "
+                "connection was probably cut; the request is retried.",
+                model=model,
+            )
+        outputs = []
+        for index in sorted(self.texts.keys() | self.calls.keys()):
+            text = "".join(self.texts.get(index, []))
+            calls = self.calls.get(index)
+            if not text and calls:
+                ordered = [calls[i] for i in sorted(calls)]
+                for c in ordered:
+                    with contextlib.suppress(ValueError):
+                        c["arguments"] = json.loads(c["arguments"]) if c["arguments"] else {}
+                text = json.dumps({"tool_calls": ordered}, ensure_ascii=False)
+            outputs.append(text)
+        if not outputs:
+            outputs = [""]
+        cost = self.cost
+        if cost is None and self.usage:
+            cost = _token_cost(model, self.usage)
+        return LMResponse(outputs=outputs, usage=self.usage, model=model, cost=cost)
+
+
+def _token_cost(model: str, usage: dict[str, int]) -> float | None:
+    try:
+        prompt, completion = _lib().cost_per_token(
+            model=model,
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+        )
+        return float(prompt + completion)
+    except Exception:  # unknown models have no price: cost stays unknown
+        return None
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # here, not at the top: asyncio costs ~35 ms to import
+
+    await asyncio.sleep(seconds)
+
+
+def _warn_rollout_once() -> None:
+    global _warned_rollout
+    if not _warned_rollout:
+        _warned_rollout = True
+        warnings.warn(
+            "dsx.LM: rollout_id gives a separate cache entry, but with temperature=0 the "
+            "provider will most likely return the same answer; set temperature > 0 to get "
+            "distinct samples.",
+            UserWarning,
+            stacklevel=5,
+        )
+
+
+# -- mapping provider errors ---------------------------------------------------------------
+
+_TIMEOUT_NAMES = frozenset(
+    {
+        "Timeout",
+        "APITimeoutError",
+        "TimeoutException",
+        "ReadTimeout",
+        "ConnectTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "SocketTimeoutError",
+        "ServerTimeoutError",
+    }
+)
+_INCOMPLETE_NAMES = frozenset(
+    {"ClientPayloadError", "ContentLengthError", "TransferEncodingError", "IncompleteRead"}
+)
+_CONNECTION_NAMES = frozenset(
+    {
+        "APIConnectionError",
+        "ConnectError",
+        "ReadError",
+        "WriteError",
+        "NetworkError",
+        "RemoteProtocolError",
+        "LocalProtocolError",
+        "ClientOSError",
+        "ClientConnectionError",
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+        "gaierror",  # socket.gaierror: DNS
+    }
+)
+_NETWORK_ERRORS = (ConnectionError, TimeoutError)
+_PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "h11", "aiohttp", "anthropic")
+_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)+|^\w*(?:Error|Exception):\s*|^\w+Exception - ")
+_CONTEXT_HINTS = re.compile(
+    r"context.{0,20}(length|window)|maximum context|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(out) < 32:
+        seen.add(id(current))
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {klass.__name__ for klass in type(exc).__mro__}
+
+
+def _from_provider(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return (
+        module.split(".")[0] in _PROVIDER_MODULES
+        or isinstance(exc, _NETWORK_ERRORS)
+        or type(exc).__name__ == "gaierror"
+    )
+
+
+def _provider_message(exc: BaseException) -> str:
+    """The provider's own words: the error body's message, else LiteLLM's text unprefixed."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(message, str) and message:
+            return message
+    response = getattr(exc, "response", None)
+    if response is not None:
+        try:
+            doc = response.json()
+            message = doc["error"]["message"] if isinstance(doc.get("error"), dict) else None
+            if isinstance(message, str) and message:
+                return message
+        except Exception:
+            pass
+    text = getattr(exc, "message", None)
+    text = text if isinstance(text, str) and text else str(exc)
+    while True:
+        stripped = _PREFIX.sub("", text, count=1).strip()
+        if stripped == text:
+            return text
+        text = stripped
+
+
+def _error_code(exc: BaseException) -> str | None:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        code = inner.get("code") if isinstance(inner, dict) else None
+        if isinstance(code, str):
+            return code
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``Retry-After`` of the failed response, if any."""
+    sources = (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "headers", None),
+    )
+    for headers in sources:
+        if not headers:
+            continue
+        try:
+            lower = {str(k).lower(): str(v) for k, v in headers.items()}
+        except Exception:
+            continue
+        try:
+            if "retry-after-ms" in lower:
+                return max(0.0, float(lower["retry-after-ms"]) / 1000)
+            if "retry-after" in lower:
+                value = lower["retry-after"]
+                try:
+                    return max(0.0, float(value))
+                except ValueError:
+                    import email.utils  # an HTTP date: rare, and the module is slow to import
+
+                    when = email.utils.parsedate_to_datetime(value)
+                    return max(0.0, when.timestamp() - time.time())
+        except (ValueError, TypeError, OverflowError):
+            continue
+    return None
+
+
+def map_error(exc: BaseException, model: str, timeout: Any = None) -> LMError | None:
+    """Translate a LiteLLM / openai / httpx / aiohttp failure into a :class:`LMError`.
+
+    Returns ``None`` for exceptions that are not provider failures (bugs, cancellation),
+    which the caller re-raises unchanged. Transport failures are recognised from the
+    exception chain first, because LiteLLM reports them as HTTP 500.
+    """
+    chain = _chain(exc)
+    if not any(_from_provider(e) for e in chain):
+        return None
+    root = chain[-1]
+    root_text = str(root) or type(root).__name__
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) and 100 <= status <= 599 else None
+    top = _names(exc)
+
+    def make(kind: type[LMError], text: str, provider: str, *, code: int | None = None) -> LMError:
+        return kind(
+            text,
+            model=model,
+            status_code=code,
+            provider_message=provider,
+            retry_after=_retry_after(exc),
+        )
+
+    chain_names = set().union(*(_names(e) for e in chain))
+    if (
+        chain_names & _TIMEOUT_NAMES
+        or any(isinstance(e, TimeoutError) for e in chain)
+        or status == 408
+    ):
+        within = f" within {timeout}s" if isinstance(timeout, int | float) else ""
+        return make(
+            LMTimeoutError,
+            f"{model}: no answer{within}; the request timed out ({root_text}). Raise "
+            "timeout=... if the model is slow, or check that the endpoint is up.",
+            root_text,
+            code=408 if status == 408 else None,
+        )
+    if any(isinstance(e, json.JSONDecodeError) for e in chain):
+        return make(
+            LMResponseError,
+            f"{model}: the provider's answer is not valid JSON ({root_text}). The endpoint "
+            "is probably not an OpenAI-compatible API, or the response was garbled.",
+            root_text,
+        )
+    incomplete = chain_names & _INCOMPLETE_NAMES or any(
+        "complete message body" in str(e) or "incomplete chunked" in str(e) for e in chain
+    )
+    if incomplete or "MidStreamFallbackError" in top:
+        return make(
+            LMResponseError,
+            f"{model}: the response broke off before it was complete: the connection "
+            f"closed mid-response ({root_text}).",
+            root_text,
+        )
+    if chain_names & _CONNECTION_NAMES or any(isinstance(e, _NETWORK_ERRORS) for e in chain):
+        return make(
+            LMConnectionError,
+            f"{model}: connection to the provider failed ({root_text}). Check api_base and "
+            "that the endpoint is reachable.",
+            root_text,
+        )
+
+    provider = _provider_message(exc)
+    quoted = provider.rstrip(". ")
+    at = f" ({status})" if status else ""
+    if (
+        "ContextWindowExceededError" in top
+        or _error_code(exc) == "context_length_exceeded"
+        or (status == 400 and _CONTEXT_HINTS.search(provider))
+    ):
+        return make(
+            ContextWindowExceededError,
+            f"{model}: the prompt does not fit the model's context window{at}: {quoted}. "
+            "Shorten the input (fewer demos, less context) or lower max_tokens, or use a "
+            "model with a larger window.",
+            provider,
+            code=status,
+        )
+    if status == 401 or (status is None and "AuthenticationError" in top):
+        return make(
+            AuthenticationError,
+            f"{model}: authentication failed{at}: {quoted}. Check the api_key (or the "
+            "provider's key variable, e.g. OPENAI_API_KEY).",
+            provider,
+            code=status,
+        )
+    if status == 403 or (status is None and "PermissionDeniedError" in top):
+        return make(
+            AuthenticationError,
+            f"{model}: permission denied{at}: {quoted}. The key is not allowed to use this "
+            "model or endpoint.",
+            provider,
+            code=status,
+        )
+    if status == 404 or (status is None and "NotFoundError" in top):
+        return make(
+            ModelNotFoundError,
+            f"{model}: model or endpoint not found{at}: {quoted}. Check the model name "
+            "('provider/model') and api_base.",
+            provider,
+            code=status,
+        )
+    if status == 429 or (status is None and "RateLimitError" in top):
+        return make(
+            RateLimitError,
+            f"{model}: rate limited{at}: {quoted}. Lower the concurrency (num_threads) or "
+            "raise num_retries.",
+            provider,
+            code=status,
+        )
+    if (status is not None and status >= 500) or (
+        status is None and top & {"InternalServerError", "ServiceUnavailableError"}
+    ):
+        return make(
+            ServerError, f"{model}: the provider failed{at}: {quoted}.", provider, code=status
+        )
+    if status in (400, 413, 422) or (status is None and "BadRequestError" in top):
+        return make(
+            BadRequestError,
+            f"{model}: the provider rejected the request{at}: {quoted}. Check the request "
+            "parameters for this model.",
+            provider,
+            code=status,
+        )
+    err = make(LMError, f"{model}: the request failed{at}: {quoted}.", provider, code=status)
+    # 409 (conflict) is transient in practice; the openai SDK retries it too.
+    err.retryable = status == 409
+    return err
