@@ -12,11 +12,22 @@ from typing import TYPE_CHECKING, Any
 
 from dsx._version import __version__ as __version__
 from dsx.errors import AdapterParseError as AdapterParseError
+from dsx.errors import AuthenticationError as AuthenticationError
+from dsx.errors import BadRequestError as BadRequestError
+from dsx.errors import ContextWindowExceededError as ContextWindowExceededError
 from dsx.errors import DsxError as DsxError
+from dsx.errors import LMConnectionError as LMConnectionError
+from dsx.errors import LMError as LMError
+from dsx.errors import LMResponseError as LMResponseError
+from dsx.errors import LMTimeoutError as LMTimeoutError
 from dsx.errors import MissingInputError as MissingInputError
+from dsx.errors import ModelNotFoundError as ModelNotFoundError
+from dsx.errors import RateLimitError as RateLimitError
+from dsx.errors import ServerError as ServerError
 from dsx.errors import SignatureError as SignatureError
 from dsx.errors import StateError as StateError
 from dsx.errors import UnknownInputError as UnknownInputError
+from dsx.runtime.cache import configure_cache as configure_cache
 from dsx.runtime.example import Example as Example
 from dsx.runtime.lm_base import BaseLM as BaseLM
 from dsx.runtime.lm_base import LMResponse as LMResponse
@@ -35,11 +46,13 @@ from dsx.runtime.signature import OutputField as OutputField
 from dsx.runtime.signature import Signature as Signature
 from dsx.runtime.signature import ensure_signature as ensure_signature
 from dsx.runtime.signature import make_signature as make_signature
+from dsx.runtime.usage import track_usage as track_usage
 
 if TYPE_CHECKING:
     from dsx.runtime.adapters import Adapter as Adapter
     from dsx.runtime.adapters import ChatAdapter as ChatAdapter
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
+    from dsx.runtime.lm import LM as LM
     from dsx.runtime.parallel import BatchError as BatchError
     from dsx.runtime.types import History as History
     from dsx.runtime.types import Image as Image
@@ -52,11 +65,25 @@ _LAZY = {
     "Image": "dsx.runtime.types",
     "History": "dsx.runtime.types",
     "BatchError": "dsx.runtime.parallel",
+    "LM": "dsx.runtime.lm",
 }
 
 __all__ = [
+    "LM",
     "Adapter",
     "AdapterParseError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContextWindowExceededError",
+    "LMConnectionError",
+    "LMError",
+    "LMResponseError",
+    "LMTimeoutError",
+    "ModelNotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "configure_cache",
+    "track_usage",
     "BaseLM",
     "BatchError",
     "ChainOfThought",

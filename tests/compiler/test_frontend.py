@@ -144,3 +144,60 @@ def test_random_text_never_crashes_the_front_end(text):
     analysis = analyze_source(text, "/tmp/fuzz/random.dsx")
     assert all(isinstance(d.message, str) for d in analysis.diagnostics)
     assert all(isinstance(b, ast.Block) for b in analysis.files[analysis.root].blocks)
+
+
+def _summary(analysis):
+    return (
+        sorted((d.code, d.span.start, d.span.end, d.message) for d in analysis.diagnostics),
+        analysis.unit.to_json(),
+    )
+
+
+_EDITS = [
+    ("return pred", "return pred.answr"),
+    ("query   = rewrite(question = question).search_query", "query = rewrite(questio = question).search_query"),
+    ("context = retrieve(query).passages", "context = retrieve(query).passage"),
+    ("pred = answer(context = context, question = question)", "pred = answer(context = context, question = question"),
+    ('assert len(passage) > 0, "empty passage"', 'assert len(pasage) > 0, "empty {passage}"'),
+    ('expect answer = "Paris"', 'expect answr = "Paris"'),
+    ("for passage in context {", "for passage in contxt {"),
+    ("cite     = Predict(Cite, temperature = 0.2)", "cite     = Predict(Cite, temperature = 0.3)"),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(_EDITS), min_size=1, max_size=4), st.booleans())
+def test_incremental_recheck_equals_a_full_check(edits, revert):
+    text = (ROOT / "tests" / "cases" / "check" / "clean.dsx").read_text()
+    path = str(ROOT / "tests" / "cases" / "check" / "clean.dsx")
+    caches: dict = {}
+    prev = analyze_source(text, path, caches=caches)
+    current = text
+    for old, new in edits:
+        if old not in current:
+            continue
+        current = current.replace(old, new, 1)
+        prev = analyze_source(current, path, caches=caches, previous=prev)
+        full = analyze_source(current, path)
+        if any(d.code == "DSX001" for d in full.diagnostics):
+            # While a block does not parse, an incremental check keeps its last meaning
+            # (no cascade of unknown names); a fresh check cannot. Syntax errors agree.
+            syntax = [d for d in full.diagnostics if d.code == "DSX001"]
+            assert [d for d in prev.diagnostics if d.code == "DSX001"] == syntax
+            prev = analyze_source(current, path, caches=caches)  # start over from a full check
+            continue
+        assert _summary(prev) == _summary(full), (old, new, prev.incremental)
+    if revert:
+        prev = analyze_source(text, path, caches=caches, previous=prev)
+        assert _summary(prev) == _summary(analyze_source(text, path))
+
+
+def test_an_edit_inside_a_forward_body_is_rechecked_incrementally():
+    path = str(ROOT / "tests" / "cases" / "check" / "clean.dsx")
+    text = Path(path).read_text()
+    caches: dict = {}
+    prev = analyze_source(text, path, caches=caches)
+    edited = text.replace("cite(answer = pred.answer)", "cite(answer = pred.answr)")
+    again = analyze_source(edited, path, caches=caches, previous=prev)
+    assert again.incremental
+    assert [d.code for d in again.diagnostics] == ["DSX112"]

@@ -27,6 +27,9 @@ class Analysis:
     diagnostics: list[Diagnostic]
     symbols: dict[str, Symbol] = field(default_factory=dict)
     references: list[Reference] = field(default_factory=list)
+    lowerer: Lowerer | None = field(default=None, repr=False)
+    texts: dict[str, str] = field(default_factory=dict, repr=False)
+    incremental: bool = False  # whether this analysis reused the previous one
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -47,11 +50,48 @@ def analyze_source(
     *,
     overlays: dict[str, str] | None = None,
     caches: dict[str, BlockCache] | None = None,
+    previous: Analysis | None = None,
 ) -> Analysis:
-    """Analyze ``text`` as the file ``path``. ``overlays`` give unsaved text of other files."""
+    """Analyze ``text`` as the file ``path``. ``overlays`` give unsaved text of other files.
+
+    With ``caches`` (block caches per file) and the ``previous`` analysis of the same file,
+    an edit re-parses only the changed blocks and, when the edit stays inside a module's
+    ``forward`` body or a test block, re-checks only those (what an editor needs).
+    """
     texts = dict(overlays or {})
-    texts[_norm(path)] = text
-    return _analyze(_norm(path), texts, caches)
+    root = _norm(path)
+    texts[root] = text
+    if previous is not None and caches is not None:
+        quick = _reanalyze(root, texts, caches, previous)
+        if quick is not None:
+            return quick
+    return _analyze(root, texts, caches)
+
+
+def _reanalyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache], prev: Analysis) -> Analysis | None:
+    if prev.root != root or prev.lowerer is None or root not in prev.files:
+        return None
+    for other, old_text in prev.texts.items():
+        if other != root and texts.get(other, old_text) != old_text:
+            return None
+    pf = parse(texts[root], root, cache=caches.setdefault(root, BlockCache()))
+    old_blocks = prev.files[root].blocks
+    if len(old_blocks) != len(pf.blocks):
+        return None
+    changes = [(o.decl, n.decl) for o, n in zip(old_blocks, pf.blocks, strict=True) if o is not n]
+    if any(isinstance(n, ast.ImportDecl) or isinstance(o, ast.ImportDecl) for o, n in changes):
+        return None
+    lowerer = prev.lowerer
+    lowerer.files = [pf if f.source.path == root else f for f in lowerer.files]
+    lowerer.sources[root] = pf.source
+    unit = lowerer.relower(changes)
+    if unit is None:
+        return None
+    files = dict(prev.files)
+    files[root] = pf
+    diagnostics = [d for f in files.values() for d in f.diagnostics] + [d for d in lowerer.diagnostics]
+    diagnostics.sort(key=lambda d: (d.span.file != root, d.span.file, d.span.start))
+    return Analysis(root, files, unit, diagnostics, lowerer.symbols, lowerer.references, lowerer, dict(texts), True)
 
 
 def analyze_path(path: str | Path, *, overlays: dict[str, str] | None = None) -> Analysis:
@@ -88,7 +128,12 @@ def _analyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache] | N
                 continue
             target = decl.path.value
             base = Path(path).parent if not path.startswith("<") else Path.cwd()
-            resolved = _norm(str(base / target))
+            try:
+                resolved = _norm(str(base / target))
+                exists = resolved in texts or Path(resolved).is_file()
+            except (OSError, ValueError):
+                diagnostics.append(make("DSX120", f"`{target}` is not a valid file path", decl.path.span))
+                continue
             if not target.endswith(".dsx"):
                 diagnostics.append(make("DSX120", f'imports name .dsx files: `import "{target}"` should end in .dsx', decl.path.span))
                 continue
@@ -96,7 +141,7 @@ def _analyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache] | N
                 cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(resolved):], resolved])
                 diagnostics.append(make("DSX121", f"import cycle: {cycle}", decl.path.span))
                 continue
-            if resolved not in texts and not Path(resolved).is_file():
+            if not exists:
                 diagnostics.append(make("DSX120", f"imported file `{target}` does not exist (looked at {resolved})", decl.path.span))
                 continue
             load(resolved, [*stack, resolved])
@@ -108,7 +153,8 @@ def _analyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache] | N
     unit = lowerer.run()
     diagnostics.extend(lowerer.diagnostics)
     diagnostics.sort(key=lambda d: (d.span.file != root, d.span.file, d.span.start))
-    return Analysis(root, files, unit, diagnostics, lowerer.symbols, lowerer.references)
+    texts_used = {p: files[p].source.text for p in files}
+    return Analysis(root, files, unit, diagnostics, lowerer.symbols, lowerer.references, lowerer, texts_used)
 
 
 __all__ += ["Related", "Span"]

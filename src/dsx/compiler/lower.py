@@ -32,7 +32,8 @@ _TOP_KINDS = {
     ast.MetricDecl: "metric",
     ast.UseDecl: "python",
 }
-_ANY = ir.TypeRef(kind="any")
+_b = ir.build
+_ANY = _b(ir.TypeRef, kind="any")
 
 
 @dataclass(slots=True)
@@ -86,12 +87,14 @@ class Lowerer:
         self.data: dict[str, ir.DataSet] = {}
         self.metrics: dict[str, ir.Metric] = {}
         self.optimizes: list[ir.Optimize] = []
-        self.tests: list[ir.Test] = []
-        self._extra_signatures: list[ir.Signature] = []
+        self.tests: dict[int, ir.Test] = {}  # id(TestDecl) -> IR, in file order
+        self._extra_signatures: dict[str, ir.Signature] = {}
+        self._all_decls: list[tuple[ParsedFile, Any]] = []
+        self.unit: ir.Unit | None = None
 
     # ---- driver ---------------------------------------------------------------------------
     def run(self) -> ir.Unit:
-        all_decls = [(pf, d) for pf in self.files for d in pf.decls]
+        all_decls = self._all_decls = [(pf, d) for pf in self.files for d in pf.decls]
         for pf, decl in all_decls:
             self._declare(decl, pf)
         for _, decl in all_decls:
@@ -125,15 +128,18 @@ class Lowerer:
             elif isinstance(decl, ast.TestDecl):
                 self._lower_test(decl)
         self._report_unused(all_decls)
-        return ir.Unit(
+        return self._finish()
+
+    def _finish(self) -> ir.Unit:
+        self.unit = _b(ir.Unit, 
             source=self.root,
             files=tuple(f.source.path for f in self.files),
             python=tuple(self.python.values()),
-            signatures=tuple(self.signatures.values()) + tuple(self._extra_signatures),
+            signatures=tuple(self.signatures.values()) + tuple(self._extra_signatures.values()),
             records=tuple(self.records.values()),
             enums=tuple(self.enums.values()),
             modules=tuple(
-                ir.Module(
+                _b(ir.Module, 
                     name=name, doc=info.decl.doc or "", params=tuple(info.params.values()),
                     submodules=tuple(info.submodules), forward=info.forward, loc=self._loc(info.decl.name.span),
                 )
@@ -143,8 +149,60 @@ class Lowerer:
             data=tuple(self.data.values()),
             metrics=tuple(self.metrics.values()),
             optimizes=tuple(self.optimizes),
-            tests=tuple(self.tests),
+            tests=tuple(self.tests.values()),
         )
+        return self.unit
+
+    # ---- incremental re-check ------------------------------------------------------------
+    def relower(self, changes: list[tuple[Any, Any]]) -> ir.Unit | None:
+        """Re-check after edits, touching only the changed blocks when that is sound.
+
+        ``changes`` pairs each changed block's old and new declaration (``None`` when the
+        block does not parse). Sound here: a module whose header (parameters, members,
+        forward parameters) is unchanged, whose inferred result stays the same; a test
+        block; a block that stopped parsing (its old meaning is kept, its diagnostics go).
+        Returns ``None`` when a full run is needed.
+        """
+        for old, new in changes:
+            if old is None:
+                return None
+            if new is not None and (type(old) is not type(new) or not isinstance(new, ast.ModuleDecl | ast.TestDecl)):
+                return None
+            if isinstance(new, ast.ModuleDecl) and (
+                new.name.name != old.name.name or _shape(_header(new)) != _shape(_header(old))
+                or self.modules.get(old.name.name, _ModuleInfo(old)).decl is not old
+            ):
+                return None
+        for old, new in changes:
+            origin = old.span.origin
+            self.diagnostics = [d for d in self.diagnostics if d.span.origin is not origin]
+            if new is None:
+                continue  # keep what the old text declared and referenced
+            self.references = [r for r in self.references if r.span.origin is not origin]
+            if isinstance(new, ast.ModuleDecl):
+                previous = self.modules[old.name.name]
+                for key in [k for k, sym in self.symbols.items() if sym.span.origin is origin]:
+                    del self.symbols[key]
+                info = self.modules[new.name.name] = _ModuleInfo(new)
+                self.decls[new.name.name] = ("module", new)
+                self._define(new.name.name, new.name.name, "module", new.name.span, new, detail=f"module {new.name.name}", doc=new.doc or "")
+                self._module_header(info)
+                self._module_forward(new.name.name)
+                if not _same_result(previous.returns, info.returns):
+                    return None
+            else:
+                tests = {}
+                for key, value in self.tests.items():
+                    if key == id(old):
+                        self._lower_test(new)
+                        tests[id(new)] = self.tests.pop(id(new))
+                    else:
+                        tests[key] = value
+                self.tests = tests
+        self._all_decls = [(pf, _replace_decl(d, changes)) for pf, d in self._all_decls]
+        self.diagnostics = [d for d in self.diagnostics if d.code != "DSX200"]
+        self._report_unused(self._all_decls)
+        return self._finish()
 
     # ---- helpers --------------------------------------------------------------------------
     def _loc(self, span: Span) -> ir.Loc | None:
@@ -153,7 +211,7 @@ class Lowerer:
             return None
         line, col = source.position(span.start)
         end_line, end_col = source.position(span.end)
-        return ir.Loc(file=span.file, line=line, column=col, end_line=end_line, end_column=end_col)
+        return ir.Loc(span.file, line, col, end_line, end_col)
 
     def _error(self, code: str, message: str, span: Span, **kw: Any) -> None:
         self.diagnostics.append(make(code, message, span, **kw))
@@ -199,6 +257,9 @@ class Lowerer:
         module = decl.module.value
         if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", module):
             self._error("DSX100", f"`{module}` is not a Python module name (use dots: \"pkg.module\")", decl.module.span)
+            self._python_names[decl.alias.name] = None
+            self.python[decl.alias.name] = _b(ir.PythonImport, alias=decl.alias.name, module=module, loc=self._loc(decl.span))
+            return
         base = Path(decl.span.file).parent
         path, names = _env.python_module_names(module, base)
         if path is None and re.fullmatch(r"[\w.]+", module):
@@ -214,7 +275,7 @@ class Lowerer:
                     decl.module.span, severity="warning",
                 )
         self._python_names[decl.alias.name] = names
-        self.python[decl.alias.name] = ir.PythonImport(alias=decl.alias.name, module=module, loc=self._loc(decl.span))
+        self.python[decl.alias.name] = _b(ir.PythonImport, alias=decl.alias.name, module=module, loc=self._loc(decl.span))
 
     def _lower_record(self, decl: ast.TypeDecl) -> None:
         name = decl.name.name
@@ -227,9 +288,9 @@ class Lowerer:
             type_ = self._type(f.type)
             self._define(key, f.name.name, "record_field", f.name.span, f, detail=f"{f.name.name}: {type_}", doc=(f.desc.value if f.desc else "") or (f.doc or ""), container=name)
             default, has_default = self._const_default(f.default)
-            fields.append(ir.RecordField(name=f.name.name, type=type_, desc=f.desc.value if f.desc else "", default=default, has_default=has_default))
+            fields.append(_b(ir.RecordField, name=f.name.name, type=type_, desc=f.desc.value if f.desc else "", default=default, has_default=has_default))
         if self.decls.get(name, (None, None))[1] is decl:
-            self.records[name] = ir.Record(name=name, doc=decl.doc or "", fields=tuple(fields), loc=self._loc(decl.name.span))
+            self.records[name] = _b(ir.Record, name=name, doc=decl.doc or "", fields=tuple(fields), loc=self._loc(decl.name.span))
 
     def _lower_enum(self, decl: ast.EnumDecl) -> None:
         name = decl.name.name
@@ -239,9 +300,9 @@ class Lowerer:
             if self._dup(m.name, seen, m, "member", name):
                 continue
             self._define(f"{name}.{m.name.name}", m.name.name, "enum_member", m.name.span, m, detail=f"{name}.{m.name.name}", doc=m.desc.value if m.desc else "", container=name)
-            members.append(ir.EnumMember(name=m.name.name, desc=m.desc.value if m.desc else ""))
+            members.append(_b(ir.EnumMember, name=m.name.name, desc=m.desc.value if m.desc else ""))
         if self.decls.get(name, (None, None))[1] is decl:
-            self.enums[name] = ir.Enum(name=name, doc=decl.doc or "", members=tuple(members), loc=self._loc(decl.name.span))
+            self.enums[name] = _b(ir.Enum, name=name, doc=decl.doc or "", members=tuple(members), loc=self._loc(decl.name.span))
 
     def _dup(self, ident: ast.Ident, seen: dict[str, Any], node: Any, what: str, owner: str) -> bool:
         if ident.name in seen:
@@ -269,7 +330,7 @@ class Lowerer:
                 desc = f.desc.value if f.desc else ""
                 key = f"{name}.{f.name.name}"
                 self._define(key, f.name.name, "field", f.name.span, f, detail=f"{f.direction} {f.name.name}: {type_}", doc=desc or (f.doc or ""), container=name)
-                fields.append(ir.Field(name=f.name.name, direction=f.direction, type=type_, desc=desc or (f.doc or ""), default=default, has_default=has_default, loc=self._loc(f.name.span)))
+                fields.append(_b(ir.Field, name=f.name.name, direction=f.direction, type=type_, desc=desc or (f.doc or ""), default=default, has_default=has_default, loc=self._loc(f.name.span)))
             if decl.fields and not any(f.direction == "out" for f in fields):
                 self._error("DSX003", f"signature `{name}` has no `out` field", decl.name.span)
         if decl.instructions is not None:
@@ -280,7 +341,7 @@ class Lowerer:
             ins = ", ".join(f"`{f.name}`" for f in fields if f.direction == "in") or "nothing"
             outs = ", ".join(f"`{f.name}`" for f in fields if f.direction == "out")
             instructions = f"From {ins}, produce {outs}."
-        sig = ir.Signature(name=name, instructions=instructions, fields=tuple(fields), loc=self._loc(decl.name.span))
+        sig = _b(ir.Signature, name=name, instructions=instructions, fields=tuple(fields), loc=self._loc(decl.name.span))
         if self.decls.get(name, (None, None))[1] is decl:
             self.signatures[name] = sig
             sym = self.symbols.get(name)
@@ -316,7 +377,7 @@ class Lowerer:
                     self._error("DSX103", f"field `{fname}` appears twice in `{owner}`", fspan)
                     continue
                 seen.add(fname)
-                type_ = ir.TypeRef(kind="str")
+                type_ = _b(ir.TypeRef, kind="str")
                 if colon:
                     t_off = body_offset + item_start + lead + len(stripped.partition(":")[0]) + 1
                     tnode, diag = parse_type_text(type_text, text.span.origin, t_off)
@@ -327,7 +388,7 @@ class Lowerer:
                         type_ = self._type(tnode)
                 key = f"{owner}.{fname}"
                 self._define(key, fname, "field", fspan, None, detail=f"{side} {fname}: {type_}", container=owner)
-                fields.append(ir.Field(name=fname, direction=side, type=type_, loc=self._loc(fspan)))  # type: ignore[arg-type]
+                fields.append(_b(ir.Field, name=fname, direction=side, type=type_, loc=self._loc(fspan)))  # type: ignore[arg-type]
         if not any(f.direction == "out" for f in fields):
             self._error("DSX003", f"signature shorthand {raw} has no output field after `->`", text.span)
         return fields
@@ -347,16 +408,16 @@ class Lowerer:
             name = node.name.name
             simple = {"str": "str", "int": "int", "float": "float", "bool": "bool", "any": "any", "Image": "image", "History": "history"}
             if name in simple:
-                return ir.TypeRef(kind=simple[name])  # type: ignore[arg-type]
+                return _b(ir.TypeRef, kind=simple[name])  # type: ignore[arg-type]
             if name in _env.GENERIC_TYPES:
-                return ir.TypeRef(kind=name, args=(_ANY,) * max(0, _env.GENERIC_TYPES[name]))  # type: ignore[arg-type]
+                return _b(ir.TypeRef, kind=name, args=(_ANY,) * max(0, _env.GENERIC_TYPES[name]))  # type: ignore[arg-type]
             kind, decl = self.decls.get(name, (None, None))
             if kind == "type":
                 self._ref(node.name.span, name)
-                return ir.TypeRef(kind="record", name=name)
+                return _b(ir.TypeRef, kind="record", name=name)
             if kind == "enum":
                 self._ref(node.name.span, name)
-                return ir.TypeRef(kind="enum", name=name)
+                return _b(ir.TypeRef, kind="enum", name=name)
             candidates = [*simple, *_env.GENERIC_TYPES, *(n for n, (k, _) in self.decls.items() if k in ("type", "enum"))]
             if kind is not None:
                 self._ref(node.name.span, name)
@@ -374,17 +435,17 @@ class Lowerer:
             if arity > 0 and len(args) != arity:
                 self._error("DSX101", f"`{name}` takes {arity} type argument{'s' if arity > 1 else ''}, got {len(args)}", node.span)
                 args = (args + (_ANY,) * arity)[:arity]
-            return ir.TypeRef(kind=name, args=args)  # type: ignore[arg-type]
+            return _b(ir.TypeRef, kind=name, args=args)  # type: ignore[arg-type]
         if isinstance(node, ast.OptionalType):
-            return ir.TypeRef(kind="optional", args=(self._type(node.inner),))
+            return _b(ir.TypeRef, kind="optional", args=(self._type(node.inner),))
         if isinstance(node, ast.LiteralType):
-            return ir.TypeRef(kind="literal", values=(node.value,))
+            return _b(ir.TypeRef, kind="literal", values=(node.value,))
         if isinstance(node, ast.UnionType):
             opts = [self._type(o) for o in node.options]
             if all(o.kind == "literal" for o in opts):
                 values = tuple(v for o in opts for v in o.values)
-                return ir.TypeRef(kind="literal", values=values)
-            return ir.TypeRef(kind="union", args=tuple(opts))
+                return _b(ir.TypeRef, kind="literal", values=values)
+            return _b(ir.TypeRef, kind="union", args=tuple(opts))
         return _ANY
 
     # ---- modules --------------------------------------------------------------------------
@@ -428,12 +489,12 @@ class Lowerer:
             if type_ is not None:
                 self._check_assignable(dtype, type_, p.default.span, f"the default of `{p.name.name}`")
         self._define(key, p.name.name, "param", p.name.span, p, detail=f"{p.name.name}: {type_ or 'any'}", container=owner)
-        return ir.Param(name=p.name.name, type=type_, default=default)
+        return _b(ir.Param, name=p.name.name, type=type_, default=default)
 
     def _submodule(self, name: str, value: Any, scope: dict[str, _Entry], *, owner: str) -> tuple[ir.Submodule, _Sub]:
         if not (isinstance(value, ast.Call) and isinstance(value.func, ast.NameRef)):
             self._error("DSX105", f"`{name}` must be built with a module kind, e.g. `{name} = Predict(MySignature)`", value.span)
-            return ir.Submodule(name=name, kind="Predict"), _Sub(name, "Predict")
+            return _b(ir.Submodule, name=name, kind="Predict"), _Sub(name, "Predict")
         kind_name = value.func.name.name
         kind = _env.KINDS.get(kind_name)
         if kind is None:
@@ -447,7 +508,7 @@ class Lowerer:
             else:
                 candidates = [*_env.KINDS, *(n for n, (k, _) in self.decls.items() if k == "module")]
                 self._unknown("DSX105", "module kind", value.func.name, candidates, "use Predict, ChainOfThought, ReAct, ... or a declared module")
-            return ir.Submodule(name=name, kind="Predict"), _Sub(name, "Predict")
+            return _b(ir.Submodule, name=name, kind="Predict"), _Sub(name, "Predict")
         signature = None
         kwargs: list[tuple[str, ir.Expr]] = []
         wraps = None
@@ -477,7 +538,7 @@ class Lowerer:
                 if isinstance(arg.value, ast.NameRef) and arg.value.name.name in scope and scope[arg.value.name.name].kind == "sub":
                     wraps = scope[arg.value.name.name].sub
                     self._ref(arg.value.name.span, scope[arg.value.name.name].key or "")
-                    kwargs.append((key, ir.Name(name=arg.value.name.name, loc=self._loc(arg.value.span))))
+                    kwargs.append((key, _b(ir.Name, name=arg.value.name.name, loc=self._loc(arg.value.span))))
                     continue
                 self._error("DSX106", f"`module` of {kind_name} must name another member of this module", arg.value.span)
                 continue
@@ -486,7 +547,7 @@ class Lowerer:
         if kind.wraps_module and wraps is None and not any(k == "module" for k, _ in kwargs) and value.kwarg("module") is None:
             self._error("DSX116", f"{kind_name} needs `module = <member>`: the module it runs", value.span)
         sub = _Sub(name, kind_name, signature=signature, wraps=wraps)
-        return ir.Submodule(name=name, kind=kind_name, signature=signature.name if signature else None, kwargs=tuple(kwargs)), sub  # type: ignore[arg-type]
+        return _b(ir.Submodule, name=name, kind=kind_name, signature=signature.name if signature else None, kwargs=tuple(kwargs)), sub  # type: ignore[arg-type]
 
     def _user_module_instance(self, name: str, value: ast.Call, scope: dict[str, _Entry]) -> tuple[ir.Submodule, _Sub]:
         mname = value.func.name.name  # type: ignore[union-attr]
@@ -513,7 +574,7 @@ class Lowerer:
         missing = [p.name.name for p in params if p.default is None and p.name.name not in given]
         if missing:
             self._error("DSX116", f"module `{mname}` needs {', '.join(f'`{m} = ...`' for m in missing)}", value.span)
-        return ir.Submodule(name=name, kind="module", module=mname, kwargs=tuple(kwargs)), _Sub(name, "module", module=mname)
+        return _b(ir.Submodule, name=name, kind="module", module=mname, kwargs=tuple(kwargs)), _Sub(name, "module", module=mname)
 
     def _type_quiet(self, node: Any) -> ir.TypeRef:
         n = len(self.diagnostics)
@@ -526,8 +587,8 @@ class Lowerer:
             fields = self._shorthand_fields(arg, anon_name)
             ins = ", ".join(f"`{f.name}`" for f in fields if f.direction == "in") or "nothing"
             outs = ", ".join(f"`{f.name}`" for f in fields if f.direction == "out")
-            sig = ir.Signature(name=anon_name, instructions=f"From {ins}, produce {outs}.", fields=tuple(fields), loc=self._loc(arg.span))
-            self._extra_signatures.append(sig)
+            sig = _b(ir.Signature, name=anon_name, instructions=f"From {ins}, produce {outs}.", fields=tuple(fields), loc=self._loc(arg.span))
+            self._extra_signatures[anon_name] = sig
             return sig
         if isinstance(arg, ast.NameRef):
             name = arg.name.name
@@ -570,7 +631,7 @@ class Lowerer:
                 scope[p.name.name] = _Entry("param", param.type, f"{name}.forward.{p.name.name}")
             returns: list[Any] = []
             body = self._block(fwd.body, scope, returns)
-            info.forward = ir.Forward(params=tuple(params), body=tuple(body), loc=self._loc(fwd.keyword))
+            info.forward = _b(ir.Forward, params=tuple(params), body=tuple(body), loc=self._loc(fwd.keyword))
             info.returns = next((r for r in returns if r is not None), None)
             if not returns:
                 self._error("DSX126", f"`forward` of `{name}` never returns a value", fwd.keyword)
@@ -601,58 +662,58 @@ class Lowerer:
             if existing is not None and existing.kind in ("sub", "param") :
                 self._error("DSX103", f"`{target}` is a {'member' if existing.kind == 'sub' else 'parameter'}; assign to a new name", stmt.target.span)
             scope[target] = _Entry("local", vtype)
-            return ir.Assign(target=target, value=value, loc=loc)
+            return _b(ir.Assign, target=target, value=value, loc=loc)
         if isinstance(stmt, ast.Return):
             value, vtype = self._expr(stmt.value, scope)
             returns.append(vtype)
-            return ir.Return(value=value, loc=loc)
+            return _b(ir.Return, value=value, loc=loc)
         if isinstance(stmt, ast.If):
             cond, _ = self._expr(stmt.cond, scope)
             then = self._block(stmt.then, scope, returns)
             orelse = self._block(stmt.orelse, scope, returns) if stmt.orelse else []
-            return ir.If(cond=cond, then=tuple(then), orelse=tuple(orelse), loc=loc)
+            return _b(ir.If, cond=cond, then=tuple(then), orelse=tuple(orelse), loc=loc)
         if isinstance(stmt, ast.For):
             it, itype = self._expr(stmt.iter, scope)
             elem = itype.args[0] if isinstance(itype, ir.TypeRef) and itype.kind == "list" and itype.args else None
             scope[stmt.var.name] = _Entry("local", elem)
             body = self._block(stmt.body, scope, returns)
-            return ir.For(var=stmt.var.name, iter=it, body=tuple(body), loc=loc)
+            return _b(ir.For, var=stmt.var.name, iter=it, body=tuple(body), loc=loc)
         if isinstance(stmt, ast.Check):
             return self._check(stmt, scope)
         if isinstance(stmt, ast.ExprStmt):
             value, _ = self._expr(stmt.expr, scope)
-            return ir.ExprStmt(expr=value, loc=loc)
+            return _b(ir.ExprStmt, expr=value, loc=loc)
         return None
 
     def _check(self, stmt: ast.Check, scope: dict[str, _Entry]) -> ir.Check:
         cond, _ = self._expr(stmt.cond, scope)
         message = self._expr(stmt.message, scope)[0] if stmt.message is not None else None
-        return ir.Check(severity=stmt.kind, cond=cond, message=message, loc=self._loc(stmt.span))
+        return _b(ir.Check, severity=stmt.kind, cond=cond, message=message, loc=self._loc(stmt.span))
 
     # ---- expressions ----------------------------------------------------------------------
     def _expr(self, e: Any, scope: dict[str, _Entry]) -> tuple[Any, Any]:
         loc = self._loc(e.span)
         if isinstance(e, ast.Lit):
-            t = None if e.value is None else ir.TypeRef(kind={bool: "bool", int: "int", float: "float"}[type(e.value)])  # type: ignore[index]
-            return ir.Const(value=e.value, loc=loc), t
+            t = None if e.value is None else _b(ir.TypeRef, kind={bool: "bool", int: "int", float: "float"}[type(e.value)])  # type: ignore[index]
+            return _b(ir.Const, value=e.value, loc=loc), t
         if isinstance(e, ast.Str):
             return self._string(e, scope), _LitStr(e.value)
         if isinstance(e, ast.NameRef):
             return self._name(e, scope, loc)
         if isinstance(e, ast.ListExpr):
             items = [self._expr(i, scope) for i in e.items]
-            return ir.List(items=tuple(i for i, _ in items), loc=loc), ir.TypeRef(kind="list", args=(_ANY,))
+            return _b(ir.List, items=tuple(i for i, _ in items), loc=loc), _b(ir.TypeRef, kind="list", args=(_ANY,))
         if isinstance(e, ast.DictExpr):
             keys = [self._expr(p.key, scope)[0] for p in e.pairs]
             values = [self._expr(p.value, scope)[0] for p in e.pairs]
-            return ir.Dict(keys=tuple(keys), values=tuple(values), loc=loc), ir.TypeRef(kind="dict", args=(_ANY, _ANY))
+            return _b(ir.Dict, keys=tuple(keys), values=tuple(values), loc=loc), _b(ir.TypeRef, kind="dict", args=(_ANY, _ANY))
         if isinstance(e, ast.Attr):
             return self._attr(e, scope, loc)
         if isinstance(e, ast.Index):
             obj, otype = self._expr(e.obj, scope)
             idx, _ = self._expr(e.index, scope)
             elem = otype.args[0] if isinstance(otype, ir.TypeRef) and otype.kind == "list" and otype.args else None
-            return ir.Index(obj=obj, index=idx, loc=loc), elem
+            return _b(ir.Index, obj=obj, index=idx, loc=loc), elem
         if isinstance(e, ast.Call):
             return self._call(e, scope, loc)
         if isinstance(e, ast.BinOp):
@@ -660,27 +721,27 @@ class Lowerer:
             right, rtype = self._expr(e.right, scope)
             rt: Any = None
             if e.op in ("==", "!=", "<", "<=", ">", ">=", "in", "not in"):
-                rt = ir.TypeRef(kind="bool")
+                rt = _b(ir.TypeRef, kind="bool")
             elif e.op == "+" and _is_str(ltype) and _is_str(rtype):
-                rt = ir.TypeRef(kind="str")
-            return ir.BinOp(op=e.op, left=left, right=right, loc=loc), rt  # type: ignore[arg-type]
+                rt = _b(ir.TypeRef, kind="str")
+            return _b(ir.BinOp, op=e.op, left=left, right=right, loc=loc), rt  # type: ignore[arg-type]
         if isinstance(e, ast.Not):
             operand, _ = self._expr(e.operand, scope)
-            return ir.Unary(op="not", operand=operand, loc=loc), ir.TypeRef(kind="bool")
+            return _b(ir.Unary, op="not", operand=operand, loc=loc), _b(ir.TypeRef, kind="bool")
         if isinstance(e, ast.Neg):
             operand, otype = self._expr(e.operand, scope)
-            return ir.Unary(op="-", operand=operand, loc=loc), otype if isinstance(otype, ir.TypeRef) else None
-        return ir.Const(value=None, loc=loc), None
+            return _b(ir.Unary, op="-", operand=operand, loc=loc), otype if isinstance(otype, ir.TypeRef) else None
+        return _b(ir.Const, value=None, loc=loc), None
 
     def _name(self, e: ast.NameRef, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
         name = e.name.name
         entry = scope.get(name)
         if entry is None:
             self._unknown("DSX100", "name", e.name, [n for n in scope if scope[n].kind != "builtin"] + list(_env.BUILTIN_FUNCTIONS))
-            return ir.Name(name=name, loc=loc), None
+            return _b(ir.Name, name=name, loc=loc), None
         if entry.key:
             self._ref(e.name.span, entry.key)
-        return ir.Name(name=name, loc=loc), entry.type
+        return _b(ir.Name, name=name, loc=loc), entry.type
 
     def _attr(self, e: ast.Attr, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
         obj, otype = self._expr(e.obj, scope)
@@ -709,7 +770,7 @@ class Lowerer:
                 self._ref(e.name.span, f"{rec.name}.{attr}")
             else:
                 self._unknown("DSX112", f"field of `{rec.name}`:", e.name, fields)
-        return ir.Attr(obj=obj, name=attr, loc=loc), result
+        return _b(ir.Attr, obj=obj, name=attr, loc=loc), result
 
     def _call(self, e: ast.Call, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
         func, _ = self._expr(e.func, scope)
@@ -725,10 +786,10 @@ class Lowerer:
             else:
                 kwargs.append((arg.name.name, value))
         if isinstance(e.func, ast.NameRef) and e.func.name.name in ("str", "join", "lower", "upper", "strip"):
-            result = ir.TypeRef(kind="str")
+            result = _b(ir.TypeRef, kind="str")
         elif isinstance(e.func, ast.NameRef) and e.func.name.name in ("len", "int", "round"):
-            result = ir.TypeRef(kind="int")
-        return ir.Call(func=func, args=tuple(args), kwargs=tuple(kwargs), loc=loc), result
+            result = _b(ir.TypeRef, kind="int")
+        return _b(ir.Call, func=func, args=tuple(args), kwargs=tuple(kwargs), loc=loc), result
 
     def _check_sub_call(self, e: ast.Call, sub: _Sub, scope: dict[str, _Entry]) -> Any:
         target = sub.wraps if sub.wraps is not None else sub
@@ -742,7 +803,7 @@ class Lowerer:
             for a in e.args:
                 if a.name is not None and a.name.name not in ("query", "k"):
                     self._error("DSX111", f"{label} (Retrieve) takes a query and `k`, not `{a.name.name}`", a.name.span)
-            return PredType(f"{label} (Retrieve)", {"passages": ir.TypeRef(kind="list", args=(ir.TypeRef(kind="str"),))})
+            return PredType(f"{label} (Retrieve)", {"passages": _b(ir.TypeRef, kind="list", args=(_b(ir.TypeRef, kind="str"),))})
         if target.kind == "module":
             return self._check_module_call(e, target, label)
         sig = target.signature
@@ -775,7 +836,7 @@ class Lowerer:
         missing = [n for n, f in inputs.items() if n not in given and not f.has_default and f.type.kind != "optional"]
         if missing and not any(a.name is None for a in e.args):
             self._error("DSX110", f"{label} ({sig.name}) is missing the input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)}", e.span)
-        fields: dict[str, Any] = {x: ir.TypeRef(kind="str") for x in kind.extra_outputs}
+        fields: dict[str, Any] = {x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs}
         keys: dict[str, str] = {}
         for f in sig.outputs:
             fields[f.name] = f.type
@@ -816,7 +877,7 @@ class Lowerer:
     def _string(self, e: ast.Str, scope: dict[str, _Entry]) -> Any:
         raw = e.raw
         if "{" not in raw:
-            return ir.Const(value=e.value, loc=self._loc(e.span))
+            return _b(ir.Const, value=e.value, loc=self._loc(e.span))
         from dsx.grammar._transform import decode_string
 
         triple = raw.startswith('"""')
@@ -845,7 +906,9 @@ class Lowerer:
                 if text_buf:
                     parts.append(decode_string('"' + "".join(text_buf) + '"'))
                     text_buf = []
-                node, diag = parse_expr_text(inner, e.span.origin, base + i + 1)
+                node, diag = _simple_path(inner, e.span.origin, base + i + 1)
+                if node is None:
+                    node, diag = parse_expr_text(inner, e.span.origin, base + i + 1)
                 if diag is not None:
                     self.diagnostics.append(make("DSX002", f"bad expression in string interpolation: {diag.message}", diag.span))
                 else:
@@ -856,7 +919,7 @@ class Lowerer:
             i += 1
         if text_buf:
             parts.append(decode_string('"' + "".join(text_buf).replace('"', '\\"') + '"') if not triple else "".join(text_buf))
-        return ir.FString(parts=tuple(parts), loc=self._loc(e.span))
+        return _b(ir.FString, parts=tuple(parts), loc=self._loc(e.span))
 
     def _check_assignable(self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str) -> None:
         if expected is None or actual is None or isinstance(actual, PredType):
@@ -872,7 +935,7 @@ class Lowerer:
         lowered, sub = self._submodule(name, decl.value, scope, owner=name)
         if self.decls.get(name, (None, None))[1] is not decl:
             return
-        self.programs[name] = ir.Program(name=name, root=lowered, doc=decl.doc or "", loc=self._loc(decl.name.span))
+        self.programs[name] = _b(ir.Program, name=name, root=lowered, doc=decl.doc or "", loc=self._loc(decl.name.span))
         inputs: dict[str, Any] = {}
         outputs: Any = None
         if sub.kind == "module" and sub.module in self.modules:
@@ -883,7 +946,7 @@ class Lowerer:
         elif sub.signature is not None:
             inputs = {f.name: f for f in sub.signature.inputs}
             kind = _env.KINDS[sub.kind]
-            outputs = PredType(name, {**{x: ir.TypeRef(kind="str") for x in kind.extra_outputs}, **{f.name: f.type for f in sub.signature.outputs}})
+            outputs = PredType(name, {**{x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs}, **{f.name: f.type for f in sub.signature.outputs}})
         self.program_io[name] = (inputs, outputs)
         sym = self.symbols.get(name)
         if sym is not None:
@@ -918,9 +981,13 @@ class Lowerer:
                 else:
                     self._error("DSX122", "each input must be a field name", item.span)
         base_dir = str(Path(decl.span.file).parent)
-        if not (Path(base_dir) / path).exists():
+        try:
+            exists = (Path(base_dir) / path).exists()
+        except (OSError, ValueError):
+            exists = False
+        if not exists:
             self._error("DSX122", f"data file `{path}` does not exist (relative to {Path(decl.span.file).name})", positional[0].value.span, severity="warning")
-        self.data[name] = ir.DataSet(name=name, format=fmt, path=path, base_dir=base_dir, inputs=tuple(inputs), loc=self._loc(decl.name.span))  # type: ignore[arg-type]
+        self.data[name] = _b(ir.DataSet, name=name, format=fmt, path=path, base_dir=base_dir, inputs=tuple(inputs), loc=self._loc(decl.name.span))  # type: ignore[arg-type]
 
     def _lower_metric(self, decl: ast.MetricDecl) -> None:
         name = decl.name.name
@@ -933,12 +1000,12 @@ class Lowerer:
                 names = self._python_names.get(alias)
                 if names is not None and value.name.name not in names:
                     self._unknown("DSX100", f"name in Python module `{self.python[alias].module}`:", value.name, names)
-                metric = ir.Metric(name=name, python=f"{self.python[alias].module}:{value.name.name}", loc=self._loc(decl.name.span))
+                metric = _b(ir.Metric, name=name, python=f"{self.python[alias].module}:{value.name.name}", loc=self._loc(decl.name.span))
             else:
                 self._unknown("DSX100", "Python module alias", value.obj.name, self.python, 'declare it with `use python "module" as alias`')
                 return
         elif isinstance(value, ast.NameRef) and value.name.name in _env.BUILTIN_METRICS:
-            metric = ir.Metric(name=name, builtin=value.name.name, loc=self._loc(decl.name.span))
+            metric = _b(ir.Metric, name=name, builtin=value.name.name, loc=self._loc(decl.name.span))
         elif isinstance(value, ast.Call) and isinstance(value.func, ast.NameRef) and value.func.name.name in _env.BUILTIN_METRICS:
             kwargs = []
             for arg in value.args:
@@ -947,7 +1014,7 @@ class Lowerer:
                     self._error("DSX106", "built-in metric settings are `name = constant`", arg.span)
                     continue
                 kwargs.append((arg.name.name, v))
-            metric = ir.Metric(name=name, builtin=value.func.name.name, kwargs=tuple(kwargs), loc=self._loc(decl.name.span))
+            metric = _b(ir.Metric, name=name, builtin=value.func.name.name, kwargs=tuple(kwargs), loc=self._loc(decl.name.span))
         elif isinstance(value, ast.NameRef):
             self._unknown("DSX100", "metric", value.name, _env.BUILTIN_METRICS, "use a built-in metric (exact_match, f1, ...) or `alias.function` from `use python`")
             return
@@ -1030,7 +1097,7 @@ class Lowerer:
             if not val and not any(i.key.name == key for i in decl.items):
                 self._error("DSX123", f"optimize `{program}` needs `{key} ...`", decl.target.span)
         if ok and optimizer and metric:
-            self.optimizes.append(ir.Optimize(program=program, optimizer=optimizer, settings=tuple(settings), train=train, dev=dev, metric=metric, lm=lm, seed=seed, loc=self._loc(decl.target.span)))
+            self.optimizes.append(_b(ir.Optimize, program=program, optimizer=optimizer, settings=tuple(settings), train=train, dev=dev, metric=metric, lm=lm, seed=seed, loc=self._loc(decl.target.span)))
 
     def _lower_test(self, decl: ast.TestDecl) -> None:
         program = decl.program.name
@@ -1057,7 +1124,7 @@ class Lowerer:
             missing = [n for n, p in inputs.items() if n not in given_names and not _has_default(p)]
             if missing:
                 self._error("DSX124", f"test `{decl.name.name}` gives no value for {', '.join(f'`{m}`' for m in missing)} (add `given {missing[0]} = ...`)", decl.name.span)
-        self.tests.append(ir.Test(name=decl.name.name, program=program, given=tuple(given), expect=tuple(expect), checks=tuple(checks), loc=self._loc(decl.name.span)))
+        self.tests[id(decl)] = (_b(ir.Test, name=decl.name.name, program=program, given=tuple(given), expect=tuple(expect), checks=tuple(checks), loc=self._loc(decl.name.span)))
 
     def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None:
         used = {r.key for r in self.references}
@@ -1082,6 +1149,55 @@ class _LitStr:
 
     def __str__(self) -> str:
         return "str"
+
+
+def _header(decl: ast.ModuleDecl) -> tuple[Any, ...]:
+    params = decl.forward.params if decl.forward is not None else None
+    return (decl.params, decl.submodules, params, decl.forward is None)
+
+
+def _shape(node: Any) -> Any:
+    """A comparable structure of an AST value, ignoring spans (what changed, not where)."""
+    if isinstance(node, tuple | list):
+        return tuple(_shape(n) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return (type(node).__name__,) + tuple(
+            _shape(getattr(node, f)) for f in node.__dataclass_fields__ if f not in ("span", "keyword")
+        )
+    return node
+
+
+def _same_result(a: Any, b: Any) -> bool:
+    if isinstance(a, PredType) and isinstance(b, PredType):
+        return a.fields == b.fields and a.keys == b.keys
+    return a is None and b is None or (not isinstance(a, PredType) and not isinstance(b, PredType) and a == b)
+
+
+def _replace_decl(decl: Any, changes: list[tuple[Any, Any]]) -> Any:
+    for old, new in changes:
+        if decl is old and new is not None:
+            return new
+    return decl
+
+
+_PATH = re.compile(r"\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\Z")
+
+
+def _simple_path(text: str, origin: Any, offset: int) -> tuple[Any, Any]:
+    """``name`` or ``a.b.c`` inside an interpolation, without a parser round trip."""
+    m = _PATH.match(text)
+    if m is None:
+        return None, None
+    lo = offset + m.start(1)
+    node: Any = None
+    for part in m.group(1).split("."):
+        ident = ast.Ident(part, Span(origin, lo, lo + len(part)))
+        if node is None:
+            node = ast.NameRef(ident, ident.span)
+        else:
+            node = ast.Attr(node, ident, Span(origin, node.span.lo, ident.span.hi))
+        lo += len(part) + 1
+    return node, None
 
 
 _NOT_CONST = object()

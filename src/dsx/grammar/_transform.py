@@ -72,6 +72,7 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         self.origin = Origin("<string>")
         self.comments = []
         self.shift = 0  # added to token offsets (fragments parsed from inside strings)
+        self._prefix_not: set[int] = set()  # `not` nodes from a prefix, not from parentheses
 
     # -- helpers --------------------------------------------------------------------------
     def _lo(self, x: Any) -> int:
@@ -311,29 +312,43 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         return ast.ExprStmt(c[0], c[0].span)
 
     # -- expressions ----------------------------------------------------------------------
-    def _bin(self, op: str, left: Any, right: Any, c: list[Any]) -> ast.BinOp:
-        return ast.BinOp(op, left, right, self._span(c))
-
-    def or_op(self, c: list[Any]) -> ast.BinOp:
-        return self._bin("or", c[0], c[2], c)
-
-    def and_op(self, c: list[Any]) -> ast.BinOp:
-        return self._bin("and", c[0], c[2], c)
+    def binop(self, c: list[Any]) -> str:
+        return " ".join(str(t) for t in c)
 
     def not_op(self, c: list[Any]) -> ast.Not:
-        return ast.Not(c[1], self._span(c))
+        node = ast.Not(c[1], self._span(c))
+        self._prefix_not.add(id(node))
+        return node
 
-    def compare(self, c: list[Any]) -> ast.BinOp:
-        return self._bin(str(c[1]), c[0], c[2], c)
+    def opseq(self, c: list[Any]) -> Any:
+        """Build the operator tree of ``operand (op operand)+`` by precedence climbing."""
+        operands = c[0::2]
+        ops = c[1::2]
+        pos = 0
 
-    def in_op(self, c: list[Any]) -> ast.BinOp:
-        return self._bin("in", c[0], c[2], c)
+        def operand() -> Any:
+            nonlocal pos
+            node = operands[pos]
+            if isinstance(node, ast.Not) and id(node) in self._prefix_not:
+                # `not` binds looser than comparisons: `not a == b` is `not (a == b)`.
+                operands[pos] = node.operand
+                inner = climb(_NOT_BP + 1)
+                return ast.Not(inner, Span(self.origin, node.span.lo, inner.span.hi))
+            return node
 
-    def not_in_op(self, c: list[Any]) -> ast.BinOp:
-        return self._bin("not in", c[0], c[3], c)
+        def climb(min_bp: int) -> Any:
+            nonlocal pos
+            left = operand()
+            while pos < len(ops) and _BP[ops[pos]] >= min_bp:
+                op = ops[pos]
+                pos += 1
+                right = climb(_BP[op] + 1)
+                left = ast.BinOp(op, left, right, Span(self.origin, left.span.lo, right.span.hi))
+            return left
 
-    def binop(self, c: list[Any]) -> ast.BinOp:
-        return self._bin(str(c[1]), c[0], c[2], c)
+        result = climb(0)
+        self._prefix_not.clear()
+        return result
 
     def neg(self, c: list[Any]) -> ast.Neg:
         return ast.Neg(c[1], self._span(c))
@@ -381,7 +396,16 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         return ast.Pair(c[0], c[2], self._span(c))
 
     def atom(self, c: list[Any]) -> Any:
+        self._prefix_not.discard(id(c[1]))  # a parenthesised `(not x)` is a closed operand
         return c[1]  # "(" expr ")"
+
+
+_NOT_BP = 3
+_BP = {
+    "or": 1, "and": 2,
+    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4,
+    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
+}
 
 
 def _number(raw: str) -> int | float:

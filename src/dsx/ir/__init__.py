@@ -48,6 +48,7 @@ from dsx.ir._models import (
     TypeRef,
     Unary,
     Unit,
+    build,
 )
 
 __all__ = [
@@ -55,5 +56,5 @@ __all__ = [
     "Enum", "EnumMember", "Expr", "ExprStmt", "FString", "Field", "For", "Forward", "If",
     "Index", "Learned", "LearnedPredictor", "List", "Loc", "Metric", "Module", "Name",
     "Optimize", "Param", "Program", "PythonImport", "Record", "RecordField", "Return",
-    "Signature", "Stmt", "Submodule", "Test", "TypeRef", "Unary", "Unit",
+    "Signature", "Stmt", "Submodule", "Test", "TypeRef", "Unary", "Unit", "build",
 ]

@@ -3,7 +3,7 @@ discriminated unions on ``kind`` so that the JSON form is self-describing."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field as PField
 
@@ -16,8 +16,8 @@ class _Node(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Loc(_Node):
-    """Where a node came from: file and 1-based line/column range."""
+class Loc(NamedTuple):
+    """Where a node came from: file and 1-based line/column range (a JSON array)."""
 
     file: str
     line: int
@@ -391,6 +391,42 @@ class Unit(_Node):
             if item.name == name:
                 return item
         return None
+
+
+def build(cls: type[Any], /, **values: Any) -> Any:
+    """Construct a node without validation (for the lowerer, which builds valid nodes).
+
+    About 5x cheaper than ``model_construct``; defaults are filled the same way.
+    """
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = _DEFAULTS[cls] = _collect_defaults(cls)
+    fixed, factories = defaults
+    data = dict(fixed)
+    for name, factory in factories:
+        if name not in values:
+            data[name] = factory()
+    data.update(values)
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", data)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+_DEFAULTS: dict[type[Any], tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
+
+
+def _collect_defaults(cls: type[Any]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    fixed: dict[str, Any] = {}
+    factories: list[tuple[str, Any]] = []
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None:
+            factories.append((name, info.default_factory))
+        elif not info.is_required():
+            fixed[name] = info.default
+    return fixed, factories
 
 
 for _model in (FString, List, Dict, Attr, Index, Call, BinOp, Unary, If, For, Check, Return, Assign, ExprStmt, Submodule, Param, Forward, Module, Test, Program):

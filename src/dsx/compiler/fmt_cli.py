@@ -1,0 +1,158 @@
+"""``dsx fmt``: format .dsx files in place, or check / show what formatting would change.
+
+``dsx.cli`` wires it in with :func:`add_fmt_command`; the work is done by
+:mod:`dsx.compiler.formatter`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from dsx.diagnostics import SourceFile, display_path
+
+__all__ = ["add_fmt_command", "run_fmt"]
+
+#: Exit codes: all formatted (or nothing to change), something to report, bad usage.
+EXIT_OK, EXIT_CHANGES_OR_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+def add_fmt_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``fmt`` to the sub-commands of the ``dsx`` parser; returns its parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "fmt",
+        help="format .dsx files",
+        description=(
+            "Rewrite .dsx files in the one canonical layout: 4-space indentation, aligned "
+            "fields and members, long calls one argument per line. Comments are kept and "
+            "the meaning never changes; a declaration with a syntax error is left as "
+            "written while the rest of its file is formatted."
+        ),
+        epilog=(
+            "exit status: 0 when done (or, with --check, nothing would change); 1 when a "
+            "file has syntax errors or, with --check, would be reformatted; 2 when a file "
+            "is missing or unreadable."
+        ),
+    )
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a .dsx file, a directory (formats every **/*.dsx in it), or - for stdin to stdout",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; list the files that would be reformatted and exit 1 if any",
+    )
+    parser.add_argument(
+        "--diff",
+        action="store_true",
+        help="write nothing; print a unified diff of what formatting would change",
+    )
+    parser.set_defaults(func=run_fmt)
+    return parser
+
+
+def _expand(paths: list[str], err: TextIO) -> tuple[list[str], bool]:
+    """The files named by ``paths`` (directories expanded) and whether one is missing."""
+    files: list[str] = []
+    missing = False
+    for raw in paths:
+        if raw == "-":
+            files.append(raw)
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.dsx") if p.is_file())
+            if not found:
+                print(f"dsx fmt: {raw}: no .dsx files in this directory", file=err)
+            files.extend(str(p) for p in found)
+        elif path.exists():
+            files.append(raw)
+        else:
+            print(f"dsx fmt: {raw}: no such file or directory", file=err)
+            missing = True
+    return list(dict.fromkeys(files)), missing
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` so that a crash leaves the old or the new file, whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    with open(name, encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+def _report_errors(shown: str, text: str, diagnostics: list[Any], err: TextIO) -> None:
+    source = SourceFile(shown, text)
+    for d in diagnostics:
+        line, col = source.position(d.span.start)
+        kind = "syntax error" if d.code == "DSX001" else f"error[{d.code}]"
+        print(f"{shown}:{line}:{col}: {kind}: {d.message} (formatted the rest, left the bad block as is)", file=err)
+
+
+def run_fmt(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run ``dsx fmt`` for parsed ``args`` (``files``, ``check``, ``diff``); returns the exit code."""
+    from dsx.compiler.formatter import format_with_diagnostics
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    check, diff = bool(getattr(args, "check", False)), bool(getattr(args, "diff", False))
+    files, unusable = _expand(list(args.files), err)
+    errors = would_change = 0
+    for name in files:
+        shown = "<stdin>" if name == "-" else display_path(name)
+        try:
+            text = _read(name)
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"dsx fmt: {shown}: cannot read ({exc})", file=err)
+            unusable = True
+            continue
+        normalized = text.replace("\r\n", "\n")  # what the formatter parses
+        formatted, diagnostics = format_with_diagnostics(normalized, name)
+        _report_errors(shown, normalized, diagnostics, err)
+        errors += bool(diagnostics)
+        changed = formatted != text
+        if diff and changed:
+            out.writelines(
+                difflib.unified_diff(
+                    text.splitlines(keepends=True),
+                    formatted.splitlines(keepends=True),
+                    fromfile=shown,
+                    tofile=f"{shown} (formatted)",
+                )
+            )
+        if check:
+            if changed:
+                would_change += 1
+                print(f"would reformat {shown}", file=out)
+        elif diff:
+            pass
+        elif name == "-":
+            out.write(formatted)
+        elif changed:
+            _write_atomically(Path(name), formatted)
+            print(f"reformatted {shown}", file=err)
+    if unusable:
+        return EXIT_USAGE
+    if errors or would_change:
+        return EXIT_CHANGES_OR_ERRORS
+    return EXIT_OK

@@ -1,0 +1,924 @@
+"""The .dsx formatter behind ``dsx fmt``: one canonical layout for a file.
+
+The formatter prints the AST again, so layout never depends on how the input was laid
+out, and puts every ``//`` and ``///`` comment back next to the node it belongs to:
+
+* a comment on the line where a node ends trails that node; any other comment leads the
+  next node of the same list (statements, fields, members, items, arguments), or is kept
+  at the end of the list;
+* a comment inside a node where nothing can hold it (say between a keyword and a name)
+  moves up to the line above that node. A ``///`` comment cannot move where it would
+  become someone's documentation, so such a node is kept exactly as written instead.
+
+Expressions go through a small Wadler-style document printer (groups that print flat if
+they fit in :data:`WIDTH` columns and one item per line otherwise), with parentheses put
+back only where precedence needs them. A block that does not parse is kept as written;
+and every formatted block is parsed again and compared with the original (AST without
+spans, tokens, comments), so a formatter bug costs a block its formatting, never its
+meaning.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Literal
+
+from dsx.diagnostics import Diagnostic, Span
+from dsx.grammar import ast
+from dsx.grammar.parser import parse
+
+__all__ = ["INDENT", "WIDTH", "check_formatted", "format_source", "format_with_diagnostics"]
+
+#: Lines longer than this get their calls, lists and dicts broken one item per line.
+WIDTH = 100
+#: Spaces per nesting level.
+INDENT = 4
+
+OnMismatch = Literal["keep", "raise"]
+
+# ---- a tiny document printer ------------------------------------------------------------
+# A doc is a str, a list of docs (concatenation), or one of the classes below.
+
+
+class _Group:
+    """Printed flat if it fits on the rest of the line, else with its lines broken."""
+
+    __slots__ = ("breaks", "contents")
+
+    def __init__(self, contents: Any) -> None:
+        self.contents = contents
+        self.breaks = _has_hard(contents)
+
+
+class _Indent:
+    __slots__ = ("contents",)
+
+    def __init__(self, contents: Any) -> None:
+        self.contents = contents
+
+
+class _Line:
+    """A line break in a broken group; a space (``soft``: nothing) in a flat one."""
+
+    __slots__ = ("hard", "soft")
+
+    def __init__(self, *, soft: bool = False, hard: bool = False) -> None:
+        self.soft = soft
+        self.hard = hard
+
+
+class _IfBreak:
+    __slots__ = ("broken", "flat")
+
+    def __init__(self, broken: Any, flat: Any = "") -> None:
+        self.broken = broken
+        self.flat = flat
+
+
+class _BreakParent:
+    """Forces the enclosing groups to break (after a ``//`` comment, say)."""
+
+
+_SOFT = _Line(soft=True)
+_LINE = _Line()
+_HARD = _Line(hard=True)
+_BREAK = _BreakParent()
+
+
+def _has_hard(doc: Any) -> bool:
+    if isinstance(doc, list):
+        return any(_has_hard(d) for d in doc)
+    if isinstance(doc, _Group):
+        return doc.breaks
+    if isinstance(doc, _Indent):
+        return _has_hard(doc.contents)
+    if isinstance(doc, _Line):
+        return doc.hard
+    return isinstance(doc, _BreakParent)
+
+
+def _fits(first: tuple[int, bool, Any], rest: list[tuple[int, bool, Any]], width: int) -> bool:
+    cmds = [first]
+    ri = len(rest)
+    while width >= 0:
+        if not cmds:
+            if ri == 0:
+                return True
+            ri -= 1
+            cmds.append(rest[ri])
+            continue
+        ind, brk, d = cmds.pop()
+        if isinstance(d, str):
+            nl = d.find("\n")
+            if nl >= 0:
+                return width - nl >= 0
+            width -= len(d)
+        elif isinstance(d, list):
+            cmds.extend((ind, brk, x) for x in reversed(d))
+        elif isinstance(d, _Indent):
+            cmds.append((ind, brk, d.contents))
+        elif isinstance(d, _Group):
+            cmds.append((ind, brk or d.breaks, d.contents))
+        elif isinstance(d, _Line):
+            if brk or d.hard:
+                return True
+            width -= 0 if d.soft else 1
+        elif isinstance(d, _IfBreak):
+            cmds.append((ind, brk, d.broken if brk else d.flat))
+    return False
+
+
+def _render(doc: Any, indent: int) -> str:
+    """Print ``doc`` starting at column ``indent`` (the indentation itself not included)."""
+    out: list[str] = []
+    col = indent
+    stack: list[tuple[int, bool, Any]] = [(indent, True, doc)]
+    while stack:
+        ind, brk, d = stack.pop()
+        if isinstance(d, str):
+            out.append(d)
+            nl = d.rfind("\n")
+            col = col + len(d) if nl < 0 else len(d) - nl - 1
+        elif isinstance(d, list):
+            stack.extend((ind, brk, x) for x in reversed(d))
+        elif isinstance(d, _Indent):
+            stack.append((ind + INDENT, brk, d.contents))
+        elif isinstance(d, _Group):
+            flat = not d.breaks and (not brk or _fits((ind, False, d.contents), stack, WIDTH - col))
+            stack.append((ind, not flat, d.contents))
+        elif isinstance(d, _Line):
+            if brk or d.hard:
+                out.append("\n" + " " * ind)
+                col = ind
+            elif not d.soft:
+                out.append(" ")
+                col += 1
+        elif isinstance(d, _IfBreak):
+            stack.append((ind, brk, d.broken if brk else d.flat))
+    return "".join(out)
+
+
+# ---- precedence ---------------------------------------------------------------------------
+
+_BIN_PREC = {
+    "or": 1, "and": 2,
+    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4,
+    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
+}  # fmt: skip
+_NOT, _NEG, _POSTFIX, _ATOM = 3, 7, 8, 9
+
+
+def _prec(e: Any) -> int:
+    if isinstance(e, ast.BinOp):
+        return _BIN_PREC[e.op]
+    if isinstance(e, ast.Not):
+        return _NOT
+    if isinstance(e, ast.Neg):
+        return _NEG
+    if isinstance(e, ast.Attr | ast.Index | ast.Call):
+        return _POSTFIX
+    return _ATOM
+
+
+def _operand_prec(op: str) -> tuple[int, int]:
+    """The lowest precedence the left and right operand of ``op`` may have unparenthesized."""
+    p = _BIN_PREC[op]
+    return (5, 5) if p == 4 else (p, p + 1)  # comparisons do not chain
+
+
+def _type_str(t: Any) -> str:
+    if isinstance(t, ast.NamedType):
+        return t.name.name
+    if isinstance(t, ast.GenericType):
+        return f"{t.name.name}[{', '.join(_type_str(a) for a in t.args)}]"
+    if isinstance(t, ast.OptionalType):
+        inner = _type_str(t.inner)
+        return f"({inner})?" if isinstance(t.inner, ast.UnionType | ast.OptionalType) else inner + "?"
+    if isinstance(t, ast.UnionType):
+        return " | ".join(
+            f"({_type_str(o)})" if isinstance(o, ast.UnionType) else _type_str(o) for o in t.options
+        )
+    if isinstance(t, ast.LiteralType):
+        return t.raw
+    raise _Unformattable(f"unknown type node {type(t).__name__}")
+
+
+# ---- comments -----------------------------------------------------------------------------
+
+
+class _Unformattable(Exception):
+    """This block (or node) cannot be formatted safely; it is kept as written."""
+
+
+@dataclass(slots=True)
+class _Comment:
+    text: str  # right-stripped
+    lo: int
+    hi: int
+    is_doc: bool
+    taken: bool = False
+
+
+@dataclass(slots=True)
+class _Region:
+    header: _Comment | None
+    leading: list[list[_Comment]]
+    trailing: list[_Comment | None]
+    dangling: list[_Comment]
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One item of a braced list: its comments and what ``prepare`` made of it."""
+
+    node: Any
+    lo: int
+    hi: int
+    data: Any
+    lead: list[tuple[_Comment, bool]]  # (comment, blank line before it)
+    hoisted: list[_Comment]  # comments from inside the node, printed just above it
+    blank: bool  # a blank line before the node (before ``hoisted``)
+    trail: _Comment | None
+    verbatim: str | None = None
+
+
+@dataclass(slots=True)
+class _Body:
+    open_idx: int
+    header: _Comment | None
+    entries: list[_Entry] = field(default_factory=list)
+    dangling: list[tuple[_Comment, bool]] = field(default_factory=list)
+    # The name that `name = value` entries line up on; None for entries that do not.
+    align: Callable[[Any], str | None] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.entries and not self.dangling and self.header is None
+
+
+_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|//[^\n]*|[(){}\[\]]')
+_TRIVIA = re.compile(r"(?:\s+|//[^\n]*)*")
+
+Render = Callable[[_Entry, int], list[str]]
+
+
+class _BlockFormatter:
+    """Formats one parsed top-level block. All offsets are relative to the block."""
+
+    def __init__(self, block: ast.Block) -> None:
+        self.text = block.text
+        self.decl = block.decl
+        self.widths: dict[int, int] = {}  # id(entry) -> column width to pad its name to
+        self.comments = sorted(
+            (_Comment(c.text.rstrip(), c.span.lo, c.span.hi, c.is_doc) for c in block.comments),
+            key=lambda c: c.lo,
+        )
+
+    # -- text helpers -----------------------------------------------------------------------
+    def skip_trivia(self, pos: int) -> int:
+        m = _TRIVIA.match(self.text, pos)
+        return m.end() if m else pos
+
+    def find(self, pos: int, char: str) -> int:
+        """Index of ``char`` after ``pos``, skipping trivia and closing parentheses."""
+        p = self.skip_trivia(pos)
+        while p < len(self.text) and self.text[p] == ")" and char != ")":
+            p = self.skip_trivia(p + 1)
+        if not self.text.startswith(char, p):
+            raise _Unformattable(f"expected {char!r} at offset {p}")
+        return p
+
+    def match(self, open_idx: int) -> int:
+        """Index of the bracket closing the one at ``open_idx``."""
+        depth = 0
+        for m in _SCAN.finditer(self.text, open_idx):
+            g = m.group()
+            if len(g) != 1:
+                continue
+            if g in "([{":
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0:
+                    return m.start()
+        raise _Unformattable(f"unbalanced bracket at offset {open_idx}")
+
+    def ext(self, hi: int, limit: int) -> int:
+        """``hi`` moved past closing parentheses of parenthesized sub-expressions."""
+        pos = best = hi
+        while True:
+            p = self.skip_trivia(pos)
+            if p < limit and self.text.startswith(")", p):
+                pos = best = p + 1
+            else:
+                return best
+
+    def blank(self, lo: int, hi: int) -> bool:
+        return self.text.count("\n", lo, max(lo, hi)) >= 2
+
+    def newline_between(self, lo: int, hi: int) -> bool:
+        return "\n" in self.text[lo:hi]
+
+    # -- comment bookkeeping ----------------------------------------------------------------
+    def take_inside(self, lo: int, hi: int) -> list[_Comment]:
+        out = [c for c in self.comments if not c.taken and lo <= c.lo and c.hi <= hi]
+        for c in out:
+            c.taken = True
+        return out
+
+    def claim(
+        self, lo: int, hi: int, spans: Sequence[tuple[int, int]], *, header: bool, close: int | None = None
+    ) -> _Region:
+        """Assign the free comments in ``[lo, hi)`` that are outside every child span.
+
+        Comments after ``close`` (the closing bracket) are kept at the end of the list.
+        """
+        n = len(spans)
+        region = _Region(None, [[] for _ in range(n)], [None] * n, [])
+        for c in self.comments:
+            if c.taken or c.lo < lo or c.hi > hi or any(a <= c.lo and c.hi <= b for a, b in spans):
+                continue
+            c.taken = True
+            j = next((i for i, (a, _) in enumerate(spans) if a >= c.hi), n)
+            if close is not None and c.lo > close:
+                region.dangling.append(c)
+            elif j > 0 and region.trailing[j - 1] is None and not self.newline_between(spans[j - 1][1], c.lo):
+                region.trailing[j - 1] = c
+            elif j == 0 and header and region.header is None and not self.newline_between(lo, c.lo):
+                region.header = c
+            elif j < n:
+                region.leading[j].append(c)
+            else:
+                region.dangling.append(c)
+        return region
+
+    # -- braced lists -----------------------------------------------------------------------
+    def body(
+        self,
+        open_idx: int,
+        close_idx: int,
+        comments_hi: int,
+        items: Sequence[tuple[Any, int]],
+        prepare: Callable[[Any], Any],
+        *,
+        doc_sensitive: Callable[[Any], bool] = lambda node: False,
+    ) -> _Body:
+        """The items of ``{ ... }`` (at ``open_idx``/``close_idx``) with their comments.
+
+        ``comments_hi`` may reach past ``close_idx`` (comments between ``}`` and ``else``).
+        ``doc_sensitive`` items take ``///`` comments above them as their documentation, so
+        a ``///`` comment inside one cannot move above it.
+        """
+        spans = [(lo, self.ext(node.span.hi, close_idx)) for node, lo in items]
+        region = self.claim(open_idx + 1, comments_hi, spans, header=True, close=close_idx)
+        result = _Body(open_idx, region.header)
+        prev = region.header.hi if region.header else open_idx + 1
+        for i, (node, _) in enumerate(items):
+            lo, hi = spans[i]
+            data = prepare(node)
+            hoisted = self.take_inside(lo, hi)
+            verbatim = None
+            sensitive = doc_sensitive(node)
+            if sensitive and any(c.is_doc for c in hoisted):
+                verbatim, hoisted = self.text[lo:hi], []
+            lead = []
+            for c in region.leading[i]:
+                lead.append((c, self.blank(prev, c.lo)))
+                prev = c.hi
+            blank = self.blank(prev, lo) and not (sensitive and lead and lead[-1][0].is_doc)
+            trail = region.trailing[i]
+            result.entries.append(_Entry(node, lo, hi, data, lead, hoisted, blank, trail, verbatim))
+            prev = trail.hi if trail else hi
+        for c in region.dangling:
+            result.dangling.append((c, self.blank(prev, c.lo)))
+            prev = c.hi
+        return result
+
+    def emit(self, body: _Body, indent: int, render: Render) -> list[str]:
+        pad = " " * indent
+        lines: list[str] = []
+        self.align_runs(body, indent, render)
+        for e in body.entries:
+            for c, blank in e.lead:
+                if blank and lines:
+                    lines.append("")
+                lines.append(pad + c.text)
+            if e.blank and lines:
+                lines.append("")
+            lines.extend(pad + c.text for c in e.hoisted)
+            lines.extend((pad + e.verbatim).split("\n") if e.verbatim is not None else render(e, indent))
+            if e.trail:
+                lines[-1] += "  " + e.trail.text
+        for c, blank in body.dangling:
+            if blank and lines:
+                lines.append("")
+            lines.append(pad + c.text)
+        return lines
+
+    def braced(self, head: list[str], body: _Body, indent: int, render: Render) -> list[str]:
+        """``head`` (ending in ``{``) + the body one level deeper + ``}``."""
+        if body.empty:
+            head[-1] += "}"
+            return head
+        if body.header:
+            head[-1] += "  " + body.header.text
+        return [*head, *self.emit(body, indent + INDENT, render), " " * indent + "}"]
+
+    def doc_lines(self, doc: Any, indent: int) -> list[str]:
+        return (" " * indent + _render(doc, indent)).split("\n")
+
+    def render_prepared(self, e: _Entry, indent: int) -> list[str]:
+        return e.data(indent, self.widths.get(id(e), 0))  # type: ignore[no-any-return]
+
+    def align_runs(self, body: _Body, indent: int, render: Render) -> None:
+        """Record, per entry, the width of ``body.align(node)`` in its run of entries to align.
+
+        A run is broken by an entry without a key, one kept as written, one that takes more
+        than one line, or a blank line.
+        """
+        key = body.align
+        if key is None:
+            return
+        run: list[_Entry] = []
+        for e in [*body.entries, None]:
+            k = key(e.node) if e is not None and e.verbatim is None else None
+            if k is not None and e is not None:
+                self.widths.pop(id(e), None)
+                if len(render(e, indent)) > 1:
+                    k = None
+            if k is None or (run and e is not None and (e.blank or any(b for _, b in e.lead))):
+                width = max((len(key(r.node) or "") for r in run), default=0)
+                self.widths.update((id(r), width) for r in run)
+                run = []
+            if k is not None and e is not None:
+                run.append(e)
+
+    # -- expressions --------------------------------------------------------------------------
+    def expr(self, e: Any, need: int = 0) -> Any:
+        method = getattr(self, "e_" + type(e).__name__, None)
+        if method is None:
+            raise _Unformattable(f"unknown expression node {type(e).__name__}")
+        doc = method(e)
+        return ["(", doc, ")"] if _prec(e) < need else doc
+
+    def e_NameRef(self, e: ast.NameRef) -> Any:
+        return e.name.name
+
+    def e_Lit(self, e: ast.Lit) -> Any:
+        return e.raw
+
+    def e_Str(self, e: ast.Str) -> Any:
+        return e.raw
+
+    def e_ListExpr(self, e: ast.ListExpr) -> Any:
+        return self.container("[", "]", e.span.lo, e.span.hi - 1, e.items, self.expr)
+
+    def e_DictExpr(self, e: ast.DictExpr) -> Any:
+        return self.container("{", "}", e.span.lo, e.span.hi - 1, e.pairs, self.pair)
+
+    def pair(self, p: ast.Pair) -> Any:
+        return [self.expr(p.key), ": ", self.expr(p.value)]
+
+    def e_Attr(self, e: ast.Attr) -> Any:
+        return [self.expr(e.obj, _POSTFIX), ".", e.name.name]
+
+    def e_Index(self, e: ast.Index) -> Any:
+        return [self.expr(e.obj, _POSTFIX), "[", self.expr(e.index), "]"]
+
+    def e_Call(self, e: ast.Call) -> Any:
+        func = self.expr(e.func, _POSTFIX)
+        open_idx = self.find(e.func.span.hi, "(")
+        return [func, self.container("(", ")", open_idx, e.span.hi - 1, e.args, self.arg)]
+
+    def arg(self, a: ast.Arg) -> Any:
+        value = self.expr(a.value)
+        return value if a.name is None else [a.name.name, " = ", value]
+
+    def e_BinOp(self, e: ast.BinOp) -> Any:
+        left, right = _operand_prec(e.op)
+        return [self.expr(e.left, left), f" {e.op} ", self.expr(e.right, right)]
+
+    def e_Not(self, e: ast.Not) -> Any:
+        return ["not ", self.expr(e.operand, _NOT)]
+
+    def e_Neg(self, e: ast.Neg) -> Any:
+        # `--x` parses, but reads like a decrement: a double negation keeps parentheses.
+        return ["-", self.expr(e.operand, _NEG + isinstance(e.operand, ast.Neg))]
+
+    def param(self, p: ast.Param) -> Any:
+        doc: list[Any] = [p.name.name]
+        if p.type is not None:
+            doc.append(": " + _type_str(p.type))
+        if p.default is not None:
+            doc += [" = ", self.expr(p.default)]
+        return doc
+
+    def container(
+        self, open_: str, close: str, open_idx: int, close_idx: int, items: Sequence[Any], item_doc: Callable[[Any], Any]
+    ) -> Any:
+        """``open_ item, item close`` flat, or one item per line with a trailing comma."""
+        spans = [(it.span.lo, self.ext(it.span.hi, close_idx)) for it in items]
+        region = self.claim(open_idx + 1, close_idx, spans, header=False)
+        inner: list[Any] = []
+        for i, it in enumerate(items):
+            doc = item_doc(it)
+            lead = sorted(region.leading[i] + self.take_inside(*spans[i]), key=lambda c: c.lo)
+            inner.append(_SOFT if i == 0 else _LINE)
+            for c in lead:
+                inner += [c.text, _HARD]
+            inner += [doc, "," if i < len(items) - 1 else _IfBreak(",")]
+            trail = region.trailing[i]
+            if trail:
+                inner += ["  " + trail.text, _BREAK]
+        for c in region.dangling:
+            inner += [_HARD, c.text]
+        if not inner:
+            return open_ + close
+        return _Group([open_, _Indent(inner), _SOFT, close])
+
+    # -- statements ---------------------------------------------------------------------------
+    def stmt_body(self, open_idx: int, close_idx: int, comments_hi: int, stmts: Sequence[Any]) -> _Body:
+        body = self.body(open_idx, close_idx, comments_hi, [(s, s.span.lo) for s in stmts], self.stmt)
+        body.align = lambda n: n.target.name if isinstance(n, ast.Assign) else None
+        return body
+
+    def stmt(self, s: Any) -> Callable[..., list[str]]:
+        """Prepare a statement (claiming its comments); returns its renderer, which takes
+        the indentation and the width to pad an assignment's name (or given/expect) to."""
+        if isinstance(s, ast.Assign):
+            value = self.expr(s.value)
+            return lambda indent, width=0: self.doc_lines([s.target.name.ljust(width), " = ", value], indent)
+        elif isinstance(s, ast.Return):
+            doc = ["return ", self.expr(s.value)]
+        elif isinstance(s, ast.ExprStmt):
+            doc = self.expr(s.expr)
+        elif isinstance(s, ast.Check):
+            doc = [s.kind, " ", self.expr(s.cond)]
+            if s.message is not None:
+                doc += [", ", self.expr(s.message)]
+        elif isinstance(s, ast.GivenItem | ast.ExpectItem):
+            kw = "given" if isinstance(s, ast.GivenItem) else "expect"
+            value = self.expr(s.value)
+            return lambda indent, width=0: self.doc_lines([kw.ljust(width), " ", s.name.name, " = ", value], indent)
+        elif isinstance(s, ast.If):
+            return self.if_stmt(s)
+        elif isinstance(s, ast.For):
+            return self.for_stmt(s)
+        else:
+            raise _Unformattable(f"unknown statement node {type(s).__name__}")
+        return lambda indent, width=0: self.doc_lines(doc, indent)
+
+    def if_stmt(self, s: ast.If) -> Callable[..., list[str]]:
+        cond = self.expr(s.cond)
+        open_idx = self.find(s.cond.span.hi, "{")
+        close_idx = self.match(open_idx)
+        comments_hi = close_idx
+        other: Any = None
+        if s.orelse is not None:
+            p = self.skip_trivia(close_idx + 1)
+            if not self.text.startswith("else", p):
+                raise _Unformattable("expected `else`")
+            comments_hi = self.skip_trivia(p + 4)  # comments before the else branch stay above it
+        then = self.stmt_body(open_idx, close_idx, comments_hi, s.then)
+        if s.orelse is not None:
+            if s.else_if:
+                other = self.if_stmt(s.orelse[0])
+            else:
+                else_open = self.find(comments_hi, "{")
+                else_close = self.match(else_open)
+                other = self.stmt_body(else_open, else_close, else_close, s.orelse)
+
+        def render(indent: int, width: int = 0, prefix: str = "") -> list[str]:
+            lines = self.braced(self.doc_lines([prefix, "if ", cond, " {"], indent), then, indent, self.render_prepared)
+            if other is None:
+                return lines
+            last = lines.pop()[indent:] + " else "
+            if s.else_if:
+                return [*lines, *other(indent, prefix=last)]
+            return [*lines, *self.braced([" " * indent + last + "{"], other, indent, self.render_prepared)]
+
+        return render
+
+    def for_stmt(self, s: ast.For) -> Callable[[int], list[str]]:
+        it = self.expr(s.iter)
+        open_idx = self.find(s.iter.span.hi, "{")
+        close_idx = s.span.hi - 1
+        body = self.stmt_body(open_idx, close_idx, close_idx, s.body)
+        return lambda indent, width=0: self.braced(
+            self.doc_lines(["for ", s.var.name, " in ", it, " {"], indent), body, indent, self.render_prepared
+        )
+
+    # -- declarations -------------------------------------------------------------------------
+    def format(self) -> list[str]:
+        d = self.decl
+        lo, hi = d.span.lo, self.ext(d.span.hi, len(self.text))
+        lead = self.take_inside(0, lo)
+        method = getattr(self, "d_" + type(d).__name__, None)
+        if method is None:
+            raise _Unformattable(f"unknown declaration node {type(d).__name__}")
+        body: list[str] = method(d)
+        hoisted = self.take_inside(lo, hi)
+        if any(c.is_doc for c in hoisted):
+            raise _Unformattable("a /// comment inside the declaration would become its documentation")
+        lines = [c.text for c in lead] + [c.text for c in hoisted] + body
+        prev = hi
+        for c in self.take_inside(hi, len(self.text)):
+            if prev == hi and not self.newline_between(hi, c.lo):
+                lines[-1] += "  " + c.text
+            else:
+                if self.blank(prev, c.lo):
+                    lines.append("")
+                lines.append(c.text)
+            prev = c.hi
+        if any(not c.taken for c in self.comments):  # pragma: no cover - defensive
+            raise _Unformattable("a comment was not placed")
+        return lines
+
+    def d_UseDecl(self, d: ast.UseDecl) -> list[str]:
+        return [f"use python {d.module.raw} as {d.alias.name}"]
+
+    def d_ImportDecl(self, d: ast.ImportDecl) -> list[str]:
+        return [f"import {d.path.raw}" + (f" as {d.alias.name}" if d.alias else "")]
+
+    def _value_decl(self, kw: str, d: Any) -> list[str]:
+        return self.doc_lines([f"{kw} {d.name.name} = ", self.expr(d.value)], 0)
+
+    def d_ProgramDecl(self, d: ast.ProgramDecl) -> list[str]:
+        return self._value_decl("program", d)
+
+    def d_DataDecl(self, d: ast.DataDecl) -> list[str]:
+        return self._value_decl("data", d)
+
+    def d_MetricDecl(self, d: ast.MetricDecl) -> list[str]:
+        return self._value_decl("metric", d)
+
+    def _head(self, name: str, type_: Any, default: Any, col: int) -> str:
+        doc: list[Any] = [f"{name}: {_type_str(type_)}"]
+        if default is not None:
+            doc += [" = ", self.expr(default)]
+        return _render(doc, col)
+
+    def _described(self, heads: dict[int, str], lead: Callable[[_Entry], str]) -> Render:
+        """Renderer for ``<lead><head>  "desc"`` lines with descriptions in one column."""
+        width = max((len(h) for h in heads.values() if "\n" not in h), default=0)
+
+        def render(e: _Entry, indent: int) -> list[str]:
+            head = heads[id(e)]
+            line = " " * indent + lead(e) + head
+            if e.node.desc is not None:
+                line += " " * (width - len(head) if "\n" not in head else 0) + "  " + e.node.desc.raw
+            return line.split("\n")
+
+        return render
+
+    def d_SignatureDecl(self, d: ast.SignatureDecl) -> list[str]:
+        if d.shorthand is not None:
+            return [f"signature {d.name.name} = {d.shorthand.raw}"]
+        open_idx = self.find(d.name.span.hi, "{")
+        close_idx = d.span.hi - 1
+        items: list[tuple[Any, int]] = [(f, f.span.lo) for f in d.fields]
+        if d.instructions is not None:
+            kw = self.text.rfind("instructions", open_idx, d.instructions.span.lo)
+            items.append((d.instructions, kw if kw >= 0 else d.instructions.span.lo))
+        items.sort(key=lambda x: x[1])
+        body = self.body(
+            open_idx, close_idx, close_idx, items, lambda n: n,
+            doc_sensitive=lambda n: isinstance(n, ast.FieldDecl),
+        )  # fmt: skip
+        heads = {
+            id(e): self._head(e.node.name.name, e.node.type, e.node.default, INDENT + 4)
+            for e in body.entries
+            if isinstance(e.node, ast.FieldDecl) and e.verbatim is None
+        }
+        fields_render = self._described(heads, lambda e: f"{e.node.direction:<3} ")
+
+        def render(e: _Entry, indent: int) -> list[str]:
+            if isinstance(e.node, ast.Str):
+                return [" " * indent + "instructions " + e.node.raw]
+            return fields_render(e, indent)
+
+        return self.braced([f"signature {d.name.name} {{"], body, 0, render)
+
+    def d_TypeDecl(self, d: ast.TypeDecl) -> list[str]:
+        open_idx = self.find(d.name.span.hi, "{")
+        close_idx = d.span.hi - 1
+        body = self.body(
+            open_idx, close_idx, close_idx, [(f, f.span.lo) for f in d.fields], lambda n: n,
+            doc_sensitive=lambda n: True,
+        )  # fmt: skip
+        heads = {
+            id(e): self._head(e.node.name.name, e.node.type, e.node.default, INDENT)
+            for e in body.entries
+            if e.verbatim is None
+        }
+        one_line = self._one_line(f"type {d.name.name}", body, [heads.get(id(e), "") for e in body.entries])
+        if one_line is not None:
+            return [one_line]
+        return self.braced([f"type {d.name.name} {{"], body, 0, self._described(heads, lambda e: ""))
+
+    def d_EnumDecl(self, d: ast.EnumDecl) -> list[str]:
+        open_idx = self.find(d.name.span.hi, "{")
+        close_idx = d.span.hi - 1
+        body = self.body(open_idx, close_idx, close_idx, [(m, m.span.lo) for m in d.members], lambda n: n)
+        heads = {id(e): e.node.name.name for e in body.entries}
+        one_line = self._one_line(f"enum {d.name.name}", body, list(heads.values()))
+        if one_line is not None:
+            return [one_line]
+        return self.braced([f"enum {d.name.name} {{"], body, 0, self._described(heads, lambda e: ""))
+
+    def _one_line(self, head: str, body: _Body, items: list[str]) -> str | None:
+        """``head { a, b }`` when nothing in the body needs a line of its own."""
+        if body.header or body.dangling:
+            return None
+        for e, item in zip(body.entries, items, strict=True):
+            if e.lead or e.hoisted or e.trail or e.verbatim is not None or e.node.desc is not None or "\n" in item:
+                return None
+        line = f"{head} {{ {', '.join(items)} }}" if items else f"{head} {{}}"
+        return line if len(line) <= WIDTH else None
+
+    def d_ModuleDecl(self, d: ast.ModuleDecl) -> list[str]:
+        pos = d.name.span.hi
+        params: Any = ""
+        if d.has_params:
+            popen = self.find(pos, "(")
+            pclose = self.match(popen)
+            params = self.container("(", ")", popen, pclose, d.params, self.param)
+            pos = pclose + 1
+        open_idx = self.find(pos, "{")
+        close_idx = d.span.hi - 1
+        body = self.body(
+            open_idx, close_idx, close_idx, [(m, m.span.lo) for m in d.members_order], self.member,
+            doc_sensitive=lambda n: isinstance(n, ast.SubmoduleDecl),
+        )  # fmt: skip
+        # Sub-modules align on `=` in runs not broken by a blank line or a `forward`.
+        body.align = lambda n: n.name.name if isinstance(n, ast.SubmoduleDecl) else None
+
+        def render(e: _Entry, indent: int) -> list[str]:
+            if isinstance(e.node, ast.SubmoduleDecl):
+                name = e.node.name.name.ljust(self.widths.get(id(e), 0))
+                return self.doc_lines([name, " = ", e.data], indent)
+            return self.render_prepared(e, indent)
+
+        head = self.doc_lines([f"module {d.name.name}", params, " {"], 0)
+        return self.braced(head, body, 0, render)
+
+    def member(self, m: Any) -> Any:
+        if isinstance(m, ast.SubmoduleDecl):
+            return self.expr(m.value)
+        popen = self.find(m.keyword.hi, "(")
+        pclose = self.match(popen)
+        params = self.container("(", ")", popen, pclose, m.params, self.param)
+        open_idx = self.find(pclose + 1, "{")
+        close_idx = m.span.hi - 1
+        body = self.stmt_body(open_idx, close_idx, close_idx, m.body)
+        return lambda indent, width=0: self.braced(
+            self.doc_lines(["forward", params, " {"], indent), body, indent, self.render_prepared
+        )
+
+    def d_OptimizeDecl(self, d: ast.OptimizeDecl) -> list[str]:
+        open_idx = self.find(d.target.span.hi, "{")
+        close_idx = d.span.hi - 1
+        body = self.body(
+            open_idx, close_idx, close_idx, [(i, i.span.lo) for i in d.items], lambda i: self.expr(i.value)
+        )
+        width = max((len(i.key.name) for i in d.items), default=0)
+
+        def render(e: _Entry, indent: int) -> list[str]:
+            return self.doc_lines([e.node.key.name.ljust(width), " ", e.data], indent)
+
+        return self.braced([f"optimize {d.target.name} {{"], body, 0, render)
+
+    def d_TestDecl(self, d: ast.TestDecl) -> list[str]:
+        open_idx = self.find(d.program.span.hi, "{")
+        close_idx = d.span.hi - 1
+        body = self.stmt_body(open_idx, close_idx, close_idx, d.items)
+        # `given` and `expect` line up: their keywords are padded to the longest used.
+        keyword = {ast.GivenItem: "given", ast.ExpectItem: "expect"}
+        width = max((len(keyword[type(i)]) for i in d.items if type(i) in keyword), default=0)
+        self.widths.update((id(e), width) for e in body.entries if type(e.node) in keyword)
+        return self.braced([f"test {d.name.name} for {d.program.name} {{"], body, 0, self.render_prepared)
+
+
+# ---- whole files --------------------------------------------------------------------------
+
+
+def _trim_blank_lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    return lines
+
+
+def _comment_lines(block: ast.Block) -> list[str]:
+    lines: list[str] = []
+    prev = 0
+    for c in sorted(block.comments, key=lambda c: c.span.lo):
+        if lines and block.text.count("\n", prev, c.span.lo) >= 2:
+            lines.append("")
+        lines.append(c.text.rstrip())
+        prev = c.span.hi
+    return lines
+
+
+_TOKEN = re.compile(
+    r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|//[^\n]*|\s+'
+    r"|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|[=!<>]=|.",
+    re.S,
+)
+
+
+def _tokens(text: str) -> list[str]:
+    """The tokens that carry meaning: no blanks, comments, parentheses or commas."""
+    return [
+        t for t in _TOKEN.findall(text) if not t.isspace() and not t.startswith("//") and t not in "(),"
+    ]
+
+
+def _shape(node: Any) -> Any:
+    """``node`` as nested tuples, spans left out: equal shapes mean equal meaning."""
+    if isinstance(node, Span):
+        return None
+    if is_dataclass(node) and not isinstance(node, type):
+        return (type(node).__name__, *(_shape(getattr(node, f.name)) for f in fields(node)))
+    if isinstance(node, tuple | list):
+        return tuple(_shape(x) for x in node)
+    return node
+
+
+def _same_meaning(block: ast.Block, formatted: str, path: str) -> str | None:
+    """Why ``formatted`` is not an exact re-layout of ``block``, or None when it is."""
+    again = parse(formatted, path)
+    if again.diagnostics:
+        return f"the output does not parse: {again.diagnostics[0].message}"
+    if _shape(again.decls) != _shape([block.decl]):
+        return "the output parses to a different AST"
+    if _tokens(formatted) != _tokens(block.text):
+        return "the output has different tokens"
+    if sorted(c.text.rstrip() for c in again.comments) != sorted(c.text.rstrip() for c in block.comments):
+        return "the output has different comments"
+    return None
+
+
+def _format_block(block: ast.Block, path: str, on_mismatch: OnMismatch) -> list[str]:
+    if block.errors:
+        return _trim_blank_lines(block.text)
+    if block.decl is None:
+        return _comment_lines(block)
+    try:
+        lines = _BlockFormatter(block).format()
+    except _Unformattable:
+        return _trim_blank_lines(block.text)
+    except Exception:
+        if on_mismatch == "raise":
+            raise
+        return _trim_blank_lines(block.text)
+    problem = _same_meaning(block, "\n".join(lines) + "\n", path)
+    if problem is not None:
+        if on_mismatch == "raise":
+            raise AssertionError(f"formatter bug in {path} at offset {block.span.start}: {problem}")
+        return _trim_blank_lines(block.text)
+    return lines
+
+
+def format_with_diagnostics(
+    text: str, path: str = "<string>", *, on_mismatch: OnMismatch = "keep"
+) -> tuple[str, list[Diagnostic]]:
+    """Format ``text`` and return it with the file's parse diagnostics.
+
+    Blocks with syntax errors are kept as written (their diagnostics are returned); every
+    other block is formatted.
+
+    Args:
+        text: the file's contents (``\\r\\n`` line ends are read as ``\\n``).
+        path: the file name, used in diagnostics.
+        on_mismatch: what to do when a formatted block would not parse back to the same
+            declaration (a formatter bug): ``"keep"`` the block as written, or ``"raise"``
+            ``AssertionError`` (for tests).
+    """
+    text = text.replace("\r\n", "\n")
+    parsed = parse(text, path)
+    chunks = []
+    for block in parsed.blocks:
+        lines = _format_block(block, path, on_mismatch)
+        if lines:
+            chunks.append("\n".join(lines))
+    out = "\n\n".join(chunks)
+    return (out + "\n" if out else ""), parsed.diagnostics
+
+
+def format_source(text: str, path: str = "<string>", *, on_mismatch: OnMismatch = "keep") -> str:
+    """The canonical formatting of a whole ``.dsx`` file.
+
+    Idempotent, keeps every comment, and never changes what the file means; a block that
+    does not parse is kept as written. See :func:`format_with_diagnostics` for the options.
+    """
+    return format_with_diagnostics(text, path, on_mismatch=on_mismatch)[0]
+
+
+def check_formatted(text: str, path: str = "<string>") -> bool:
+    """Whether ``text`` is already formatted (``format_source(text) == text``)."""
+    return format_source(text, path) == text
