@@ -35,6 +35,7 @@ $(BSTAMP): pyproject.toml
 
 bench: $(BSTAMP)
 	$(BVENV)/bin/python bench/run.py
+	$(BVENV)/bin/python bench/frontend.py
 
 clean:
 	rm -rf $(VENV) $(BVENV) build dist .pytest_cache .mypy_cache .ruff_cache

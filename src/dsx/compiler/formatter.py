@@ -212,6 +212,10 @@ class _Unformattable(Exception):
     """This block (or node) cannot be formatted safely; it is kept as written."""
 
 
+class _DocInside(_Unformattable):
+    """A ``///`` comment inside a declaration's header: moving it would make it a doc."""
+
+
 @dataclass(slots=True)
 class _Comment:
     text: str  # right-stripped
@@ -271,6 +275,7 @@ class _BlockFormatter:
         self.text = block.text
         self.decl = block.decl
         self.widths: dict[int, int] = {}  # id(entry) -> column width to pad its name to
+        self.comment_lines_after = False  # comments on lines of their own after the decl
         self.comments = sorted(
             (_Comment(c.text.rstrip(), c.span.lo, c.span.hi, c.is_doc) for c in block.comments),
             key=lambda c: c.lo,
@@ -621,7 +626,7 @@ class _BlockFormatter:
         body: list[str] = method(d)
         hoisted = self.take_inside(lo, hi)
         if any(c.is_doc for c in hoisted):
-            raise _Unformattable("a /// comment inside the declaration would become its documentation")
+            raise _DocInside("a /// comment inside the declaration would become its documentation")
         lines = [c.text for c in lead] + [c.text for c in hoisted] + body
         prev = hi
         for c in self.take_inside(hi, len(self.text)):
@@ -631,6 +636,7 @@ class _BlockFormatter:
                 if self.blank(prev, c.lo):
                     lines.append("")
                 lines.append(c.text)
+                self.comment_lines_after = True
             prev = c.hi
         if any(not c.taken for c in self.comments):  # pragma: no cover - defensive
             raise _Unformattable("a comment was not placed")
@@ -863,25 +869,40 @@ def _same_meaning(block: ast.Block, formatted: str, path: str) -> str | None:
     return None
 
 
-def _format_block(block: ast.Block, path: str, on_mismatch: OnMismatch) -> list[str]:
+@dataclass(slots=True)
+class _Formatted:
+    lines: list[str]
+    # A `use`/`import` with no comment lines after it: the next one may follow directly.
+    import_line: bool = False
+    blank_after: bool = True  # the input had a blank line after this block
+
+
+def _format_block(block: ast.Block, path: str, on_mismatch: OnMismatch) -> _Formatted:
+    verbatim = _Formatted(_trim_blank_lines(block.text))
     if block.errors:
-        return _trim_blank_lines(block.text)
+        return verbatim
     if block.decl is None:
-        return _comment_lines(block)
+        return _Formatted(_comment_lines(block))
+    formatter = _BlockFormatter(block)
     try:
-        lines = _BlockFormatter(block).format()
-    except _Unformattable:
-        return _trim_blank_lines(block.text)
+        lines = formatter.format()
+    except _DocInside:
+        return verbatim
     except Exception:
         if on_mismatch == "raise":
             raise
-        return _trim_blank_lines(block.text)
+        return verbatim
     problem = _same_meaning(block, "\n".join(lines) + "\n", path)
     if problem is not None:
         if on_mismatch == "raise":
             raise AssertionError(f"formatter bug in {path} at offset {block.span.start}: {problem}")
-        return _trim_blank_lines(block.text)
-    return lines
+        return verbatim
+    tail = block.text[len(block.text.rstrip()) :]
+    return _Formatted(
+        lines,
+        import_line=isinstance(block.decl, ast.UseDecl | ast.ImportDecl) and not formatter.comment_lines_after,
+        blank_after=tail.count("\n") >= 2,
+    )
 
 
 def format_with_diagnostics(
@@ -890,7 +911,8 @@ def format_with_diagnostics(
     """Format ``text`` and return it with the file's parse diagnostics.
 
     Blocks with syntax errors are kept as written (their diagnostics are returned); every
-    other block is formatted.
+    other block is formatted. Declarations are separated by one blank line, except that
+    ``use``/``import`` lines written one under the other stay together.
 
     Args:
         text: the file's contents (``\\r\\n`` line ends are read as ``\\n``).
@@ -901,13 +923,18 @@ def format_with_diagnostics(
     """
     text = text.replace("\r\n", "\n")
     parsed = parse(text, path)
-    chunks = []
+    out: list[str] = []
+    prev: _Formatted | None = None
     for block in parsed.blocks:
-        lines = _format_block(block, path, on_mismatch)
-        if lines:
-            chunks.append("\n".join(lines))
-    out = "\n\n".join(chunks)
-    return (out + "\n" if out else ""), parsed.diagnostics
+        current = _format_block(block, path, on_mismatch)
+        if not current.lines:
+            continue
+        if prev is not None:
+            together = prev.import_line and current.import_line and not prev.blank_after
+            out.append("\n" if together else "\n\n")
+        out.append("\n".join(current.lines))
+        prev = current
+    return ("".join(out) + "\n" if out else ""), parsed.diagnostics
 
 
 def format_source(text: str, path: str = "<string>", *, on_mismatch: OnMismatch = "keep") -> str:

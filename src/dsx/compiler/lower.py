@@ -538,7 +538,7 @@ class Lowerer:
                 if isinstance(arg.value, ast.NameRef) and arg.value.name.name in scope and scope[arg.value.name.name].kind == "sub":
                     wraps = scope[arg.value.name.name].sub
                     self._ref(arg.value.name.span, scope[arg.value.name.name].key or "")
-                    kwargs.append((key, _b(ir.Name, name=arg.value.name.name, loc=self._loc(arg.value.span))))
+                    kwargs.append((key, _b(ir.Name, name=arg.value.name.name, loc=None)))
                     continue
                 self._error("DSX106", f"`module` of {kind_name} must name another member of this module", arg.value.span)
                 continue
@@ -692,7 +692,9 @@ class Lowerer:
 
     # ---- expressions ----------------------------------------------------------------------
     def _expr(self, e: Any, scope: dict[str, _Entry]) -> tuple[Any, Any]:
-        loc = self._loc(e.span)
+        # Expressions carry no location: statements do, and that is what source maps and
+        # runtime errors point at. (It also keeps the IR small and lowering fast.)
+        loc = None
         if isinstance(e, ast.Lit):
             t = None if e.value is None else _b(ir.TypeRef, kind={bool: "bool", int: "int", float: "float"}[type(e.value)])  # type: ignore[index]
             return _b(ir.Const, value=e.value, loc=loc), t
@@ -877,7 +879,7 @@ class Lowerer:
     def _string(self, e: ast.Str, scope: dict[str, _Entry]) -> Any:
         raw = e.raw
         if "{" not in raw:
-            return _b(ir.Const, value=e.value, loc=self._loc(e.span))
+            return _b(ir.Const, value=e.value, loc=None)
         from dsx.grammar._transform import decode_string
 
         triple = raw.startswith('"""')
@@ -919,7 +921,7 @@ class Lowerer:
             i += 1
         if text_buf:
             parts.append(decode_string('"' + "".join(text_buf).replace('"', '\\"') + '"') if not triple else "".join(text_buf))
-        return _b(ir.FString, parts=tuple(parts), loc=self._loc(e.span))
+        return _b(ir.FString, parts=tuple(parts), loc=None)
 
     def _check_assignable(self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str) -> None:
         if expected is None or actual is None or isinstance(actual, PredType):

@@ -45,10 +45,12 @@ def _get_parser() -> tuple[Lark, ToAst]:
     if _parser is None:
         grammar = resources.files("dsx.grammar").joinpath("dsx.lark").read_text(encoding="utf-8")
         _transformer = ToAst()
+        from dsx.grammar._lexer import DsxLexer
+
         _parser = Lark(
             grammar,
             parser="lalr",
-            lexer="contextual",
+            lexer=DsxLexer,
             start=["block", "type", "expr"],
             keep_all_tokens=True,
             maybe_placeholders=True,
