@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from dsx.compiler.analysis import analyze_source  # noqa: E402
-from dsx.grammar.parser import BlockCache, _get_parser  # noqa: E402
+from dsx.compiler.analysis import analyze_source
+from dsx.grammar.parser import BlockCache, _get_parser
 
-UNIT = '''
+UNIT = """
 /// Answer questions about topic {i}.
 signature Answer{i} {{
     in  context: list[str]  "may contain relevant facts"
@@ -46,7 +46,7 @@ module Rag{i}(k: int = 3) {{
 }}
 
 program rag{i} = Rag{i}(k = 2)
-'''
+"""
 
 
 def generate(lines: int) -> str:
@@ -73,7 +73,7 @@ def main() -> None:
     for target in (300, 5000):
         text = generate(target)
         n_lines = text.count("\n")
-        full = timed(lambda: analyze_source(text, "/bench/big.dsx"), 5)
+        full = timed(lambda text=text: analyze_source(text, "/bench/big.dsx"), 5)
         analysis = analyze_source(text, "/bench/big.dsx")
         assert not analysis.errors, analysis.errors[:3]
         results = []

@@ -22,7 +22,7 @@ def calculator(expression: str) -> float:
     allowed = set("0123456789+-*/(). ")
     if not set(expression) <= allowed:
         raise ValueError(f"only arithmetic is allowed, got {expression!r}")
-    return float(eval(expression, {"__builtins__": {}}, {}))  # noqa: S307 - filtered above
+    return float(eval(expression, {"__builtins__": {}}, {}))
 
 
 def exact_match(example, pred, trace=None) -> bool:

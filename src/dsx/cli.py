@@ -30,10 +30,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         return 2
     state = data.get("state") if isinstance(data, dict) else None
     if not isinstance(state, dict):
-        print(f"dsx inspect: {path}: no 'state' object; save one with program.save('x.json')", file=sys.stderr)
+        print(
+            f"dsx inspect: {path}: no 'state' object; save one with program.save('x.json')",
+            file=sys.stderr,
+        )
         return 2
-    print(f"{path}: program {data.get('program', '?')}, dsx {data.get('dsx_version', '?')}, "
-          f"schema {data.get('schema_version', '?')}, {len(state)} predictor(s)")
+    print(
+        f"{path}: program {data.get('program', '?')}, dsx {data.get('dsx_version', '?')}, "
+        f"schema {data.get('schema_version', '?')}, {len(state)} predictor(s)"
+    )
     for name, pstate in state.items():
         _print_predictor(name, pstate, show_demos=args.demos)
     return 0
@@ -42,8 +47,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _print_predictor(name: str, state: dict[str, Any], *, show_demos: bool) -> None:
     sig = state.get("signature", {})
     fields = sig.get("fields", [])
-    ins = ", ".join(f"{f['name']}: {f.get('type', 'str')}" for f in fields if f.get("kind") == "input")
-    outs = ", ".join(f"{f['name']}: {f.get('type', 'str')}" for f in fields if f.get("kind") == "output")
+    ins = ", ".join(
+        f"{f['name']}: {f.get('type', 'str')}" for f in fields if f.get("kind") == "input"
+    )
+    outs = ", ".join(
+        f"{f['name']}: {f.get('type', 'str')}" for f in fields if f.get("kind") == "output"
+    )
     print(f"\n■ {name}  ({ins} -> {outs})")
     print(f"  instructions: {sig.get('instructions', '')}")
     lm = state.get("lm")
@@ -111,8 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit status 1 if there are errors.",
     )
     check.add_argument("files", nargs="+", metavar="FILE", help=".dsx files or directories")
-    check.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
-    check.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour the text output")
+    check.add_argument(
+        "--format", choices=["text", "json"], default="text", help="output format (default: text)"
+    )
+    check.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour the text output",
+    )
     check.set_defaults(func=_cmd_check)
     inspect = sub.add_parser(
         "inspect",

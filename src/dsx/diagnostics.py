@@ -170,28 +170,128 @@ def _codes(*entries: tuple[str, str, Severity, str]) -> dict[str, Code]:
 #: Every diagnostic code dsx can emit. ``docs/diagnostics.md`` documents each; a test
 #: checks the two agree.
 REGISTRY: dict[str, Code] = _codes(
-    ("DSX001", "syntax-error", "error", "The block could not be parsed; the message names what was expected."),
-    ("DSX002", "invalid-string", "error", "A string literal has a bad escape or an unterminated interpolation."),
-    ("DSX003", "invalid-signature-shorthand", "error", "A `signature X = \"...\"` string is not of the form `a, b: T -> c: T`."),
-    ("DSX100", "unknown-name", "error", "A name is used that no declaration, parameter or local variable defines."),
-    ("DSX101", "unknown-type", "error", "A type is used that is neither built in nor declared with `type`/`enum`."),
-    ("DSX102", "duplicate-declaration", "error", "Two top-level declarations (or imports) share a name."),
-    ("DSX103", "duplicate-field", "error", "A signature, type, enum, module or parameter list declares the same name twice."),
-    ("DSX104", "unknown-signature", "error", "A predictor is given something that is not a signature."),
-    ("DSX105", "unknown-module-kind", "error", "A sub-module is built from something that is neither a built-in module kind nor a declared module."),
-    ("DSX106", "wrong-declaration-kind", "error", "A name refers to a declaration of the wrong kind (e.g. a metric where data is expected)."),
-    ("DSX110", "missing-input", "error", "A predictor call does not pass a required input of its signature."),
-    ("DSX111", "unknown-input", "error", "A predictor call passes an argument its signature has no input for."),
-    ("DSX112", "unknown-output", "error", "An output field is read that the predictor's signature does not have."),
-    ("DSX113", "type-mismatch", "error", "An argument's statically known type does not fit the parameter or field."),
-    ("DSX114", "positional-argument", "error", "A predictor or module is called with positional arguments where keywords are required."),
-    ("DSX115", "unknown-argument", "error", "A constructor or call gets a keyword argument it does not accept."),
+    (
+        "DSX001",
+        "syntax-error",
+        "error",
+        "The block could not be parsed; the message names what was expected.",
+    ),
+    (
+        "DSX002",
+        "invalid-string",
+        "error",
+        "A string literal has a bad escape or an unterminated interpolation.",
+    ),
+    (
+        "DSX003",
+        "invalid-signature-shorthand",
+        "error",
+        'A `signature X = "..."` string is not of the form `a, b: T -> c: T`.',
+    ),
+    (
+        "DSX100",
+        "unknown-name",
+        "error",
+        "A name is used that no declaration, parameter or local variable defines.",
+    ),
+    (
+        "DSX101",
+        "unknown-type",
+        "error",
+        "A type is used that is neither built in nor declared with `type`/`enum`.",
+    ),
+    (
+        "DSX102",
+        "duplicate-declaration",
+        "error",
+        "Two top-level declarations (or imports) share a name.",
+    ),
+    (
+        "DSX103",
+        "duplicate-field",
+        "error",
+        "A signature, type, enum, module or parameter list declares the same name twice.",
+    ),
+    (
+        "DSX104",
+        "unknown-signature",
+        "error",
+        "A predictor is given something that is not a signature.",
+    ),
+    (
+        "DSX105",
+        "unknown-module-kind",
+        "error",
+        "A sub-module is built from something that is neither a built-in module kind nor a declared module.",
+    ),
+    (
+        "DSX106",
+        "wrong-declaration-kind",
+        "error",
+        "A name refers to a declaration of the wrong kind (e.g. a metric where data is expected).",
+    ),
+    (
+        "DSX110",
+        "missing-input",
+        "error",
+        "A predictor call does not pass a required input of its signature.",
+    ),
+    (
+        "DSX111",
+        "unknown-input",
+        "error",
+        "A predictor call passes an argument its signature has no input for.",
+    ),
+    (
+        "DSX112",
+        "unknown-output",
+        "error",
+        "An output field is read that the predictor's signature does not have.",
+    ),
+    (
+        "DSX113",
+        "type-mismatch",
+        "error",
+        "An argument's statically known type does not fit the parameter or field.",
+    ),
+    (
+        "DSX114",
+        "positional-argument",
+        "error",
+        "A predictor or module is called with positional arguments where keywords are required.",
+    ),
+    (
+        "DSX115",
+        "unknown-argument",
+        "error",
+        "A constructor or call gets a keyword argument it does not accept.",
+    ),
     ("DSX116", "missing-argument", "error", "A constructor or call lacks a required argument."),
-    ("DSX120", "import-not-found", "error", "An `import \"file.dsx\"` names a file that does not exist."),
+    (
+        "DSX120",
+        "import-not-found",
+        "error",
+        'An `import "file.dsx"` names a file that does not exist.',
+    ),
     ("DSX121", "import-cycle", "error", "Files import each other in a cycle."),
-    ("DSX122", "invalid-data", "error", "A `data` declaration is not `jsonl(...)`, `csv(...)` or `json(...)` with a path and `inputs = [...]`."),
-    ("DSX123", "invalid-optimize", "error", "An `optimize` block lacks an optimizer, training data or a metric, or has an unknown setting."),
-    ("DSX124", "invalid-test", "error", "A `test` block refers to inputs or outputs its program does not have."),
+    (
+        "DSX122",
+        "invalid-data",
+        "error",
+        "A `data` declaration is not `jsonl(...)`, `csv(...)` or `json(...)` with a path and `inputs = [...]`.",
+    ),
+    (
+        "DSX123",
+        "invalid-optimize",
+        "error",
+        "An `optimize` block lacks an optimizer, training data or a metric, or has an unknown setting.",
+    ),
+    (
+        "DSX124",
+        "invalid-test",
+        "error",
+        "A `test` block refers to inputs or outputs its program does not have.",
+    ),
     ("DSX125", "missing-forward", "error", "A module declares no `forward` body."),
     ("DSX126", "missing-return", "warning", "A `forward` body has a path that returns nothing."),
     ("DSX200", "unused-declaration", "warning", "A declaration is never used."),
@@ -237,7 +337,11 @@ def render_text(diag: Diagnostic, source: SourceFile | None, *, color: bool = Fa
     lines.append(f"{gutter} {blue}|{reset} {' ' * (col - 1)}{tint}{'^' * max(1, width)}{reset}")
     for rel in diag.related:
         rline, rcol = source.position(rel.span.start) if rel.span.file == source.path else (0, 0)
-        where = f"{display_path(rel.span.file)}:{rline}:{rcol}" if rline else display_path(rel.span.file)
+        where = (
+            f"{display_path(rel.span.file)}:{rline}:{rcol}"
+            if rline
+            else display_path(rel.span.file)
+        )
         lines.append(f"{gutter} {blue}={reset} note: {rel.message} ({where})")
     if diag.fix is not None:
         lines.append(f"{gutter} {blue}={reset} help: {diag.fix.title}")
@@ -263,7 +367,9 @@ def to_dict(diag: Diagnostic, source: SourceFile | None) -> dict[str, Any]:
         if diag.fix is None
         else {
             "title": diag.fix.title,
-            "edits": [{"span": loc(e.span, source), "new_text": e.new_text} for e in diag.fix.edits],
+            "edits": [
+                {"span": loc(e.span, source), "new_text": e.new_text} for e in diag.fix.edits
+            ],
         },
     }
 

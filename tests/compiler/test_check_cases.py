@@ -57,7 +57,9 @@ def test_case_ir_matches_golden_dump(case):
     golden = case.with_suffix(".ir.json")
     if REGEN or not golden.exists():
         golden.write_text(text + "\n")
-    assert json.loads(text) == json.loads(golden.read_text()), f"IR changed; regenerate with DSX_REGEN_GOLDEN=1 if intended ({golden.name})"
+    assert json.loads(text) == json.loads(golden.read_text()), (
+        f"IR changed; regenerate with DSX_REGEN_GOLDEN=1 if intended ({golden.name})"
+    )
 
 
 def test_every_case_code_is_registered_and_clean_case_is_clean():

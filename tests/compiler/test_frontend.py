@@ -32,7 +32,9 @@ def test_examples_cover_the_required_programs():
 
 
 def test_one_error_per_bad_block_and_later_blocks_still_parse():
-    text = "signature A {\n  in x str\n  in y ]]]\n}\nsignature B = \"a -> b\"\nprogram p = Predict(B)\n"
+    text = (
+        'signature A {\n  in x str\n  in y ]]]\n}\nsignature B = "a -> b"\nprogram p = Predict(B)\n'
+    )
     pf = parse(text, "t.dsx")
     assert [d.code for d in pf.diagnostics] == ["DSX001"]
     assert [type(d).__name__ for d in pf.decls] == ["SignatureDecl", "ProgramDecl"]
@@ -40,7 +42,7 @@ def test_one_error_per_bad_block_and_later_blocks_still_parse():
 
 
 def test_spans_are_exact_and_soft_keywords_work():
-    text = 'signature S {\n    in  type: str\n    out data: int\n}\n'
+    text = "signature S {\n    in  type: str\n    out data: int\n}\n"
     sig = parse(text, "t.dsx").decls[0]
     assert [f.name.name for f in sig.fields] == ["type", "data"]
     f = sig.fields[1]
@@ -49,7 +51,7 @@ def test_spans_are_exact_and_soft_keywords_work():
 
 
 def test_doc_comments_become_instructions_and_field_docs():
-    text = '/// Be terse.\n/// Very.\nsignature S {\n    /// the thing asked\n    in q: str\n    out a: str\n}\nprogram p = Predict(S)\n'
+    text = "/// Be terse.\n/// Very.\nsignature S {\n    /// the thing asked\n    in q: str\n    out a: str\n}\nprogram p = Predict(S)\n"
     unit = analyze_source(text, "t.dsx").unit
     sig = unit.signatures[0]
     assert sig.instructions == "Be terse.\nVery."
@@ -66,7 +68,11 @@ def test_string_interpolation_lowers_to_fstring_with_checked_names():
     diag = analysis.diagnostics[0]
     assert text[diag.span.start : diag.span.end] == "qq"
     fstring = analysis.unit.modules[0].forward.body[0].value
-    assert fstring.kind == "fstring" and fstring.parts[0] == "asked " and fstring.parts[-1] == " {literal}"
+    assert (
+        fstring.kind == "fstring"
+        and fstring.parts[0] == "asked "
+        and fstring.parts[-1] == " {literal}"
+    )
 
 
 def test_block_cache_reuses_unchanged_blocks_after_an_edit_above():
@@ -81,7 +87,7 @@ def test_block_cache_reuses_unchanged_blocks_after_an_edit_above():
 
 
 def test_split_blocks_keeps_comments_with_the_next_declaration():
-    text = "// header\n\n// about A\nsignature A = \"a -> b\"\n// about B\nsignature B = \"c -> d\"\n"
+    text = '// header\n\n// about A\nsignature A = "a -> b"\n// about B\nsignature B = "c -> d"\n'
     blocks = [text[s:e] for s, e in split_blocks(text)]
     assert blocks[0] == "// header\n\n"
     assert blocks[1].startswith("// about A\nsignature A")
@@ -96,22 +102,58 @@ def test_dsx_check_cli_exit_codes_and_formats(tmp_path):
     exe = [sys.executable, "-m", "dsx.cli"]
     ok = subprocess.run([*exe, "check", str(good)], capture_output=True, text=True)
     assert ok.returncode == 0 and "no problems" in ok.stdout
-    res = subprocess.run([*exe, "check", str(bad), "--color", "never"], capture_output=True, text=True)
+    res = subprocess.run(
+        [*exe, "check", str(bad), "--color", "never"], capture_output=True, text=True
+    )
     assert res.returncode == 1
     assert "error[DSX104]" in res.stdout and "bad.dsx:2:21" in res.stdout and "^" in res.stdout
-    js = subprocess.run([*exe, "check", str(bad), "--format", "json"], capture_output=True, text=True)
+    js = subprocess.run(
+        [*exe, "check", str(bad), "--format", "json"], capture_output=True, text=True
+    )
     import json
 
     data = json.loads(js.stdout)
     by_code = {d["code"]: d for d in data}
     assert by_code["DSX104"]["span"]["line"] == 2 and by_code["DSX200"]["severity"] == "warning"
-    missing = subprocess.run([*exe, "check", str(tmp_path / "nope.dsx")], capture_output=True, text=True)
+    missing = subprocess.run(
+        [*exe, "check", str(tmp_path / "nope.dsx")], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
 _SNIPPETS = [p.read_text() for p in [*EXAMPLES, *CASES]]
-_TOKENS = ["{", "}", "(", ")", "[", "]", "=", ",", ":", "->", '"', '"""', "//", "signature", "module",
-           "forward", "in", "out", "return", "if", "else", "for", "assert", ".", "?", "|", "\n", " ", "x", "1"]
+_TOKENS = [
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "=",
+    ",",
+    ":",
+    "->",
+    '"',
+    '"""',
+    "//",
+    "signature",
+    "module",
+    "forward",
+    "in",
+    "out",
+    "return",
+    "if",
+    "else",
+    "for",
+    "assert",
+    ".",
+    "?",
+    "|",
+    "\n",
+    " ",
+    "x",
+    "1",
+]
 
 
 @st.composite
@@ -155,9 +197,15 @@ def _summary(analysis):
 
 _EDITS = [
     ("return pred", "return pred.answr"),
-    ("query   = rewrite(question = question).search_query", "query = rewrite(questio = question).search_query"),
+    (
+        "query   = rewrite(question = question).search_query",
+        "query = rewrite(questio = question).search_query",
+    ),
     ("context = retrieve(query).passages", "context = retrieve(query).passage"),
-    ("pred = answer(context = context, question = question)", "pred = answer(context = context, question = question"),
+    (
+        "pred = answer(context = context, question = question)",
+        "pred = answer(context = context, question = question",
+    ),
     ('assert len(passage) > 0, "empty passage"', 'assert len(pasage) > 0, "empty {passage}"'),
     ('expect answer = "Paris"', 'expect answr = "Paris"'),
     ("for passage in context {", "for passage in contxt {"),

@@ -40,28 +40,101 @@ KINDS: dict[str, KindInfo] = {
     k.name: k
     for k in (
         KindInfo("Predict", True, _LM_CONFIG, doc="One LM call shaped by a signature."),
-        KindInfo("ChainOfThought", True, _LM_CONFIG, ("reasoning",), doc="Like Predict, with step-by-step `reasoning` written before the outputs."),
-        KindInfo("ReAct", True, _LM_CONFIG | {"tools", "max_iters"}, ("trajectory",), doc="An agent that reasons and calls tools until it can answer."),
-        KindInfo("ProgramOfThought", True, _LM_CONFIG | {"max_iters"}, ("reasoning",), doc="The LM writes Python, the sandbox runs it, the result answers."),
-        KindInfo("CodeAct", True, _LM_CONFIG | {"tools", "max_iters"}, ("trajectory",), doc="The LM writes code that calls tools inside the sandbox."),
-        KindInfo("Retrieve", False, frozenset({"k"}), ("passages",), doc="Retrieves the top `k` passages for a query."),
-        KindInfo("Refine", False, frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}), wraps_module=True, doc="Runs a module up to N times, feeding back hints, until the reward reaches the threshold."),
-        KindInfo("BestOfN", False, frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}), wraps_module=True, doc="Runs a module N times and keeps the best-rewarded prediction."),
+        KindInfo(
+            "ChainOfThought",
+            True,
+            _LM_CONFIG,
+            ("reasoning",),
+            doc="Like Predict, with step-by-step `reasoning` written before the outputs.",
+        ),
+        KindInfo(
+            "ReAct",
+            True,
+            _LM_CONFIG | {"tools", "max_iters"},
+            ("trajectory",),
+            doc="An agent that reasons and calls tools until it can answer.",
+        ),
+        KindInfo(
+            "ProgramOfThought",
+            True,
+            _LM_CONFIG | {"max_iters"},
+            ("reasoning",),
+            doc="The LM writes Python, the sandbox runs it, the result answers.",
+        ),
+        KindInfo(
+            "CodeAct",
+            True,
+            _LM_CONFIG | {"tools", "max_iters"},
+            ("trajectory",),
+            doc="The LM writes code that calls tools inside the sandbox.",
+        ),
+        KindInfo(
+            "Retrieve",
+            False,
+            frozenset({"k"}),
+            ("passages",),
+            doc="Retrieves the top `k` passages for a query.",
+        ),
+        KindInfo(
+            "Refine",
+            False,
+            frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}),
+            wraps_module=True,
+            doc="Runs a module up to N times, feeding back hints, until the reward reaches the threshold.",
+        ),
+        KindInfo(
+            "BestOfN",
+            False,
+            frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}),
+            wraps_module=True,
+            doc="Runs a module N times and keeps the best-rewarded prediction.",
+        ),
     )
 }
 
 PREDICTOR_KINDS = frozenset(k for k, v in KINDS.items() if v.takes_signature)
 
 BUILTIN_FUNCTIONS = frozenset(
-    {"len", "str", "int", "float", "bool", "list", "dict", "range", "min", "max", "sum", "sorted",
-     "enumerate", "zip", "any", "all", "abs", "round", "print", "join", "lower", "upper", "strip"}
+    {
+        "len",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list",
+        "dict",
+        "range",
+        "min",
+        "max",
+        "sum",
+        "sorted",
+        "enumerate",
+        "zip",
+        "any",
+        "all",
+        "abs",
+        "round",
+        "print",
+        "join",
+        "lower",
+        "upper",
+        "strip",
+    }
 )
 
 BUILTIN_METRICS = frozenset({"exact_match", "f1", "passage_match", "answer_in_context"})
 
 OPTIMIZERS = frozenset(
-    {"LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "KNNFewShot",
-     "MIPROv2", "COPRO", "BootstrapFinetune", "Ensemble"}
+    {
+        "LabeledFewShot",
+        "BootstrapFewShot",
+        "BootstrapFewShotWithRandomSearch",
+        "KNNFewShot",
+        "MIPROv2",
+        "COPRO",
+        "BootstrapFinetune",
+        "Ensemble",
+    }
 )
 
 OPTIMIZE_KEYS = frozenset({"with", "train", "dev", "metric", "lm", "seed"})

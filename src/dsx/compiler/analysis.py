@@ -68,7 +68,9 @@ def analyze_source(
     return _analyze(root, texts, caches)
 
 
-def _reanalyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache], prev: Analysis) -> Analysis | None:
+def _reanalyze(
+    root: str, texts: dict[str, str], caches: dict[str, BlockCache], prev: Analysis
+) -> Analysis | None:
     if prev.root != root or prev.lowerer is None or root not in prev.files:
         return None
     for other, old_text in prev.texts.items():
@@ -89,9 +91,21 @@ def _reanalyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache], 
         return None
     files = dict(prev.files)
     files[root] = pf
-    diagnostics = [d for f in files.values() for d in f.diagnostics] + [d for d in lowerer.diagnostics]
+    diagnostics = [d for f in files.values() for d in f.diagnostics] + [
+        d for d in lowerer.diagnostics
+    ]
     diagnostics.sort(key=lambda d: (d.span.file != root, d.span.file, d.span.start))
-    return Analysis(root, files, unit, diagnostics, lowerer.symbols, lowerer.references, lowerer, dict(texts), True)
+    return Analysis(
+        root,
+        files,
+        unit,
+        diagnostics,
+        lowerer.symbols,
+        lowerer.references,
+        lowerer,
+        dict(texts),
+        True,
+    )
 
 
 def analyze_path(path: str | Path, *, overlays: dict[str, str] | None = None) -> Analysis:
@@ -122,7 +136,9 @@ def _analyze(root: str, texts: dict[str, str], caches: dict[str, BlockCache] | N
             gc.enable()
 
 
-def _analyze_unit(root: str, texts: dict[str, str], caches: dict[str, BlockCache] | None) -> Analysis:
+def _analyze_unit(
+    root: str, texts: dict[str, str], caches: dict[str, BlockCache] | None
+) -> Analysis:
     files: dict[str, ParsedFile] = {}
     diagnostics: list[Diagnostic] = []
     order: list[str] = []
@@ -146,17 +162,33 @@ def _analyze_unit(root: str, texts: dict[str, str], caches: dict[str, BlockCache
                 resolved = _norm(str(base / target))
                 exists = resolved in texts or Path(resolved).is_file()
             except (OSError, ValueError):
-                diagnostics.append(make("DSX120", f"`{target}` is not a valid file path", decl.path.span))
+                diagnostics.append(
+                    make("DSX120", f"`{target}` is not a valid file path", decl.path.span)
+                )
                 continue
             if not target.endswith(".dsx"):
-                diagnostics.append(make("DSX120", f'imports name .dsx files: `import "{target}"` should end in .dsx', decl.path.span))
+                diagnostics.append(
+                    make(
+                        "DSX120",
+                        f'imports name .dsx files: `import "{target}"` should end in .dsx',
+                        decl.path.span,
+                    )
+                )
                 continue
             if resolved in stack:
-                cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(resolved):], resolved])
+                cycle = " -> ".join(
+                    Path(p).name for p in [*stack[stack.index(resolved) :], resolved]
+                )
                 diagnostics.append(make("DSX121", f"import cycle: {cycle}", decl.path.span))
                 continue
             if not exists:
-                diagnostics.append(make("DSX120", f"imported file `{target}` does not exist (looked at {resolved})", decl.path.span))
+                diagnostics.append(
+                    make(
+                        "DSX120",
+                        f"imported file `{target}` does not exist (looked at {resolved})",
+                        decl.path.span,
+                    )
+                )
                 continue
             load(resolved, [*stack, resolved])
         order.append(path)
@@ -168,7 +200,9 @@ def _analyze_unit(root: str, texts: dict[str, str], caches: dict[str, BlockCache
     diagnostics.extend(lowerer.diagnostics)
     diagnostics.sort(key=lambda d: (d.span.file != root, d.span.file, d.span.start))
     texts_used = {p: files[p].source.text for p in files}
-    return Analysis(root, files, unit, diagnostics, lowerer.symbols, lowerer.references, lowerer, texts_used)
+    return Analysis(
+        root, files, unit, diagnostics, lowerer.symbols, lowerer.references, lowerer, texts_used
+    )
 
 
 __all__ += ["Related", "Span"]

@@ -109,7 +109,10 @@ class Lowerer:
             if isinstance(decl, ast.SignatureDecl):
                 self._lower_signature(decl)
         for _, decl in all_decls:
-            if isinstance(decl, ast.ModuleDecl) and self.decls.get(decl.name.name, (None, None))[1] is decl:
+            if (
+                isinstance(decl, ast.ModuleDecl)
+                and self.decls.get(decl.name.name, (None, None))[1] is decl
+            ):
                 self.modules[decl.name.name] = _ModuleInfo(decl)
         for info in list(self.modules.values()):
             self._module_header(info)
@@ -131,7 +134,8 @@ class Lowerer:
         return self._finish()
 
     def _finish(self) -> ir.Unit:
-        self.unit = _b(ir.Unit, 
+        self.unit = _b(
+            ir.Unit,
             source=self.root,
             files=tuple(f.source.path for f in self.files),
             python=tuple(self.python.values()),
@@ -139,9 +143,14 @@ class Lowerer:
             records=tuple(self.records.values()),
             enums=tuple(self.enums.values()),
             modules=tuple(
-                _b(ir.Module, 
-                    name=name, doc=info.decl.doc or "", params=tuple(info.params.values()),
-                    submodules=tuple(info.submodules), forward=info.forward, loc=self._loc(info.decl.name.span),
+                _b(
+                    ir.Module,
+                    name=name,
+                    doc=info.decl.doc or "",
+                    params=tuple(info.params.values()),
+                    submodules=tuple(info.submodules),
+                    forward=info.forward,
+                    loc=self._loc(info.decl.name.span),
                 )
                 for name, info in self.modules.items()
             ),
@@ -166,10 +175,13 @@ class Lowerer:
         for old, new in changes:
             if old is None:
                 return None
-            if new is not None and (type(old) is not type(new) or not isinstance(new, ast.ModuleDecl | ast.TestDecl)):
+            if new is not None and (
+                type(old) is not type(new) or not isinstance(new, ast.ModuleDecl | ast.TestDecl)
+            ):
                 return None
             if isinstance(new, ast.ModuleDecl) and (
-                new.name.name != old.name.name or _shape(_header(new)) != _shape(_header(old))
+                new.name.name != old.name.name
+                or _shape(_header(new)) != _shape(_header(old))
                 or self.modules.get(old.name.name, _ModuleInfo(old)).decl is not old
             ):
                 return None
@@ -185,7 +197,15 @@ class Lowerer:
                     del self.symbols[key]
                 info = self.modules[new.name.name] = _ModuleInfo(new)
                 self.decls[new.name.name] = ("module", new)
-                self._define(new.name.name, new.name.name, "module", new.name.span, new, detail=f"module {new.name.name}", doc=new.doc or "")
+                self._define(
+                    new.name.name,
+                    new.name.name,
+                    "module",
+                    new.name.span,
+                    new,
+                    detail=f"module {new.name.name}",
+                    doc=new.doc or "",
+                )
                 self._module_header(info)
                 self._module_forward(new.name.name)
                 if not _same_result(previous.returns, info.returns):
@@ -216,13 +236,28 @@ class Lowerer:
     def _error(self, code: str, message: str, span: Span, **kw: Any) -> None:
         self.diagnostics.append(make(code, message, span, **kw))
 
-    def _define(self, key: str, name: str, kind: str, span: Span, decl: Any = None, *, detail: str = "", doc: str = "", container: str | None = None) -> None:
-        self.symbols.setdefault(key, Symbol(key, name, kind, span, decl, detail, doc or "", container))
+    def _define(
+        self,
+        key: str,
+        name: str,
+        kind: str,
+        span: Span,
+        decl: Any = None,
+        *,
+        detail: str = "",
+        doc: str = "",
+        container: str | None = None,
+    ) -> None:
+        self.symbols.setdefault(
+            key, Symbol(key, name, kind, span, decl, detail, doc or "", container)
+        )
 
     def _ref(self, span: Span, key: str) -> None:
         self.references.append(Reference(span, key))
 
-    def _unknown(self, code: str, what: str, ident: ast.Ident, candidates: Iterable[str], hint: str = "") -> None:
+    def _unknown(
+        self, code: str, what: str, ident: ast.Ident, candidates: Iterable[str], hint: str = ""
+    ) -> None:
         guess = _env.did_you_mean(ident.name, candidates)
         fix = None
         message = f"unknown {what} `{ident.name}`"
@@ -244,21 +279,37 @@ class Lowerer:
             first_kind, first = self.decls[name]
             first_ident = first.name if not isinstance(first, ast.UseDecl) else first.alias
             self._error(
-                "DSX102", f"`{name}` is declared twice (first as a {first_kind})", ident.span,
+                "DSX102",
+                f"`{name}` is declared twice (first as a {first_kind})",
+                ident.span,
                 related=(Related(first_ident.span, f"`{name}` first declared here"),),
             )
             return
         self.decls[name] = (kind, decl)
-        self._define(name, name, kind, ident.span, decl, detail=f"{kind} {name}", doc=getattr(decl, "doc", None) or "")
+        self._define(
+            name,
+            name,
+            kind,
+            ident.span,
+            decl,
+            detail=f"{kind} {name}",
+            doc=getattr(decl, "doc", None) or "",
+        )
 
     def _lower_use(self, decl: ast.UseDecl) -> None:
         if self.decls.get(decl.alias.name, (None, None))[1] is not decl:
             return
         module = decl.module.value
         if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", module):
-            self._error("DSX100", f"`{module}` is not a Python module name (use dots: \"pkg.module\")", decl.module.span)
+            self._error(
+                "DSX100",
+                f'`{module}` is not a Python module name (use dots: "pkg.module")',
+                decl.module.span,
+            )
             self._python_names[decl.alias.name] = None
-            self.python[decl.alias.name] = _b(ir.PythonImport, alias=decl.alias.name, module=module, loc=self._loc(decl.span))
+            self.python[decl.alias.name] = _b(
+                ir.PythonImport, alias=decl.alias.name, module=module, loc=self._loc(decl.span)
+            )
             return
         base = Path(decl.span.file).parent
         path, names = _env.python_module_names(module, base)
@@ -271,11 +322,15 @@ class Lowerer:
                 found = False
             if not found:
                 self._error(
-                    "DSX100", f"Python module `{module}` was not found next to {Path(decl.span.file).name} or on sys.path",
-                    decl.module.span, severity="warning",
+                    "DSX100",
+                    f"Python module `{module}` was not found next to {Path(decl.span.file).name} or on sys.path",
+                    decl.module.span,
+                    severity="warning",
                 )
         self._python_names[decl.alias.name] = names
-        self.python[decl.alias.name] = _b(ir.PythonImport, alias=decl.alias.name, module=module, loc=self._loc(decl.span))
+        self.python[decl.alias.name] = _b(
+            ir.PythonImport, alias=decl.alias.name, module=module, loc=self._loc(decl.span)
+        )
 
     def _lower_record(self, decl: ast.TypeDecl) -> None:
         name = decl.name.name
@@ -286,11 +341,35 @@ class Lowerer:
                 continue
             key = f"{name}.{f.name.name}"
             type_ = self._type(f.type)
-            self._define(key, f.name.name, "record_field", f.name.span, f, detail=f"{f.name.name}: {type_}", doc=(f.desc.value if f.desc else "") or (f.doc or ""), container=name)
+            self._define(
+                key,
+                f.name.name,
+                "record_field",
+                f.name.span,
+                f,
+                detail=f"{f.name.name}: {type_}",
+                doc=(f.desc.value if f.desc else "") or (f.doc or ""),
+                container=name,
+            )
             default, has_default = self._const_default(f.default)
-            fields.append(_b(ir.RecordField, name=f.name.name, type=type_, desc=f.desc.value if f.desc else "", default=default, has_default=has_default))
+            fields.append(
+                _b(
+                    ir.RecordField,
+                    name=f.name.name,
+                    type=type_,
+                    desc=f.desc.value if f.desc else "",
+                    default=default,
+                    has_default=has_default,
+                )
+            )
         if self.decls.get(name, (None, None))[1] is decl:
-            self.records[name] = _b(ir.Record, name=name, doc=decl.doc or "", fields=tuple(fields), loc=self._loc(decl.name.span))
+            self.records[name] = _b(
+                ir.Record,
+                name=name,
+                doc=decl.doc or "",
+                fields=tuple(fields),
+                loc=self._loc(decl.name.span),
+            )
 
     def _lower_enum(self, decl: ast.EnumDecl) -> None:
         name = decl.name.name
@@ -299,17 +378,41 @@ class Lowerer:
         for m in decl.members:
             if self._dup(m.name, seen, m, "member", name):
                 continue
-            self._define(f"{name}.{m.name.name}", m.name.name, "enum_member", m.name.span, m, detail=f"{name}.{m.name.name}", doc=m.desc.value if m.desc else "", container=name)
+            self._define(
+                f"{name}.{m.name.name}",
+                m.name.name,
+                "enum_member",
+                m.name.span,
+                m,
+                detail=f"{name}.{m.name.name}",
+                doc=m.desc.value if m.desc else "",
+                container=name,
+            )
             members.append(_b(ir.EnumMember, name=m.name.name, desc=m.desc.value if m.desc else ""))
         if self.decls.get(name, (None, None))[1] is decl:
-            self.enums[name] = _b(ir.Enum, name=name, doc=decl.doc or "", members=tuple(members), loc=self._loc(decl.name.span))
+            self.enums[name] = _b(
+                ir.Enum,
+                name=name,
+                doc=decl.doc or "",
+                members=tuple(members),
+                loc=self._loc(decl.name.span),
+            )
 
-    def _dup(self, ident: ast.Ident, seen: dict[str, Any], node: Any, what: str, owner: str) -> bool:
+    def _dup(
+        self, ident: ast.Ident, seen: dict[str, Any], node: Any, what: str, owner: str
+    ) -> bool:
         if ident.name in seen:
             first = seen[ident.name]
             self._error(
-                "DSX103", f"{what} `{ident.name}` appears twice in `{owner}`", ident.span,
-                related=(Related(first.name.span if hasattr(first, "name") else first.span, "first declared here"),),
+                "DSX103",
+                f"{what} `{ident.name}` appears twice in `{owner}`",
+                ident.span,
+                related=(
+                    Related(
+                        first.name.span if hasattr(first, "name") else first.span,
+                        "first declared here",
+                    ),
+                ),
             )
             return True
         seen[ident.name] = node
@@ -329,8 +432,28 @@ class Lowerer:
                 default, has_default = self._const_default(f.default)
                 desc = f.desc.value if f.desc else ""
                 key = f"{name}.{f.name.name}"
-                self._define(key, f.name.name, "field", f.name.span, f, detail=f"{f.direction} {f.name.name}: {type_}", doc=desc or (f.doc or ""), container=name)
-                fields.append(_b(ir.Field, name=f.name.name, direction=f.direction, type=type_, desc=desc or (f.doc or ""), default=default, has_default=has_default, loc=self._loc(f.name.span)))
+                self._define(
+                    key,
+                    f.name.name,
+                    "field",
+                    f.name.span,
+                    f,
+                    detail=f"{f.direction} {f.name.name}: {type_}",
+                    doc=desc or (f.doc or ""),
+                    container=name,
+                )
+                fields.append(
+                    _b(
+                        ir.Field,
+                        name=f.name.name,
+                        direction=f.direction,
+                        type=type_,
+                        desc=desc or (f.doc or ""),
+                        default=default,
+                        has_default=has_default,
+                        loc=self._loc(f.name.span),
+                    )
+                )
             if decl.fields and not any(f.direction == "out" for f in fields):
                 self._error("DSX003", f"signature `{name}` has no `out` field", decl.name.span)
         if decl.instructions is not None:
@@ -341,7 +464,13 @@ class Lowerer:
             ins = ", ".join(f"`{f.name}`" for f in fields if f.direction == "in") or "nothing"
             outs = ", ".join(f"`{f.name}`" for f in fields if f.direction == "out")
             instructions = f"From {ins}, produce {outs}."
-        sig = _b(ir.Signature, name=name, instructions=instructions, fields=tuple(fields), loc=self._loc(decl.name.span))
+        sig = _b(
+            ir.Signature,
+            name=name,
+            instructions=instructions,
+            fields=tuple(fields),
+            loc=self._loc(decl.name.span),
+        )
         if self.decls.get(name, (None, None))[1] is decl:
             self.signatures[name] = sig
             sym = self.symbols.get(name)
@@ -354,7 +483,11 @@ class Lowerer:
         body_offset = text.span.lo + (3 if raw.startswith('"""') else 1)
         body = raw[3:-3] if raw.startswith('"""') else raw[1:-1]
         if body.count("->") != 1:
-            self._error("DSX003", f"signature shorthand {raw} must contain exactly one `->`, like \"question -> answer\"", text.span)
+            self._error(
+                "DSX003",
+                f'signature shorthand {raw} must contain exactly one `->`, like "question -> answer"',
+                text.span,
+            )
             return []
         arrow = body.index("->")
         fields: list[ir.Field] = []
@@ -364,12 +497,24 @@ class Lowerer:
                 stripped = item.strip()
                 if not stripped:
                     if part.strip():
-                        self._error("DSX003", "empty field in signature shorthand (a stray comma?)", Span(text.span.origin, body_offset + item_start, body_offset + item_start + max(1, len(item))))
+                        self._error(
+                            "DSX003",
+                            "empty field in signature shorthand (a stray comma?)",
+                            Span(
+                                text.span.origin,
+                                body_offset + item_start,
+                                body_offset + item_start + max(1, len(item)),
+                            ),
+                        )
                     continue
                 lead = len(item) - len(item.lstrip())
                 fname, colon, type_text = stripped.partition(":")
                 fname = fname.strip()
-                fspan = Span(text.span.origin, body_offset + item_start + lead, body_offset + item_start + lead + len(fname))
+                fspan = Span(
+                    text.span.origin,
+                    body_offset + item_start + lead,
+                    body_offset + item_start + lead + len(fname),
+                )
                 if not re.fullmatch(r"[A-Za-z_]\w*", fname):
                     self._error("DSX003", f"`{fname}` is not a valid field name", fspan)
                     continue
@@ -382,15 +527,33 @@ class Lowerer:
                     t_off = body_offset + item_start + lead + len(stripped.partition(":")[0]) + 1
                     tnode, diag = parse_type_text(type_text, text.span.origin, t_off)
                     if diag is not None:
-                        self.diagnostics.append(make("DSX003", f"bad type in signature shorthand: {diag.message}", diag.span))
+                        self.diagnostics.append(
+                            make(
+                                "DSX003",
+                                f"bad type in signature shorthand: {diag.message}",
+                                diag.span,
+                            )
+                        )
                         type_ = _ANY
                     else:
                         type_ = self._type(tnode)
                 key = f"{owner}.{fname}"
-                self._define(key, fname, "field", fspan, None, detail=f"{side} {fname}: {type_}", container=owner)
-                fields.append(_b(ir.Field, name=fname, direction=side, type=type_, loc=self._loc(fspan)))  # type: ignore[arg-type]
+                self._define(
+                    key,
+                    fname,
+                    "field",
+                    fspan,
+                    None,
+                    detail=f"{side} {fname}: {type_}",
+                    container=owner,
+                )
+                fields.append(
+                    _b(ir.Field, name=fname, direction=side, type=type_, loc=self._loc(fspan))
+                )  # type: ignore[arg-type]
         if not any(f.direction == "out" for f in fields):
-            self._error("DSX003", f"signature shorthand {raw} has no output field after `->`", text.span)
+            self._error(
+                "DSX003", f"signature shorthand {raw} has no output field after `->`", text.span
+            )
         return fields
 
     def _const_default(self, expr: Any) -> tuple[Any, bool]:
@@ -398,7 +561,11 @@ class Lowerer:
             return None, False
         value = _const_value(expr)
         if value is _NOT_CONST:
-            self._error("DSX113", "a default value must be a constant (string, number, true/false/none, or a list/dict of those)", expr.span)
+            self._error(
+                "DSX113",
+                "a default value must be a constant (string, number, true/false/none, or a list/dict of those)",
+                expr.span,
+            )
             return None, False
         return value, True
 
@@ -406,24 +573,38 @@ class Lowerer:
     def _type(self, node: Any) -> ir.TypeRef:
         if isinstance(node, ast.NamedType):
             name = node.name.name
-            simple = {"str": "str", "int": "int", "float": "float", "bool": "bool", "any": "any", "Image": "image", "History": "history"}
+            simple = {
+                "str": "str",
+                "int": "int",
+                "float": "float",
+                "bool": "bool",
+                "any": "any",
+                "Image": "image",
+                "History": "history",
+            }
             if name in simple:
                 return _b(ir.TypeRef, kind=simple[name])  # type: ignore[arg-type]
             if name in _env.GENERIC_TYPES:
                 return _b(ir.TypeRef, kind=name, args=(_ANY,) * max(0, _env.GENERIC_TYPES[name]))  # type: ignore[arg-type]
-            kind, decl = self.decls.get(name, (None, None))
+            kind, _ = self.decls.get(name, (None, None))
             if kind == "type":
                 self._ref(node.name.span, name)
                 return _b(ir.TypeRef, kind="record", name=name)
             if kind == "enum":
                 self._ref(node.name.span, name)
                 return _b(ir.TypeRef, kind="enum", name=name)
-            candidates = [*simple, *_env.GENERIC_TYPES, *(n for n, (k, _) in self.decls.items() if k in ("type", "enum"))]
+            candidates = [
+                *simple,
+                *_env.GENERIC_TYPES,
+                *(n for n, (k, _) in self.decls.items() if k in ("type", "enum")),
+            ]
             if kind is not None:
                 self._ref(node.name.span, name)
                 self._error("DSX106", f"`{name}` is a {kind}, not a type", node.name.span)
             else:
-                self._unknown("DSX101", "type", node.name, candidates, "declare it with `type` or `enum`")
+                self._unknown(
+                    "DSX101", "type", node.name, candidates, "declare it with `type` or `enum`"
+                )
             return _ANY
         if isinstance(node, ast.GenericType):
             name = node.name.name
@@ -433,7 +614,11 @@ class Lowerer:
                 self._unknown("DSX101", "generic type", node.name, _env.GENERIC_TYPES)
                 return _ANY
             if arity > 0 and len(args) != arity:
-                self._error("DSX101", f"`{name}` takes {arity} type argument{'s' if arity > 1 else ''}, got {len(args)}", node.span)
+                self._error(
+                    "DSX101",
+                    f"`{name}` takes {arity} type argument{'s' if arity > 1 else ''}, got {len(args)}",
+                    node.span,
+                )
                 args = (args + (_ANY,) * arity)[:arity]
             return _b(ir.TypeRef, kind=name, args=args)  # type: ignore[arg-type]
         if isinstance(node, ast.OptionalType):
@@ -465,20 +650,42 @@ class Lowerer:
             if self._dup(sub.name, subs_seen, sub, "member", mname):
                 continue
             if sub.name.name in info.params:
-                self._error("DSX103", f"`{sub.name.name}` is both a parameter and a member of `{mname}`", sub.name.span)
+                self._error(
+                    "DSX103",
+                    f"`{sub.name.name}` is both a parameter and a member of `{mname}`",
+                    sub.name.span,
+                )
             key = f"{mname}.{sub.name.name}"
             lowered, subinfo = self._submodule(sub.name.name, sub.value, scope, owner=mname)
             subinfo.key = key
             info.subs[sub.name.name] = subinfo
             info.submodules.append(lowered.model_copy(update={"loc": self._loc(sub.name.span)}))
             detail = f"{sub.name.name} = {subinfo.kind}({subinfo.signature.name if subinfo.signature else subinfo.module or ''})"
-            self._define(key, sub.name.name, "submodule", sub.name.span, sub, detail=detail, doc=sub.doc or "", container=mname)
+            self._define(
+                key,
+                sub.name.name,
+                "submodule",
+                sub.name.span,
+                sub,
+                detail=detail,
+                doc=sub.doc or "",
+                container=mname,
+            )
             scope[sub.name.name] = _Entry("sub", None, key, subinfo)
         if decl.forward is None:
-            self._error("DSX125", f"module `{mname}` has no `forward(...) {{ ... }}` body", decl.name.span)
+            self._error(
+                "DSX125", f"module `{mname}` has no `forward(...) {{ ... }}` body", decl.name.span
+            )
         else:
             for p in decl.forward.params:
-                self._define(f"{mname}.forward.{p.name.name}", p.name.name, "param", p.name.span, p, container=mname)
+                self._define(
+                    f"{mname}.forward.{p.name.name}",
+                    p.name.name,
+                    "param",
+                    p.name.span,
+                    p,
+                    container=mname,
+                )
         info.state = "header"
 
     def _param(self, p: ast.Param, key: str, owner: str, scope: dict[str, _Entry]) -> ir.Param:
@@ -487,13 +694,29 @@ class Lowerer:
         if p.default is not None:
             default, dtype = self._expr(p.default, scope or self._base_scope())
             if type_ is not None:
-                self._check_assignable(dtype, type_, p.default.span, f"the default of `{p.name.name}`")
-        self._define(key, p.name.name, "param", p.name.span, p, detail=f"{p.name.name}: {type_ or 'any'}", container=owner)
+                self._check_assignable(
+                    dtype, type_, p.default.span, f"the default of `{p.name.name}`"
+                )
+        self._define(
+            key,
+            p.name.name,
+            "param",
+            p.name.span,
+            p,
+            detail=f"{p.name.name}: {type_ or 'any'}",
+            container=owner,
+        )
         return _b(ir.Param, name=p.name.name, type=type_, default=default)
 
-    def _submodule(self, name: str, value: Any, scope: dict[str, _Entry], *, owner: str) -> tuple[ir.Submodule, _Sub]:
+    def _submodule(
+        self, name: str, value: Any, scope: dict[str, _Entry], *, owner: str
+    ) -> tuple[ir.Submodule, _Sub]:
         if not (isinstance(value, ast.Call) and isinstance(value.func, ast.NameRef)):
-            self._error("DSX105", f"`{name}` must be built with a module kind, e.g. `{name} = Predict(MySignature)`", value.span)
+            self._error(
+                "DSX105",
+                f"`{name}` must be built with a module kind, e.g. `{name} = Predict(MySignature)`",
+                value.span,
+            )
             return _b(ir.Submodule, name=name, kind="Predict"), _Sub(name, "Predict")
         kind_name = value.func.name.name
         kind = _env.KINDS.get(kind_name)
@@ -504,52 +727,106 @@ class Lowerer:
                 return self._user_module_instance(name, value, scope)
             if decl_kind is not None:
                 self._ref(value.func.name.span, kind_name)
-                self._error("DSX105", f"`{kind_name}` is a {decl_kind}, not a module kind", value.func.name.span)
+                self._error(
+                    "DSX105",
+                    f"`{kind_name}` is a {decl_kind}, not a module kind",
+                    value.func.name.span,
+                )
             else:
-                candidates = [*_env.KINDS, *(n for n, (k, _) in self.decls.items() if k == "module")]
-                self._unknown("DSX105", "module kind", value.func.name, candidates, "use Predict, ChainOfThought, ReAct, ... or a declared module")
+                candidates = [
+                    *_env.KINDS,
+                    *(n for n, (k, _) in self.decls.items() if k == "module"),
+                ]
+                self._unknown(
+                    "DSX105",
+                    "module kind",
+                    value.func.name,
+                    candidates,
+                    "use Predict, ChainOfThought, ReAct, ... or a declared module",
+                )
             return _b(ir.Submodule, name=name, kind="Predict"), _Sub(name, "Predict")
         signature = None
         kwargs: list[tuple[str, ir.Expr]] = []
         wraps = None
         positional = [a for a in value.args if a.name is None]
         if kind.takes_signature:
-            sig_arg = positional[0].value if positional else (value.kwarg("signature").value if value.kwarg("signature") else None)  # type: ignore[union-attr]
+            sig_arg = (
+                positional[0].value
+                if positional
+                else (value.kwarg("signature").value if value.kwarg("signature") else None)
+            )  # type: ignore[union-attr]
             if sig_arg is None:
-                self._error("DSX116", f"{kind_name} needs a signature: `{kind_name}(MySignature)` or `{kind_name}(\"question -> answer\")`", value.span)
+                self._error(
+                    "DSX116",
+                    f'{kind_name} needs a signature: `{kind_name}(MySignature)` or `{kind_name}("question -> answer")`',
+                    value.span,
+                )
             else:
                 signature = self._signature_ref(sig_arg, f"{owner}_{name}")
             extra_pos = positional[1:]
         else:
             extra_pos = positional
         for arg in extra_pos:
-            self._error("DSX114", f"{kind_name} takes its settings as keywords (`name = value`)", arg.span)
+            self._error(
+                "DSX114", f"{kind_name} takes its settings as keywords (`name = value`)", arg.span
+            )
         for arg in value.args:
             if arg.name is None or arg.name.name == "signature":
                 continue
             key = arg.name.name
             if key not in kind.kwargs:
                 guess = _env.did_you_mean(key, kind.kwargs)
-                fix = Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
+                fix = (
+                    Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
+                )
                 allowed = ", ".join(sorted(kind.kwargs)) or "none"
-                self._error("DSX115", f"{kind_name} has no setting `{key}`" + (f"; did you mean `{guess}`?" if guess else f" (it accepts: {allowed})"), arg.name.span, fix=fix)
+                self._error(
+                    "DSX115",
+                    f"{kind_name} has no setting `{key}`"
+                    + (f"; did you mean `{guess}`?" if guess else f" (it accepts: {allowed})"),
+                    arg.name.span,
+                    fix=fix,
+                )
                 continue
             if kind.wraps_module and key == "module":
-                if isinstance(arg.value, ast.NameRef) and arg.value.name.name in scope and scope[arg.value.name.name].kind == "sub":
+                if (
+                    isinstance(arg.value, ast.NameRef)
+                    and arg.value.name.name in scope
+                    and scope[arg.value.name.name].kind == "sub"
+                ):
                     wraps = scope[arg.value.name.name].sub
                     self._ref(arg.value.name.span, scope[arg.value.name.name].key or "")
                     kwargs.append((key, _b(ir.Name, name=arg.value.name.name, loc=None)))
                     continue
-                self._error("DSX106", f"`module` of {kind_name} must name another member of this module", arg.value.span)
+                self._error(
+                    "DSX106",
+                    f"`module` of {kind_name} must name another member of this module",
+                    arg.value.span,
+                )
                 continue
             lowered, _ = self._expr(arg.value, scope)
             kwargs.append((key, lowered))
-        if kind.wraps_module and wraps is None and not any(k == "module" for k, _ in kwargs) and value.kwarg("module") is None:
-            self._error("DSX116", f"{kind_name} needs `module = <member>`: the module it runs", value.span)
+        if (
+            kind.wraps_module
+            and wraps is None
+            and not any(k == "module" for k, _ in kwargs)
+            and value.kwarg("module") is None
+        ):
+            self._error(
+                "DSX116", f"{kind_name} needs `module = <member>`: the module it runs", value.span
+            )
         sub = _Sub(name, kind_name, signature=signature, wraps=wraps)
-        return _b(ir.Submodule, name=name, kind=kind_name, signature=signature.name if signature else None, kwargs=tuple(kwargs)), sub  # type: ignore[arg-type]
+        return _b(
+            ir.Submodule,
+            name=name,
+            kind=kind_name,
+            signature=signature.name if signature else None,
+            kwargs=tuple(kwargs),
+        ), sub  # type: ignore[arg-type]
 
-    def _user_module_instance(self, name: str, value: ast.Call, scope: dict[str, _Entry]) -> tuple[ir.Submodule, _Sub]:
+    def _user_module_instance(
+        self, name: str, value: ast.Call, scope: dict[str, _Entry]
+    ) -> tuple[ir.Submodule, _Sub]:
         mname = value.func.name.name  # type: ignore[union-attr]
         target = self.modules.get(mname)
         kwargs: list[tuple[str, ir.Expr]] = []
@@ -557,24 +834,45 @@ class Lowerer:
         by_name = {p.name.name: p for p in params}
         for arg in value.args:
             if arg.name is None:
-                self._error("DSX114", f"module `{mname}` takes keyword arguments (`name = value`)", arg.span)
+                self._error(
+                    "DSX114", f"module `{mname}` takes keyword arguments (`name = value`)", arg.span
+                )
                 continue
             if target is not None and arg.name.name not in by_name:
                 guess = _env.did_you_mean(arg.name.name, by_name)
-                fix = Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
-                self._error("DSX115", f"module `{mname}` has no parameter `{arg.name.name}`" + (f"; did you mean `{guess}`?" if guess else ""), arg.name.span, fix=fix)
+                fix = (
+                    Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
+                )
+                self._error(
+                    "DSX115",
+                    f"module `{mname}` has no parameter `{arg.name.name}`"
+                    + (f"; did you mean `{guess}`?" if guess else ""),
+                    arg.name.span,
+                    fix=fix,
+                )
                 continue
             self._ref(arg.name.span, f"{mname}({arg.name.name})")
             lowered, atype = self._expr(arg.value, scope)
             p = by_name.get(arg.name.name)
             if p is not None and p.type is not None:
-                self._check_assignable(atype, self._type_quiet(p.type), arg.value.span, f"parameter `{arg.name.name}` of `{mname}`")
+                self._check_assignable(
+                    atype,
+                    self._type_quiet(p.type),
+                    arg.value.span,
+                    f"parameter `{arg.name.name}` of `{mname}`",
+                )
             kwargs.append((arg.name.name, lowered))
         given = {a.name.name for a in value.args if a.name is not None}
         missing = [p.name.name for p in params if p.default is None and p.name.name not in given]
         if missing:
-            self._error("DSX116", f"module `{mname}` needs {', '.join(f'`{m} = ...`' for m in missing)}", value.span)
-        return _b(ir.Submodule, name=name, kind="module", module=mname, kwargs=tuple(kwargs)), _Sub(name, "module", module=mname)
+            self._error(
+                "DSX116",
+                f"module `{mname}` needs {', '.join(f'`{m} = ...`' for m in missing)}",
+                value.span,
+            )
+        return _b(ir.Submodule, name=name, kind="module", module=mname, kwargs=tuple(kwargs)), _Sub(
+            name, "module", module=mname
+        )
 
     def _type_quiet(self, node: Any) -> ir.TypeRef:
         n = len(self.diagnostics)
@@ -587,7 +885,13 @@ class Lowerer:
             fields = self._shorthand_fields(arg, anon_name)
             ins = ", ".join(f"`{f.name}`" for f in fields if f.direction == "in") or "nothing"
             outs = ", ".join(f"`{f.name}`" for f in fields if f.direction == "out")
-            sig = _b(ir.Signature, name=anon_name, instructions=f"From {ins}, produce {outs}.", fields=tuple(fields), loc=self._loc(arg.span))
+            sig = _b(
+                ir.Signature,
+                name=anon_name,
+                instructions=f"From {ins}, produce {outs}.",
+                fields=tuple(fields),
+                loc=self._loc(arg.span),
+            )
             self._extra_signatures[anon_name] = sig
             return sig
         if isinstance(arg, ast.NameRef):
@@ -600,9 +904,14 @@ class Lowerer:
                 self._ref(arg.name.span, name)
                 self._error("DSX104", f"`{name}` is a {kind}, not a signature", arg.name.span)
             else:
-                self._unknown("DSX104", "signature", arg.name, [n for n, (k, _) in self.decls.items() if k == "signature"])
+                self._unknown(
+                    "DSX104",
+                    "signature",
+                    arg.name,
+                    [n for n, (k, _) in self.decls.items() if k == "signature"],
+                )
             return None
-        self._error("DSX104", "expected a signature name or a \"inputs -> outputs\" string", arg.span)
+        self._error("DSX104", 'expected a signature name or a "inputs -> outputs" string', arg.span)
         return None
 
     def _module_forward(self, name: str) -> Any:
@@ -631,7 +940,9 @@ class Lowerer:
                 scope[p.name.name] = _Entry("param", param.type, f"{name}.forward.{p.name.name}")
             returns: list[Any] = []
             body = self._block(fwd.body, scope, returns)
-            info.forward = _b(ir.Forward, params=tuple(params), body=tuple(body), loc=self._loc(fwd.keyword))
+            info.forward = _b(
+                ir.Forward, params=tuple(params), body=tuple(body), loc=self._loc(fwd.keyword)
+            )
             info.returns = next((r for r in returns if r is not None), None)
             if not returns:
                 self._error("DSX126", f"`forward` of `{name}` never returns a value", fwd.keyword)
@@ -645,7 +956,9 @@ class Lowerer:
         return scope
 
     # ---- statements -----------------------------------------------------------------------
-    def _block(self, stmts: Iterable[Any], scope: dict[str, _Entry], returns: list[Any]) -> list[Any]:
+    def _block(
+        self, stmts: Iterable[Any], scope: dict[str, _Entry], returns: list[Any]
+    ) -> list[Any]:
         out = []
         for stmt in stmts:
             lowered = self._stmt(stmt, scope, returns)
@@ -659,8 +972,12 @@ class Lowerer:
             value, vtype = self._expr(stmt.value, scope)
             target = stmt.target.name
             existing = scope.get(target)
-            if existing is not None and existing.kind in ("sub", "param") :
-                self._error("DSX103", f"`{target}` is a {'member' if existing.kind == 'sub' else 'parameter'}; assign to a new name", stmt.target.span)
+            if existing is not None and existing.kind in ("sub", "param"):
+                self._error(
+                    "DSX103",
+                    f"`{target}` is a {'member' if existing.kind == 'sub' else 'parameter'}; assign to a new name",
+                    stmt.target.span,
+                )
             scope[target] = _Entry("local", vtype)
             return _b(ir.Assign, target=target, value=value, loc=loc)
         if isinstance(stmt, ast.Return):
@@ -674,7 +991,11 @@ class Lowerer:
             return _b(ir.If, cond=cond, then=tuple(then), orelse=tuple(orelse), loc=loc)
         if isinstance(stmt, ast.For):
             it, itype = self._expr(stmt.iter, scope)
-            elem = itype.args[0] if isinstance(itype, ir.TypeRef) and itype.kind == "list" and itype.args else None
+            elem = (
+                itype.args[0]
+                if isinstance(itype, ir.TypeRef) and itype.kind == "list" and itype.args
+                else None
+            )
             scope[stmt.var.name] = _Entry("local", elem)
             body = self._block(stmt.body, scope, returns)
             return _b(ir.For, var=stmt.var.name, iter=it, body=tuple(body), loc=loc)
@@ -688,7 +1009,9 @@ class Lowerer:
     def _check(self, stmt: ast.Check, scope: dict[str, _Entry]) -> ir.Check:
         cond, _ = self._expr(stmt.cond, scope)
         message = self._expr(stmt.message, scope)[0] if stmt.message is not None else None
-        return _b(ir.Check, severity=stmt.kind, cond=cond, message=message, loc=self._loc(stmt.span))
+        return _b(
+            ir.Check, severity=stmt.kind, cond=cond, message=message, loc=self._loc(stmt.span)
+        )
 
     # ---- expressions ----------------------------------------------------------------------
     def _expr(self, e: Any, scope: dict[str, _Entry]) -> tuple[Any, Any]:
@@ -696,7 +1019,11 @@ class Lowerer:
         # runtime errors point at. (It also keeps the IR small and lowering fast.)
         loc = None
         if isinstance(e, ast.Lit):
-            t = None if e.value is None else _b(ir.TypeRef, kind={bool: "bool", int: "int", float: "float"}[type(e.value)])  # type: ignore[index]
+            t = (
+                None
+                if e.value is None
+                else _b(ir.TypeRef, kind={bool: "bool", int: "int", float: "float"}[type(e.value)])
+            )  # type: ignore[index]
             return _b(ir.Const, value=e.value, loc=loc), t
         if isinstance(e, ast.Str):
             return self._string(e, scope), _LitStr(e.value)
@@ -704,17 +1031,25 @@ class Lowerer:
             return self._name(e, scope, loc)
         if isinstance(e, ast.ListExpr):
             items = [self._expr(i, scope) for i in e.items]
-            return _b(ir.List, items=tuple(i for i, _ in items), loc=loc), _b(ir.TypeRef, kind="list", args=(_ANY,))
+            return _b(ir.List, items=tuple(i for i, _ in items), loc=loc), _b(
+                ir.TypeRef, kind="list", args=(_ANY,)
+            )
         if isinstance(e, ast.DictExpr):
             keys = [self._expr(p.key, scope)[0] for p in e.pairs]
             values = [self._expr(p.value, scope)[0] for p in e.pairs]
-            return _b(ir.Dict, keys=tuple(keys), values=tuple(values), loc=loc), _b(ir.TypeRef, kind="dict", args=(_ANY, _ANY))
+            return _b(ir.Dict, keys=tuple(keys), values=tuple(values), loc=loc), _b(
+                ir.TypeRef, kind="dict", args=(_ANY, _ANY)
+            )
         if isinstance(e, ast.Attr):
             return self._attr(e, scope, loc)
         if isinstance(e, ast.Index):
             obj, otype = self._expr(e.obj, scope)
             idx, _ = self._expr(e.index, scope)
-            elem = otype.args[0] if isinstance(otype, ir.TypeRef) and otype.kind == "list" and otype.args else None
+            elem = (
+                otype.args[0]
+                if isinstance(otype, ir.TypeRef) and otype.kind == "list" and otype.args
+                else None
+            )
             return _b(ir.Index, obj=obj, index=idx, loc=loc), elem
         if isinstance(e, ast.Call):
             return self._call(e, scope, loc)
@@ -732,14 +1067,21 @@ class Lowerer:
             return _b(ir.Unary, op="not", operand=operand, loc=loc), _b(ir.TypeRef, kind="bool")
         if isinstance(e, ast.Neg):
             operand, otype = self._expr(e.operand, scope)
-            return _b(ir.Unary, op="-", operand=operand, loc=loc), otype if isinstance(otype, ir.TypeRef) else None
+            return _b(ir.Unary, op="-", operand=operand, loc=loc), otype if isinstance(
+                otype, ir.TypeRef
+            ) else None
         return _b(ir.Const, value=None, loc=loc), None
 
     def _name(self, e: ast.NameRef, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
         name = e.name.name
         entry = scope.get(name)
         if entry is None:
-            self._unknown("DSX100", "name", e.name, [n for n in scope if scope[n].kind != "builtin"] + list(_env.BUILTIN_FUNCTIONS))
+            self._unknown(
+                "DSX100",
+                "name",
+                e.name,
+                [n for n in scope if scope[n].kind != "builtin"] + list(_env.BUILTIN_FUNCTIONS),
+            )
             return _b(ir.Name, name=name, loc=loc), None
         if entry.key:
             self._ref(e.name.span, entry.key)
@@ -758,13 +1100,26 @@ class Lowerer:
                 guess = _env.did_you_mean(attr, otype.fields)
                 fix = Fix(f"replace with `{guess}`", (Edit(e.name.span, guess),)) if guess else None
                 outs = ", ".join(f"`{f}`" for f in otype.fields) or "none"
-                self._error("DSX112", f"{otype.owner} has no output `{attr}`" + (f"; did you mean `{guess}`?" if guess else f" (its outputs: {outs})"), e.name.span, fix=fix)
-        elif isinstance(e.obj, ast.NameRef) and scope.get(e.obj.name.name, _Entry("")).kind == "python":
+                self._error(
+                    "DSX112",
+                    f"{otype.owner} has no output `{attr}`"
+                    + (f"; did you mean `{guess}`?" if guess else f" (its outputs: {outs})"),
+                    e.name.span,
+                    fix=fix,
+                )
+        elif (
+            isinstance(e.obj, ast.NameRef)
+            and scope.get(e.obj.name.name, _Entry("")).kind == "python"
+        ):
             alias = e.obj.name.name
             names = self._python_names.get(alias)
             if names is not None and attr not in names:
-                self._unknown("DSX100", f"name in Python module `{self.python[alias].module}`:", e.name, names)
-        elif isinstance(otype, ir.TypeRef) and otype.kind == "record" and otype.name in self.records:
+                self._unknown(
+                    "DSX100", f"name in Python module `{self.python[alias].module}`:", e.name, names
+                )
+        elif (
+            isinstance(otype, ir.TypeRef) and otype.kind == "record" and otype.name in self.records
+        ):
             rec = self.records[otype.name]
             fields = {f.name: f.type for f in rec.fields}
             if attr in fields:
@@ -787,7 +1142,13 @@ class Lowerer:
                 args.append(value)
             else:
                 kwargs.append((arg.name.name, value))
-        if isinstance(e.func, ast.NameRef) and e.func.name.name in ("str", "join", "lower", "upper", "strip"):
+        if isinstance(e.func, ast.NameRef) and e.func.name.name in (
+            "str",
+            "join",
+            "lower",
+            "upper",
+            "strip",
+        ):
             result = _b(ir.TypeRef, kind="str")
         elif isinstance(e.func, ast.NameRef) and e.func.name.name in ("len", "int", "round"):
             result = _b(ir.TypeRef, kind="int")
@@ -801,11 +1162,20 @@ class Lowerer:
             positional = [a for a in e.args if a.name is None]
             named = {a.name.name for a in e.args if a.name is not None}
             if not positional and "query" not in named:
-                self._error("DSX110", f"{label} (Retrieve) needs a query: `{sub.name}(query)`", e.span)
+                self._error(
+                    "DSX110", f"{label} (Retrieve) needs a query: `{sub.name}(query)`", e.span
+                )
             for a in e.args:
                 if a.name is not None and a.name.name not in ("query", "k"):
-                    self._error("DSX111", f"{label} (Retrieve) takes a query and `k`, not `{a.name.name}`", a.name.span)
-            return PredType(f"{label} (Retrieve)", {"passages": _b(ir.TypeRef, kind="list", args=(_b(ir.TypeRef, kind="str"),))})
+                    self._error(
+                        "DSX111",
+                        f"{label} (Retrieve) takes a query and `k`, not `{a.name.name}`",
+                        a.name.span,
+                    )
+            return PredType(
+                f"{label} (Retrieve)",
+                {"passages": _b(ir.TypeRef, kind="list", args=(_b(ir.TypeRef, kind="str"),))},
+            )
         if target.kind == "module":
             return self._check_module_call(e, target, label)
         sig = target.signature
@@ -818,8 +1188,16 @@ class Lowerer:
             if len(inputs) == 1 and len(positional) == 1:
                 only = next(iter(inputs))
                 arg0 = positional[0]
-                fix = Fix(f"pass it as `{only} = ...`", (Edit(Span(arg0.span.origin, arg0.span.lo, arg0.span.lo), f"{only} = "),))
-            self._error("DSX114", f"{label} takes keyword inputs ({', '.join(f'`{n} = ...`' for n in inputs)})", positional[0].span.cover(positional[-1].span), fix=fix)
+                fix = Fix(
+                    f"pass it as `{only} = ...`",
+                    (Edit(Span(arg0.span.origin, arg0.span.lo, arg0.span.lo), f"{only} = "),),
+                )
+            self._error(
+                "DSX114",
+                f"{label} takes keyword inputs ({', '.join(f'`{n} = ...`' for n in inputs)})",
+                positional[0].span.cover(positional[-1].span),
+                fix=fix,
+            )
         for arg in e.args:
             if arg.name is None:
                 continue
@@ -828,16 +1206,38 @@ class Lowerer:
                 if fname in ("config", "demos", "lm"):
                     continue
                 guess = _env.did_you_mean(fname, inputs)
-                fix = Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
-                self._error("DSX111", f"{label} ({sig.name}) has no input `{fname}`" + (f"; did you mean `{guess}`?" if guess else f" (its inputs: {', '.join(f'`{n}`' for n in inputs) or 'none'})"), arg.name.span, fix=fix)
+                fix = (
+                    Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
+                )
+                self._error(
+                    "DSX111",
+                    f"{label} ({sig.name}) has no input `{fname}`"
+                    + (
+                        f"; did you mean `{guess}`?"
+                        if guess
+                        else f" (its inputs: {', '.join(f'`{n}`' for n in inputs) or 'none'})"
+                    ),
+                    arg.name.span,
+                    fix=fix,
+                )
                 continue
             self._ref(arg.name.span, f"{sig.name}.{fname}")
             _, atype = self._expr_type_only(arg.value, scope)
-            self._check_assignable(atype, inputs[fname].type, arg.value.span, f"input `{fname}` of {label}")
+            self._check_assignable(
+                atype, inputs[fname].type, arg.value.span, f"input `{fname}` of {label}"
+            )
         given = {a.name.name for a in e.args if a.name is not None}
-        missing = [n for n, f in inputs.items() if n not in given and not f.has_default and f.type.kind != "optional"]
+        missing = [
+            n
+            for n, f in inputs.items()
+            if n not in given and not f.has_default and f.type.kind != "optional"
+        ]
         if missing and not any(a.name is None for a in e.args):
-            self._error("DSX110", f"{label} ({sig.name}) is missing the input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)}", e.span)
+            self._error(
+                "DSX110",
+                f"{label} ({sig.name}) is missing the input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)}",
+                e.span,
+            )
         fields: dict[str, Any] = {x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs}
         keys: dict[str, str] = {}
         for f in sig.outputs:
@@ -862,15 +1262,29 @@ class Lowerer:
             if arg.name is not None:
                 if arg.name.name not in params:
                     guess = _env.did_you_mean(arg.name.name, params)
-                    fix = Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
-                    self._error("DSX111", f"{label} (module {sub.module}) has no input `{arg.name.name}`" + (f"; did you mean `{guess}`?" if guess else ""), arg.name.span, fix=fix)
+                    fix = (
+                        Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),))
+                        if guess
+                        else None
+                    )
+                    self._error(
+                        "DSX111",
+                        f"{label} (module {sub.module}) has no input `{arg.name.name}`"
+                        + (f"; did you mean `{guess}`?" if guess else ""),
+                        arg.name.span,
+                        fix=fix,
+                    )
                 else:
                     self._ref(arg.name.span, f"{sub.module}.forward.{arg.name.name}")
         n_pos = sum(1 for a in e.args if a.name is None)
         given = {a.name.name for a in e.args if a.name is not None} | set(list(params)[:n_pos])
         missing = [n for n, p in params.items() if p.default is None and n not in given]
         if missing:
-            self._error("DSX110", f"{label} (module {sub.module}) is missing {', '.join(f'`{m}`' for m in missing)}", e.span)
+            self._error(
+                "DSX110",
+                f"{label} (module {sub.module}) is missing {', '.join(f'`{m}`' for m in missing)}",
+                e.span,
+            )
         returned = self._module_forward(sub.module or "")
         if isinstance(returned, PredType):
             return PredType(f"{label} (module {sub.module})", returned.fields, returned.keys)
@@ -901,7 +1315,11 @@ class Lowerer:
             if ch == "{":
                 close = body.find("}", i)
                 if close < 0:
-                    self._error("DSX002", "unterminated `{` in string interpolation; write `{{` for a literal brace", Span(e.span.origin, base + i, base + i + 1))
+                    self._error(
+                        "DSX002",
+                        "unterminated `{` in string interpolation; write `{{` for a literal brace",
+                        Span(e.span.origin, base + i, base + i + 1),
+                    )
                     text_buf.append(body[i:])
                     break
                 inner = body[i + 1 : close]
@@ -912,7 +1330,13 @@ class Lowerer:
                 if node is None:
                     node, diag = parse_expr_text(inner, e.span.origin, base + i + 1)
                 if diag is not None:
-                    self.diagnostics.append(make("DSX002", f"bad expression in string interpolation: {diag.message}", diag.span))
+                    self.diagnostics.append(
+                        make(
+                            "DSX002",
+                            f"bad expression in string interpolation: {diag.message}",
+                            diag.span,
+                        )
+                    )
                 else:
                     parts.append(self._expr(node, scope)[0])
                 i = close + 1
@@ -920,10 +1344,16 @@ class Lowerer:
             text_buf.append(ch)
             i += 1
         if text_buf:
-            parts.append(decode_string('"' + "".join(text_buf).replace('"', '\\"') + '"') if not triple else "".join(text_buf))
+            parts.append(
+                decode_string('"' + "".join(text_buf).replace('"', '\\"') + '"')
+                if not triple
+                else "".join(text_buf)
+            )
         return _b(ir.FString, parts=tuple(parts), loc=None)
 
-    def _check_assignable(self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str) -> None:
+    def _check_assignable(
+        self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str
+    ) -> None:
         if expected is None or actual is None or isinstance(actual, PredType):
             return
         problem = _mismatch(actual, expected, self)
@@ -937,7 +1367,9 @@ class Lowerer:
         lowered, sub = self._submodule(name, decl.value, scope, owner=name)
         if self.decls.get(name, (None, None))[1] is not decl:
             return
-        self.programs[name] = _b(ir.Program, name=name, root=lowered, doc=decl.doc or "", loc=self._loc(decl.name.span))
+        self.programs[name] = _b(
+            ir.Program, name=name, root=lowered, doc=decl.doc or "", loc=self._loc(decl.name.span)
+        )
         inputs: dict[str, Any] = {}
         outputs: Any = None
         if sub.kind == "module" and sub.module in self.modules:
@@ -948,7 +1380,13 @@ class Lowerer:
         elif sub.signature is not None:
             inputs = {f.name: f for f in sub.signature.inputs}
             kind = _env.KINDS[sub.kind]
-            outputs = PredType(name, {**{x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs}, **{f.name: f.type for f in sub.signature.outputs}})
+            outputs = PredType(
+                name,
+                {
+                    **{x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs},
+                    **{f.name: f.type for f in sub.signature.outputs},
+                },
+            )
         self.program_io[name] = (inputs, outputs)
         sym = self.symbols.get(name)
         if sym is not None:
@@ -957,23 +1395,39 @@ class Lowerer:
     def _lower_data(self, decl: ast.DataDecl) -> None:
         name = decl.name.name
         value = decl.value
-        usage = 'write `data NAME = jsonl("file.jsonl", inputs = [question])` (or csv(...), json(...))'
-        if not (isinstance(value, ast.Call) and isinstance(value.func, ast.NameRef) and value.func.name.name in ("jsonl", "csv", "json")):
+        usage = (
+            'write `data NAME = jsonl("file.jsonl", inputs = [question])` (or csv(...), json(...))'
+        )
+        if not (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.NameRef)
+            and value.func.name.name in ("jsonl", "csv", "json")
+        ):
             self._error("DSX122", f"`data {name}` must load a file: {usage}", value.span)
             return
         fmt = value.func.name.name
         positional = [a for a in value.args if a.name is None]
         if not positional or not isinstance(positional[0].value, ast.Str):
-            self._error("DSX122", f"`{fmt}(...)` needs the file path as a string first: {usage}", value.span)
+            self._error(
+                "DSX122", f"`{fmt}(...)` needs the file path as a string first: {usage}", value.span
+            )
             return
         path = positional[0].value.value
         inputs: list[str] = []
         inputs_arg = value.kwarg("inputs")
         for arg in value.args:
             if arg.name is not None and arg.name.name != "inputs":
-                self._error("DSX122", f"`{fmt}(...)` accepts a path and `inputs = [...]`, not `{arg.name.name}`", arg.name.span)
+                self._error(
+                    "DSX122",
+                    f"`{fmt}(...)` accepts a path and `inputs = [...]`, not `{arg.name.name}`",
+                    arg.name.span,
+                )
         if inputs_arg is None or not isinstance(inputs_arg.value, ast.ListExpr):
-            self._error("DSX122", f"`{fmt}(...)` needs `inputs = [...]` naming the input fields of each example", value.span)
+            self._error(
+                "DSX122",
+                f"`{fmt}(...)` needs `inputs = [...]` naming the input fields of each example",
+                value.span,
+            )
         else:
             for item in inputs_arg.value.items:
                 if isinstance(item, ast.NameRef):
@@ -988,8 +1442,21 @@ class Lowerer:
         except (OSError, ValueError):
             exists = False
         if not exists:
-            self._error("DSX122", f"data file `{path}` does not exist (relative to {Path(decl.span.file).name})", positional[0].value.span, severity="warning")
-        self.data[name] = _b(ir.DataSet, name=name, format=fmt, path=path, base_dir=base_dir, inputs=tuple(inputs), loc=self._loc(decl.name.span))  # type: ignore[arg-type]
+            self._error(
+                "DSX122",
+                f"data file `{path}` does not exist (relative to {Path(decl.span.file).name})",
+                positional[0].value.span,
+                severity="warning",
+            )
+        self.data[name] = _b(
+            ir.DataSet,
+            name=name,
+            format=fmt,
+            path=path,
+            base_dir=base_dir,
+            inputs=tuple(inputs),
+            loc=self._loc(decl.name.span),
+        )  # type: ignore[arg-type]
 
     def _lower_metric(self, decl: ast.MetricDecl) -> None:
         name = decl.name.name
@@ -1001,27 +1468,67 @@ class Lowerer:
                 self._ref(value.obj.name.span, alias)
                 names = self._python_names.get(alias)
                 if names is not None and value.name.name not in names:
-                    self._unknown("DSX100", f"name in Python module `{self.python[alias].module}`:", value.name, names)
-                metric = _b(ir.Metric, name=name, python=f"{self.python[alias].module}:{value.name.name}", loc=self._loc(decl.name.span))
+                    self._unknown(
+                        "DSX100",
+                        f"name in Python module `{self.python[alias].module}`:",
+                        value.name,
+                        names,
+                    )
+                metric = _b(
+                    ir.Metric,
+                    name=name,
+                    python=f"{self.python[alias].module}:{value.name.name}",
+                    loc=self._loc(decl.name.span),
+                )
             else:
-                self._unknown("DSX100", "Python module alias", value.obj.name, self.python, 'declare it with `use python "module" as alias`')
+                self._unknown(
+                    "DSX100",
+                    "Python module alias",
+                    value.obj.name,
+                    self.python,
+                    'declare it with `use python "module" as alias`',
+                )
                 return
         elif isinstance(value, ast.NameRef) and value.name.name in _env.BUILTIN_METRICS:
-            metric = _b(ir.Metric, name=name, builtin=value.name.name, loc=self._loc(decl.name.span))
-        elif isinstance(value, ast.Call) and isinstance(value.func, ast.NameRef) and value.func.name.name in _env.BUILTIN_METRICS:
+            metric = _b(
+                ir.Metric, name=name, builtin=value.name.name, loc=self._loc(decl.name.span)
+            )
+        elif (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.NameRef)
+            and value.func.name.name in _env.BUILTIN_METRICS
+        ):
             kwargs = []
             for arg in value.args:
                 v = _const_value(arg.value)
                 if arg.name is None or v is _NOT_CONST:
-                    self._error("DSX106", "built-in metric settings are `name = constant`", arg.span)
+                    self._error(
+                        "DSX106", "built-in metric settings are `name = constant`", arg.span
+                    )
                     continue
                 kwargs.append((arg.name.name, v))
-            metric = _b(ir.Metric, name=name, builtin=value.func.name.name, kwargs=tuple(kwargs), loc=self._loc(decl.name.span))
+            metric = _b(
+                ir.Metric,
+                name=name,
+                builtin=value.func.name.name,
+                kwargs=tuple(kwargs),
+                loc=self._loc(decl.name.span),
+            )
         elif isinstance(value, ast.NameRef):
-            self._unknown("DSX100", "metric", value.name, _env.BUILTIN_METRICS, "use a built-in metric (exact_match, f1, ...) or `alias.function` from `use python`")
+            self._unknown(
+                "DSX100",
+                "metric",
+                value.name,
+                _env.BUILTIN_METRICS,
+                "use a built-in metric (exact_match, f1, ...) or `alias.function` from `use python`",
+            )
             return
         else:
-            self._error("DSX106", "a metric is a Python function (`alias.name`) or a built-in (exact_match, f1, passage_match, answer_in_context)", value.span)
+            self._error(
+                "DSX106",
+                "a metric is a Python function (`alias.name`) or a built-in (exact_match, f1, passage_match, answer_in_context)",
+                value.span,
+            )
             return
         if self.decls.get(name, (None, None))[1] is decl:
             self.metrics[name] = metric
@@ -1035,7 +1542,9 @@ class Lowerer:
             self._ref(ident.span, ident.name)
             self._error("DSX106", f"`{ident.name}` is a {found_kind}, not a {kind}", ident.span)
         else:
-            self._unknown("DSX100", kind, ident, [n for n, (k, _) in self.decls.items() if k == kind])
+            self._unknown(
+                "DSX100", kind, ident, [n for n, (k, _) in self.decls.items() if k == kind]
+            )
         return False
 
     def _lower_optimize(self, decl: ast.OptimizeDecl) -> None:
@@ -1048,19 +1557,41 @@ class Lowerer:
             key = item.key.name
             if key not in _env.OPTIMIZE_KEYS:
                 guess = _env.did_you_mean(key, _env.OPTIMIZE_KEYS)
-                fix = Fix(f"replace with `{guess}`", (Edit(item.key.span, guess),)) if guess else None
-                self._error("DSX123", f"unknown optimize setting `{key}`" + (f"; did you mean `{guess}`?" if guess else f" (settings: {', '.join(sorted(_env.OPTIMIZE_KEYS))})"), item.key.span, fix=fix)
+                fix = (
+                    Fix(f"replace with `{guess}`", (Edit(item.key.span, guess),)) if guess else None
+                )
+                self._error(
+                    "DSX123",
+                    f"unknown optimize setting `{key}`"
+                    + (
+                        f"; did you mean `{guess}`?"
+                        if guess
+                        else f" (settings: {', '.join(sorted(_env.OPTIMIZE_KEYS))})"
+                    ),
+                    item.key.span,
+                    fix=fix,
+                )
                 continue
             v = item.value
             if key == "with":
                 if isinstance(v, ast.NameRef):
                     v = ast.Call(v, (), v.span)
                 if not (isinstance(v, ast.Call) and isinstance(v.func, ast.NameRef)):
-                    self._error("DSX123", "`with` takes an optimizer, e.g. `with BootstrapFewShot(max_bootstrapped_demos = 4)`", v.span)
+                    self._error(
+                        "DSX123",
+                        "`with` takes an optimizer, e.g. `with BootstrapFewShot(max_bootstrapped_demos = 4)`",
+                        v.span,
+                    )
                     continue
                 optimizer = v.func.name.name
                 if optimizer not in _env.OPTIMIZERS:
-                    self._unknown("DSX123", "optimizer", v.func.name, _env.OPTIMIZERS, f"optimizers: {', '.join(sorted(_env.OPTIMIZERS))}")
+                    self._unknown(
+                        "DSX123",
+                        "optimizer",
+                        v.func.name,
+                        _env.OPTIMIZERS,
+                        f"optimizers: {', '.join(sorted(_env.OPTIMIZERS))}",
+                    )
                 for arg in v.args:
                     cv = _const_value(arg.value)
                     if arg.name is None or cv is _NOT_CONST:
@@ -1068,7 +1599,11 @@ class Lowerer:
                         continue
                     settings.append((arg.name.name, cv))
             elif key in ("train", "dev"):
-                if isinstance(v, ast.NameRef) and v.name.name == "tests" and "tests" not in self.decls:
+                if (
+                    isinstance(v, ast.NameRef)
+                    and v.name.name == "tests"
+                    and "tests" not in self.decls
+                ):
                     value = "tests"
                 elif isinstance(v, ast.NameRef) and self._lookup(v.name, "data"):
                     value = v.name.name
@@ -1089,9 +1624,17 @@ class Lowerer:
                 if isinstance(v, ast.Str):
                     lm = v.value
                 else:
-                    self._error("DSX123", '`lm` takes a model string, e.g. `lm "openai/gpt-4o-mini"`', v.span)
+                    self._error(
+                        "DSX123",
+                        '`lm` takes a model string, e.g. `lm "openai/gpt-4o-mini"`',
+                        v.span,
+                    )
             elif key == "seed":
-                if isinstance(v, ast.Lit) and isinstance(v.value, int) and not isinstance(v.value, bool):
+                if (
+                    isinstance(v, ast.Lit)
+                    and isinstance(v.value, int)
+                    and not isinstance(v.value, bool)
+                ):
                     seed = v.value
                 else:
                     self._error("DSX123", "`seed` takes an integer", v.span)
@@ -1099,7 +1642,20 @@ class Lowerer:
             if not val and not any(i.key.name == key for i in decl.items):
                 self._error("DSX123", f"optimize `{program}` needs `{key} ...`", decl.target.span)
         if ok and optimizer and metric:
-            self.optimizes.append(_b(ir.Optimize, program=program, optimizer=optimizer, settings=tuple(settings), train=train, dev=dev, metric=metric, lm=lm, seed=seed, loc=self._loc(decl.target.span)))
+            self.optimizes.append(
+                _b(
+                    ir.Optimize,
+                    program=program,
+                    optimizer=optimizer,
+                    settings=tuple(settings),
+                    train=train,
+                    dev=dev,
+                    metric=metric,
+                    lm=lm,
+                    seed=seed,
+                    loc=self._loc(decl.target.span),
+                )
+            )
 
     def _lower_test(self, decl: ast.TestDecl) -> None:
         program = decl.program.name
@@ -1116,7 +1672,9 @@ class Lowerer:
                 given.append((item.name.name, value))
             elif isinstance(item, ast.ExpectItem):
                 if known and isinstance(outputs, PredType) and item.name.name not in outputs.fields:
-                    self._unknown("DSX124", f"output of program `{program}`:", item.name, outputs.fields)
+                    self._unknown(
+                        "DSX124", f"output of program `{program}`:", item.name, outputs.fields
+                    )
                 value, _ = self._expr(item.value, scope)
                 expect.append((item.name.name, value))
             elif isinstance(item, ast.Check):
@@ -1125,8 +1683,20 @@ class Lowerer:
             given_names = {g for g, _ in given}
             missing = [n for n, p in inputs.items() if n not in given_names and not _has_default(p)]
             if missing:
-                self._error("DSX124", f"test `{decl.name.name}` gives no value for {', '.join(f'`{m}`' for m in missing)} (add `given {missing[0]} = ...`)", decl.name.span)
-        self.tests[id(decl)] = (_b(ir.Test, name=decl.name.name, program=program, given=tuple(given), expect=tuple(expect), checks=tuple(checks), loc=self._loc(decl.name.span)))
+                self._error(
+                    "DSX124",
+                    f"test `{decl.name.name}` gives no value for {', '.join(f'`{m}`' for m in missing)} (add `given {missing[0]} = ...`)",
+                    decl.name.span,
+                )
+        self.tests[id(decl)] = _b(
+            ir.Test,
+            name=decl.name.name,
+            program=program,
+            given=tuple(given),
+            expect=tuple(expect),
+            checks=tuple(checks),
+            loc=self._loc(decl.name.span),
+        )
 
     def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None:
         used = {r.key for r in self.references}
@@ -1138,7 +1708,9 @@ class Lowerer:
                 continue
             ident = decl.alias if isinstance(decl, ast.UseDecl) else decl.name
             if ident.name not in used and self.decls.get(ident.name, (None, None))[1] is decl:
-                self._error("DSX200", f"{kind} `{ident.name}` is never used", ident.span, severity="warning")
+                self._error(
+                    "DSX200", f"{kind} `{ident.name}` is never used", ident.span, severity="warning"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1163,16 +1735,17 @@ def _shape(node: Any) -> Any:
     if isinstance(node, tuple | list):
         return tuple(_shape(n) for n in node)
     if hasattr(node, "__dataclass_fields__"):
-        return (type(node).__name__,) + tuple(
-            _shape(getattr(node, f)) for f in node.__dataclass_fields__ if f not in ("span", "keyword")
-        )
+        fields = (f for f in node.__dataclass_fields__ if f not in ("span", "keyword"))
+        return (type(node).__name__, *(_shape(getattr(node, f)) for f in fields))
     return node
 
 
 def _same_result(a: Any, b: Any) -> bool:
     if isinstance(a, PredType) and isinstance(b, PredType):
         return a.fields == b.fields and a.keys == b.keys
-    return a is None and b is None or (not isinstance(a, PredType) and not isinstance(b, PredType) and a == b)
+    return (a is None and b is None) or (
+        not isinstance(a, PredType) and not isinstance(b, PredType) and a == b
+    )
 
 
 def _replace_decl(decl: Any, changes: list[tuple[Any, Any]]) -> Any:
@@ -1210,7 +1783,11 @@ def _const_value(expr: Any) -> Any:
         return expr.value
     if isinstance(expr, ast.Str):
         return expr.value
-    if isinstance(expr, ast.Neg) and isinstance(expr.operand, ast.Lit) and isinstance(expr.operand.value, int | float):
+    if (
+        isinstance(expr, ast.Neg)
+        and isinstance(expr.operand, ast.Lit)
+        and isinstance(expr.operand.value, int | float)
+    ):
         return -expr.operand.value
     if isinstance(expr, ast.ListExpr):
         items = [_const_value(i) for i in expr.items]
@@ -1260,7 +1837,11 @@ def _mismatch(actual: Any, expected: ir.TypeRef, lowerer: Lowerer) -> str | None
     if ek == "enum":
         literal = getattr(actual, "_literal", None)
         enum = lowerer.enums.get(expected.name or "")
-        if literal is not None and enum is not None and literal not in {m.name for m in enum.members}:
+        if (
+            literal is not None
+            and enum is not None
+            and literal not in {m.name for m in enum.members}
+        ):
             return f'"{literal}"'
         return None if ak in ("str", "enum") else str(actual)
     if ek == "float":

@@ -44,7 +44,9 @@ class DsxLexer(Lexer):
             r"|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)"
             rf"|(?P<op>{ops})"
         )
-        self.names = {n for n in ("TRUE", "FALSE", "NONE") if any(t.name == n for t in lexer_conf.terminals)}
+        self.names = {
+            n for n in ("TRUE", "FALSE", "NONE") if any(t.name == n for t in lexer_conf.terminals)
+        }
         self.special = {"true": "TRUE", "false": "FALSE", "none": "NONE"}
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:

@@ -25,7 +25,16 @@ class AstError(Exception):
         self.diagnostic = diagnostic
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0", "{": "\\{", "}": "\\}"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    '"': '"',
+    "\\": "\\",
+    "0": "\0",
+    "{": "\\{",
+    "}": "\\}",
+}
 _ESCAPE = re.compile(r"\\(u\{[0-9a-fA-F]{1,6}\}|.)", re.S)
 
 
@@ -95,8 +104,11 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         return ast.Str(decode_string(str(tok)), str(tok), self._tspan(tok))
 
     def _doc(self, lo: int, after: int = -1) -> str | None:
-        lines = [c.text[3:].strip() if c.text[3:4] == " " else c.text[3:] for c in self.comments
-                 if c.is_doc and after <= c.span.lo < lo]
+        lines = [
+            c.text[3:].strip() if c.text[3:4] == " " else c.text[3:]
+            for c in self.comments
+            if c.is_doc and after <= c.span.lo < lo
+        ]
         if not lines:
             return None
         return "\n".join(line.rstrip() for line in lines).strip() or None
@@ -131,7 +143,9 @@ class ToAst(Transformer):  # type: ignore[type-arg]
                 doc = self._doc(item.span.lo, prev)
                 fields.append(dataclasses.replace(item, doc=doc) if doc else item)
                 prev = item.span.hi
-        return ast.SignatureDecl(self._ident(c[1]), tuple(fields), None, instructions, self._span(c))
+        return ast.SignatureDecl(
+            self._ident(c[1]), tuple(fields), None, instructions, self._span(c)
+        )
 
     def signature_short(self, c: list[Any]) -> ast.SignatureDecl:
         return ast.SignatureDecl(self._ident(c[1]), (), self._str(c[3]), None, self._span(c))
@@ -155,8 +169,12 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         last = desc_tok or (default if default is not None else type_)
         span = Span(self.origin, self._lo(direction), self._hi(last))
         return ast.FieldDecl(
-            str(direction), self._ident(name), type_, default,
-            self._str(desc_tok) if desc_tok else None, span,
+            str(direction),
+            self._ident(name),
+            type_,
+            default,
+            self._str(desc_tok) if desc_tok else None,
+            span,
         )
 
     def type_decl(self, c: list[Any]) -> ast.TypeDecl:
@@ -172,7 +190,9 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         desc_tok = next((x for x in c[3:] if _is_tok(x, "STRING")), None)
         last = desc_tok or (default if default is not None else c[2])
         span = Span(self.origin, self._lo(c[0]), self._hi(last))
-        return ast.RecordField(self._ident(c[0]), c[2], default, self._str(desc_tok) if desc_tok else None, span)
+        return ast.RecordField(
+            self._ident(c[0]), c[2], default, self._str(desc_tok) if desc_tok else None, span
+        )
 
     def enum_decl(self, c: list[Any]) -> ast.EnumDecl:
         return ast.EnumDecl(self._ident(c[1]), tuple(self._nodes(c[3:-1])), self._span(c))
@@ -193,12 +213,18 @@ class ToAst(Transformer):  # type: ignore[type-arg]
             elif isinstance(x, _Default):
                 default = x.expr
         last = default if default is not None else type_ if type_ is not None else c[0]
-        return ast.Param(self._ident(c[0]), type_, default, Span(self.origin, self._lo(c[0]), self._hi(last)))
+        return ast.Param(
+            self._ident(c[0]), type_, default, Span(self.origin, self._lo(c[0]), self._hi(last))
+        )
 
     def module_decl(self, c: list[Any]) -> ast.ModuleDecl:
         has_params = isinstance(c[2], tuple)
         params = c[2] if has_params else ()
-        members = [m for m in c[3 if has_params else 2 :] if isinstance(m, ast.SubmoduleDecl | ast.ForwardDecl)]
+        members = [
+            m
+            for m in c[3 if has_params else 2 :]
+            if isinstance(m, ast.SubmoduleDecl | ast.ForwardDecl)
+        ]
         subs, forward, prev = [], None, (c[3] if has_params else c[2]).end_pos
         ordered: list[Any] = []
         for m in members:
@@ -211,7 +237,13 @@ class ToAst(Transformer):  # type: ignore[type-arg]
             ordered.append(m)
             prev = m.span.hi
         return ast.ModuleDecl(
-            self._ident(c[1]), params, has_params, tuple(subs), forward, tuple(ordered), self._span(c)
+            self._ident(c[1]),
+            params,
+            has_params,
+            tuple(subs),
+            forward,
+            tuple(ordered),
+            self._span(c),
         )
 
     def submodule(self, c: list[Any]) -> ast.SubmoduleDecl:
@@ -238,7 +270,9 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         return ast.OptItem(self._ident(c[0]), c[1], self._span(c))
 
     def test_decl(self, c: list[Any]) -> ast.TestDecl:
-        return ast.TestDecl(self._ident(c[1]), self._ident(c[3]), tuple(self._nodes(c[5:-1])), self._span(c))
+        return ast.TestDecl(
+            self._ident(c[1]), self._ident(c[3]), tuple(self._nodes(c[5:-1])), self._span(c)
+        )
 
     def given_item(self, c: list[Any]) -> ast.GivenItem:
         return ast.GivenItem(self._ident(c[1]), c[3], self._span(c))
@@ -402,9 +436,21 @@ class ToAst(Transformer):  # type: ignore[type-arg]
 
 _NOT_BP = 3
 _BP = {
-    "or": 1, "and": 2,
-    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4,
-    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
+    "or": 1,
+    "and": 2,
+    "==": 4,
+    "!=": 4,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "in": 4,
+    "not in": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "%": 6,
 }
 
 

@@ -12,13 +12,56 @@ from typing import Any, Literal
 from dsx.diagnostics import Span
 
 __all__ = [
-    "Arg", "Assign", "Attr", "BinOp", "Call", "Check", "Comment", "DataDecl", "Decl",
-    "DictExpr", "EnumDecl", "EnumMember", "ExpectItem", "Expr", "ExprStmt", "FieldDecl",
-    "For", "ForwardDecl", "GenericType", "GivenItem", "Ident", "If", "ImportDecl", "ListExpr",
-    "LiteralType", "Lit", "MetricDecl", "ModuleDecl", "NameRef", "Neg", "Not", "OptItem",
-    "OptimizeDecl", "OptionalType", "Param", "ProgramDecl", "RecordField", "Return",
-    "SignatureDecl", "Stmt", "Str", "SubmoduleDecl", "TestDecl", "TypeDecl", "TypeExpr",
-    "NamedType", "UnionType", "UseDecl", "Index", "Pair",
+    "Arg",
+    "Assign",
+    "Attr",
+    "BinOp",
+    "Call",
+    "Check",
+    "Comment",
+    "DataDecl",
+    "Decl",
+    "DictExpr",
+    "EnumDecl",
+    "EnumMember",
+    "ExpectItem",
+    "Expr",
+    "ExprStmt",
+    "FieldDecl",
+    "For",
+    "ForwardDecl",
+    "GenericType",
+    "GivenItem",
+    "Ident",
+    "If",
+    "ImportDecl",
+    "ListExpr",
+    "LiteralType",
+    "Lit",
+    "MetricDecl",
+    "ModuleDecl",
+    "NameRef",
+    "Neg",
+    "Not",
+    "OptItem",
+    "OptimizeDecl",
+    "OptionalType",
+    "Param",
+    "ProgramDecl",
+    "RecordField",
+    "Return",
+    "SignatureDecl",
+    "Stmt",
+    "Str",
+    "SubmoduleDecl",
+    "TestDecl",
+    "TypeDecl",
+    "TypeExpr",
+    "NamedType",
+    "UnionType",
+    "UseDecl",
+    "Index",
+    "Pair",
 ]
 
 
@@ -404,8 +447,17 @@ class TestDecl:
 
 
 Decl = (
-    UseDecl | ImportDecl | SignatureDecl | TypeDecl | EnumDecl | ModuleDecl | ProgramDecl
-    | DataDecl | MetricDecl | OptimizeDecl | TestDecl
+    UseDecl
+    | ImportDecl
+    | SignatureDecl
+    | TypeDecl
+    | EnumDecl
+    | ModuleDecl
+    | ProgramDecl
+    | DataDecl
+    | MetricDecl
+    | OptimizeDecl
+    | TestDecl
 )
 
 

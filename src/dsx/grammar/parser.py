@@ -25,13 +25,30 @@ from dsx.diagnostics import Diagnostic, Origin, SourceFile, Span, make
 from dsx.grammar import ast
 from dsx.grammar._transform import ToAst
 
-__all__ = ["BlockCache", "ParsedFile", "parse", "parse_expr_text", "parse_type_text", "split_blocks"]
+__all__ = [
+    "BlockCache",
+    "ParsedFile",
+    "parse",
+    "parse_expr_text",
+    "parse_type_text",
+    "split_blocks",
+]
 
-TOP_KEYWORDS = ("use", "import", "signature", "type", "enum", "module", "program", "data", "metric", "optimize", "test")
-# A top-level block starts at column 0 with a keyword followed by a name or a string.
-_BLOCK_START = re.compile(
-    r"^(?:" + "|".join(TOP_KEYWORDS) + r")[ \t]+[A-Za-z_\"]", re.M
+TOP_KEYWORDS = (
+    "use",
+    "import",
+    "signature",
+    "type",
+    "enum",
+    "module",
+    "program",
+    "data",
+    "metric",
+    "optimize",
+    "test",
 )
+# A top-level block starts at column 0 with a keyword followed by a name or a string.
+_BLOCK_START = re.compile(r"^(?:" + "|".join(TOP_KEYWORDS) + r")[ \t]+[A-Za-z_\"]", re.M)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _COMMENT = re.compile(r"//[^\n]*")
 
@@ -55,7 +72,7 @@ def _get_parser() -> tuple[Lark, ToAst]:
             keep_all_tokens=True,
             maybe_placeholders=True,
             transformer=_transformer,
-            cache=False,
+            cache=True,  # LALR tables pickled in the temp dir, keyed by grammar and options
         )
     assert _transformer is not None
     return _parser, _transformer
@@ -146,7 +163,9 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
     span = Span(origin, 0, len(text))
     comments = [ast.Comment(m.group(), Span(origin, m.start(), m.end())) for m in _comments(text)]
     block = ast.Block(span=span, text=text, decl=None, comments=comments)
-    if not text.strip() or all(line.strip().startswith("//") or not line.strip() for line in text.splitlines()):
+    if not text.strip() or all(
+        line.strip().startswith("//") or not line.strip() for line in text.splitlines()
+    ):
         return block
     parser, transformer = _get_parser()
     errors: list[UnexpectedInput] = []
@@ -204,7 +223,9 @@ def parse_expr_text(text: str, origin: Origin, offset: int) -> tuple[Any, Diagno
     return _parse_fragment(text, origin, offset, "expr")
 
 
-def _parse_fragment(text: str, origin: Origin, offset: int, start: str) -> tuple[Any, Diagnostic | None]:
+def _parse_fragment(
+    text: str, origin: Origin, offset: int, start: str
+) -> tuple[Any, Diagnostic | None]:
     parser, transformer = _get_parser()
     # Spans of the fragment are relative to the origin of the enclosing block.
     with _lock:
@@ -214,7 +235,12 @@ def _parse_fragment(text: str, origin: Origin, offset: int, start: str) -> tuple
         try:
             return parser.parse(text, start=start), None
         except UnexpectedInput as exc:
-            diag = _syntax_diagnostic(exc, text, Origin(origin.file, origin.offset + offset), what=start if start == "type" else "expression")
+            diag = _syntax_diagnostic(
+                exc,
+                text,
+                Origin(origin.file, origin.offset + offset),
+                what=start if start == "type" else "expression",
+            )
             return None, diag
         finally:
             transformer.shift = 0
@@ -248,7 +274,7 @@ _EXPRESSION_START = {"NAME", "STRING", "SIGNED_NUMBER", "LSQB", "LPAR"}
 def describe_expected(expected: Iterable[str]) -> str:
     names = set(expected)
     parts: list[str] = []
-    if _EXPRESSION_START <= names:
+    if names >= _EXPRESSION_START:
         names -= _EXPRESSION_START | {"TRUE", "FALSE", "NONE", "LBRACE", "MINUS", "NOT"}
         parts.append("an expression")
     for name in sorted(names, key=lambda n: (n not in _READABLE, n)):
@@ -267,7 +293,9 @@ def _token_text(token: Token) -> str:
     return f"`{value if len(value) <= 30 else value[:27] + '...'}`"
 
 
-def _syntax_diagnostic(exc: UnexpectedInput, text: str, origin: Origin, what: str = "declaration") -> Diagnostic:
+def _syntax_diagnostic(
+    exc: UnexpectedInput, text: str, origin: Origin, what: str = "declaration"
+) -> Diagnostic:
     if isinstance(exc, UnexpectedToken):
         token = exc.token
         if token.type == "$END":
@@ -283,7 +311,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, origin: Origin, what: st
         char = text[pos] if pos < len(text) else ""
         span = Span(origin, pos, pos + 1)
         if char == '"':
-            message = "unterminated string: close it with `\"` on the same line, or use `\"\"\"` for text over several lines"
+            message = 'unterminated string: close it with `"` on the same line, or use `"""` for text over several lines'
         else:
             message = f"unexpected character `{char}`"
             if exc.allowed:

@@ -3,9 +3,10 @@ discriminated unions on ``kind`` so that the JSON form is self-describing."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NamedTuple, Union
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field as PField
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PField
 
 IR_VERSION = 1
 
@@ -29,8 +30,21 @@ class Loc(NamedTuple):
 # ---- types ------------------------------------------------------------------------------
 
 TypeKind = Literal[
-    "str", "int", "float", "bool", "any", "list", "dict", "tuple", "optional", "union",
-    "literal", "image", "history", "record", "enum",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "any",
+    "list",
+    "dict",
+    "tuple",
+    "optional",
+    "union",
+    "literal",
+    "image",
+    "history",
+    "record",
+    "enum",
 ]
 
 
@@ -46,7 +60,9 @@ class TypeRef(_Node):
         if self.kind in ("record", "enum"):
             return self.name or self.kind
         if self.kind == "literal":
-            return " | ".join(f'"{v}"' if isinstance(v, str) else str(v).lower() for v in self.values)
+            return " | ".join(
+                f'"{v}"' if isinstance(v, str) else str(v).lower() for v in self.values
+            )
         if self.kind == "optional":
             return f"{self.args[0]}?"
         if self.kind == "union":
@@ -77,7 +93,7 @@ class FString(_Node):
     """An interpolated string: literal text and expressions, in order."""
 
     kind: Literal["fstring"] = "fstring"
-    parts: tuple[Union[str, Expr], ...]
+    parts: tuple[str | Expr, ...]
     loc: Loc | None = None
 
 
@@ -118,7 +134,9 @@ class Call(_Node):
 
 class BinOp(_Node):
     kind: Literal["binop"] = "binop"
-    op: Literal["+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or", "in", "not in"]
+    op: Literal[
+        "+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or", "in", "not in"
+    ]
     left: Expr
     right: Expr
     loc: Loc | None = None
@@ -132,7 +150,7 @@ class Unary(_Node):
 
 
 Expr = Annotated[
-    Union[Name, Const, FString, List, Dict, Attr, Index, Call, BinOp, Unary],
+    Name | Const | FString | List | Dict | Attr | Index | Call | BinOp | Unary,
     PField(discriminator="kind"),
 ]
 
@@ -184,7 +202,7 @@ class ExprStmt(_Node):
     loc: Loc | None = None
 
 
-Stmt = Annotated[Union[Assign, Return, If, For, Check, ExprStmt], PField(discriminator="kind")]
+Stmt = Annotated[Assign | Return | If | For | Check | ExprStmt, PField(discriminator="kind")]
 
 # ---- declarations -----------------------------------------------------------------------
 
@@ -248,8 +266,15 @@ class PythonImport(_Node):
 
 
 SubmoduleKind = Literal[
-    "Predict", "ChainOfThought", "ReAct", "ProgramOfThought", "CodeAct", "Retrieve", "Refine",
-    "BestOfN", "module",
+    "Predict",
+    "ChainOfThought",
+    "ReAct",
+    "ProgramOfThought",
+    "CodeAct",
+    "Retrieve",
+    "Refine",
+    "BestOfN",
+    "module",
 ]
 
 
@@ -429,5 +454,26 @@ def _collect_defaults(cls: type[Any]) -> tuple[dict[str, Any], list[tuple[str, A
     return fixed, factories
 
 
-for _model in (FString, List, Dict, Attr, Index, Call, BinOp, Unary, If, For, Check, Return, Assign, ExprStmt, Submodule, Param, Forward, Module, Test, Program):
+for _model in (
+    FString,
+    List,
+    Dict,
+    Attr,
+    Index,
+    Call,
+    BinOp,
+    Unary,
+    If,
+    For,
+    Check,
+    Return,
+    Assign,
+    ExprStmt,
+    Submodule,
+    Param,
+    Forward,
+    Module,
+    Test,
+    Program,
+):
     _model.model_rebuild()
