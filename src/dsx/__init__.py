@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsx._version import __version__ as __version__
 from dsx.errors import AdapterParseError as AdapterParseError
+from dsx.errors import AssertionFailed as AssertionFailed
 from dsx.errors import AuthenticationError as AuthenticationError
 from dsx.errors import BadRequestError as BadRequestError
 from dsx.errors import ContextWindowExceededError as ContextWindowExceededError
@@ -52,7 +53,10 @@ if TYPE_CHECKING:
     from dsx.runtime.adapters import Adapter as Adapter
     from dsx.runtime.adapters import ChatAdapter as ChatAdapter
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
+    from dsx._load import load_program as load_program
+    from dsx.runtime.instantiate import instantiate as instantiate
     from dsx.runtime.lm import LM as LM
+    from dsx.runtime.retrieve import Retrieve as Retrieve
     from dsx.runtime.parallel import BatchError as BatchError
     from dsx.runtime.types import History as History
     from dsx.runtime.types import Image as Image
@@ -66,12 +70,19 @@ _LAZY = {
     "History": "dsx.runtime.types",
     "BatchError": "dsx.runtime.parallel",
     "LM": "dsx.runtime.lm",
+    "Retrieve": "dsx.runtime.retrieve",
+    "load_program": "dsx._load",
+    "instantiate": "dsx.runtime.instantiate",
 }
 
 __all__ = [
     "LM",
+    "Retrieve",
+    "instantiate",
+    "load_program",
     "Adapter",
     "AdapterParseError",
+    "AssertionFailed",
     "AuthenticationError",
     "BadRequestError",
     "ContextWindowExceededError",

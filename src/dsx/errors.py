@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AssertionFailed",
     "AdapterParseError",
     "AuthenticationError",
     "BadRequestError",
@@ -184,3 +185,7 @@ class LMResponseError(LMError):
     """
 
     default_retryable = True
+
+
+class AssertionFailed(DsxError, AssertionError):
+    """A ``dsx.Assert`` (or an ``assert`` in a .dsx forward body) failed after its retries."""

@@ -37,6 +37,7 @@ __all__ = [
     "SignatureMeta",
     "ensure_signature",
     "make_signature",
+    "signature_from_fields",
 ]
 
 FieldKind = Literal["input", "output"]
@@ -532,6 +533,11 @@ def _reduce_signature(cls: Any) -> Any:
     if target is cls:
         return cls.__qualname__  # importable: pickle by reference
     return _rebuild_signature, (cls.__name__, list(cls.fields.values()), cls.instructions)
+
+
+def signature_from_fields(name: str, fields: list[Field], instructions: str) -> type[Signature]:
+    """A signature class from :class:`Field` objects (used to build programs from the IR)."""
+    return _rebuild_signature(name, fields, instructions)
 
 
 def _rebuild_signature(name: str, fields: list[Field], instructions: str) -> type[Signature]:
