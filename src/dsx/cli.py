@@ -106,6 +106,15 @@ def _expand(items: Sequence[str]) -> list[Path] | None:
     return paths
 
 
+def _lazy(name: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from dsx import _commands
+
+        return int(getattr(_commands, name)(args))
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsx",
@@ -130,6 +139,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour the text output",
     )
     check.set_defaults(func=_cmd_check)
+    build = sub.add_parser(
+        "build",
+        help="compile a .dsx program (and its optimization) into Python modules",
+        description="Check FILE, run each `optimize` block whose inputs changed (results are cached "
+        "in OUT/.cache), and write one Python module per program plus its learned state as JSON.",
+    )
+    build.add_argument("file", metavar="FILE", help="the .dsx file")
+    build.add_argument("--out", metavar="DIR", help="output directory (default: build/ next to FILE)")
+    build.add_argument("--emit", choices=["py", "ir", "ast"], default="py", help="what to write (default: py)")
+    build.add_argument("--explain", action="store_true", help="show the chosen instructions and demos per predictor")
+    build.add_argument("--lm", metavar="MODEL", help="LM for optimization (default: DSX_LM or the optimize block's `lm`)")
+    build.set_defaults(func=_lazy("cmd_build"))
+    run = sub.add_parser(
+        "run",
+        help="run a program on inputs",
+        description="Run FILE[:program] (a .dsx or .ir.json file) on --input values or each line of --jsonl.",
+    )
+    run.add_argument("target", metavar="FILE[:program]", help="the program to run (default: the first)")
+    run.add_argument("--input", "-i", action="append", metavar="NAME=VALUE", help="an input (JSON values are parsed)")
+    run.add_argument("--jsonl", metavar="FILE", help="run once per JSON object in FILE")
+    run.add_argument("--json", action="store_true", help="print outputs as JSON")
+    run.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
+    run.add_argument("--trace", action="store_true", help="show each predictor call")
+    run.add_argument("--inspect", action="store_true", help="print the prompts sent")
+    run.set_defaults(func=_lazy("cmd_run"))
+    test = sub.add_parser(
+        "test",
+        help="run the test blocks of a .dsx file",
+        description="Run every `test` block: the program on the `given` inputs, then `expect` and `assert`.",
+    )
+    test.add_argument("file", metavar="FILE", help="the .dsx file")
+    test.add_argument("--program", metavar="NAME", help="only the tests of this program")
+    test.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
+    test.set_defaults(func=_lazy("cmd_test"))
     inspect = sub.add_parser(
         "inspect",
         help="show the learned state saved by program.save(path)",

@@ -106,10 +106,15 @@ def _report_errors(shown: str, text: str, diagnostics: list[Any], err: TextIO) -
     for d in diagnostics:
         line, col = source.position(d.span.start)
         kind = "syntax error" if d.code == "DSX001" else f"error[{d.code}]"
-        print(f"{shown}:{line}:{col}: {kind}: {d.message} (formatted the rest, left the bad block as is)", file=err)
+        print(
+            f"{shown}:{line}:{col}: {kind}: {d.message} (formatted the rest, left the bad block as is)",
+            file=err,
+        )
 
 
-def run_fmt(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run_fmt(
+    args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run ``dsx fmt`` for parsed ``args`` (``files``, ``check``, ``diff``); returns the exit code."""
     from dsx.compiler.formatter import format_with_diagnostics
 

@@ -20,6 +20,7 @@ meaning.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -195,7 +196,9 @@ def _type_str(t: Any) -> str:
         return f"{t.name.name}[{', '.join(_type_str(a) for a in t.args)}]"
     if isinstance(t, ast.OptionalType):
         inner = _type_str(t.inner)
-        return f"({inner})?" if isinstance(t.inner, ast.UnionType | ast.OptionalType) else inner + "?"
+        return (
+            f"({inner})?" if isinstance(t.inner, ast.UnionType | ast.OptionalType) else inner + "?"
+        )
     if isinstance(t, ast.UnionType):
         return " | ".join(
             f"({_type_str(o)})" if isinstance(o, ast.UnionType) else _type_str(o) for o in t.options
@@ -280,6 +283,7 @@ class _BlockFormatter:
             (_Comment(c.text.rstrip(), c.span.lo, c.span.hi, c.is_doc) for c in block.comments),
             key=lambda c: c.lo,
         )
+        self.starts = [c.lo for c in self.comments]
 
     # -- text helpers -----------------------------------------------------------------------
     def skip_trivia(self, pos: int) -> int:
@@ -327,14 +331,31 @@ class _BlockFormatter:
         return "\n" in self.text[lo:hi]
 
     # -- comment bookkeeping ----------------------------------------------------------------
+    def free(self, lo: int, hi: int) -> list[_Comment]:
+        """The comments not placed yet that lie within ``[lo, hi)``."""
+        out = []
+        i = bisect.bisect_left(self.starts, lo)
+        while i < len(self.comments) and self.comments[i].lo < hi:
+            c = self.comments[i]
+            if not c.taken and c.hi <= hi:
+                out.append(c)
+            i += 1
+        return out
+
     def take_inside(self, lo: int, hi: int) -> list[_Comment]:
-        out = [c for c in self.comments if not c.taken and lo <= c.lo and c.hi <= hi]
+        out = self.free(lo, hi)
         for c in out:
             c.taken = True
         return out
 
     def claim(
-        self, lo: int, hi: int, spans: Sequence[tuple[int, int]], *, header: bool, close: int | None = None
+        self,
+        lo: int,
+        hi: int,
+        spans: Sequence[tuple[int, int]],
+        *,
+        header: bool,
+        close: int | None = None,
     ) -> _Region:
         """Assign the free comments in ``[lo, hi)`` that are outside every child span.
 
@@ -342,14 +363,19 @@ class _BlockFormatter:
         """
         n = len(spans)
         region = _Region(None, [[] for _ in range(n)], [None] * n, [])
-        for c in self.comments:
-            if c.taken or c.lo < lo or c.hi > hi or any(a <= c.lo and c.hi <= b for a, b in spans):
-                continue
+        starts = [a for a, _ in spans]
+        for c in self.free(lo, hi):
+            j = bisect.bisect_left(starts, c.hi)  # the first child after the comment
+            if j > 0 and spans[j - 1][0] <= c.lo and c.hi <= spans[j - 1][1]:
+                continue  # inside a child: the child places it
             c.taken = True
-            j = next((i for i, (a, _) in enumerate(spans) if a >= c.hi), n)
             if close is not None and c.lo > close:
                 region.dangling.append(c)
-            elif j > 0 and region.trailing[j - 1] is None and not self.newline_between(spans[j - 1][1], c.lo):
+            elif (
+                j > 0
+                and region.trailing[j - 1] is None
+                and not self.newline_between(spans[j - 1][1], c.lo)
+            ):
                 region.trailing[j - 1] = c
             elif j == 0 and header and region.header is None and not self.newline_between(lo, c.lo):
                 region.header = c
@@ -413,7 +439,9 @@ class _BlockFormatter:
             if e.blank and lines:
                 lines.append("")
             lines.extend(pad + c.text for c in e.hoisted)
-            lines.extend((pad + e.verbatim).split("\n") if e.verbatim is not None else render(e, indent))
+            lines.extend(
+                (pad + e.verbatim).split("\n") if e.verbatim is not None else render(e, indent)
+            )
             if e.trail:
                 lines[-1] += "  " + e.trail.text
         for c, blank in body.dangling:
@@ -435,7 +463,8 @@ class _BlockFormatter:
         return (" " * indent + _render(doc, indent)).split("\n")
 
     def render_prepared(self, e: _Entry, indent: int) -> list[str]:
-        return e.data(indent, self.widths.get(id(e), 0))  # type: ignore[no-any-return]
+        lines: list[str] = e.data(indent, self.widths.get(id(e), 0))
+        return lines
 
     def align_runs(self, body: _Body, indent: int, render: Render) -> None:
         """Record, per entry, the width of ``body.align(node)`` in its run of entries to align.
@@ -506,7 +535,10 @@ class _BlockFormatter:
         return [self.expr(e.left, left), f" {e.op} ", self.expr(e.right, right)]
 
     def e_Not(self, e: ast.Not) -> Any:
-        return ["not ", self.expr(e.operand, _NOT)]
+        # `not (a == b)` rather than the minimal `not a == b`: clearer, and the parser gets
+        # `not a == f(b + c)` wrong (it reads `(not a) == ...`), which this never prints.
+        operand = e.operand
+        return ["not ", self.expr(operand, _ATOM if isinstance(operand, ast.BinOp) else _NOT)]
 
     def e_Neg(self, e: ast.Neg) -> Any:
         # `--x` parses, but reads like a decrement: a double negation keeps parentheses.
@@ -521,7 +553,13 @@ class _BlockFormatter:
         return doc
 
     def container(
-        self, open_: str, close: str, open_idx: int, close_idx: int, items: Sequence[Any], item_doc: Callable[[Any], Any]
+        self,
+        open_: str,
+        close: str,
+        open_idx: int,
+        close_idx: int,
+        items: Sequence[Any],
+        item_doc: Callable[[Any], Any],
     ) -> Any:
         """``open_ item, item close`` flat, or one item per line with a trailing comma."""
         spans = [(it.span.lo, self.ext(it.span.hi, close_idx)) for it in items]
@@ -544,8 +582,12 @@ class _BlockFormatter:
         return _Group([open_, _Indent(inner), _SOFT, close])
 
     # -- statements ---------------------------------------------------------------------------
-    def stmt_body(self, open_idx: int, close_idx: int, comments_hi: int, stmts: Sequence[Any]) -> _Body:
-        body = self.body(open_idx, close_idx, comments_hi, [(s, s.span.lo) for s in stmts], self.stmt)
+    def stmt_body(
+        self, open_idx: int, close_idx: int, comments_hi: int, stmts: Sequence[Any]
+    ) -> _Body:
+        body = self.body(
+            open_idx, close_idx, comments_hi, [(s, s.span.lo) for s in stmts], self.stmt
+        )
         body.align = lambda n: n.target.name if isinstance(n, ast.Assign) else None
         return body
 
@@ -554,7 +596,9 @@ class _BlockFormatter:
         the indentation and the width to pad an assignment's name (or given/expect) to."""
         if isinstance(s, ast.Assign):
             value = self.expr(s.value)
-            return lambda indent, width=0: self.doc_lines([s.target.name.ljust(width), " = ", value], indent)
+            return lambda indent, width=0: self.doc_lines(
+                [s.target.name.ljust(width), " = ", value], indent
+            )
         elif isinstance(s, ast.Return):
             doc = ["return ", self.expr(s.value)]
         elif isinstance(s, ast.ExprStmt):
@@ -566,7 +610,9 @@ class _BlockFormatter:
         elif isinstance(s, ast.GivenItem | ast.ExpectItem):
             kw = "given" if isinstance(s, ast.GivenItem) else "expect"
             value = self.expr(s.value)
-            return lambda indent, width=0: self.doc_lines([kw.ljust(width), " ", s.name.name, " = ", value], indent)
+            return lambda indent, width=0: self.doc_lines(
+                [kw.ljust(width), " ", s.name.name, " = ", value], indent
+            )
         elif isinstance(s, ast.If):
             return self.if_stmt(s)
         elif isinstance(s, ast.For):
@@ -589,31 +635,44 @@ class _BlockFormatter:
         then = self.stmt_body(open_idx, close_idx, comments_hi, s.then)
         if s.orelse is not None:
             if s.else_if:
-                other = self.if_stmt(s.orelse[0])
+                nested = s.orelse[0]
+                assert isinstance(nested, ast.If)
+                other = self.if_stmt(nested)
             else:
                 else_open = self.find(comments_hi, "{")
                 else_close = self.match(else_open)
                 other = self.stmt_body(else_open, else_close, else_close, s.orelse)
 
         def render(indent: int, width: int = 0, prefix: str = "") -> list[str]:
-            lines = self.braced(self.doc_lines([prefix, "if ", cond, " {"], indent), then, indent, self.render_prepared)
+            lines = self.braced(
+                self.doc_lines([prefix, "if ", cond, " {"], indent),
+                then,
+                indent,
+                self.render_prepared,
+            )
             if other is None:
                 return lines
             last = lines.pop()[indent:] + " else "
             if s.else_if:
                 return [*lines, *other(indent, prefix=last)]
-            return [*lines, *self.braced([" " * indent + last + "{"], other, indent, self.render_prepared)]
+            return [
+                *lines,
+                *self.braced([" " * indent + last + "{"], other, indent, self.render_prepared),
+            ]
 
         return render
 
-    def for_stmt(self, s: ast.For) -> Callable[[int], list[str]]:
+    def for_stmt(self, s: ast.For) -> Callable[..., list[str]]:
         it = self.expr(s.iter)
         open_idx = self.find(s.iter.span.hi, "{")
         close_idx = s.span.hi - 1
         body = self.stmt_body(open_idx, close_idx, close_idx, s.body)
-        return lambda indent, width=0: self.braced(
-            self.doc_lines(["for ", s.var.name, " in ", it, " {"], indent), body, indent, self.render_prepared
-        )
+
+        def render(indent: int, width: int = 0) -> list[str]:
+            head = self.doc_lines(["for ", s.var.name, " in ", it, " {"], indent)
+            return self.braced(head, body, indent, self.render_prepared)
+
+        return render
 
     # -- declarations -------------------------------------------------------------------------
     def format(self) -> list[str]:
@@ -666,15 +725,27 @@ class _BlockFormatter:
             doc += [" = ", self.expr(default)]
         return _render(doc, col)
 
-    def _described(self, heads: dict[int, str], lead: Callable[[_Entry], str]) -> Render:
-        """Renderer for ``<lead><head>  "desc"`` lines with descriptions in one column."""
-        width = max((len(h) for h in heads.values() if "\n" not in h), default=0)
+    def _described(
+        self, body: _Body, heads: dict[int, str], lead: Callable[[_Entry], str]
+    ) -> Render:
+        """Renderer for ``<lead><head>  "desc"`` lines, the descriptions in one column: two
+        spaces after the longest one-line head among the entries that have one."""
+        width = max(
+            (
+                len(heads[id(e)])
+                for e in body.entries
+                if id(e) in heads and e.node.desc is not None and "\n" not in heads[id(e)]
+            ),
+            default=0,
+        )
 
         def render(e: _Entry, indent: int) -> list[str]:
             head = heads[id(e)]
             line = " " * indent + lead(e) + head
             if e.node.desc is not None:
-                line += " " * (width - len(head) if "\n" not in head else 0) + "  " + e.node.desc.raw
+                line += (
+                    " " * (width - len(head) if "\n" not in head else 0) + "  " + e.node.desc.raw
+                )
             return line.split("\n")
 
         return render
@@ -698,7 +769,7 @@ class _BlockFormatter:
             for e in body.entries
             if isinstance(e.node, ast.FieldDecl) and e.verbatim is None
         }
-        fields_render = self._described(heads, lambda e: f"{e.node.direction:<3} ")
+        fields_render = self._described(body, heads, lambda e: f"{e.node.direction:<3} ")
 
         def render(e: _Entry, indent: int) -> list[str]:
             if isinstance(e.node, ast.Str):
@@ -719,27 +790,42 @@ class _BlockFormatter:
             for e in body.entries
             if e.verbatim is None
         }
-        one_line = self._one_line(f"type {d.name.name}", body, [heads.get(id(e), "") for e in body.entries])
+        one_line = self._one_line(
+            f"type {d.name.name}", body, [heads.get(id(e), "") for e in body.entries]
+        )
         if one_line is not None:
             return [one_line]
-        return self.braced([f"type {d.name.name} {{"], body, 0, self._described(heads, lambda e: ""))
+        return self.braced(
+            [f"type {d.name.name} {{"], body, 0, self._described(body, heads, lambda e: "")
+        )
 
     def d_EnumDecl(self, d: ast.EnumDecl) -> list[str]:
         open_idx = self.find(d.name.span.hi, "{")
         close_idx = d.span.hi - 1
-        body = self.body(open_idx, close_idx, close_idx, [(m, m.span.lo) for m in d.members], lambda n: n)
+        body = self.body(
+            open_idx, close_idx, close_idx, [(m, m.span.lo) for m in d.members], lambda n: n
+        )
         heads = {id(e): e.node.name.name for e in body.entries}
         one_line = self._one_line(f"enum {d.name.name}", body, list(heads.values()))
         if one_line is not None:
             return [one_line]
-        return self.braced([f"enum {d.name.name} {{"], body, 0, self._described(heads, lambda e: ""))
+        return self.braced(
+            [f"enum {d.name.name} {{"], body, 0, self._described(body, heads, lambda e: "")
+        )
 
     def _one_line(self, head: str, body: _Body, items: list[str]) -> str | None:
         """``head { a, b }`` when nothing in the body needs a line of its own."""
         if body.header or body.dangling:
             return None
         for e, item in zip(body.entries, items, strict=True):
-            if e.lead or e.hoisted or e.trail or e.verbatim is not None or e.node.desc is not None or "\n" in item:
+            if (
+                e.lead
+                or e.hoisted
+                or e.trail
+                or e.verbatim is not None
+                or e.node.desc is not None
+                or "\n" in item
+            ):
                 return None
         line = f"{head} {{ {', '.join(items)} }}" if items else f"{head} {{}}"
         return line if len(line) <= WIDTH else None
@@ -787,7 +873,11 @@ class _BlockFormatter:
         open_idx = self.find(d.target.span.hi, "{")
         close_idx = d.span.hi - 1
         body = self.body(
-            open_idx, close_idx, close_idx, [(i, i.span.lo) for i in d.items], lambda i: self.expr(i.value)
+            open_idx,
+            close_idx,
+            close_idx,
+            [(i, i.span.lo) for i in d.items],
+            lambda i: self.expr(i.value),
         )
         width = max((len(i.key.name) for i in d.items), default=0)
 
@@ -804,7 +894,9 @@ class _BlockFormatter:
         keyword = {ast.GivenItem: "given", ast.ExpectItem: "expect"}
         width = max((len(keyword[type(i)]) for i in d.items if type(i) in keyword), default=0)
         self.widths.update((id(e), width) for e in body.entries if type(e.node) in keyword)
-        return self.braced([f"test {d.name.name} for {d.program.name} {{"], body, 0, self.render_prepared)
+        return self.braced(
+            [f"test {d.name.name} for {d.program.name} {{"], body, 0, self.render_prepared
+        )
 
 
 # ---- whole files --------------------------------------------------------------------------
@@ -840,19 +932,29 @@ _TOKEN = re.compile(
 def _tokens(text: str) -> list[str]:
     """The tokens that carry meaning: no blanks, comments, parentheses or commas."""
     return [
-        t for t in _TOKEN.findall(text) if not t.isspace() and not t.startswith("//") and t not in "(),"
+        t
+        for t in _TOKEN.findall(text)
+        if not t.isspace() and not t.startswith("//") and t not in "(),"
     ]
 
 
-def _shape(node: Any) -> Any:
-    """``node`` as nested tuples, spans left out: equal shapes mean equal meaning."""
-    if isinstance(node, Span):
-        return None
-    if is_dataclass(node) and not isinstance(node, type):
-        return (type(node).__name__, *(_shape(getattr(node, f.name)) for f in fields(node)))
-    if isinstance(node, tuple | list):
-        return tuple(_shape(x) for x in node)
-    return node
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two AST values are equal when spans are left out."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Span):
+        return True
+    names = _FIELD_NAMES.get(type(a))
+    if names is None:
+        if not is_dataclass(a):
+            if isinstance(a, tuple | list):
+                return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+            return bool(a == b)
+        names = _FIELD_NAMES[type(a)] = tuple(f.name for f in fields(a))
+    return all(_same(getattr(a, n), getattr(b, n)) for n in names)
 
 
 def _same_meaning(block: ast.Block, formatted: str, path: str) -> str | None:
@@ -860,11 +962,13 @@ def _same_meaning(block: ast.Block, formatted: str, path: str) -> str | None:
     again = parse(formatted, path)
     if again.diagnostics:
         return f"the output does not parse: {again.diagnostics[0].message}"
-    if _shape(again.decls) != _shape([block.decl]):
+    if not _same(again.decls, [block.decl]):
         return "the output parses to a different AST"
     if _tokens(formatted) != _tokens(block.text):
         return "the output has different tokens"
-    if sorted(c.text.rstrip() for c in again.comments) != sorted(c.text.rstrip() for c in block.comments):
+    if sorted(c.text.rstrip() for c in again.comments) != sorted(
+        c.text.rstrip() for c in block.comments
+    ):
         return "the output has different comments"
     return None
 
@@ -900,7 +1004,8 @@ def _format_block(block: ast.Block, path: str, on_mismatch: OnMismatch) -> _Form
     tail = block.text[len(block.text.rstrip()) :]
     return _Formatted(
         lines,
-        import_line=isinstance(block.decl, ast.UseDecl | ast.ImportDecl) and not formatter.comment_lines_after,
+        import_line=isinstance(block.decl, ast.UseDecl | ast.ImportDecl)
+        and not formatter.comment_lines_after,
         blank_after=tail.count("\n") >= 2,
     )
 

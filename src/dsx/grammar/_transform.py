@@ -6,10 +6,11 @@ keywords and brackets; callbacks pick the meaningful children out.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from lark import Token, Transformer
 
@@ -66,11 +67,23 @@ class _Default:
         self.expr = expr
 
 
+if TYPE_CHECKING:
+
+    class _Token(Token):
+        """A token from our lexer (``_lexer.DsxLexer``), which always sets both offsets."""
+
+        start_pos: int
+        end_pos: int
+
+else:
+    _Token = Token
+
+
 def _is_tok(x: Any, type_: str | None = None) -> bool:
     return isinstance(x, Token) and (type_ is None or x.type == type_)
 
 
-class ToAst(Transformer):  # type: ignore[type-arg]
+class ToAst(Transformer):
     """Inline transformer: ``origin`` and ``comments`` are set per block before parsing."""
 
     origin: Origin
@@ -85,22 +98,22 @@ class ToAst(Transformer):  # type: ignore[type-arg]
 
     # -- helpers --------------------------------------------------------------------------
     def _lo(self, x: Any) -> int:
-        return x.start_pos + self.shift if isinstance(x, Token) else x.span.lo
+        return x.start_pos + self.shift if isinstance(x, _Token) else x.span.lo
 
     def _hi(self, x: Any) -> int:
-        return x.end_pos + self.shift if isinstance(x, Token) else x.span.hi
+        return x.end_pos + self.shift if isinstance(x, _Token) else x.span.hi
 
     def _span(self, children: list[Any]) -> Span:
         items = [c for c in children if c is not None and not isinstance(c, _Default | tuple)]
         return Span(self.origin, self._lo(items[0]), self._hi(items[-1]))
 
-    def _tspan(self, tok: Token) -> Span:
+    def _tspan(self, tok: _Token) -> Span:
         return Span(self.origin, tok.start_pos + self.shift, tok.end_pos + self.shift)
 
-    def _ident(self, tok: Token) -> ast.Ident:
+    def _ident(self, tok: _Token) -> ast.Ident:
         return ast.Ident(str(tok), self._tspan(tok))
 
-    def _str(self, tok: Token) -> ast.Str:
+    def _str(self, tok: _Token) -> ast.Str:
         return ast.Str(decode_string(str(tok)), str(tok), self._tspan(tok))
 
     def _doc(self, lo: int, after: int = -1) -> str | None:
@@ -154,10 +167,10 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         return ("instructions", self._str(c[1]))
 
     def direction(self, c: list[Any]) -> Token:
-        return c[0]  # type: ignore[no-any-return]
+        return c[0]
 
     def check_kind(self, c: list[Any]) -> Token:
-        return c[0]  # type: ignore[no-any-return]
+        return c[0]
 
     def default(self, c: list[Any]) -> _Default:
         return _Default(c[1])
@@ -169,7 +182,7 @@ class ToAst(Transformer):  # type: ignore[type-arg]
         last = desc_tok or (default if default is not None else type_)
         span = Span(self.origin, self._lo(direction), self._hi(last))
         return ast.FieldDecl(
-            str(direction),
+            cast(Literal["in", "out"], str(direction)),
             self._ident(name),
             type_,
             default,
@@ -420,16 +433,18 @@ class ToAst(Transformer):  # type: ignore[type-arg]
     def none(self, c: list[Any]) -> ast.Lit:
         return ast.Lit(None, "none", self._tspan(c[0]))
 
+    # `list` and `dict` are rule callbacks (Lark calls methods by rule name); below them,
+    # a bare `list` in an annotation would mean the method, hence `builtins.list`.
     def list(self, c: list[Any]) -> ast.ListExpr:
         return ast.ListExpr(tuple(self._nodes(c[1:-1])), self._span(c))
 
-    def dict(self, c: list[Any]) -> ast.DictExpr:
+    def dict(self, c: builtins.list[Any]) -> ast.DictExpr:
         return ast.DictExpr(tuple(self._nodes(c[1:-1])), self._span(c))
 
-    def pair(self, c: list[Any]) -> ast.Pair:
+    def pair(self, c: builtins.list[Any]) -> ast.Pair:
         return ast.Pair(c[0], c[2], self._span(c))
 
-    def atom(self, c: list[Any]) -> Any:
+    def atom(self, c: builtins.list[Any]) -> Any:
         self._prefix_not.discard(id(c[1]))  # a parenthesised `(not x)` is a closed operand
         return c[1]  # "(" expr ")"
 

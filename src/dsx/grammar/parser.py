@@ -16,14 +16,14 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dsx.diagnostics import Diagnostic, Origin, SourceFile, Span, make
 from dsx.grammar import ast
-from dsx.grammar._transform import ToAst
+from dsx.grammar._transform import AstError, ToAst
 
 __all__ = [
     "BlockCache",
@@ -198,7 +198,7 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
     return block
 
 
-def ast_error() -> type[Exception]:
+def ast_error() -> type[AstError]:
     from dsx.grammar._transform import AstError
 
     return AstError
@@ -307,7 +307,7 @@ def _syntax_diagnostic(
             span = Span(origin, start, token.end_pos or start + len(str(token.value)))
             message = f"unexpected {_token_text(token)}: expected {describe_expected(exc.accepts or exc.expected)}"
     elif isinstance(exc, UnexpectedCharacters):
-        pos = exc.pos_in_stream
+        pos = cast(int, exc.pos_in_stream)  # lark types it `None` (a class default); set here
         char = text[pos] if pos < len(text) else ""
         span = Span(origin, pos, pos + 1)
         if char == '"':

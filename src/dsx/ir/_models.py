@@ -418,7 +418,7 @@ class Unit(_Node):
         return None
 
 
-def build(cls: type[Any], /, **values: Any) -> Any:
+def build(cls: type[BaseModel], /, **values: Any) -> Any:
     """Construct a node without validation (for the lowerer, which builds valid nodes).
 
     About 5x cheaper than ``model_construct``; defaults are filled the same way.

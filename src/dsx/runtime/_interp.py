@@ -11,8 +11,11 @@ import logging
 from collections.abc import Generator
 from typing import Any
 
+from pathlib import Path
+
 from dsx import ir
 from dsx.errors import AssertionFailed, DsxError
+from dsx.runtime.assertions import dsx_assert, dsx_suggest
 
 __all__ = ["BUILTINS", "Return", "run_async", "run_sync", "exec_body", "eval_expr"]
 
@@ -126,9 +129,6 @@ def exec_body(stmts: Any, env: dict[str, Any]) -> Gen:
             yield from _exec(stmt, env)
         except (Return, AssertionFailed):
             raise
-        except DsxError as exc:
-            _note(exc, stmt)
-            raise
         except Exception as exc:
             _note(exc, stmt)
             raise
@@ -165,10 +165,9 @@ def _exec(stmt: Any, env: dict[str, Any]) -> Gen:
         ok = yield from eval_expr(stmt.cond, env)
         if not ok:
             message = "" if stmt.message is None else str((yield from eval_expr(stmt.message, env)))
-            where = f" ({stmt.loc[0]}:{stmt.loc[1]})" if stmt.loc else ""
-            if stmt.severity == "assert":
-                raise AssertionFailed(f"assertion failed{where}: {message or 'condition is false'}")
-            log.warning("suggestion not met%s: %s", where, message or "condition is false")
+            where = f"{Path(stmt.loc[0]).name}:{stmt.loc[1]}" if stmt.loc else ""
+            check = dsx_assert if stmt.severity == "assert" else dsx_suggest
+            check(ok, message, where=where)
     else:
         raise DsxRuntimeError(f"cannot run IR statement of kind {kind!r}")
 

@@ -132,7 +132,10 @@ class Namespace:
                     fields = {
                         f.name: (
                             self.pytype(f.type),
-                            pydantic.Field(default=f.default if f.has_default else ..., description=f.desc or None),
+                            pydantic.Field(
+                                default=f.default if f.has_default else None if f.type.kind == "optional" else ...,
+                                description=f.desc or None,
+                            ),
                         )
                         for f in rec.fields
                     }
@@ -303,4 +306,38 @@ def load_data(ds: ir.DataSet) -> list[Example]:
         if missing:
             raise DsxError(f"data `{ds.name}`: record {i} of {path} lacks the input(s) {missing}")
         examples.append(Example(row).with_inputs(*ds.inputs))
+    return examples
+
+
+def extract_learned(program: Module, *, optimizer: str = "", score: float | None = None) -> ir.Learned:
+    """The learned state of a program instance as IR (what optimizers hand to ``dsx build``)."""
+    from dsx.runtime.adapters._values import jsonable
+
+    predictors = {}
+    for path, predictor in program.named_predictors():
+        original = predictor._original_signature  # noqa: SLF001 - same package
+        instructions = predictor.signature.instructions
+        demos = tuple(
+            {k: jsonable(v) for k, v in (d.items() if isinstance(d, Example) else dict(d).items())}
+            for d in predictor.demos
+        )
+        predictors[path] = ir.build(
+            ir.LearnedPredictor,
+            instructions=instructions if instructions != original.instructions else None,
+            demos=demos,
+            lm=predictor.lm.dump_state() if predictor.lm is not None else None,
+        )
+    return ir.build(ir.Learned, optimizer=optimizer, score=score, predictors=predictors)
+
+
+def examples_from_tests(ns: Namespace, program: str) -> list[Example]:
+    """The ``test`` blocks of ``program`` as examples (given = inputs, expect = labels)."""
+    examples = []
+    for test in ns.unit.tests:
+        if test.program != program:
+            continue
+        env = ns._env()
+        values = {k: _interp.run_sync(_interp.eval_expr(v, env)) for k, v in test.given}
+        labels = {k: _interp.run_sync(_interp.eval_expr(v, env)) for k, v in test.expect}
+        examples.append(Example({**values, **labels}).with_inputs(*values))
     return examples

@@ -1,0 +1,443 @@
+"""Lowering of expressions, with the checks on calls, attributes and assignability."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dsx import ir
+from dsx.compiler import _env
+from dsx.compiler._lower_base import _ANY, LowerBase, _b, _Entry, _Sub
+from dsx.compiler.symbols import PredType
+from dsx.diagnostics import Edit, Fix, Span, make
+from dsx.grammar import ast
+from dsx.grammar.parser import parse_expr_text
+
+__all__ = ["ExprsMixin"]
+
+
+class ExprsMixin(LowerBase):
+    def _expr(self, e: Any, scope: dict[str, _Entry]) -> tuple[Any, Any]:
+        # Expressions carry no location: statements do, and that is what source maps and
+        # runtime errors point at. (It also keeps the IR small and lowering fast.)
+        loc = None
+        if isinstance(e, ast.Lit):
+            t = (
+                None
+                if e.value is None
+                else _b(ir.TypeRef, kind={bool: "bool", int: "int", float: "float"}[type(e.value)])
+            )
+            return _b(ir.Const, value=e.value, loc=loc), t
+        if isinstance(e, ast.Str):
+            return self._string(e, scope), _LitStr(e.value)
+        if isinstance(e, ast.NameRef):
+            return self._name(e, scope, loc)
+        if isinstance(e, ast.ListExpr):
+            items = [self._expr(i, scope) for i in e.items]
+            return _b(ir.List, items=tuple(i for i, _ in items), loc=loc), _b(
+                ir.TypeRef, kind="list", args=(_ANY,)
+            )
+        if isinstance(e, ast.DictExpr):
+            keys = [self._expr(p.key, scope)[0] for p in e.pairs]
+            values = [self._expr(p.value, scope)[0] for p in e.pairs]
+            return _b(ir.Dict, keys=tuple(keys), values=tuple(values), loc=loc), _b(
+                ir.TypeRef, kind="dict", args=(_ANY, _ANY)
+            )
+        if isinstance(e, ast.Attr):
+            return self._attr(e, scope, loc)
+        if isinstance(e, ast.Index):
+            obj, otype = self._expr(e.obj, scope)
+            idx, _ = self._expr(e.index, scope)
+            elem = (
+                otype.args[0]
+                if isinstance(otype, ir.TypeRef) and otype.kind == "list" and otype.args
+                else None
+            )
+            return _b(ir.Index, obj=obj, index=idx, loc=loc), elem
+        if isinstance(e, ast.Call):
+            return self._call(e, scope, loc)
+        if isinstance(e, ast.BinOp):
+            left, ltype = self._expr(e.left, scope)
+            right, rtype = self._expr(e.right, scope)
+            rt: Any = None
+            if e.op in ("==", "!=", "<", "<=", ">", ">=", "in", "not in"):
+                rt = _b(ir.TypeRef, kind="bool")
+            elif e.op == "+" and _is_str(ltype) and _is_str(rtype):
+                rt = _b(ir.TypeRef, kind="str")
+            return _b(ir.BinOp, op=e.op, left=left, right=right, loc=loc), rt
+        if isinstance(e, ast.Not):
+            operand, _ = self._expr(e.operand, scope)
+            return _b(ir.Unary, op="not", operand=operand, loc=loc), _b(ir.TypeRef, kind="bool")
+        if isinstance(e, ast.Neg):
+            operand, otype = self._expr(e.operand, scope)
+            return _b(ir.Unary, op="-", operand=operand, loc=loc), otype if isinstance(
+                otype, ir.TypeRef
+            ) else None
+        return _b(ir.Const, value=None, loc=loc), None
+
+    def _name(self, e: ast.NameRef, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
+        name = e.name.name
+        entry = scope.get(name)
+        if entry is None:
+            self._unknown(
+                "DSX100",
+                "name",
+                e.name,
+                [n for n in scope if scope[n].kind != "builtin"] + list(_env.BUILTIN_FUNCTIONS),
+            )
+            return _b(ir.Name, name=name, loc=loc), None
+        if entry.key:
+            self._ref(e.name.span, entry.key)
+        return _b(ir.Name, name=name, loc=loc), entry.type
+
+    def _attr(self, e: ast.Attr, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
+        obj, otype = self._expr(e.obj, scope)
+        attr = e.name.name
+        result: Any = None
+        if isinstance(otype, PredType):
+            if attr in otype.fields:
+                result = otype.fields[attr]
+                if attr in otype.keys:
+                    self._ref(e.name.span, otype.keys[attr])
+            else:
+                guess = _env.did_you_mean(attr, otype.fields)
+                fix = Fix(f"replace with `{guess}`", (Edit(e.name.span, guess),)) if guess else None
+                outs = ", ".join(f"`{f}`" for f in otype.fields) or "none"
+                self._error(
+                    "DSX112",
+                    f"{otype.owner} has no output `{attr}`"
+                    + (f"; did you mean `{guess}`?" if guess else f" (its outputs: {outs})"),
+                    e.name.span,
+                    fix=fix,
+                )
+        elif (
+            isinstance(e.obj, ast.NameRef)
+            and scope.get(e.obj.name.name, _Entry("")).kind == "python"
+        ):
+            alias = e.obj.name.name
+            names = self._python_names.get(alias)
+            if names is not None and attr not in names:
+                self._unknown(
+                    "DSX100", f"name in Python module `{self.python[alias].module}`:", e.name, names
+                )
+        elif (
+            isinstance(otype, ir.TypeRef) and otype.kind == "record" and otype.name in self.records
+        ):
+            rec = self.records[otype.name]
+            fields = {f.name: f.type for f in rec.fields}
+            if attr in fields:
+                result = fields[attr]
+                self._ref(e.name.span, f"{rec.name}.{attr}")
+            else:
+                self._unknown("DSX112", f"field of `{rec.name}`:", e.name, fields)
+        return _b(ir.Attr, obj=obj, name=attr, loc=loc), result
+
+    def _call(self, e: ast.Call, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
+        func, _ = self._expr(e.func, scope)
+        entry = scope.get(e.func.name.name) if isinstance(e.func, ast.NameRef) else None
+        result: Any = None
+        if entry is not None and entry.kind == "sub" and entry.sub is not None:
+            result = self._check_sub_call(e, entry.sub, scope)
+        args, kwargs = [], []
+        for arg in e.args:
+            value, _ = self._expr(arg.value, scope)
+            if arg.name is None:
+                args.append(value)
+            else:
+                kwargs.append((arg.name.name, value))
+        if isinstance(e.func, ast.NameRef) and e.func.name.name in (
+            "str",
+            "join",
+            "lower",
+            "upper",
+            "strip",
+        ):
+            result = _b(ir.TypeRef, kind="str")
+        elif isinstance(e.func, ast.NameRef) and e.func.name.name in ("len", "int", "round"):
+            result = _b(ir.TypeRef, kind="int")
+        return _b(ir.Call, func=func, args=tuple(args), kwargs=tuple(kwargs), loc=loc), result
+
+    def _check_sub_call(self, e: ast.Call, sub: _Sub, scope: dict[str, _Entry]) -> Any:
+        target = sub.wraps if sub.wraps is not None else sub
+        kind = _env.KINDS.get(target.kind)
+        label = f"`{sub.name}`"
+        if target.kind == "Retrieve":
+            positional = [a for a in e.args if a.name is None]
+            named = {a.name.name for a in e.args if a.name is not None}
+            if not positional and "query" not in named:
+                self._error(
+                    "DSX110", f"{label} (Retrieve) needs a query: `{sub.name}(query)`", e.span
+                )
+            for a in e.args:
+                if a.name is not None and a.name.name not in ("query", "k"):
+                    self._error(
+                        "DSX111",
+                        f"{label} (Retrieve) takes a query and `k`, not `{a.name.name}`",
+                        a.name.span,
+                    )
+            return PredType(
+                f"{label} (Retrieve)",
+                {"passages": _b(ir.TypeRef, kind="list", args=(_b(ir.TypeRef, kind="str"),))},
+            )
+        if target.kind == "module":
+            return self._check_module_call(e, target, label)
+        sig = target.signature
+        if sig is None or kind is None:
+            return None
+        inputs = {f.name: f for f in sig.inputs}
+        positional = [a for a in e.args if a.name is None]
+        if positional:
+            fix = None
+            if len(inputs) == 1 and len(positional) == 1:
+                only = next(iter(inputs))
+                arg0 = positional[0]
+                fix = Fix(
+                    f"pass it as `{only} = ...`",
+                    (Edit(Span(arg0.span.origin, arg0.span.lo, arg0.span.lo), f"{only} = "),),
+                )
+            self._error(
+                "DSX114",
+                f"{label} takes keyword inputs ({', '.join(f'`{n} = ...`' for n in inputs)})",
+                positional[0].span.cover(positional[-1].span),
+                fix=fix,
+            )
+        for arg in e.args:
+            if arg.name is None:
+                continue
+            fname = arg.name.name
+            if fname not in inputs:
+                if fname in ("config", "demos", "lm"):
+                    continue
+                guess = _env.did_you_mean(fname, inputs)
+                fix = (
+                    Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
+                )
+                self._error(
+                    "DSX111",
+                    f"{label} ({sig.name}) has no input `{fname}`"
+                    + (
+                        f"; did you mean `{guess}`?"
+                        if guess
+                        else f" (its inputs: {', '.join(f'`{n}`' for n in inputs) or 'none'})"
+                    ),
+                    arg.name.span,
+                    fix=fix,
+                )
+                continue
+            self._ref(arg.name.span, f"{sig.name}.{fname}")
+            _, atype = self._expr_type_only(arg.value, scope)
+            self._check_assignable(
+                atype, inputs[fname].type, arg.value.span, f"input `{fname}` of {label}"
+            )
+        given = {a.name.name for a in e.args if a.name is not None}
+        missing = [
+            n
+            for n, f in inputs.items()
+            if n not in given and not f.has_default and f.type.kind != "optional"
+        ]
+        if missing and not any(a.name is None for a in e.args):
+            self._error(
+                "DSX110",
+                f"{label} ({sig.name}) is missing the input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)}",
+                e.span,
+            )
+        fields: dict[str, Any] = {x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs}
+        keys: dict[str, str] = {}
+        for f in sig.outputs:
+            fields[f.name] = f.type
+            keys[f.name] = f"{sig.name}.{f.name}"
+        return PredType(f"{label} ({target.kind}({sig.name}))", fields, keys)
+
+    def _expr_type_only(self, e: Any, scope: dict[str, _Entry]) -> tuple[Any, Any]:
+        # Arguments are lowered again by _call; lower quietly here just for the type.
+        n_diag, n_ref = len(self.diagnostics), len(self.references)
+        result = self._expr(e, scope)
+        del self.diagnostics[n_diag:]
+        del self.references[n_ref:]
+        return result
+
+    def _check_module_call(self, e: ast.Call, sub: _Sub, label: str) -> Any:
+        info = self.modules.get(sub.module or "")
+        if info is None or info.decl.forward is None:
+            return None
+        params = {p.name.name: p for p in info.decl.forward.params}
+        for arg in e.args:
+            if arg.name is not None:
+                if arg.name.name not in params:
+                    guess = _env.did_you_mean(arg.name.name, params)
+                    fix = (
+                        Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),))
+                        if guess
+                        else None
+                    )
+                    self._error(
+                        "DSX111",
+                        f"{label} (module {sub.module}) has no input `{arg.name.name}`"
+                        + (f"; did you mean `{guess}`?" if guess else ""),
+                        arg.name.span,
+                        fix=fix,
+                    )
+                else:
+                    self._ref(arg.name.span, f"{sub.module}.forward.{arg.name.name}")
+        n_pos = sum(1 for a in e.args if a.name is None)
+        given = {a.name.name for a in e.args if a.name is not None} | set(list(params)[:n_pos])
+        missing = [n for n, p in params.items() if p.default is None and n not in given]
+        if missing:
+            self._error(
+                "DSX110",
+                f"{label} (module {sub.module}) is missing {', '.join(f'`{m}`' for m in missing)}",
+                e.span,
+            )
+        returned = self._module_forward(sub.module or "")
+        if isinstance(returned, PredType):
+            return PredType(f"{label} (module {sub.module})", returned.fields, returned.keys)
+        return None
+
+    def _string(self, e: ast.Str, scope: dict[str, _Entry]) -> Any:
+        raw = e.raw
+        if "{" not in raw:
+            return _b(ir.Const, value=e.value, loc=None)
+        from dsx.grammar._transform import decode_string
+
+        triple = raw.startswith('"""')
+        body = raw[3:-3] if triple else raw[1:-1]
+        base = e.span.lo + (3 if triple else 1)
+        parts: list[Any] = []
+        text_buf: list[str] = []
+        i = 0
+        while i < len(body):
+            ch = body[i]
+            if ch == "{" and body.startswith("{{", i):
+                text_buf.append("{")
+                i += 2
+                continue
+            if ch == "}" and body.startswith("}}", i):
+                text_buf.append("}")
+                i += 2
+                continue
+            if ch == "{":
+                close = body.find("}", i)
+                if close < 0:
+                    self._error(
+                        "DSX002",
+                        "unterminated `{` in string interpolation; write `{{` for a literal brace",
+                        Span(e.span.origin, base + i, base + i + 1),
+                    )
+                    text_buf.append(body[i:])
+                    break
+                inner = body[i + 1 : close]
+                if text_buf:
+                    parts.append(decode_string('"' + "".join(text_buf) + '"'))
+                    text_buf = []
+                node, diag = _simple_path(inner, e.span.origin, base + i + 1)
+                if node is None:
+                    node, diag = parse_expr_text(inner, e.span.origin, base + i + 1)
+                if diag is not None:
+                    self.diagnostics.append(
+                        make(
+                            "DSX002",
+                            f"bad expression in string interpolation: {diag.message}",
+                            diag.span,
+                        )
+                    )
+                else:
+                    parts.append(self._expr(node, scope)[0])
+                i = close + 1
+                continue
+            text_buf.append(ch)
+            i += 1
+        if text_buf:
+            parts.append(
+                decode_string('"' + "".join(text_buf).replace('"', '\\"') + '"')
+                if not triple
+                else "".join(text_buf)
+            )
+        return _b(ir.FString, parts=tuple(parts), loc=None)
+
+    def _check_assignable(
+        self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str
+    ) -> None:
+        if expected is None or actual is None or isinstance(actual, PredType):
+            return
+        problem = _mismatch(actual, expected, self)
+        if problem:
+            self._error("DSX113", f"{what} expects {expected}, got {problem}", span)
+
+
+@dataclass(frozen=True, slots=True)
+class _LitStr:
+    """The static type of a string literal: a ``str`` that remembers its value."""
+
+    _literal: str
+    kind: str = "str"
+    args: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        return "str"
+
+
+_PATH = re.compile(r"\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\Z")
+
+
+def _simple_path(text: str, origin: Any, offset: int) -> tuple[Any, Any]:
+    """``name`` or ``a.b.c`` inside an interpolation, without a parser round trip."""
+    m = _PATH.match(text)
+    if m is None:
+        return None, None
+    lo = offset + m.start(1)
+    node: Any = None
+    for part in m.group(1).split("."):
+        ident = ast.Ident(part, Span(origin, lo, lo + len(part)))
+        if node is None:
+            node = ast.NameRef(ident, ident.span)
+        else:
+            node = ast.Attr(node, ident, Span(origin, node.span.lo, ident.span.hi))
+        lo += len(part) + 1
+    return node, None
+
+
+def _is_str(t: Any) -> bool:
+    return isinstance(t, ir.TypeRef | _LitStr) and t.kind == "str"
+
+
+def _mismatch(actual: Any, expected: ir.TypeRef, lowerer: LowerBase) -> str | None:
+    """A description of ``actual`` when it cannot be ``expected``; ``None`` when it fits or is unknown."""
+    ek, ak = expected.kind, actual.kind
+    if ek in ("any",) or ak == "any":
+        return None
+    if ek == "optional":
+        return _mismatch(actual, expected.args[0], lowerer)
+    if ek == "union":
+        fits = [a for a in expected.args if _mismatch(actual, a, lowerer) is None]
+        return None if fits else str(actual)
+    if ek == "literal":
+        literal = getattr(actual, "_literal", None)
+        if literal is not None:
+            return None if literal in expected.values else f'"{literal}"'
+        if ak == "str" and all(isinstance(v, str) for v in expected.values):
+            return None
+        if ak in ("int", "float", "bool") and any(type(v).__name__ == ak for v in expected.values):
+            return None
+        return str(actual)
+    if ek == "enum":
+        literal = getattr(actual, "_literal", None)
+        enum = lowerer.enums.get(expected.name or "")
+        if (
+            literal is not None
+            and enum is not None
+            and literal not in {m.name for m in enum.members}
+        ):
+            return f'"{literal}"'
+        return None if ak in ("str", "enum") else str(actual)
+    if ek == "float":
+        return None if ak in ("int", "float") else str(actual)
+    if ek == "record":
+        return None if ak in ("dict", "record") else str(actual)
+    if ek in ("image", "history"):
+        return None if ak in ("str", ek, "dict") else str(actual)
+    if ek == ak:
+        return None
+    if ek == "tuple" and ak == "list":
+        return None
+    return str(actual) if ak in ("str", "int", "float", "bool", "list", "dict") else None

@@ -1,0 +1,380 @@
+"""Lowering of the project-level declarations: ``program``, ``data``, ``metric``,
+``optimize`` and ``test``, and the unused-declaration warnings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dsx import ir
+from dsx.compiler import _env
+from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _b, _Entry
+from dsx.compiler._lower_decls import _NOT_CONST, _const_value
+from dsx.compiler.symbols import PredType
+from dsx.diagnostics import Edit, Fix
+from dsx.grammar import ast
+from dsx.grammar.parser import ParsedFile
+
+__all__ = ["ProjectMixin"]
+
+
+class ProjectMixin(LowerBase):
+    def _lower_program(self, decl: ast.ProgramDecl) -> None:
+        name = decl.name.name
+        scope = self._base_scope()
+        lowered, sub = self._submodule(name, decl.value, scope, owner=name)
+        if self.decls.get(name, (None, None))[1] is not decl:
+            return
+        self.programs[name] = _b(
+            ir.Program, name=name, root=lowered, doc=decl.doc or "", loc=self._loc(decl.name.span)
+        )
+        inputs: dict[str, Any] = {}
+        outputs: Any = None
+        if sub.kind == "module" and sub.module in self.modules:
+            info = self.modules[sub.module]
+            if info.forward is not None:
+                inputs = {p.name: p for p in info.forward.params}
+            outputs = self._module_forward(sub.module)
+        elif sub.signature is not None:
+            inputs = {f.name: f for f in sub.signature.inputs}
+            kind = _env.KINDS[sub.kind]
+            outputs = PredType(
+                name,
+                {
+                    **{x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs},
+                    **{f.name: f.type for f in sub.signature.outputs},
+                },
+            )
+        self.program_io[name] = (inputs, outputs)
+        sym = self.symbols.get(name)
+        if sym is not None:
+            sym.detail = f"program {name} = {sub.module or sub.kind}({', '.join(inputs)})"
+
+    def _lower_data(self, decl: ast.DataDecl) -> None:
+        name = decl.name.name
+        value = decl.value
+        usage = (
+            'write `data NAME = jsonl("file.jsonl", inputs = [question])` (or csv(...), json(...))'
+        )
+        if not (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.NameRef)
+            and value.func.name.name in ("jsonl", "csv", "json")
+        ):
+            self._error("DSX122", f"`data {name}` must load a file: {usage}", value.span)
+            return
+        fmt = value.func.name.name
+        positional = [a for a in value.args if a.name is None]
+        if not positional or not isinstance(positional[0].value, ast.Str):
+            self._error(
+                "DSX122", f"`{fmt}(...)` needs the file path as a string first: {usage}", value.span
+            )
+            return
+        path = positional[0].value.value
+        inputs: list[str] = []
+        inputs_arg = value.kwarg("inputs")
+        for arg in value.args:
+            if arg.name is not None and arg.name.name != "inputs":
+                self._error(
+                    "DSX122",
+                    f"`{fmt}(...)` accepts a path and `inputs = [...]`, not `{arg.name.name}`",
+                    arg.name.span,
+                )
+        if inputs_arg is None or not isinstance(inputs_arg.value, ast.ListExpr):
+            self._error(
+                "DSX122",
+                f"`{fmt}(...)` needs `inputs = [...]` naming the input fields of each example",
+                value.span,
+            )
+        else:
+            for item in inputs_arg.value.items:
+                if isinstance(item, ast.NameRef):
+                    inputs.append(item.name.name)
+                elif isinstance(item, ast.Str):
+                    inputs.append(item.value)
+                else:
+                    self._error("DSX122", "each input must be a field name", item.span)
+        base_dir = str(Path(decl.span.file).parent)
+        try:
+            exists = (Path(base_dir) / path).exists()
+        except (OSError, ValueError):
+            exists = False
+        if not exists:
+            self._error(
+                "DSX122",
+                f"data file `{path}` does not exist (relative to {Path(decl.span.file).name})",
+                positional[0].value.span,
+                severity="warning",
+            )
+        self.data[name] = _b(
+            ir.DataSet,
+            name=name,
+            format=fmt,
+            path=path,
+            base_dir=base_dir,
+            inputs=tuple(inputs),
+            loc=self._loc(decl.name.span),
+        )
+
+    def _lower_metric(self, decl: ast.MetricDecl) -> None:
+        name = decl.name.name
+        value = decl.value
+        metric: ir.Metric | None = None
+        if isinstance(value, ast.Attr) and isinstance(value.obj, ast.NameRef):
+            alias = value.obj.name.name
+            if alias in self.python:
+                self._ref(value.obj.name.span, alias)
+                names = self._python_names.get(alias)
+                if names is not None and value.name.name not in names:
+                    self._unknown(
+                        "DSX100",
+                        f"name in Python module `{self.python[alias].module}`:",
+                        value.name,
+                        names,
+                    )
+                metric = _b(
+                    ir.Metric,
+                    name=name,
+                    python=f"{self.python[alias].module}:{value.name.name}",
+                    loc=self._loc(decl.name.span),
+                )
+            else:
+                self._unknown(
+                    "DSX100",
+                    "Python module alias",
+                    value.obj.name,
+                    self.python,
+                    'declare it with `use python "module" as alias`',
+                )
+                return
+        elif isinstance(value, ast.NameRef) and value.name.name in _env.BUILTIN_METRICS:
+            metric = _b(
+                ir.Metric, name=name, builtin=value.name.name, loc=self._loc(decl.name.span)
+            )
+        elif (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.NameRef)
+            and value.func.name.name in _env.BUILTIN_METRICS
+        ):
+            kwargs = []
+            for arg in value.args:
+                v = _const_value(arg.value)
+                if arg.name is None or v is _NOT_CONST:
+                    self._error(
+                        "DSX106", "built-in metric settings are `name = constant`", arg.span
+                    )
+                    continue
+                kwargs.append((arg.name.name, v))
+            metric = _b(
+                ir.Metric,
+                name=name,
+                builtin=value.func.name.name,
+                kwargs=tuple(kwargs),
+                loc=self._loc(decl.name.span),
+            )
+        elif isinstance(value, ast.NameRef):
+            self._unknown(
+                "DSX100",
+                "metric",
+                value.name,
+                _env.BUILTIN_METRICS,
+                "use a built-in metric (exact_match, f1, ...) or `alias.function` from `use python`",
+            )
+            return
+        else:
+            self._error(
+                "DSX106",
+                "a metric is a Python function (`alias.name`) or a built-in (exact_match, f1, passage_match, answer_in_context)",
+                value.span,
+            )
+            return
+        if self.decls.get(name, (None, None))[1] is decl:
+            self.metrics[name] = metric
+
+    def _lookup(self, ident: ast.Ident, kind: str) -> bool:
+        found_kind, _ = self.decls.get(ident.name, (None, None))
+        if found_kind == kind:
+            self._ref(ident.span, ident.name)
+            return True
+        if found_kind is not None:
+            self._ref(ident.span, ident.name)
+            self._error("DSX106", f"`{ident.name}` is a {found_kind}, not a {kind}", ident.span)
+        else:
+            self._unknown(
+                "DSX100", kind, ident, [n for n, (k, _) in self.decls.items() if k == kind]
+            )
+        return False
+
+    def _lower_optimize(self, decl: ast.OptimizeDecl) -> None:
+        program = decl.target.name
+        ok = self._lookup(decl.target, "program")
+        optimizer, settings = "", []
+        train = dev = metric = lm = None
+        seed = None
+        for item in decl.items:
+            key = item.key.name
+            if key not in _env.OPTIMIZE_KEYS:
+                guess = _env.did_you_mean(key, _env.OPTIMIZE_KEYS)
+                fix = (
+                    Fix(f"replace with `{guess}`", (Edit(item.key.span, guess),)) if guess else None
+                )
+                self._error(
+                    "DSX123",
+                    f"unknown optimize setting `{key}`"
+                    + (
+                        f"; did you mean `{guess}`?"
+                        if guess
+                        else f" (settings: {', '.join(sorted(_env.OPTIMIZE_KEYS))})"
+                    ),
+                    item.key.span,
+                    fix=fix,
+                )
+                continue
+            v = item.value
+            if key == "with":
+                if isinstance(v, ast.NameRef):
+                    v = ast.Call(v, (), v.span)
+                if not (isinstance(v, ast.Call) and isinstance(v.func, ast.NameRef)):
+                    self._error(
+                        "DSX123",
+                        "`with` takes an optimizer, e.g. `with BootstrapFewShot(max_bootstrapped_demos = 4)`",
+                        v.span,
+                    )
+                    continue
+                optimizer = v.func.name.name
+                if optimizer not in _env.OPTIMIZERS:
+                    self._unknown(
+                        "DSX123",
+                        "optimizer",
+                        v.func.name,
+                        _env.OPTIMIZERS,
+                        f"optimizers: {', '.join(sorted(_env.OPTIMIZERS))}",
+                    )
+                for arg in v.args:
+                    cv = _const_value(arg.value)
+                    if arg.name is None or cv is _NOT_CONST:
+                        self._error("DSX123", "optimizer settings are `name = constant`", arg.span)
+                        continue
+                    settings.append((arg.name.name, cv))
+            elif key in ("train", "dev"):
+                if (
+                    isinstance(v, ast.NameRef)
+                    and v.name.name == "tests"
+                    and "tests" not in self.decls
+                ):
+                    value = "tests"
+                elif isinstance(v, ast.NameRef) and self._lookup(v.name, "data"):
+                    value = v.name.name
+                else:
+                    if not isinstance(v, ast.NameRef):
+                        self._error("DSX123", f"`{key}` takes a data name (or `tests`)", v.span)
+                    continue
+                if key == "train":
+                    train = value
+                else:
+                    dev = value
+            elif key == "metric":
+                if isinstance(v, ast.NameRef) and self._lookup(v.name, "metric"):
+                    metric = v.name.name
+                elif not isinstance(v, ast.NameRef):
+                    self._error("DSX123", "`metric` takes a metric name", v.span)
+            elif key == "lm":
+                if isinstance(v, ast.Str):
+                    lm = v.value
+                else:
+                    self._error(
+                        "DSX123",
+                        '`lm` takes a model string, e.g. `lm "openai/gpt-4o-mini"`',
+                        v.span,
+                    )
+            elif key == "seed":
+                if (
+                    isinstance(v, ast.Lit)
+                    and isinstance(v.value, int)
+                    and not isinstance(v.value, bool)
+                ):
+                    seed = v.value
+                else:
+                    self._error("DSX123", "`seed` takes an integer", v.span)
+        for key, val in (("with", optimizer), ("train", train), ("metric", metric)):
+            if not val and not any(i.key.name == key for i in decl.items):
+                self._error("DSX123", f"optimize `{program}` needs `{key} ...`", decl.target.span)
+        if ok and optimizer and metric:
+            self.optimizes.append(
+                _b(
+                    ir.Optimize,
+                    program=program,
+                    optimizer=optimizer,
+                    settings=tuple(settings),
+                    train=train,
+                    dev=dev,
+                    metric=metric,
+                    lm=lm,
+                    seed=seed,
+                    loc=self._loc(decl.target.span),
+                )
+            )
+
+    def _lower_test(self, decl: ast.TestDecl) -> None:
+        program = decl.program.name
+        known = self._lookup(decl.program, "program")
+        inputs, outputs = self.program_io.get(program, ({}, None)) if known else ({}, None)
+        scope = self._base_scope()
+        scope["result"] = _Entry("result", outputs)
+        given, expect, checks = [], [], []
+        for item in decl.items:
+            if isinstance(item, ast.GivenItem):
+                if known and inputs and item.name.name not in inputs:
+                    self._unknown("DSX124", f"input of program `{program}`:", item.name, inputs)
+                value, _ = self._expr(item.value, scope)
+                given.append((item.name.name, value))
+            elif isinstance(item, ast.ExpectItem):
+                if known and isinstance(outputs, PredType) and item.name.name not in outputs.fields:
+                    self._unknown(
+                        "DSX124", f"output of program `{program}`:", item.name, outputs.fields
+                    )
+                value, _ = self._expr(item.value, scope)
+                expect.append((item.name.name, value))
+            elif isinstance(item, ast.Check):
+                checks.append(self._check(item, scope))
+        if known and inputs:
+            given_names = {g for g, _ in given}
+            missing = [n for n, p in inputs.items() if n not in given_names and not _has_default(p)]
+            if missing:
+                self._error(
+                    "DSX124",
+                    f"test `{decl.name.name}` gives no value for {', '.join(f'`{m}`' for m in missing)} (add `given {missing[0]} = ...`)",
+                    decl.name.span,
+                )
+        self.tests[id(decl)] = _b(
+            ir.Test,
+            name=decl.name.name,
+            program=program,
+            given=tuple(given),
+            expect=tuple(expect),
+            checks=tuple(checks),
+            loc=self._loc(decl.name.span),
+        )
+
+    def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None:
+        used = {r.key for r in self.references}
+        for pf, decl in all_decls:
+            if pf.source.path != self.root:
+                continue
+            kind = _TOP_KINDS.get(type(decl))
+            if kind in (None, "program"):
+                continue
+            ident = decl.alias if isinstance(decl, ast.UseDecl) else decl.name
+            if ident.name not in used and self.decls.get(ident.name, (None, None))[1] is decl:
+                self._error(
+                    "DSX200", f"{kind} `{ident.name}` is never used", ident.span, severity="warning"
+                )
+
+
+def _has_default(p: Any) -> bool:
+    if isinstance(p, ir.Param):
+        return p.default is not None
+    if isinstance(p, ir.Field):
+        return p.has_default or p.type.kind == "optional"
+    return False

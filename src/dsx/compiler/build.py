@@ -1,0 +1,217 @@
+"""The ``dsx build`` driver: check → optimize (cached) → codegen, with atomic writes.
+
+Each ``optimize`` block's result is cached in ``<out>/.cache/`` under a key hashed from the
+program's IR, the data files' contents, the optimizer and its settings, the metric and the
+LM settings. An unchanged rebuild re-optimizes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsx import ir
+from dsx.compiler.analysis import Analysis, analyze_path
+from dsx.compiler.codegen import generate, reachable
+from dsx.errors import DsxError
+
+__all__ = ["BuildError", "BuildResult", "build", "explain"]
+
+
+class BuildError(DsxError):
+    """The build could not finish; the message says why and what to do."""
+
+
+@dataclass
+class BuildResult:
+    analysis: Analysis
+    unit: ir.Unit
+    written: list[Path] = field(default_factory=list)
+    optimized: list[str] = field(default_factory=list)  # programs optimized in this run
+    reused: list[str] = field(default_factory=list)  # programs whose cached state was reused
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def optimize_key(unit: ir.Unit, opt: ir.Optimize, lm: dict[str, Any] | None) -> str:
+    need = reachable(unit, opt.program)
+    part: dict[str, Any] = {
+        "program": unit.get("programs", opt.program).model_dump(mode="json", exclude={"loc"}),
+        "modules": [m.model_dump(mode="json") for m in unit.modules if m.name in need["modules"]],
+        "signatures": [s.model_dump(mode="json") for s in unit.signatures if s.name in need["signatures"]],
+        "types": [t.model_dump(mode="json") for t in (*unit.records, *unit.enums) if t.name in need["types"]],
+        "optimizer": opt.optimizer,
+        "settings": [list(kv) for kv in opt.settings],
+        "seed": opt.seed,
+        "metric": next((m.model_dump(mode="json", exclude={"loc"}) for m in unit.metrics if m.name == opt.metric), None),
+        "lm": lm,
+        "data": {},
+        "tests": [t.model_dump(mode="json", exclude={"loc"}) for t in unit.tests if t.program == opt.program]
+        if "tests" in (opt.train, opt.dev) else [],
+    }
+    for name in (opt.train, opt.dev):
+        ds = next((d for d in unit.data if d.name == name), None)
+        if ds is not None:
+            data_path = Path(ds.base_dir) / ds.path
+            try:
+                digest = hashlib.sha256(data_path.read_bytes()).hexdigest()
+            except OSError as exc:
+                raise BuildError(f"data `{name}`: cannot read {data_path}: {exc.strerror}") from None
+            part["data"][name] = [ds.format, list(ds.inputs), digest]
+    text = json.dumps(_strip_locs(part), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _strip_locs(value: Any) -> Any:
+    # Locations change when unrelated text moves; they do not change what is optimized.
+    if isinstance(value, dict):
+        return {k: _strip_locs(v) for k, v in value.items() if k != "loc"}
+    if isinstance(value, list):
+        return [_strip_locs(v) for v in value]
+    return value
+
+
+def build(
+    path: str | Path,
+    *,
+    out: str | Path | None = None,
+    emit: str = "py",
+    lm: str | None = None,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Build ``path``. ``emit`` is ``py`` (modules + state JSON), ``ir`` or ``ast``."""
+    source = Path(path)
+    analysis = analyze_path(source)
+    if analysis.errors:
+        raise BuildError(f"{source} has {len(analysis.errors)} error(s); run `dsx check {source}`")
+    out_dir = Path(out) if out is not None else source.parent / "build"
+    unit = analysis.unit
+    result = BuildResult(analysis, unit)
+    learned = dict(unit.learned)
+    for opt in unit.optimizes:
+        lm_name = opt.lm or lm or os.environ.get("DSX_LM")
+        lm_state = {"model": lm_name} if lm_name else None
+        key = optimize_key(unit, opt, lm_state)
+        cache_file = out_dir / ".cache" / f"{opt.program}-{key}.json"
+        if cache_file.is_file():
+            try:
+                learned[opt.program] = ir.Learned.model_validate_json(cache_file.read_text(encoding="utf-8"))
+                result.reused.append(opt.program)
+                log(f"optimize {opt.program}: inputs unchanged, reusing the cached result ({key[:12]})")
+                continue
+            except ValueError:
+                log(f"optimize {opt.program}: cached result is unreadable, optimizing again")
+        log(f"optimize {opt.program}: running {opt.optimizer} ...")
+        state = run_optimize(unit, opt, lm_name)
+        atomic_write(cache_file, state.model_dump_json(indent=2))
+        learned[opt.program] = state
+        result.optimized.append(opt.program)
+        log(f"optimize {opt.program}: done ({len(state.predictors)} predictor(s))")
+    unit = unit.model_copy(update={"learned": learned})
+    result.unit = unit
+    stem = source.stem
+    if emit == "ir":
+        target = out_dir / f"{stem}.ir.json"
+        atomic_write(target, unit.to_json())
+        result.written.append(target)
+    elif emit == "ast":
+        target = out_dir / f"{stem}.ast.txt"
+        pf = analysis.files[analysis.root]
+        atomic_write(target, "\n\n".join(repr(d) for d in pf.decls) + "\n")
+        result.written.append(target)
+    elif emit == "py":
+        for prog in unit.programs:
+            module_path = out_dir / f"{prog.name}.py"
+            atomic_write(module_path, generate(unit, prog.name))
+            result.written.append(module_path)
+            state = unit.learned.get(prog.name)
+            if state is not None:
+                state_path = out_dir / f"{prog.name}.state.json"
+                atomic_write(state_path, state.model_dump_json(indent=2))
+                result.written.append(state_path)
+    else:
+        raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
+    return result
+
+
+def run_optimize(unit: ir.Unit, opt: ir.Optimize, lm_name: str | None) -> ir.Learned:
+    """Run one optimize block and return the program's learned state."""
+    import dsx
+    from dsx.runtime.instantiate import examples_from_tests, extract_learned, instantiate
+    from dsx.teleprompt import get_optimizer
+
+    cls = get_optimizer(opt.optimizer)
+    if cls is None:
+        raise BuildError(
+            f"optimize {opt.program}: the optimizer {opt.optimizer} is not available in this "
+            f"version of dsx (available: LabeledFewShot)"
+        )
+    ns = instantiate(unit)
+    program = ns.program(opt.program, learned=False)
+
+    def dataset(name: str | None) -> list[Any] | None:
+        if name is None:
+            return None
+        if name == "tests":
+            return examples_from_tests(ns, opt.program)
+        return ns.data(name)
+
+    trainset = dataset(opt.train) or []
+    if not trainset:
+        raise BuildError(f"optimize {opt.program}: the training data `{opt.train}` is empty")
+    settings = dict(opt.settings)
+    if opt.seed is not None:
+        settings.setdefault("seed", opt.seed)
+    try:
+        optimizer = cls(**settings)
+    except TypeError as exc:
+        raise BuildError(f"optimize {opt.program}: bad settings for {opt.optimizer}: {exc}") from None
+    if hasattr(optimizer, "metric") and getattr(optimizer, "metric", None) is None:
+        optimizer.metric = ns.metric(opt.metric)  # type: ignore[attr-defined]
+    context: dict[str, Any] = {}
+    if lm_name:
+        context["lm"] = dsx.LM(lm_name)
+    with dsx.context(**context):
+        compiled = optimizer.compile(program, trainset=trainset, valset=dataset(opt.dev))
+    return extract_learned(compiled, optimizer=opt.optimizer)
+
+
+def explain(unit: ir.Unit) -> str:
+    """Per program and predictor: the chosen instructions and demos."""
+    lines = []
+    for prog in unit.programs:
+        state = unit.learned.get(prog.name)
+        if state is None:
+            lines.append(f"program {prog.name}: not optimized")
+            continue
+        lines.append(f"program {prog.name}: optimized with {state.optimizer or '?'}")
+        for path, p in state.predictors.items():
+            lines.append(f"  ■ {path}")
+            lines.append(f"    instructions: {p.instructions if p.instructions is not None else '(unchanged)'}")
+            if p.lm:
+                lines.append("    lm: " + ", ".join(f"{k}={v}" for k, v in p.lm.items()))
+            lines.append(f"    demos: {len(p.demos)}")
+            for i, demo in enumerate(p.demos, 1):
+                lines.append(f"      {i}. " + json.dumps(demo, ensure_ascii=False)[:160])
+    return "\n".join(lines)

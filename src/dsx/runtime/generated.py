@@ -1,0 +1,141 @@
+"""The runtime surface that modules written by ``dsx build`` import — and nothing else.
+
+Generated code does ``from dsx.runtime import generated as _dsx`` and uses only the names in
+``__all__`` (a test checks this), so the runtime can evolve behind a stable surface.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Literal, Optional, Union  # noqa: F401 - re-exported for generated code
+
+from pydantic import BaseModel, Field  # noqa: F401 - re-exported
+
+from dsx import _version
+from dsx.errors import DsxError
+from dsx.runtime._interp import BUILTINS as _BUILTINS
+from dsx.runtime.assertions import dsx_assert, dsx_suggest  # noqa: F401 - re-exported
+from dsx.runtime.example import Example  # noqa: F401
+from dsx.runtime.module import Module  # noqa: F401
+from dsx.runtime.predict import ChainOfThought, Predict  # noqa: F401
+from dsx.runtime.prediction import Prediction  # noqa: F401
+from dsx.runtime.retrieve import Retrieve  # noqa: F401
+from dsx.runtime.signature import InputField, OutputField, Signature  # noqa: F401
+from dsx.runtime.types import History, Image  # noqa: F401
+
+__all__ = [
+    "Any", "BaseModel", "ChainOfThought", "Example", "Field", "History", "Image", "InputField",
+    "Literal", "Module", "Optional", "OutputField", "Prediction", "Predict", "Retrieve",
+    "Signature", "Union", "apply_state", "check_versions", "dsx_assert", "dsx_suggest",
+    "import_python", "join", "kind", "lower", "mapped", "signature", "strip", "upper",
+]
+
+join = _BUILTINS["join"]
+lower = _BUILTINS["lower"]
+upper = _BUILTINS["upper"]
+strip = _BUILTINS["strip"]
+
+
+class VersionMismatch(DsxError, ImportError):
+    """A generated module was built by another dsx or IR version."""
+
+
+def check_versions(*, dsx: str, ir: int, source: str) -> None:
+    """Refuse to run a module generated for another dsx / IR version."""
+    from dsx.ir import IR_VERSION
+
+    if ir != IR_VERSION or dsx.split(".")[:2] != _version.__version__.split(".")[:2]:
+        raise VersionMismatch(
+            f"This module was generated from {source} by dsx {dsx} (IR version {ir}); the "
+            f"installed dsx is {_version.__version__} (IR version {IR_VERSION}). Rebuild it: "
+            f"`dsx build {source}`."
+        )
+
+
+def kind(name: str) -> Any:
+    """A module kind by name (ReAct, CodeAct, ...), with a clear error if unavailable."""
+    import dsx
+
+    found = getattr(dsx, name, None)
+    if found is None:
+        raise DsxError(f"{name} is not available in this version of dsx")
+    return found
+
+
+def signature(name: str, fields: list[tuple[str, str, Any, dict[str, Any]]], instructions: str) -> Any:
+    """A signature built from data (used when field names are not Python identifiers)."""
+    from dsx.runtime.signature import Field as SigField
+    from dsx.runtime.signature import signature_from_fields
+
+    return signature_from_fields(
+        name, [SigField(n, "input" if d == "in" else "output", t, **kw) for n, d, t, kw in fields], instructions
+    )
+
+
+def import_python(module: str, generated_file: str, source_dir: str) -> Any:
+    """Import a ``use python`` module, also looking next to the original .dsx file."""
+    for base in (str(Path(generated_file).resolve().parent), source_dir):
+        if base and base not in sys.path and Path(base).is_dir():
+            sys.path.append(base)
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise DsxError(f"cannot import `{module}` (declared with `use python`): {exc}") from None
+
+
+def mapped(func: Any) -> Any:
+    """Add the .dsx location to exceptions raised inside a generated method."""
+    source_map: dict[int, tuple[str, int]] = func.__globals__.get("_SOURCE_MAP", {})
+    filename = func.__code__.co_filename
+
+    def annotate(exc: BaseException) -> None:
+        if getattr(exc, "_dsx_mapped", False):
+            return
+        tb = exc.__traceback__
+        where = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == filename and tb.tb_lineno in source_map:
+                where = source_map[tb.tb_lineno]
+            tb = tb.tb_next
+        if where is not None:
+            exc.add_note(f"  at {where[0]}:{where[1]} (.dsx source)")
+            try:
+                exc._dsx_mapped = True  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await func(*args, **kwargs)
+            except Exception as exc:
+                annotate(exc)
+                raise
+
+        return awrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            annotate(exc)
+            raise
+
+    return wrapper
+
+
+def apply_state(program: Any, state: dict[str, Any] | None, name: str) -> Any:
+    """Apply embedded learned state (instructions, demos, LM settings) to a program."""
+    if state:
+        from dsx.ir import Learned
+        from dsx.runtime.instantiate import apply_learned
+
+        apply_learned(program, Learned.model_validate(state), name)
+    return program
