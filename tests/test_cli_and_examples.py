@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +11,16 @@ from dsx.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_and_says_it_uses_a_scripted_lm():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True, text=True, check=True
-    ).stdout
-    assert "scripted LM" in out
-    assert "A: France" in out and "A: Guido van Rossum" in out
-    assert "Saved and reloaded state: 1 demo(s)" in out
+def test_demo_builds_and_runs_the_examples_on_the_local_server():
+    env = {k: v for k, v in os.environ.items() if k not in ("DSX_LM", "DSX_API_BASE", "DSX_API_KEY")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True, text=True, env=env
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr + out
+    assert "DSX_LM is not set, so this runs against dsx's local OpenAI-compatible server" in out
+    assert "A: Paris" in out and "A: Guido van Rossum" in out
+    assert "topic=billing" in out and "2 passed, 0 failed" in out
 
 
 def test_cli_version_and_help(capsys):

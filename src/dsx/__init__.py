@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from dsx.runtime.instantiate import instantiate as instantiate
     from dsx.runtime.lm import LM as LM
     from dsx.runtime.retrieve import Retrieve as Retrieve
+    from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
+    from dsx.teleprompt import LabeledFewShot as LabeledFewShot
     from dsx.runtime.parallel import BatchError as BatchError
     from dsx.runtime.types import History as History
     from dsx.runtime.types import Image as Image
@@ -73,11 +75,15 @@ _LAZY = {
     "Retrieve": "dsx.runtime.retrieve",
     "load_program": "dsx._load",
     "instantiate": "dsx.runtime.instantiate",
+    "LabeledFewShot": "dsx.teleprompt",
+    "BootstrapFewShot": "dsx.teleprompt",
 }
 
 __all__ = [
     "LM",
     "Retrieve",
+    "BootstrapFewShot",
+    "LabeledFewShot",
     "instantiate",
     "load_program",
     "Adapter",

@@ -10,12 +10,21 @@ from typing import Any
 
 from dsx.errors import DsxError
 
-__all__ = ["cmd_build", "cmd_run", "cmd_test"]
+__all__ = ["cmd_build", "cmd_run", "cmd_test", "lm_from_env"]
 
 
 def _err(message: str) -> int:
     print(f"dsx: {message}", file=sys.stderr)
     return 2
+
+
+def lm_from_env(model: str) -> Any:
+    """``dsx.LM(model)`` with the endpoint from DSX_API_BASE / DSX_API_KEY when set."""
+    import dsx
+
+    api_base = os.environ.get("DSX_API_BASE") or None
+    api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
+    return dsx.LM(model, api_base=api_base, api_key=api_key)
 
 
 def _setup_lm(name: str | None) -> str | None:
@@ -24,9 +33,7 @@ def _setup_lm(name: str | None) -> str | None:
 
     model = name or os.environ.get("DSX_LM")
     if model:
-        api_base = os.environ.get("DSX_API_BASE") or None
-        api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
-        dsx.configure(lm=dsx.LM(model, api_base=api_base, api_key=api_key))
+        dsx.configure(lm=lm_from_env(model))
     return model
 
 

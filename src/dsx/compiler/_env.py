@@ -71,9 +71,10 @@ KINDS: dict[str, KindInfo] = {
         KindInfo(
             "Retrieve",
             False,
-            frozenset({"k"}),
+            frozenset({"k", "rm"}),
             ("passages",),
-            doc="Retrieves the top `k` passages for a query.",
+            doc="Retrieves the top `k` passages for a query, from `rm` (a Python function "
+            "(query, k)) or the configured retriever.",
         ),
         KindInfo(
             "Refine",

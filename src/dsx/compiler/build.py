@@ -165,7 +165,7 @@ def run_optimize(unit: ir.Unit, opt: ir.Optimize, lm_name: str | None) -> ir.Lea
     if cls is None:
         raise BuildError(
             f"optimize {opt.program}: the optimizer {opt.optimizer} is not available in this "
-            f"version of dsx (available: LabeledFewShot)"
+            f"version of dsx (available: LabeledFewShot, BootstrapFewShot)"
         )
     ns = instantiate(unit)
     program = ns.program(opt.program, learned=False)
@@ -191,9 +191,17 @@ def run_optimize(unit: ir.Unit, opt: ir.Optimize, lm_name: str | None) -> ir.Lea
         optimizer.metric = ns.metric(opt.metric)  # type: ignore[attr-defined]
     context: dict[str, Any] = {}
     if lm_name:
-        context["lm"] = dsx.LM(lm_name)
+        from dsx._commands import lm_from_env
+
+        context["lm"] = lm_from_env(lm_name)
     with dsx.context(**context):
         compiled = optimizer.compile(program, trainset=trainset, valset=dataset(opt.dev))
+    failures = [entry for entry in getattr(optimizer, "log", []) if "error" in entry]
+    if failures and len(failures) == len(getattr(optimizer, "log", [])):
+        raise BuildError(
+            f"optimize {opt.program}: every run of the program failed while optimizing; the "
+            f"first error: {failures[0]['error']}"
+        )
     return extract_learned(compiled, optimizer=opt.optimizer)
 
 

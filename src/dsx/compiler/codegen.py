@@ -90,7 +90,9 @@ def reachable(unit: ir.Unit, program: str) -> dict[str, set[str]]:
 def _names(node: Any, out: set[str]) -> None:
     if isinstance(node, ir.Name):
         out.add(node.name)
-    if hasattr(node, "model_fields"):
+    if isinstance(node, ir.TypeRef):
+        return
+    if hasattr(type(node), "model_fields"):
         for f in type(node).model_fields:
             _names(getattr(node, f), out)
     elif isinstance(node, tuple | list):

@@ -89,12 +89,13 @@ def import_python(module: str, generated_file: str, source_dir: str) -> Any:
 
 def mapped(func: Any) -> Any:
     """Add the .dsx location to exceptions raised inside a generated method."""
-    source_map: dict[int, tuple[str, int]] = func.__globals__.get("_SOURCE_MAP", {})
     filename = func.__code__.co_filename
+    module_globals = func.__globals__  # _SOURCE_MAP is defined at the end of the module
 
     def annotate(exc: BaseException) -> None:
         if getattr(exc, "_dsx_mapped", False):
             return
+        source_map: dict[int, tuple[str, int]] = module_globals.get("_SOURCE_MAP", {})
         tb = exc.__traceback__
         where = None
         while tb is not None:

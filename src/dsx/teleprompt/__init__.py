@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dsx.teleprompt.base import Teleprompter as Teleprompter
+from dsx.teleprompt.bootstrap import BootstrapFewShot as BootstrapFewShot
 from dsx.teleprompt.labeled import LabeledFewShot as LabeledFewShot
 
-__all__ = ["LabeledFewShot", "Teleprompter", "get_optimizer"]
+__all__ = ["BootstrapFewShot", "LabeledFewShot", "Teleprompter", "get_optimizer"]
 
 
 def get_optimizer(name: str) -> type[Teleprompter] | None:
