@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour the text output",
     )
     check.set_defaults(func=_cmd_check)
+    from dsx.compiler.fmt_cli import add_fmt_command
+
+    add_fmt_command(sub)
     build = sub.add_parser(
         "build",
         help="compile a .dsx program (and its optimization) into Python modules",

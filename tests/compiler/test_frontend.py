@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -249,3 +250,33 @@ def test_an_edit_inside_a_forward_body_is_rechecked_incrementally():
     again = analyze_source(edited, path, caches=caches, previous=prev)
     assert again.incremental
     assert [d.code for d in again.diagnostics] == ["DSX112"]
+
+
+@pytest.mark.parametrize("path", [*EXAMPLES, *sorted((ROOT / "tests" / "cases" / "check").glob("*.dsx"))], ids=lambda p: p.name)
+def test_formatting_never_changes_the_ir(path, tmp_path):
+    from dsx.compiler.formatter import format_source
+
+    text = path.read_text()
+    formatted = format_source(text, str(path))
+    assert format_source(formatted, str(path)) == formatted
+    copy = tmp_path / path.name
+    for sibling in path.parent.glob("*"):
+        if sibling.is_file() and sibling.suffix in (".dsx", ".py", ".jsonl") and sibling.name != path.name:
+            (tmp_path / sibling.name).write_text(sibling.read_text())
+    if (path.parent / "data").is_dir():
+        (tmp_path / "data").mkdir()
+        for f in (path.parent / "data").iterdir():
+            (tmp_path / "data" / f.name).write_text(f.read_text())
+    copy.write_text(text)
+    before = json.loads(analyze_path(copy).unit.to_json())
+    copy.write_text(formatted)
+    after = json.loads(analyze_path(copy).unit.to_json())
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "loc"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    assert strip(after) == strip(before)

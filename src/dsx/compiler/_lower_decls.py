@@ -17,6 +17,8 @@ __all__ = ["DeclsMixin", "_NOT_CONST", "_const_value"]
 
 
 class DeclsMixin(LowerBase):
+    """Top-level names, ``use python``, records, enums, signatures and type expressions."""
+
     def _declare(self, decl: Any, pf: ParsedFile) -> None:
         kind = _TOP_KINDS.get(type(decl))
         if kind is None:

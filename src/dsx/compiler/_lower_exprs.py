@@ -18,6 +18,8 @@ __all__ = ["ExprsMixin"]
 
 
 class ExprsMixin(LowerBase):
+    """Expressions: names, attributes, calls (checked against their targets), strings."""
+
     def _expr(self, e: Any, scope: dict[str, _Entry]) -> tuple[Any, Any]:
         # Expressions carry no location: statements do, and that is what source maps and
         # runtime errors point at. (It also keeps the IR small and lowering fast.)

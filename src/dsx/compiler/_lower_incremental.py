@@ -13,6 +13,8 @@ __all__ = ["IncrementalMixin"]
 
 
 class IncrementalMixin(LowerBase):
+    """Re-checking after an edit: :meth:`relower`."""
+
     def relower(self, changes: list[tuple[Any, Any]]) -> ir.Unit | None:
         """Re-check after edits, touching only the changed blocks when that is sound.
 

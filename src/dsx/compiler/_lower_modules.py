@@ -18,6 +18,8 @@ __all__ = ["ModulesMixin"]
 
 
 class ModulesMixin(LowerBase):
+    """Module headers and members, and the statements of ``forward`` bodies."""
+
     def _module_header(self, info: _ModuleInfo) -> None:
         decl = info.decl
         mname = decl.name.name

@@ -20,6 +20,8 @@ __all__ = ["ProjectMixin"]
 
 
 class ProjectMixin(LowerBase):
+    """``program``, ``data``, ``metric``, ``optimize`` and ``test``; unused warnings."""
+
     def _lower_program(self, decl: ast.ProgramDecl) -> None:
         name = decl.name.name
         scope = self._base_scope()

@@ -241,8 +241,6 @@ class _Entry:
     """One item of a braced list: its comments and what ``prepare`` made of it."""
 
     node: Any
-    lo: int
-    hi: int
     data: Any
     lead: list[tuple[_Comment, bool]]  # (comment, blank line before it)
     hoisted: list[_Comment]  # comments from inside the node, printed just above it
@@ -253,7 +251,6 @@ class _Entry:
 
 @dataclass(slots=True)
 class _Body:
-    open_idx: int
     header: _Comment | None
     entries: list[_Entry] = field(default_factory=list)
     dangling: list[tuple[_Comment, bool]] = field(default_factory=list)
@@ -404,7 +401,7 @@ class _BlockFormatter:
         """
         spans = [(lo, self.ext(node.span.hi, close_idx)) for node, lo in items]
         region = self.claim(open_idx + 1, comments_hi, spans, header=True, close=close_idx)
-        result = _Body(open_idx, region.header)
+        result = _Body(region.header)
         prev = region.header.hi if region.header else open_idx + 1
         for i, (node, _) in enumerate(items):
             lo, hi = spans[i]
@@ -420,7 +417,7 @@ class _BlockFormatter:
                 prev = c.hi
             blank = self.blank(prev, lo) and not (sensitive and lead and lead[-1][0].is_doc)
             trail = region.trailing[i]
-            result.entries.append(_Entry(node, lo, hi, data, lead, hoisted, blank, trail, verbatim))
+            result.entries.append(_Entry(node, data, lead, hoisted, blank, trail, verbatim))
             prev = trail.hi if trail else hi
         for c in region.dangling:
             result.dangling.append((c, self.blank(prev, c.lo)))

@@ -378,6 +378,7 @@ class ToAst(Transformer):
             node = operands[pos]
             if isinstance(node, ast.Not) and id(node) in self._prefix_not:
                 # `not` binds looser than comparisons: `not a == b` is `not (a == b)`.
+                self._prefix_not.discard(id(node))
                 operands[pos] = node.operand
                 inner = climb(_NOT_BP + 1)
                 return ast.Not(inner, Span(self.origin, node.span.lo, inner.span.hi))
@@ -393,9 +394,7 @@ class ToAst(Transformer):
                 left = ast.BinOp(op, left, right, Span(self.origin, left.span.lo, right.span.hi))
             return left
 
-        result = climb(0)
-        self._prefix_not.clear()
-        return result
+        return climb(0)
 
     def neg(self, c: list[Any]) -> ast.Neg:
         return ast.Neg(c[1], self._span(c))

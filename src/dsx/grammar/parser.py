@@ -182,6 +182,7 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
     with _lock:
         transformer.origin = origin
         transformer.comments = comments
+        transformer._prefix_not.clear()
         try:
             decl = parser.parse(text, start="block", on_error=on_error)
         except UnexpectedInput as exc:
@@ -199,8 +200,6 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
 
 
 def ast_error() -> type[AstError]:
-    from dsx.grammar._transform import AstError
-
     return AstError
 
 
