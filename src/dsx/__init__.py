@@ -29,6 +29,8 @@ from dsx.errors import SignatureError as SignatureError
 from dsx.errors import StateError as StateError
 from dsx.errors import UnknownInputError as UnknownInputError
 from dsx.runtime.cache import configure_cache as configure_cache
+from dsx.runtime.assertions import Assert as Assert
+from dsx.runtime.assertions import Suggest as Suggest
 from dsx.runtime.example import Example as Example
 from dsx.runtime.lm_base import BaseLM as BaseLM
 from dsx.runtime.lm_base import LMResponse as LMResponse
@@ -56,7 +58,11 @@ if TYPE_CHECKING:
     from dsx._load import load_program as load_program
     from dsx.runtime.instantiate import instantiate as instantiate
     from dsx.runtime.lm import LM as LM
+    from dsx.runtime.best_of_n import BestOfN as BestOfN
+    from dsx.runtime.best_of_n import Refine as Refine
+    from dsx.runtime.react import ReAct as ReAct
     from dsx.runtime.retrieve import Retrieve as Retrieve
+    from dsx.runtime.tool import Tool as Tool
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
     from dsx.teleprompt import LabeledFewShot as LabeledFewShot
     from dsx.runtime.parallel import BatchError as BatchError
@@ -73,6 +79,10 @@ _LAZY = {
     "BatchError": "dsx.runtime.parallel",
     "LM": "dsx.runtime.lm",
     "Retrieve": "dsx.runtime.retrieve",
+    "Tool": "dsx.runtime.tool",
+    "ReAct": "dsx.runtime.react",
+    "BestOfN": "dsx.runtime.best_of_n",
+    "Refine": "dsx.runtime.best_of_n",
     "load_program": "dsx._load",
     "instantiate": "dsx.runtime.instantiate",
     "LabeledFewShot": "dsx.teleprompt",
@@ -81,7 +91,13 @@ _LAZY = {
 
 __all__ = [
     "LM",
+    "Assert",
+    "Suggest",
     "Retrieve",
+    "Tool",
+    "ReAct",
+    "BestOfN",
+    "Refine",
     "BootstrapFewShot",
     "LabeledFewShot",
     "instantiate",

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from dsx._version import STATE_SCHEMA_VERSION, __version__
 from dsx.errors import DsxError, StateError
 from dsx.runtime.lm_base import BaseLM, UsageTracker, _trackers
+from dsx.runtime.assertions import Backtrack, BacktrackScope, scope_var
 from dsx.runtime.prediction import Prediction
+from dsx.runtime.settings import settings
 
 if TYPE_CHECKING:
     from dsx.runtime.predict import Predict
@@ -31,6 +33,8 @@ class Module:
 
     # -- running --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if scope_var.get() is None and self._backtracks:
+            return self._call_with_backtracking(args, kwargs)
         parent = _trackers.get()
         tracker = UsageTracker()
         token = _trackers.set(tracker)
@@ -45,6 +49,8 @@ class Module:
         return result
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        if scope_var.get() is None and self._backtracks:
+            return await self._acall_with_backtracking(args, kwargs)
         parent = _trackers.get()
         tracker = UsageTracker()
         token = _trackers.set(tracker)
@@ -57,6 +63,34 @@ class Module:
         if isinstance(result, Prediction):
             result._lm_usage = tracker.totals()
         return result
+
+    #: Whether a call of this module opens a backtracking scope for Assert/Suggest.
+    #: Predictors do not (no check can run inside them); programs do.
+    _backtracks = True
+
+    def _call_with_backtracking(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        scope = BacktrackScope(settings.max_backtracks)
+        token = scope_var.set(scope)
+        try:
+            while True:
+                try:
+                    return self(*args, **kwargs)
+                except Backtrack as signal:
+                    _prepare_retry(scope, signal)
+        finally:
+            scope_var.reset(token)
+
+    async def _acall_with_backtracking(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        scope = BacktrackScope(settings.max_backtracks)
+        token = scope_var.set(scope)
+        try:
+            while True:
+                try:
+                    return await self.acall(*args, **kwargs)
+                except Backtrack as signal:
+                    _prepare_retry(scope, signal)
+        finally:
+            scope_var.reset(token)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if type(self).aforward is Module.aforward:
@@ -258,6 +292,15 @@ class Module:
             lines.append(f"  {name} = {p!r}")
         lines.append(")")
         return "\n".join(lines) if len(lines) > 2 else f"{type(self).__name__}()"
+
+
+def _prepare_retry(scope: BacktrackScope, signal: Backtrack) -> None:
+    scope.remaining -= 1
+    previous = scope.outputs.get(id(signal.target))
+    outputs = previous.to_dict() if previous is not None else {}
+    scope.feedback[id(signal.target)] = (signal.message, outputs)
+    scope.last = None
+    scope.outputs.clear()
 
 
 def _children(obj: Module, prefix: str) -> Iterator[tuple[str, Any]]:

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dsx.errors import DsxError, MissingInputError, StateError, UnknownInputError
+from dsx.runtime.assertions import scope_var
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM, LMResponse
 from dsx.runtime.module import Module
 from dsx.runtime.prediction import Completions, Prediction
 from dsx.runtime.settings import settings
-from dsx.runtime.signature import OutputField, Signature, ensure_signature
+from dsx.runtime.signature import InputField, OutputField, Signature, ensure_signature
 
 if TYPE_CHECKING:
     from dsx.runtime.adapters.base import Adapter, Message
@@ -33,6 +34,8 @@ def default_adapter() -> Adapter:
 
 
 class Predict(Module):
+    _backtracks = False  # a predictor runs no checks itself
+
     """Call an LM with a signature's inputs and parse its outputs.
 
     Args:
@@ -112,6 +115,17 @@ class Predict(Module):
                 )
         if kwargs.keys() != signature._input_set:
             kwargs = _check_inputs(signature, kwargs)
+        scope = scope_var.get()
+        if scope is not None and scope.feedback:
+            retry = scope.feedback.get(id(self))
+            if retry is not None:
+                signature, kwargs = _with_feedback(signature, kwargs, *retry)
+        override = settings.get("config_override")
+        if override:
+            config = {**config, **override}
+        hint = settings.get("hint")
+        if hint:
+            signature, kwargs = _with_hint(signature, kwargs, hint)
         return lm, config, signature, demos, kwargs
 
     def _finish(
@@ -127,6 +141,9 @@ class Predict(Module):
         trace = settings.trace
         if trace is not None:
             trace.append((self, inputs, pred))
+        scope = scope_var.get()
+        if scope is not None:
+            scope.record(self, pred)
         return pred
 
     # -- state ----------------------------------------------------------------------------
@@ -159,6 +176,44 @@ class Predict(Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature.signature})"
+
+
+def _with_feedback(
+    signature: type[Signature], inputs: dict[str, Any], message: str, previous: dict[str, Any]
+) -> tuple[type[Signature], dict[str, Any]]:
+    """The signature and inputs for a retry after a failed Assert/Suggest."""
+    cache = signature._adapter_cache
+    extended = cache.get("_feedback_signature")
+    if extended is None:
+        extended = signature
+        for name, field in signature.output_fields.items():
+            extended = extended.append(
+                f"previous_{name}",
+                InputField(desc=f"your previous `{name}`, which was not accepted"),
+                field.annotation,
+            )
+        extended = extended.append(
+            "feedback", InputField(desc="why the previous answer was not accepted; fix that"), str
+        )
+        cache["_feedback_signature"] = extended
+    new_inputs = dict(inputs)
+    for name in signature.output_fields:
+        new_inputs[f"previous_{name}"] = previous.get(name)
+    new_inputs["feedback"] = message
+    return extended, new_inputs
+
+
+def _with_hint(signature: type[Signature], inputs: dict[str, Any], hint: str) -> tuple[type[Signature], dict[str, Any]]:
+    """Refine's feedback from a previous attempt, as an extra input."""
+    if "hint" in signature.input_fields:
+        return signature, inputs
+    cache = signature._adapter_cache
+    extended = cache.get("_hint_signature")
+    if extended is None:
+        extended = cache["_hint_signature"] = signature.append(
+            "hint", InputField(desc="feedback on a previous attempt; use it to do better"), str
+        )
+    return extended, {**inputs, "hint": hint}
 
 
 def _demo_state(demo: Any) -> dict[str, Any]:
