@@ -110,8 +110,15 @@ class ReAct(Module):
         direct = self._from_finish(finished, trajectory)
         if direct is not None:
             return direct
-        pred = await self.extract.acall(**inputs, trajectory=_format(trajectory))
-        return _with_trajectory(pred, trajectory)
+        shown = list(trajectory)
+        while True:
+            try:
+                pred = await self.extract.acall(**inputs, trajectory=_format(shown))
+                return _with_trajectory(pred, trajectory)
+            except ContextWindowExceededError:
+                if not shown:
+                    raise
+                shown.pop(0)
 
     def _step(self, inputs: dict[str, Any], trajectory: list[dict[str, Any]]) -> Any:
         while True:
@@ -170,8 +177,15 @@ class ReAct(Module):
         direct = self._from_finish(finished, trajectory)
         if direct is not None:
             return direct
-        pred = extract(**inputs, trajectory=_format(trajectory))
-        return _with_trajectory(pred, trajectory)
+        shown = list(trajectory)  # the prediction keeps the whole trajectory
+        while True:
+            try:
+                pred = extract(**inputs, trajectory=_format(shown))
+                return _with_trajectory(pred, trajectory)
+            except ContextWindowExceededError:
+                if not shown:
+                    raise
+                shown.pop(0)
 
 
 def _entry(step: Any, tool: str, args: Any, observation: str) -> dict[str, Any]:
