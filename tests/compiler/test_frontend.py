@@ -252,7 +252,14 @@ def test_an_edit_inside_a_forward_body_is_rechecked_incrementally():
     assert [d.code for d in again.diagnostics] == ["DSX112"]
 
 
-@pytest.mark.parametrize("path", [*EXAMPLES, *sorted((ROOT / "tests" / "cases" / "check").glob("*.dsx"))], ids=lambda p: p.name)
+_FMT_INPUTS = sorted(p for p in (ROOT / "tests" / "cases" / "fmt").glob("*.dsx") if not p.name.endswith(".expected.dsx"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*EXAMPLES, *sorted((ROOT / "tests" / "cases" / "check").glob("*.dsx")), *_FMT_INPUTS],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_formatting_never_changes_the_ir(path, tmp_path):
     from dsx.compiler.formatter import format_source
 
