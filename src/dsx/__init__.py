@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from dsx.runtime.instantiate import instantiate as instantiate
     from dsx.runtime.lm import LM as LM
     from dsx.runtime.best_of_n import BestOfN as BestOfN
+    from dsx.runtime.code_agents import CodeAct as CodeAct
+    from dsx.runtime.code_agents import ProgramOfThought as ProgramOfThought
     from dsx.runtime.best_of_n import Refine as Refine
     from dsx.runtime.react import ReAct as ReAct
     from dsx.runtime.retrieve import Retrieve as Retrieve
@@ -80,6 +82,8 @@ _LAZY = {
     "LM": "dsx.runtime.lm",
     "Retrieve": "dsx.runtime.retrieve",
     "Tool": "dsx.runtime.tool",
+    "ProgramOfThought": "dsx.runtime.code_agents",
+    "CodeAct": "dsx.runtime.code_agents",
     "ReAct": "dsx.runtime.react",
     "BestOfN": "dsx.runtime.best_of_n",
     "Refine": "dsx.runtime.best_of_n",
@@ -96,6 +100,8 @@ __all__ = [
     "Retrieve",
     "Tool",
     "ReAct",
+    "ProgramOfThought",
+    "CodeAct",
     "BestOfN",
     "Refine",
     "BootstrapFewShot",

@@ -57,14 +57,14 @@ KINDS: dict[str, KindInfo] = {
         KindInfo(
             "ProgramOfThought",
             True,
-            _LM_CONFIG | {"max_iters"},
-            ("reasoning",),
+            _LM_CONFIG | {"max_iters", "sandbox", "timeout"},
+            ("code", "code_output"),
             doc="The LM writes Python, the sandbox runs it, the result answers.",
         ),
         KindInfo(
             "CodeAct",
             True,
-            _LM_CONFIG | {"tools", "max_iters"},
+            _LM_CONFIG | {"tools", "max_iters", "sandbox", "timeout"},
             ("trajectory",),
             doc="The LM writes code that calls tools inside the sandbox.",
         ),
