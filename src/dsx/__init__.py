@@ -65,7 +65,16 @@ if TYPE_CHECKING:
     from dsx.runtime.react import ReAct as ReAct
     from dsx.runtime.retrieve import Retrieve as Retrieve
     from dsx.runtime.tool import Tool as Tool
+    from dsx.runtime.embedder import Embedder as Embedder
+    from dsx.runtime.evaluate import Evaluate as Evaluate
+    from dsx.runtime.evaluate import EvaluationResult as EvaluationResult
+    from dsx.runtime.parallel import Parallel as Parallel
+    from dsx.teleprompt import KNN as KNN
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
+    from dsx.teleprompt import BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch
+    from dsx.teleprompt import Ensemble as Ensemble
+    from dsx.teleprompt import KNNFewShot as KNNFewShot
+    from dsx.teleprompt import Teleprompter as Teleprompter
     from dsx.teleprompt import LabeledFewShot as LabeledFewShot
     from dsx.runtime.parallel import BatchError as BatchError
     from dsx.runtime.types import History as History
@@ -91,6 +100,15 @@ _LAZY = {
     "instantiate": "dsx.runtime.instantiate",
     "LabeledFewShot": "dsx.teleprompt",
     "BootstrapFewShot": "dsx.teleprompt",
+    "BootstrapFewShotWithRandomSearch": "dsx.teleprompt",
+    "KNNFewShot": "dsx.teleprompt",
+    "KNN": "dsx.teleprompt",
+    "Ensemble": "dsx.teleprompt",
+    "Teleprompter": "dsx.teleprompt",
+    "Evaluate": "dsx.runtime.evaluate",
+    "EvaluationResult": "dsx.runtime.evaluate",
+    "Parallel": "dsx.runtime.parallel",
+    "Embedder": "dsx.runtime.embedder",
 }
 
 __all__ = [
@@ -105,7 +123,16 @@ __all__ = [
     "BestOfN",
     "Refine",
     "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "Embedder",
+    "Ensemble",
+    "Evaluate",
+    "EvaluationResult",
+    "KNN",
+    "KNNFewShot",
     "LabeledFewShot",
+    "Parallel",
+    "Teleprompter",
     "instantiate",
     "load_program",
     "Adapter",

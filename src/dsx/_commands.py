@@ -10,7 +10,7 @@ from typing import Any
 
 from dsx.errors import DsxError
 
-__all__ = ["cmd_build", "cmd_run", "cmd_test", "lm_from_env"]
+__all__ = ["cmd_build", "cmd_eval", "cmd_optimize", "cmd_run", "cmd_test", "lm_from_env"]
 
 
 def _err(message: str) -> int:
@@ -206,3 +206,98 @@ def cmd_test(args: Any) -> int:
     print(f"{passed} passed, {failed} failed")
     del dsx
     return 1 if failed else 0
+
+
+def _load_dataset(ns: Any, spec: str, inputs: list[str] | None) -> list[Any]:
+    """A data declaration's name, or a .jsonl/.json/.csv path (inputs from --inputs or the program)."""
+    from dsx import ir
+    from dsx.runtime.instantiate import load_data
+
+    if any(d.name == spec for d in ns.unit.data):
+        return ns.data(spec)  # type: ignore[no-any-return]
+    path = Path(spec)
+    fmt = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(path.suffix)
+    if fmt is None:
+        raise DsxError(f"--data {spec}: not a data declaration of the file nor a .jsonl/.json/.csv file")
+    ds = ir.build(ir.DataSet, name=path.stem, format=fmt, path=str(path.resolve()), base_dir="/", inputs=tuple(inputs or ()))
+    return load_data(ds)
+
+
+def cmd_eval(args: Any) -> int:
+    import dsx
+    from dsx._load import CheckFailed, load_namespace
+
+    path, program_name = _split_target(args.target)
+    try:
+        ns = load_namespace(path)
+        program = ns.program(program_name)
+        name = program_name or ns.unit.programs[0].name
+        inputs = args.inputs.split(",") if args.inputs else _ir_inputs(ns, name)
+        devset = _load_dataset(ns, args.data, inputs)
+        metric = ns.metric(args.metric) if args.metric else _default_metric(ns, name)
+        _setup_lm(args.lm)
+    except CheckFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except DsxError as exc:
+        return _err(str(exc))
+    if dsx.settings.lm is None and not any(p.lm for p in program.predictors()):
+        return _err("no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini) or set DSX_LM")
+    evaluate = dsx.Evaluate(
+        devset=devset, metric=metric, num_threads=args.num_threads, display_progress=not args.json,
+        display_table=args.table, save_as_json=args.save_json, save_as_csv=args.save_csv,
+    )
+    result = evaluate(program)
+    if args.json:
+        print(json.dumps({"score": result.score, "examples": len(devset), "errors": result.errors}))
+    else:
+        print(f"score: {result.score:.2f}% over {len(devset)} example(s), {result.errors} error(s)")
+    return 0
+
+
+def _ir_inputs(ns: Any, program: str) -> list[str]:
+    prog = next(p for p in ns.unit.programs if p.name == program)
+    root = prog.root
+    if root.kind == "module":
+        mod = next(m for m in ns.unit.modules if m.name == root.module)
+        return [p.name for p in mod.forward.params] if mod.forward else []
+    sig = next(s for s in ns.unit.signatures if s.name == root.signature)
+    return [f.name for f in sig.fields if f.direction == "in"]
+
+
+def _default_metric(ns: Any, program: str) -> Any:
+    opt = next((o for o in ns.unit.optimizes if o.program == program), None)
+    if opt is not None:
+        return ns.metric(opt.metric)
+    if len(ns.unit.metrics) == 1:
+        return ns.metric(ns.unit.metrics[0].name)
+    raise DsxError("say which metric to use: --metric NAME (a `metric` declared in the file)")
+
+
+def cmd_optimize(args: Any) -> int:
+    from dsx._load import CheckFailed, load_namespace
+    from dsx.compiler.build import BuildError, atomic_write, run_optimize
+
+    path, program_name = _split_target(args.target)
+    try:
+        ns = load_namespace(path)
+    except CheckFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except DsxError as exc:
+        return _err(str(exc))
+    unit = ns.unit
+    name = program_name or (unit.programs[0].name if unit.programs else None)
+    opt = next((o for o in unit.optimizes if o.program == name), None)
+    if opt is None:
+        return _err(f"{path} has no `optimize {name} {{ ... }}` block; add one (optimizer, train data, metric)")
+    lm_name = opt.lm or args.lm or os.environ.get("DSX_LM")
+    try:
+        state = run_optimize(unit, opt, lm_name, log=lambda m: print(m, file=sys.stderr))
+    except (BuildError, DsxError) as exc:
+        print(f"dsx optimize: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else Path(path).with_name(f"{name}.state.json")
+    atomic_write(out, state.model_dump_json(indent=2))
+    print(f"wrote {out}" + (f" (score {state.score:.2f})" if state.score is not None else ""))
+    return 0

@@ -176,6 +176,33 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--program", metavar="NAME", help="only the tests of this program")
     test.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
     test.set_defaults(func=_lazy("cmd_test"))
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a program on a data set with a metric",
+        description="Run FILE[:program] over --data (a `data` name of the file, or a .jsonl/.json/.csv "
+        "file) concurrently and score it with --metric (a `metric` of the file).",
+    )
+    ev.add_argument("target", metavar="FILE[:program]")
+    ev.add_argument("--data", required=True, metavar="NAME|PATH", help="a data declaration or a data file")
+    ev.add_argument("--metric", metavar="NAME", help="a metric declaration (default: the optimize block's, or the only one)")
+    ev.add_argument("--inputs", metavar="A,B", help="input fields of a data file (default: the program's inputs)")
+    ev.add_argument("--num-threads", type=int, default=None, metavar="N", help="how many examples run at once")
+    ev.add_argument("--table", type=int, default=0, metavar="N", help="show the first N results as a table")
+    ev.add_argument("--save-json", metavar="PATH", help="write every result as JSON")
+    ev.add_argument("--save-csv", metavar="PATH", help="write every result as CSV")
+    ev.add_argument("--json", action="store_true", help="print the score as JSON")
+    ev.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
+    ev.set_defaults(func=_lazy("cmd_eval"))
+    opt = sub.add_parser(
+        "optimize",
+        help="run a program's optimize block and save the learned state",
+        description="Run the `optimize` block of FILE[:program] and write the learned state as JSON "
+        "(default: PROGRAM.state.json next to FILE). `dsx build` caches and embeds the same result.",
+    )
+    opt.add_argument("target", metavar="FILE[:program]")
+    opt.add_argument("--out", metavar="PATH", help="where to write the state JSON")
+    opt.add_argument("--lm", metavar="MODEL", help="litellm model string (default: the block's `lm` or DSX_LM)")
+    opt.set_defaults(func=_lazy("cmd_optimize"))
     inspect = sub.add_parser(
         "inspect",
         help="show the learned state saved by program.save(path)",

@@ -111,3 +111,22 @@ def test_build_cli_emits_and_explains(tmp_path):
     assert ir_out.returncode == 0
     assert dsx_cli("build", str(tmp_path / "qa.dsx"), "--emit", "ast", "--out", str(tmp_path / "o")).returncode == 0
     assert "SignatureDecl" in (tmp_path / "o" / "qa.ast.txt").read_text()
+
+
+def test_eval_and_optimize_commands(tmp_path, server):
+    (tmp_path / "qa.dsx").write_text(
+        QA + 'data dev = jsonl("dev.jsonl", inputs = [question])\nmetric em = exact_match\n'
+        "optimize qa {\n    with LabeledFewShot(k = 1)\n    train dev\n    metric em\n}\n"
+    )
+    rows = [{"question": "capital of France?", "answer": "Paris"}, {"question": "capital of Italy?", "answer": "Rome"}]
+    (tmp_path / "dev.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = dsx_cli("eval", f"{tmp_path / 'qa.dsx'}:qa", "--data", "dev", "--json", server=server)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"score": 50.0, "examples": 2, "errors": 0}
+    (tmp_path / "other.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    out2 = dsx_cli("eval", str(tmp_path / "qa.dsx"), "--data", str(tmp_path / "other.jsonl"), "--metric", "em", server=server)
+    assert out2.returncode == 0 and "score: 100.00% over 1 example(s)" in out2.stdout
+    opt = dsx_cli("optimize", str(tmp_path / "qa.dsx"), server=server)
+    assert opt.returncode == 0, opt.stderr
+    state = json.loads((tmp_path / "qa.state.json").read_text())
+    assert state["optimizer"] == "LabeledFewShot" and len(state["predictors"]["self"]["demos"]) == 1

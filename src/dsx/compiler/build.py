@@ -123,7 +123,7 @@ def build(
             except ValueError:
                 log(f"optimize {opt.program}: cached result is unreadable, optimizing again")
         log(f"optimize {opt.program}: running {opt.optimizer} ...")
-        state = run_optimize(unit, opt, lm_name)
+        state = run_optimize(unit, opt, lm_name, log=log)
         atomic_write(cache_file, state.model_dump_json(indent=2))
         learned[opt.program] = state
         result.optimized.append(opt.program)
@@ -155,17 +155,31 @@ def build(
     return result
 
 
-def run_optimize(unit: ir.Unit, opt: ir.Optimize, lm_name: str | None) -> ir.Learned:
-    """Run one optimize block and return the program's learned state."""
+def run_optimize(
+    unit: ir.Unit,
+    opt: ir.Optimize,
+    lm_name: str | None,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> ir.Learned:
+    """Run one optimize block and return the program's learned state.
+
+    Progress lines of the optimizer go to ``log`` (prefixed with the program's name).
+    """
     import dsx
     from dsx.runtime.instantiate import examples_from_tests, extract_learned, instantiate
-    from dsx.teleprompt import get_optimizer
+    from dsx.teleprompt import OPTIMIZERS, get_optimizer
 
     cls = get_optimizer(opt.optimizer)
     if cls is None:
         raise BuildError(
             f"optimize {opt.program}: the optimizer {opt.optimizer} is not available in this "
-            f"version of dsx (available: LabeledFewShot, BootstrapFewShot)"
+            f"version of dsx (available: {', '.join(OPTIMIZERS)})"
+        )
+    if not getattr(cls, "exports_to_ir", True):
+        raise BuildError(
+            f"optimize {opt.program}: {opt.optimizer} builds a program whose state cannot be "
+            "baked into a build (it chooses demos or members at run time); use it from Python"
         )
     ns = instantiate(unit)
     program = ns.program(opt.program, learned=False)
@@ -188,21 +202,34 @@ def run_optimize(unit: ir.Unit, opt: ir.Optimize, lm_name: str | None) -> ir.Lea
     except TypeError as exc:
         raise BuildError(f"optimize {opt.program}: bad settings for {opt.optimizer}: {exc}") from None
     if hasattr(optimizer, "metric") and getattr(optimizer, "metric", None) is None:
-        optimizer.metric = ns.metric(opt.metric)  # type: ignore[attr-defined]
+        optimizer.metric = ns.metric(opt.metric)
+    if log is not None and hasattr(optimizer, "on_progress"):
+        # Progress lines go through the build's log, prefixed like its own lines.
+        optimizer.on_progress = lambda line: log(f"optimize {opt.program}: {line}")
     context: dict[str, Any] = {}
     if lm_name:
         from dsx._commands import lm_from_env
 
         context["lm"] = lm_from_env(lm_name)
-    with dsx.context(**context):
-        compiled = optimizer.compile(program, trainset=trainset, valset=dataset(opt.dev))
-    failures = [entry for entry in getattr(optimizer, "log", []) if "error" in entry]
-    if failures and len(failures) == len(getattr(optimizer, "log", [])):
+    try:
+        with dsx.context(**context):
+            compiled = optimizer.compile(program, trainset=trainset, valset=dataset(opt.dev))
+    except DsxError as exc:
+        if isinstance(exc, BuildError):
+            raise
+        raise BuildError(f"optimize {opt.program}: {opt.optimizer} failed: {exc}") from exc
+    # One "run" entry per program run (entries without an "event" are runs too).
+    runs = [e for e in getattr(optimizer, "log", []) if e.get("event", "run") == "run"]
+    failures = [e for e in runs if "error" in e]
+    if failures and len(failures) == len(runs):
         raise BuildError(
             f"optimize {opt.program}: every run of the program failed while optimizing; the "
             f"first error: {failures[0]['error']}"
         )
-    return extract_learned(compiled, optimizer=opt.optimizer)
+    score = getattr(optimizer, "best_score", None)
+    return extract_learned(
+        compiled, optimizer=opt.optimizer, score=score if isinstance(score, float) else None
+    )
 
 
 def explain(unit: ir.Unit) -> str:

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
 from dsx.runtime.module import Module
-from dsx.teleprompt.base import Teleprompter
+from dsx.teleprompt.base import Teleprompter, check_examples, fresh_copy
 
 __all__ = ["LabeledFewShot"]
 
 
 class LabeledFewShot(Teleprompter):
-    """Use ``k`` labeled examples from the trainset as demos (a seeded sample when ``sample``)."""
+    """Use ``k`` labeled examples from the trainset as every predictor's demos.
 
-    def __init__(self, k: int = 16, *, sample: bool = True, seed: int = 0) -> None:
+    Args:
+        k: how many demos (fewer if the trainset is smaller).
+        sample: a seeded random sample (``False``: the first ``k``).
+        seed: the sample's seed.
+
+    Makes no LM calls.
+    """
+
+    def __init__(self, k: int = 16, *, sample: bool = True, seed: int = 0, **options: Any) -> None:
+        super().__init__(seed=seed, **options)
         self.k = k
         self.sample = sample
-        self.seed = seed
 
     def compile(
         self,
@@ -27,14 +34,17 @@ class LabeledFewShot(Teleprompter):
         trainset: Sequence[Any],
         teacher: Module | None = None,
         valset: Sequence[Any] | None = None,
+        sample: bool | None = None,
     ) -> Module:
-        program = student.reset_copy()
-        pool = list(trainset)
-        if self.sample:
-            chosen = random.Random(self.seed).sample(pool, min(self.k, len(pool)))
+        program = fresh_copy(student)
+        pool = check_examples(trainset)
+        self.log = []
+        if sample if sample is not None else self.sample:
+            chosen = self.rng("labeled").sample(pool, min(self.k, len(pool)))
         else:
             chosen = pool[: self.k]
         for predictor in program.predictors():
             predictor.demos = list(chosen)
+        self.log.append({"event": "result", "demos": len(chosen)})
         program._compiled = True  # type: ignore[attr-defined]
         return program

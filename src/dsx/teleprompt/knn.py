@@ -1,0 +1,243 @@
+"""``KNNFewShot``: demos chosen per input — the trainset examples most similar to it.
+
+At compile time the trainset's inputs are embedded once (``dsx.Embedder``: a provider's
+embeddings through LiteLLM, a local model, or any function). Each call of the compiled
+program embeds its inputs, takes the ``k`` nearest examples by cosine similarity (ties go to
+the earlier example) and runs the program with them as demos. With ``bootstrap=True`` the
+teacher first runs over the whole trainset once, and an example that passed the metric
+contributes its bootstrapped trace instead of its raw labels (DSPy re-bootstraps on every
+call; this pays once).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dsx.errors import DsxError
+from dsx.runtime.embedder import Embedder
+from dsx.runtime.example import Example
+from dsx.runtime.module import Module
+from dsx.teleprompt.base import Teleprompter, check_examples, fresh_copy
+
+__all__ = ["KNN", "KNNFewShot"]
+
+
+def _text_of(values: Mapping[str, Any] | Example, keys: Sequence[str]) -> str:
+    return " | ".join(f"{k}: {values[k]}" for k in keys if k in values)
+
+
+def as_embedder(vectorizer: Any) -> Embedder:
+    if isinstance(vectorizer, Embedder):
+        return vectorizer
+    if isinstance(vectorizer, str) or callable(vectorizer):
+        return Embedder(vectorizer)
+    raise DsxError(
+        "KNN needs a vectorizer: a dsx.Embedder, a model name (e.g. "
+        "'openai/text-embedding-3-small' or 'local:all-MiniLM-L6-v2') or a function from "
+        f"texts to vectors; got {vectorizer!r}"
+    )
+
+
+class KNN:
+    """The ``k`` trainset examples nearest to some inputs, by embedding similarity.
+
+    Args:
+        k: how many neighbours.
+        trainset: examples with their inputs marked.
+        vectorizer: a :class:`~dsx.Embedder` (or what :class:`Embedder` accepts).
+    """
+
+    def __init__(self, k: int, trainset: Sequence[Any], vectorizer: Any) -> None:
+        import numpy as np
+
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k = k
+        self.trainset = check_examples(trainset)
+        self.embedder = as_embedder(vectorizer)
+        keys: dict[str, None] = {}
+        for ex in self.trainset:
+            keys.update(dict.fromkeys(sorted(ex.input_keys or ())))
+        self.input_keys = list(keys)
+        texts = [_text_of(ex, self.input_keys) for ex in self.trainset]
+        matrix = np.asarray(self.embedder(texts), dtype=np.float32) if texts else np.zeros((0, 1))
+        self._matrix = _normalized(matrix)
+
+    def _top(self, vector: Any) -> list[int]:
+        import numpy as np
+
+        if not len(self._matrix):
+            return []
+        scores = self._matrix @ _normalized(np.asarray(vector, dtype=np.float32)[None, :])[0]
+        order = np.argsort(-scores, kind="stable")  # ties: the earlier example first
+        return [int(i) for i in order[: self.k]]
+
+    def nearest_indices(self, inputs: Mapping[str, Any]) -> list[int]:
+        return self._top(self.embedder(_text_of(inputs, self.input_keys)))
+
+    async def anearest_indices(self, inputs: Mapping[str, Any]) -> list[int]:
+        return self._top(await self.embedder.acall(_text_of(inputs, self.input_keys)))
+
+    def __call__(self, **inputs: Any) -> list[Example]:
+        """The nearest examples, most similar first."""
+        return [self.trainset[i] for i in self.nearest_indices(inputs)]
+
+
+def _normalized(matrix: Any) -> Any:
+    import numpy as np
+
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+class _KNNState:
+    """What a KNN-compiled program carries: the index and each example's demos per predictor."""
+
+    def __init__(self, knn: KNN, demos: list[dict[str, list[Example]]], base: type[Module]) -> None:
+        self.knn = knn
+        self.demos = demos
+        self.base = base
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _KNNState:
+        return self  # immutable after compile; copies of the program share it
+
+    def program_for(self, program: Module, neighbours: list[int]) -> Module:
+        run = copy.deepcopy(program)
+        run.__class__ = self.base
+        del run.__dict__["_dsx_knn"]
+        for name, predictor in run.named_predictors():
+            predictor.demos = [d for i in neighbours for d in self.demos[i].get(name, [])]
+        return run
+
+
+class _KNNProgram(Module):
+    """Mixed into the student's class: pick demos for each call, then run the student."""
+
+    _dsx_knn: _KNNState
+
+    def forward(self, **kwargs: Any) -> Any:
+        state = self._dsx_knn
+        return state.program_for(self, state.knn.nearest_indices(kwargs))(**kwargs)
+
+    async def aforward(self, **kwargs: Any) -> Any:
+        state = self._dsx_knn
+        neighbours = await state.knn.anearest_indices(kwargs)
+        return await state.program_for(self, neighbours).acall(**kwargs)
+
+
+_CLASSES: dict[type[Module], type[Module]] = {}
+_BOOTSTRAP_KEYS = frozenset(
+    {"max_rounds", "metric_threshold", "teacher_settings", "max_errors", "max_labeled_demos"}
+)
+
+
+def _knn_class(base: type[Module]) -> type[Module]:
+    cls = _CLASSES.get(base)
+    if cls is None:
+        cls = type(f"KNN{base.__name__}", (_KNNProgram, base), {"__module__": __name__})
+        _CLASSES[base] = cls
+    return cls
+
+
+class KNNFewShot(Teleprompter):
+    """Per-input demos: the ``k`` trainset examples nearest to each call's inputs.
+
+    Args:
+        k: demos per call.
+        trainset: the examples to draw from (default: ``compile``'s ``trainset``).
+        vectorizer: a :class:`~dsx.Embedder`, a model name for one, or a function from
+            texts to vectors.
+        metric: the bootstrapping metric (with ``bootstrap``).
+        bootstrap: bootstrap each trainset example's demo from the teacher's run once at
+            compile time (default: ``True`` when a metric is given here).
+        **options: for bootstrapping, ``max_rounds``, ``metric_threshold``,
+            ``teacher_settings``, ``max_errors``, ``max_labeled_demos``; and ``seed``,
+            ``max_lm_calls``, ``max_cost``, ``num_threads``, ``display_progress``.
+
+    The compiled program chooses its demos at run time, so its state does not fit the IR:
+    ``dsx build`` refuses it (use it from Python).
+    """
+
+    exports_to_ir = False
+
+    def __init__(
+        self,
+        k: int = 3,
+        trainset: Sequence[Any] | None = None,
+        vectorizer: Any = None,
+        *,
+        metric: Callable[..., Any] | None = None,
+        bootstrap: bool | None = None,
+        **options: Any,
+    ) -> None:
+        self.bootstrap_args = {k: options.pop(k) for k in list(options) if k in _BOOTSTRAP_KEYS}
+        super().__init__(**options)
+        self.k = k
+        self.trainset = list(trainset) if trainset is not None else None
+        self.vectorizer = vectorizer
+        self.metric = metric
+        self.bootstrap = bootstrap if bootstrap is not None else metric is not None
+
+    def compile(
+        self,
+        student: Module,
+        *,
+        trainset: Sequence[Any] | None = None,
+        teacher: Module | None = None,
+        valset: Sequence[Any] | None = None,
+    ) -> Module:
+        source = self.trainset if self.trainset is not None else trainset
+        if source is None:
+            raise DsxError("KNNFewShot needs a trainset: KNNFewShot(k, trainset, vectorizer)")
+        examples = check_examples(source)
+        if self.vectorizer is None:
+            raise DsxError(
+                "KNNFewShot needs a vectorizer, e.g. KNNFewShot(k=3, vectorizer="
+                "dsx.Embedder('openai/text-embedding-3-small')) or dsx.Embedder.local()"
+            )
+        program = fresh_copy(student)
+        with self.session(program, teacher):
+            knn = KNN(self.k, examples, self.vectorizer)
+            demos: list[dict[str, list[Example]]] = [
+                {name: [ex] for name, _ in program.named_predictors()} for ex in examples
+            ]
+            if self.bootstrap:
+                demos = self._bootstrapped(student, teacher, examples, demos)
+            self.log.append(
+                {
+                    "event": "result",
+                    "examples": len(examples),
+                    "bootstrapped": sum(1 for d in demos if _augmented(d)),
+                }
+            )
+            self.say(
+                f"KNNFewShot: {len(examples)} examples indexed ({knn.embedder.model}), k={self.k}"
+            )
+        base = type(program)
+        program.__class__ = _knn_class(base)
+        program._dsx_knn = _KNNState(knn, demos, base)  # type: ignore[attr-defined]
+        program._compiled = True  # type: ignore[attr-defined]
+        return program
+
+    def _bootstrapped(
+        self,
+        student: Module,
+        teacher: Module | None,
+        examples: list[Example],
+        demos: list[dict[str, list[Example]]],
+    ) -> list[dict[str, list[Example]]]:
+        from dsx.teleprompt.bootstrap import BootstrapFewShot
+
+        args = {**self.bootstrap_args, "max_bootstrapped_demos": len(examples)}
+        inner = BootstrapFewShot(
+            metric=self.metric, seed=self.seed, num_threads=self.num_threads, **args
+        )
+        found = inner.bootstrap(inner._teacher(student, teacher, examples), examples)
+        self.log.extend(e for e in inner.log if e["event"] == "run")
+        return [{**labeled, **found.get(i, {})} for i, labeled in enumerate(demos)]
+
+
+def _augmented(demos: dict[str, list[Example]]) -> bool:
+    return any(d.get("dsx_augmented") for ds in demos.values() for d in ds)

@@ -1,0 +1,89 @@
+"""`dsx build` runs the optimizers with the optimize block's settings and prints progress."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import dsx
+from dsx.compiler.build import BuildError, build
+from dsx.testing import FunctionLM
+
+QA = """signature QA = "question -> answer"
+program qa = Predict(QA)
+data train = jsonl("train.jsonl", inputs = [question])
+metric em = exact_match
+optimize qa {
+    with   OPTIMIZER
+    train  train
+    dev    train
+    metric em
+    seed   3
+}
+"""
+
+
+def respond(messages):
+    q = messages[-1]["content"].split("<<< question >>>\n", 1)[1].split("\n\n", 1)[0]
+    return {"answer": "yes" if "even" in q else "no"}
+
+
+@pytest.fixture
+def project(tmp_path):
+    rows = [
+        {
+            "question": f"{'even' if i % 2 == 0 else 'odd'} {i}",
+            "answer": "yes" if i % 2 == 0 else "no",
+        }
+        for i in range(6)
+    ]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return tmp_path
+
+
+def build_with(project, optimizer):
+    (project / "qa.dsx").write_text(QA.replace("OPTIMIZER", optimizer))
+    logs: list[str] = []
+    dsx.configure(lm=FunctionLM(respond))
+    result = build(project / "qa.dsx", log=logs.append)
+    return result, logs
+
+
+def test_bootstrap_in_build_prints_progress_and_exports_demos(project):
+    result, logs = build_with(
+        project, "BootstrapFewShot(max_bootstrapped_demos = 2, max_labeled_demos = 3)"
+    )
+    learned = result.unit.learned["qa"]
+    assert [d["question"] for d in learned.predictors["self"].demos[:2]] == ["even 0", "odd 1"]
+    assert len(learned.predictors["self"].demos) == 3
+    assert "optimize qa: Bootstrap round 1: 2 runs, 0 failed, 2/2 demos" in logs
+    assert "optimize qa: BootstrapFewShot: done · 2 LM calls" in logs
+
+
+def test_random_search_in_build_records_the_score(project):
+    result, logs = build_with(
+        project,
+        "BootstrapFewShotWithRandomSearch(num_candidate_programs = 2, max_bootstrapped_demos = 1)",
+    )
+    assert result.unit.learned["qa"].score == 100.0
+    assert any(
+        line.startswith("optimize qa: candidate 5/5 (bootstrap-shuffled, seed 1): 100.00%")
+        for line in logs
+    )
+
+
+def test_build_refuses_optimizers_whose_state_the_ir_cannot_hold(project):
+    with pytest.raises(BuildError, match="KNNFewShot builds a program whose state cannot be baked"):
+        build_with(project, 'KNNFewShot(k = 2, vectorizer = "local:all-MiniLM-L6-v2")')
+
+
+def test_build_reports_an_optimizer_failure(project):
+    (project / "qa.dsx").write_text(QA.replace("OPTIMIZER", "BootstrapFewShot(max_errors = 1)"))
+
+    def broken(messages):
+        raise ValueError("no model here")
+
+    dsx.configure(lm=FunctionLM(broken))
+    with pytest.raises(BuildError, match=r"optimize qa: BootstrapFewShot failed: .*no model here"):
+        build(project / "qa.dsx", log=lambda m: None)
