@@ -9,6 +9,7 @@ history and usage, and enforce the test switch that forbids real requests.
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -52,33 +53,38 @@ class LMResponse:
 
 
 class UsageTracker:
-    """Accumulates token usage per model."""
+    """Accumulates token usage per model. Thread-safe: a module's sync sub-calls may run in
+    worker threads (Parallel, Evaluate) and all add to the same tracker."""
 
-    __slots__ = ("cost", "usage")
+    __slots__ = ("_lock", "cost", "usage")
 
     def __init__(self) -> None:
         self.usage: dict[str, dict[str, int]] = {}
         self.cost = 0.0
+        self._lock = threading.Lock()
 
     def add(self, model: str, usage: dict[str, int], cost: float | None = None) -> None:
         if not usage and not cost:
             return
-        slot = self.usage.get(model)
-        if slot is None:
-            slot = self.usage[model] = {}
-        for key, value in usage.items():
-            if isinstance(value, int | float):
-                slot[key] = slot.get(key, 0) + value  # type: ignore[assignment]
-        if cost:
-            self.cost += cost
+        with self._lock:
+            slot = self.usage.get(model)
+            if slot is None:
+                slot = self.usage[model] = {}
+            for key, value in usage.items():
+                if isinstance(value, int | float):
+                    slot[key] = slot.get(key, 0) + value  # type: ignore[assignment]
+            if cost:
+                self.cost += cost
 
     def merge(self, other: UsageTracker) -> None:
-        for model, usage in other.usage.items():
+        for model, usage in other.totals().items():
             self.add(model, usage)
-        self.cost += other.cost
+        with self._lock:
+            self.cost += other.cost
 
     def totals(self) -> dict[str, dict[str, int]]:
-        return {model: dict(usage) for model, usage in self.usage.items()}
+        with self._lock:
+            return {model: dict(usage) for model, usage in self.usage.items()}
 
 
 #: The tracker LM usage is added to: the innermost module call (or ``track_usage``) in
