@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=_cmd_check)
     from dsx.compiler.fmt_cli import add_fmt_command
+    from dsx.sandbox.cli import add_sandbox_command
 
     add_fmt_command(sub)
+    add_sandbox_command(sub)
     build = sub.add_parser(
         "build",
         help="compile a .dsx program (and its optimization) into Python modules",

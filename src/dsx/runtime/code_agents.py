@@ -202,7 +202,7 @@ class CodeAct(Module):
         self.extract = ChainOfThought(sig.append("trajectory", InputField(desc="what was done"), str), **config)
 
     def _session(self) -> Any:
-        bridged = {name: (t.func if not t.is_async else t.func) for name, t in self.tools.items()}
+        bridged = {name: t.func for name, t in self.tools.items()}
         return _make_sandbox(self.sandbox, bridged, self.timeout)
 
     def forward(self, **inputs: Any) -> Prediction:  # type: ignore[override]

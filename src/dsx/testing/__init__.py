@@ -10,12 +10,18 @@ from dsx.testing._lms import forbid_real_lm_requests as forbid_real_lm_requests
 from dsx.testing._lms import format_answer as format_answer
 
 if TYPE_CHECKING:
+    from dsx.testing.fake_sandbox import FakeExecution as FakeExecution
+    from dsx.testing.fake_sandbox import FakeSandbox as FakeSandbox
+    from dsx.testing.fake_sandbox import fake_result as fake_result
     from dsx.testing.server import Fault as Fault
     from dsx.testing.server import OpenAIServer as OpenAIServer
     from dsx.testing.server import Reply as Reply
 
 __all__ = [
     "DummyLM",
+    "FakeExecution",
+    "FakeSandbox",
+    "fake_result",
     "Fault",
     "FunctionLM",
     "OpenAIServer",
@@ -26,6 +32,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("FakeSandbox", "FakeExecution", "fake_result"):
+        from dsx.testing import fake_sandbox
+
+        return getattr(fake_sandbox, name)
     if name in ("OpenAIServer", "Fault", "Reply"):
         from dsx.testing import server
 

@@ -1,0 +1,275 @@
+"""One execution, written once: the steps between sending code and getting its result.
+
+:meth:`ExchangeMixin._exchange` is a generator that yields the I/O it needs — receive
+until a deadline (:class:`Recv`), run a tool (:class:`RunTool`), call a blocking backend
+operation (:class:`Blocking`) — so that :class:`~dsx.sandbox.Sandbox` can perform those
+steps synchronously (``execute``) or on the running event loop (``aexecute``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dsx.sandbox._protocol import FrameReader, ProtocolViolation, assemble_result
+from dsx.sandbox._tools import Tool, ToolOutcome, call_tool_async, dumps
+from dsx.sandbox._types import (
+    INTERRUPT_GRACE,
+    ExecutionError,
+    ExecutionResult,
+    Limits,
+    ToolCall,
+)
+
+__all__ = [
+    "Blocking",
+    "ExchangeMixin",
+    "Incoming",
+    "Recv",
+    "RunTool",
+    "Step",
+    "bounded_tool_call",
+    "refusal",
+]
+
+
+@dataclass(slots=True)
+class Incoming:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    eof: bool = False
+    violation: str | None = None
+
+
+@dataclass(slots=True)
+class Recv:
+    deadline: float
+
+
+@dataclass(slots=True)
+class RunTool:
+    tool: Tool
+    args: list[Any]
+    kwargs: dict[str, Any]
+    deadline: float
+
+
+@dataclass(slots=True)
+class Blocking:
+    fn: Callable[[], Any]
+
+
+Step = Recv | RunTool | Blocking
+
+
+class ExchangeMixin:
+    """The execution loop of a session (mixed into :class:`~dsx.sandbox.Sandbox`)."""
+
+    limits: Limits
+    _reader: FrameReader | None
+    _poll: select.poll | None
+
+    # Provided by the session and its backend.
+    def _read(self) -> tuple[bytes, bytes, bool]:
+        raise NotImplementedError
+
+    def _write(self, data: bytes, deadline: float) -> None:
+        raise NotImplementedError
+
+    def _fds(self) -> list[int]:
+        raise NotImplementedError
+
+    def _interrupt(self) -> bool:
+        raise NotImplementedError
+
+    def _death_reason(self) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def _restart(self) -> None:
+        raise NotImplementedError
+
+    def _exchange(
+        self, exec_id: int, data: bytes, tools: dict[str, Tool], timeout: float
+    ) -> Generator[Step, Any, ExecutionResult]:
+        assert self._reader is not None
+        reader = self._reader
+        began = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        calls: list[ToolCall] = []
+        interrupted = False
+        self._write(data, deadline)
+        while True:
+            incoming: Incoming = yield Recv(deadline)
+            for msg in incoming.messages:
+                if msg.get("id") != exec_id:
+                    continue  # stale (from an interrupted execution) or unsolicited
+                if msg["type"] == "call":
+                    outcome = yield from self._tool_call(msg, tools, calls, deadline)
+                    if outcome.timed_out:  # like an interrupt: the guest gets a moment to stop
+                        interrupted = True
+                        deadline = time.monotonic() + INTERRUPT_GRACE
+                    reply = {"op": "reply", "id": exec_id, "seq": msg.get("seq"), **outcome.reply}
+                    payload = (dumps(reply) + "\n").encode("ascii")
+                    if len(payload) > self.limits.max_message_size:
+                        payload = self._too_large(exec_id, msg.get("seq"))
+                    self._write(payload, max(deadline, time.monotonic() + 5))
+                elif msg["type"] == "result":
+                    result = assemble_result(
+                        msg,
+                        reader=reader,
+                        tool_calls=calls,
+                        duration=time.perf_counter() - began,
+                        max_output=self.limits.max_output,
+                    )
+                    return self._timed_out(result, timeout) if interrupted else result
+            if incoming.violation or incoming.eof:
+                if incoming.violation:
+                    kind, why = "SandboxProtocolError", incoming.violation
+                else:
+                    kind, why = self._death_reason()
+                yield Blocking(self._restart)
+                return self._failed(kind, why, calls, began, timed_out=False)
+            if time.monotonic() >= deadline:
+                if not interrupted:
+                    interrupted = yield Blocking(self._interrupt)
+                    if interrupted:
+                        deadline = time.monotonic() + INTERRUPT_GRACE
+                        continue
+                yield Blocking(self._restart)
+                msg_ = f"execution exceeded the timeout of {timeout:g} s"
+                return self._failed("TimeoutError", msg_, calls, began, timed_out=True)
+
+    def _tool_call(
+        self, msg: dict[str, Any], tools: dict[str, Tool], calls: list[ToolCall], deadline: float
+    ) -> Generator[Step, Any, ToolOutcome]:
+        name, args, kwargs = msg.get("tool"), msg.get("args"), msg.get("kwargs")
+        tool = tools.get(name) if isinstance(name, str) else None
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            outcome = refusal(str(name), [], {}, "TypeError", "malformed tool call", [])
+        elif tool is None:
+            message = f"no tool named {name!r}"
+            outcome = refusal(str(name), args, kwargs, "NameError", message, ["NameError"])
+        elif len(calls) >= self.limits.max_tool_calls:
+            message = (
+                f"the limit of {self.limits.max_tool_calls} tool calls per execution is reached"
+            )
+            outcome = refusal(
+                tool.name, args, kwargs, "ToolCallLimitExceeded", message, ["RuntimeError"]
+            )
+        else:
+            outcome = yield RunTool(tool, args, {str(k): v for k, v in kwargs.items()}, deadline)
+        calls.append(outcome.record)
+        return outcome
+
+    @staticmethod
+    def _too_large(exec_id: int, seq: Any) -> bytes:
+        error = {"type": "ValueError", "bases": ["ValueError"], "message": "tool result too large"}
+        reply = {"op": "reply", "id": exec_id, "seq": seq, "ok": False, "error": error}
+        return (dumps(reply) + "\n").encode("ascii")
+
+    def _failed(
+        self, kind: str, why: str, calls: list[ToolCall], began: float, *, timed_out: bool
+    ) -> ExecutionResult:
+        assert self._reader is not None
+        out, out_cut = self._reader.raw.take()
+        err, err_cut = self._reader.raw_err.take()
+        note = "; the interpreter was restarted and earlier state is lost"
+        return ExecutionResult(
+            ok=False,
+            stdout=out,
+            stderr=err,
+            error=ExecutionError(kind, why + note),
+            timed_out=timed_out,
+            session_reset=True,
+            tool_calls=tuple(calls),
+            duration=time.perf_counter() - began,
+            stdout_truncated=out_cut or err_cut,
+        )
+
+    @staticmethod
+    def _timed_out(result: ExecutionResult, timeout: float) -> ExecutionResult:
+        tb = result.error.traceback if result.error else ()
+        line = result.error.line if result.error else None
+        message = f"execution exceeded the timeout of {timeout:g} s and was interrupted"
+        error = ExecutionError("TimeoutError", message, tb, line)
+        return replace(result, ok=False, timed_out=True, error=error)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _read_now(self) -> Incoming:
+        assert self._reader is not None
+        incoming = Incoming()
+        out, err, eof = self._read()
+        if err:
+            self._reader.feed_stderr(err)
+        try:
+            if out:
+                incoming.messages = self._reader.feed(out)
+        except ProtocolViolation as exc:
+            incoming.violation = str(exc)
+        incoming.eof = eof
+        return incoming
+
+    def _recv_sync(self, deadline: float) -> Incoming:
+        while True:
+            incoming = self._read_now()
+            if incoming.messages or incoming.eof or incoming.violation:
+                return incoming
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return incoming
+            assert self._poll is not None
+            self._poll.poll(max(1, int(remaining * 1000 + 0.999)))
+
+    async def _recv_async(self, deadline: float) -> Incoming:
+        loop = asyncio.get_running_loop()
+        while True:
+            incoming = self._read_now()
+            if incoming.messages or incoming.eof or incoming.violation:
+                return incoming
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return incoming
+            ready = loop.create_future()
+
+            def wake(fut: asyncio.Future[None] = ready) -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            fds = self._fds()
+            for fd in fds:
+                loop.add_reader(fd, wake)
+            timer = loop.call_later(remaining, wake)
+            try:
+                await ready
+            finally:
+                timer.cancel()
+                for fd in fds:
+                    loop.remove_reader(fd)
+
+
+async def bounded_tool_call(step: RunTool) -> ToolOutcome:
+    """An async tool call cut off at the execution's deadline (a sync one stops waiting)."""
+    remaining = step.deadline - time.monotonic()
+    try:
+        return await asyncio.wait_for(
+            call_tool_async(step.tool, step.args, step.kwargs), max(remaining, 0.001)
+        )
+    except TimeoutError:
+        message = f"tool {step.tool.name}() was cut off by the execution's timeout"
+        outcome = refusal(
+            step.tool.name, step.args, step.kwargs, "TimeoutError", message, ["TimeoutError"]
+        )
+        outcome.timed_out = True
+        return outcome
+
+
+def refusal(
+    name: str, args: list[Any], kwargs: dict[str, Any], kind: str, message: str, bases: list[str]
+) -> ToolOutcome:
+    error = {"type": kind, "bases": bases, "message": message}
+    record = ToolCall(name, tuple(args), dict(kwargs), False, None, f"{kind}: {message}", 0.0)
+    return ToolOutcome({"ok": False, "error": error}, record)

@@ -1,0 +1,198 @@
+"""The host side of the guest protocol: framing, message parsing, result assembly.
+
+Both backends speak it: the host writes one JSON object per line to the guest's stdin;
+the guest writes ``<token> <json>`` lines to its stdout (see ``_driver.py``). Everything
+the guest sends is untrusted: sizes are capped, fields are type-checked, and anything
+malformed is a :class:`ProtocolViolation`, after which the interpreter is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from dsx.sandbox._types import ExecutionError, ExecutionResult, ToolCall
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "FrameReader",
+    "ProtocolViolation",
+    "assemble_result",
+    "driver_source",
+    "new_token",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolViolation(Exception):
+    """The guest broke the protocol (malformed or oversized message)."""
+
+
+@cache
+def driver_source() -> str:
+    """Source of the guest driver, passed to the guest interpreter with ``-c``."""
+    return Path(__file__).with_name("_driver.py").read_text(encoding="utf-8")
+
+
+def new_token() -> str:
+    """A random per-session marker that frames the guest's protocol lines."""
+    return "\x1edsx-" + secrets.token_hex(12) + "\x1e"
+
+
+class _Bounded:
+    """Text kept up to ``limit`` characters; the rest is counted as dropped."""
+
+    __slots__ = ("limit", "parts", "size", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, data: bytes) -> None:
+        if not data:
+            return
+        room = self.limit - self.size
+        if room <= 0:
+            self.truncated = True
+            return
+        text = data[: room * 4].decode("utf-8", "replace")
+        if len(text) > room or len(data) > room * 4:
+            self.truncated = True
+            text = text[:room]
+        self.parts.append(text)
+        self.size += len(text)
+
+    def take(self) -> tuple[str, bool]:
+        """The text kept so far and whether some was dropped; starts afresh."""
+        text, truncated = "".join(self.parts), self.truncated
+        self.parts.clear()
+        self.size = 0
+        self.truncated = False
+        return text, truncated
+
+
+class FrameReader:
+    """Splits the guest's stdout bytes into protocol messages and raw output.
+
+    Raw output (the guest writing to fd 1 directly, bypassing the captured ``print``) is
+    kept up to ``max_output`` characters per execution.
+    """
+
+    def __init__(self, token: str, *, max_message: int, max_output: int) -> None:
+        self.token = token.encode("ascii")
+        self.max_message = max_message
+        self.raw = _Bounded(max_output)
+        self.raw_err = _Bounded(max_output)
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Add bytes from the guest's stdout; return the complete messages in them."""
+        buf = self._buf
+        buf += data
+        messages: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0:
+                break
+            self._line(bytes(buf[start:end]), messages)
+            start = end + 1
+        del buf[:start]
+        if len(buf) > self.max_message:
+            if self.token in buf:
+                raise ProtocolViolation(
+                    f"the guest sent a message over the {self.max_message}-byte limit"
+                )
+            # Raw output without a newline: pass it on rather than buffer it.
+            self.raw.add(bytes(buf))
+            buf.clear()
+        return messages
+
+    def feed_stderr(self, data: bytes) -> None:
+        self.raw_err.add(data)
+
+    def _line(self, line: bytes, messages: list[dict[str, Any]]) -> None:
+        at = line.find(self.token)
+        if at < 0:
+            self.raw.add(line + b"\n")
+            return
+        self.raw.add(line[:at])
+        payload = line[at + len(self.token) :]
+        try:
+            msg = json.loads(payload)
+        except ValueError as exc:
+            raise ProtocolViolation(f"the guest sent malformed JSON: {exc}") from None
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            raise ProtocolViolation("the guest sent a message that is not a typed object")
+        messages.append(msg)
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _decode(raw_json: Any, fallback: Any) -> Any:
+    if isinstance(raw_json, str):
+        try:
+            return json.loads(raw_json)
+        except ValueError:
+            pass
+    return fallback
+
+
+def _error(obj: Any, limit: int) -> ExecutionError | None:
+    if not isinstance(obj, dict):
+        return None
+    frames = obj.get("traceback")
+    line = obj.get("line")
+    return ExecutionError(
+        type=_text(obj.get("type"), 200) or "Exception",
+        message=_text(obj.get("message"), limit),
+        traceback=tuple(_text(f, 4000) for f in frames[:50]) if isinstance(frames, list) else (),
+        line=line if isinstance(line, int) and not isinstance(line, bool) else None,
+    )
+
+
+def assemble_result(
+    msg: dict[str, Any],
+    *,
+    reader: FrameReader,
+    tool_calls: list[ToolCall],
+    duration: float,
+    max_output: int,
+) -> ExecutionResult:
+    """An :class:`ExecutionResult` from the guest's ``result`` message, checked field by field."""
+    stdout = _text(msg.get("stdout"), max_output)
+    raw_out, out_cut = reader.raw.take()
+    stdout = (stdout + raw_out)[:max_output] if raw_out else stdout
+    stderr = _text(msg.get("stderr"), max_output)
+    raw_err, err_cut = reader.raw_err.take()
+    stderr = (stderr + raw_err)[:max_output] if raw_err else stderr
+    has_value = msg.get("has_value") is True
+    value_repr = _text(msg.get("value_repr"), max_output) if has_value else None
+    submitted = msg.get("submitted") is True
+    final_repr = _text(msg.get("final_repr"), max_output) if submitted else None
+    error = _error(msg.get("error"), max_output)
+    if isinstance(msg.get("driver_error"), str):
+        error = ExecutionError("SandboxDriverError", _text(msg["driver_error"], 1000))
+    ok = msg.get("ok") is True and error is None
+    return ExecutionResult(
+        ok=ok,
+        stdout=stdout,
+        stderr=stderr,
+        value=_decode(msg.get("value_json"), value_repr) if has_value else None,
+        value_repr=value_repr,
+        has_value=has_value,
+        submitted=submitted,
+        final=_decode(msg.get("final_json"), final_repr) if submitted else None,
+        error=error,
+        tool_calls=tuple(tool_calls),
+        duration=duration,
+        stdout_truncated=msg.get("stdout_truncated") is True or out_cut or err_cut,
+    )

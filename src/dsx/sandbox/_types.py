@@ -1,0 +1,202 @@
+"""What a sandbox returns and raises, and its named limits.
+
+Errors in the guest's code come back inside an :class:`ExecutionResult`; only host-side
+failures raise, as :class:`SandboxError` and its subclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_MAX_TOOL_CALLS",
+    "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_TIMEOUT",
+    "INTERRUPT_GRACE",
+    "START_TIMEOUT",
+    "BackendName",
+    "ExecutionError",
+    "ExecutionResult",
+    "Limits",
+    "Mount",
+    "SandboxClosed",
+    "SandboxError",
+    "SandboxUnavailable",
+    "ToolCall",
+]
+
+BackendName = Literal["wasmtime", "docker"]
+
+#: Wall-clock seconds one ``execute`` may run, tool calls included.
+DEFAULT_TIMEOUT = 10.0
+#: Bytes of memory the guest may use (Wasmtime linear memory; Docker cgroup and RLIMIT_AS).
+DEFAULT_MEMORY_LIMIT = 256 * 1024 * 1024
+#: Characters of stdout (and, separately, stderr) kept per execution; the rest is dropped.
+DEFAULT_MAX_OUTPUT = 64 * 1024
+#: Tool calls allowed per execution; further calls raise in the guest.
+DEFAULT_MAX_TOOL_CALLS = 100
+#: Bytes of one protocol message either way (code plus variables, a result, a tool reply).
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Seconds a session may take to start (a Docker container may need a while).
+START_TIMEOUT = 60.0
+#: Seconds an interrupted guest (Docker: SIGINT) gets to stop before it is killed.
+INTERRUPT_GRACE = 1.0
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed on the host side (never an error in the guest's code)."""
+
+
+class SandboxUnavailable(SandboxError):
+    """A backend cannot run here; the message says what is missing and how to get it."""
+
+
+class SandboxClosed(SandboxError):
+    """The session was used after :meth:`close`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The hard limits of a session (see the ``DEFAULT_*`` constants)."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    memory: int = DEFAULT_MEMORY_LIMIT
+    max_output: int = DEFAULT_MAX_OUTPUT
+    max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.memory < 32 * 1024 * 1024:
+            raise ValueError(f"memory limit must be at least 32 MiB, got {self.memory} bytes")
+        if self.max_output < 0 or self.max_tool_calls < 0:
+            raise ValueError("max_output and max_tool_calls must be >= 0")
+        if self.max_message_size < 64 * 1024:
+            raise ValueError("max_message_size must be at least 64 KiB")
+
+    def replace(self, **changes: Any) -> Limits:
+        """A copy with ``changes`` applied (``None`` values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A host directory granted to the guest.
+
+    Args:
+        host_path: an existing directory on the host.
+        guest_path: where the guest sees it (absolute); default ``/mnt/<name>``.
+        writable: whether the guest may create, change and delete files in it.
+    """
+
+    host_path: str
+    guest_path: str = ""
+    writable: bool = False
+
+    def __post_init__(self) -> None:
+        host = Path(self.host_path).expanduser().resolve()
+        if not host.is_dir():
+            raise ValueError(
+                f"cannot grant {self.host_path!r} to the sandbox: not an existing directory "
+                "(grant the directory that contains the files)"
+            )
+        object.__setattr__(self, "host_path", str(host))
+        guest = self.guest_path or f"/mnt/{host.name or 'root'}"
+        if not guest.startswith("/") or ".." in guest.split("/"):
+            raise ValueError(f"guest_path must be absolute without '..', got {guest!r}")
+        object.__setattr__(self, "guest_path", guest.rstrip("/") or "/")
+
+    @classmethod
+    def coerce(cls, value: Mount | str | os.PathLike[str]) -> Mount:
+        """A :class:`Mount` from itself or a bare (read-only) path."""
+        return value if isinstance(value, Mount) else cls(os.fspath(value))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionError:
+    """An exception raised by the guest's code (or the reason the guest stopped).
+
+    Attributes:
+        type: the exception's class name (``"ZeroDivisionError"``; ``"TimeoutError"`` for a
+            timeout; ``"SandboxCrash"`` when the interpreter died).
+        message: ``str()`` of the exception.
+        traceback: formatted frames, innermost last; ``File "<cell N>", line L`` entries
+            point into the code of the N-th ``execute`` of the session.
+        line: the line in *this* execution's code where the error arose, when it did.
+    """
+
+    type: str
+    message: str
+    traceback: tuple[str, ...] = ()
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+    def format(self) -> str:
+        """Python-style text: ``Traceback ...`` frames then ``Type: message``."""
+        head = ["Traceback (most recent call last):", *self.traceback] if self.traceback else []
+        return "\n".join([*head, str(self)])
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call from the guest to a host tool."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+    result: Any = None
+    error: str | None = None
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """Everything one ``execute`` produced.
+
+    Attributes:
+        ok: the code ran to the end (or called ``SUBMIT``) without an uncaught exception.
+        stdout: what the code printed (at most ``max_output`` characters).
+        stderr: what it wrote to stderr (same limit).
+        value: the value of a final expression statement: as JSON when it is
+            JSON-serializable, else its ``repr``; ``None`` when there was none.
+        value_repr: ``repr`` of that value (``None`` when there was none).
+        has_value: the code ended with an expression whose value is not ``None``.
+        submitted: the code called ``SUBMIT(...)``.
+        final: what was passed to ``SUBMIT``: one positional argument as is, keyword
+            arguments as a dict, several positional ones as a list (JSON, else ``repr``).
+        error: the exception that stopped the code, if any.
+        timed_out: the timeout stopped the code.
+        session_reset: the interpreter was restarted, so earlier state is gone.
+        tool_calls: the tool calls made, in order.
+        duration: wall-clock seconds on the host.
+        stdout_truncated: output beyond ``max_output`` was dropped.
+    """
+
+    ok: bool
+    stdout: str = ""
+    stderr: str = ""
+    value: Any = None
+    value_repr: str | None = None
+    has_value: bool = False
+    submitted: bool = False
+    final: Any = None
+    error: ExecutionError | None = None
+    timed_out: bool = False
+    session_reset: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
+    duration: float = 0.0
+    stdout_truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict of every field."""
+        return dataclasses.asdict(self)
