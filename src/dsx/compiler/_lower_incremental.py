@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dsx import ir
-from dsx.compiler._lower_base import LowerBase, _ModuleInfo
+from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _ModuleInfo
 from dsx.compiler.symbols import PredType
 from dsx.grammar import ast
 
@@ -23,20 +23,28 @@ class IncrementalMixin(LowerBase):
         forward parameters) is unchanged, whose inferred result stays the same; a test
         block; a block that stopped parsing (its old meaning is kept, its diagnostics go).
         Returns ``None`` when a full run is needed.
+
+        Any other edit that keeps the declaration's name re-checks the declaration and
+        what refers to it (:meth:`_relower_dependents`). A block that parses again after a
+        syntax error is matched with the meaning kept for it meanwhile.
         """
+        resolved = self._resolve_unparsed(changes)
+        if resolved is None:
+            return None
+        changes = resolved
         for old, new in changes:
             if old is None:
                 return None
             if new is not None and (
                 type(old) is not type(new) or not isinstance(new, ast.ModuleDecl | ast.TestDecl)
             ):
-                return None
+                return self._relower_dependents(changes)
             if isinstance(new, ast.ModuleDecl) and (
                 new.name.name != old.name.name
                 or _shape(_header(new)) != _shape(_header(old))
                 or self.modules.get(old.name.name, _ModuleInfo(old)).decl is not old
             ):
-                return None
+                return self._relower_dependents(changes)
         for old, new in changes:
             origin = old.span.origin
             self.diagnostics = [d for d in self.diagnostics if d.span.origin is not origin]
@@ -75,6 +83,193 @@ class IncrementalMixin(LowerBase):
         self.diagnostics = [d for d in self.diagnostics if d.code != "DSX200"]
         self._report_unused(self._all_decls)
         return self._finish()
+
+    def _resolve_unparsed(self, changes: list[tuple[Any, Any]]) -> list[tuple[Any, Any]] | None:
+        """Drop changes between two unparsable texts; pair a block that parses again with
+        the declaration kept for it while it did not (same kind and name)."""
+        current = {id(b.decl) for f in self.files for b in f.blocks if b.decl is not None}
+        olds = {id(old) for old, _ in changes if old is not None}
+        orphans = [d for _, d in self._all_decls if id(d) not in current and id(d) not in olds]
+        out = []
+        for old, new in changes:
+            if old is None:
+                if new is None:
+                    continue  # did not parse, still does not: nothing was checked there
+                match = next(
+                    (d for d in orphans if type(d) is type(new) and _ident(d) == _ident(new)),
+                    None,
+                )
+                if match is None:
+                    return None
+                orphans.remove(match)
+                old = match
+            out.append((old, new))
+        return out
+
+    # ---- edits to any other declaration: re-check it and what depends on it ----------------
+    def _relower_dependents(self, changes: list[tuple[Any, Any]]) -> ir.Unit | None:
+        """Re-check the changed declarations and, transitively, every declaration that
+        refers to one of them (the references recorded while checking say who). Names must
+        stay the same: a renamed, added or removed declaration needs a full run."""
+        for old, new in changes:
+            if old is None or isinstance(old, ast.UseDecl | ast.ImportDecl):
+                return None
+            name = _top_name(old)
+            if new is not None and (type(old) is not type(new) or _top_name(new) != name):
+                return None
+            if name is not None and self.decls.get(name, ("", None))[1] is not old:
+                return None  # a duplicate declaration: its diagnostics depend on the other
+        decls = [d for _, d in self._all_decls]
+        by_id = {id(d): d for d in decls}
+        by_origin = {id(d.span.origin): d for d in decls}
+        # Who refers to what: declaration -> the top-level names its references lead to.
+        users: dict[str, set[int]] = {}
+        for ref in self.references:
+            user = by_origin.get(id(ref.span.origin))
+            if user is None:
+                continue
+            target = ref.key.split(".", 1)[0].split("(", 1)[0]
+            users.setdefault(target, set()).add(id(user))
+        affected: dict[int, Any] = {}
+        work = [old for old, new in changes if new is not None]
+        for old in work:
+            affected[id(old)] = old
+        while work:
+            decl = work.pop()
+            name = _top_name(decl)
+            if name is None:
+                continue
+            for user_id in users.get(name, ()):
+                if user_id not in affected:
+                    affected[user_id] = by_id[user_id]
+                    work.append(by_id[user_id])
+        if any(isinstance(d, ast.UseDecl | ast.ImportDecl) for d in affected.values()):
+            return None
+        if any(new is None and id(old) in affected for old, new in changes):
+            return None  # a block that stopped parsing keeps its last meaning: not re-checked
+        if any(isinstance(d, ast.OptimizeDecl) for d in affected.values()):
+            for d in decls:  # optimize results form one list: redo them all, in order
+                if isinstance(d, ast.OptimizeDecl):
+                    affected[id(d)] = d
+        # Forget what the affected declarations said, then say it again.
+        origins = {id(d.span.origin) for d in affected.values()}
+        origins |= {id(old.span.origin) for old, new in changes if new is None}
+        self.diagnostics = [d for d in self.diagnostics if id(d.span.origin) not in origins]
+        kept = {id(old.span.origin) for old, new in changes if new is None}
+        self.references = [
+            r
+            for r in self.references
+            if id(r.span.origin) not in origins or id(r.span.origin) in kept
+        ]
+        for key in [k for k, sym in self.symbols.items() if id(sym.span.origin) in origins]:
+            if id(self.symbols[key].span.origin) not in kept:
+                del self.symbols[key]
+        new_of = {id(old): new for old, new in changes if new is not None}
+        self._all_decls = [(pf, new_of.get(id(d), d)) for pf, d in self._all_decls]
+        todo_ids = {id(new_of.get(i, d)) for i, d in affected.items()}
+        order = [d for _, d in self._all_decls if id(d) in todo_ids]
+        for old, new in changes:
+            if new is not None and isinstance(new, ast.TestDecl):
+                self.tests = {(id(new) if k == id(old) else k): v for k, v in self.tests.items()}
+        extra = dict(self._extra_signatures)
+        tables: list[dict[str, Any]] = [
+            self.signatures,
+            self.records,
+            self.enums,
+            self.programs,
+            self.program_io,
+            self.data,
+            self.metrics,
+        ]
+        before = [dict(t) for t in tables]
+        for decl in order:
+            name = _top_name(decl)
+            kind = _TOP_KINDS.get(type(decl))
+            if name is not None and kind is not None:
+                self.decls[name] = (kind, decl)
+                self._define(
+                    name,
+                    name,
+                    kind,
+                    decl.name.span,
+                    decl,
+                    detail=f"{kind} {name}",
+                    doc=decl.doc or "",
+                )
+        for decl in order:
+            if isinstance(decl, ast.TypeDecl):
+                self._lower_record(decl)
+            elif isinstance(decl, ast.EnumDecl):
+                self._lower_enum(decl)
+        for decl in order:
+            if isinstance(decl, ast.SignatureDecl):
+                self._lower_signature(decl)
+        modules = [d for d in order if isinstance(d, ast.ModuleDecl)]
+        for decl in modules:
+            self.modules[decl.name.name] = _ModuleInfo(decl)
+        for decl in modules:
+            self._module_header(self.modules[decl.name.name])
+        for decl in modules:
+            self._module_forward(decl.name.name)
+        for decl in order:
+            if isinstance(decl, ast.ProgramDecl):
+                self._lower_program(decl)
+            elif isinstance(decl, ast.DataDecl):
+                self._lower_data(decl)
+            elif isinstance(decl, ast.MetricDecl):
+                self._lower_metric(decl)
+        if any(isinstance(d, ast.OptimizeDecl) for d in order):
+            self.optimizes = []
+        for decl in order:
+            if isinstance(decl, ast.OptimizeDecl):
+                self._lower_optimize(decl)
+            elif isinstance(decl, ast.TestDecl):
+                self._lower_test(decl)
+        # What a re-checked declaration no longer defines (now an error) must go: an entry
+        # that was not set again is stale. (Deleting afterwards keeps the dicts' order.)
+        names = {_top_name(d) for d in order}
+        for table, old_table in zip(tables, before, strict=True):
+            for key in [k for k in table if k in names and table[k] is old_table.get(k)]:
+                del table[key]
+        # Inline signatures (`Predict("q -> a")`) the re-checked declarations no longer make.
+        for key, value in extra.items():
+            if self._extra_signatures.get(key) is value and _inline_owner(key, order):
+                del self._extra_signatures[key]
+        self.diagnostics = [d for d in self.diagnostics if d.code != "DSX200"]
+        self._report_unused(self._all_decls)
+        return self._finish()
+
+
+def _top_name(decl: Any) -> str | None:
+    """The name a top-level declaration defines (``None`` for optimize and test blocks)."""
+    if isinstance(decl, ast.UseDecl):
+        return decl.alias.name
+    if isinstance(decl, ast.OptimizeDecl | ast.TestDecl | ast.ImportDecl):
+        return None
+    return decl.name.name
+
+
+def _ident(decl: Any) -> str | None:
+    """What identifies a declaration among its kind: its name (a test's, an optimize's
+    program)."""
+    if isinstance(decl, ast.OptimizeDecl):
+        return decl.target.name
+    if isinstance(decl, ast.TestDecl):
+        return decl.name.name
+    if isinstance(decl, ast.ImportDecl):
+        return decl.path.value
+    return _top_name(decl)
+
+
+def _inline_owner(key: str, decls: list[Any]) -> bool:
+    """Whether the inline signature ``key`` (``owner_member``) belongs to one of ``decls``."""
+    for decl in decls:
+        if isinstance(decl, ast.ModuleDecl):
+            if any(key == f"{decl.name.name}_{s.name.name}" for s in decl.submodules):
+                return True
+        elif isinstance(decl, ast.ProgramDecl) and key == f"{decl.name.name}_{decl.name.name}":
+            return True
+    return False
 
 
 def _header(decl: ast.ModuleDecl) -> tuple[Any, ...]:

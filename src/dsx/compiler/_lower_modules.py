@@ -309,6 +309,8 @@ class ModulesMixin(LowerBase):
             self._module_header(info)
         info.state = "lowering"
         fwd = info.decl.forward
+        # Forward bodies lower on demand (a call to another module lowers that one first).
+        outer_owner, self._forward_owner = self._forward_owner, name
         if fwd is not None:
             scope = self._base_scope()
             for pname, param in info.params.items():
@@ -329,8 +331,10 @@ class ModulesMixin(LowerBase):
                 ir.Forward, params=tuple(params), body=tuple(body), loc=self._loc(fwd.keyword)
             )
             info.returns = next((r for r in returns if r is not None), None)
+            info.scope = scope
             if not returns:
                 self._error("DSX126", f"`forward` of `{name}` never returns a value", fwd.keyword)
+        self._forward_owner = outer_owner
         info.state = "done"
         return info.returns
 
@@ -357,7 +361,7 @@ class ModulesMixin(LowerBase):
                     f"`{target}` is a {'member' if existing.kind == 'sub' else 'parameter'}; assign to a new name",
                     stmt.target.span,
                 )
-            scope[target] = _Entry("local", vtype)
+            scope[target] = _Entry("local", vtype, self._local(stmt.target, existing, vtype))
             return _b(ir.Assign, target=target, value=value, loc=loc)
         if isinstance(stmt, ast.Return):
             value, vtype = self._expr(stmt.value, scope)
@@ -375,7 +379,9 @@ class ModulesMixin(LowerBase):
                 if isinstance(itype, ir.TypeRef) and itype.kind == "list" and itype.args
                 else None
             )
-            scope[stmt.var.name] = _Entry("local", elem)
+            scope[stmt.var.name] = _Entry(
+                "local", elem, self._local(stmt.var, scope.get(stmt.var.name), elem)
+            )
             body = self._block(stmt.body, scope, returns)
             return _b(ir.For, var=stmt.var.name, iter=it, body=tuple(body), loc=loc)
         if isinstance(stmt, ast.Check):
@@ -385,9 +391,42 @@ class ModulesMixin(LowerBase):
             return _b(ir.ExprStmt, expr=value, loc=loc)
         return None
 
+    def _local(self, ident: ast.Ident, existing: _Entry | None, vtype: Any) -> str | None:
+        """The symbol key of a local variable (``RAG.forward.query``): defined at its first
+        assignment, referenced by later ones, so editors can navigate and rename locals."""
+        if self._forward_owner is None:
+            return None
+        key = f"{self._forward_owner}.forward.{ident.name}"
+        if existing is not None and existing.kind == "local" and existing.key == key:
+            self._ref(ident.span, key)
+            return key
+        if key in self.symbols and self.symbols[key].kind != "local":
+            return None  # a parameter of that name (already reported)
+        self._define(
+            key,
+            ident.name,
+            "local",
+            ident.span,
+            ident,
+            detail=f"{ident.name}: {_type_label(vtype)}",
+            container=self._forward_owner,
+        )
+        if key in self.symbols and self.symbols[key].span != ident.span:
+            self._ref(ident.span, key)  # assigned first in another branch
+        return key
+
     def _check(self, stmt: ast.Check, scope: dict[str, _Entry]) -> ir.Check:
         cond, _ = self._expr(stmt.cond, scope)
         message = self._expr(stmt.message, scope)[0] if stmt.message is not None else None
         return _b(
             ir.Check, severity=stmt.kind, cond=cond, message=message, loc=self._loc(stmt.span)
         )
+
+
+def _type_label(t: Any) -> str:
+    if t is None:
+        return "unknown"
+    owner = getattr(t, "owner", None)
+    if owner is not None:  # PredType
+        return f"prediction of {owner}"
+    return str(t)

@@ -325,10 +325,16 @@ class ProjectMixin(LowerBase):
         scope = self._base_scope()
         scope["result"] = _Entry("result", outputs)
         given, expect, checks = [], [], []
+        root = self.programs[program].root if known and program in self.programs else None
         for item in decl.items:
             if isinstance(item, ast.GivenItem):
                 if known and inputs and item.name.name not in inputs:
                     self._unknown("DSX124", f"input of program `{program}`:", item.name, inputs)
+                elif root is not None and item.name.name in inputs:
+                    # `given question = ...` names the program's input: a reference to it.
+                    owner = f"{root.module}.forward" if root.kind == "module" else root.signature
+                    if owner:
+                        self._ref(item.name.span, f"{owner}.{item.name.name}")
                 value, _ = self._expr(item.value, scope)
                 given.append((item.name.name, value))
             elif isinstance(item, ast.ExpectItem):
@@ -336,6 +342,8 @@ class ProjectMixin(LowerBase):
                     self._unknown(
                         "DSX124", f"output of program `{program}`:", item.name, outputs.fields
                     )
+                elif isinstance(outputs, PredType) and item.name.name in outputs.keys:
+                    self._ref(item.name.span, outputs.keys[item.name.name])
                 value, _ = self._expr(item.value, scope)
                 expect.append((item.name.name, value))
             elif isinstance(item, ast.Check):

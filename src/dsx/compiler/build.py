@@ -59,16 +59,31 @@ def optimize_key(unit: ir.Unit, opt: ir.Optimize, lm: dict[str, Any] | None) -> 
     part: dict[str, Any] = {
         "program": unit.get("programs", opt.program).model_dump(mode="json", exclude={"loc"}),
         "modules": [m.model_dump(mode="json") for m in unit.modules if m.name in need["modules"]],
-        "signatures": [s.model_dump(mode="json") for s in unit.signatures if s.name in need["signatures"]],
-        "types": [t.model_dump(mode="json") for t in (*unit.records, *unit.enums) if t.name in need["types"]],
+        "signatures": [
+            s.model_dump(mode="json") for s in unit.signatures if s.name in need["signatures"]
+        ],
+        "types": [r.model_dump(mode="json") for r in unit.records if r.name in need["types"]]
+        + [e.model_dump(mode="json") for e in unit.enums if e.name in need["types"]],
         "optimizer": opt.optimizer,
         "settings": [list(kv) for kv in opt.settings],
         "seed": opt.seed,
-        "metric": next((m.model_dump(mode="json", exclude={"loc"}) for m in unit.metrics if m.name == opt.metric), None),
+        "metric": next(
+            (
+                m.model_dump(mode="json", exclude={"loc"})
+                for m in unit.metrics
+                if m.name == opt.metric
+            ),
+            None,
+        ),
         "lm": lm,
         "data": {},
-        "tests": [t.model_dump(mode="json", exclude={"loc"}) for t in unit.tests if t.program == opt.program]
-        if "tests" in (opt.train, opt.dev) else [],
+        "tests": [
+            t.model_dump(mode="json", exclude={"loc"})
+            for t in unit.tests
+            if t.program == opt.program
+        ]
+        if "tests" in (opt.train, opt.dev)
+        else [],
     }
     for name in (opt.train, opt.dev):
         ds = next((d for d in unit.data if d.name == name), None)
@@ -77,7 +92,9 @@ def optimize_key(unit: ir.Unit, opt: ir.Optimize, lm: dict[str, Any] | None) -> 
             try:
                 digest = hashlib.sha256(data_path.read_bytes()).hexdigest()
             except OSError as exc:
-                raise BuildError(f"data `{name}`: cannot read {data_path}: {exc.strerror}") from None
+                raise BuildError(
+                    f"data `{name}`: cannot read {data_path}: {exc.strerror}"
+                ) from None
             part["data"][name] = [ds.format, list(ds.inputs), digest]
     text = json.dumps(_strip_locs(part), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -116,9 +133,13 @@ def build(
         cache_file = out_dir / ".cache" / f"{opt.program}-{key}.json"
         if cache_file.is_file():
             try:
-                learned[opt.program] = ir.Learned.model_validate_json(cache_file.read_text(encoding="utf-8"))
+                learned[opt.program] = ir.Learned.model_validate_json(
+                    cache_file.read_text(encoding="utf-8")
+                )
                 result.reused.append(opt.program)
-                log(f"optimize {opt.program}: inputs unchanged, reusing the cached result ({key[:12]})")
+                log(
+                    f"optimize {opt.program}: inputs unchanged, reusing the cached result ({key[:12]})"
+                )
                 continue
             except ValueError:
                 log(f"optimize {opt.program}: cached result is unreadable, optimizing again")
@@ -145,10 +166,10 @@ def build(
             module_path = out_dir / f"{prog.name}.py"
             atomic_write(module_path, generate(unit, prog.name))
             result.written.append(module_path)
-            state = unit.learned.get(prog.name)
-            if state is not None:
+            learned_state = unit.learned.get(prog.name)
+            if learned_state is not None:
                 state_path = out_dir / f"{prog.name}.state.json"
-                atomic_write(state_path, state.model_dump_json(indent=2))
+                atomic_write(state_path, learned_state.model_dump_json(indent=2))
                 result.written.append(state_path)
     else:
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
@@ -200,7 +221,9 @@ def run_optimize(
     try:
         optimizer = cls(**settings)
     except TypeError as exc:
-        raise BuildError(f"optimize {opt.program}: bad settings for {opt.optimizer}: {exc}") from None
+        raise BuildError(
+            f"optimize {opt.program}: bad settings for {opt.optimizer}: {exc}"
+        ) from None
     if hasattr(optimizer, "metric") and getattr(optimizer, "metric", None) is None:
         optimizer.metric = ns.metric(opt.metric)
     if log is not None and hasattr(optimizer, "on_progress"):
@@ -243,7 +266,9 @@ def explain(unit: ir.Unit) -> str:
         lines.append(f"program {prog.name}: optimized with {state.optimizer or '?'}")
         for path, p in state.predictors.items():
             lines.append(f"  ■ {path}")
-            lines.append(f"    instructions: {p.instructions if p.instructions is not None else '(unchanged)'}")
+            lines.append(
+                f"    instructions: {p.instructions if p.instructions is not None else '(unchanged)'}"
+            )
             if p.lm:
                 lines.append("    lm: " + ", ".join(f"{k}={v}" for k, v in p.lm.items()))
             lines.append(f"    demos: {len(p.demos)}")

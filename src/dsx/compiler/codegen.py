@@ -19,12 +19,47 @@ from dsx._version import __version__
 
 __all__ = ["generate", "reachable"]
 
-_PY_BUILTINS = {"len", "str", "int", "float", "bool", "list", "dict", "range", "min", "max", "sum",
-                "sorted", "enumerate", "zip", "any", "all", "abs", "round", "print"}
+_PY_BUILTINS = {
+    "len",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "list",
+    "dict",
+    "range",
+    "min",
+    "max",
+    "sum",
+    "sorted",
+    "enumerate",
+    "zip",
+    "any",
+    "all",
+    "abs",
+    "round",
+    "print",
+}
 _DSX_BUILTINS = {"join", "lower", "upper", "strip"}
 _MODULE_ATTRS = set(dir(__import__("dsx").Module)) | {"params"}
-_PREC = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4,
-         "not in": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6}
+_PREC = {
+    "or": 1,
+    "and": 2,
+    "not": 3,
+    "==": 4,
+    "!=": 4,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "in": 4,
+    "not in": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "%": 6,
+}
 
 
 def py(name: str) -> str:
@@ -52,7 +87,12 @@ class Writer:
 def reachable(unit: ir.Unit, program: str) -> dict[str, set[str]]:
     """Declarations a program needs: modules, signatures, types, python aliases."""
     prog = unit.get("programs", program)
-    need: dict[str, set[str]] = {"modules": set(), "signatures": set(), "types": set(), "python": set()}
+    need: dict[str, set[str]] = {
+        "modules": set(),
+        "signatures": set(),
+        "types": set(),
+        "python": set(),
+    }
     mods = {m.name: m for m in unit.modules}
     sigs = {s.name: s for s in unit.signatures}
     recs = {r.name: r for r in unit.records}
@@ -121,11 +161,15 @@ class _Gen:
         w.line()
         w.line("from dsx.runtime import generated as _dsx")
         w.line()
-        w.line(f'_dsx.check_versions(dsx="{__version__}", ir={ir.IR_VERSION}, source={self.source!r})')
+        w.line(
+            f'_dsx.check_versions(dsx="{__version__}", ir={ir.IR_VERSION}, source={self.source!r})'
+        )
         source_dir = str(Path(unit.source).parent)
         for imp in unit.python:
             if imp.alias in self.need["python"]:
-                w.line(f"{py(imp.alias)} = _dsx.import_python({imp.module!r}, __file__, {source_dir!r})")
+                w.line(
+                    f"{py(imp.alias)} = _dsx.import_python({imp.module!r}, __file__, {source_dir!r})"
+                )
         for enum in unit.enums:
             if enum.name in self.need["types"]:
                 w.line()
@@ -233,10 +277,21 @@ class _Gen:
         w.line()
         if any(py(f.name) != f.name or f.name.startswith("_") for f in sig.fields):
             fields = [
-                (f.name, f.direction, _Raw(self.type(f.type)), {**({"desc": f.desc} if f.desc else {}), **({"default": f.default} if f.has_default else {})})
+                (
+                    f.name,
+                    f.direction,
+                    _Raw(self.type(f.type)),
+                    {
+                        **({"desc": f.desc} if f.desc else {}),
+                        **({"default": f.default} if f.has_default else {}),
+                    },
+                )
                 for f in sig.fields
             ]
-            w.line(f"{py(sig.name)} = _dsx.signature({sig.name!r}, {_literal(fields)}, {sig.instructions!r})", sig.loc)
+            w.line(
+                f"{py(sig.name)} = _dsx.signature({sig.name!r}, {_literal(fields)}, {sig.instructions!r})",
+                sig.loc,
+            )
             return
         w.line(f"class {py(sig.name)}(_dsx.Signature):", sig.loc)
         w.indent += 1
@@ -263,7 +318,8 @@ class _Gen:
         self.scope_subs = {s.name for s in mod.submodules}
         self.locals: set[str] = set()
         params = ", ".join(
-            f"{py(p.name)}" + (f": {self.type(p.type)}" if p.type else "")
+            f"{py(p.name)}"
+            + (f": {self.type(p.type)}" if p.type else "")
             + (f" = {self.expr(p.default, 0, False)}" if p.default is not None else "")
             for p in mod.params
         )
@@ -375,7 +431,11 @@ class _Gen:
     def expr(self, e: Any, parent: int = 0, in_forward: bool = True) -> str:
         k = e.kind
         if k == "const":
-            return {True: "True", False: "False", None: "None"}.get(e.value, repr(e.value)) if not isinstance(e.value, int | float) or isinstance(e.value, bool) else repr(e.value)
+            return (
+                {True: "True", False: "False", None: "None"}.get(e.value, repr(e.value))
+                if not isinstance(e.value, int | float) or isinstance(e.value, bool)
+                else repr(e.value)
+            )
         if k == "name":
             return self.name(e.name) if in_forward else py(e.name)
         if k == "attr":
@@ -383,15 +443,29 @@ class _Gen:
         if k == "index":
             return f"{self.expr(e.obj, 9, in_forward)}[{self.expr(e.index, 0, in_forward)}]"
         if k == "call":
-            args = [self.expr(a, 0, in_forward) for a in e.args] + [_kwarg(n, self.expr(v, 0, in_forward)) for n, v in e.kwargs]
-            is_sub = in_forward and e.func.kind == "name" and e.func.name in self.scope_subs and e.func.name not in self.locals
+            args = [self.expr(a, 0, in_forward) for a in e.args] + [
+                _kwarg(n, self.expr(v, 0, in_forward)) for n, v in e.kwargs
+            ]
+            is_sub = (
+                in_forward
+                and e.func.kind == "name"
+                and e.func.name in self.scope_subs
+                and e.func.name not in self.locals
+            )
             if is_sub and getattr(self, "is_async", False):
                 return f"(await self.{py(e.func.name)}.acall({', '.join(args)}))"
             return f"{self.expr(e.func, 9, in_forward)}({', '.join(args)})"
         if k == "list":
             return "[" + ", ".join(self.expr(i, 0, in_forward) for i in e.items) + "]"
         if k == "dict":
-            return "{" + ", ".join(f"{self.expr(a, 0, in_forward)}: {self.expr(b, 0, in_forward)}" for a, b in zip(e.keys, e.values, strict=True)) + "}"
+            return (
+                "{"
+                + ", ".join(
+                    f"{self.expr(a, 0, in_forward)}: {self.expr(b, 0, in_forward)}"
+                    for a, b in zip(e.keys, e.values, strict=True)
+                )
+                + "}"
+            )
         if k == "fstring":
             return self.fstring(e, in_forward)
         if k == "binop":
@@ -413,7 +487,10 @@ class _Gen:
             else:
                 inner = self.expr(p, 0, in_forward)
                 if any(ch in inner for ch in "'\"\\{}") or "await" in inner:
-                    return " + ".join(repr(x) if isinstance(x, str) else f"str({self.expr(x, 0, in_forward)})" for x in e.parts)
+                    return " + ".join(
+                        repr(x) if isinstance(x, str) else f"str({self.expr(x, 0, in_forward)})"
+                        for x in e.parts
+                    )
                 parts.append("{" + inner + "}")
         body = "".join(parts)
         quoted = json.dumps(body, ensure_ascii=False)
@@ -427,17 +504,30 @@ class _Gen:
         w.line()
         w.line()
         state = learned.model_dump(mode="json") if learned is not None else None
-        w.line("# Learned state from optimization (instructions, demos, LM settings per predictor).")
+        w.line(
+            "# Learned state from optimization (instructions, demos, LM settings per predictor)."
+        )
         w.line("_STATE = " + _literal(state))
         w.line()
         w.line()
         self.locals, self.scope_subs, self.scope_params = set(), set(), set()
         root = prog.root
         ctor = self.construct(root)
-        cls = py(root.module) if root.kind == "module" else f"_dsx.{root.kind}" if root.kind in ("Predict", "ChainOfThought", "Retrieve") else "_dsx.Module"
+        cls = (
+            py(root.module)
+            if root.kind == "module"
+            else f"_dsx.{root.kind}"
+            if root.kind in ("Predict", "ChainOfThought", "Retrieve")
+            else "_dsx.Module"
+        )
         w.line(f"def {py(self.program)}() -> {cls}:", prog.loc)
         w.indent += 1
-        w.line(_docstring(prog.doc or f"A fresh instance of the program `{self.program}`, with its learned state."))
+        w.line(
+            _docstring(
+                prog.doc
+                or f"A fresh instance of the program `{self.program}`, with its learned state."
+            )
+        )
         w.line(f"return _dsx.apply_state({ctor}, _STATE, {self.program!r})")
         w.indent -= 1
         w.line()
@@ -456,7 +546,11 @@ def _literal(value: Any) -> str:
 
 
 def _kwarg(name: str, value: str) -> str:
-    return f"{name}={value}" if name.isidentifier() and not keyword.iskeyword(name) else f"**{{{name!r}: {value}}}"
+    return (
+        f"{name}={value}"
+        if name.isidentifier() and not keyword.iskeyword(name)
+        else f"**{{{name!r}: {value}}}"
+    )
 
 
 def _docstring(text: str) -> str:

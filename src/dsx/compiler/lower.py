@@ -7,8 +7,9 @@ best-effort IR, so that an editor gets every error in one pass.
 The passes live in private mixin modules, one per concern: ``_lower_base`` (state and
 helpers), ``_lower_decls`` (``use``, types, enums, signatures), ``_lower_modules``
 (modules and their statements), ``_lower_exprs`` (expressions and calls),
-``_lower_project`` (programs, data, metrics, optimize, tests) and ``_lower_incremental``
-(re-checking after an edit). This module assembles them and drives the passes in order.
+``_lower_project`` (programs, data, metrics, optimize, tests), ``_lower_incremental``
+(re-checking after an edit) and ``_lower_query`` (what editors ask: scopes, types).
+This module assembles them and drives the passes in order.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from dsx.compiler._lower_exprs import ExprsMixin
 from dsx.compiler._lower_incremental import IncrementalMixin
 from dsx.compiler._lower_modules import ModulesMixin
 from dsx.compiler._lower_project import ProjectMixin
+from dsx.compiler._lower_query import QueryMixin
 from dsx.grammar import ast
 
 __all__ = ["Lowerer"]
 
 
-class Lowerer(IncrementalMixin, ProjectMixin, ExprsMixin, ModulesMixin, DeclsMixin):
+class Lowerer(QueryMixin, IncrementalMixin, ProjectMixin, ExprsMixin, ModulesMixin, DeclsMixin):
     """Lowers and checks one unit. Use :meth:`run`; results are on the instance."""
 
     # ---- driver ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from dsx.diagnostics import Span
 
-__all__ = ["PredType", "Reference", "Symbol"]
+__all__ = ["Member", "PredType", "Reference", "Symbol"]
 
 
 @dataclass(slots=True)
@@ -40,3 +40,15 @@ class PredType:
     owner: str  # what produced it, for messages: "`answer` (ChainOfThought(GenerateAnswer))"
     fields: dict[str, Any]  # name -> ir.TypeRef | None
     keys: dict[str, str] = field(default_factory=dict)  # name -> symbol key
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Something an editor offers after ``value.`` or inside ``call(...)``: an output or
+    record field, or a keyword input."""
+
+    name: str
+    kind: str  # output | record_field | input
+    detail: str
+    key: str | None = None  # its symbol key, when it has one
+    doc: str = ""

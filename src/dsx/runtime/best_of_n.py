@@ -59,7 +59,7 @@ class BestOfN(Module):
             values["hint"] = feedback
         return context(**values)
 
-    def forward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    def forward(self, **inputs: Any) -> Prediction:
         best: tuple[float, Any] | None = None
         failures: list[BaseException] = []
         feedback: str | None = None
@@ -80,9 +80,9 @@ class BestOfN(Module):
             feedback = self._feedback(pred, score, note)
         if best is None:
             raise DsxError(f"{type(self).__name__}: every attempt failed") from (failures[-1] if failures else None)
-        return best[1]  # type: ignore[no-any-return]
+        return best[1]
 
-    async def aforward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    async def aforward(self, **inputs: Any) -> Prediction:
         best: tuple[float, Any] | None = None
         failures: list[BaseException] = []
         feedback: str | None = None
@@ -103,7 +103,7 @@ class BestOfN(Module):
             feedback = self._feedback(pred, score, note)
         if best is None:
             raise DsxError(f"{type(self).__name__}: every attempt failed") from (failures[-1] if failures else None)
-        return best[1]  # type: ignore[no-any-return]
+        return best[1]
 
     def _feedback(self, pred: Any, score: float, note: str | None) -> str:
         shown = pred.to_dict() if hasattr(pred, "to_dict") else pred

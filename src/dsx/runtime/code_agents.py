@@ -107,7 +107,7 @@ class ProgramOfThought(Module):
         answer = answer.append("code_output", InputField(desc="what it printed and returned"), str)
         self.answer = ChainOfThought(answer, **config)
 
-    def forward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    def forward(self, **inputs: Any) -> Prediction:
         with _make_sandbox(self.sandbox, {}, self.timeout) as session:
             code = _code(self.write(**inputs).code)
             for attempt in range(self.max_iters):
@@ -119,7 +119,7 @@ class ProgramOfThought(Module):
                     code = _code(self.fix(**inputs, previous_code=code, error=_observe(result)).code)
         raise _failed(self.max_iters, result)
 
-    async def aforward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    async def aforward(self, **inputs: Any) -> Prediction:
         session = _make_sandbox(self.sandbox, {}, self.timeout)
         async with session:
             code = _code((await self.write.acall(**inputs)).code)
@@ -205,7 +205,7 @@ class CodeAct(Module):
         bridged = {name: t.func for name, t in self.tools.items()}
         return _make_sandbox(self.sandbox, bridged, self.timeout)
 
-    def forward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    def forward(self, **inputs: Any) -> Prediction:
         trajectory: list[dict[str, Any]] = []
         with self._session() as session:
             for _ in range(self.max_iters):
@@ -218,7 +218,7 @@ class CodeAct(Module):
                     return done
         return _with(self.extract(**inputs, trajectory=_format(trajectory)), trajectory)
 
-    async def aforward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    async def aforward(self, **inputs: Any) -> Prediction:
         trajectory: list[dict[str, Any]] = []
         async with self._session() as session:
             for _ in range(self.max_iters):

@@ -115,14 +115,14 @@ class Namespace:
         if k == "union":
             return typing.Union[args]  # noqa: UP007
         if k == "literal":
-            return typing.Literal[t.values]  # type: ignore[valid-type]
+            return typing.Literal[t.values]
         if k in ("record", "enum"):
             return self.types[t.name or ""]
         raise DsxError(f"unknown IR type kind {k!r}")
 
     def _build_types(self) -> None:
         for enum in self.unit.enums:
-            self.types[enum.name] = typing.Literal[tuple(m.name for m in enum.members)]  # type: ignore[valid-type]
+            self.types[enum.name] = typing.Literal[tuple(m.name for m in enum.members)]
         pending = list(self.unit.records)
         # Records may refer to each other; build in dependency order (a few passes).
         for _ in range(len(pending) + 1):

@@ -72,7 +72,7 @@ class UsageTracker:
                 slot = self.usage[model] = {}
             for key, value in usage.items():
                 if isinstance(value, int | float):
-                    slot[key] = slot.get(key, 0) + value  # type: ignore[assignment]
+                    slot[key] = slot.get(key, 0) + value
             if cost:
                 self.cost += cost
 
@@ -187,7 +187,7 @@ class BaseLM:
         GLOBAL_HISTORY.append(entry)
         tracker = _trackers.get()
         if tracker is not None and not response.cached:
-            tracker.add(entry["model"], response.usage, response.cost)
+            tracker.add(response.model or self.model, response.usage, response.cost)
 
     # -- DSPy-style direct calls ----------------------------------------------------------
     def __call__(

@@ -77,7 +77,7 @@ class ReAct(Module):
         self.extract = ChainOfThought(extract_sig, **config)
 
     # -- the loop -------------------------------------------------------------------------
-    def forward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    def forward(self, **inputs: Any) -> Prediction:
         trajectory: list[dict[str, Any]] = []
         finished: dict[str, Any] | None = None
         for _ in range(self.max_iters):
@@ -93,7 +93,7 @@ class ReAct(Module):
             trajectory.append(_entry(step, name, args, observation))
         return self._answer(inputs, trajectory, finished, self.extract)
 
-    async def aforward(self, **inputs: Any) -> Prediction:  # type: ignore[override]
+    async def aforward(self, **inputs: Any) -> Prediction:
         trajectory: list[dict[str, Any]] = []
         finished: dict[str, Any] | None = None
         for _ in range(self.max_iters):

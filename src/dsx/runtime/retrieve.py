@@ -34,7 +34,7 @@ class Retrieve(Module):
             )
         return rm
 
-    def forward(self, query: str, k: int | None = None) -> Prediction:  # type: ignore[override]
+    def forward(self, query: str, k: int | None = None) -> Prediction:
         result = self._rm()(query, k or self.k)
         if inspect.isawaitable(result):
             import asyncio
@@ -42,7 +42,7 @@ class Retrieve(Module):
             result = asyncio.run(_await(result))
         return Prediction(passages=_passages(result))
 
-    async def aforward(self, query: str, k: int | None = None) -> Prediction:  # type: ignore[override]
+    async def aforward(self, query: str, k: int | None = None) -> Prediction:
         result = self._rm()(query, k or self.k)
         if inspect.isawaitable(result):
             result = await result

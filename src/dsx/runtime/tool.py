@@ -40,8 +40,8 @@ class Tool:
     ) -> None:
         if isinstance(func, Tool):
             func = func.func
-        self.func = func
-        self.name = name or getattr(func, "__name__", type(func).__name__)
+        self.func: Callable[..., Any] = func
+        self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
         doc = inspect.getdoc(func) or ""
         self.desc = desc if desc is not None else doc.split("\n\n")[0].strip()
         self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
@@ -62,7 +62,7 @@ class Tool:
             annotation = hints.get(pname, Any)
             default = ... if param.default is param.empty else param.default
             fields[pname] = (annotation, pydantic.Field(default=default, description=arg_docs.get(pname)))
-        self._model = pydantic.create_model(f"{self.name}_args", **fields)  # type: ignore[call-overload]
+        self._model = pydantic.create_model(f"{self.name}_args", **fields)
         schema = self._model.model_json_schema()
         self.args: dict[str, Any] = args or schema.get("properties", {})
         self.required: list[str] = list(schema.get("required", []))
