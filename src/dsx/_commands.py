@@ -214,7 +214,7 @@ def _load_dataset(ns: Any, spec: str, inputs: list[str] | None) -> list[Any]:
     from dsx.runtime.instantiate import load_data
 
     if any(d.name == spec for d in ns.unit.data):
-        return ns.data(spec)  # type: ignore[no-any-return]
+        return ns.data(spec)
     path = Path(spec)
     fmt = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(path.suffix)
     if fmt is None:
