@@ -1,15 +1,22 @@
-"""dsx.LM through the real LiteLLM path against dsx.testing.OpenAIServer on 127.0.0.1."""
+"""dsx.LM against dsx.testing.OpenAIServer on 127.0.0.1, through both transports.
+
+Every test that takes the ``make`` (or ``transport``) fixture runs twice: through the real
+LiteLLM path (``transport="litellm"``) and through dsx's lean HTTP client
+(``transport="openai"``). Both must behave the same. ``test_transport.py`` covers what only
+the lean client has (routing, its HTTP sessions, server-sent events, price lookup).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +38,11 @@ from dsx.errors import (
 )
 from dsx.runtime import lm as lm_mod
 from dsx.runtime.cache import configure_cache, get_cache, request_key
-from dsx.runtime.lm import LM, _StreamAssembler
+from dsx.runtime.lm import LM, Transport, _StreamAssembler
 from dsx.runtime.lm_base import GLOBAL_HISTORY
 from dsx.runtime.usage import track_usage
 from dsx.testing import format_answer
-from dsx.testing.server import Fault, OpenAIServer, Reply
+from dsx.testing.server import Fault, OpenAIServer, Reply, ReplyLike
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,6 +53,7 @@ pytestmark = [
 ]
 
 SECRET = "sk-test-SECRET-0123456789"
+TRANSPORTS: list[Transport] = ["litellm", "openai"]
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -67,8 +75,26 @@ def _isolated(srv: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     configure_cache()
 
 
-def make(srv: OpenAIServer, model: str = "openai/dsx-test", **kwargs: Any) -> LM:
-    return LM(model, api_base=srv.api_base, api_key=SECRET, **kwargs)
+def _make(
+    srv: OpenAIServer, model: str = "openai/dsx-test", *, transport: Transport, **kwargs: Any
+) -> LM:
+    return LM(model, api_base=srv.api_base, api_key=SECRET, transport=transport, **kwargs)
+
+
+Make = Callable[..., LM]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Each test that takes it runs once per transport: LiteLLM, then the lean client."""
+    value: Transport = request.param
+    return value
+
+
+@pytest.fixture
+def make(transport: Transport) -> Make:
+    """``make(srv, model, **settings)``: an LM for ``srv`` on the test's transport."""
+    return functools.partial(_make, transport=transport)
 
 
 def ask(text: str) -> list[dict[str, str]]:
@@ -78,12 +104,15 @@ def ask(text: str) -> list[dict[str, str]]:
 # -- completions --------------------------------------------------------------------------
 
 
-def test_chat_completion_fills_outputs_usage_cost_model_and_history(srv: OpenAIServer) -> None:
+def test_chat_completion_fills_outputs_usage_cost_model_and_history(
+    make: Make, srv: OpenAIServer
+) -> None:
     lm = make(srv, "openai/gpt-4o-mini", temperature=0.3, max_tokens=50)
     assert lm("hello big world") == ["hello big world"]
     entry = lm.history[-1]
     assert entry["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
-    assert entry["cost"] is not None and entry["cost"] > 0  # LiteLLM knows gpt-4o-mini's price
+    # LiteLLM's price list knows gpt-4o-mini: 3 * $0.15 + 3 * $0.60 per million tokens.
+    assert entry["cost"] == pytest.approx(3 * 0.15e-6 + 3 * 0.6e-6)
     assert entry["model"] == "openai/gpt-4o-mini" and entry["cached"] is False
     assert GLOBAL_HISTORY[-1] is entry
     sent = srv.requests[-1]
@@ -95,17 +124,20 @@ def test_chat_completion_fills_outputs_usage_cost_model_and_history(srv: OpenAIS
         "max_tokens": 50,
     }
     assert sent.headers["authorization"] == f"Bearer {SECRET}"
-    assert sent.headers["x-stainless-retry-count"] == "0"  # the SDK never retries under us
+    if lm.transport == "litellm":
+        assert sent.headers["x-stainless-retry-count"] == "0"  # the SDK never retries under us
+    else:
+        assert sent.headers["user-agent"] == "dsx"
 
 
-def test_unknown_model_has_no_cost_and_does_not_crash(srv: OpenAIServer) -> None:
+def test_unknown_model_has_no_cost_and_does_not_crash(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, "openai/no-such-price")
     response = lm.request(ask("a b"))
     assert response.outputs == ["a b"] and response.cost is None
     assert response.usage["total_tokens"] == 4
 
 
-def test_text_completion_joins_messages_into_one_prompt(srv: OpenAIServer) -> None:
+def test_text_completion_joins_messages_into_one_prompt(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, "openai/gpt-3.5-turbo-instruct", model_type="text")
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."}]
     assert lm(messages=messages) == ["Be brief.\n\nHi."]
@@ -114,14 +146,14 @@ def test_text_completion_joins_messages_into_one_prompt(srv: OpenAIServer) -> No
     assert lm.history[-1]["cost"] > 0
 
 
-def test_n_gives_n_choices() -> None:
+def test_n_gives_n_choices(make: Make) -> None:
     with OpenAIServer(script=[["one", "two", "three"]]) as server:
         lm = make(server)
         assert lm("q", n=3) == ["one", "two", "three"]
         assert server.requests[0].body["n"] == 3
 
 
-def test_tool_call_replies_keep_text_or_become_json() -> None:
+def test_tool_call_replies_keep_text_or_become_json(make: Make) -> None:
     call = {"name": "search", "arguments": {"q": "paris"}, "id": "call_1"}
     script = [
         Reply(content=None, tool_calls=[call]),
@@ -139,7 +171,9 @@ def test_tool_call_replies_keep_text_or_become_json() -> None:
 # -- cache --------------------------------------------------------------------------------
 
 
-def test_second_identical_call_is_a_cache_hit_not_counted_twice(srv: OpenAIServer) -> None:
+def test_second_identical_call_is_a_cache_hit_not_counted_twice(
+    make: Make, srv: OpenAIServer
+) -> None:
     lm = make(srv, "openai/gpt-4o-mini")
     with track_usage() as usage:
         first = lm.request(ask("cache me"))
@@ -152,7 +186,7 @@ def test_second_identical_call_is_a_cache_hit_not_counted_twice(srv: OpenAIServe
     assert usage.cost == pytest.approx(first.cost)
 
 
-def test_cache_false_bypasses_the_cache(srv: OpenAIServer) -> None:
+def test_cache_false_bypasses_the_cache(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False)
     lm("again")
     lm("again")
@@ -164,24 +198,29 @@ def test_cache_false_bypasses_the_cache(srv: OpenAIServer) -> None:
     assert srv.request_count == 3
 
 
-def test_sync_and_async_share_entries(srv: OpenAIServer) -> None:
+def test_sync_and_async_share_entries(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv)
     lm("shared entry")
     assert asyncio.run(lm.acall("shared entry")) == ["shared entry"]
     assert srv.request_count == 1
 
 
-def test_transport_settings_do_not_split_the_cache(srv: OpenAIServer) -> None:
+def test_transport_settings_do_not_split_the_cache(
+    make: Make, srv: OpenAIServer, transport: Transport
+) -> None:
     make(srv, timeout=30, num_retries=1)("same")
     other = LM(
-        "openai/dsx-test", api_base=srv.api_base.replace("127.0.0.1", "localhost"), api_key="x"
+        "openai/dsx-test",
+        api_base=srv.api_base.replace("127.0.0.1", "localhost"),
+        api_key="x",
+        transport="openai" if transport == "litellm" else "litellm",  # nor does the transport
     )
     assert other("same") == ["same"]
     assert srv.request_count == 1
 
 
 def test_rollout_ids_give_distinct_cached_samples(
-    srv: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+    make: Make, srv: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lm = make(srv, temperature=1.0)
     for rid in (1, 2, 1, 2):
@@ -198,7 +237,7 @@ def test_rollout_ids_give_distinct_cached_samples(
 
 
 def test_disk_cache_survives_a_fresh_memory_layer_and_a_new_process(
-    srv: OpenAIServer, tmp_path: Path
+    make: Make, srv: OpenAIServer, tmp_path: Path
 ) -> None:
     directory = tmp_path / "cache"
     make(srv)("persist me")
@@ -221,7 +260,7 @@ def test_disk_cache_survives_a_fresh_memory_layer_and_a_new_process(
 
 
 def test_corrupt_disk_entry_is_a_miss_with_one_warning(
-    srv: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make: Make, srv: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dsx.runtime import cache as cache_mod
 
@@ -243,7 +282,7 @@ def test_corrupt_disk_entry_is_a_miss_with_one_warning(
         assert lm.request(ask("will rot")).cached  # the fresh answer replaced it
 
 
-def test_errors_are_never_cached(srv: OpenAIServer) -> None:
+def test_errors_are_never_cached(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv)
     srv.inject(Fault.status(400, "nope"))
     with pytest.raises(BadRequestError):
@@ -255,7 +294,7 @@ def test_errors_are_never_cached(srv: OpenAIServer) -> None:
 # -- retries ------------------------------------------------------------------------------
 
 
-def test_rate_limit_is_retried_after_retry_after(srv: OpenAIServer) -> None:
+def test_rate_limit_is_retried_after_retry_after(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False)
     srv.inject(Fault.rate_limit(retry_after=0.3))
     start = time.perf_counter()
@@ -264,7 +303,7 @@ def test_rate_limit_is_retried_after_retry_after(srv: OpenAIServer) -> None:
     assert srv.request_count == 2
 
 
-def test_server_errors_are_retried_then_succeed(srv: OpenAIServer) -> None:
+def test_server_errors_are_retried_then_succeed(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False)
     srv.inject(Fault.server_error())
     srv.inject(Fault.unavailable())
@@ -283,7 +322,7 @@ def test_server_errors_are_retried_then_succeed(srv: OpenAIServer) -> None:
     ids=["429", "503", "500"],
 )
 def test_exhausted_retries_raise_a_retryable_error(
-    srv: OpenAIServer, fault: Fault, kind: type[LMError], status: int
+    make: Make, srv: OpenAIServer, fault: Fault, kind: type[LMError], status: int
 ) -> None:
     lm = make(srv, cache=False, num_retries=2)
     srv.inject(fault, times=3)
@@ -329,7 +368,7 @@ def test_exhausted_retries_raise_a_retryable_error(
     ],
 )
 def test_client_errors_raise_at_once_naming_model_and_quoting_provider(
-    srv: OpenAIServer, code: int, message: str, kind: type[LMError], words: str
+    make: Make, srv: OpenAIServer, code: int, message: str, kind: type[LMError], words: str
 ) -> None:
     lm = make(srv, cache=False)
     srv.inject(Fault.status(code, message))
@@ -356,7 +395,7 @@ def test_client_errors_raise_at_once_naming_model_and_quoting_provider(
     ],
     ids=["by-code", "by-message"],
 )
-def test_context_window_errors_are_mapped(srv: OpenAIServer, fault: Fault) -> None:
+def test_context_window_errors_are_mapped(make: Make, srv: OpenAIServer, fault: Fault) -> None:
     lm = make(srv, cache=False)
     srv.inject(fault)
     with pytest.raises(ContextWindowExceededError) as info:
@@ -366,7 +405,7 @@ def test_context_window_errors_are_mapped(srv: OpenAIServer, fault: Fault) -> No
     assert srv.request_count == 1
 
 
-def test_timeouts_are_retried_then_raise_lm_timeout_error(srv: OpenAIServer) -> None:
+def test_timeouts_are_retried_then_raise_lm_timeout_error(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False, timeout=0.3, num_retries=1)
     srv.inject(Fault.timeout(), times=2)
     start = time.perf_counter()
@@ -378,7 +417,7 @@ def test_timeouts_are_retried_then_raise_lm_timeout_error(srv: OpenAIServer) -> 
     assert srv.request_count == 2
 
 
-def test_connection_reset_raises_lm_connection_error(srv: OpenAIServer) -> None:
+def test_connection_reset_raises_lm_connection_error(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False, num_retries=0)
     srv.inject(Fault.connection_reset())
     with pytest.raises(LMConnectionError) as info:
@@ -389,16 +428,27 @@ def test_connection_reset_raises_lm_connection_error(srv: OpenAIServer) -> None:
     assert make(srv, cache=False)("reset") == ["reset"]  # retried
 
 
-def test_refused_connection_raises_lm_connection_error() -> None:
+def test_refused_connection_raises_lm_connection_error(transport: Transport) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    lm = LM("openai/dsx-test", api_base=f"http://127.0.0.1:{port}/v1", api_key="k", num_retries=1)
-    with pytest.raises(LMConnectionError, match="connection to the provider failed"):
+    lm = LM(
+        "openai/dsx-test",
+        api_base=f"http://127.0.0.1:{port}/v1",
+        api_key="k",
+        num_retries=1,
+        transport=transport,
+    )
+    with pytest.raises(LMConnectionError, match="connection to the provider failed") as info:
         lm("anyone?")
+    assert info.value.attempts == 2 and info.value.retryable
+    with pytest.raises(LMConnectionError, match="connection to the provider failed"):
+        asyncio.run(lm.acall("anyone?"))
 
 
-def test_malformed_json_raises_lm_response_error_and_is_retried(srv: OpenAIServer) -> None:
+def test_malformed_json_raises_lm_response_error_and_is_retried(
+    make: Make, srv: OpenAIServer
+) -> None:
     lm = make(srv, cache=False, num_retries=0)
     srv.inject(Fault.malformed_json())
     with pytest.raises(LMResponseError, match="not valid JSON") as info:
@@ -408,7 +458,7 @@ def test_malformed_json_raises_lm_response_error_and_is_retried(srv: OpenAIServe
     assert make(srv, cache=False)("garbled") == ["garbled"]
 
 
-def test_truncated_responses_raise_lm_response_error(srv: OpenAIServer) -> None:
+def test_truncated_responses_raise_lm_response_error(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False, num_retries=0)
     srv.inject(Fault.truncated_stream(after_chunks=2))
     with pytest.raises(LMResponseError, match="broke off"):
@@ -420,7 +470,7 @@ def test_truncated_responses_raise_lm_response_error(srv: OpenAIServer) -> None:
     assert make(srv, cache=False)("one two", stream=True) == ["one two"]  # retried
 
 
-def test_stream_assembles_text_usage_and_cost(srv: OpenAIServer) -> None:
+def test_stream_assembles_text_usage_and_cost(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, "openai/gpt-4o-mini")
     response = lm.request(ask("streamed words here"), stream=True)
     assert response.outputs == ["streamed words here"]
@@ -429,9 +479,9 @@ def test_stream_assembles_text_usage_and_cost(srv: OpenAIServer) -> None:
     assert lm.request(ask("streamed words here")).cached  # same entry as unstreamed
 
 
-def test_stream_handles_n_choices_text_models_and_tool_calls() -> None:
+def test_stream_handles_n_choices_text_models_and_tool_calls(make: Make) -> None:
     call = {"name": "f", "arguments": {"a": 1}, "id": "call_9"}
-    script = [["a b", "c d"], "x y z", Reply(content=None, tool_calls=[call])]
+    script: list[ReplyLike] = [["a b", "c d"], "x y z", Reply(content=None, tool_calls=[call])]
     with OpenAIServer(script=script) as server:
         chat = make(server, cache=False)
         # LiteLLM forwards only the first choice's finish_reason when n > 1: still complete.
@@ -451,7 +501,7 @@ def test_stream_ending_without_finish_reason_is_detected() -> None:
             self.__dict__.update(kw)
 
     lm = LM("openai/x")
-    assembler = _StreamAssembler(lm, None)  # type: ignore[arg-type]
+    assembler = _StreamAssembler(lm, None)
     assembler.add(Obj(choices=[Obj(index=0, delta=Obj(content="half an"), finish_reason=None)]))
     with pytest.raises(LMResponseError, match="ended before the model finished"):
         assembler.result()
@@ -460,7 +510,9 @@ def test_stream_ending_without_finish_reason_is_detected() -> None:
 # -- async ----------------------------------------------------------------------------------
 
 
-async def test_async_retries_rate_limits_and_fails_fast_on_auth(srv: OpenAIServer) -> None:
+async def test_async_retries_rate_limits_and_fails_fast_on_auth(
+    make: Make, srv: OpenAIServer
+) -> None:
     lm = make(srv, cache=False)
     srv.inject(Fault.rate_limit(retry_after=0.2))
     start = time.perf_counter()
@@ -472,7 +524,7 @@ async def test_async_retries_rate_limits_and_fails_fast_on_auth(srv: OpenAIServe
     assert srv.request_count == 3
 
 
-async def test_async_timeout_and_truncated_stream(srv: OpenAIServer) -> None:
+async def test_async_timeout_and_truncated_stream(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False, timeout=0.3, num_retries=0)
     srv.inject(Fault.timeout())
     with pytest.raises(LMTimeoutError):
@@ -485,7 +537,7 @@ async def test_async_timeout_and_truncated_stream(srv: OpenAIServer) -> None:
         await lm.acall("a b c d")
 
 
-async def test_astream_yields_deltas_and_records_the_call(srv: OpenAIServer) -> None:
+async def test_astream_yields_deltas_and_records_the_call(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, "openai/gpt-4o-mini")
     deltas = [d async for d in lm.astream(ask("stream to me now"))]
     assert deltas == ["stream", " to", " me", " now"]
@@ -494,7 +546,7 @@ async def test_astream_yields_deltas_and_records_the_call(srv: OpenAIServer) -> 
     assert srv.request_count == 1  # the second came from the cache
 
 
-async def test_astream_retries_before_text_but_not_after(srv: OpenAIServer) -> None:
+async def test_astream_retries_before_text_but_not_after(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, cache=False, num_retries=2)
     srv.inject(Fault.status(503, "busy"))
     assert [d async for d in lm.astream(ask("x y"))] == ["x", " y"]
@@ -510,11 +562,22 @@ async def test_astream_retries_before_text_but_not_after(srv: OpenAIServer) -> N
 # -- safety -----------------------------------------------------------------------------------
 
 
-def test_forbid_switch_blocks_non_loopback_endpoints_before_any_request() -> None:
+def test_forbid_switch_blocks_non_loopback_endpoints_before_any_request(
+    transport: Transport,
+) -> None:
     for lm in (
-        LM("openai/gpt-4o-mini", api_key=SECRET),
-        LM("openai/gpt-4o-mini", api_base="https://api.openai.com/v1", api_key=SECRET),
-        LM("openai/gpt-4o-mini", api_base="http://127.0.0.1.evil.example/v1"),
+        LM("openai/gpt-4o-mini", api_key=SECRET, transport=transport),
+        LM(
+            "openai/gpt-4o-mini",
+            api_base="https://api.openai.com/v1",
+            api_key=SECRET,
+            transport=transport,
+        ),
+        LM(
+            "openai/gpt-4o-mini",
+            api_base="http://127.0.0.1.evil.example/v1",
+            transport=transport,
+        ),
     ):
         with pytest.raises(RealLMCallForbidden, match="forbidden"):
             lm("hi")
@@ -529,7 +592,9 @@ def deque_empty() -> Any:
     return deque(maxlen=LM.history_size)
 
 
-def test_secrets_never_reach_history_state_keys_or_disk(srv: OpenAIServer, tmp_path: Path) -> None:
+def test_secrets_never_reach_history_state_keys_or_disk(
+    make: Make, srv: OpenAIServer, tmp_path: Path
+) -> None:
     lm = make(srv, headers={"X-Secret": SECRET}, temperature=0.1)
     lm("keep it secret")
     lm("per call", api_key=SECRET, api_base=srv.api_base)
@@ -544,6 +609,7 @@ def test_secrets_never_reach_history_state_keys_or_disk(srv: OpenAIServer, tmp_p
         "temperature": 0.1,
         "cache": True,
         "num_retries": 3,
+        "transport": lm.transport,  # only when not "auto"
     }
     assert SECRET not in repr(lm)
     for path in (tmp_path / "cache").rglob("*"):
@@ -552,7 +618,7 @@ def test_secrets_never_reach_history_state_keys_or_disk(srv: OpenAIServer, tmp_p
             assert srv.api_base.encode() not in path.read_bytes()
 
 
-def test_copy_and_dump_state_round_trip(srv: OpenAIServer) -> None:
+def test_copy_and_dump_state_round_trip(make: Make, srv: OpenAIServer) -> None:
     lm = make(srv, temperature=0.2, max_tokens=20, num_retries=1, timeout=9, n=2)
     again = LM(**lm.dump_state())
     assert again.dump_state() == lm.dump_state()
@@ -570,6 +636,10 @@ def test_copy_and_dump_state_round_trip(srv: OpenAIServer) -> None:
     assert lm.copy(temperature=None).kwargs == {"max_tokens": 20, "n": 2}
     assert lm.copy(model="openai/other").model == "openai/other"
     assert copy.history is not lm.history
+    assert copy.transport == lm.transport and "transport" in lm.dump_state()
+    assert lm.copy(transport="auto").dump_state().get("transport") is None
+    with pytest.raises(ValueError, match="transport must be"):
+        lm.copy(transport="http")
 
 
 # -- programs -------------------------------------------------------------------------------
@@ -580,7 +650,7 @@ def _qa_responder(request: dict[str, Any]) -> str:
     return format_answer({"answer": "Paris" if "France" in question else "unknown"})
 
 
-def test_predict_end_to_end_through_lm_and_server() -> None:
+def test_predict_end_to_end_through_lm_and_server(make: Make) -> None:
     with OpenAIServer(_qa_responder) as server:
         lm = make(server, "openai/gpt-4o-mini")
         pred = dsx.Predict("question -> answer", lm=lm)(question="Capital of France?")
@@ -590,7 +660,7 @@ def test_predict_end_to_end_through_lm_and_server() -> None:
         assert server.requests[0].body["messages"][0]["role"] == "system"
 
 
-async def test_fifty_concurrent_predict_calls_overlap() -> None:
+async def test_fifty_concurrent_predict_calls_overlap(make: Make) -> None:
     with OpenAIServer(_qa_responder, latency=0.1) as server:
         lm = make(server, cache=False)
         predict = dsx.Predict("question -> answer", lm=lm)
@@ -603,7 +673,7 @@ async def test_fifty_concurrent_predict_calls_overlap() -> None:
         assert server.max_in_flight > 10, (server.max_in_flight, elapsed)
 
 
-def test_track_usage_collects_nested_module_calls_and_cost() -> None:
+def test_track_usage_collects_nested_module_calls_and_cost(make: Make) -> None:
     class Two(dsx.Module):
         def __init__(self) -> None:
             self.a = dsx.Predict("question -> answer")

@@ -1,14 +1,19 @@
-"""``dsx.LM``: the LiteLLM-backed client for real providers.
+"""``dsx.LM``: the client for real providers, through LiteLLM or a lean HTTP transport.
 
-This is the only module that imports ``litellm``, and only on the first request (importing
-it costs seconds). dsx does its own retrying — exponential backoff with full jitter,
-honouring ``Retry-After`` — so LiteLLM and the openai SDK are told never to retry.
-Provider failures are mapped into :class:`dsx.errors.LMError` subclasses that name the
-model, quote the provider and say whether a retry may help. Answers go through the
-process-wide cache (:mod:`dsx.runtime.cache`) unless ``cache=False``.
+This is the only module that imports ``litellm``, and only on the first request that needs
+it (importing it costs seconds). Calls to OpenAI-compatible endpoints go through the lean
+transport (:mod:`dsx.runtime._openai_transport`) unless ``transport="litellm"``: LiteLLM
+costs milliseconds of CPU per call. Everything else — cache, retries, history, usage,
+streaming, error mapping — lives here and is the same for both transports.
+
+dsx does its own retrying — exponential backoff with full jitter, honouring
+``Retry-After`` — so LiteLLM and the openai SDK are told never to retry. Provider failures
+are mapped into :class:`dsx.errors.LMError` subclasses that name the model, quote the
+provider and say whether a retry may help. Answers go through the process-wide cache
+(:mod:`dsx.runtime.cache`) unless ``cache=False``.
 
 Secrets and endpoints (``api_key``, ``api_base``, headers) live on the LM object only:
-they are sent to LiteLLM but never enter request parameters, history, cache keys or
+they are sent with each request but never enter request parameters, history, cache keys or
 :meth:`LM.dump_state`.
 """
 
@@ -57,11 +62,24 @@ _TRANSPORT_KEYS = _SECRET_KEYS | {
     "cache",
     "stream",
     "rollout_id",
+    "transport",
 }
 #: Settings that :meth:`LM.copy` and the constructor keep as attributes, not as kwargs.
-_ATTRIBUTES = ("model_type", "cache", "num_retries", "timeout", "api_base", "api_key", "headers")
+_ATTRIBUTES = (
+    "model_type",
+    "cache",
+    "num_retries",
+    "timeout",
+    "api_base",
+    "api_key",
+    "headers",
+    "transport",
+)
+Transport = Literal["auto", "litellm", "openai"]
+_TRANSPORTS = ("auto", "litellm", "openai")
 
 _litellm: Any = None
+_transport: Any = None  # dsx.runtime._openai_transport, imported on first use
 _READONLY_WARNING = r"Item '.*' on TypedDict class '.*' is using the `ReadOnly` qualifier"
 _import_lock = threading.Lock()
 _warned_rollout = False
@@ -92,6 +110,16 @@ def _lib() -> Any:
     return _litellm
 
 
+def _lean() -> Any:
+    """The lean transport module (imports neither aiohttp nor httpx by itself)."""
+    global _transport
+    if _transport is None:
+        from dsx.runtime import _openai_transport
+
+        _transport = _openai_transport
+    return _transport
+
+
 @dataclass(slots=True)
 class _Call:
     """One request, split into what it asks (``params``) and how it is sent."""
@@ -106,12 +134,14 @@ class _Call:
     use_cache: bool
     stream: bool
     rollout_id: Any
+    transport: str = "auto"
+    lean: bool | None = None  # decided on first use (see LM._is_lean)
     key: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LM(BaseLM):
-    """A language model reached through LiteLLM (OpenAI, Anthropic, local servers, ...).
+    """A language model: OpenAI, Anthropic, local servers (vLLM, SGLang, Ollama), ...
 
     Args:
         model: ``"provider/model"``, e.g. ``"openai/gpt-4o-mini"``.
@@ -122,9 +152,15 @@ class LM(BaseLM):
         cache: look answers up in, and store them in, the dsx cache.
         num_retries: retries after a retryable failure (429, 5xx, timeouts, resets,
             malformed or broken-off responses), with exponential backoff and full jitter.
-        timeout: seconds to wait for an answer, per attempt (``None``: LiteLLM's default).
+        timeout: seconds to wait for an answer, per attempt (``None``: LiteLLM's default;
+            600 s on the lean transport, where it bounds connecting and each wait for data).
         api_base: the endpoint, e.g. ``"http://127.0.0.1:8000/v1"``.
         api_key: the key (default: the provider's environment variable, e.g. ``OPENAI_API_KEY``).
+        transport: how requests are sent. ``"auto"``: OpenAI-compatible endpoints
+            (``openai/...`` models) through dsx's lean HTTP client, every other provider
+            through LiteLLM; ``"openai"``: always the lean client; ``"litellm"``: always
+            LiteLLM. Both behave the same (see ``docs/lm.md``); the lean client costs far
+            less CPU per call.
         **kwargs: default request parameters (``n``, ``top_p``, ``stop``, ``rollout_id``,
             ``headers``, ...).
 
@@ -154,6 +190,7 @@ class LM(BaseLM):
         timeout: float | None = None,
         api_base: str | None = None,
         api_key: str | None = None,
+        transport: Transport = "auto",
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, str) or not model:
@@ -162,6 +199,7 @@ class LM(BaseLM):
             raise ValueError(f"model_type must be 'chat' or 'text', got {model_type!r}")
         if num_retries < 0:
             raise ValueError(f"num_retries must be >= 0, got {num_retries}")
+        _check_transport(transport)
         base_url = kwargs.pop("base_url", None)
         headers = {
             **(kwargs.pop("extra_headers", None) or {}),
@@ -178,6 +216,7 @@ class LM(BaseLM):
         self.api_base = api_base or base_url
         self.api_key = api_key
         self.headers: dict[str, Any] | None = dict(headers) if headers else None
+        self.transport: Transport = transport
 
     # -- settings -------------------------------------------------------------------------
     def copy(self, **kwargs: Any) -> LM:
@@ -190,6 +229,8 @@ class LM(BaseLM):
             attrs["api_base"] = kwargs.pop("base_url")
         if "extra_headers" in kwargs:
             attrs["headers"] = kwargs.pop("extra_headers")
+        if "transport" in attrs:
+            _check_transport(attrs["transport"])
         new = super().copy(**kwargs)
         assert isinstance(new, LM)
         new.kwargs = {k: v for k, v in new.kwargs.items() if v is not None}
@@ -205,6 +246,8 @@ class LM(BaseLM):
         state["num_retries"] = self.num_retries
         if isinstance(self.timeout, int | float):
             state["timeout"] = self.timeout
+        if self.transport != "auto":
+            state["transport"] = self.transport
         return state
 
     # -- requests -------------------------------------------------------------------------
@@ -329,7 +372,10 @@ class LM(BaseLM):
             use_cache=bool(over.get("cache", self.cache)),
             stream=bool(over.get("stream", False)),
             rollout_id=over.get("rollout_id"),
+            transport=over.get("transport", self.transport),
         )
+        if call.transport != self.transport:
+            _check_transport(call.transport)
         if call.rollout_id is not None and params.get("temperature") == 0:
             _warn_rollout_once()
         return call
@@ -371,22 +417,59 @@ class LM(BaseLM):
             kwargs.setdefault("stream_options", {"include_usage": True})
         return kwargs
 
+    def _is_lean(self, call: _Call) -> bool:
+        """Whether this call goes through the lean transport rather than LiteLLM."""
+        if call.lean is None:
+            if call.transport == "litellm":
+                call.lean = False
+            elif call.transport == "openai":
+                call.lean = True
+            else:
+                call.lean = _lean().auto_eligible(
+                    self.model, call.api_base, call.params, call.timeout
+                )
+        return call.lean
+
+    def _wire(self, call: _Call, *, stream: bool) -> Any:
+        chat = self.model_type == "chat"
+        return _lean().build(
+            model=self.model,
+            model_type=self.model_type,
+            messages=call.messages,
+            prompt=None if chat else _prompt_of(call.messages),
+            params=call.params,
+            api_base=call.api_base,
+            api_key=call.api_key,
+            headers=call.headers,
+            timeout=call.timeout,
+            stream=stream,
+        )
+
     # -- one attempt ----------------------------------------------------------------------
     def _complete_sync(self, call: _Call) -> LMResponse:
+        if self._is_lean(call):
+            return self._convert(_lean().complete(self._wire(call, stream=False)), lean=True)
         litellm = _lib()
         fn = litellm.completion if self.model_type == "chat" else litellm.text_completion
         return self._convert(fn(**self._litellm_kwargs(call, stream=False)))
 
     async def _complete_async(self, call: _Call) -> LMResponse:
+        if self._is_lean(call):
+            answer = await _lean().acomplete(self._wire(call, stream=False))
+            return self._convert(answer, lean=True)
         litellm = _lib()
         fn = litellm.acompletion if self.model_type == "chat" else litellm.atext_completion
         return self._convert(await fn(**self._litellm_kwargs(call, stream=False)))
 
     def _stream_sync(self, call: _Call) -> LMResponse:
+        assembler = _StreamAssembler(self, call)
+        if self._is_lean(call):
+            for chunk in _lean().stream(self._wire(call, stream=True)):
+                assembler.add(chunk)
+            return assembler.result()
         litellm = _lib()
         fn = litellm.completion if self.model_type == "chat" else litellm.text_completion
         stream = fn(**self._litellm_kwargs(call, stream=True))
-        assembler = _StreamAssembler(self, call)
         try:
             for chunk in stream:
                 assembler.add(chunk)
@@ -404,6 +487,14 @@ class LM(BaseLM):
         return assembler.result()
 
     async def _open_stream_async(self, call: _Call) -> AsyncIterator[Any]:
+        if self._is_lean(call):
+            chunks = _lean().astream(self._wire(call, stream=True))
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()  # a consumer that stops early frees the connection now
+            return
         litellm = _lib()
         fn = litellm.acompletion if self.model_type == "chat" else litellm.atext_completion
         stream = await fn(**self._litellm_kwargs(call, stream=True))
@@ -416,24 +507,29 @@ class LM(BaseLM):
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    def _convert(self, resp: Any) -> LMResponse:
-        choices = getattr(resp, "choices", None) or []
+    def _convert(self, resp: Any, *, lean: bool = False) -> LMResponse:
+        """An :class:`LMResponse` from LiteLLM's response object or the lean JSON dict."""
+        choices = _get(resp, "choices") or []
         if self.model_type == "chat":
-            outputs = [_chat_text(getattr(c, "message", None)) for c in choices]
+            outputs = [_chat_text(_get(c, "message")) for c in choices]
         else:
-            outputs = [getattr(c, "text", None) or "" for c in choices]
+            outputs = [_get(c, "text") or "" for c in choices]
         if not outputs:
             raise LMResponseError(
                 f"{self.model}: the provider's answer has no choices (got {str(resp)[:200]!r})",
                 model=self.model,
             )
-        usage = _usage_of(getattr(resp, "usage", None))
-        hidden = getattr(resp, "_hidden_params", None)
-        if isinstance(hidden, dict):
-            cost = hidden.get("response_cost")
+        raw_usage = _get(resp, "usage")
+        usage = _usage_of(raw_usage)
+        if lean:
+            cost = _lean().cost(self.model, raw_usage) if usage else None
         else:
-            cost = getattr(hidden, "response_cost", None)
-        cost = float(cost) if isinstance(cost, int | float) else None
+            hidden = getattr(resp, "_hidden_params", None)
+            if isinstance(hidden, dict):
+                cost = hidden.get("response_cost")
+            else:
+                cost = getattr(hidden, "response_cost", None)
+            cost = float(cost) if isinstance(cost, int | float) else None
         return LMResponse(outputs=outputs, usage=usage, model=self.model, cost=cost, raw=resp)
 
     # -- failures -------------------------------------------------------------------------
@@ -481,25 +577,32 @@ def _text_of(content: Any) -> str:
     return "" if content is None else str(content)
 
 
+def _get(obj: Any, name: str) -> Any:
+    """A field of a response part: a dict (lean transport) or an object (LiteLLM)."""
+    if type(obj) is dict:
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
 def _chat_text(message: Any) -> str:
     """A chat choice's text. A reply with only tool calls becomes their JSON (see docs/lm.md)."""
     if message is None:
         return ""
-    text = _text_of(getattr(message, "content", None))
-    calls = getattr(message, "tool_calls", None)
+    text = _text_of(_get(message, "content"))
+    calls = _get(message, "tool_calls")
     if text or not calls:
         return text
     return json.dumps({"tool_calls": [_tool_call(c) for c in calls]}, ensure_ascii=False)
 
 
 def _tool_call(call: Any) -> dict[str, Any]:
-    function = getattr(call, "function", None)
-    name = getattr(function, "name", None)
-    args: Any = getattr(function, "arguments", None)
+    function = _get(call, "function")
+    name = _get(function, "name")
+    args: Any = _get(function, "arguments")
     if isinstance(args, str):
         with contextlib.suppress(ValueError):
             args = json.loads(args)
-    return {"id": getattr(call, "id", None), "name": name, "arguments": args}
+    return {"id": _get(call, "id"), "name": name, "arguments": args}
 
 
 def _usage_of(usage: Any) -> dict[str, int]:
@@ -535,53 +638,56 @@ def _from_entry(entry: dict[str, Any]) -> LMResponse:
 class _StreamAssembler:
     """Builds an :class:`LMResponse` from stream chunks and notices streams cut short."""
 
-    def __init__(self, lm: LM, call: _Call) -> None:
+    def __init__(self, lm: LM, call: _Call | None) -> None:
         self.lm = lm
+        self.call = call
         self.chat = lm.model_type == "chat"
         self.texts: dict[int, list[str]] = {}
         self.finish: dict[int, str] = {}
         self.calls: dict[int, dict[int, dict[str, Any]]] = {}
         self.usage: dict[str, int] = {}
+        self.raw_usage: Any = None
         self.cost: float | None = None
 
     def add(self, chunk: Any) -> str | None:
         """Take one chunk; returns the text it adds to the first choice."""
         first: str | None = None
-        for choice in getattr(chunk, "choices", None) or []:
-            index = getattr(choice, "index", 0) or 0
+        for choice in _get(chunk, "choices") or []:
+            index = _get(choice, "index") or 0
             if self.chat:
-                delta = getattr(choice, "delta", None)
-                text = getattr(delta, "content", None) if delta is not None else None
-                for call in getattr(delta, "tool_calls", None) or []:
+                delta = _get(choice, "delta")
+                text = _get(delta, "content") if delta is not None else None
+                for call in _get(delta, "tool_calls") or []:
                     self._add_tool_call(index, call)
             else:
-                text = getattr(choice, "text", None)
+                text = _get(choice, "text")
             if text:
                 self.texts.setdefault(index, []).append(text)
                 if index == 0:
                     first = text
             else:
                 self.texts.setdefault(index, [])
-            reason = getattr(choice, "finish_reason", None)
+            reason = _get(choice, "finish_reason")
             if reason:
                 self.finish[index] = reason
-        usage = getattr(chunk, "usage", None)
+        usage = _get(chunk, "usage")
         if usage:
             self.usage = _usage_of(usage) or self.usage
-            cost = getattr(usage, "cost", None)
+            self.raw_usage = usage
+            cost = _get(usage, "cost")
             if isinstance(cost, int | float):
                 self.cost = float(cost)
         return first
 
     def _add_tool_call(self, index: int, call: Any) -> None:
         slot = self.calls.setdefault(index, {}).setdefault(
-            getattr(call, "index", 0) or 0, {"id": None, "name": "", "arguments": ""}
+            _get(call, "index") or 0, {"id": None, "name": "", "arguments": ""}
         )
-        slot["id"] = slot["id"] or getattr(call, "id", None)
-        function = getattr(call, "function", None)
+        slot["id"] = slot["id"] or _get(call, "id")
+        function = _get(call, "function")
         if function is not None:
-            slot["name"] += getattr(function, "name", None) or ""
-            slot["arguments"] += getattr(function, "arguments", None) or ""
+            slot["name"] += _get(function, "name") or ""
+            slot["arguments"] += _get(function, "arguments") or ""
 
     def result(self) -> LMResponse:
         model = self.lm.model
@@ -611,7 +717,10 @@ class _StreamAssembler:
             outputs = [""]
         cost = self.cost
         if cost is None and self.usage:
-            cost = _token_cost(model, self.usage)
+            if self.call is not None and self.call.lean:
+                cost = _lean().cost(model, self.raw_usage)
+            else:
+                cost = _token_cost(model, self.usage)
         return LMResponse(outputs=outputs, usage=self.usage, model=model, cost=cost)
 
 
@@ -625,6 +734,11 @@ def _token_cost(model: str, usage: dict[str, int]) -> float | None:
         return float(prompt + completion)
     except Exception:  # unknown models have no price: cost stays unknown
         return None
+
+
+def _check_transport(transport: Any) -> None:
+    if transport not in _TRANSPORTS:
+        raise ValueError(f"transport must be 'auto', 'litellm' or 'openai', got {transport!r}")
 
 
 async def _sleep(seconds: float) -> None:
@@ -710,6 +824,7 @@ def _from_provider(exc: BaseException) -> bool:
         module.split(".")[0] in _PROVIDER_MODULES
         or isinstance(exc, _NETWORK_ERRORS)
         or type(exc).__name__ == "gaierror"
+        or getattr(exc, "dsx_transport", False) is True  # the lean transport's own errors
     )
 
 
@@ -781,8 +896,19 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+def _missing_key(root: BaseException) -> bool:
+    """The openai SDK's client-side "Missing credentials" error (no status, no request)."""
+    klass = type(root)
+    return (
+        klass.__name__ == "OpenAIError"
+        and klass.__module__.split(".")[0] == "openai"
+        and ("api_key" in str(root) or "credentials" in str(root).lower())
+    )
+
+
 def map_error(exc: BaseException, model: str, timeout: Any = None) -> LMError | None:
-    """Translate a LiteLLM / openai / httpx / aiohttp failure into a :class:`LMError`.
+    """Translate a LiteLLM / openai / httpx / aiohttp / lean-transport failure into an
+    :class:`LMError`.
 
     Returns ``None`` for exceptions that are not provider failures (bugs, cancellation),
     which the caller re-raises unchanged. Transport failures are recognised from the
@@ -847,6 +973,15 @@ def map_error(exc: BaseException, model: str, timeout: Any = None) -> LMError | 
 
     provider = _provider_message(exc)
     quoted = provider.rstrip(". ")
+    if _missing_key(root):
+        # The openai SDK refused to send without a key; LiteLLM reports that as HTTP 500.
+        return make(
+            AuthenticationError,
+            f"{model}: no API key: {root_text.rstrip('. ')}. Pass api_key=... or set the "
+            "provider's key variable (e.g. OPENAI_API_KEY); any non-empty key does for a "
+            "local server.",
+            root_text,
+        )
     at = f" ({status})" if status else ""
     if (
         "ContextWindowExceededError" in top

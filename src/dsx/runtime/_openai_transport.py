@@ -1,0 +1,606 @@
+"""The lean transport of :class:`dsx.LM`: JSON over HTTP to OpenAI-compatible endpoints.
+
+LiteLLM spends milliseconds of CPU on every call (a thread hop, a logging object, a cost
+lookup, the openai SDK's request and response models), which caps one process near 200
+calls/s however fast the server is. For endpoints that speak the OpenAI REST API this
+module posts the request itself and decodes the answer: one ``aiohttp.ClientSession`` per
+event loop for async calls, one ``httpx.Client`` per process for sync calls, both with
+keep-alive connection pools.
+
+It only moves bytes. :class:`dsx.LM` keeps everything else (cache, retries and backoff,
+history, usage, stream assembly, error mapping through :func:`dsx.runtime.lm.map_error`),
+so both transports behave the same. A failed HTTP status is raised as
+:class:`ProviderHTTPError`; a body that is not JSON as :class:`MalformedResponse`;
+network failures as the HTTP library's own exceptions.
+
+Which calls use it (``LM(transport=...)``; see ``docs/lm.md``):
+
+* ``"openai"``: every call. The model's ``openai/`` or ``hosted_vllm/`` prefix is
+  stripped; any other name is sent as is.
+* ``"auto"`` (the default): ``openai/...`` models, except OpenAI's reasoning models
+  (``o1``, ``o3``, ``gpt-5``, ...) on OpenAI's own API, for which LiteLLM rewrites
+  parameters; and except calls that carry LiteLLM-only parameters (``mock_response``,
+  ``fallbacks``, ``metadata``, ...), a ``response_format`` class, or a timeout object.
+* ``"litellm"``: never.
+
+``aiohttp`` and ``httpx`` are imported on first use, never at ``import dsx``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import os
+import re
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LITELLM_ONLY_PARAMS",
+    "MAX_CONNECTIONS",
+    "MalformedResponse",
+    "ProviderHTTPError",
+    "Wire",
+]
+
+#: Connections kept per event loop (async) and per process (sync). Calls beyond it wait.
+MAX_CONNECTIONS = 1024
+#: Seconds to wait for a connection and between two reads when the LM sets no timeout
+#: (the openai SDK's default).
+DEFAULT_TIMEOUT = 600.0
+#: Request parameters only LiteLLM understands: ``"auto"`` sends such calls through it.
+LITELLM_ONLY_PARAMS = frozenset(
+    {
+        "additional_drop_params",
+        "allowed_openai_params",
+        "api_version",
+        "azure_ad_token",
+        "base_model",
+        "caching",
+        "context_window_fallback_dict",
+        "custom_llm_provider",
+        "deployment_id",
+        "drop_params",
+        "extra_query",
+        "fallbacks",
+        "input_cost_per_second",
+        "input_cost_per_token",
+        "logger_fn",
+        "metadata",
+        "mock_delay",
+        "mock_response",
+        "mock_timeout",
+        "mock_tool_calls",
+        "model_list",
+        "no-log",
+        "output_cost_per_second",
+        "output_cost_per_token",
+        "proxy_url",
+        "thinking",
+    }
+)
+_LITELLM_PREFIXES = ("litellm_", "aws_", "vertex_")
+
+_OPENAI_API = "https://api.openai.com/v1"
+#: Provider prefix → (base URL variables, key variables), as LiteLLM reads them.
+_PROVIDERS = {
+    "openai": (("OPENAI_BASE_URL", "OPENAI_API_BASE"), ("OPENAI_API_KEY",)),
+    "hosted_vllm": (("HOSTED_VLLM_API_BASE",), ("HOSTED_VLLM_API_KEY",)),
+}
+#: OpenAI models for which LiteLLM renames ``max_tokens`` and checks parameters.
+_OPENAI_REASONING = re.compile(r"^(o\d|gpt-5|codex)")
+_HOST = re.compile(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", re.IGNORECASE)
+
+
+class ProviderHTTPError(Exception):
+    """The endpoint answered with an HTTP error status.
+
+    Shaped like the openai SDK's ``APIStatusError`` (``status_code``, ``body``,
+    ``message``, ``headers``) so that :func:`dsx.runtime.lm.map_error` reads it the same.
+    """
+
+    #: Marks errors of this transport as provider failures for the error mapping.
+    dsx_transport = True
+
+    def __init__(self, status_code: int | None, body: Any, text: str, headers: Any) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers
+        inner = body.get("error") if isinstance(body, dict) else None
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if not isinstance(message, str) or not message:
+            message = text.strip()[:500] or f"HTTP {status_code}"
+        self.message = message
+        super().__init__(f"HTTP {status_code}: {message}" if status_code else message)
+
+
+class MalformedResponse(Exception):
+    """The endpoint's answer (or one stream event) is not JSON; chained to the parse error."""
+
+    dsx_transport = True
+
+
+@dataclass(slots=True)
+class Wire:
+    """One request as it goes out: where, what, and how long to wait."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    timeout: float
+
+
+# -- choosing and building ---------------------------------------------------------------------
+
+
+def split_model(model: str) -> tuple[str | None, str]:
+    """``("openai", "gpt-4o")`` for ``"openai/gpt-4o"``; ``(None, model)`` without a known prefix."""
+    prefix, sep, name = model.partition("/")
+    if sep and prefix in _PROVIDERS:
+        return prefix, name
+    return None, model
+
+
+def base_url(provider: str | None, api_base: str | None) -> str | None:
+    """The endpoint's base URL: ``api_base``, else the provider's variable, else OpenAI's."""
+    if api_base:
+        return api_base
+    names = _PROVIDERS[provider or "openai"][0]
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return _OPENAI_API if provider in (None, "openai") else None
+
+
+def is_openai_api(url: str) -> bool:
+    """Whether ``url`` is OpenAI's own API (not a server that speaks its protocol)."""
+    match = _HOST.match(url)
+    return match is not None and match.group(1).lower() == "api.openai.com"
+
+
+def unsupported(params: dict[str, Any], timeout: Any) -> str | None:
+    """Why this call needs LiteLLM (``None``: the lean transport can send it as is)."""
+    if not LITELLM_ONLY_PARAMS.isdisjoint(params):
+        return f"LiteLLM-only parameter {sorted(LITELLM_ONLY_PARAMS.intersection(params))[0]!r}"
+    for key in params:
+        if key.startswith(_LITELLM_PREFIXES):
+            return f"LiteLLM-only parameter {key!r}"
+    if isinstance(params.get("response_format"), type):
+        return "response_format is a class (LiteLLM turns it into a JSON schema; pass a dict)"
+    if timeout is not None and not isinstance(timeout, int | float):
+        return f"timeout {timeout!r} is not a number of seconds"
+    return None
+
+
+def auto_eligible(model: str, api_base: str | None, params: dict[str, Any], timeout: Any) -> bool:
+    """Whether ``transport="auto"`` sends this call through the lean transport."""
+    provider, name = split_model(model)
+    if provider != "openai":
+        return False
+    url = base_url(provider, api_base)
+    if url is None or (is_openai_api(url) and _OPENAI_REASONING.match(name)):
+        return False
+    return unsupported(params, timeout) is None
+
+
+def build(
+    *,
+    model: str,
+    model_type: str,
+    messages: list[dict[str, Any]],
+    prompt: str | None,
+    params: dict[str, Any],
+    api_base: str | None,
+    api_key: str | None,
+    headers: dict[str, Any] | None,
+    timeout: float | None,
+    stream: bool,
+) -> Wire:
+    """The HTTP request for one call; raises ``ValueError`` when it cannot be sent lean."""
+    why = unsupported(params, timeout)
+    if why is not None:
+        raise ValueError(f"{model}: transport='openai' cannot send this call: {why}.")
+    provider, name = split_model(model)
+    url = base_url(provider, api_base)
+    if url is None:
+        raise ValueError(
+            f"{model}: transport='openai' needs an endpoint: pass api_base=... "
+            "(e.g. 'http://127.0.0.1:8000/v1')."
+        )
+    body: dict[str, Any] = {"model": name}
+    if model_type == "chat":
+        body["messages"] = messages
+    else:
+        body["prompt"] = prompt
+    extra_body = None
+    organization = None
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key == "extra_body":
+            extra_body = value
+        elif key == "organization":
+            organization = value
+        else:
+            body[key] = value
+    if stream:
+        body["stream"] = True
+        body.setdefault("stream_options", {"include_usage": True})
+    if isinstance(extra_body, dict):
+        body.update(extra_body)
+    out_headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if stream else "application/json",
+    }
+    secret = api_key or _env(_PROVIDERS[provider or "openai"][1])
+    if secret:
+        out_headers["Authorization"] = f"Bearer {secret}"
+    if organization:
+        out_headers["OpenAI-Organization"] = str(organization)
+    if headers:
+        out_headers.update({str(k): str(v) for k, v in headers.items()})
+    path = "/chat/completions" if model_type == "chat" else "/completions"
+    return Wire(
+        url=url.rstrip("/") + path,
+        body=json.dumps(body, ensure_ascii=False, default=_json_default).encode(),
+        headers=out_headers,
+        timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
+    )
+
+
+def _env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # pydantic objects in messages or tools
+        return value.model_dump(mode="json", exclude_none=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# -- async: one aiohttp session per event loop ---------------------------------------------------
+
+
+@dataclass(slots=True)
+class _LoopClient:
+    session: aiohttp.ClientSession
+    closer: Any  # the async generator that closes the session when the loop shuts down
+
+
+_sessions: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+_sessions_lock = threading.Lock()
+_aiohttp: Any = None
+_timeouts: dict[float, Any] = {}
+
+
+async def _session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    client = _sessions.get(loop)
+    if client is not None:
+        return client.session
+    global _aiohttp
+    if _aiohttp is None:
+        import aiohttp
+
+        _aiohttp = aiohttp
+    _forget_closed_loops()
+    connector = _aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0)
+    session = _aiohttp.ClientSession(
+        connector=connector,
+        # Proxy variables are honoured like LiteLLM does; looking them up costs on every
+        # request, so only when some are set.
+        trust_env=_proxies_configured(),
+        headers={"User-Agent": "dsx"},
+        cookie_jar=_aiohttp.DummyCookieJar(),  # an API client keeps no cookies
+        read_bufsize=2**20,  # room for long server-sent event lines (tool-call arguments)
+    )
+    closer = _close_at_shutdown(loop, session)
+    # The loop registers an async generator on its first step and closes it in
+    # shutdown_asyncgens() (asyncio.run, asyncio.Runner, pytest-asyncio): that closes the
+    # session on the loop that owns it, before the loop goes away.
+    await closer.__anext__()
+    with _sessions_lock:
+        _sessions[loop] = _LoopClient(session, closer)
+    return session
+
+
+async def _close_at_shutdown(
+    loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
+) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        with _sessions_lock:
+            if (client := _sessions.get(loop)) is not None and client.session is session:
+                del _sessions[loop]
+        if not loop.is_closed():
+            await session.close()
+        else:  # driven by _forget_closed_loops: nothing may be scheduled on a closed loop
+            with contextlib.suppress(Exception):
+                # The synchronous half of TCPConnector.close(): on a closed loop it only
+                # forgets the connections (their sockets close when collected), and marks
+                # the connector closed, so that it logs no "Unclosed connector" error.
+                if session.connector is not None:
+                    session.connector._close()
+                session.detach()  # the session counts as closed: no "Unclosed" warning
+
+
+def _forget_closed_loops() -> None:
+    """Close the sessions of loops that were closed without ``shutdown_asyncgens()``.
+
+    Their closing generators are finished here, synchronously: left to the garbage
+    collector, they would ask their closed loop to schedule the clean-up, and fail.
+    """
+    with _sessions_lock:
+        dead = [loop for loop in _sessions if loop.is_closed()]
+        clients = [_sessions.pop(loop) for loop in dead]
+    for client in clients:
+        step = client.closer.aclose()
+        try:
+            step.send(None)  # runs the finally block above; it does not suspend
+        except StopIteration:
+            pass
+        except Exception:
+            step.close()
+
+
+def _proxies_configured() -> bool:
+    return any(k.lower().endswith("_proxy") for k in os.environ)
+
+
+def _client_timeout(seconds: float) -> Any:
+    timeout = _timeouts.get(seconds)
+    if timeout is None:
+        # Like the openai SDK: a limit on connecting and on each wait for data, not on the
+        # whole (possibly long, streamed) answer. Waiting for a free pooled connection is
+        # not limited.
+        timeout = _timeouts[seconds] = _aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=seconds, sock_read=seconds
+        )
+    return timeout
+
+
+async def acomplete(wire: Wire) -> Any:
+    """POST ``wire`` and return the decoded JSON answer."""
+    session = await _session()
+    async with session.post(
+        wire.url, data=wire.body, headers=wire.headers, timeout=_client_timeout(wire.timeout)
+    ) as resp:
+        data = await resp.read()
+        if resp.status >= 400:
+            raise _status_error(resp.status, data, resp.headers)
+    return _decode(data)
+
+
+async def astream(wire: Wire) -> AsyncIterator[dict[str, Any]]:
+    """POST ``wire`` and yield each server-sent event's JSON until ``[DONE]``."""
+    session = await _session()
+    async with session.post(
+        wire.url, data=wire.body, headers=wire.headers, timeout=_client_timeout(wire.timeout)
+    ) as resp:
+        if resp.status >= 400:
+            raise _status_error(resp.status, await resp.read(), resp.headers)
+        data: list[bytes] = []
+        async for raw in resp.content:
+            line = raw.rstrip(b"\r\n")
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif not line and data:
+                event, data = b"\n".join(data), []
+                if event == b"[DONE]":
+                    return
+                yield _event(event)
+        if data and (event := b"\n".join(data)) != b"[DONE]":
+            yield _event(event)
+
+
+# -- sync: one httpx client per process ----------------------------------------------------------
+
+_client: httpx.Client | None = None
+_client_pid = 0
+_client_lock = threading.Lock()
+_httpx_timeouts: dict[float, Any] = {}
+
+
+def _sync_client() -> httpx.Client:
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        with _client_lock:
+            if _client is None or _client_pid != os.getpid():
+                import httpx
+
+                # A forked child must not share the parent's connections: a new client.
+                _client = httpx.Client(
+                    limits=httpx.Limits(
+                        max_connections=MAX_CONNECTIONS, max_keepalive_connections=64
+                    ),
+                    headers={"User-Agent": "dsx"},
+                )
+                _client_pid = os.getpid()
+                atexit.register(_client.close)  # close pooled sockets before shutdown
+    return _client
+
+
+def _httpx_timeout(seconds: float) -> Any:
+    timeout = _httpx_timeouts.get(seconds)
+    if timeout is None:
+        import httpx
+
+        # The openai SDK's meaning: each of connect, read, write and pool wait.
+        timeout = _httpx_timeouts[seconds] = httpx.Timeout(seconds)
+    return timeout
+
+
+def complete(wire: Wire) -> Any:
+    """POST ``wire`` and return the decoded JSON answer (blocking)."""
+    resp = _sync_client().post(
+        wire.url, content=wire.body, headers=wire.headers, timeout=_httpx_timeout(wire.timeout)
+    )
+    if resp.status_code >= 400:
+        raise _status_error(resp.status_code, resp.content, resp.headers)
+    return _decode(resp.content)
+
+
+def stream(wire: Wire) -> Iterator[dict[str, Any]]:
+    """POST ``wire`` and yield each server-sent event's JSON until ``[DONE]`` (blocking)."""
+    with _sync_client().stream(
+        "POST",
+        wire.url,
+        content=wire.body,
+        headers=wire.headers,
+        timeout=_httpx_timeout(wire.timeout),
+    ) as resp:
+        if resp.status_code >= 400:
+            raise _status_error(resp.status_code, resp.read(), resp.headers)
+        data: list[str] = []
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                data.append(line[6:] if line[5:6] == " " else line[5:])
+            elif not line and data:
+                event, data = "\n".join(data), []
+                if event == "[DONE]":
+                    return
+                yield _event(event)
+        if data and (event := "\n".join(data)) != "[DONE]":
+            yield _event(event)
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise MalformedResponse(f"not JSON: {data[:200]!r}") from exc
+
+
+def _event(data: bytes | str) -> dict[str, Any]:
+    doc = _decode(data.encode() if isinstance(data, str) else data)
+    if not isinstance(doc, dict):
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        problem = json.JSONDecodeError("a stream event must be a JSON object", text, 0)
+        raise MalformedResponse(f"not a JSON object: {text[:200]!r}") from problem
+    error = doc.get("error")
+    if error and not doc.get("choices"):  # an error reported mid-stream (vLLM, OpenRouter)
+        code = error.get("code") if isinstance(error, dict) else None
+        status = code if isinstance(code, int) and 400 <= code <= 599 else None
+        raise ProviderHTTPError(status, doc, str(error), None)
+    return doc
+
+
+def _status_error(status: int, data: bytes, headers: Any) -> ProviderHTTPError:
+    text = data.decode("utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    return ProviderHTTPError(status, body, text, headers)
+
+
+# -- cost ----------------------------------------------------------------------------------------
+
+#: Prices per model string, looked up once: (input, output, cached input) USD per token.
+_prices: dict[str, tuple[float, float, float | None] | None] = {}
+
+
+def cost(model: str, usage: Any) -> float | None:
+    """USD for ``usage`` (the answer's ``usage`` object), from LiteLLM's price list.
+
+    Read from the JSON file LiteLLM ships, without importing LiteLLM (or from
+    ``litellm.model_cost`` when LiteLLM is already imported, custom prices included).
+    ``None`` when the model has no price.
+    """
+    if not isinstance(usage, dict):
+        return None
+    try:
+        price = _prices[model]
+    except KeyError:
+        price = _prices[model] = _price_of(model)
+    if price is None:
+        return None
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    cached = 0
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and price[2] is not None:
+        cached = min(details.get("cached_tokens") or 0, prompt)
+    total = (prompt - cached) * price[0] + completion * price[1]
+    if cached:
+        total += cached * (price[2] or 0.0)
+    return float(total)
+
+
+def _price_of(model: str) -> tuple[float, float, float | None] | None:
+    provider, name = split_model(model)
+    keys = [model] if provider is None else [model, name]
+    for key in keys:
+        entry = _price_entry(key)
+        if not isinstance(entry, dict):
+            continue
+        if key == name and provider is not None:
+            owner = str(entry.get("litellm_provider", ""))
+            # A bare name belongs to its provider ("gpt-4o-mini" is OpenAI's).
+            if not (owner == provider or owner == f"text-completion-{provider}"):
+                continue
+        inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+        if isinstance(inp, int | float) and isinstance(out, int | float):
+            cached = entry.get("cache_read_input_token_cost")
+            return (
+                float(inp),
+                float(out),
+                float(cached) if isinstance(cached, int | float) else None,
+            )
+    return None
+
+
+def _price_entry(key: str) -> Any:
+    litellm = sys.modules.get("litellm")
+    table = getattr(litellm, "model_cost", None)
+    if isinstance(table, dict):
+        return table.get(key)
+    # Once per model name: read the 3.5 MB file (~4 ms), decode only this model's entry
+    # (parsing all of it takes ~35 ms), keep nothing else.
+    text = _read_price_file()
+    quoted = json.dumps(key)
+    if quoted not in text:  # most local model names
+        return None
+    found = re.search(r"\n {4}" + re.escape(quoted) + r"\s*:\s*", text)
+    try:
+        if found is not None:  # a top-level entry of the (indented) file
+            return json.JSONDecoder().raw_decode(text, found.end())[0]
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc.get(key) if isinstance(doc, dict) else None
+
+
+def _read_price_file() -> str:
+    import importlib.util
+    from pathlib import Path
+
+    try:  # find_spec locates the package without importing it
+        spec = importlib.util.find_spec("litellm")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        for location in locations:
+            path = Path(location) / "model_prices_and_context_window_backup.json"
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
+    except (ImportError, OSError, ValueError):
+        pass
+    return ""
