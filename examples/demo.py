@@ -22,18 +22,24 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import dsx  # noqa: E402
 from search_tools import CORPUS, search  # noqa: E402
 
-TRAIN = [json.loads(line) for line in (HERE / "data" / "train.jsonl").read_text().splitlines() if line.strip()]
+import dsx  # noqa: E402
+
+TRAIN = [
+    json.loads(line)
+    for line in (HERE / "data" / "train.jsonl").read_text().splitlines()
+    if line.strip()
+]
 
 
 def offline_answer(request: dict[str, Any]) -> str:
     """Answer a dsx prompt for the example programs without a model (deterministic)."""
     messages = request.get("messages", [])
-    system = str(messages[0].get("content", "")) if messages else ""
     user = str(messages[-1].get("content", "")) if messages else ""
-    wanted = re.findall(r"<<< (\w+) >>>", user.split("Reply with", 1)[-1]) or re.findall(r'"(\w+)"', user.split("keys", 1)[-1])
+    wanted = re.findall(r"<<< (\w+) >>>", user.split("Reply with", 1)[-1]) or re.findall(
+        r'"(\w+)"', user.split("keys", 1)[-1]
+    )
     wanted = [w for w in wanted if w != "end"]
     inputs = dict(re.findall(r"<<< (\w+) >>>\n(.*?)(?=\n\n<<< |\n\nReply|\Z)", user, re.S))
     question = inputs.get("question", inputs.get("ticket", inputs.get("text", "")))
@@ -44,11 +50,15 @@ def offline_answer(request: dict[str, Any]) -> str:
         elif name == "reasoning":
             values[name] = "I matched the question against the passages I was given."
         elif name == "answer":
-            hit = next((row["answer"] for row in TRAIN if _overlap(row["question"], question) >= 2), None)
+            hit = next(
+                (row["answer"] for row in TRAIN if _overlap(row["question"], question) >= 2), None
+            )
             values[name] = hit or "I don't know"
         elif name == "topic":
             q = question.lower()
-            values[name] = "billing" if "charge" in q or "refund" in q else "bug" if "crash" in q else "other"
+            values[name] = (
+                "billing" if "charge" in q or "refund" in q else "bug" if "crash" in q else "other"
+            )
         elif name == "urgency":
             values[name] = "high" if "twice" in question or "crash" in question else "normal"
         elif name == "evidence":
@@ -61,13 +71,21 @@ def offline_answer(request: dict[str, Any]) -> str:
             values[name] = "n/a"
     if "response_format" in request:
         return json.dumps(values)
-    parts = [f"<<< {k} >>>\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
+    parts = [
+        f"<<< {k} >>>\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()
+    ]
     return "\n\n".join([*parts, "<<< end >>>"])
 
 
+_STOPWORDS = {"the", "of", "is", "what", "who", "how", "when", "a"}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower())) - _STOPWORDS
+
+
 def _overlap(a: str, b: str) -> int:
-    words = lambda s: set(re.findall(r"[a-z]+", s.lower())) - {"the", "of", "is", "what", "who", "how", "when", "a"}  # noqa: E731
-    return len(words(a) & words(b))
+    return len(_words(a) & _words(b))
 
 
 def load_module(path: Path) -> Any:
@@ -83,7 +101,10 @@ def main() -> None:
     server = None
     if model:
         api_base = os.environ.get("DSX_API_BASE")
-        print(f"dsx demo — using the LM from DSX_LM: {model}" + (f" at {api_base}" if api_base else ""))
+        print(
+            f"dsx demo — using the LM from DSX_LM: {model}"
+            + (f" at {api_base}" if api_base else "")
+        )
     else:
         from dsx.testing import OpenAIServer
 
@@ -91,36 +112,64 @@ def main() -> None:
         model = "openai/dsx-offline-demo"
         os.environ["DSX_API_BASE"] = server.api_base
         os.environ["DSX_API_KEY"] = "dsx-local"
-        print("dsx demo — DSX_LM is not set, so this runs against dsx's local OpenAI-compatible server")
+        print(
+            "dsx demo — DSX_LM is not set, so this runs against dsx's local OpenAI-compatible server"
+        )
         print(f"({server.api_base}) with a deterministic offline responder for the example data.")
         print("Set DSX_LM (e.g. DSX_LM=openai/gpt-4o-mini) to use a real model.\n")
     os.environ["DSX_LM"] = model
     try:
         dsx.configure(
-            lm=dsx.LM(model, api_base=os.environ.get("DSX_API_BASE"), api_key=os.environ.get("DSX_API_KEY"), cache=False),
+            lm=dsx.LM(
+                model,
+                api_base=os.environ.get("DSX_API_BASE"),
+                api_key=os.environ.get("DSX_API_KEY"),
+                cache=False,
+            ),
             rm=search,
         )
         with tempfile.TemporaryDirectory() as out:
             for name in ("rag", "classifier"):
                 print(f"$ dsx build examples/{name}.dsx --out {out}")
                 done = subprocess.run(
-                    [sys.executable, "-m", "dsx.cli", "build", str(HERE / f"{name}.dsx"), "--out", out],
-                    capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "dsx.cli",
+                        "build",
+                        str(HERE / f"{name}.dsx"),
+                        "--out",
+                        out,
+                    ],
+                    capture_output=True,
+                    text=True,
                 )
                 print(textwrap_indent(done.stdout + done.stderr))
                 if done.returncode:
                     raise SystemExit(done.returncode)
             rag = load_module(Path(out) / "rag.py").program()
-            print(f"rag: {len(rag.answer.predict.demos)} demos on `answer` from BootstrapFewShot (see rag.state.json)")
-            for q in ("What is the capital of France?", "Who created Python?", "When was the Eiffel Tower completed?"):
+            print(
+                f"rag: {len(rag.answer.predict.demos)} demos on `answer` from BootstrapFewShot (see rag.state.json)"
+            )
+            for q in (
+                "What is the capital of France?",
+                "Who created Python?",
+                "When was the Eiffel Tower completed?",
+            ):
                 pred = rag(question=q)
                 print(f"  Q: {q}\n  A: {pred.answer}")
             classify = load_module(Path(out) / "classify.py").program()
             ticket = "I was charged twice this month, please refund one payment."
             pred = classify(ticket=ticket)
-            print(f"\nclassify: {ticket!r}\n  topic={pred.topic} urgency={pred.urgency} evidence={pred.evidence[0].quote!r}")
+            print(
+                f"\nclassify: {ticket!r}\n  topic={pred.topic} urgency={pred.urgency} evidence={pred.evidence[0].quote!r}"
+            )
         print("\n$ dsx test examples/classifier.dsx")
-        done = subprocess.run([sys.executable, "-m", "dsx.cli", "test", str(HERE / "classifier.dsx")], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "dsx.cli", "test", str(HERE / "classifier.dsx")],
+            capture_output=True,
+            text=True,
+        )
         print(textwrap_indent(done.stdout + done.stderr))
         print(f"corpus used by Retrieve: {len(CORPUS)} passages (examples/search_tools.py)")
     finally:

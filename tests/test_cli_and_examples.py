@@ -12,9 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_builds_and_runs_the_examples_on_the_local_server():
-    env = {k: v for k, v in os.environ.items() if k not in ("DSX_LM", "DSX_API_BASE", "DSX_API_KEY")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DSX_LM", "DSX_API_BASE", "DSX_API_KEY")
+    }
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True, text=True, env=env
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     out = done.stdout
     assert done.returncode == 0, done.stderr + out

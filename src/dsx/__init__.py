@@ -28,9 +28,9 @@ from dsx.errors import ServerError as ServerError
 from dsx.errors import SignatureError as SignatureError
 from dsx.errors import StateError as StateError
 from dsx.errors import UnknownInputError as UnknownInputError
-from dsx.runtime.cache import configure_cache as configure_cache
 from dsx.runtime.assertions import Assert as Assert
 from dsx.runtime.assertions import Suggest as Suggest
+from dsx.runtime.cache import configure_cache as configure_cache
 from dsx.runtime.example import Example as Example
 from dsx.runtime.lm_base import BaseLM as BaseLM
 from dsx.runtime.lm_base import LMResponse as LMResponse
@@ -52,33 +52,33 @@ from dsx.runtime.signature import make_signature as make_signature
 from dsx.runtime.usage import track_usage as track_usage
 
 if TYPE_CHECKING:
+    from dsx._load import load_program as load_program
     from dsx.runtime.adapters import Adapter as Adapter
     from dsx.runtime.adapters import ChatAdapter as ChatAdapter
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
-    from dsx._load import load_program as load_program
-    from dsx.runtime.instantiate import instantiate as instantiate
-    from dsx.runtime.lm import LM as LM
     from dsx.runtime.best_of_n import BestOfN as BestOfN
+    from dsx.runtime.best_of_n import Refine as Refine
     from dsx.runtime.code_agents import CodeAct as CodeAct
     from dsx.runtime.code_agents import ProgramOfThought as ProgramOfThought
-    from dsx.runtime.best_of_n import Refine as Refine
-    from dsx.runtime.react import ReAct as ReAct
-    from dsx.runtime.retrieve import Retrieve as Retrieve
-    from dsx.runtime.tool import Tool as Tool
     from dsx.runtime.embedder import Embedder as Embedder
     from dsx.runtime.evaluate import Evaluate as Evaluate
     from dsx.runtime.evaluate import EvaluationResult as EvaluationResult
+    from dsx.runtime.instantiate import instantiate as instantiate
+    from dsx.runtime.lm import LM as LM
+    from dsx.runtime.parallel import BatchError as BatchError
     from dsx.runtime.parallel import Parallel as Parallel
+    from dsx.runtime.react import ReAct as ReAct
+    from dsx.runtime.retrieve import Retrieve as Retrieve
+    from dsx.runtime.tool import Tool as Tool
+    from dsx.runtime.types import History as History
+    from dsx.runtime.types import Image as Image
     from dsx.teleprompt import KNN as KNN
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
     from dsx.teleprompt import BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch
     from dsx.teleprompt import Ensemble as Ensemble
     from dsx.teleprompt import KNNFewShot as KNNFewShot
-    from dsx.teleprompt import Teleprompter as Teleprompter
     from dsx.teleprompt import LabeledFewShot as LabeledFewShot
-    from dsx.runtime.parallel import BatchError as BatchError
-    from dsx.runtime.types import History as History
-    from dsx.runtime.types import Image as Image
+    from dsx.teleprompt import Teleprompter as Teleprompter
 
 # name -> module that defines it, imported on first access
 _LAZY = {

@@ -58,7 +58,9 @@ def cmd_build(args: Any) -> int:
     if not path.is_file():
         return _err(f"{path}: no such file")
     try:
-        result = build(path, out=args.out, emit=args.emit, lm=args.lm, log=lambda m: print(m, file=sys.stderr))
+        result = build(
+            path, out=args.out, emit=args.emit, lm=args.lm, log=lambda m: print(m, file=sys.stderr)
+        )
     except BuildError as exc:
         print(f"dsx build: {exc}", file=sys.stderr)
         if "error(s)" in str(exc):
@@ -116,7 +118,9 @@ def cmd_run(args: Any) -> int:
     except DsxError as exc:
         return _err(str(exc))
     if dsx.settings.lm is None and not any(p.lm for p in program.predictors()):
-        return _err("no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini) or set DSX_LM")
+        return _err(
+            "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini) or set DSX_LM"
+        )
     status = 0
     names = dict((id(p), n) for n, p in program.named_predictors())
     for row in rows:
@@ -130,13 +134,16 @@ def cmd_run(args: Any) -> int:
             continue
         if args.trace:
             for predictor, inputs, out in trace:
-                print(f"[trace] {names.get(id(predictor), predictor)}: {json.dumps(_plain(inputs), ensure_ascii=False)[:300]}"
-                      f" -> {json.dumps(_plain(out.to_dict()), ensure_ascii=False)[:300]}", file=sys.stderr)
+                print(
+                    f"[trace] {names.get(id(predictor), predictor)}: {json.dumps(_plain(inputs), ensure_ascii=False)[:300]}"
+                    f" -> {json.dumps(_plain(out.to_dict()), ensure_ascii=False)[:300]}",
+                    file=sys.stderr,
+                )
         values = _plain(pred.to_dict() if hasattr(pred, "to_dict") else pred)
         if args.json:
             print(json.dumps(values, ensure_ascii=False))
         else:
-            for key, value in (values.items() if isinstance(values, dict) else [("result", values)]):
+            for key, value in values.items() if isinstance(values, dict) else [("result", values)]:
                 shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                 print(f"{key}: {shown}")
             if len(rows) > 1:
@@ -184,13 +191,21 @@ def cmd_test(args: Any) -> int:
             for key, expr in test.expect:
                 want = _interp.run_sync(_interp.eval_expr(expr, env))
                 got = getattr(result, key, None)
-                same = normalize_text(got) == normalize_text(want) if isinstance(want, str) else got == want
+                same = (
+                    normalize_text(got) == normalize_text(want)
+                    if isinstance(want, str)
+                    else got == want
+                )
                 if not same:
                     problems.append(f"expected {key} = {want!r}, got {got!r}")
             env["result"] = result
             for check in test.checks:
                 if not _interp.run_sync(_interp.eval_expr(check.cond, env)):
-                    msg = _interp.run_sync(_interp.eval_expr(check.message, env)) if check.message else "condition is false"
+                    msg = (
+                        _interp.run_sync(_interp.eval_expr(check.message, env))
+                        if check.message
+                        else "condition is false"
+                    )
                     line = f" (line {check.loc[1]})" if check.loc else ""
                     problems.append(f"{check.severity} failed{line}: {msg}")
         except (DsxError, TypeError, ValueError) as exc:
@@ -218,8 +233,17 @@ def _load_dataset(ns: Any, spec: str, inputs: list[str] | None) -> list[Any]:
     path = Path(spec)
     fmt = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(path.suffix)
     if fmt is None:
-        raise DsxError(f"--data {spec}: not a data declaration of the file nor a .jsonl/.json/.csv file")
-    ds = ir.build(ir.DataSet, name=path.stem, format=fmt, path=str(path.resolve()), base_dir="/", inputs=tuple(inputs or ()))
+        raise DsxError(
+            f"--data {spec}: not a data declaration of the file nor a .jsonl/.json/.csv file"
+        )
+    ds = ir.build(
+        ir.DataSet,
+        name=path.stem,
+        format=fmt,
+        path=str(path.resolve()),
+        base_dir="/",
+        inputs=tuple(inputs or ()),
+    )
     return load_data(ds)
 
 
@@ -242,10 +266,17 @@ def cmd_eval(args: Any) -> int:
     except DsxError as exc:
         return _err(str(exc))
     if dsx.settings.lm is None and not any(p.lm for p in program.predictors()):
-        return _err("no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini) or set DSX_LM")
+        return _err(
+            "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini) or set DSX_LM"
+        )
     evaluate = dsx.Evaluate(
-        devset=devset, metric=metric, num_threads=args.num_threads, display_progress=not args.json,
-        display_table=args.table, save_as_json=args.save_json, save_as_csv=args.save_csv,
+        devset=devset,
+        metric=metric,
+        num_threads=args.num_threads,
+        display_progress=not args.json,
+        display_table=args.table,
+        save_as_json=args.save_json,
+        save_as_csv=args.save_csv,
     )
     result = evaluate(program)
     if args.json:
@@ -290,7 +321,9 @@ def cmd_optimize(args: Any) -> int:
     name = program_name or (unit.programs[0].name if unit.programs else None)
     opt = next((o for o in unit.optimizes if o.program == name), None)
     if opt is None:
-        return _err(f"{path} has no `optimize {name} {{ ... }}` block; add one (optimizer, train data, metric)")
+        return _err(
+            f"{path} has no `optimize {name} {{ ... }}` block; add one (optimizer, train data, metric)"
+        )
     lm_name = opt.lm or args.lm or os.environ.get("DSX_LM")
     try:
         state = run_optimize(unit, opt, lm_name, log=lambda m: print(m, file=sys.stderr))

@@ -35,7 +35,9 @@ def load_namespace(path: str | Path) -> Any:
         raise DsxError(f"{p}: no such file")
     analysis = analyze_path(p)
     if analysis.errors:
-        shown = "\n\n".join(render_text(d, analysis.source(d.span.file)) for d in analysis.errors[:10])
+        shown = "\n\n".join(
+            render_text(d, analysis.source(d.span.file)) for d in analysis.errors[:10]
+        )
         raise CheckFailed(f"{p} has {len(analysis.errors)} error(s):\n\n{shown}")
     return instantiate(analysis.unit)
 

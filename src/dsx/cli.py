@@ -151,18 +151,38 @@ def build_parser() -> argparse.ArgumentParser:
         "in OUT/.cache), and write one Python module per program plus its learned state as JSON.",
     )
     build.add_argument("file", metavar="FILE", help="the .dsx file")
-    build.add_argument("--out", metavar="DIR", help="output directory (default: build/ next to FILE)")
-    build.add_argument("--emit", choices=["py", "ir", "ast"], default="py", help="what to write (default: py)")
-    build.add_argument("--explain", action="store_true", help="show the chosen instructions and demos per predictor")
-    build.add_argument("--lm", metavar="MODEL", help="LM for optimization (default: DSX_LM or the optimize block's `lm`)")
+    build.add_argument(
+        "--out", metavar="DIR", help="output directory (default: build/ next to FILE)"
+    )
+    build.add_argument(
+        "--emit", choices=["py", "ir", "ast"], default="py", help="what to write (default: py)"
+    )
+    build.add_argument(
+        "--explain",
+        action="store_true",
+        help="show the chosen instructions and demos per predictor",
+    )
+    build.add_argument(
+        "--lm",
+        metavar="MODEL",
+        help="LM for optimization (default: DSX_LM or the optimize block's `lm`)",
+    )
     build.set_defaults(func=_lazy("cmd_build"))
     run = sub.add_parser(
         "run",
         help="run a program on inputs",
         description="Run FILE[:program] (a .dsx or .ir.json file) on --input values or each line of --jsonl.",
     )
-    run.add_argument("target", metavar="FILE[:program]", help="the program to run (default: the first)")
-    run.add_argument("--input", "-i", action="append", metavar="NAME=VALUE", help="an input (JSON values are parsed)")
+    run.add_argument(
+        "target", metavar="FILE[:program]", help="the program to run (default: the first)"
+    )
+    run.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an input (JSON values are parsed)",
+    )
     run.add_argument("--jsonl", metavar="FILE", help="run once per JSON object in FILE")
     run.add_argument("--json", action="store_true", help="print outputs as JSON")
     run.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
@@ -185,11 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
         "file) concurrently and score it with --metric (a `metric` of the file).",
     )
     ev.add_argument("target", metavar="FILE[:program]")
-    ev.add_argument("--data", required=True, metavar="NAME|PATH", help="a data declaration or a data file")
-    ev.add_argument("--metric", metavar="NAME", help="a metric declaration (default: the optimize block's, or the only one)")
-    ev.add_argument("--inputs", metavar="A,B", help="input fields of a data file (default: the program's inputs)")
-    ev.add_argument("--num-threads", type=int, default=None, metavar="N", help="how many examples run at once")
-    ev.add_argument("--table", type=int, default=0, metavar="N", help="show the first N results as a table")
+    ev.add_argument(
+        "--data", required=True, metavar="NAME|PATH", help="a data declaration or a data file"
+    )
+    ev.add_argument(
+        "--metric",
+        metavar="NAME",
+        help="a metric declaration (default: the optimize block's, or the only one)",
+    )
+    ev.add_argument(
+        "--inputs",
+        metavar="A,B",
+        help="input fields of a data file (default: the program's inputs)",
+    )
+    ev.add_argument(
+        "--num-threads", type=int, default=None, metavar="N", help="how many examples run at once"
+    )
+    ev.add_argument(
+        "--table", type=int, default=0, metavar="N", help="show the first N results as a table"
+    )
     ev.add_argument("--save-json", metavar="PATH", help="write every result as JSON")
     ev.add_argument("--save-csv", metavar="PATH", help="write every result as CSV")
     ev.add_argument("--json", action="store_true", help="print the score as JSON")
@@ -203,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("target", metavar="FILE[:program]")
     opt.add_argument("--out", metavar="PATH", help="where to write the state JSON")
-    opt.add_argument("--lm", metavar="MODEL", help="litellm model string (default: the block's `lm` or DSX_LM)")
+    opt.add_argument(
+        "--lm", metavar="MODEL", help="litellm model string (default: the block's `lm` or DSX_LM)"
+    )
     opt.set_defaults(func=_lazy("cmd_optimize"))
     inspect = sub.add_parser(
         "inspect",

@@ -252,7 +252,11 @@ def test_an_edit_inside_a_forward_body_is_rechecked_incrementally():
     assert [d.code for d in again.diagnostics] == ["DSX112"]
 
 
-_FMT_INPUTS = sorted(p for p in (ROOT / "tests" / "cases" / "fmt").glob("*.dsx") if not p.name.endswith(".expected.dsx"))
+_FMT_INPUTS = sorted(
+    p
+    for p in (ROOT / "tests" / "cases" / "fmt").glob("*.dsx")
+    if not p.name.endswith(".expected.dsx")
+)
 
 
 @pytest.mark.parametrize(
@@ -268,7 +272,11 @@ def test_formatting_never_changes_the_ir(path, tmp_path):
     assert format_source(formatted, str(path)) == formatted
     copy = tmp_path / path.name
     for sibling in path.parent.glob("*"):
-        if sibling.is_file() and sibling.suffix in (".dsx", ".py", ".jsonl") and sibling.name != path.name:
+        if (
+            sibling.is_file()
+            and sibling.suffix in (".dsx", ".py", ".jsonl")
+            and sibling.name != path.name
+        ):
             (tmp_path / sibling.name).write_text(sibling.read_text())
     if (path.parent / "data").is_dir():
         (tmp_path / "data").mkdir()

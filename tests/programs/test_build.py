@@ -22,7 +22,7 @@ from dsx.testing import FunctionLM
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
-RAG_DSX = '''use python "helpers" as helpers
+RAG_DSX = """use python "helpers" as helpers
 
 /// Answer questions with short factoid answers.
 signature GenerateAnswer {
@@ -72,15 +72,15 @@ test wrong for rag {
     given  question = "capital of Italy?"
     expect answer = "Rome"
 }
-'''
+"""
 
-HELPERS = '''
+HELPERS = """
 def shout(text):
     return text.upper()
 
 def boom(xs):
     return xs[10]
-'''
+"""
 
 
 def scripted(messages, **kwargs):
@@ -98,7 +98,11 @@ def passages(query, k):
 def project(tmp_path):
     (tmp_path / "rag.dsx").write_text(RAG_DSX)
     (tmp_path / "helpers.py").write_text(HELPERS)
-    rows = [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}, {"question": "q3", "answer": "a3"}]
+    rows = [
+        {"question": "q1", "answer": "a1"},
+        {"question": "q2", "answer": "a2"},
+        {"question": "q3", "answer": "a3"},
+    ]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     sys.modules.pop("helpers", None)
     yield tmp_path
@@ -141,7 +145,11 @@ def test_dsx_program_and_hand_written_python_send_the_same_prompts(project):
     lm_a, lm_b = FunctionLM(scripted), FunctionLM(scripted)
     pred_a = run_with(from_dsx, lm_a)
     pred_b = run_with(HandRAG(), lm_b)
-    assert pred_a.to_dict() == pred_b.to_dict() == {"reasoning": "The context says so.", "answer": "Paris"}
+    assert (
+        pred_a.to_dict()
+        == pred_b.to_dict()
+        == {"reasoning": "The context says so.", "answer": "Paris"}
+    )
     assert [h["messages"] for h in lm_a.history] == [h["messages"] for h in lm_b.history]
     assert len(lm_a.history) == 2
 
@@ -191,8 +199,16 @@ def test_generated_code_uses_only_the_runtime_surface(project):
     build(project / "rag.dsx", log=lambda m: None)
     tree = pyast.parse((project / "build" / "rag.py").read_text())
     imports = [n for n in pyast.walk(tree) if isinstance(n, pyast.Import | pyast.ImportFrom)]
-    assert [(n.module, [a.name for a in n.names]) for n in imports] == [("dsx.runtime", ["generated"])]
-    used = {n.attr for n in pyast.walk(tree) if isinstance(n, pyast.Attribute) and isinstance(n.value, pyast.Name) and n.value.id == "_dsx"}
+    assert [(n.module, [a.name for a in n.names]) for n in imports] == [
+        ("dsx.runtime", ["generated"])
+    ]
+    used = {
+        n.attr
+        for n in pyast.walk(tree)
+        if isinstance(n, pyast.Attribute)
+        and isinstance(n.value, pyast.Name)
+        and n.value.id == "_dsx"
+    }
     assert used and used <= set(generated.__all__), used - set(generated.__all__)
 
 
@@ -213,7 +229,9 @@ pred = rag.program()(question="hi")
 print(json.dumps({{"answer": pred.answer, "demos": len(rag.program().answer.predict.demos),
                   "toolchain": [m for m in sys.modules if m.startswith(("dsx.compiler", "dsx.grammar", "lark"))]}}))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=project)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=project
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data == {"answer": "Paris", "demos": 2, "toolchain": []}
@@ -287,7 +305,9 @@ def test_build_refuses_a_file_with_errors_and_unknown_optimizers(tmp_path):
     with pytest.raises(BuildError, match="1 error"):
         build(bad, log=lambda m: None)
     good = tmp_path / "opt.dsx"
-    good.write_text('signature S = "q -> a"\nprogram p = Predict(S)\nmetric em = exact_match\ntest t for p {\n    given q = "x"\n    expect a = "y"\n}\noptimize p {\n    with COPRO()\n    train tests\n    metric em\n}\n')
+    good.write_text(
+        'signature S = "q -> a"\nprogram p = Predict(S)\nmetric em = exact_match\ntest t for p {\n    given q = "x"\n    expect a = "y"\n}\noptimize p {\n    with COPRO()\n    train tests\n    metric em\n}\n'
+    )
     with pytest.raises(BuildError, match="COPRO is not available"):
         build(good, log=lambda m: None)
 
@@ -314,9 +334,9 @@ def test_generated_code_for_every_example_compiles():
 
 def test_codegen_handles_keyword_names_and_interpolation():
     text = (
-        'signature S {\n    in from: str\n    out class: str\n}\n'
+        "signature S {\n    in from: str\n    out class: str\n}\n"
         'module M {\n    p = Predict(S)\n    forward(import: str) {\n        lambda = "v={import} {{x}}"\n'
-        '        return p(from = lambda)\n    }\n}\nprogram m = M()\n'
+        "        return p(from = lambda)\n    }\n}\nprogram m = M()\n"
     )
     analysis = analyze_source(text, "/tmp/kw.dsx")
     assert analysis.diagnostics == []

@@ -51,29 +51,39 @@ def test_tool_schema_from_hints_and_docstring_and_validation():
 
 
 def test_react_tool_errors_and_invalid_arguments_become_observations():
-    lm = DummyLM([
-        step("search", {"query": "France"}),
-        step("search", {"k": "many"}),
-        step("search", {"query": "boom"}),
-        step("nope", {}),
-        step("finish", {}),
-        {"reasoning": "found it", "answer": "Paris"},
-    ])
+    lm = DummyLM(
+        [
+            step("search", {"query": "France"}),
+            step("search", {"k": "many"}),
+            step("search", {"query": "boom"}),
+            step("nope", {}),
+            step("finish", {}),
+            {"reasoning": "found it", "answer": "Paris"},
+        ]
+    )
     agent = dsx.ReAct("question -> answer", tools=[search])
     with dsx.context(lm=lm):
         pred = agent(question="capital of France?")
     assert pred.answer == "Paris" and pred.reasoning == "found it"
     obs = [s["observation"] for s in pred.trajectory]
     assert obs[0] == '["passage about France"]'
-    assert obs[1].startswith("Error: invalid arguments for search") and "query: Field required" in obs[1]
+    assert (
+        obs[1].startswith("Error: invalid arguments for search")
+        and "query: Field required" in obs[1]
+    )
     assert obs[2] == "Error: search raised RuntimeError: network down"
     assert "no tool 'nope'" in obs[3] and obs[4] == "Completed."
     # the trajectory is shown to the LM on later steps
-    assert "observation: Error: search raised RuntimeError" in lm.history[4]["messages"][-1]["content"]
+    assert (
+        "observation: Error: search raised RuntimeError" in lm.history[4]["messages"][-1]["content"]
+    )
 
 
 def test_react_stops_at_max_iters_then_extracts():
-    lm = DummyLM([step("search", {"query": str(i)}) for i in range(3)] + [{"reasoning": "r", "answer": "best guess"}])
+    lm = DummyLM(
+        [step("search", {"query": str(i)}) for i in range(3)]
+        + [{"reasoning": "r", "answer": "best guess"}]
+    )
     agent = dsx.ReAct("question -> answer", tools=[search], max_iters=3)
     with dsx.context(lm=lm):
         pred = agent(question="q")
@@ -110,7 +120,9 @@ def test_react_trims_the_oldest_steps_on_context_overflow():
 
 async def test_concurrent_agents_do_not_share_state():
     def make_lm(tag):
-        return DummyLM([step("search", {"query": tag}), step("finish", {}), {"reasoning": tag, "answer": tag}])
+        return DummyLM(
+            [step("search", {"query": tag}), step("finish", {}), {"reasoning": tag, "answer": tag}]
+        )
 
     agent = dsx.ReAct("question -> answer", tools=[search])
 
@@ -147,7 +159,10 @@ def test_assert_backtracks_with_previous_output_and_feedback():
 
 def test_assert_raises_after_max_backtracks_and_suggest_moves_on(caplog):
     lm = DummyLM([{"title": "A very long title"}] * 10)
-    with dsx.context(lm=lm, max_backtracks=2), pytest.raises(dsx.AssertionFailed, match="shorter than 10"):
+    with (
+        dsx.context(lm=lm, max_backtracks=2),
+        pytest.raises(dsx.AssertionFailed, match="shorter than 10"),
+    ):
         Titler()(topic="x")
     assert lm.calls == 3
     lm2 = DummyLM([{"title": "A very long title"}] * 10)
@@ -188,7 +203,9 @@ def test_best_of_n_keeps_the_best_and_samples_anew():
         return {"answer": str(len(seen))}
 
     program = dsx.Predict("question -> answer")
-    best = dsx.BestOfN(program, N=3, reward_fn=lambda inputs, pred: int(pred.answer) % 3, threshold=5)
+    best = dsx.BestOfN(
+        program, N=3, reward_fn=lambda inputs, pred: int(pred.answer) % 3, threshold=5
+    )
     with dsx.context(lm=FunctionLM(reply)):
         assert best(question="q").answer == "2"
     assert seen == [(None, None), (1, 1.0), (2, 1.0)]
@@ -217,8 +234,13 @@ def test_best_of_n_gives_up_after_fail_count():
     def reply(messages):
         raise ValueError("model exploded")
 
-    best = dsx.BestOfN(dsx.Predict("q -> a"), N=3, reward_fn=lambda i, p: 1.0, threshold=1.0, fail_count=2)
-    with dsx.context(lm=FunctionLM(reply)), pytest.raises(dsx.DsxError, match="2 attempt\\(s\\) failed"):
+    best = dsx.BestOfN(
+        dsx.Predict("q -> a"), N=3, reward_fn=lambda i, p: 1.0, threshold=1.0, fail_count=2
+    )
+    with (
+        dsx.context(lm=FunctionLM(reply)),
+        pytest.raises(dsx.DsxError, match="2 attempt\\(s\\) failed"),
+    ):
         best(q="x")
 
 
@@ -226,15 +248,22 @@ def test_example_agent_and_refined_summarizer_run(monkeypatch):
     from pathlib import Path
 
     examples = Path(__file__).resolve().parents[2] / "examples"
-    lm = DummyLM([
-        step("calculator", {"expression": "6 * 7"}),
-        step("finish", {}),
-        {"reasoning": "6*7=42", "answer": "42"},
-    ])
+    lm = DummyLM(
+        [
+            step("calculator", {"expression": "6 * 7"}),
+            step("finish", {}),
+            {"reasoning": "6*7=42", "answer": "42"},
+        ]
+    )
     with dsx.context(lm=lm):
         pred = dsx.load_program(examples / "react_agent.dsx")(question="What is 6 times 7?")
     assert pred.answer == "42" and pred.trajectory[0]["observation"] == "42.0"
     long = " ".join(["word"] * 40)
-    lm2 = DummyLM([{"reasoning": "r", "summary": long}, {"reasoning": "r", "summary": "A short summary."}])
+    lm2 = DummyLM(
+        [{"reasoning": "r", "summary": long}, {"reasoning": "r", "summary": "A short summary."}]
+    )
     with dsx.context(lm=lm2):
-        assert dsx.load_program(examples / "refine_summary.dsx")(text="some text").summary == "A short summary."
+        assert (
+            dsx.load_program(examples / "refine_summary.dsx")(text="some text").summary
+            == "A short summary."
+        )

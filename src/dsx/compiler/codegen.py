@@ -475,7 +475,7 @@ class _Gen:
         if k == "unary":
             if e.op == "not":
                 text = f"not {self.expr(e.operand, 3, in_forward)}"
-                return f"({text})" if 3 < parent else text
+                return f"({text})" if parent > 3 else text
             return f"-{self.expr(e.operand, 8, in_forward)}"
         raise ValueError(f"codegen: unknown expression kind {k!r}")
 

@@ -7,11 +7,11 @@ when running async — and sends the result back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Generator
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from dsx import ir
 from dsx.errors import AssertionFailed, DsxError
@@ -29,15 +29,33 @@ def _join(items: Any, sep: str = " ") -> str:
 
 
 BUILTINS: dict[str, Any] = {
-    "len": len, "str": str, "int": int, "float": float, "bool": bool, "list": list,
-    "dict": dict, "range": range, "min": min, "max": max, "sum": sum, "sorted": sorted,
-    "enumerate": enumerate, "zip": zip, "any": any, "all": all, "abs": abs, "round": round,
-    "print": print, "join": _join, "lower": lambda s: str(s).lower(),
-    "upper": lambda s: str(s).upper(), "strip": lambda s: str(s).strip(),
+    "len": len,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+    "range": range,
+    "min": min,
+    "max": max,
+    "sum": sum,
+    "sorted": sorted,
+    "enumerate": enumerate,
+    "zip": zip,
+    "any": any,
+    "all": all,
+    "abs": abs,
+    "round": round,
+    "print": print,
+    "join": _join,
+    "lower": lambda s: str(s).lower(),
+    "upper": lambda s: str(s).upper(),
+    "strip": lambda s: str(s).strip(),
 }
 
 
-class Return(Exception):  # noqa: N818 - control flow, not an error
+class Return(Exception):
     def __init__(self, value: Any) -> None:
         self.value = value
 
@@ -114,10 +132,18 @@ def eval_expr(e: Any, env: dict[str, Any]) -> Gen:
 
 
 _BINOPS = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b, "%": lambda a, b: a % b, "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "in": lambda a, b: a in b,
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "%": lambda a, b: a % b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "in": lambda a, b: a in b,
     "not in": lambda a, b: a not in b,
 }
 
@@ -139,10 +165,8 @@ def _note(exc: BaseException, stmt: Any) -> None:
     if loc is None or getattr(exc, "_dsx_noted", False):
         return
     exc.add_note(f"  at {loc[0]}:{loc[1]}:{loc[2]} (.dsx source)")
-    try:
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__ refuse new attributes
         exc._dsx_noted = True  # type: ignore[attr-defined]
-    except AttributeError:
-        pass
 
 
 def _exec(stmt: Any, env: dict[str, Any]) -> Gen:

@@ -33,17 +33,21 @@ class BacktrackScope:
         self.remaining = max_backtracks
         self.last: Any = None  # the predictor called most recently
         self.outputs: dict[int, Any] = {}  # id(predictor) -> its latest prediction
-        self.feedback: dict[int, tuple[str, dict[str, Any]]] = {}  # id(predictor) -> (message, previous outputs)
+        self.feedback: dict[
+            int, tuple[str, dict[str, Any]]
+        ] = {}  # id(predictor) -> (message, previous outputs)
 
     def record(self, predictor: Any, prediction: Any) -> None:
         self.last = predictor
         self.outputs[id(predictor)] = prediction
 
 
-scope_var: contextvars.ContextVar[BacktrackScope | None] = contextvars.ContextVar("dsx_backtrack", default=None)
+scope_var: contextvars.ContextVar[BacktrackScope | None] = contextvars.ContextVar(
+    "dsx_backtrack", default=None
+)
 
 
-class Backtrack(Exception):  # noqa: N818 - a control-flow signal caught by Module.__call__
+class Backtrack(Exception):
     def __init__(self, kind: str, message: str, target: Any) -> None:
         super().__init__(message)
         self.kind = kind
@@ -66,12 +70,12 @@ def _check(kind: str, ok: Any, message: str, target: Any, where: str) -> bool:
     return False
 
 
-def Assert(cond: Any, msg: str = "", *, target: Any = None) -> bool:  # noqa: N802 - DSPy's name
+def Assert(cond: Any, msg: str = "", *, target: Any = None) -> bool:
     """Require ``cond``; on failure backtrack, then raise :class:`~dsx.AssertionFailed`."""
     return _check("assert", cond, msg, target, "")
 
 
-def Suggest(cond: Any, msg: str = "", *, target: Any = None) -> bool:  # noqa: N802 - DSPy's name
+def Suggest(cond: Any, msg: str = "", *, target: Any = None) -> bool:
     """Prefer ``cond``; on failure backtrack, then log and go on. Returns whether it held."""
     return _check("suggest", cond, msg, target, "")
 

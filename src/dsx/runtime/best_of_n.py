@@ -21,11 +21,15 @@ __all__ = ["BestOfN", "Refine"]
 log = logging.getLogger("dsx")
 
 
-def _score(reward_fn: Callable[..., Any], inputs: dict[str, Any], pred: Any) -> tuple[float, str | None]:
+def _score(
+    reward_fn: Callable[..., Any], inputs: dict[str, Any], pred: Any
+) -> tuple[float, str | None]:
     """A reward function returns a number, or ``(number, feedback)``."""
     result = reward_fn(inputs, pred)
     if isinstance(result, tuple):
-        return float(result[0]), str(result[1]) if len(result) > 1 and result[1] is not None else None
+        return float(result[0]), str(result[1]) if len(result) > 1 and result[
+            1
+        ] is not None else None
     return float(result), None
 
 
@@ -43,7 +47,15 @@ class BestOfN(Module):
 
     hints = False
 
-    def __init__(self, module: Module, N: int, reward_fn: Callable[..., Any], threshold: float, *, fail_count: int | None = None) -> None:  # noqa: N803 - DSPy's name
+    def __init__(
+        self,
+        module: Module,
+        N: int,
+        reward_fn: Callable[..., Any],
+        threshold: float,
+        *,
+        fail_count: int | None = None,
+    ) -> None:
         self.module = module
         self.N = N
         self.reward_fn = reward_fn
@@ -71,7 +83,9 @@ class BestOfN(Module):
             except Exception as exc:
                 failures.append(exc)
                 if len(failures) >= self.fail_count:
-                    raise DsxError(f"{type(self).__name__}: {len(failures)} attempt(s) failed; the last: {exc}") from exc
+                    raise DsxError(
+                        f"{type(self).__name__}: {len(failures)} attempt(s) failed; the last: {exc}"
+                    ) from exc
                 continue
             if best is None or score > best[0]:
                 best = (score, pred)
@@ -79,7 +93,9 @@ class BestOfN(Module):
                 break
             feedback = self._feedback(pred, score, note)
         if best is None:
-            raise DsxError(f"{type(self).__name__}: every attempt failed") from (failures[-1] if failures else None)
+            raise DsxError(f"{type(self).__name__}: every attempt failed") from (
+                failures[-1] if failures else None
+            )
         return best[1]
 
     async def aforward(self, **inputs: Any) -> Prediction:
@@ -94,7 +110,9 @@ class BestOfN(Module):
             except Exception as exc:
                 failures.append(exc)
                 if len(failures) >= self.fail_count:
-                    raise DsxError(f"{type(self).__name__}: {len(failures)} attempt(s) failed; the last: {exc}") from exc
+                    raise DsxError(
+                        f"{type(self).__name__}: {len(failures)} attempt(s) failed; the last: {exc}"
+                    ) from exc
                 continue
             if best is None or score > best[0]:
                 best = (score, pred)
@@ -102,7 +120,9 @@ class BestOfN(Module):
                 break
             feedback = self._feedback(pred, score, note)
         if best is None:
-            raise DsxError(f"{type(self).__name__}: every attempt failed") from (failures[-1] if failures else None)
+            raise DsxError(f"{type(self).__name__}: every attempt failed") from (
+                failures[-1] if failures else None
+            )
         return best[1]
 
     def _feedback(self, pred: Any, score: float, note: str | None) -> str:

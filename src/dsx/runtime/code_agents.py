@@ -30,7 +30,9 @@ def _code(text: str) -> str:
     return (m.group(1) if m else text).strip()
 
 
-def _make_sandbox(sandbox: str | SandboxFactory, tools: dict[str, Callable[..., Any]], timeout: float | None) -> Any:
+def _make_sandbox(
+    sandbox: str | SandboxFactory, tools: dict[str, Callable[..., Any]], timeout: float | None
+) -> Any:
     if callable(sandbox):
         return sandbox(tools=tools, timeout=timeout)
     from dsx.sandbox import create_sandbox
@@ -45,7 +47,9 @@ def _observe(result: Any) -> str:
     if result.stderr:
         parts.append(f"stderr:\n{result.stderr.rstrip()}")
     if result.has_value:
-        parts.append(f"value: {result.value_repr if result.value_repr is not None else result.value}")
+        parts.append(
+            f"value: {result.value_repr if result.value_repr is not None else result.value}"
+        )
     if result.timed_out:
         parts.append("error: the code timed out and was stopped")
     elif result.error is not None:
@@ -84,7 +88,15 @@ class ProgramOfThought(Module):
         timeout: seconds each run may take.
     """
 
-    def __init__(self, signature: Any, *, max_iters: int = 3, sandbox: str | SandboxFactory = "wasmtime", timeout: float | None = 10.0, **config: Any) -> None:
+    def __init__(
+        self,
+        signature: Any,
+        *,
+        max_iters: int = 3,
+        sandbox: str | SandboxFactory = "wasmtime",
+        timeout: float | None = 10.0,
+        **config: Any,
+    ) -> None:
         sig = ensure_signature(signature)
         self.signature = sig
         self.max_iters = max_iters
@@ -116,7 +128,9 @@ class ProgramOfThought(Module):
                     return self._finish(inputs, code, result, self.answer)
                 if attempt + 1 < self.max_iters:
                     session.reset()
-                    code = _code(self.fix(**inputs, previous_code=code, error=_observe(result)).code)
+                    code = _code(
+                        self.fix(**inputs, previous_code=code, error=_observe(result)).code
+                    )
         raise _failed(self.max_iters, result)
 
     async def aforward(self, **inputs: Any) -> Prediction:
@@ -129,11 +143,19 @@ class ProgramOfThought(Module):
                     direct = self._direct(code, result)
                     if direct is not None:
                         return direct
-                    pred = await self.answer.acall(**inputs, code=code, code_output=_observe(result))
+                    pred = await self.answer.acall(
+                        **inputs, code=code, code_output=_observe(result)
+                    )
                     return _annotate(pred, code, result)
                 if attempt + 1 < self.max_iters:
                     await session.areset()
-                    code = _code((await self.fix.acall(**inputs, previous_code=code, error=_observe(result))).code)
+                    code = _code(
+                        (
+                            await self.fix.acall(
+                                **inputs, previous_code=code, error=_observe(result)
+                            )
+                        ).code
+                    )
         raise _failed(self.max_iters, result)
 
     def _direct(self, code: str, result: Any) -> Prediction | None:
@@ -159,7 +181,9 @@ def _annotate(pred: Prediction, code: str, result: Any) -> Prediction:
 def _failed(attempts: int, result: Any) -> Exception:
     from dsx.errors import DsxError
 
-    return DsxError(f"ProgramOfThought: no program ran successfully in {attempts} attempt(s); the last: {_observe(result)}")
+    return DsxError(
+        f"ProgramOfThought: no program ran successfully in {attempts} attempt(s); the last: {_observe(result)}"
+    )
 
 
 class CodeAct(Module):
@@ -195,11 +219,17 @@ class CodeAct(Module):
             f"These functions are available:\n{listing}\nWhen you have the answer, call "
             f"SUBMIT({outs})."
         )
-        step = sig.with_instructions(instructions).append("trajectory", InputField(desc="earlier steps and what they printed"), str)
+        step = sig.with_instructions(instructions).append(
+            "trajectory", InputField(desc="earlier steps and what they printed"), str
+        )
         for name in list(sig.output_fields):
             step = step.delete(name)
-        self.act = ChainOfThought(step.append("code", OutputField(desc="the Python code of the next step"), str), **config)
-        self.extract = ChainOfThought(sig.append("trajectory", InputField(desc="what was done"), str), **config)
+        self.act = ChainOfThought(
+            step.append("code", OutputField(desc="the Python code of the next step"), str), **config
+        )
+        self.extract = ChainOfThought(
+            sig.append("trajectory", InputField(desc="what was done"), str), **config
+        )
 
     def _session(self) -> Any:
         bridged = {name: t.func for name, t in self.tools.items()}
@@ -212,7 +242,14 @@ class CodeAct(Module):
                 step = self.act(**inputs, trajectory=_format(trajectory))
                 code = _code(step.code)
                 result = session.execute(code)
-                trajectory.append({"reasoning": step.reasoning, "code": code, "observation": _observe(result), "tool_calls": [c.name for c in result.tool_calls]})
+                trajectory.append(
+                    {
+                        "reasoning": step.reasoning,
+                        "code": code,
+                        "observation": _observe(result),
+                        "tool_calls": [c.name for c in result.tool_calls],
+                    }
+                )
                 done = self._done(result, trajectory)
                 if done is not None:
                     return done
@@ -225,7 +262,14 @@ class CodeAct(Module):
                 step = await self.act.acall(**inputs, trajectory=_format(trajectory))
                 code = _code(step.code)
                 result = await session.aexecute(code)
-                trajectory.append({"reasoning": step.reasoning, "code": code, "observation": _observe(result), "tool_calls": [c.name for c in result.tool_calls]})
+                trajectory.append(
+                    {
+                        "reasoning": step.reasoning,
+                        "code": code,
+                        "observation": _observe(result),
+                        "tool_calls": [c.name for c in result.tool_calls],
+                    }
+                )
                 done = self._done(result, trajectory)
                 if done is not None:
                     return done

@@ -6,32 +6,58 @@ Generated code does ``from dsx.runtime import generated as _dsx`` and uses only 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional, Union  # noqa: F401 - re-exported for generated code
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, Field  # noqa: F401 - re-exported
+from pydantic import BaseModel, Field
 
 from dsx import _version
 from dsx.errors import DsxError
 from dsx.runtime._interp import BUILTINS as _BUILTINS
-from dsx.runtime.assertions import dsx_assert, dsx_suggest  # noqa: F401 - re-exported
-from dsx.runtime.example import Example  # noqa: F401
-from dsx.runtime.module import Module  # noqa: F401
-from dsx.runtime.predict import ChainOfThought, Predict  # noqa: F401
-from dsx.runtime.prediction import Prediction  # noqa: F401
-from dsx.runtime.retrieve import Retrieve  # noqa: F401
-from dsx.runtime.signature import InputField, OutputField, Signature  # noqa: F401
-from dsx.runtime.types import History, Image  # noqa: F401
+from dsx.runtime.assertions import dsx_assert, dsx_suggest
+from dsx.runtime.example import Example
+from dsx.runtime.module import Module
+from dsx.runtime.predict import ChainOfThought, Predict
+from dsx.runtime.prediction import Prediction
+from dsx.runtime.retrieve import Retrieve
+from dsx.runtime.signature import InputField, OutputField, Signature
+from dsx.runtime.types import History, Image
 
 __all__ = [
-    "Any", "BaseModel", "ChainOfThought", "Example", "Field", "History", "Image", "InputField",
-    "Literal", "Module", "Optional", "OutputField", "Prediction", "Predict", "Retrieve",
-    "Signature", "Union", "apply_state", "check_versions", "dsx_assert", "dsx_suggest",
-    "import_python", "join", "kind", "lower", "mapped", "signature", "strip", "upper",
+    "Any",
+    "BaseModel",
+    "ChainOfThought",
+    "Example",
+    "Field",
+    "History",
+    "Image",
+    "InputField",
+    "Literal",
+    "Module",
+    "Optional",
+    "OutputField",
+    "Prediction",
+    "Predict",
+    "Retrieve",
+    "Signature",
+    "Union",
+    "apply_state",
+    "check_versions",
+    "dsx_assert",
+    "dsx_suggest",
+    "import_python",
+    "join",
+    "kind",
+    "lower",
+    "mapped",
+    "signature",
+    "strip",
+    "upper",
 ]
 
 join = _BUILTINS["join"]
@@ -66,13 +92,17 @@ def kind(name: str) -> Any:
     return found
 
 
-def signature(name: str, fields: list[tuple[str, str, Any, dict[str, Any]]], instructions: str) -> Any:
+def signature(
+    name: str, fields: list[tuple[str, str, Any, dict[str, Any]]], instructions: str
+) -> Any:
     """A signature built from data (used when field names are not Python identifiers)."""
     from dsx.runtime.signature import Field as SigField
     from dsx.runtime.signature import signature_from_fields
 
     return signature_from_fields(
-        name, [SigField(n, "input" if d == "in" else "output", t, **kw) for n, d, t, kw in fields], instructions
+        name,
+        [SigField(n, "input" if d == "in" else "output", t, **kw) for n, d, t, kw in fields],
+        instructions,
     )
 
 
@@ -104,10 +134,8 @@ def mapped(func: Any) -> Any:
             tb = tb.tb_next
         if where is not None:
             exc.add_note(f"  at {where[0]}:{where[1]} (.dsx source)")
-            try:
+            with contextlib.suppress(AttributeError):
                 exc._dsx_mapped = True  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
 
     if inspect.iscoroutinefunction(func):
 

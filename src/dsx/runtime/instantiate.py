@@ -56,11 +56,15 @@ class Namespace:
         """A fresh instance of program ``name`` (the only/first one when omitted)."""
         programs = {p.name: p for p in self.unit.programs}
         if not programs:
-            raise DsxError(f"{self.unit.source} declares no `program`; add e.g. `program main = MyModule()`")
+            raise DsxError(
+                f"{self.unit.source} declares no `program`; add e.g. `program main = MyModule()`"
+            )
         if name is None:
             name = self.unit.programs[0].name
         if name not in programs:
-            raise DsxError(f"no program `{name}` in {self.unit.source}; programs: {', '.join(programs)}")
+            raise DsxError(
+                f"no program `{name}` in {self.unit.source}; programs: {', '.join(programs)}"
+            )
         instance = self._build_sub(programs[name].root, {}, {})
         state = self.unit.learned.get(name)
         if learned and state is not None:
@@ -94,13 +98,21 @@ class Namespace:
             return importlib.import_module(module)
         except ImportError as exc:
             raise DsxError(
-                f"`use python \"{module}\"`: cannot import it ({exc}). Put {module.replace('.', '/')}.py "
+                f'`use python "{module}"`: cannot import it ({exc}). Put {module.replace(".", "/")}.py '
                 f"next to {Path(self.unit.source).name} or install it."
             ) from None
 
     def pytype(self, t: ir.TypeRef) -> Any:
         k = t.kind
-        simple = {"str": str, "int": int, "float": float, "bool": bool, "any": Any, "image": Image, "history": History}
+        simple = {
+            "str": str,
+            "int": int,
+            "float": float,
+            "bool": bool,
+            "any": Any,
+            "image": Image,
+            "history": History,
+        }
         if k in simple:
             return simple[k]
         args = tuple(self.pytype(a) for a in t.args)
@@ -133,7 +145,11 @@ class Namespace:
                         f.name: (
                             self.pytype(f.type),
                             pydantic.Field(
-                                default=f.default if f.has_default else None if f.type.kind == "optional" else ...,
+                                default=f.default
+                                if f.has_default
+                                else None
+                                if f.type.kind == "optional"
+                                else ...,
                                 description=f.desc or None,
                             ),
                         )
@@ -175,7 +191,9 @@ class Namespace:
 
         cls = getattr(dsx, sub.kind, None)
         if cls is None:
-            raise DsxError(f"`{sub.name} = {sub.kind}(...)`: {sub.kind} is not available in this version of dsx")
+            raise DsxError(
+                f"`{sub.name} = {sub.kind}(...)`: {sub.kind} is not available in this version of dsx"
+            )
         if sub.signature is not None:
             return cls(self.signatures[sub.signature], **kwargs)
         return cls(**kwargs)
@@ -183,7 +201,7 @@ class Namespace:
     def _build_module(self, mod: ir.Module) -> type[Module]:
         ns = self
 
-        def __init__(self: Module, **params: Any) -> None:  # noqa: N807
+        def __init__(self: Module, **params: Any) -> None:
             unknown = set(params) - {p.name for p in mod.params}
             if unknown:
                 raise TypeError(f"module {mod.name} has no parameter {sorted(unknown)[0]!r}")
@@ -211,7 +229,9 @@ class Namespace:
                 env[sub.name] = getattr(self, sub.name)
             names = [p.name for p in fwd.params]
             if len(args) > len(names):
-                raise TypeError(f"{mod.name}.forward takes {len(names)} inputs, got {len(args)} positional")
+                raise TypeError(
+                    f"{mod.name}.forward takes {len(names)} inputs, got {len(args)} positional"
+                )
             given = dict(zip(names, args, strict=False))
             for key, value in inputs.items():
                 if key not in names:
@@ -234,10 +254,17 @@ class Namespace:
             env = _env_for(self, args, inputs)
             return await _interp.run_async(_interp.forward_body(mod.forward, env))  # type: ignore[arg-type]
 
-        cls = type(mod.name, (Module,), {
-            "__init__": __init__, "forward": forward, "aforward": aforward,
-            "__doc__": mod.doc or None, "__module__": "dsx.programs",
-        })
+        cls = type(
+            mod.name,
+            (Module,),
+            {
+                "__init__": __init__,
+                "forward": forward,
+                "aforward": aforward,
+                "__doc__": mod.doc or None,
+                "__module__": "dsx.programs",
+            },
+        )
         return cls
 
     def _env(self) -> dict[str, Any]:
@@ -275,7 +302,9 @@ def apply_learned(program: Module, state: ir.Learned, name: str = "program") -> 
         if learned.instructions is not None:
             predictor.signature = predictor.signature.with_instructions(learned.instructions)
         inputs = list(predictor.signature.input_fields)
-        predictor.demos = [Example(d).with_inputs(*[k for k in inputs if k in d]) for d in learned.demos]
+        predictor.demos = [
+            Example(d).with_inputs(*[k for k in inputs if k in d]) for d in learned.demos
+        ]
         if learned.lm:
             predictor.lm = _lm_from_state(learned.lm, predictor.lm, path)
 
@@ -309,13 +338,15 @@ def load_data(ds: ir.DataSet) -> list[Example]:
     return examples
 
 
-def extract_learned(program: Module, *, optimizer: str = "", score: float | None = None) -> ir.Learned:
+def extract_learned(
+    program: Module, *, optimizer: str = "", score: float | None = None
+) -> ir.Learned:
     """The learned state of a program instance as IR (what optimizers hand to ``dsx build``)."""
     from dsx.runtime.adapters._values import jsonable
 
     predictors = {}
     for path, predictor in program.named_predictors():
-        original = predictor._original_signature  # noqa: SLF001 - same package
+        original = predictor._original_signature
         instructions = predictor.signature.instructions
         demos = tuple(
             {k: jsonable(v) for k, v in (d.items() if isinstance(d, Example) else dict(d).items())}

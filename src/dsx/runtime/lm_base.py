@@ -266,7 +266,9 @@ def pretty_print_history(entries: list[dict[str, Any]]) -> str:
     for entry in entries:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["timestamp"]))
         cached = " (cached)" if entry.get("cached") else ""
-        out.append(f"\n=== {stamp} · {entry['model']}{cached} · {entry['duration'] * 1000:.1f} ms ===")
+        out.append(
+            f"\n=== {stamp} · {entry['model']}{cached} · {entry['duration'] * 1000:.1f} ms ==="
+        )
         for msg in entry["messages"]:
             out.append(f"\n--- {msg['role']} ---")
             content = msg.get("content")

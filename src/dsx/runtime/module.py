@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from dsx._version import STATE_SCHEMA_VERSION, __version__
 from dsx.errors import DsxError, StateError
-from dsx.runtime.lm_base import BaseLM, UsageTracker, _trackers
 from dsx.runtime.assertions import Backtrack, BacktrackScope, scope_var
+from dsx.runtime.lm_base import BaseLM, UsageTracker, _trackers
 from dsx.runtime.prediction import Prediction
 from dsx.runtime.settings import settings
 

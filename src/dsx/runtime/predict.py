@@ -203,7 +203,9 @@ def _with_feedback(
     return extended, new_inputs
 
 
-def _with_hint(signature: type[Signature], inputs: dict[str, Any], hint: str) -> tuple[type[Signature], dict[str, Any]]:
+def _with_hint(
+    signature: type[Signature], inputs: dict[str, Any], hint: str
+) -> tuple[type[Signature], dict[str, Any]]:
     """Refine's feedback from a previous attempt, as an extra input."""
     if "hint" in signature.input_fields:
         return signature, inputs

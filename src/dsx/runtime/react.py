@@ -54,23 +54,30 @@ class ReAct(Module):
             self.tools[tool.name] = tool
         outputs = ", ".join(f"`{n}`" for n in sig.output_fields)
         listing = "\n".join(f"- {tool.describe()}" for tool in self.tools.values())
-        finish_args = ", ".join(f"{n}: {f.type_name}" for n, f in sig.output_fields.items()) if extract_from_finish else ""
+        finish_args = (
+            ", ".join(f"{n}: {f.type_name}" for n, f in sig.output_fields.items())
+            if extract_from_finish
+            else ""
+        )
         instructions = (
             f"{sig.instructions}\n\nYou are an agent. Work step by step: in each step write your "
             f"next thought, then pick a tool and its arguments as a JSON object. The tool's result "
             f"is added to the trajectory. When you have what you need to produce {outputs}, call "
             f"`finish`.\n\nTools:\n{listing}\n- finish({finish_args}) — end the task"
         )
-        react_sig = (
-            sig.with_instructions(instructions)
-            .append("trajectory", InputField(desc="the steps so far"), str)
+        react_sig = sig.with_instructions(instructions).append(
+            "trajectory", InputField(desc="the steps so far"), str
         )
         for name in list(sig.output_fields):
             react_sig = react_sig.delete(name)
         react_sig = (
             react_sig.append("next_thought", OutputField(), str)
             .append("next_tool_name", OutputField(desc="one of the tool names, or finish"), str)
-            .append("next_tool_args", OutputField(desc="the tool's arguments as a JSON object"), dict[str, Any])
+            .append(
+                "next_tool_args",
+                OutputField(desc="the tool's arguments as a JSON object"),
+                dict[str, Any],
+            )
         )
         self.react = Predict(react_sig, **config)
         extract_sig = sig.append("trajectory", InputField(desc="what the agent did"), str)
@@ -154,13 +161,17 @@ class ReAct(Module):
         if tool is None:
             return _unknown_tool(name, self.tools)
         try:
-            return _observation(await tool.acall(**args) if isinstance(args, dict) else tool.validate(args))
+            return _observation(
+                await tool.acall(**args) if isinstance(args, dict) else tool.validate(args)
+            )
         except ToolArgumentError as exc:
             return f"Error: {exc}. Call {tool.describe()} with valid arguments."
         except Exception as exc:
             return f"Error: {name} raised {type(exc).__name__}: {exc}"
 
-    def _from_finish(self, finished: dict[str, Any] | None, trajectory: list[dict[str, Any]]) -> Prediction | None:
+    def _from_finish(
+        self, finished: dict[str, Any] | None, trajectory: list[dict[str, Any]]
+    ) -> Prediction | None:
         if not self.extract_from_finish or not isinstance(finished, dict):
             return None
         if not all(n in finished for n in self.signature.output_fields):
@@ -168,12 +179,20 @@ class ReAct(Module):
         from dsx.runtime.adapters._values import coerce_value
 
         try:
-            values = {n: coerce_value(f, finished[n]) for n, f in self.signature.output_fields.items()}
+            values = {
+                n: coerce_value(f, finished[n]) for n, f in self.signature.output_fields.items()
+            }
         except ValueError:
             return None
         return _with_trajectory(Prediction(values), trajectory)
 
-    def _answer(self, inputs: dict[str, Any], trajectory: list[dict[str, Any]], finished: dict[str, Any] | None, extract: Any) -> Prediction:
+    def _answer(
+        self,
+        inputs: dict[str, Any],
+        trajectory: list[dict[str, Any]],
+        finished: dict[str, Any] | None,
+        extract: Any,
+    ) -> Prediction:
         direct = self._from_finish(finished, trajectory)
         if direct is not None:
             return direct
@@ -212,7 +231,9 @@ def _format(trajectory: list[dict[str, Any]]) -> str:
     for i, step in enumerate(trajectory, 1):
         lines.append(f"Step {i}")
         lines.append(f"thought: {step['thought']}")
-        lines.append(f"tool: {step['tool']}({json.dumps(step['args'], ensure_ascii=False, default=str)})")
+        lines.append(
+            f"tool: {step['tool']}({json.dumps(step['args'], ensure_ascii=False, default=str)})"
+        )
         lines.append(f"observation: {step['observation']}")
     return "\n".join(lines)
 
@@ -220,5 +241,3 @@ def _format(trajectory: list[dict[str, Any]]) -> str:
 def _with_trajectory(pred: Prediction, trajectory: list[dict[str, Any]]) -> Prediction:
     pred["trajectory"] = trajectory
     return pred
-
-

@@ -44,7 +44,9 @@ class Tool:
         self.name: str = name or str(getattr(func, "__name__", type(func).__name__))
         doc = inspect.getdoc(func) or ""
         self.desc = desc if desc is not None else doc.split("\n\n")[0].strip()
-        self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+        self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            type(func).__call__
+        )
         sig = inspect.signature(func)
         try:
             hints = get_type_hints(func)
@@ -61,7 +63,10 @@ class Tool:
                 continue
             annotation = hints.get(pname, Any)
             default = ... if param.default is param.empty else param.default
-            fields[pname] = (annotation, pydantic.Field(default=default, description=arg_docs.get(pname)))
+            fields[pname] = (
+                annotation,
+                pydantic.Field(default=default, description=arg_docs.get(pname)),
+            )
         self._model = pydantic.create_model(f"{self.name}_args", **fields)
         schema = self._model.model_json_schema()
         self.args: dict[str, Any] = args or schema.get("properties", {})
@@ -70,7 +75,9 @@ class Tool:
 
     def validate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(kwargs, dict):
-            raise ToolArgumentError(f"arguments for {self.name} must be a JSON object, got {type(kwargs).__name__}")
+            raise ToolArgumentError(
+                f"arguments for {self.name} must be a JSON object, got {type(kwargs).__name__}"
+            )
         unknown = set(kwargs) - set(self._model.model_fields)
         if unknown and not self._takes_kwargs:
             raise ToolArgumentError(
@@ -78,7 +85,9 @@ class Tool:
                 f"its arguments are {list(self._model.model_fields)}"
             )
         try:
-            model = self._model.model_validate({k: v for k, v in kwargs.items() if k in self._model.model_fields})
+            model = self._model.model_validate(
+                {k: v for k, v in kwargs.items() if k in self._model.model_fields}
+            )
         except pydantic.ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -111,7 +120,11 @@ class Tool:
         return result
 
     def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "object", "properties": self.args, "required": self.required}
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": self.args,
+            "required": self.required,
+        }
         if self._defs:
             schema["$defs"] = self._defs
         return {"name": self.name, "description": self.desc, "parameters": schema}
@@ -130,7 +143,13 @@ def _schema_type(schema: dict[str, Any]) -> str:
         t = schema["type"]
         if t == "array" and isinstance(schema.get("items"), dict):
             return f"list[{_schema_type(schema['items'])}]"
-        return {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "object": "dict"}.get(t, str(t))
+        return {
+            "string": "str",
+            "integer": "int",
+            "number": "float",
+            "boolean": "bool",
+            "object": "dict",
+        }.get(t, str(t))
     if "anyOf" in schema:
         return " | ".join(_schema_type(s) for s in schema["anyOf"])
     if "enum" in schema:
@@ -140,7 +159,9 @@ def _schema_type(schema: dict[str, Any]) -> str:
 
 def _arg_docs(doc: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    m = re.search(r"^\s*(Args|Arguments|Parameters):\s*$(.*?)(^\s*\w[\w ]*:\s*$|\Z)", doc, re.M | re.S)
+    m = re.search(
+        r"^\s*(Args|Arguments|Parameters):\s*$(.*?)(^\s*\w[\w ]*:\s*$|\Z)", doc, re.M | re.S
+    )
     if not m:
         return out
     for line in m.group(2).splitlines():
