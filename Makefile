@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BVENV  := .venv-bench
 BSTAMP := $(BVENV)/.installed
+EXT    := vscode-extension
+NSTAMP := $(EXT)/node_modules/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test test-extension lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +19,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(NSTAMP)
 	$(PY) -m pytest -q
+	$(MAKE) test-extension
+
+# The VS Code extension: exact dependencies from package-lock.json (reinstalled when it changes).
+$(NSTAMP): $(EXT)/package.json $(EXT)/package-lock.json
+	cd $(EXT) && npm ci --no-audit --no-fund
+	touch $(NSTAMP)
+
+# Type-check, bundle (esbuild), package the .vsix (vsce), then the TextMate grammar tests and
+# a Node client speaking LSP to the server (see tests/lsp/grammar, tests/lsp/node).
+test-extension: $(STAMP) $(NSTAMP)
+	cd $(EXT) && npm run typecheck && npm run build && npm run package
+	cd $(EXT) && DSX_PYTHON="$(abspath $(PY))" npm test
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples
@@ -36,6 +50,11 @@ $(BSTAMP): pyproject.toml
 bench: $(BSTAMP)
 	$(BVENV)/bin/python bench/run.py
 	$(BVENV)/bin/python bench/frontend.py
+	$(BVENV)/bin/python bench/throughput.py
+	$(BVENV)/bin/python bench/evaluate.py
+	$(BVENV)/bin/python bench/sandbox.py
+	$(BVENV)/bin/python bench/lsp.py
 
 clean:
 	rm -rf $(VENV) $(BVENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(EXT)/node_modules $(EXT)/dist $(EXT)/*.vsix

@@ -140,9 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=_cmd_check)
     from dsx.compiler.fmt_cli import add_fmt_command
+    from dsx.lsp.cli import add_lsp_command
     from dsx.sandbox.cli import add_sandbox_command
 
     add_fmt_command(sub)
+    add_lsp_command(sub)
     add_sandbox_command(sub)
     build = sub.add_parser(
         "build",

@@ -261,7 +261,13 @@ class DeclsMixin(LowerBase):
                             make(
                                 "DSX003",
                                 f"bad type in signature shorthand: {diag.message}",
-                                diag.span,
+                                # relative to the block's origin, so that re-checking the block
+                                # after an edit replaces it
+                                Span(
+                                    text.span.origin,
+                                    diag.span.start - text.span.origin.offset,
+                                    diag.span.end - text.span.origin.offset,
+                                ),
                             )
                         )
                         type_ = _ANY

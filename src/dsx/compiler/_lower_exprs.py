@@ -340,7 +340,13 @@ class ExprsMixin(LowerBase):
                         make(
                             "DSX002",
                             f"bad expression in string interpolation: {diag.message}",
-                            diag.span,
+                            # relative to the block's origin, so that re-checking the block
+                            # after an edit replaces it
+                            Span(
+                                e.span.origin,
+                                diag.span.start - e.span.origin.offset,
+                                diag.span.end - e.span.origin.offset,
+                            ),
                         )
                     )
                 else:

@@ -69,7 +69,8 @@ class IncrementalMixin(LowerBase):
                 self._module_header(info)
                 self._module_forward(new.name.name)
                 if not _same_result(previous.returns, info.returns):
-                    return None
+                    # What calls it sees another result: re-check those too.
+                    return self._relower_dependents(changes, resumed=True)
             else:
                 tests: dict[int, ir.Test] = {}
                 for test_id, value in self.tests.items():
@@ -107,17 +108,23 @@ class IncrementalMixin(LowerBase):
         return out
 
     # ---- edits to any other declaration: re-check it and what depends on it ----------------
-    def _relower_dependents(self, changes: list[tuple[Any, Any]]) -> ir.Unit | None:
+    def _relower_dependents(
+        self, changes: list[tuple[Any, Any]], *, resumed: bool = False
+    ) -> ir.Unit | None:
         """Re-check the changed declarations and, transitively, every declaration that
         refers to one of them (the references recorded while checking say who). Names must
-        stay the same: a renamed, added or removed declaration needs a full run."""
+        stay the same: a renamed, added or removed declaration needs a full run.
+
+        ``resumed``: the module fast path already re-checked some changed blocks (and
+        registered their new declarations) before finding that more is needed."""
         for old, new in changes:
             if old is None or isinstance(old, ast.UseDecl | ast.ImportDecl):
                 return None
             name = _top_name(old)
             if new is not None and (type(old) is not type(new) or _top_name(new) != name):
                 return None
-            if name is not None and self.decls.get(name, ("", None))[1] is not old:
+            registered = self.decls.get(name, ("", None))[1] if name is not None else old
+            if registered is not old and not (resumed and registered is new):
                 return None  # a duplicate declaration: its diagnostics depend on the other
         decls = [d for _, d in self._all_decls]
         by_id = {id(d): d for d in decls}
@@ -147,6 +154,12 @@ class IncrementalMixin(LowerBase):
             return None
         if any(new is None and id(old) in affected for old, new in changes):
             return None  # a block that stopped parsing keeps its last meaning: not re-checked
+        changed_new = {id(old): new for old, new in changes}
+        for decl in affected.values():
+            name = _top_name(decl)
+            registered = self.decls.get(name, ("", None))[1] if name is not None else decl
+            if registered is not decl and not (resumed and registered is changed_new.get(id(decl))):
+                return None  # a duplicate: its "declared twice" error belongs to the full run
         if any(isinstance(d, ast.OptimizeDecl) for d in affected.values()):
             for d in decls:  # optimize results form one list: redo them all, in order
                 if isinstance(d, ast.OptimizeDecl):
@@ -154,6 +167,8 @@ class IncrementalMixin(LowerBase):
         # Forget what the affected declarations said, then say it again.
         origins = {id(d.span.origin) for d in affected.values()}
         origins |= {id(old.span.origin) for old, new in changes if new is None}
+        # (after the fast path, what the new blocks said so far goes too)
+        origins |= {id(new.span.origin) for old, new in changes if new is not None}
         self.diagnostics = [d for d in self.diagnostics if id(d.span.origin) not in origins]
         kept = {id(old.span.origin) for old, new in changes if new is None}
         self.references = [
@@ -172,16 +187,15 @@ class IncrementalMixin(LowerBase):
             if new is not None and isinstance(new, ast.TestDecl):
                 self.tests = {(id(new) if k == id(old) else k): v for k, v in self.tests.items()}
         extra = dict(self._extra_signatures)
-        tables: list[dict[str, Any]] = [
-            self.signatures,
-            self.records,
-            self.enums,
-            self.programs,
-            self.program_io,
-            self.data,
-            self.metrics,
-        ]
-        before = [dict(t) for t in tables]
+        tables: dict[type, list[dict[str, Any]]] = {
+            ast.SignatureDecl: [self.signatures],
+            ast.TypeDecl: [self.records],
+            ast.EnumDecl: [self.enums],
+            ast.ProgramDecl: [self.programs, self.program_io],
+            ast.DataDecl: [self.data],
+            ast.MetricDecl: [self.metrics],
+        }
+        before = {id(t): dict(t) for ts in tables.values() for t in ts}
         for decl in order:
             name = _top_name(decl)
             kind = _TOP_KINDS.get(type(decl))
@@ -227,10 +241,11 @@ class IncrementalMixin(LowerBase):
                 self._lower_test(decl)
         # What a re-checked declaration no longer defines (now an error) must go: an entry
         # that was not set again is stale. (Deleting afterwards keeps the dicts' order.)
-        names = {_top_name(d) for d in order}
-        for table, old_table in zip(tables, before, strict=True):
-            for key in [k for k in table if k in names and table[k] is old_table.get(k)]:
-                del table[key]
+        for decl in order:
+            name = _top_name(decl)
+            for table in tables.get(type(decl), ()):
+                if name in table and table[name] is before[id(table)].get(name):
+                    del table[name]
         # Inline signatures (`Predict("q -> a")`) the re-checked declarations no longer make.
         for key, value in extra.items():
             if self._extra_signatures.get(key) is value and _inline_owner(key, order):

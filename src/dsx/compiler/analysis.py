@@ -81,6 +81,11 @@ def _reanalyze(
     if len(old_blocks) != len(pf.blocks):
         return None
     changes = [(o.decl, n.decl) for o, n in zip(old_blocks, pf.blocks, strict=True) if o is not n]
+    if any(
+        o is not n and o.decl is not None and n.decl is None and not n.errors
+        for o, n in zip(old_blocks, pf.blocks, strict=True)
+    ):
+        return None  # a declaration was deleted (its block is only comments now)
     if any(isinstance(n, ast.ImportDecl) or isinstance(o, ast.ImportDecl) for o, n in changes):
         return None
     lowerer = prev.lowerer

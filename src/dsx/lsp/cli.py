@@ -1,0 +1,77 @@
+"""``dsx lsp``: run the language server over stdio (what editors start) or TCP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+__all__ = ["add_lsp_command", "run_lsp"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 2087
+RECURSION_LIMIT = 20_000
+
+
+def add_lsp_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``lsp`` to the sub-commands of the ``dsx`` parser; returns its parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "lsp",
+        help="run the .dsx language server",
+        description=(
+            "Run the .dsx language server (diagnostics, completion, hover, go to definition, "
+            "references, rename, symbols, formatting, semantic tokens, code lenses, quick "
+            "fixes). Editors start it over stdio; --tcp listens on a socket instead."
+        ),
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_lsp)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
+    parser.add_argument("--tcp", action="store_true", help="listen on a TCP socket instead")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"TCP host (default: {DEFAULT_HOST})")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})"
+    )
+    parser.add_argument("--log-file", metavar="PATH", help="also write the server's log to PATH")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log debug messages (to stderr)"
+    )
+
+
+def run_lsp(args: argparse.Namespace) -> int:
+    """Start the server; returns when the client disconnects."""
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if getattr(args, "log_file", None):
+        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+    logging.basicConfig(
+        level=level, handlers=handlers, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if getattr(args, "tcp", False) and getattr(args, "stdio", False):
+        print("dsx lsp: choose one of --stdio and --tcp", file=sys.stderr)
+        return 2
+    from dsx.lsp.server import create_server  # pygls loads only here
+
+    # The front end recurses per nesting level (an `if` inside an `if`...); a deeply nested
+    # file must cost an error in one feature at worst, not the default 1,000-frame limit.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    server = create_server()
+    if args.tcp:
+        print(f"dsx lsp: listening on {args.host}:{args.port}", file=sys.stderr, flush=True)
+        server.start_tcp(args.host, args.port)
+    else:
+        server.start_io()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dsx.lsp", description="the .dsx language server"
+    )
+    add_arguments(parser)
+    return run_lsp(parser.parse_args(argv))

@@ -1,0 +1,772 @@
+"""Completion: keywords in context, types, declared names, predictor kinds and their
+settings, the inputs of a predictor call, the outputs of a prediction after `.`, and the
+names of `use python` modules.
+
+What is local (the statement being typed) comes from the current text (:mod:`.context`);
+what is declared comes from the document's last analysis, which may be a keystroke old —
+completion never waits for a full re-check.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+from dsx.compiler import _env
+from dsx.compiler.analysis import Analysis
+from dsx.diagnostics import Origin
+from dsx.grammar.parser import TOP_KEYWORDS, parse_expr_text
+from dsx.lsp.context import Context, Tok, scan
+from dsx.lsp.state import Document, Session
+
+__all__ = ["TRIGGER_CHARACTERS", "complete"]
+
+TRIGGER_CHARACTERS = [".", "(", ",", ":", '"', " "]
+
+CIK = types.CompletionItemKind
+
+_TOP_SNIPPETS = {
+    "use": 'use python "${1:module}" as ${2:alias}',
+    "import": 'import "${1:other.dsx}"',
+    "signature": "signature ${1:Name} {\n    in  ${2:question}: ${3:str}\n    out ${4:answer}: ${5:str}\n}",
+    "type": "type ${1:Name} { ${2:field}: ${3:str} }",
+    "enum": "enum ${1:Name} { ${2:first}, ${3:second} }",
+    "module": "module ${1:Name} {\n    ${2:predict} = ${3:Predict}(${4:Signature})\n\n"
+    "    forward(${5:question}: str) {\n        return ${2:predict}(${5:question} = ${5:question})\n"
+    "    }\n}",
+    "program": "program ${1:name} = ${2:Module}()",
+    "data": 'data ${1:train} = jsonl("${2:data/train.jsonl}", inputs = [${3:question}])',
+    "metric": "metric ${1:name} = ${2:exact_match}",
+    "optimize": "optimize ${1:program} {\n    with   ${2:BootstrapFewShot}(max_bootstrapped_demos = 4)\n"
+    "    train  ${3:train}\n    metric ${4:metric}\n}",
+    "test": 'test ${1:name} for ${2:program} {\n    given  ${3:question} = "$4"\n'
+    '    expect ${5:answer} = "$6"\n}',
+}
+_TOP_DOCS = {
+    "use": "A Python module for tools, metrics and helpers.",
+    "import": "Every declaration of another .dsx file.",
+    "signature": "Typed inputs and outputs of an LM call; its doc comment is the instructions.",
+    "type": "A record (becomes a pydantic model).",
+    "enum": "A closed set of values.",
+    "module": "Sub-modules and a `forward` body.",
+    "program": "A runnable program.",
+    "data": "A data set loaded from JSONL, CSV or JSON.",
+    "metric": "A built-in metric or a Python function.",
+    "optimize": "How to optimize a program: optimizer, data, metric.",
+    "test": "Inputs and expected outputs of a program; also training data.",
+}
+_STATEMENT_KEYWORDS = ("return", "if", "for", "assert", "suggest")
+_PRIMITIVES = ("str", "int", "float", "bool", "any", "Image", "History")
+_GENERICS = {"list": "list[${1:str}]", "dict": "dict[${1:str}, ${2:str}]", "tuple": "tuple[$1]"}
+_DATA_FORMATS = ("jsonl", "csv", "json")
+_OPTIMIZE_DOCS = {
+    "with": "the optimizer, e.g. `with BootstrapFewShot(max_bootstrapped_demos = 4)`",
+    "train": "the training data (a `data` name, or `tests`)",
+    "dev": "the validation data",
+    "metric": "the metric to maximize",
+    "lm": 'the LM used while optimizing, e.g. `lm "openai/gpt-4o-mini"`',
+    "seed": "the random seed",
+}
+_ASSIGN = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(?!=)[ \t]*(.+)$", re.M)
+
+
+class _Builder:
+    def __init__(self, snippets: bool) -> None:
+        self.snippets = snippets
+        self.items: list[types.CompletionItem] = []
+        self.seen: set[str] = set()
+
+    def add(
+        self,
+        label: str,
+        kind: types.CompletionItemKind,
+        *,
+        detail: str = "",
+        doc: str = "",
+        insert: str | None = None,
+        snippet: str | None = None,
+        sort: str = "5",
+    ) -> None:
+        if label in self.seen:
+            return
+        self.seen.add(label)
+        item = types.CompletionItem(
+            label=label,
+            kind=kind,
+            detail=detail or None,
+            documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=doc)
+            if doc
+            else None,
+            sort_text=f"{sort}_{label}",
+        )
+        if snippet is not None and self.snippets:
+            item.insert_text = snippet
+            item.insert_text_format = types.InsertTextFormat.Snippet
+        elif insert is not None:
+            item.insert_text = insert
+        self.items.append(item)
+
+
+def complete(
+    session: Session, doc: Document, position: types.Position, *, snippets: bool = True
+) -> types.CompletionList:
+    codec = doc.codec(session.encoding)
+    offset = codec.offset(position)
+    ctx = scan(doc.text, offset)
+    out = _Builder(snippets)
+    if ctx.in_comment:
+        return types.CompletionList(is_incomplete=False, items=[])
+    analysis = session.latest(doc)
+    _Completer(session, doc, analysis, ctx, out).run()
+    return types.CompletionList(is_incomplete=False, items=out.items)
+
+
+class _Completer:
+    def __init__(
+        self, session: Session, doc: Document, analysis: Analysis, ctx: Context, out: _Builder
+    ) -> None:
+        self.session = session
+        self.doc = doc
+        self.analysis = analysis
+        self.lowerer = analysis.lowerer
+        self.ctx = ctx
+        self.out = out
+
+    # ---- dispatch ---------------------------------------------------------------------
+    def run(self) -> None:
+        ctx = self.ctx
+        if ctx.in_string is not None:
+            self._in_string()
+            return
+        if not ctx.tokens or (ctx.top is None and ctx.at_line_start and ctx.line_column == 0):
+            # A new declaration: at the start of the file or of a line after a complete one.
+            self._top_keywords()
+            return
+        if ctx.after_dot:
+            self._attribute()
+            return
+        kind = ctx.block_kind
+        handler = getattr(self, f"_in_{kind}", None) if kind else None
+        if handler is not None:
+            handler()
+
+    # ---- top level --------------------------------------------------------------------
+    def _top_keywords(self) -> None:
+        for kw in TOP_KEYWORDS:
+            self.out.add(
+                kw,
+                CIK.Keyword,
+                detail=f"{kw} declaration",
+                doc=_TOP_DOCS.get(kw, ""),
+                insert=f"{kw} ",
+                snippet=_TOP_SNIPPETS.get(kw),
+                sort="1",
+            )
+
+    def _in_string(self) -> None:
+        ctx = self.ctx
+        if ctx.block_kind == "import" and len(ctx.tokens) == 1:
+            self._dsx_files()
+
+    def _dsx_files(self) -> None:
+        if self.doc.path.startswith("<"):
+            return
+        base = Path(self.doc.path).parent
+        try:
+            candidates = sorted(base.rglob("*.dsx"))[:200]
+        except OSError:
+            return
+        for path in candidates:
+            if path.resolve() == Path(self.doc.path):
+                continue
+            rel = path.relative_to(base).as_posix()
+            self.out.add(rel, CIK.File, detail="dsx file", sort="1")
+
+    # ---- declarations -----------------------------------------------------------------
+    def _in_use(self) -> None:
+        toks = self.ctx.tokens
+        if len(toks) == 1:
+            self.out.add("python", CIK.Keyword, insert="python ")
+        elif len(toks) == 3 and toks[2].kind == "str":
+            self.out.add("as", CIK.Keyword, insert="as ")
+
+    def _in_import(self) -> None:
+        toks = self.ctx.tokens
+        if len(toks) == 2 and toks[1].kind == "str":
+            self.out.add("as", CIK.Keyword, insert="as ")
+
+    def _in_signature(self) -> None:
+        ctx = self.ctx
+        top = ctx.top
+        if top is None:
+            return
+        if top.role == "type" or self._after_colon():
+            self._types()
+            return
+        if top.role == "body" and not ctx.segment:
+            self.out.add("in", CIK.Keyword, detail="an input field", insert="in  ", sort="1")
+            self.out.add("out", CIK.Keyword, detail="an output field", insert="out ", sort="1")
+            self.out.add(
+                "instructions",
+                CIK.Keyword,
+                detail="the signature's instructions",
+                insert='instructions "',
+                sort="2",
+            )
+
+    def _in_type(self) -> None:
+        if self.ctx.top is not None and (self.ctx.top.role == "type" or self._after_colon()):
+            self._types()
+
+    def _in_module(self) -> None:
+        ctx = self.ctx
+        top = ctx.top
+        if top is None:
+            return
+        if top.role == "params" or top.role == "type":
+            if top.role == "type" or self._after_colon():
+                self._types()
+            elif self._after_equal():
+                self._expression(self._scope())
+            return
+        if top.role == "body":
+            seg = ctx.segment
+            if not seg:
+                self.out.add(
+                    "forward",
+                    CIK.Keyword,
+                    detail="the module's body",
+                    insert="forward(",
+                    snippet="forward(${1:question}: ${2:str}) {\n    $0\n}",
+                    sort="1",
+                )
+                return
+            if len(seg) == 2 and seg[0].kind == "name" and seg[1].text == "=":
+                self._module_kinds()
+            return
+        if top.role == "call" and not ctx.in_role("forward"):
+            self._constructor_call(top.callee, self._member_scope())
+            return
+        if ctx.in_role("forward"):
+            self._in_body(self._scope())
+
+    def _in_program(self) -> None:
+        ctx = self.ctx
+        toks = ctx.tokens
+        if ctx.top is None:
+            if len(toks) == 3 and toks[2].text == "=":
+                self._module_kinds()
+            return
+        if ctx.top.role == "call":
+            self._constructor_call(ctx.top.callee, self._scope())
+
+    def _in_data(self) -> None:
+        ctx = self.ctx
+        toks = ctx.tokens
+        if ctx.top is None and len(toks) == 3 and toks[2].text == "=":
+            for fmt in _DATA_FORMATS:
+                self.out.add(
+                    fmt,
+                    CIK.Function,
+                    detail=f"load a {fmt.upper()} file",
+                    insert=f"{fmt}(",
+                    snippet=f'{fmt}("${{1:data/train.{fmt}}}", inputs = [${{2:question}}])',
+                    sort="1",
+                )
+            return
+        top = ctx.top
+        if (
+            top is not None
+            and top.role == "call"
+            and top.callee in _DATA_FORMATS
+            and not ctx.segment
+            and "inputs" not in self._given_kwargs(top.index)
+        ):
+            self.out.add(
+                "inputs",
+                CIK.Field,
+                detail="the input fields of each example",
+                insert="inputs = [",
+                sort="0",
+            )
+
+    def _in_metric(self) -> None:
+        ctx = self.ctx
+        toks = ctx.tokens
+        if ctx.top is None and len(toks) == 3 and toks[2].text == "=":
+            for name in sorted(_env.BUILTIN_METRICS):
+                self.out.add(name, CIK.Function, detail="built-in metric", sort="1")
+            self._python_aliases()
+
+    def _in_optimize(self) -> None:
+        ctx = self.ctx
+        toks = ctx.tokens
+        top = ctx.top
+        if top is None:
+            if len(toks) == 1:
+                self._decl_names("program", CIK.Variable)
+            return
+        if top.role == "call":
+            return  # optimizer settings are free-form constants
+        if top.role != "body":
+            return
+        seg = ctx.segment
+        if not seg:
+            present = {t.text for t in toks[top.index + 1 :] if t.line_start}
+            for key in ("with", "train", "dev", "metric", "lm", "seed"):
+                if key not in present:
+                    self.out.add(
+                        key, CIK.Keyword, detail=_OPTIMIZE_DOCS[key], insert=f"{key} ", sort="1"
+                    )
+            return
+        if len(seg) != 1:
+            return
+        head = seg[0].text
+        if head == "with":
+            for name in sorted(_env.OPTIMIZERS):
+                self.out.add(name, CIK.Class, detail="optimizer", insert=f"{name}(", sort="1")
+        elif head in ("train", "dev"):
+            self._decl_names("data", CIK.Variable)
+            self.out.add("tests", CIK.Keyword, detail="the program's test blocks", sort="3")
+        elif head == "metric":
+            self._decl_names("metric", CIK.Function)
+
+    def _in_test(self) -> None:
+        ctx = self.ctx
+        toks = ctx.tokens
+        top = ctx.top
+        if top is None:
+            if len(toks) == 2:
+                self.out.add("for", CIK.Keyword, insert="for ")
+            elif len(toks) == 3 and toks[2].text == "for":
+                self._decl_names("program", CIK.Variable)
+            return
+        program = toks[3].text if len(toks) > 3 and toks[2].text == "for" else None
+        scope = self._lowerer_call("scope_at", None, test_program=program) or {}
+        if top.role == "body":
+            seg = ctx.segment
+            if not seg:
+                for kw, detail in (
+                    ("given", "an input of the program"),
+                    ("expect", "an expected output"),
+                    ("assert", "a condition on `result`"),
+                    ("suggest", "a soft condition"),
+                ):
+                    self.out.add(kw, CIK.Keyword, detail=detail, insert=f"{kw} ", sort="1")
+                return
+            head = seg[0].text
+            if len(seg) == 1 and head in ("given", "expect") and program:
+                self._program_io(program, head, toks[top.index + 1 :])
+                return
+            if head in ("given", "expect") and len(seg) < 3:
+                return
+        self._expression(scope)
+
+    # ---- forward bodies ---------------------------------------------------------------
+    def _in_body(self, scope: dict[str, Any]) -> None:
+        ctx = self.ctx
+        top = ctx.top
+        assert top is not None
+        if top.role == "call":
+            self._call_arguments(scope)
+            return
+        if top.role in ("forward", "stmt"):
+            seg = ctx.segment
+            if not seg:
+                for kw in _STATEMENT_KEYWORDS:
+                    self.out.add(kw, CIK.Keyword, insert=f"{kw} ", sort="3")
+                if ctx.tokens and ctx.tokens[-1].text == "}":
+                    self.out.add("else", CIK.Keyword, insert="else ", sort="3")
+                self._expression(scope, keywords=False)
+                return
+            if seg[0].text == "for" and len(seg) == 2:
+                self.out.add("in", CIK.Keyword, insert="in ")
+                return
+            if seg[-1].kind in ("name", "num", "str") or seg[-1].text in (")", "]"):
+                if (
+                    len(seg) == 1
+                    and seg[0].kind == "name"
+                    and seg[0].text not in _STATEMENT_KEYWORDS
+                ):
+                    return  # `name |`: an assignment target being written
+                for kw in ("and", "or", "in", "not"):
+                    self.out.add(kw, CIK.Keyword, insert=f"{kw} ", sort="4")
+                return
+        self._expression(scope)
+
+    def _call_arguments(self, scope: dict[str, Any]) -> None:
+        ctx = self.ctx
+        top = ctx.top
+        assert top is not None
+        seg = ctx.segment
+        if seg and not (len(seg) >= 2 and seg[1].text == "=" and seg[0].kind == "name"):
+            if seg[-1].kind in ("name", "num", "str") or seg[-1].text in (")", "]"):
+                return
+            self._expression(scope)
+            return
+        if not seg and top.callee and not top.callee_is_attr and self.lowerer is not None:
+            inputs = self.lowerer.call_inputs(top.callee, scope)
+            if inputs:
+                given = self._given_kwargs(top.index)
+                for m in inputs:
+                    if m.name in given:
+                        continue
+                    self.out.add(
+                        m.name,
+                        CIK.Field,
+                        detail=m.detail,
+                        doc=m.doc,
+                        insert=f"{m.name} = ",
+                        sort="0",
+                    )
+                return
+        self._expression(scope)
+
+    def _constructor_call(self, callee: str | None, scope: dict[str, Any]) -> None:
+        """Inside `Kind(` / `Module(` of a member or program: settings and signatures."""
+        ctx = self.ctx
+        top = ctx.top
+        assert top is not None
+        seg = ctx.segment
+        if callee is None:
+            return
+        given = self._given_kwargs(top.index)
+        kind = _env.KINDS.get(callee)
+        if seg and len(seg) == 2 and seg[1].text == "=" and seg[0].kind == "name":
+            key = seg[0].text
+            if key == "signature":
+                self._decl_names("signature", CIK.Interface)
+            elif key == "module" and kind is not None and kind.wraps_module:
+                for name, entry in scope.items():
+                    if self.lowerer is not None and self.lowerer.describe_name(entry)[0] == "sub":
+                        self.out.add(name, CIK.Property, detail="member", sort="0")
+            else:
+                self._expression(scope)
+            return
+        if seg:
+            return
+        if kind is not None:
+            first = (
+                not any(t.text == "," for t in ctx.tokens[top.index + 1 :])
+                and "signature" not in given
+            )
+            if kind.takes_signature and first:
+                self._decl_names("signature", CIK.Interface, sort="0")
+                if self.out.snippets:
+                    self.out.add(
+                        '"inputs -> outputs"',
+                        CIK.Snippet,
+                        detail="an inline signature",
+                        snippet='"${1:question} -> ${2:answer}"',
+                        sort="1",
+                    )
+            for setting in sorted(kind.kwargs):
+                if setting in given:
+                    continue
+                self.out.add(
+                    setting,
+                    CIK.Property,
+                    detail=f"setting of {callee}",
+                    insert=f"{setting} = ",
+                    sort="2",
+                )
+            return
+        info = self._decl(callee)
+        if info is not None and info[0] == "module":
+            decl = info[1]
+            for p in getattr(decl, "params", ()):
+                if p.name.name in given:
+                    continue
+                ptype = self._source_of(p.type.span) if p.type is not None else "any"
+                self.out.add(
+                    p.name.name,
+                    CIK.Variable,
+                    detail=f"{p.name.name}: {ptype}",
+                    insert=f"{p.name.name} = ",
+                    sort="0",
+                )
+
+    # ---- after `.` ---------------------------------------------------------------------
+    def _attribute(self) -> None:
+        ctx = self.ctx
+        toks = ctx.tokens
+        start = _operand_start(toks, len(toks) - 1)
+        if start is None or self.lowerer is None:
+            return
+        dot = toks[-1]
+        expr_text = self.doc.text[toks[start].start : dot.start]
+        node, diag = parse_expr_text(expr_text, Origin(self.doc.path), 0)
+        if diag is not None or node is None:
+            return
+        scope = self._scope()
+        from dsx.grammar import ast
+
+        if isinstance(node, ast.NameRef):
+            name = node.name.name
+            entry = scope.get(name)
+            if entry is not None and self.lowerer.describe_name(entry)[0] == "python":
+                self._python_names(name)
+                return
+            decl = self._decl(name)
+            if decl is not None and decl[0] == "enum":
+                for m in decl[1].members:
+                    self.out.add(m.name.name, CIK.EnumMember, detail=f"{name}.{m.name.name}")
+                return
+            if entry is None:
+                # A local assigned since the last check: infer from its assignment.
+                assigned = self._textual_local(name)
+                if assigned is not None:
+                    node = assigned
+        t = self.lowerer.infer(node, scope)
+        for m in self.lowerer.members_of(t):
+            self.out.add(
+                m.name,
+                CIK.Field,
+                detail=m.detail,
+                doc=m.doc,
+                sort="0" if m.kind == "output" else "1",
+            )
+
+    def _textual_local(self, name: str) -> Any:
+        block = self.doc.text[self.ctx.block_start : self.ctx.partial_start]
+        value = None
+        for m in _ASSIGN.finditer(block):
+            if m.group(1) == name:
+                value = m.group(2)
+        if value is None:
+            return None
+        node, diag = parse_expr_text(value.strip(), Origin(self.doc.path), 0)
+        return node if diag is None else None
+
+    def _python_names(self, alias: str) -> None:
+        assert self.lowerer is not None
+        imp = self.lowerer.python.get(alias)
+        if imp is None:
+            return
+        base = Path(self.doc.path).parent if not self.doc.path.startswith("<") else Path.cwd()
+        _, names = _env.python_module_names(imp.module, base)
+        for name in sorted(names or ()):
+            if name.startswith("_"):
+                continue
+            self.out.add(name, CIK.Function, detail=f"{imp.module}.{name}", sort="1")
+
+    # ---- shared pieces ----------------------------------------------------------------
+    def _types(self) -> None:
+        for name in _PRIMITIVES:
+            self.out.add(name, CIK.TypeParameter, detail="built-in type", sort="1")
+        for name, snippet in _GENERICS.items():
+            self.out.add(name, CIK.TypeParameter, detail="generic type", snippet=snippet, sort="2")
+        self._decl_names("type", CIK.Struct, sort="0")
+        self._decl_names("enum", CIK.Enum, sort="0")
+
+    def _module_kinds(self) -> None:
+        for name, info in _env.KINDS.items():
+            self.out.add(
+                name,
+                CIK.Class,
+                detail="built-in module kind",
+                doc=info.doc,
+                insert=f"{name}(",
+                sort="1",
+            )
+        self._decl_names("module", CIK.Module, sort="0", insert_suffix="(")
+
+    def _expression(self, scope: dict[str, Any], *, keywords: bool = True) -> None:
+        if self.lowerer is None:
+            return
+        order = {"local": "0", "param": "1", "sub": "2", "result": "1", "python": "3"}
+        for name, entry in scope.items():
+            kind, _, label = self.lowerer.describe_name(entry)
+            if kind == "builtin":
+                continue
+            self.out.add(
+                name,
+                {
+                    "local": CIK.Variable,
+                    "param": CIK.Variable,
+                    "sub": CIK.Method,
+                    "python": CIK.Module,
+                    "result": CIK.Variable,
+                }.get(kind, CIK.Variable),
+                detail=f"{kind}: {label}" if label else kind,
+                sort=order.get(kind, "4"),
+            )
+        for name in self._textual_locals():
+            self.out.add(name, CIK.Variable, detail="local", sort="0")
+        for name in sorted(_env.BUILTIN_FUNCTIONS):
+            self.out.add(name, CIK.Function, detail="built-in function", sort="8")
+        if keywords:
+            for lit in ("true", "false", "none", "not"):
+                self.out.add(lit, CIK.Keyword, sort="9")
+
+    def _textual_locals(self) -> list[str]:
+        if not self.ctx.in_role("forward"):
+            return []
+        block = self.doc.text[self.ctx.block_start : self.ctx.partial_start]
+        return [m.group(1) for m in _ASSIGN.finditer(block) if m.group(1) not in ("forward",)]
+
+    def _python_aliases(self) -> None:
+        if self.lowerer is None:
+            return
+        for alias, imp in self.lowerer.python.items():
+            self.out.add(alias, CIK.Module, detail=f'use python "{imp.module}"', sort="2")
+
+    def _program_io(self, program: str, head: str, body: list[Tok]) -> None:
+        if self.lowerer is None:
+            return
+        inputs, outputs = self.lowerer.program_io.get(program, ({}, None))
+        given = {
+            body[i + 1].text
+            for i, t in enumerate(body[:-1])
+            if t.line_start and t.text == head and body[i + 1].kind == "name"
+        }
+        if head == "given":
+            for name, item in inputs.items():
+                if name not in given:
+                    label = getattr(item, "type", None)
+                    self.out.add(
+                        name,
+                        CIK.Field,
+                        detail=f"input {name}: {label or 'any'}",
+                        insert=f"{name} = ",
+                        sort="0",
+                    )
+        else:
+            for m in self.lowerer.members_of(outputs):
+                if m.name not in given:
+                    self.out.add(
+                        m.name,
+                        CIK.Field,
+                        detail=m.detail,
+                        doc=m.doc,
+                        insert=f"{m.name} = ",
+                        sort="0",
+                    )
+
+    def _decl_names(
+        self,
+        kind: str,
+        item_kind: types.CompletionItemKind,
+        *,
+        sort: str = "1",
+        insert_suffix: str = "",
+    ) -> None:
+        if self.lowerer is None:
+            return
+        for name, (k, _) in self.lowerer.decls.items():
+            if k != kind:
+                continue
+            sym = self.analysis.symbols.get(name)
+            self.out.add(
+                name,
+                item_kind,
+                detail=sym.detail if sym else kind,
+                doc=sym.doc if sym else "",
+                insert=name + insert_suffix if insert_suffix else None,
+                sort=sort,
+            )
+
+    def _decl(self, name: str) -> tuple[str, Any] | None:
+        if self.lowerer is None:
+            return None
+        return self.lowerer.decls.get(name)
+
+    def _scope(self) -> dict[str, Any]:
+        ctx = self.ctx
+        if self.lowerer is None:
+            return {}
+        if ctx.block_kind == "module" and ctx.block_name and ctx.in_role("forward"):
+            return self.lowerer.scope_at(ctx.block_name)
+        if ctx.block_kind == "test":
+            toks = ctx.tokens
+            program = toks[3].text if len(toks) > 3 and toks[2].text == "for" else None
+            return self.lowerer.scope_at(test_program=program)
+        if ctx.block_kind == "module" and ctx.block_name:
+            return self._member_scope()
+        return self.lowerer.scope_at()
+
+    def _member_scope(self) -> dict[str, Any]:
+        """Names usable in a member's construction: module parameters, other members."""
+        if self.lowerer is None or not self.ctx.block_name:
+            return {}
+        scope = self.lowerer.scope_at(self.ctx.block_name)
+        return {
+            n: e
+            for n, e in scope.items()
+            if self.lowerer.describe_name(e)[0] in ("param", "sub", "python", "builtin")
+            and not (self.lowerer.describe_name(e)[1] or "").count(".forward.")
+        }
+
+    def _lowerer_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self.lowerer is None:
+            return None
+        return getattr(self.lowerer, name)(*args, **kwargs)
+
+    def _given_kwargs(self, open_index: int) -> set[str]:
+        toks = self.ctx.tokens
+        given: set[str] = set()
+        depth = 0
+        for j in range(open_index + 1, len(toks) - 1):
+            t = toks[j]
+            if t.text in ("(", "[", "{"):
+                depth += 1
+            elif t.text in (")", "]", "}"):
+                depth -= 1
+            elif (
+                depth == 0
+                and t.kind == "name"
+                and toks[j + 1].text == "="
+                and toks[j - 1].text in ("(", ",")
+            ):
+                given.add(t.text)
+        return given
+
+    def _after_colon(self) -> bool:
+        """In a `name: |` type position of the current field / parameter."""
+        seg = self.ctx.segment
+        for t in reversed(seg):
+            if t.text == ":":
+                return True
+            if t.text in ("=",) or t.kind == "str":
+                return False
+        return False
+
+    def _after_equal(self) -> bool:
+        return any(t.text == "=" for t in self.ctx.segment)
+
+    def _source_of(self, span: Any) -> str:
+        text = self.analysis.texts.get(span.file)
+        return text[span.start : span.end] if text else ""
+
+
+def _operand_start(toks: list[Tok], dot: int) -> int | None:
+    """Index of the first token of the postfix expression ending just before ``dot``."""
+    j = dot - 1
+    if j < 0:
+        return None
+    while j >= 0:
+        t = toks[j]
+        if t.text in (")", "]"):
+            depth = 0
+            while j >= 0:
+                if toks[j].text in (")", "]"):
+                    depth += 1
+                elif toks[j].text in ("(", "["):
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j -= 1
+            j -= 1  # the callee / indexed value before the bracket
+            if j < 0 or (toks[j].kind not in ("name",) and toks[j].text not in (")", "]")):
+                return None
+            continue
+        if t.kind in ("name", "str"):
+            if j > 0 and toks[j - 1].text == "." and toks[j - 1].kind == "op":
+                j -= 2
+                continue
+            return j
+        return None
+    return None

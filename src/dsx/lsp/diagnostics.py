@@ -1,0 +1,125 @@
+"""Diagnostics: dsx diagnostics as LSP diagnostics, for publishing (push) and for
+``textDocument/diagnostic`` (pull)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from lsprotocol import types
+
+from dsx.compiler.analysis import Analysis
+from dsx.diagnostics import REGISTRY, Diagnostic
+from dsx.lsp.state import Document, Session, uri_of
+
+__all__ = ["document_diagnostics", "pull", "to_lsp"]
+
+_SEVERITY = {
+    "error": types.DiagnosticSeverity.Error,
+    "warning": types.DiagnosticSeverity.Warning,
+    "info": types.DiagnosticSeverity.Information,
+}
+#: Codes whose span is dead code: editors fade it out.
+_UNNECESSARY = frozenset({"DSX200", "DSX201"})
+
+
+def to_lsp(session: Session, analysis: Analysis, diag: Diagnostic) -> types.Diagnostic:
+    source = analysis.source(diag.span.file)
+    codec = session.codec_for(diag.span.file, source.text if source else None)
+    assert codec is not None
+    related = []
+    for rel in diag.related:
+        rel_source = analysis.source(rel.span.file)
+        location = session.location(
+            rel.span.file, rel.span.start, rel.span.end, rel_source.text if rel_source else None
+        )
+        if location is not None:
+            related.append(
+                types.DiagnosticRelatedInformation(location=location, message=rel.message)
+            )
+    code = REGISTRY.get(diag.code)
+    message = diag.message
+    return types.Diagnostic(
+        range=codec.range(diag.span.start, diag.span.end),
+        message=message,
+        severity=_SEVERITY.get(diag.severity, types.DiagnosticSeverity.Error),
+        code=diag.code,
+        source="dsx" if code is None else f"dsx({code.name})",
+        related_information=related or None,
+        tags=[types.DiagnosticTag.Unnecessary] if diag.code in _UNNECESSARY else None,
+    )
+
+
+def document_diagnostics(session: Session, doc: Document) -> list[types.Diagnostic]:
+    """The diagnostics of ``doc``'s current text that lie in ``doc`` itself (problems in
+    files it imports are reported on those files, with a pointer at the import)."""
+    analysis = session.analyze(doc)
+    out = []
+    imported_errors: dict[str, int] = {}
+    for diag in analysis.diagnostics:
+        if diag.span.file == doc.path:
+            out.append(to_lsp(session, analysis, diag))
+        elif diag.is_error:
+            imported_errors[diag.span.file] = imported_errors.get(diag.span.file, 0) + 1
+    if imported_errors:
+        out.extend(_import_notes(session, doc, analysis, imported_errors))
+    return out
+
+
+def _import_notes(
+    session: Session, doc: Document, analysis: Analysis, errors: dict[str, int]
+) -> list[types.Diagnostic]:
+    """An error in an imported file is shown on the `import` line that brings it in."""
+    from pathlib import Path
+
+    from dsx.grammar import ast
+
+    codec = doc.codec(session.encoding)
+    out: list[types.Diagnostic] = []
+    pf = analysis.files.get(doc.path)
+    if pf is None or doc.path.startswith("<"):
+        return out
+    base = Path(doc.path).parent
+    for decl in pf.decls:
+        if not isinstance(decl, ast.ImportDecl):
+            continue
+        try:
+            target = str((base / decl.path.value).resolve())
+        except (OSError, ValueError):
+            continue
+        count = errors.get(target)
+        if count:
+            out.append(
+                types.Diagnostic(
+                    range=codec.range(decl.path.span.start, decl.path.span.end),
+                    message=f"{decl.path.value} has {count} error{'s' if count > 1 else ''}",
+                    severity=types.DiagnosticSeverity.Error,
+                    source="dsx",
+                    related_information=[
+                        types.DiagnosticRelatedInformation(
+                            location=types.Location(
+                                uri=uri_of(target),
+                                range=types.Range(
+                                    start=types.Position(line=0, character=0),
+                                    end=types.Position(line=0, character=0),
+                                ),
+                            ),
+                            message="the imported file",
+                        )
+                    ],
+                )
+            )
+    return out
+
+
+def pull(
+    session: Session, doc: Document, previous_result_id: str | None
+) -> types.RelatedFullDocumentDiagnosticReport | types.RelatedUnchangedDocumentDiagnosticReport:
+    """A ``textDocument/diagnostic`` report; ``unchanged`` when nothing changed since the
+    client's ``previous_result_id``."""
+    items = document_diagnostics(session, doc)
+    digest = hashlib.blake2b(
+        repr([(d.range, d.message, d.severity, d.code) for d in items]).encode(), digest_size=8
+    ).hexdigest()
+    if previous_result_id == digest:
+        return types.RelatedUnchangedDocumentDiagnosticReport(result_id=digest)
+    return types.RelatedFullDocumentDiagnosticReport(items=items, result_id=digest)

@@ -1,0 +1,199 @@
+"""Document symbols (the outline) and workspace symbols (go to symbol in workspace)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+
+from dsx.grammar import ast
+from dsx.lsp.codec import PositionCodec
+from dsx.lsp.state import Document, Session, uri_of
+
+__all__ = ["document_symbols", "workspace_symbols"]
+
+SK = types.SymbolKind
+
+_KINDS: dict[type, types.SymbolKind] = {
+    ast.UseDecl: SK.Namespace,
+    ast.ImportDecl: SK.File,
+    ast.SignatureDecl: SK.Interface,
+    ast.TypeDecl: SK.Struct,
+    ast.EnumDecl: SK.Enum,
+    ast.ModuleDecl: SK.Class,
+    ast.ProgramDecl: SK.Object,
+    ast.DataDecl: SK.Variable,
+    ast.MetricDecl: SK.Function,
+    ast.OptimizeDecl: SK.Event,
+    ast.TestDecl: SK.Method,
+}
+
+
+def _name(decl: Any) -> tuple[str, Any, str]:
+    """``(name, span of the name, detail)`` of a top-level declaration."""
+    if isinstance(decl, ast.UseDecl):
+        return decl.alias.name, decl.alias.span, f'python "{decl.module.value}"'
+    if isinstance(decl, ast.ImportDecl):
+        return decl.path.value, decl.path.span, "import"
+    if isinstance(decl, ast.OptimizeDecl):
+        return f"optimize {decl.target.name}", decl.target.span, "optimize"
+    if isinstance(decl, ast.TestDecl):
+        return f"test {decl.name.name}", decl.name.span, f"for {decl.program.name}"
+    kind = {
+        ast.SignatureDecl: "signature",
+        ast.TypeDecl: "type",
+        ast.EnumDecl: "enum",
+        ast.ModuleDecl: "module",
+        ast.ProgramDecl: "program",
+        ast.DataDecl: "data",
+        ast.MetricDecl: "metric",
+    }.get(type(decl), "")
+    return decl.name.name, decl.name.span, kind
+
+
+def _sym(
+    codec: PositionCodec,
+    name: str,
+    kind: types.SymbolKind,
+    span: Any,
+    sel: Any,
+    detail: str = "",
+    children: list[types.DocumentSymbol] | None = None,
+) -> types.DocumentSymbol:
+    rng = codec.range(span.start, span.end)
+    sel_rng = codec.range(sel.start, sel.end)
+    return types.DocumentSymbol(
+        name=name or "?",
+        kind=kind,
+        range=rng,
+        selection_range=sel_rng,
+        detail=detail or None,
+        children=children or None,
+    )
+
+
+def _children(codec: PositionCodec, decl: Any, text: str) -> list[types.DocumentSymbol]:
+    out = []
+    if isinstance(decl, ast.SignatureDecl):
+        for f in decl.fields:
+            out.append(
+                _sym(
+                    codec,
+                    f.name.name,
+                    SK.Field,
+                    f.span,
+                    f.name.span,
+                    f"{f.direction} {_src(text, f.type.span)}",
+                )
+            )
+    elif isinstance(decl, ast.TypeDecl):
+        for rf in decl.fields:
+            out.append(
+                _sym(codec, rf.name.name, SK.Field, rf.span, rf.name.span, _src(text, rf.type.span))
+            )
+    elif isinstance(decl, ast.EnumDecl):
+        for m in decl.members:
+            out.append(_sym(codec, m.name.name, SK.EnumMember, m.span, m.name.span))
+    elif isinstance(decl, ast.ModuleDecl):
+        for p in decl.params:
+            detail = _src(text, p.type.span) if p.type is not None else ""
+            out.append(_sym(codec, p.name.name, SK.TypeParameter, p.span, p.name.span, detail))
+        for member in decl.members_order:
+            if isinstance(member, ast.SubmoduleDecl):
+                out.append(
+                    _sym(
+                        codec,
+                        member.name.name,
+                        SK.Property,
+                        member.span,
+                        member.name.span,
+                        _src(text, member.value.span),
+                    )
+                )
+            else:
+                params = ", ".join(_src(text, p.span) for p in member.params)
+                out.append(
+                    _sym(codec, "forward", SK.Method, member.span, member.keyword, f"({params})")
+                )
+    return out
+
+
+def _src(text: str, span: Any) -> str:
+    snippet = " ".join(text[span.start : span.end].split())
+    return snippet if len(snippet) <= 60 else snippet[:59] + "…"
+
+
+def document_symbols(session: Session, doc: Document) -> list[types.DocumentSymbol]:
+    pf = session.parsed(doc.path)
+    if pf is None:
+        return []
+    codec = doc.codec(session.encoding)
+    out = []
+    for decl in pf.decls:
+        name, sel, detail = _name(decl)
+        out.append(
+            _sym(
+                codec,
+                name,
+                _KINDS.get(type(decl), SK.Variable),
+                _trim(doc.text, decl.span),
+                sel,
+                detail,
+                _children(codec, decl, doc.text),
+            )
+        )
+    return out
+
+
+class _Trimmed:
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+
+
+def _trim(text: str, span: Any) -> _Trimmed:
+    end = span.end
+    while end > span.start and text[end - 1].isspace():
+        end -= 1
+    return _Trimmed(span.start, end)
+
+
+def _matches(query: str, name: str) -> bool:
+    """Case-insensitive subsequence match (`gans` matches `GenerateAnswer`)."""
+    if not query:
+        return True
+    it = iter(name.lower())
+    return all(ch in it for ch in query.lower())
+
+
+def workspace_symbols(
+    session: Session, query: str, *, limit: int = 500
+) -> list[types.SymbolInformation]:
+    out: list[types.SymbolInformation] = []
+    for path in session.workspace_files():
+        pf = session.parsed(path)
+        if pf is None:
+            continue
+        codec = session.codec_for(path, pf.source.text)
+        if codec is None:
+            continue
+        for decl in pf.decls:
+            if isinstance(decl, ast.ImportDecl):
+                continue
+            name, sel, detail = _name(decl)
+            if not _matches(query, name):
+                continue
+            out.append(
+                types.SymbolInformation(
+                    name=name,
+                    kind=_KINDS.get(type(decl), SK.Variable),
+                    location=types.Location(
+                        uri=uri_of(path), range=codec.range(sel.start, sel.end)
+                    ),
+                    container_name=detail or None,
+                )
+            )
+            if len(out) >= limit:
+                return out
+    return out

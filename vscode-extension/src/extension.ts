@@ -1,0 +1,197 @@
+// The dsx extension: starts `dsx lsp` as a language client, and runs `dsx` commands
+// (run, build, check, test) as tasks — from the command palette or the code lenses.
+import * as path from "path";
+import * as vscode from "vscode";
+import {
+  LanguageClient,
+  LanguageClientOptions,
+  RevealOutputChannelOn,
+  ServerOptions,
+  State,
+  TransportKind,
+} from "vscode-languageclient/node";
+
+import { CommandName, LensArgs, commandArgs, commandTitle } from "./commands";
+import { resolveServer } from "./server";
+
+let client: LanguageClient | undefined;
+let output: vscode.OutputChannel | undefined;
+
+function settings(): vscode.WorkspaceConfiguration {
+  return vscode.workspace.getConfiguration("dsx");
+}
+
+function workspaceFolder(uri?: vscode.Uri): string | undefined {
+  const folder = uri
+    ? vscode.workspace.getWorkspaceFolder(uri)
+    : vscode.workspace.workspaceFolders?.[0];
+  return folder?.uri.fsPath;
+}
+
+/** The configured `dsx` executable, or undefined after telling the user why not. */
+async function dsxExecutable(purpose: string): Promise<string | undefined> {
+  const configured = settings().get<string>("server.path", "dsx");
+  const resolved = resolveServer(configured, workspaceFolder());
+  if (resolved.command !== undefined) {
+    return resolved.command;
+  }
+  const choice = await vscode.window.showErrorMessage(
+    `dsx: cannot ${purpose}: ${resolved.problem}. Install dsx in your environment ` +
+      "(pip install dsx) or point the setting dsx.server.path at the dsx executable " +
+      "(for a virtual environment: .venv/bin/dsx).",
+    "Open Settings",
+  );
+  if (choice === "Open Settings") {
+    await vscode.commands.executeCommand("workbench.action.openSettings", "dsx.server.path");
+  }
+  return undefined;
+}
+
+async function startClient(): Promise<void> {
+  const command = await dsxExecutable("start the language server");
+  if (command === undefined) {
+    return;
+  }
+  output ??= vscode.window.createOutputChannel("dsx Language Server");
+  const extraArgs = settings().get<string[]>("server.extraArgs", []);
+  const serverOptions: ServerOptions = {
+    command,
+    args: ["lsp", ...extraArgs],
+    transport: TransportKind.stdio,
+    options: { cwd: workspaceFolder() },
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [
+      { scheme: "file", language: "dsx" },
+      { scheme: "untitled", language: "dsx" },
+    ],
+    outputChannel: output,
+    revealOutputChannelOn: RevealOutputChannelOn.Never,
+    initializationOptions: {
+      diagnosticsDelay: settings().get<number>("diagnostics.delay", 150),
+      // The extension ships its own snippets; the server's would show twice.
+      snippets: false,
+    },
+    synchronize: {
+      fileEvents: vscode.workspace.createFileSystemWatcher("**/*.dsx"),
+    },
+  };
+  // The id "dsx" makes the client read `dsx.trace.server` for its trace level.
+  client = new LanguageClient("dsx", "dsx Language Server", serverOptions, clientOptions);
+  client.onDidChangeState((event) => {
+    if (event.newState === State.Stopped && event.oldState === State.Running) {
+      output?.appendLine("dsx: the language server stopped.");
+    }
+  });
+  try {
+    await client.start();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    output.appendLine(`dsx: could not start \`${command} lsp\`: ${message}`);
+    const choice = await vscode.window.showErrorMessage(
+      `dsx: the language server (\`${command} lsp\`) did not start: ${message}. ` +
+        "Is this dsx version recent enough to have `dsx lsp`?",
+      "Show Output",
+      "Open Settings",
+    );
+    if (choice === "Show Output") {
+      output.show();
+    } else if (choice === "Open Settings") {
+      await vscode.commands.executeCommand("workbench.action.openSettings", "dsx.server.path");
+    }
+    client = undefined;
+  }
+}
+
+async function stopClient(): Promise<void> {
+  if (client !== undefined) {
+    const old = client;
+    client = undefined;
+    try {
+      await old.stop();
+    } catch {
+      // already stopped
+    }
+  }
+}
+
+/** The .dsx file a command is about: the code lens's, else the active editor's. */
+async function targetDocument(args?: LensArgs): Promise<vscode.TextDocument | undefined> {
+  if (args?.uri) {
+    return vscode.workspace.openTextDocument(vscode.Uri.parse(args.uri));
+  }
+  const editor = vscode.window.activeTextEditor;
+  if (editor !== undefined && editor.document.languageId === "dsx") {
+    return editor.document;
+  }
+  void vscode.window.showWarningMessage("dsx: open a .dsx file first.");
+  return undefined;
+}
+
+async function runCommand(name: CommandName, args?: LensArgs): Promise<void> {
+  const document = await targetDocument(args);
+  if (document === undefined) {
+    return;
+  }
+  if (document.isUntitled) {
+    void vscode.window.showWarningMessage("dsx: save the file before running dsx on it.");
+    return;
+  }
+  if (document.isDirty) {
+    await document.save(); // dsx reads the file from disk
+  }
+  const command = await dsxExecutable(`run \`dsx ${name}\``);
+  if (command === undefined) {
+    return;
+  }
+  const file = document.uri.fsPath;
+  const folder = vscode.workspace.getWorkspaceFolder(document.uri);
+  const task = new vscode.Task(
+    { type: "dsx", command: name, file, ...(args?.program ? { program: args.program } : {}) },
+    folder ?? vscode.TaskScope.Workspace,
+    commandTitle(name, path.basename(file), args ?? {}),
+    "dsx",
+    new vscode.ProcessExecution(command, commandArgs(name, file, args ?? {}), {
+      cwd: folder?.uri.fsPath ?? path.dirname(file),
+    }),
+  );
+  task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, clear: true };
+  await vscode.tasks.executeTask(task);
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  for (const name of ["run", "build", "check", "test"] as const) {
+    context.subscriptions.push(
+      vscode.commands.registerCommand(`dsx.${name}`, (args?: LensArgs) => runCommand(name, args)),
+    );
+  }
+  context.subscriptions.push(
+    vscode.commands.registerCommand("dsx.restartServer", async () => {
+      await stopClient();
+      await startClient();
+      if (client !== undefined) {
+        void vscode.window.setStatusBarMessage("dsx: language server restarted", 3000);
+      }
+    }),
+    vscode.workspace.onDidChangeConfiguration(async (event) => {
+      if (
+        event.affectsConfiguration("dsx.server") ||
+        event.affectsConfiguration("dsx.diagnostics")
+      ) {
+        const choice = await vscode.window.showInformationMessage(
+          "dsx: the language server settings changed.",
+          "Restart Server",
+        );
+        if (choice === "Restart Server") {
+          await vscode.commands.executeCommand("dsx.restartServer");
+        }
+      }
+    }),
+    { dispose: () => void stopClient() },
+  );
+  await startClient();
+}
+
+export async function deactivate(): Promise<void> {
+  await stopClient();
+}
