@@ -16,50 +16,13 @@ from typing import Any
 
 from dsx import ir
 from dsx._version import __version__
+from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE
 
 __all__ = ["generate", "reachable"]
 
-_PY_BUILTINS = {
-    "len",
-    "str",
-    "int",
-    "float",
-    "bool",
-    "list",
-    "dict",
-    "range",
-    "min",
-    "max",
-    "sum",
-    "sorted",
-    "enumerate",
-    "zip",
-    "any",
-    "all",
-    "abs",
-    "round",
-    "print",
-}
 _DSX_BUILTINS = {"join", "lower", "upper", "strip"}
 _MODULE_ATTRS = set(dir(__import__("dsx").Module)) | {"params"}
-_PREC = {
-    "or": 1,
-    "and": 2,
-    "not": 3,
-    "==": 4,
-    "!=": 4,
-    "<": 4,
-    "<=": 4,
-    ">": 4,
-    ">=": 4,
-    "in": 4,
-    "not in": 4,
-    "+": 5,
-    "-": 5,
-    "*": 6,
-    "/": 6,
-    "%": 6,
-}
+_PREC = {**PRECEDENCE, "not": NOT_PRECEDENCE}
 
 
 def py(name: str) -> str:

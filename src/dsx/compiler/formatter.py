@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from dsx.diagnostics import Diagnostic, Span
 from dsx.grammar import ast
+from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE
 from dsx.grammar.parser import parse
 
 __all__ = ["INDENT", "WIDTH", "check_formatted", "format_source", "format_with_diagnostics"]
@@ -163,12 +164,8 @@ def _render(doc: Any, indent: int) -> str:
 
 # ---- precedence ---------------------------------------------------------------------------
 
-_BIN_PREC = {
-    "or": 1, "and": 2,
-    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4,
-    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
-}  # fmt: skip
-_NOT, _NEG, _POSTFIX, _ATOM = 3, 7, 8, 9
+_BIN_PREC = PRECEDENCE  # the parser's table: printing and parsing agree by construction
+_NOT, _NEG, _POSTFIX, _ATOM = NOT_PRECEDENCE, 7, 8, 9
 
 
 def _prec(e: Any) -> int:

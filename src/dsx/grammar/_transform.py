@@ -17,7 +17,7 @@ from lark import Token, Transformer
 from dsx.diagnostics import Diagnostic, Origin, Span
 from dsx.grammar import ast
 
-__all__ = ["AstError", "ToAst", "decode_string"]
+__all__ = ["NOT_PRECEDENCE", "PRECEDENCE", "AstError", "ToAst", "decode_string"]
 
 
 class AstError(Exception):
@@ -380,17 +380,17 @@ class ToAst(Transformer):
                 # `not` binds looser than comparisons: `not a == b` is `not (a == b)`.
                 self._prefix_not.discard(id(node))
                 operands[pos] = node.operand
-                inner = climb(_NOT_BP + 1)
+                inner = climb(NOT_PRECEDENCE + 1)
                 return ast.Not(inner, Span(self.origin, node.span.lo, inner.span.hi))
             return node
 
         def climb(min_bp: int) -> Any:
             nonlocal pos
             left = operand()
-            while pos < len(ops) and _BP[ops[pos]] >= min_bp:
+            while pos < len(ops) and PRECEDENCE[ops[pos]] >= min_bp:
                 op = ops[pos]
                 pos += 1
-                right = climb(_BP[op] + 1)
+                right = climb(PRECEDENCE[op] + 1)
                 left = ast.BinOp(op, left, right, Span(self.origin, left.span.lo, right.span.hi))
             return left
 
@@ -448,8 +448,10 @@ class ToAst(Transformer):
         return c[1]  # "(" expr ")"
 
 
-_NOT_BP = 3
-_BP = {
+#: Binding power of each binary operator (higher binds tighter); `not` sits between `and`
+#: and the comparisons. Codegen and the formatter print with the same table.
+NOT_PRECEDENCE = 3
+PRECEDENCE = {
     "or": 1,
     "and": 2,
     "==": 4,
