@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from lark import Token, Transformer
 
-from dsx.diagnostics import Diagnostic, Origin, Span
+from dsx.diagnostics import Diagnostic, Origin, Related, Span, make
 from dsx.grammar import ast
 
 __all__ = ["NOT_PRECEDENCE", "PRECEDENCE", "AstError", "ToAst", "decode_string"]
@@ -94,6 +94,7 @@ class ToAst(Transformer):
         self.origin = Origin("<string>")
         self.comments = []
         self.shift = 0  # added to token offsets (fragments parsed from inside strings)
+        self.problems: list[Diagnostic] = []  # non-syntax problems found while building the AST
         self._prefix_not: set[int] = set()  # `not` nodes from a prefix, not from parentheses
 
     # -- helpers --------------------------------------------------------------------------
@@ -150,6 +151,17 @@ class ToAst(Transformer):
         fields, instructions, prev = [], None, c[2].end_pos
         for item in c[3:-1]:
             if isinstance(item, tuple):
+                if instructions is not None:
+                    self.problems.append(
+                        make(
+                            "DSX103",
+                            f"signature `{c[1]}` has two `instructions` items; keep one "
+                            "(or write the instructions as a `///` doc comment above it)",
+                            item[1].span,
+                            related=(Related(instructions.span, "the first `instructions`"),),
+                        )
+                    )
+                    continue  # keep the first
                 instructions = item[1]
                 prev = item[1].span.hi
             else:

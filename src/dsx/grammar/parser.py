@@ -183,6 +183,7 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
         transformer.origin = origin
         transformer.comments = comments
         transformer._prefix_not.clear()
+        transformer.problems = block.errors
         try:
             decl = parser.parse(text, start="block", on_error=on_error)
         except UnexpectedInput as exc:
@@ -230,6 +231,7 @@ def _parse_fragment(
     with _lock:
         transformer.origin = origin
         transformer.comments = []
+        transformer.problems = []
         transformer.shift = offset
         try:
             return parser.parse(text, start=start), None
