@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from dsx.runtime.code_agents import CodeAct as CodeAct
     from dsx.runtime.code_agents import ProgramOfThought as ProgramOfThought
     from dsx.runtime.embedder import Embedder as Embedder
+    from dsx.sandbox import PythonInterpreter as PythonInterpreter
     from dsx.runtime.evaluate import Evaluate as Evaluate
     from dsx.runtime.evaluate import EvaluationResult as EvaluationResult
     from dsx.runtime.instantiate import instantiate as instantiate
@@ -109,6 +110,7 @@ _LAZY = {
     "EvaluationResult": "dsx.runtime.evaluate",
     "Parallel": "dsx.runtime.parallel",
     "Embedder": "dsx.runtime.embedder",
+    "PythonInterpreter": "dsx.sandbox",
 }
 
 __all__ = [
@@ -132,6 +134,7 @@ __all__ = [
     "KNNFewShot",
     "LabeledFewShot",
     "Parallel",
+    "PythonInterpreter",
     "Teleprompter",
     "instantiate",
     "load_program",
