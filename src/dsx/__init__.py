@@ -61,7 +61,6 @@ if TYPE_CHECKING:
     from dsx.runtime.code_agents import CodeAct as CodeAct
     from dsx.runtime.code_agents import ProgramOfThought as ProgramOfThought
     from dsx.runtime.embedder import Embedder as Embedder
-    from dsx.sandbox import PythonInterpreter as PythonInterpreter
     from dsx.runtime.evaluate import Evaluate as Evaluate
     from dsx.runtime.evaluate import EvaluationResult as EvaluationResult
     from dsx.runtime.instantiate import instantiate as instantiate
@@ -73,6 +72,7 @@ if TYPE_CHECKING:
     from dsx.runtime.tool import Tool as Tool
     from dsx.runtime.types import History as History
     from dsx.runtime.types import Image as Image
+    from dsx.sandbox import PythonInterpreter as PythonInterpreter
     from dsx.teleprompt import KNN as KNN
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
     from dsx.teleprompt import BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch

@@ -172,7 +172,15 @@ def cmd_test(args: Any) -> int:
         return 1
     except DsxError as exc:
         return _err(str(exc))
-    tests = [t for t in ns.unit.tests if not args.program or t.program == args.program]
+    chosen = set(getattr(args, "test", None) or ())
+    tests = [
+        t
+        for t in ns.unit.tests
+        if (not args.program or t.program == args.program) and (not chosen or t.name in chosen)
+    ]
+    unknown = chosen - {t.name for t in ns.unit.tests}
+    if unknown:
+        return _err(f"no test named {', '.join(sorted(unknown))} in {args.file}")
     if not tests:
         print(f"no test blocks in {args.file}")
         return 0

@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("file", metavar="FILE", help="the .dsx file")
     test.add_argument("--program", metavar="NAME", help="only the tests of this program")
+    test.add_argument("--test", metavar="NAME", action="append", help="only this test (repeatable)")
     test.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
     test.set_defaults(func=_lazy("cmd_test"))
     ev = sub.add_parser(

@@ -119,6 +119,10 @@ def test_test_command_reports_each_test(tmp_path, server):
     assert "ok   paris (qa)" in out.stdout
     assert "FAIL rome (qa)" in out.stdout and "expected answer = 'Rome', got 'Lyon'" in out.stdout
     assert out.stdout.strip().endswith("1 passed, 1 failed")
+    one = dsx_cli("test", str(tmp_path / "qa.dsx"), "--test", "paris", server=server)
+    assert one.returncode == 0 and one.stdout.strip().endswith("1 passed, 0 failed")
+    bad = dsx_cli("test", str(tmp_path / "qa.dsx"), "--test", "nope", server=server)
+    assert bad.returncode == 2 and "no test named nope" in bad.stderr
 
 
 def test_build_cli_emits_and_explains(tmp_path):

@@ -20,6 +20,7 @@ export function commandArgs(name: CommandName, file: string, args: LensArgs = {}
     case "check":
       return ["check", file];
     case "test":
+      if (args.test) return ["test", file, "--test", args.test];
       return args.program ? ["test", file, "--program", args.program] : ["test", file];
   }
 }

@@ -30,8 +30,9 @@ test("command lines for run, build, check and test", () => {
   assert.deepEqual(commandArgs("build", "/w/rag.dsx", { program: "rag" }), ["build", "/w/rag.dsx"]);
   assert.deepEqual(commandArgs("check", "/w/rag.dsx"), ["check", "/w/rag.dsx"]);
   assert.deepEqual(commandArgs("test", "/w/qa.dsx", { program: "qa", test: "capital" }), [
-    "test", "/w/qa.dsx", "--program", "qa",
+    "test", "/w/qa.dsx", "--test", "capital",
   ]);
+  assert.deepEqual(commandArgs("test", "/w/qa.dsx", { program: "qa" }), ["test", "/w/qa.dsx", "--program", "qa"]);
   assert.equal(commandTitle("test", "qa.dsx", { program: "qa", test: "capital" }), "dsx test qa.dsx (capital)");
 });
 
