@@ -144,7 +144,7 @@ def main() -> None:
                     capture_output=True,
                     text=True,
                 )
-                print(textwrap_indent(done.stdout + done.stderr))
+                print(textwrap_indent(done.stderr + done.stdout))
                 if done.returncode:
                     raise SystemExit(done.returncode)
             rag = load_module(Path(out) / "rag.py").program()
@@ -170,7 +170,7 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
-        print(textwrap_indent(done.stdout + done.stderr))
+        print(textwrap_indent(done.stderr + done.stdout))
         print(f"corpus used by Retrieve: {len(CORPUS)} passages (examples/search_tools.py)")
     finally:
         if server is not None:
