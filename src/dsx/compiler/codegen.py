@@ -326,7 +326,9 @@ class _Gen:
         w.line()
         w.line("@_dsx.mapped")
         params = ", ".join(
-            py(p.name) + (f" = {self.expr(p.default, 0, False)}" if p.default is not None else "")
+            py(p.name)
+            + (f": {self.type(p.type)}" if p.type is not None else "")
+            + (f" = {self.expr(p.default, 0, False)}" if p.default is not None else "")
             for p in fwd.params
         )
         prefix = "async def aforward" if is_async else "def forward"
