@@ -72,63 +72,68 @@ class BestOfN(Module):
         return context(**values)
 
     def forward(self, **inputs: Any) -> Prediction:
-        best: tuple[float, Any] | None = None
-        failures: list[BaseException] = []
-        feedback: str | None = None
+        run = _Attempts(self, inputs)
         for attempt in range(self.N):
             try:
-                with self._attempt_context(attempt, feedback):
+                with self._attempt_context(attempt, run.feedback):
                     pred = self.module(**inputs)
-                score, note = _score(self.reward_fn, inputs, pred)
+                if run.scored(pred):
+                    break
             except Exception as exc:
-                failures.append(exc)
-                if len(failures) >= self.fail_count:
-                    raise DsxError(
-                        f"{type(self).__name__}: {len(failures)} attempt(s) failed; the last: {exc}"
-                    ) from exc
-                continue
-            if best is None or score > best[0]:
-                best = (score, pred)
-            if score >= self.threshold:
-                break
-            feedback = self._feedback(pred, score, note)
-        if best is None:
-            raise DsxError(f"{type(self).__name__}: every attempt failed") from (
-                failures[-1] if failures else None
-            )
-        return best[1]
+                run.failed(exc)
+        return run.result()
 
     async def aforward(self, **inputs: Any) -> Prediction:
-        best: tuple[float, Any] | None = None
-        failures: list[BaseException] = []
-        feedback: str | None = None
+        run = _Attempts(self, inputs)
         for attempt in range(self.N):
             try:
-                with self._attempt_context(attempt, feedback):
+                with self._attempt_context(attempt, run.feedback):
                     pred = await self.module.acall(**inputs)
-                score, note = _score(self.reward_fn, inputs, pred)
+                if run.scored(pred):
+                    break
             except Exception as exc:
-                failures.append(exc)
-                if len(failures) >= self.fail_count:
-                    raise DsxError(
-                        f"{type(self).__name__}: {len(failures)} attempt(s) failed; the last: {exc}"
-                    ) from exc
-                continue
-            if best is None or score > best[0]:
-                best = (score, pred)
-            if score >= self.threshold:
-                break
-            feedback = self._feedback(pred, score, note)
-        if best is None:
-            raise DsxError(f"{type(self).__name__}: every attempt failed") from (
-                failures[-1] if failures else None
-            )
-        return best[1]
+                run.failed(exc)
+        return run.result()
 
     def _feedback(self, pred: Any, score: float, note: str | None) -> str:
         shown = pred.to_dict() if hasattr(pred, "to_dict") else pred
         text = f"A previous attempt scored {score:g} (it needs {self.threshold:g}). Its output was: {shown}."
         return f"{text} {note}" if note else text
+
+
+class _Attempts:
+    """The bookkeeping of one BestOfN/Refine call, shared by the sync and async loops."""
+
+    def __init__(self, owner: BestOfN, inputs: dict[str, Any]) -> None:
+        self.owner = owner
+        self.inputs = inputs
+        self.best: tuple[float, Any] | None = None
+        self.failures: list[BaseException] = []
+        self.feedback: str | None = None
+
+    def scored(self, pred: Any) -> bool:
+        """Record an attempt's prediction; True when it reaches the threshold."""
+        score, note = _score(self.owner.reward_fn, self.inputs, pred)
+        if self.best is None or score > self.best[0]:
+            self.best = (score, pred)
+        if score >= self.owner.threshold:
+            return True
+        self.feedback = self.owner._feedback(pred, score, note)
+        return False
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures.append(exc)
+        if len(self.failures) >= self.owner.fail_count:
+            raise DsxError(
+                f"{type(self.owner).__name__}: {len(self.failures)} attempt(s) failed; the last: {exc}"
+            ) from exc
+
+    def result(self) -> Any:
+        if self.best is None:
+            raise DsxError(f"{type(self.owner).__name__}: every attempt failed") from (
+                self.failures[-1] if self.failures else None
+            )
+        return self.best[1]
 
 
 class Refine(BestOfN):

@@ -242,14 +242,7 @@ class CodeAct(Module):
                 step = self.act(**inputs, trajectory=_format(trajectory))
                 code = _code(step.code)
                 result = session.execute(code)
-                trajectory.append(
-                    {
-                        "reasoning": step.reasoning,
-                        "code": code,
-                        "observation": _observe(result),
-                        "tool_calls": [c.name for c in result.tool_calls],
-                    }
-                )
+                trajectory.append(_step(step, code, result))
                 done = self._done(result, trajectory)
                 if done is not None:
                     return done
@@ -262,14 +255,7 @@ class CodeAct(Module):
                 step = await self.act.acall(**inputs, trajectory=_format(trajectory))
                 code = _code(step.code)
                 result = await session.aexecute(code)
-                trajectory.append(
-                    {
-                        "reasoning": step.reasoning,
-                        "code": code,
-                        "observation": _observe(result),
-                        "tool_calls": [c.name for c in result.tool_calls],
-                    }
-                )
+                trajectory.append(_step(step, code, result))
                 done = self._done(result, trajectory)
                 if done is not None:
                     return done
@@ -286,6 +272,15 @@ class CodeAct(Module):
             )
             return None
         return _with(Prediction(values), trajectory)
+
+
+def _step(step: Any, code: str, result: Any) -> dict[str, Any]:
+    return {
+        "reasoning": step.reasoning,
+        "code": code,
+        "observation": _observe(result),
+        "tool_calls": [c.name for c in result.tool_calls],
+    }
 
 
 def _format(trajectory: list[dict[str, Any]]) -> str:
