@@ -34,8 +34,10 @@ def test_cli_version_and_help(capsys):
     except SystemExit as exc:
         assert exc.code == 0
     assert dsx.__version__ in capsys.readouterr().out
-    assert main([]) == 0
-    assert "inspect" in capsys.readouterr().out
+    # No command: usage on stderr, exit 2 (like any usage error).
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: dsx") and "a command is needed" in err
 
 
 def test_cli_inspect_shows_saved_state(tmp_path, capsys):
@@ -47,7 +49,7 @@ def test_cli_inspect_shows_saved_state(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 predictor(s)" in out and "Be brief." in out and '"q1"' in out
     assert main(["inspect", str(tmp_path / "missing.json")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "No saved state at" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{}")
     assert main(["inspect", str(tmp_path / "bad.json")]) == 2
 

@@ -1,14 +1,21 @@
-"""Implementations of ``dsx build``, ``dsx run`` and ``dsx test`` (the CLI parses arguments)."""
+"""Implementations of ``dsx build|run|test|eval|optimize`` (the CLI parses arguments).
+
+Every command that runs a program applies the program's learned state the same way
+(:func:`_with_state`) and names its LM the same way (:mod:`dsx._lmspec`); errors are
+reported by :mod:`dsx._report`.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from dsx.errors import DsxError
+from dsx._lmspec import NO_LM_MESSAGE, NoLMError, lm_from_env, model_name
+from dsx._report import report_error
+from dsx.errors import DsxError, StateError
 
 __all__ = ["cmd_build", "cmd_eval", "cmd_optimize", "cmd_run", "cmd_test", "lm_from_env"]
 
@@ -18,23 +25,29 @@ def _err(message: str) -> int:
     return 2
 
 
-def lm_from_env(model: str) -> Any:
-    """``dsx.LM(model)`` with the endpoint from DSX_API_BASE / DSX_API_KEY when set."""
-    import dsx
-
-    api_base = os.environ.get("DSX_API_BASE") or None
-    api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
-    return dsx.LM(model, api_base=api_base, api_key=api_key)
+def _note(message: str) -> None:
+    print(f"dsx: {message}", file=sys.stderr)
 
 
 def _setup_lm(name: str | None) -> str | None:
     """Configure the LM from --lm or DSX_LM; returns the model name used (None: keep settings)."""
     import dsx
 
-    model = name or os.environ.get("DSX_LM")
+    model = model_name(name)
     if model:
         dsx.configure(lm=lm_from_env(model))
     return model
+
+
+def _require_lm(*programs: Any) -> None:
+    """Raise :class:`NoLMError` unless an LM is configured or every predictor has its own."""
+    import dsx
+
+    if dsx.settings.lm is not None:
+        return
+    if programs and all(p.lm for prog in programs for p in prog.predictors()):
+        return
+    raise NoLMError()
 
 
 def _split_target(target: str) -> tuple[str, str | None]:
@@ -51,15 +64,191 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+# -- learned state --------------------------------------------------------------------------
+
+
+def _with_state(ns: Any, path: str, name: str, args: Any) -> Any:
+    """Program ``name`` with the learned state the command should use, saying which.
+
+    ``--no-state``: the bare program. ``--state FILE``: that file. Otherwise, for a .dsx
+    file, the state ``dsx build``/``dsx optimize`` last wrote for the program
+    (``build/NAME.state.json`` next to the file) while it matches the program's IR; for an
+    IR file, the learned state it carries.
+    """
+    from dsx.runtime.state import read_state
+
+    quiet = getattr(args, "quiet_state", False)
+    say = (lambda m: None) if quiet else _note
+    if getattr(args, "no_state", False):
+        say(f"running `{name}` without learned state (--no-state)")
+        return ns.program(name, learned=False)
+    explicit = getattr(args, "state", None)
+    if explicit:
+        state = read_state(explicit)
+        program = ns.program(name, learned=False)
+        _load_into(program, state, name)
+        if state.fingerprint and state.fingerprint != _fingerprint(ns, name):
+            say(
+                f"note: {explicit} was learned for another version of `{name}`; it still fits "
+                "its predictors, so it is used"
+            )
+        say(f"using learned state {explicit} ({state.describe()})")
+        return program
+    if path.endswith(".json"):
+        learned = ns.unit.learned.get(name)
+        if learned is not None:
+            say(f"using the learned state in {path} ({learned.optimizer or 'saved'})")
+        else:
+            say(f"`{name}` is not optimized (the IR file has no learned state for it)")
+        return ns.program(name)
+    from dsx.compiler.build import default_state_path
+
+    default = default_state_path(path, name)
+    shown = _shown(default)
+    if not default.is_file():
+        hint = (
+            f"`dsx optimize {path}` learns one"
+            if any(o.program == name for o in ns.unit.optimizes)
+            else f"add an `optimize {name} {{ ... }}` block to learn one"
+        )
+        say(f"`{name}` is not optimized (no {shown}); {hint}")
+        return ns.program(name)
+    try:
+        state = read_state(default)
+    except StateError as exc:
+        say(f"ignoring {shown}: {exc}")
+        return ns.program(name)
+    if state.fingerprint != _fingerprint(ns, name):
+        say(
+            f"ignoring {shown}: `{name}` changed since that state was learned; run "
+            f"`dsx build {path}` (or `dsx optimize`) again, or pass --state {shown} to use it anyway"
+        )
+        return ns.program(name)
+    program = ns.program(name, learned=False)
+    _load_into(program, state, name)
+    say(f"using learned state {shown} ({state.describe()}); --no-state runs the bare program")
+    return program
+
+
+def _load_into(program: Any, state: Any, name: str) -> None:
+    from dsx.runtime.module import Module
+
+    try:
+        Module.load_state(program, state.predictors)  # program-level, also for a Predict
+    except StateError as exc:
+        raise StateError(f"{state.source} does not fit program `{name}`: {exc}") from None
+
+
+def _fingerprint(ns: Any, name: str) -> str:
+    from dsx.compiler.build import program_fingerprint
+
+    return program_fingerprint(ns.unit, name)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _program_name(ns: Any, requested: str | None) -> str:
+    if requested is None:
+        if not ns.unit.programs:
+            raise DsxError(
+                f"{ns.unit.source} declares no `program`; add e.g. `program main = MyModule()`"
+            )
+        return str(ns.unit.programs[0].name)
+    ns.program(requested, learned=False)  # raises a clear error for an unknown name
+    return requested
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def _program_inputs(ns: Any, program: str) -> list[tuple[str, Any, bool]]:
+    """The program's inputs: (name, IR type or None, required)."""
+    prog = next(p for p in ns.unit.programs if p.name == program)
+    root = prog.root
+    if root.kind == "module":
+        mod = next(m for m in ns.unit.modules if m.name == root.module)
+        if mod.forward is None:
+            return []
+        return [(p.name, p.type, p.default is None) for p in mod.forward.params]
+    sig = next(s for s in ns.unit.signatures if s.name == root.signature)
+    return [(f.name, f.type, not f.has_default) for f in sig.fields if f.direction == "in"]
+
+
+def _ir_inputs(ns: Any, program: str) -> list[str]:
+    return [name for name, _, _ in _program_inputs(ns, program)]
+
+
+def _read_inputs(ns: Any, program: str, items: list[str]) -> dict[str, Any]:
+    """``-i name=value`` items, checked against the program's inputs and their types."""
+    inputs = _program_inputs(ns, program)
+    types = {name: t for name, t, _ in inputs}
+    row: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise DsxError(f"--input {item!r}: write it as name=value")
+        if key not in types:
+            close = difflib.get_close_matches(key, list(types), n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise DsxError(
+                f"--input {key}: `{program}` has no input `{key}`.{hint} "
+                f"Its inputs: {', '.join(types) or '(none)'}"
+            )
+        row[key] = _typed_value(ns, key, types[key], text)
+    missing = [name for name, _, required in inputs if required and name not in row]
+    if missing:
+        raise DsxError(
+            f"`{program}` needs the input(s) {', '.join(missing)}: pass "
+            + " ".join(f"-i {m}=VALUE" for m in missing)
+        )
+    return row
+
+
+def _typed_value(ns: Any, name: str, irtype: Any, text: str) -> Any:
+    if irtype is None or irtype.kind == "str":
+        return text
+    value = _parse_value(text)
+    if irtype.kind == "any":
+        return value
+    import pydantic
+
+    adapter = pydantic.TypeAdapter(ns.pytype(irtype))
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError as exc:
+        if value != text:
+            try:
+                return adapter.validate_python(text)
+            except pydantic.ValidationError:
+                pass
+        errors = exc.errors()
+        problem = errors[0].get("msg", str(exc)) if errors else str(exc)
+        raise DsxError(
+            f"--input {name}={text!r}: not a valid {irtype} ({problem}). Give JSON for "
+            """structured values, e.g. -i tags='["a", "b"]'"""
+        ) from None
+
+
 def cmd_build(args: Any) -> int:
     from dsx.compiler.build import BuildError, build, explain
 
     path = Path(args.file)
     if not path.is_file():
         return _err(f"{path}: no such file")
+    if path.suffix != ".dsx":
+        return _err(f"{path}: dsx build takes a .dsx file")
     try:
         result = build(
-            path, out=args.out, emit=args.emit, lm=args.lm, log=lambda m: print(m, file=sys.stderr)
+            path,
+            out=args.out,
+            emit=args.emit,
+            lm=_lm_arg(args.lm),
+            log=lambda m: print(m, file=sys.stderr),
         )
     except BuildError as exc:
         print(f"dsx build: {exc}", file=sys.stderr)
@@ -71,9 +260,6 @@ def cmd_build(args: Any) -> int:
             for d in analysis.errors:
                 print(render_text(d, analysis.source(d.span.file)) + "\n", file=sys.stderr)
         return 1
-    except DsxError as exc:
-        print(f"dsx build: {exc}", file=sys.stderr)
-        return 1
     for written in result.written:
         print(f"wrote {written}")
     if result.unit.optimizes and not result.optimized:
@@ -83,44 +269,60 @@ def cmd_build(args: Any) -> int:
     return 0
 
 
+def _lm_arg(cli: str | None) -> str | None:
+    """``--lm``, resolved for the build driver (which reads DSX_LM itself)."""
+    return cli
+
+
+def _read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
+    if args.input and args.jsonl:
+        raise DsxError("give either --input name=value ... or --jsonl FILE, not both")
+    if not args.jsonl:
+        return [_read_inputs(ns, name, args.input or [])]
+    try:
+        lines = Path(args.jsonl).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DsxError(f"--jsonl {args.jsonl}: cannot read it ({exc})") from None
+    rows: list[dict[str, Any]] = []
+    known = _ir_inputs(ns, name)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DsxError(f"--jsonl {args.jsonl}:{number}: not JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise DsxError(f"--jsonl {args.jsonl}:{number}: expected a JSON object")
+        unknown = [k for k in row if k not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise DsxError(
+                f"--jsonl {args.jsonl}:{number}: `{name}` has no input `{unknown[0]}`.{hint} "
+                f"Its inputs: {', '.join(known)}"
+            )
+        rows.append(row)
+    return rows
+
+
 def cmd_run(args: Any) -> int:
     import dsx
     from dsx._load import CheckFailed, load_namespace
 
-    path, program_name = _split_target(args.target)
+    path, requested = _split_target(args.target)
     try:
         ns = load_namespace(path)
-        program = ns.program(program_name)
+        name = _program_name(ns, requested)
+        rows = _read_rows(ns, name, args)
+        _setup_lm(args.lm)
+        program = _with_state(ns, path, name, args)
+        _require_lm(program)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except DsxError as exc:
         return _err(str(exc))
-    if args.input and args.jsonl:
-        return _err("give either --input k=v ... or --jsonl FILE, not both")
-    rows: list[dict[str, Any]] = []
-    if args.jsonl:
-        try:
-            lines = Path(args.jsonl).read_text(encoding="utf-8").splitlines()
-            rows = [json.loads(line) for line in lines if line.strip()]
-        except (OSError, ValueError) as exc:
-            return _err(f"--jsonl {args.jsonl}: {exc}")
-    else:
-        row: dict[str, Any] = {}
-        for item in args.input or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                return _err(f"--input {item!r}: write it as name=value")
-            row[key] = _parse_value(value)
-        rows = [row]
-    try:
-        _setup_lm(args.lm)
-    except DsxError as exc:
-        return _err(str(exc))
-    if dsx.settings.lm is None and not any(p.lm for p in program.predictors()):
-        return _err(
-            "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini) or set DSX_LM"
-        )
     status = 0
     names = dict((id(p), n) for n, p in program.named_predictors())
     for row in rows:
@@ -128,8 +330,8 @@ def cmd_run(args: Any) -> int:
         try:
             with dsx.context(trace=trace if args.trace else None):
                 pred = program(**row)
-        except (DsxError, TypeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except Exception as exc:
+            report_error(exc, show_traceback=getattr(args, "traceback", False))
             status = 1
             continue
         if args.trace:
@@ -160,8 +362,8 @@ def _plain(value: Any) -> Any:
 
 
 def cmd_test(args: Any) -> int:
-    import dsx
     from dsx._load import CheckFailed, load_namespace
+    from dsx._report import format_error
     from dsx.runtime import _interp
     from dsx.runtime.metrics import normalize_text
 
@@ -186,6 +388,11 @@ def cmd_test(args: Any) -> int:
         return 0
     try:
         _setup_lm(args.lm)
+        programs = {
+            name: _with_state(ns, str(args.file), name, args)
+            for name in dict.fromkeys(t.program for t in tests)
+        }
+        _require_lm(*programs.values())
     except DsxError as exc:
         return _err(str(exc))
     passed = failed = 0
@@ -193,7 +400,7 @@ def cmd_test(args: Any) -> int:
         env = ns._env()
         problems: list[str] = []
         try:
-            program = ns.program(test.program)
+            program = programs[test.program]
             given = {k: _interp.run_sync(_interp.eval_expr(v, env)) for k, v in test.given}
             result = program(**given)
             for key, expr in test.expect:
@@ -216,8 +423,10 @@ def cmd_test(args: Any) -> int:
                     )
                     line = f" (line {check.loc[1]})" if check.loc else ""
                     problems.append(f"{check.severity} failed{line}: {msg}")
-        except (DsxError, TypeError, ValueError) as exc:
-            problems.append(f"error: {exc}")
+        except Exception as exc:
+            if getattr(args, "traceback", False):
+                report_error(exc, show_traceback=True, stream=sys.stdout)
+            problems.append(format_error(exc).replace("\n", "\n     "))
         if problems:
             failed += 1
             print(f"FAIL {test.name} ({test.program})")
@@ -227,7 +436,6 @@ def cmd_test(args: Any) -> int:
             passed += 1
             print(f"ok   {test.name} ({test.program})")
     print(f"{passed} passed, {failed} failed")
-    del dsx
     return 1 if failed else 0
 
 
@@ -241,8 +449,12 @@ def _load_dataset(ns: Any, spec: str, inputs: list[str] | None) -> list[Any]:
     path = Path(spec)
     fmt = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(path.suffix)
     if fmt is None:
+        names = [d.name for d in ns.unit.data]
+        close = difflib.get_close_matches(spec, names, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
         raise DsxError(
-            f"--data {spec}: not a data declaration of the file nor a .jsonl/.json/.csv file"
+            f"--data {spec}: not a data declaration of the file nor a .jsonl/.json/.csv file."
+            f"{hint} Data declared: {', '.join(names) or '(none)'}"
         )
     ds = ir.build(
         ir.DataSet,
@@ -259,24 +471,21 @@ def cmd_eval(args: Any) -> int:
     import dsx
     from dsx._load import CheckFailed, load_namespace
 
-    path, program_name = _split_target(args.target)
+    path, requested = _split_target(args.target)
     try:
         ns = load_namespace(path)
-        program = ns.program(program_name)
-        name = program_name or ns.unit.programs[0].name
+        name = _program_name(ns, requested)
         inputs = args.inputs.split(",") if args.inputs else _ir_inputs(ns, name)
         devset = _load_dataset(ns, args.data, inputs)
         metric = ns.metric(args.metric) if args.metric else _default_metric(ns, name)
         _setup_lm(args.lm)
+        program = _with_state(ns, path, name, args)
+        _require_lm(program)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except DsxError as exc:
         return _err(str(exc))
-    if dsx.settings.lm is None and not any(p.lm for p in program.predictors()):
-        return _err(
-            "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini) or set DSX_LM"
-        )
     evaluate = dsx.Evaluate(
         devset=devset,
         metric=metric,
@@ -291,17 +500,9 @@ def cmd_eval(args: Any) -> int:
         print(json.dumps({"score": result.score, "examples": len(devset), "errors": result.errors}))
     else:
         print(f"score: {result.score:.2f}% over {len(devset)} example(s), {result.errors} error(s)")
+        if result.errors and result.failures:
+            report_error(result.failures[0][2], prefix="first error")
     return 0
-
-
-def _ir_inputs(ns: Any, program: str) -> list[str]:
-    prog = next(p for p in ns.unit.programs if p.name == program)
-    root = prog.root
-    if root.kind == "module":
-        mod = next(m for m in ns.unit.modules if m.name == root.module)
-        return [p.name for p in mod.forward.params] if mod.forward else []
-    sig = next(s for s in ns.unit.signatures if s.name == root.signature)
-    return [f.name for f in sig.fields if f.direction == "in"]
 
 
 def _default_metric(ns: Any, program: str) -> Any:
@@ -315,30 +516,51 @@ def _default_metric(ns: Any, program: str) -> Any:
 
 def cmd_optimize(args: Any) -> int:
     from dsx._load import CheckFailed, load_namespace
-    from dsx.compiler.build import BuildError, atomic_write, run_optimize
+    from dsx.compiler.build import (
+        BuildError,
+        atomic_write,
+        default_state_path,
+        optimize_key,
+        run_optimize,
+        state_file,
+    )
+    from dsx.runtime.state import write_state
 
-    path, program_name = _split_target(args.target)
+    path, requested = _split_target(args.target)
     try:
         ns = load_namespace(path)
+        name = _program_name(ns, requested)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except DsxError as exc:
         return _err(str(exc))
     unit = ns.unit
-    name = program_name or (unit.programs[0].name if unit.programs else None)
     opt = next((o for o in unit.optimizes if o.program == name), None)
     if opt is None:
         return _err(
             f"{path} has no `optimize {name} {{ ... }}` block; add one (optimizer, train data, metric)"
         )
-    lm_name = opt.lm or args.lm or os.environ.get("DSX_LM")
+    lm_name = opt.lm or model_name(args.lm)
     try:
-        state = run_optimize(unit, opt, lm_name, log=lambda m: print(m, file=sys.stderr))
-    except (BuildError, DsxError) as exc:
+        learned = run_optimize(unit, opt, lm_name, log=lambda m: print(m, file=sys.stderr))
+        state = state_file(unit, name, learned)
+    except BuildError as exc:
+        if NO_LM_MESSAGE in str(exc):
+            return _err(NO_LM_MESSAGE)
         print(f"dsx optimize: {exc}", file=sys.stderr)
         return 1
-    out = Path(args.out) if args.out else Path(path).with_name(f"{name}.state.json")
-    atomic_write(out, state.model_dump_json(indent=2))
-    print(f"wrote {out}" + (f" (score {state.score:.2f})" if state.score is not None else ""))
+    except DsxError as exc:
+        print(f"dsx optimize: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else default_state_path(path, name)
+    write_state(out, state)
+    # `dsx build` reuses this result instead of optimizing again.
+    key = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
+    cache = default_state_path(path, name).parent / ".cache" / f"{name}-{key}.json"
+    atomic_write(cache, learned.model_dump_json(indent=2))
+    score = f" (score {learned.score:.2f})" if learned.score is not None else ""
+    print(f"wrote {_shown(out)}{score}")
+    if not args.out:
+        print(f"`dsx run|eval|test {path}` now use it; --no-state runs the bare program")
     return 0

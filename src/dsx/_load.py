@@ -42,6 +42,36 @@ def load_namespace(path: str | Path) -> Any:
     return instantiate(analysis.unit)
 
 
-def load_program(path: str | Path, program: str | None = None) -> Any:
-    """A fresh instance of ``program`` (default: the first) from a .dsx or .ir.json file."""
-    return load_namespace(path).program(program)
+def load_program(
+    path: str | Path,
+    program: str | None = None,
+    *,
+    state: str | Path | None = None,
+) -> Any:
+    """A fresh instance of ``program`` (default: the first) from a .dsx or .ir.json file.
+
+    Args:
+        path: the ``.dsx`` or ``.ir.json`` file.
+        program: the program's name (default: the first one declared).
+        state: a learned-state file (written by ``dsx optimize``, ``dsx build`` or
+            ``Module.save``) to apply; it must fit the program's predictors. Without it, an
+            IR file's own learned state is applied and a ``.dsx`` program is unoptimized.
+
+    Example:
+        >>> classify = dsx.load_program("classifier.dsx", state="build/classify.state.json")
+    """
+    ns = load_namespace(path)
+    if state is None:
+        return ns.program(program)
+    from dsx.errors import StateError
+    from dsx.runtime.module import Module
+    from dsx.runtime.state import read_state
+
+    saved = read_state(state)
+    instance = ns.program(program, learned=False)
+    try:
+        Module.load_state(instance, saved.predictors)  # program-level, also for a Predict
+    except StateError as exc:
+        name = program or ns.unit.programs[0].name
+        raise StateError(f"{state} does not fit program `{name}`: {exc}") from None
+    return instance

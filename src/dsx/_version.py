@@ -4,5 +4,5 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-#: Version of the saved-state JSON format (``Module.save``).
-STATE_SCHEMA_VERSION = 1
+#: Version of the saved-state JSON format (``dsx.runtime.state``: Module.save, dsx optimize, dsx build).
+STATE_SCHEMA_VERSION = 2

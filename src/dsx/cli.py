@@ -7,6 +7,7 @@ Subcommands arrive with the features they drive (``check``, ``fmt``, ``build``, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -19,27 +20,21 @@ __all__ = ["main"]
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from dsx.errors import StateError
+    from dsx.runtime.state import read_state
+
     path = Path(args.file)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        print(f"dsx inspect: {path}: no such file", file=sys.stderr)
+        state = read_state(path)
+    except StateError as exc:
+        print(f"dsx inspect: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as exc:
-        print(f"dsx inspect: {path}: not a JSON state file ({exc})", file=sys.stderr)
-        return 2
-    state = data.get("state") if isinstance(data, dict) else None
-    if not isinstance(state, dict):
-        print(
-            f"dsx inspect: {path}: no 'state' object; save one with program.save('x.json')",
-            file=sys.stderr,
-        )
-        return 2
+    made = f", {state.describe()}" if state.optimizer or state.score is not None else ""
     print(
-        f"{path}: program {data.get('program', '?')}, dsx {data.get('dsx_version', '?')}, "
-        f"schema {data.get('schema_version', '?')}, {len(state)} predictor(s)"
+        f"{path}: program {state.program or '?'}, dsx {state.dsx_version or '?'}, "
+        f"schema {state.schema_version}{made}, {len(state.predictors)} predictor(s)"
     )
-    for name, pstate in state.items():
+    for name, pstate in state.predictors.items():
         _print_predictor(name, pstate, show_demos=args.demos)
     return 0
 
@@ -115,12 +110,37 @@ def _lazy(name: str) -> Any:
     return run
 
 
+def _add_state_options(cmd: argparse.ArgumentParser) -> None:
+    group = cmd.add_mutually_exclusive_group()
+    group.add_argument(
+        "--state",
+        metavar="FILE",
+        help="apply this learned-state file (default: build/PROGRAM.state.json next to a .dsx "
+        "file, when it was learned for the program as it is now)",
+    )
+    group.add_argument(
+        "--no-state", action="store_true", help="run the bare program, without learned state"
+    )
+
+
+def _add_traceback(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--traceback",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="on an error, show the whole Python traceback",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsx",
         description="dsx — program language models: typed signatures, modules, optimizers.",
     )
     parser.add_argument("--version", action="version", version=f"dsx {__version__}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="on an error, show the whole Python traceback"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = sub.add_parser(
         "check",
@@ -140,12 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=_cmd_check)
     from dsx.compiler.fmt_cli import add_fmt_command
+    from dsx.local.cli import add_model_command
     from dsx.lsp.cli import add_lsp_command
     from dsx.sandbox.cli import add_sandbox_command
 
     add_fmt_command(sub)
     add_lsp_command(sub)
     add_sandbox_command(sub)
+    add_model_command(sub)
     build = sub.add_parser(
         "build",
         help="compile a .dsx program (and its optimization) into Python modules",
@@ -169,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="LM for optimization (default: DSX_LM or the optimize block's `lm`)",
     )
+    _add_traceback(build)
     build.set_defaults(func=_lazy("cmd_build"))
     run = sub.add_parser(
         "run",
@@ -190,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
     run.add_argument("--trace", action="store_true", help="show each predictor call")
     run.add_argument("--inspect", action="store_true", help="print the prompts sent")
+    _add_state_options(run)
+    _add_traceback(run)
     run.set_defaults(func=_lazy("cmd_run"))
     test = sub.add_parser(
         "test",
@@ -200,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--program", metavar="NAME", help="only the tests of this program")
     test.add_argument("--test", metavar="NAME", action="append", help="only this test (repeatable)")
     test.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
+    _add_state_options(test)
+    _add_traceback(test)
     test.set_defaults(func=_lazy("cmd_test"))
     ev = sub.add_parser(
         "eval",
@@ -231,25 +258,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save-csv", metavar="PATH", help="write every result as CSV")
     ev.add_argument("--json", action="store_true", help="print the score as JSON")
     ev.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
+    _add_state_options(ev)
+    _add_traceback(ev)
     ev.set_defaults(func=_lazy("cmd_eval"))
     opt = sub.add_parser(
         "optimize",
         help="run a program's optimize block and save the learned state",
         description="Run the `optimize` block of FILE[:program] and write the learned state as JSON "
-        "(default: PROGRAM.state.json next to FILE). `dsx build` caches and embeds the same result.",
+        "(default: build/PROGRAM.state.json next to FILE, where `dsx run|eval|test` find it). "
+        "`dsx build` reuses and embeds the same result.",
     )
     opt.add_argument("target", metavar="FILE[:program]")
-    opt.add_argument("--out", metavar="PATH", help="where to write the state JSON")
+    opt.add_argument(
+        "--out",
+        metavar="PATH",
+        help="where to write the state JSON (default: build/PROGRAM.state.json)",
+    )
     opt.add_argument(
         "--lm", metavar="MODEL", help="litellm model string (default: the block's `lm` or DSX_LM)"
     )
+    _add_traceback(opt)
     opt.set_defaults(func=_lazy("cmd_optimize"))
     inspect = sub.add_parser(
         "inspect",
-        help="show the learned state saved by program.save(path)",
-        description="Show per predictor the instructions, LM settings and demos of a saved state file.",
+        help="show a learned-state file (dsx optimize, dsx build, program.save)",
+        description="Show per predictor the instructions, LM settings and demos of a learned-state "
+        "file, as written by `dsx optimize`, `dsx build` and program.save(path).",
     )
-    inspect.add_argument("file", help="a state file written by Module.save (JSON)")
+    inspect.add_argument("file", help="a state file (JSON)")
     inspect.add_argument("--demos", action="store_true", help="print every demo too")
     inspect.set_defaults(func=_cmd_inspect)
     return parser
@@ -259,9 +295,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    return int(args.func(args))
+        parser.print_usage(sys.stderr)
+        print(
+            "dsx: a command is needed, e.g. `dsx check FILE.dsx`; `dsx --help` lists them all",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("dsx: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `dsx check | head`: the reader went away; say nothing more.
+        import os
+
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        from dsx._report import report_error
+
+        report_error(exc, show_traceback=getattr(args, "traceback", False))
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

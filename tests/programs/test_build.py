@@ -272,7 +272,8 @@ def test_build_caches_optimization_and_reoptimizes_when_data_changes(project):
     assert second.optimized == [] and second.reused == ["rag"]
     assert any("inputs unchanged" in line for line in logs)
     state = json.loads((project / "build" / "rag.state.json").read_text())
-    assert len(state["predictors"]["answer.predict"]["demos"]) == 2
+    assert state["format"] == "dsx-state" and state["program"] == "rag"
+    assert len(state["state"]["answer.predict"]["demos"]) == 2
     # An edit elsewhere in the file (a comment) does not invalidate the cache...
     (project / "rag.dsx").write_text("// a comment\n" + RAG_DSX)
     assert build(project / "rag.dsx", log=logs.append).reused == ["rag"]

@@ -104,7 +104,8 @@ def test_run_errors_are_clear(tmp_path, server):
     no_lm = dsx_cli("run", str(tmp_path / "qa.dsx"), "-i", "question=x")
     assert no_lm.returncode == 2 and "no LM: pass --lm MODEL" in no_lm.stderr
     bad_input = dsx_cli("run", str(tmp_path / "qa.dsx"), "-i", "questoin=x", server=server)
-    assert bad_input.returncode == 1 and "Did you mean `question`" in bad_input.stderr
+    # Input names are checked before anything runs (exit 2, like any usage error).
+    assert bad_input.returncode == 2 and "Did you mean `question`" in bad_input.stderr
     (tmp_path / "bad.dsx").write_text('signature S = "q -> a"\nprogram p = Predict(T)\n')
     broken = dsx_cli("run", str(tmp_path / "bad.dsx"), "-i", "q=x", server=server)
     assert broken.returncode == 1 and "DSX104" in broken.stderr
@@ -185,5 +186,5 @@ def test_eval_and_optimize_commands(tmp_path, server):
     assert out2.returncode == 0 and "score: 100.00% over 1 example(s)" in out2.stdout
     opt = dsx_cli("optimize", str(tmp_path / "qa.dsx"), server=server)
     assert opt.returncode == 0, opt.stderr
-    state = json.loads((tmp_path / "qa.state.json").read_text())
-    assert state["optimizer"] == "LabeledFewShot" and len(state["predictors"]["self"]["demos"]) == 1
+    state = json.loads((tmp_path / "build" / "qa.state.json").read_text())
+    assert state["optimizer"] == "LabeledFewShot" and len(state["state"]["self"]["demos"]) == 1

@@ -80,7 +80,8 @@ def test_state_round_trip_through_json(tmp_path):
     path = tmp_path / "rag.json"
     rag.save(path)
     data = json.loads(path.read_text())
-    assert data["dsx_version"] == dsx.__version__ and data["schema_version"] == 1
+    assert data["dsx_version"] == dsx.__version__ and data["schema_version"] == 2
+    assert data["format"] == "dsx-state" and data["program"] == "RAG"
     assert data["state"]["answer.predict"]["lm"]["temperature"] == 0.2
 
     other = RAG()

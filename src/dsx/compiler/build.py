@@ -22,7 +22,15 @@ from dsx.compiler.analysis import Analysis, analyze_path
 from dsx.compiler.codegen import generate, reachable
 from dsx.errors import DsxError
 
-__all__ = ["BuildError", "BuildResult", "build", "explain"]
+__all__ = [
+    "BuildError",
+    "BuildResult",
+    "build",
+    "default_state_path",
+    "explain",
+    "program_fingerprint",
+    "state_file",
+]
 
 
 class BuildError(DsxError):
@@ -53,16 +61,54 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def optimize_key(unit: ir.Unit, opt: ir.Optimize, lm: dict[str, Any] | None) -> str:
-    need = reachable(unit, opt.program)
-    part: dict[str, Any] = {
-        "program": unit.get("programs", opt.program).model_dump(mode="json", exclude={"loc"}),
+def _program_part(unit: ir.Unit, name: str) -> dict[str, Any]:
+    """What a program is made of: its root, and the modules, signatures and types it reaches."""
+    need = reachable(unit, name)
+    return {
+        "program": unit.get("programs", name).model_dump(mode="json", exclude={"loc"}),
         "modules": [m.model_dump(mode="json") for m in unit.modules if m.name in need["modules"]],
         "signatures": [
             s.model_dump(mode="json") for s in unit.signatures if s.name in need["signatures"]
         ],
         "types": [r.model_dump(mode="json") for r in unit.records if r.name in need["types"]]
         + [e.model_dump(mode="json") for e in unit.enums if e.name in need["types"]],
+    }
+
+
+def program_fingerprint(unit: ir.Unit, name: str) -> str:
+    """A hash of program ``name``'s IR (not of where it sits in the file).
+
+    A learned state records the fingerprint of the program it was learned for;
+    ``dsx run|eval|test`` apply it only while the program still has that fingerprint.
+    """
+    text = json.dumps(_strip_locs(_program_part(unit, name)), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def default_state_path(source: str | Path, program: str) -> Path:
+    """Where ``dsx build`` and ``dsx optimize`` put a program's learned state by default."""
+    return Path(source).parent / "build" / f"{program}.state.json"
+
+
+def state_file(unit: ir.Unit, name: str, learned: ir.Learned) -> Any:
+    """The learned state of program ``name`` as a state file (``dsx.runtime.state``)."""
+    from dsx.runtime.instantiate import apply_learned, instantiate
+    from dsx.runtime.state import make_state
+
+    program = instantiate(unit).program(name, learned=False)
+    apply_learned(program, learned, name)
+    return make_state(
+        program,
+        name=name,
+        optimizer=learned.optimizer or None,
+        score=learned.score,
+        fingerprint=program_fingerprint(unit, name),
+    )
+
+
+def optimize_key(unit: ir.Unit, opt: ir.Optimize, lm: dict[str, Any] | None) -> str:
+    part: dict[str, Any] = {
+        **_program_part(unit, opt.program),
         "optimizer": opt.optimizer,
         "settings": [list(kv) for kv in opt.settings],
         "seed": opt.seed,
@@ -125,6 +171,14 @@ def build(
     unit = analysis.unit
     result = BuildResult(analysis, unit)
     learned = dict(unit.learned)
+    if emit == "py" and not unit.programs:
+        raise BuildError(
+            f"{source} declares no `program`, so there is nothing to build; add one, e.g. "
+            "`program main = Predict(MySignature)`"
+        )
+    if emit not in ("py", "ir", "ast"):
+        raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
+    _check_before_optimizing(unit, out_dir, lm)
     for opt in unit.optimizes:
         lm_name = opt.lm or lm or os.environ.get("DSX_LM")
         lm_state = {"model": lm_name} if lm_name else None
@@ -167,12 +221,36 @@ def build(
             result.written.append(module_path)
             learned_state = unit.learned.get(prog.name)
             if learned_state is not None:
+                from dsx.runtime.state import write_state
+
                 state_path = out_dir / f"{prog.name}.state.json"
-                atomic_write(state_path, learned_state.model_dump_json(indent=2))
+                write_state(state_path, state_file(unit, prog.name, learned_state))
                 result.written.append(state_path)
     else:
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
     return result
+
+
+def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> None:
+    """Fail before any work when an optimize block that must run cannot: no such optimizer,
+    or no LM for one that calls it."""
+    import dsx
+    from dsx._lmspec import NO_LM_MESSAGE
+    from dsx.teleprompt import OPTIMIZERS, get_optimizer
+
+    for opt in unit.optimizes:
+        lm_name = opt.lm or lm or os.environ.get("DSX_LM")
+        key = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
+        if (out_dir / ".cache" / f"{opt.program}-{key}.json").is_file():
+            continue
+        cls = get_optimizer(opt.optimizer)
+        if cls is None:
+            raise BuildError(
+                f"optimize {opt.program}: the optimizer {opt.optimizer} is not available in this "
+                f"version of dsx (available: {', '.join(OPTIMIZERS)})"
+            )
+        if getattr(cls, "needs_lm", True) and not lm_name and dsx.settings.lm is None:
+            raise BuildError(f"optimize {opt.program} with {opt.optimizer}: {NO_LM_MESSAGE}")
 
 
 def run_optimize(
@@ -196,6 +274,10 @@ def run_optimize(
             f"optimize {opt.program}: the optimizer {opt.optimizer} is not available in this "
             f"version of dsx (available: {', '.join(OPTIMIZERS)})"
         )
+    if getattr(cls, "needs_lm", True) and not lm_name and dsx.settings.lm is None:
+        from dsx._lmspec import NO_LM_MESSAGE
+
+        raise BuildError(f"optimize {opt.program} with {opt.optimizer}: {NO_LM_MESSAGE}")
     if not getattr(cls, "exports_to_ir", True):
         raise BuildError(
             f"optimize {opt.program}: {opt.optimizer} builds a program whose state cannot be "
@@ -230,7 +312,7 @@ def run_optimize(
         optimizer.on_progress = lambda line: log(f"optimize {opt.program}: {line}")
     context: dict[str, Any] = {}
     if lm_name:
-        from dsx._commands import lm_from_env
+        from dsx._lmspec import lm_from_env
 
         context["lm"] = lm_from_env(lm_name)
     try:

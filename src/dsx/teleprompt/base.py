@@ -104,6 +104,8 @@ class Teleprompter:
 
     #: Whether the compiled program's learned state fits the IR (``dsx build`` needs it).
     exports_to_ir: bool = True
+    #: Whether ``compile`` calls an LM (``dsx build``/``optimize`` check for one up front).
+    needs_lm: bool = True
 
     def __init__(
         self,

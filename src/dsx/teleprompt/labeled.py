@@ -22,6 +22,8 @@ class LabeledFewShot(Teleprompter):
     Makes no LM calls.
     """
 
+    needs_lm = False
+
     def __init__(self, k: int = 16, *, sample: bool = True, seed: int = 0, **options: Any) -> None:
         super().__init__(seed=seed, **options)
         self.k = k

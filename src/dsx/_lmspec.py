@@ -1,0 +1,39 @@
+"""Which LM a command uses: ``--lm MODEL``, else ``DSX_LM``; one message when there is none.
+
+Shared by the command line and the build driver, so every command says the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dsx.errors import DsxError
+
+__all__ = ["NO_LM_MESSAGE", "NoLMError", "lm_from_env", "model_name"]
+
+NO_LM_MESSAGE = (
+    "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini, or `local` "
+    "for the local model on this machine) or set DSX_LM"
+)
+
+
+class NoLMError(DsxError):
+    """A command needs an LM and none was named."""
+
+    def __init__(self, message: str = NO_LM_MESSAGE) -> None:
+        super().__init__(message)
+
+
+def model_name(cli: str | None) -> str | None:
+    """The model a command should use: ``--lm`` wins over ``DSX_LM``; ``None``: none named."""
+    return cli or os.environ.get("DSX_LM") or None
+
+
+def lm_from_env(model: str) -> Any:
+    """``dsx.LM(model)`` with the endpoint from DSX_API_BASE / DSX_API_KEY when set."""
+    import dsx
+
+    api_base = os.environ.get("DSX_API_BASE") or None
+    api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
+    return dsx.LM(model, api_base=api_base, api_key=api_key)
