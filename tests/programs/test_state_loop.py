@@ -239,3 +239,43 @@ def test_run_inputs_are_checked_against_their_types(tmp_path, server):
     assert bad.returncode == 2 and "--input a='three': not a valid int" in bad.stderr
     missing = cli("run", str(tmp_path / "n.dsx"), "-i", "a=3", server=server)
     assert missing.returncode == 2 and "needs the input(s) tags" in missing.stderr
+
+
+TOOL = '''def search(query, k):
+    return ["a", "b", "c"][k:]
+'''
+
+TOOL_DSX = """use python "brokentool" as tools
+
+signature S = "q -> a"
+
+module M {
+    p = Predict(S)
+
+    forward(q: str) {
+        found = tools.search(q, "2")
+        return p(q = q)
+    }
+}
+
+program m = M()
+"""
+
+
+def test_cli_errors_show_type_dsx_location_hint_and_traceback(tmp_path, server):
+    (tmp_path / "brokentool.py").write_text(TOOL)
+    (tmp_path / "m.dsx").write_text(TOOL_DSX)
+    out = cli("run", str(tmp_path / "m.dsx"), "-i", "q=x", server=server)
+    assert out.returncode == 1
+    err = out.stderr
+    assert "error: TypeError: slice indices must be integers" in err
+    assert "m.dsx:9:" in err and 'found = tools.search(q, "2")' in err
+    assert "raised by Python code the program calls" in err and "--traceback" in err
+    assert "Traceback (most recent call last)" not in err
+    full = cli("run", str(tmp_path / "m.dsx"), "-i", "q=x", "--traceback", server=server)
+    assert "Traceback (most recent call last)" in full.stderr and "brokentool.py" in full.stderr
+    test_dsx = TOOL_DSX + 'test t for m {\n    given q = "x"\n    expect a = "y"\n}\n'
+    (tmp_path / "m.dsx").write_text(test_dsx)
+    tested = cli("test", str(tmp_path / "m.dsx"), server=server)
+    assert tested.returncode == 1 and "TypeError: slice indices" in tested.stdout
+    assert "m.dsx:9:" in tested.stdout
