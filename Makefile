@@ -10,10 +10,13 @@ NSTAMP := $(EXT)/node_modules/.installed
 
 .PHONY: demo test test-extension lint typecheck bench clean
 
+# The optional local model (llama-cpp-python + SmolLM2-135M) is tried once per venv; when it
+# cannot be installed, one line says why and its tests skip (DSX_NO_LOCAL_MODEL=1 skips it).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	bash tools/install-local-model.sh $(PY)
 	touch $(STAMP)
 
 demo: $(STAMP)
