@@ -53,6 +53,7 @@ from dsx.runtime.usage import track_usage as track_usage
 
 if TYPE_CHECKING:
     from dsx._load import load_program as load_program
+    from dsx.local import LocalModelServer as LocalModelServer
     from dsx.runtime.adapters import Adapter as Adapter
     from dsx.runtime.adapters import ChatAdapter as ChatAdapter
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
@@ -111,6 +112,7 @@ _LAZY = {
     "Parallel": "dsx.runtime.parallel",
     "Embedder": "dsx.runtime.embedder",
     "PythonInterpreter": "dsx.sandbox",
+    "LocalModelServer": "dsx.local",
 }
 
 __all__ = [
@@ -135,6 +137,7 @@ __all__ = [
     "LabeledFewShot",
     "Parallel",
     "PythonInterpreter",
+    "LocalModelServer",
     "Teleprompter",
     "instantiate",
     "load_program",
