@@ -58,3 +58,27 @@ def test_public_api_is_explicit_and_resolvable():
         assert getattr(dsx, name) is not None, name
     assert dsx.Image.__name__ == "Image"
     assert "ChatAdapter" in dir(dsx)
+
+
+def test_documented_metrics_and_majority_are_exported_lazily():
+    names = [
+        "exact_match",
+        "f1",
+        "passage_match",
+        "answer_in_context",
+        "answer_exact_match",
+        "answer_passage_match",
+        "majority",
+    ]
+    modules = _imported_after("import dsx")
+    assert "dsx.runtime.metrics" not in modules and "dsx.teleprompt" not in modules
+    for name in names:
+        assert name in dsx.__all__ and name in dir(dsx), name
+    from dsx.runtime import metrics
+    from dsx.teleprompt import ensemble
+
+    assert dsx.exact_match is metrics.exact_match and dsx.majority is ensemble.majority
+    ex = dsx.Example(question="q", answer="Paris")
+    assert dsx.exact_match()(ex, dsx.Prediction(answer="paris")) == 1.0
+    assert dsx.answer_exact_match(ex, dsx.Prediction(answer="The Paris")) == 1.0
+    assert dsx.majority([dsx.Prediction(answer=a) for a in "aba"]).answer == "a"

@@ -87,3 +87,32 @@ def test_inspect_history_prints_recent_calls(capsys):
     assert "Capital?" in out and "Paris" in out and "--- system ---" in out
     assert text in out
     assert "Capital?" in lm.inspect_history(1)
+
+
+async def test_dummy_lm_out_of_answers_shows_the_parse_error_that_made_the_adapter_retry():
+    # The unparsable reply makes the adapter ask again, and the script has nothing left.
+    predict = dsx.Predict("question -> answer: int", lm=DummyLM([{"answer": "forty-two"}]))
+    with pytest.raises(dsx.DsxError, match="ran out of answers") as info:
+        predict(question="q")
+    message = str(info.value)
+    assert "could not be parsed" in message and "could not parse field `answer`" in message
+    assert "forty-two" in message and isinstance(info.value.__cause__, dsx.AdapterParseError)
+    predict = dsx.Predict("question -> answer: int", lm=DummyLM([{"answer": "forty-two"}]))
+    with pytest.raises(dsx.DsxError, match="ran out of answers(.|\n)*could not parse field"):
+        await predict.acall(question="q")
+
+
+def test_dummy_lm_out_of_answers_without_a_retry_says_only_that():
+    predict = dsx.Predict("question -> answer", lm=DummyLM([]))
+    with pytest.raises(dsx.DsxError, match="ran out of answers") as info:
+        predict(question="q")
+    assert "parse" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_dummy_lm_without_an_answer_for_a_retry_shows_the_parse_error():
+    # The key matches the chat prompt only, not the adapter's JSON retry.
+    lm = DummyLM({"then <<< end >>>": {"answer": "forty-two"}})
+    predict = dsx.Predict("question -> answer: int", lm=lm)
+    with pytest.raises(dsx.DsxError, match="no answer for this prompt") as info:
+        predict(question="q")
+    assert "could not parse field `answer`" in str(info.value)

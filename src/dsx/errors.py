@@ -28,6 +28,7 @@ __all__ = [
     "SignatureError",
     "StateError",
     "UnknownInputError",
+    "UnknownSettingError",
 ]
 
 
@@ -45,6 +46,10 @@ class MissingInputError(DsxError, TypeError):
 
 class UnknownInputError(DsxError, TypeError):
     """A predictor was called with an input its signature does not declare."""
+
+
+class UnknownSettingError(DsxError, TypeError):
+    """``dsx.configure``/``dsx.context`` got a name that is not a setting."""
 
 
 class StateError(DsxError, ValueError):

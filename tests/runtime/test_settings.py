@@ -52,3 +52,23 @@ def test_unknown_setting_is_a_clear_attribute_error():
 
     with pytest.raises(AttributeError, match="no setting 'nope'"):
         _ = dsx.settings.nope
+
+
+def test_unknown_setting_names_are_refused_with_a_suggestion():
+    import pytest
+
+    with pytest.raises(dsx.UnknownSettingError, match="`num_thread`. Did you mean `num_threads`"):
+        dsx.configure(num_thread=4)
+    with pytest.raises(TypeError, match="Did you mean `lm`"), dsx.context(lmm=None):
+        pass
+    assert dsx.settings.num_threads == 8  # nothing was stored
+    assert "num_thread" not in dsx.settings.snapshot()
+
+
+def test_extensions_declare_their_settings():
+    dsx.settings.declare("my_extension_flag", default=False)
+    assert dsx.settings.my_extension_flag is False
+    dsx.configure(my_extension_flag=True)
+    with dsx.context(my_extension_flag="ctx"):
+        assert dsx.settings.my_extension_flag == "ctx"
+    assert dsx.settings.my_extension_flag is True

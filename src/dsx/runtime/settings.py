@@ -11,22 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import difflib
 import threading
 from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
 
+from dsx.errors import UnknownSettingError
+
 __all__ = ["Settings", "configure", "context", "settings"]
 
+# Every setting and its default: the one list configure()/context() check names against.
 _DEFAULTS: dict[str, Any] = {
     "lm": None,
     "adapter": None,
+    "rm": None,  # the retriever dsx.Retrieve uses
     "trace": None,  # a list when traces are being recorded (optimizers, assertions)
     "callbacks": (),
     "track_usage": False,
     "max_backtracks": 2,
     "max_errors": 10,
     "num_threads": 8,
+    # set by Refine for the predictor calls of one attempt
+    "config_override": None,
+    "hint": None,
 }
 
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
@@ -60,8 +68,29 @@ class Settings:
             raise AttributeError(f"dsx has no setting {key!r}") from None
 
     def configure(self, **kwargs: Any) -> None:
+        self._check(kwargs)
         with self._lock:
             self._defaults.update(kwargs)
+
+    def declare(self, name: str, default: Any = None) -> None:
+        """Add a setting (for extensions); ``configure``/``context`` then accept ``name``."""
+        with self._lock:
+            _DEFAULTS.setdefault(name, default)
+            self._defaults.setdefault(name, _DEFAULTS[name])
+
+    def _check(self, kwargs: dict[str, Any]) -> None:
+        # A misspelt name would otherwise be stored and silently never read.
+        unknown = [k for k in kwargs if k not in self._defaults]
+        if not unknown:
+            return
+        name = unknown[0]
+        close = difflib.get_close_matches(name, list(self._defaults), n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        raise UnknownSettingError(
+            f"dsx has no setting `{name}`.{hint} The settings are: "
+            f"{', '.join(k for k in self._defaults if k not in _INTERNAL)}. An extension can "
+            f"add its own with dsx.settings.declare({name!r}, default)."
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The effective settings as a plain dict (defaults with overrides applied)."""
@@ -71,6 +100,7 @@ class Settings:
 
     @contextlib.contextmanager
     def context(self, **kwargs: Any) -> Iterator[None]:
+        self._check(kwargs)
         merged = dict(_overrides.get())
         merged.update(kwargs)
         token = _overrides.set(MappingProxyType(merged))
@@ -80,9 +110,12 @@ class Settings:
             _overrides.reset(token)
 
     def reset(self) -> None:
-        """Restore the built-in defaults (used by tests)."""
+        """Restore the defaults (used by tests); declared settings stay declared."""
         with self._lock:
             self._defaults = dict(_DEFAULTS)
+
+
+_INTERNAL = frozenset({"trace", "config_override", "hint"})
 
 
 settings = Settings()
@@ -91,15 +124,18 @@ settings = Settings()
 def configure(**kwargs: Any) -> None:
     """Set process-wide defaults, e.g. ``dsx.configure(lm=dsx.LM("openai/gpt-4o-mini"))``.
 
-    Known keys include ``lm``, ``adapter``, ``callbacks``, ``track_usage``,
-    ``max_backtracks``, ``num_threads``. Unknown keys are kept and readable through
-    ``dsx.settings`` so that extensions can add their own.
+    Known keys include ``lm``, ``adapter``, ``rm``, ``callbacks``, ``track_usage``,
+    ``max_backtracks``, ``max_errors``, ``num_threads``. An unknown key raises
+    :class:`UnknownSettingError` with a suggestion (``num_thread`` → ``num_threads``);
+    extensions add their own with ``dsx.settings.declare(name, default)``.
     """
     settings.configure(**kwargs)
 
 
 def context(**kwargs: Any) -> contextlib.AbstractContextManager[None]:
     """Override settings for the current thread or asyncio task only.
+
+    The names are checked as for :func:`configure`.
 
     Example:
         >>> with dsx.context(lm=other_lm):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dsx.errors import DsxError
+from dsx.errors import AdapterParseError, DsxError
 from dsx.runtime.adapters._values import format_output_value, jsonable
 from dsx.runtime.adapters.chat import END_MARKER, marker
 from dsx.runtime.lm_base import BaseLM, LMResponse, _set_forbid_real_requests
@@ -98,19 +99,45 @@ class DummyLM(BaseLM):
             for key, answer in self.answers.items():
                 if key in prompt:
                     return answer
+            cause = _parse_error_being_retried()
             raise DsxError(
                 f"DummyLM has no answer for this prompt: none of {list(self.answers)!r} occurs "
-                f"in the last message:\n{prompt[:500]}"
-            )
+                f"in the last message:\n{prompt[:500]}{_retry_note(cause)}"
+            ) from cause
         with self._lock:
             if self._index >= len(self.answers):
+                cause = _parse_error_being_retried()
                 raise DsxError(
                     f"DummyLM ran out of answers: it had {len(self.answers)} and was asked for "
-                    "another. Give it more answers."
-                )
+                    f"another.{_retry_note(cause) or ' Give it more answers.'}"
+                ) from cause
             answer = self.answers[self._index]
             self._index += 1
         return answer
+
+
+def _parse_error_being_retried() -> AdapterParseError | None:
+    """The parse error the adapter is handling by asking again, if that is why we were called.
+
+    Adapters re-ask from inside their ``except AdapterParseError`` block, and a scripted LM
+    answers in the same thread and task, so the error is the one being handled right now.
+    """
+    exc: BaseException | None = sys.exc_info()[1]
+    while exc is not None:
+        if isinstance(exc, AdapterParseError):
+            return exc
+        exc = exc.__context__
+    return None
+
+
+def _retry_note(cause: AdapterParseError | None) -> str:
+    if cause is None:
+        return ""
+    return (
+        "\nThis request was the adapter asking again because the previous reply could not be "
+        f"parsed:\n{cause}\nFix that answer (a dict of output values is rendered in the "
+        "adapter's format; a string is sent as is), or script a reply for the retry too."
+    )
 
 
 def _matching_demo(messages: list[Message]) -> str | None:
