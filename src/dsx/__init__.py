@@ -28,6 +28,7 @@ from dsx.errors import ServerError as ServerError
 from dsx.errors import SignatureError as SignatureError
 from dsx.errors import StateError as StateError
 from dsx.errors import UnknownInputError as UnknownInputError
+from dsx.errors import UnknownSettingError as UnknownSettingError
 from dsx.runtime.assertions import Assert as Assert
 from dsx.runtime.assertions import Suggest as Suggest
 from dsx.runtime.cache import configure_cache as configure_cache
@@ -66,6 +67,12 @@ if TYPE_CHECKING:
     from dsx.runtime.evaluate import EvaluationResult as EvaluationResult
     from dsx.runtime.instantiate import instantiate as instantiate
     from dsx.runtime.lm import LM as LM
+    from dsx.runtime.metrics import answer_exact_match as answer_exact_match
+    from dsx.runtime.metrics import answer_in_context as answer_in_context
+    from dsx.runtime.metrics import answer_passage_match as answer_passage_match
+    from dsx.runtime.metrics import exact_match as exact_match
+    from dsx.runtime.metrics import f1 as f1
+    from dsx.runtime.metrics import passage_match as passage_match
     from dsx.runtime.parallel import BatchError as BatchError
     from dsx.runtime.parallel import Parallel as Parallel
     from dsx.runtime.react import ReAct as ReAct
@@ -81,6 +88,7 @@ if TYPE_CHECKING:
     from dsx.teleprompt import KNNFewShot as KNNFewShot
     from dsx.teleprompt import LabeledFewShot as LabeledFewShot
     from dsx.teleprompt import Teleprompter as Teleprompter
+    from dsx.teleprompt import majority as majority
 
 # name -> module that defines it, imported on first access
 _LAZY = {
@@ -113,6 +121,14 @@ _LAZY = {
     "Embedder": "dsx.runtime.embedder",
     "PythonInterpreter": "dsx.sandbox",
     "LocalModelServer": "dsx.local",
+    # metrics (factories, plus DSPy's plain-function forms) and Ensemble's reducer
+    "exact_match": "dsx.runtime.metrics",
+    "f1": "dsx.runtime.metrics",
+    "passage_match": "dsx.runtime.metrics",
+    "answer_in_context": "dsx.runtime.metrics",
+    "answer_exact_match": "dsx.runtime.metrics",
+    "answer_passage_match": "dsx.runtime.metrics",
+    "majority": "dsx.teleprompt",
 }
 
 __all__ = [
@@ -141,6 +157,13 @@ __all__ = [
     "Teleprompter",
     "instantiate",
     "load_program",
+    "answer_exact_match",
+    "answer_in_context",
+    "answer_passage_match",
+    "exact_match",
+    "f1",
+    "majority",
+    "passage_match",
     "Adapter",
     "AdapterParseError",
     "AssertionFailed",
@@ -177,6 +200,7 @@ __all__ = [
     "SignatureError",
     "StateError",
     "UnknownInputError",
+    "UnknownSettingError",
     "__version__",
     "configure",
     "context",

@@ -23,6 +23,7 @@ from dsx.runtime.prediction import Prediction
 from dsx.runtime.settings import settings
 
 if TYPE_CHECKING:
+    from dsx.runtime.adapters.base import Message
     from dsx.runtime.predict import Predict
 
 __all__ = ["Module", "load"]
@@ -285,6 +286,24 @@ class Module:
         _check_schema(data, path)
         return Module.load_state(self, data["state"])
 
+    # -- prompts --------------------------------------------------------------------------
+    def render(self, **inputs: Any) -> list[Message] | dict[str, list[Message]]:
+        """The messages this module's predictors would send, without calling the LM.
+
+        A module with one predictor (``ChainOfThought``, most agents' single step) returns
+        that predictor's messages for ``inputs``. With several predictors, what reaches each
+        one is only known by running ``forward``, so this renders every predictor whose
+        required inputs are all among ``inputs`` (each gets the ones it declares) and returns
+        ``{predictor name: messages}``. It raises :class:`~dsx.DsxError` naming what each
+        predictor needs when none can be rendered, or when an input is used by none.
+        """
+        predictors = self.named_predictors()
+        if not predictors:
+            raise DsxError(f"{type(self).__name__} has no predictors, so it has no prompt")
+        if len(predictors) == 1:
+            return predictors[0][1].render(**inputs)
+        return _render_each(type(self).__name__, predictors, inputs)
+
     # -- display --------------------------------------------------------------------------
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__}("]
@@ -292,6 +311,40 @@ class Module:
             lines.append(f"  {name} = {p!r}")
         lines.append(")")
         return "\n".join(lines) if len(lines) > 2 else f"{type(self).__name__}()"
+
+
+def _render_each(
+    owner: str, predictors: list[tuple[str, Predict]], inputs: dict[str, Any]
+) -> dict[str, list[Message]]:
+    needs: dict[str, list[str]] = {}
+    for name, predictor in predictors:
+        sig = predictor.signature
+        needs[name] = [f for f in sig.input_fields if f in sig._required_inputs]
+    used = {f for _, p in predictors for f in p.signature.input_fields}
+    unused = [k for k in inputs if k not in used]
+    rendered = {
+        name: predictor.render(
+            **{k: v for k, v in inputs.items() if k in predictor.signature.input_fields}
+        )
+        for name, predictor in predictors
+        if all(f in inputs for f in needs[name])
+    }
+    if rendered and not unused:
+        return rendered
+    wants = "; ".join(f"`{n}` needs {', '.join(f) or 'nothing'}" for n, f in needs.items())
+    problem = (
+        f"no predictor takes the input{'s' if len(unused) > 1 else ''} "
+        f"{', '.join(f'`{u}`' for u in unused)}"
+        if unused
+        else f"no predictor has all its inputs among {', '.join(f'`{k}`' for k in inputs)}"
+        if inputs
+        else "no inputs were given"
+    )
+    raise DsxError(
+        f"Cannot render {owner}: {problem}. It has {len(predictors)} predictors and what "
+        f"each receives is only known by running it; pass the inputs of the ones to render "
+        f"({wants}), or call predictor.render(...) on one of them."
+    )
 
 
 def _prepare_retry(scope: BacktrackScope, signal: Backtrack) -> None:
