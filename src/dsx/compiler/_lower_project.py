@@ -373,7 +373,8 @@ class ProjectMixin(LowerBase):
             if pf.source.path != self.root:
                 continue
             kind = _TOP_KINDS.get(type(decl))
-            if kind in (None, "program"):
+            # Programs, data and metrics are entry points: `dsx run/eval --data/--metric` use them.
+            if kind in (None, "program", "data", "metric"):
                 continue
             ident = decl.alias if isinstance(decl, ast.UseDecl) else decl.name
             if ident.name not in used and self.decls.get(ident.name, (None, None))[1] is decl:
