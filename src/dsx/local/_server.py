@@ -64,6 +64,7 @@ _MAX_THREADS = 8
 #: Runs a module as ``__main__`` with a watchdog that ends the server's process group once
 #: the parent process is gone; argv: parent pid, module, the module's arguments.
 _LAUNCHER = """\
+# dsx.local: the model server, ended when its parent process is gone (shown by ps)
 import os, runpy, signal, sys, threading, time
 parent, module = int(sys.argv[1]), sys.argv[2]
 sys.argv = [module, *sys.argv[3:]]
