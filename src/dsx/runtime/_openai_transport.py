@@ -40,6 +40,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dsx.runtime._model_names import BASE_VARIABLES, KEY_VARIABLES
+
 if TYPE_CHECKING:
     import aiohttp
     import httpx
@@ -94,8 +96,8 @@ _LITELLM_PREFIXES = ("litellm_", "aws_", "vertex_")
 _OPENAI_API = "https://api.openai.com/v1"
 #: Provider prefix → (base URL variables, key variables), as LiteLLM reads them.
 _PROVIDERS = {
-    "openai": (("OPENAI_BASE_URL", "OPENAI_API_BASE"), ("OPENAI_API_KEY",)),
-    "hosted_vllm": (("HOSTED_VLLM_API_BASE",), ("HOSTED_VLLM_API_KEY",)),
+    "openai": (BASE_VARIABLES["openai"], KEY_VARIABLES["openai"]),
+    "hosted_vllm": (BASE_VARIABLES["hosted_vllm"], ("HOSTED_VLLM_API_KEY",)),
 }
 #: OpenAI models for which LiteLLM renames ``max_tokens`` and checks parameters.
 _OPENAI_REASONING = re.compile(r"^(o\d|gpt-5|codex)")

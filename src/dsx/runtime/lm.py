@@ -4,7 +4,8 @@ This is the only module that imports ``litellm``, and only on the first request 
 it (importing it costs seconds). Calls to OpenAI-compatible endpoints go through the lean
 transport (:mod:`dsx.runtime._openai_transport`) unless ``transport="litellm"``: LiteLLM
 costs milliseconds of CPU per call. Everything else — cache, retries, history, usage,
-streaming, error mapping — lives here and is the same for both transports.
+streaming, error mapping, structured-output negotiation — lives here and is the same for
+both transports.
 
 dsx does its own retrying — exponential backoff with full jitter, honouring
 ``Retry-After`` — so LiteLLM and the openai SDK are told never to retry. Provider failures
@@ -28,7 +29,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +45,8 @@ from dsx.errors import (
     RateLimitError,
     ServerError,
 )
+from dsx.runtime import _model_names
+from dsx.runtime import _structured_output as _formats
 from dsx.runtime.cache import Cache, get_cache, request_key
 from dsx.runtime.lm_base import BaseLM, LMResponse
 
@@ -138,13 +141,38 @@ class _Call:
     lean: bool | None = None  # decided on first use (see LM._is_lean)
     key: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    yielded: bool = False  # astream gave text away: a failure can no longer be retried
+    #: The structured output asked for, the mode sent, and the modes the endpoint refused.
+    format_asked: dict[str, Any] | None = None
+    format_mode: _formats.Mode | None = None
+    format_rejected: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Send:
+    """A step of :meth:`LM._attempts`: make one attempt at ``call``."""
+
+    call: _Call
+
+
+@dataclass(slots=True)
+class _Sleep:
+    """A step of :meth:`LM._attempts`: wait before the next attempt."""
+
+    seconds: float
+
+
+_Step = _Send | _Sleep
 
 
 class LM(BaseLM):
     """A language model: OpenAI, Anthropic, local servers (vLLM, SGLang, Ollama), ...
 
     Args:
-        model: ``"provider/model"``, e.g. ``"openai/gpt-4o-mini"``.
+        model: ``"provider/model"``, e.g. ``"openai/gpt-4o-mini"``. Checked here, without
+            a request: an unknown provider raises :class:`~dsx.errors.ModelNotFoundError`
+            naming close matches, an empty name :class:`~dsx.errors.BadRequestError`. A
+            missing key is reported before the first request.
         model_type: ``"chat"`` (messages) or ``"text"`` (the messages joined into one prompt,
             sent to the completions endpoint).
         temperature: sampling temperature (``None``: the provider's default).
@@ -163,6 +191,10 @@ class LM(BaseLM):
             less CPU per call.
         **kwargs: default request parameters (``n``, ``top_p``, ``stop``, ``rollout_id``,
             ``headers``, ...).
+
+    A ``response_format`` the endpoint refuses (llama.cpp's server takes no
+    ``json_schema``) is sent again at once in a weaker form, and the form that worked is
+    remembered per model and endpoint (see ``docs/lm.md``, "Structured output").
 
     Example:
         >>> lm = dsx.LM("openai/gpt-4o-mini", temperature=0.2)
@@ -200,6 +232,7 @@ class LM(BaseLM):
         if num_retries < 0:
             raise ValueError(f"num_retries must be >= 0, got {num_retries}")
         _check_transport(transport)
+        _model_names.check_model(model, any_prefix=transport == "openai")
         base_url = kwargs.pop("base_url", None)
         headers = {
             **(kwargs.pop("extra_headers", None) or {}),
@@ -217,6 +250,9 @@ class LM(BaseLM):
         self.api_key = api_key
         self.headers: dict[str, Any] | None = dict(headers) if headers else None
         self.transport: Transport = transport
+        # The structured-output mode each (model, endpoint) is known to take: learned in
+        # one refused request, shared with copies, never saved (see _choose_format).
+        self._format_modes: dict[tuple[str, str | None], _formats.Mode] = {}
 
     # -- settings -------------------------------------------------------------------------
     def copy(self, **kwargs: Any) -> LM:
@@ -231,6 +267,10 @@ class LM(BaseLM):
             attrs["headers"] = kwargs.pop("extra_headers")
         if "transport" in attrs:
             _check_transport(attrs["transport"])
+        if "model" in kwargs or "transport" in attrs:
+            model = kwargs.get("model", self.model)
+            transport = attrs.get("transport", self.transport)
+            _model_names.check_model(model, any_prefix=transport == "openai")
         new = super().copy(**kwargs)
         assert isinstance(new, LM)
         new.kwargs = {k: v for k, v in new.kwargs.items() if v is not None}
@@ -251,60 +291,51 @@ class LM(BaseLM):
         return state
 
     # -- requests -------------------------------------------------------------------------
+    # One request is written once, as the generator ``_attempts`` (cache, retries, the
+    # structured-output fallback); ``forward``, ``aforward`` and ``astream`` only perform
+    # the steps it yields: send the request, or sleep.
     def forward(self, messages: list[Message], **params: Any) -> LMResponse:
         call = self._prepare(messages, params)
-        self.check_allowed(call.api_base)
-        cache = self._cache_for(call)
-        if cache is not None:
-            hit = cache.get(call.key)
-            if hit is not None:
-                return _from_entry(hit)
-        attempt = 0
-        while True:
-            try:
-                response = self._stream_sync(call) if call.stream else self._complete_sync(call)
-                break
-            except Exception as exc:
-                err = self._fail(exc, call, attempt)
-                if err is None:
-                    raise
-                if err.retryable and err.attempts <= call.num_retries:
-                    time.sleep(self._backoff(attempt, err))
-                    attempt += 1
+        core = self._attempts(call)
+        try:
+            step = next(core)
+            while True:
+                if isinstance(step, _Sleep):
+                    time.sleep(step.seconds)
+                    step = core.send(None)
                     continue
-                raise err from (None if err is exc else exc)
-        if cache is not None:
-            cache.put(call.key, _to_entry(response))
-        return response
+                try:
+                    response = self._stream_sync(call) if call.stream else self._complete_sync(call)
+                except Exception as exc:
+                    step = core.throw(exc)
+                else:
+                    step = core.send(response)
+        except StopIteration as done:
+            result: LMResponse = done.value
+            return result
 
     async def aforward(self, messages: list[Message], **params: Any) -> LMResponse:
         call = self._prepare(messages, params)
-        self.check_allowed(call.api_base)
-        cache = self._cache_for(call)
-        if cache is not None:
-            hit = cache.get(call.key)
-            if hit is not None:
-                return _from_entry(hit)
-        attempt = 0
-        while True:
-            try:
-                if call.stream:
-                    response = await self._stream_async(call)
-                else:
-                    response = await self._complete_async(call)
-                break
-            except Exception as exc:
-                err = self._fail(exc, call, attempt)
-                if err is None:
-                    raise
-                if err.retryable and err.attempts <= call.num_retries:
-                    await _sleep(self._backoff(attempt, err))
-                    attempt += 1
+        core = self._attempts(call)
+        try:
+            step = next(core)
+            while True:
+                if isinstance(step, _Sleep):
+                    await _sleep(step.seconds)
+                    step = core.send(None)
                     continue
-                raise err from (None if err is exc else exc)
-        if cache is not None:
-            cache.put(call.key, _to_entry(response))
-        return response
+                try:
+                    if call.stream:
+                        response = await self._stream_async(call)
+                    else:
+                        response = await self._complete_async(call)
+                except Exception as exc:
+                    step = core.throw(exc)
+                else:
+                    step = core.send(response)
+        except StopIteration as done:
+            result: LMResponse = done.value
+            return result
 
     async def astream(self, messages: list[Message], **kwargs: Any) -> AsyncIterator[str]:
         """Yield the text of the first choice as it is generated.
@@ -321,40 +352,73 @@ class LM(BaseLM):
         params = {**self.kwargs, **kwargs}
         start = time.time()
         call = self._prepare(messages, params)
-        self.check_allowed(call.api_base)
+        core = self._attempts(call)
+        try:
+            step = next(core)
+            while True:
+                if isinstance(step, _Sleep):
+                    await _sleep(step.seconds)
+                    step = core.send(None)
+                    continue
+                assembler = _StreamAssembler(self, call)
+                try:
+                    async for chunk in self._open_stream_async(call):
+                        delta = assembler.add(chunk)
+                        if delta:
+                            call.yielded = True  # from now on, a failure is not retried
+                            yield delta
+                    response = assembler.result()
+                except Exception as exc:
+                    step = core.throw(exc)
+                else:
+                    step = core.send(response)
+        except StopIteration as done:
+            response = done.value
+        if response.cached and response.outputs and response.outputs[0]:
+            yield response.outputs[0]
+        self._record(messages, params, response, start)
+
+    def _attempts(self, call: _Call) -> Generator[_Step, Any, LMResponse]:
+        """One request from start to answer: checks, cache, retries, format fallback.
+
+        Yields :class:`_Send` (make one attempt; the driver sends back the
+        :class:`LMResponse` or throws in the exception) and :class:`_Sleep`; returns the
+        response (``cached`` when it came from the cache).
+        """
+        # A missing key is a setup mistake: said first, even where requests are forbidden.
+        no_key = _model_names.missing_key(self.model, call.api_base, call.api_key)
+        if no_key is not None:
+            raise no_key
+        # The test switch looks at where the request would go, OPENAI_BASE_URL included.
+        self.check_allowed(call.api_base or _model_names.endpoint_from_env(self.model))
+        self._choose_format(call)
         cache = self._cache_for(call)
-        if cache is not None:
-            hit = cache.get(call.key)
-            if hit is not None:
-                response = _from_entry(hit)
-                if response.outputs and response.outputs[0]:
-                    yield response.outputs[0]
-                self._record(messages, params, response, start)
-                return
         attempt = 0
         while True:
-            assembler = _StreamAssembler(self, call)
-            yielded = False
+            if cache is not None:
+                hit = cache.get(call.key)
+                if hit is not None:
+                    return self._done(call, _from_entry(hit))
             try:
-                async for chunk in self._open_stream_async(call):
-                    delta = assembler.add(chunk)
-                    if delta:
-                        yielded = True
-                        yield delta
-                response = assembler.result()
-                break
+                response = yield _Send(call)
             except Exception as exc:
-                err = self._fail(exc, call, attempt)
+                err = exc if isinstance(exc, LMError) else map_error(exc, self.model, call.timeout)
                 if err is None:
                     raise
-                if not yielded and err.retryable and err.attempts <= call.num_retries:
-                    await _sleep(self._backoff(attempt, err))
+                err.attempts = attempt + 1
+                if self._step_down_format(call, err):
+                    cache = self._cache_for(call)  # a new request: a new cache key
+                    continue  # at once, and not counted as a retry
+                if err.retryable and err.attempts <= call.num_retries and not call.yielded:
+                    yield _Sleep(self._backoff(attempt, err))
                     attempt += 1
                     continue
+                if err.attempts > 1:  # say how hard we tried
+                    err.args = (f"{err} (gave up after {err.attempts} attempts)",)
                 raise err from (None if err is exc else exc)
-        if cache is not None:
-            cache.put(call.key, _to_entry(response))
-        self._record(messages, params, response, start)
+            if cache is not None:
+                cache.put(call.key, _to_entry(response))
+            return self._done(call, response)
 
     # -- preparing ------------------------------------------------------------------------
     def _prepare(self, messages: list[Message], params: dict[str, Any]) -> _Call:
@@ -532,17 +596,50 @@ class LM(BaseLM):
             cost = float(cost) if isinstance(cost, int | float) else None
         return LMResponse(outputs=outputs, usage=usage, model=self.model, cost=cost, raw=resp)
 
-    # -- failures -------------------------------------------------------------------------
-    def _fail(self, exc: BaseException, call: _Call, attempt: int) -> LMError | None:
-        """The dsx error for ``exc`` (``None``: not a provider failure, re-raise as is)."""
-        err = exc if isinstance(exc, LMError) else map_error(exc, self.model, call.timeout)
-        if err is None:
-            return None
-        err.attempts = attempt + 1
-        # When this is the error the caller will see, say how hard we tried.
-        if (not err.retryable or err.attempts > call.num_retries) and err.attempts > 1:
-            err.args = (f"{err} (gave up after {err.attempts} attempts)",)
-        return err
+    # -- structured output ----------------------------------------------------------------
+    def _choose_format(self, call: _Call) -> None:
+        """Send the asked ``response_format``, or the weaker one this endpoint is known to
+        take (see :mod:`dsx.runtime._structured_output`)."""
+        asked = call.params.get("response_format")
+        mode = _formats.mode_of(asked)
+        if mode is None:
+            return
+        call.format_asked = asked
+        self._set_format(call, _formats.lower(mode, self._format_modes.get(self._format_key(call))))
+
+    def _set_format(self, call: _Call, mode: _formats.Mode) -> None:
+        call.format_mode = mode
+        assert call.format_asked is not None
+        sent = _formats.build(call.format_asked, mode)
+        if sent is None:
+            call.params.pop("response_format", None)
+        else:
+            call.params["response_format"] = sent
+
+    def _step_down_format(self, call: _Call, err: LMError) -> bool:
+        """After ``err``: whether to retry at once with a weaker ``response_format``."""
+        if (
+            call.format_mode is None
+            or call.format_asked is None
+            or not _formats.rejects_format(err)
+        ):
+            return False
+        weaker = _formats.next_mode(call.format_mode, call.format_asked)
+        if weaker is None:
+            return False
+        call.format_rejected.append(call.format_mode)
+        self._set_format(call, weaker)
+        return True
+
+    def _done(self, call: _Call, response: LMResponse) -> LMResponse:
+        """Remember the mode that worked after a fallback; label the response with it."""
+        if call.format_rejected and call.format_mode is not None:
+            _formats.remember(self._format_modes, self._format_key(call), call.format_mode)
+        response.structured_output = call.format_mode
+        return response
+
+    def _format_key(self, call: _Call) -> tuple[str, str | None]:
+        return (self.model, call.api_base)
 
     def _backoff(self, attempt: int, err: LMError) -> float:
         if err.retry_after is not None and 0 <= err.retry_after <= self.max_retry_after:
@@ -797,6 +894,12 @@ _CONNECTION_NAMES = frozenset(
 _NETWORK_ERRORS = (ConnectionError, TimeoutError)
 _PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "h11", "aiohttp", "anthropic")
 _PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)+|^\w*(?:Error|Exception):\s*|^\w+Exception - ")
+#: A 5xx whose message is a request-validation error (pydantic, FastAPI): a bad request.
+_VALIDATION = re.compile(
+    r"validation errors?\b|Input should be|Extra inputs are not permitted|unprocessable"
+    r"|Field required",
+    re.IGNORECASE,
+)
 _CONTEXT_HINTS = re.compile(
     r"context.{0,20}(length|window)|maximum context|too many tokens|prompt is too long",
     re.IGNORECASE,
@@ -1025,6 +1128,16 @@ def map_error(exc: BaseException, model: str, timeout: Any = None) -> LMError | 
             RateLimitError,
             f"{model}: rate limited{at}: {quoted}. Lower the concurrency (num_threads) or "
             "raise num_retries.",
+            provider,
+            code=status,
+        )
+    if status is not None and status >= 500 and _VALIDATION.search(provider):
+        # Servers built on FastAPI/pydantic (llama-cpp-python's, for one) answer a request
+        # they cannot parse with HTTP 500; sending it again cannot help.
+        return make(
+            BadRequestError,
+            f"{model}: the provider rejected the request as invalid ({status}, a request "
+            f"validation error): {quoted}. Check the request parameters for this model.",
             provider,
             code=status,
         )

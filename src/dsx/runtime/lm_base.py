@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from dsx.errors import RealLMCallForbidden
+from dsx.runtime._structured_output import describe as describe_format
 
 __all__ = [
     "GLOBAL_HISTORY",
@@ -42,6 +43,9 @@ class LMResponse:
         model: the model that answered.
         cost: cost in USD when known.
         cached: whether the answer came from the cache.
+        structured_output: how the request asked for JSON, when it did: ``"json_schema"``,
+            ``"json_object_schema"``, ``"json_object"`` or ``"text"`` (prompt only), after
+            :class:`dsx.LM` negotiated it with the endpoint.
     """
 
     outputs: list[str]
@@ -50,6 +54,7 @@ class LMResponse:
     cost: float | None = None
     cached: bool = False
     raw: Any = None
+    structured_output: str | None = None
 
 
 class UsageTracker:
@@ -179,6 +184,7 @@ class BaseLM:
             "usage": response.usage,
             "cost": response.cost,
             "cached": response.cached,
+            "structured_output": response.structured_output,
             "timestamp": start,
             "duration": time.time() - start,
         }
@@ -266,8 +272,11 @@ def pretty_print_history(entries: list[dict[str, Any]]) -> str:
     for entry in entries:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["timestamp"]))
         cached = " (cached)" if entry.get("cached") else ""
+        mode = entry.get("structured_output")
+        shown = f" · response_format: {describe_format(mode)}" if mode else ""
         out.append(
-            f"\n=== {stamp} · {entry['model']}{cached} · {entry['duration'] * 1000:.1f} ms ==="
+            f"\n=== {stamp} · {entry['model']}{cached} · {entry['duration'] * 1000:.1f} ms"
+            f"{shown} ==="
         )
         for msg in entry["messages"]:
             out.append(f"\n--- {msg['role']} ---")

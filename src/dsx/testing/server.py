@@ -7,8 +7,8 @@ responder callable, a script, or by default an echo of the last user message; in
 :class:`Fault` objects reproduce the failures clients must survive (429 with
 ``Retry-After``, 5xx, hangs, resets, truncated streams, malformed JSON).
 
-It is stdlib only and runs its own asyncio loop in a background thread, so sync and async
-tests can both use it::
+It uses only the standard library (and dsx's names for structured-output modes) and runs
+its own asyncio loop in a background thread, so sync and async tests can both use it::
 
     with OpenAIServer(script=["Paris"]) as srv:
         client = openai.OpenAI(base_url=srv.api_base, api_key="x")
@@ -41,7 +41,9 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
+
+from dsx.runtime._structured_output import mode_of
 
 __all__ = [
     "BACKLOG",
@@ -54,6 +56,7 @@ __all__ = [
     "Reply",
     "ReplyLike",
     "Responder",
+    "StructuredOutput",
     "echo",
 ]
 
@@ -66,6 +69,16 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 _STOP_TIMEOUT_S = 5.0
 _DEFAULT_MODEL = "dsx-test"
 _SERVER_ERROR = "The server had an error while processing your request."
+
+StructuredOutput = Literal["openai", "llama.cpp", "ollama", "vllm", "none"]
+#: The ``response_format`` modes each server convention accepts (``"none"`` ignores the
+#: field). What the others do with the rest is in ``OpenAIServer._check_format``.
+_ACCEPTED_FORMATS: dict[str, frozenset[str]] = {
+    "openai": frozenset({"json_schema", "json_object", "json_object_schema", "text"}),
+    "vllm": frozenset({"json_schema", "json_object", "json_object_schema", "text"}),
+    "llama.cpp": frozenset({"json_object", "json_object_schema", "text"}),
+    "ollama": frozenset({"json_object", "json_object_schema", "text"}),
+}
 
 FaultKind = Literal["status", "timeout", "malformed_json", "truncated_stream", "connection_reset"]
 
@@ -210,6 +223,10 @@ class RecordedRequest:
         headers: header names lower-cased.
         body: the parsed JSON body (``None`` when absent or not JSON).
         fault: the injected fault this request consumed, if any.
+        structured_output: how the body asked for JSON: ``"json_schema"``,
+            ``"json_object_schema"`` (``json_object`` with a ``schema``, the llama.cpp
+            dialect), ``"json_object"``, ``"text"``, another ``response_format`` type as
+            given, or ``None`` when the body has no ``response_format``.
     """
 
     method: str
@@ -217,6 +234,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     fault: Fault | None = None
+    structured_output: str | None = None
 
 
 class _HTTPError(Exception):
@@ -264,6 +282,18 @@ def echo(request: Mapping[str, Any]) -> str:
     if isinstance(prompt, list):
         prompt = prompt[-1] if prompt else ""
     return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+def _format_of(body: Any) -> str | None:
+    """How a request body asks for structured output (see ``RecordedRequest``)."""
+    if not isinstance(body, dict) or "response_format" not in body:
+        return None
+    given = body["response_format"]
+    mode = mode_of(given)
+    if mode is not None:
+        return mode
+    kind = given.get("type") if isinstance(given, dict) else given
+    return str(kind)
 
 
 def _text_of(content: Any) -> str:
@@ -533,6 +563,15 @@ class OpenAIServer:
         port: TCP port; 0 picks a free one (see :attr:`port`).
         faults: faults queued for the first requests, in order.
         embedding_dim: length of the pseudo-embeddings (a request's ``dimensions`` wins).
+        structured_output: which ``response_format`` types to accept, as these servers do:
+            ``"openai"`` (the default) and ``"vllm"`` take ``json_schema``, ``json_object``
+            and ``text`` (vLLM also takes ``guided_json``); ``"llama.cpp"`` (llama-cpp-python's
+            server) takes ``text`` and ``json_object`` with or without a ``schema`` and
+            answers ``json_schema`` with HTTP 500 and a pydantic validation message;
+            ``"ollama"`` takes ``json_object`` and ``text`` and answers ``json_schema`` with
+            HTTP 400; ``"none"`` ignores ``response_format``. Each request's mode is in
+            :attr:`RecordedRequest.structured_output`. Replies still come from the
+            responder: the server checks the format, it does not enforce it.
 
     Example:
         >>> with OpenAIServer(script=["4"]) as srv:  # doctest: +SKIP
@@ -549,6 +588,7 @@ class OpenAIServer:
         port: int = 0,
         faults: Sequence[Fault] | None = None,
         embedding_dim: int = 8,
+        structured_output: StructuredOutput = "openai",
     ) -> None:
         if responder is not None and script is not None:
             raise TypeError("OpenAIServer takes a responder or a script, not both")
@@ -556,6 +596,10 @@ class OpenAIServer:
             raise ValueError(f"latency must be >= 0, got {latency}")
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+        if structured_output not in get_args(StructuredOutput):
+            names = ", ".join(repr(c) for c in get_args(StructuredOutput))
+            raise ValueError(f"structured_output must be one of {names}, got {structured_output!r}")
+        self.structured_output: StructuredOutput = structured_output
         self.latency = latency
         self._responder: Responder = responder or echo
         self._script = deque(script) if script is not None else None
@@ -821,7 +865,9 @@ class OpenAIServer:
                 body_error = f"We could not parse the JSON body of your request: {exc}"
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
-            record = RecordedRequest(request.method, request.path, request.headers, body, fault)
+            record = RecordedRequest(
+                request.method, request.path, request.headers, body, fault, _format_of(body)
+            )
             self._requests.append(record)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -888,6 +934,7 @@ class OpenAIServer:
         n = 1 if body.get("n") is None else body["n"]
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128:
             raise _HTTPError(400, f"'n' must be an integer from 1 to 128, got {n!r}")
+        self._check_format(kind, body)
         reply = await self._next_reply({**body, "_path": request.path})
         if isinstance(reply, Fault):
             return await self._apply_fault(reply, request, body, reader, writer)
@@ -903,6 +950,47 @@ class OpenAIServer:
             await stream.send(json.dumps(chunk))
         await stream.send("[DONE]")
         return await stream.close()
+
+    def _check_format(self, kind: str, body: dict[str, Any]) -> None:
+        """Refuse a ``response_format`` the way the mimicked server does."""
+        convention = self.structured_output
+        mode = _format_of(body)
+        if convention == "none" or mode is None or mode in _ACCEPTED_FORMATS[convention]:
+            return
+        given = body["response_format"]
+        kind_given = given.get("type") if isinstance(given, dict) else given
+        if convention == "llama.cpp":
+            # llama-cpp-python's route handler reports every exception, FastAPI's request
+            # validation included, as an internal server error; this is its wording.
+            where = ("body", "response_format", "type") if isinstance(given, dict) else ("body",)
+            detail = {
+                "type": "literal_error",
+                "loc": where,
+                "msg": "Input should be 'text' or 'json_object'",
+                "input": kind_given,
+                "ctx": {"expected": "'text' or 'json_object'"},
+            }
+            endpoint = "create_chat_completion" if kind == "chat" else "create_completion"
+            raise _HTTPError(
+                500,
+                f'1 validation error:\n  {detail!r}\n\n  File "llama_cpp/server/app.py", '
+                f"in {endpoint}\n    POST /v1/{'chat/' if kind == 'chat' else ''}completions",
+                error_type="internal_server_error",
+            )
+        if convention == "ollama":
+            raise _HTTPError(
+                400,
+                f"invalid response_format type {kind_given!r}: supported types are "
+                "'json_object' and 'text'",
+                error_type="invalid_request_error",
+            )
+        raise _HTTPError(
+            400,
+            f"Invalid value: {kind_given!r}. Supported values are: 'json_object', "
+            "'json_schema', and 'text'.",
+            error_type="invalid_request_error",
+            code="invalid_value",
+        )
 
     async def _next_reply(self, request: dict[str, Any]) -> Any:
         if self._script is not None:
@@ -1097,6 +1185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="length of the deterministic pseudo-embeddings (default: %(default)s)",
     )
+    parser.add_argument(
+        "--structured-output",
+        choices=get_args(StructuredOutput),
+        default="openai",
+        help="accept and refuse response_format types as this server does (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     script = None
     if args.script is not None:
@@ -1112,6 +1206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         embedding_dim=args.embedding_dim,
+        structured_output=args.structured_output,
     )
     try:
         server.start()

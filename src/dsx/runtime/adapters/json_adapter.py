@@ -22,7 +22,10 @@ class JSONAdapter(Adapter):
     """Asks for the outputs as a single JSON object.
 
     The request carries ``response_format`` with the outputs' JSON schema, so providers
-    with structured-output support enforce it; others get the schema in the prompt.
+    with structured-output support enforce it; the prompt states the schema too. Where an
+    endpoint refuses ``json_schema`` (llama.cpp's server, older Ollama), :class:`dsx.LM`
+    steps down to ``json_object`` with the schema, then plain ``json_object``, then the
+    prompt alone, and remembers what worked (see ``docs/lm.md``).
     """
 
     name = "JSONAdapter"
