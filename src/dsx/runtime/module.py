@@ -264,9 +264,10 @@ class Module:
             raise DsxError(
                 f"Program state is saved as JSON: use a path ending in .json (got {path})"
             )
-        # Module's own (program-level) format, also for a bare Predict: {predictor name: state}.
-        data = {**meta, "program": type(self).__qualname__, "state": Module.dump_state(self)}
-        _atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode())
+        # The one state format (dsx.runtime.state), also for a bare Predict.
+        from dsx.runtime.state import make_state, write_state
+
+        write_state(path, make_state(self))
 
     def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:
         """Load state saved by :meth:`save` into this program."""
@@ -275,16 +276,9 @@ class Module:
             raise DsxError(
                 f"{path} is a pickle; loading it runs code. Pass allow_pickle=True if you trust it."
             )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise StateError(f"No saved state at {path}") from None
-        except (OSError, ValueError) as exc:
-            raise StateError(f"{path} is not a readable dsx state file: {exc}") from None
-        if not isinstance(data, dict) or "state" not in data:
-            raise StateError(f"{path} is not a dsx state file (no 'state' key)")
-        _check_schema(data, path)
-        return Module.load_state(self, data["state"])
+        from dsx.runtime.state import read_state
+
+        return Module.load_state(self, read_state(path).predictors)
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, **inputs: Any) -> list[Message] | dict[str, list[Message]]:
@@ -398,7 +392,7 @@ def _set_by_path(root: Module, path: str, value: Any) -> None:
 
 def _check_schema(data: dict[str, Any], path: Path) -> None:
     version = data.get("schema_version")
-    if version != STATE_SCHEMA_VERSION:
+    if version not in (1, STATE_SCHEMA_VERSION):
         raise StateError(
             f"{path} has state schema version {version!r} (written by dsx "
             f"{data.get('dsx_version', '?')}); this dsx {__version__} reads version "
