@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import dsx
 from dsx.cli import main
@@ -11,21 +14,52 @@ from dsx.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_builds_and_runs_the_examples_on_the_local_server():
+def _demo(**extra: str) -> subprocess.CompletedProcess[str]:
     env = {
-        k: v for k, v in os.environ.items() if k not in ("DSX_LM", "DSX_API_BASE", "DSX_API_KEY")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DSX_LM", "DSX_API_BASE", "DSX_API_KEY", "DSX_DEMO_LM", "DSX_ADAPTER")
     }
-    done = subprocess.run(
+    env.update(extra)
+    return subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py")],
         capture_output=True,
         text=True,
         env=env,
     )
+
+
+def test_demo_builds_and_runs_the_examples_on_the_scripted_server():
+    done = _demo(DSX_DEMO_LM="scripted")
     out = done.stdout
     assert done.returncode == 0, done.stderr + out
-    assert "DSX_LM is not set, so this runs against dsx's local OpenAI-compatible server" in out
+    assert "dsx's local OpenAI-compatible server" in out and "DSX_DEMO_LM=scripted" in out
+    assert "$ dsx eval examples/sentiment.dsx --data dev --no-state" in out
+    assert "using learned state examples/build/sentiment.state.json" in out
+    assert re.search(r"review classifier on held-out data: [\d.]+% before optimizing", out)
     assert "A: Paris" in out and "A: Guido van Rossum" in out
     assert "topic=billing" in out and "2 passed, 0 failed" in out
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_demo_on_the_real_local_model_shows_scores_before_and_after():
+    from dsx.local import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the local model is unavailable: {reason}")
+    done = _demo()
+    out = done.stdout
+    assert done.returncode == 0, done.stderr + out
+    assert "using the local model SmolLM2-135M-Instruct" in out
+    scores = re.search(
+        r"review classifier on held-out data: ([\d.]+)% before optimizing, ([\d.]+)% after", out
+    )
+    assert scores, out
+    assert "score: " in out and "demos: 4" in out
+    # Real numbers, whatever they are; both runs scored every held-out example.
+    assert "0 error(s)" in out
 
 
 def test_cli_version_and_help(capsys):

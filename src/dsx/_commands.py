@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dsx._lmspec import NO_LM_MESSAGE, NoLMError, lm_from_env, model_name
+from dsx._lmspec import NO_LM_MESSAGE, NoLMError, lm_from_env, lm_settings, model_name
 from dsx._report import report_error
 from dsx.errors import DsxError, StateError
 
@@ -35,7 +35,7 @@ def _setup_lm(name: str | None) -> str | None:
 
     model = model_name(name)
     if model:
-        dsx.configure(lm=lm_from_env(model))
+        dsx.configure(**lm_settings(model))
     return model
 
 

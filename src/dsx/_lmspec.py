@@ -10,7 +10,7 @@ from typing import Any
 
 from dsx.errors import DsxError
 
-__all__ = ["NO_LM_MESSAGE", "NoLMError", "lm_from_env", "model_name"]
+__all__ = ["NO_LM_MESSAGE", "NoLMError", "lm_from_env", "lm_settings", "model_name"]
 
 NO_LM_MESSAGE = (
     "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini, or `local` "
@@ -31,9 +31,34 @@ def model_name(cli: str | None) -> str | None:
 
 
 def lm_from_env(model: str) -> Any:
-    """``dsx.LM(model)`` with the endpoint from DSX_API_BASE / DSX_API_KEY when set."""
-    import dsx
+    """``dsx.LM(model)`` with the endpoint from DSX_API_BASE / DSX_API_KEY when set.
 
-    api_base = os.environ.get("DSX_API_BASE") or None
-    api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
-    return dsx.LM(model, api_base=api_base, api_key=api_key)
+    ``local`` (or ``local:PATH.gguf``) starts the local model server for this process.
+    """
+    return lm_settings(model)["lm"]
+
+
+_ADAPTERS = {"json": "JSONAdapter", "chat": "ChatAdapter"}
+
+
+def lm_settings(model: str) -> dict[str, Any]:
+    """What ``dsx.configure`` needs for ``model``: the LM, and the adapter when one is implied.
+
+    ``local`` means the local model (an LM at temperature 0 and the JSON adapter, which is
+    what a model that small needs); ``DSX_ADAPTER=json|chat`` picks the adapter explicitly.
+    """
+    import dsx
+    from dsx.local import is_local, settings_for
+
+    if is_local(model):
+        settings = dict(settings_for(model))
+    else:
+        api_base = os.environ.get("DSX_API_BASE") or None
+        api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
+        settings = {"lm": dsx.LM(model, api_base=api_base, api_key=api_key)}
+    choice = (os.environ.get("DSX_ADAPTER") or "").strip().lower()
+    if choice:
+        if choice not in _ADAPTERS:
+            raise DsxError(f"DSX_ADAPTER={choice!r}: use one of {', '.join(_ADAPTERS)}")
+        settings["adapter"] = getattr(dsx, _ADAPTERS[choice])()
+    return settings

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -241,9 +240,9 @@ def test_run_inputs_are_checked_against_their_types(tmp_path, server):
     assert missing.returncode == 2 and "needs the input(s) tags" in missing.stderr
 
 
-TOOL = '''def search(query, k):
+TOOL = """def search(query, k):
     return ["a", "b", "c"][k:]
-'''
+"""
 
 TOOL_DSX = """use python "brokentool" as tools
 

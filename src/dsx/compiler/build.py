@@ -312,9 +312,9 @@ def run_optimize(
         optimizer.on_progress = lambda line: log(f"optimize {opt.program}: {line}")
     context: dict[str, Any] = {}
     if lm_name:
-        from dsx._lmspec import lm_from_env
+        from dsx._lmspec import lm_settings
 
-        context["lm"] = lm_from_env(lm_name)
+        context.update(lm_settings(lm_name))
     try:
         with dsx.context(**context):
             compiled = optimizer.compile(program, trainset=trainset, valset=dataset(opt.dev))
