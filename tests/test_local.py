@@ -194,6 +194,7 @@ def test_start_serves_and_stop_leaves_no_process(fake):
         assert lm.kwargs["temperature"] == 0.0
         assert isinstance(server.settings()["adapter"], dsx.JSONAdapter)
         assert server.env()["DSX_API_BASE"] == server.api_base
+        assert server.env()["DSX_ADAPTER"] == "json"
         pids = _pids(fake)
         assert all(_alive(p) for p in pids)
     assert _gone(pids), "the server or its child outlived stop()"

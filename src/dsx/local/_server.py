@@ -214,7 +214,12 @@ class LocalModelServer:
 
     def env(self) -> dict[str, str]:
         """The environment that points ``dsx`` commands at this server."""
-        return {"DSX_LM": self.model, "DSX_API_BASE": self.api_base, "DSX_API_KEY": API_KEY}
+        return {
+            "DSX_LM": self.model,
+            "DSX_API_BASE": self.api_base,
+            "DSX_API_KEY": API_KEY,
+            "DSX_ADAPTER": "json",  # a model this small answers best in constrained JSON
+        }
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> LocalModelServer:
