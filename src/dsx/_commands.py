@@ -518,11 +518,11 @@ def cmd_optimize(args: Any) -> int:
     from dsx._load import CheckFailed, load_namespace
     from dsx.compiler.build import (
         BuildError,
-        atomic_write,
         default_state_path,
         optimize_key,
         run_optimize,
         state_file,
+        write_cache_entry,
     )
     from dsx.runtime.state import write_state
 
@@ -558,7 +558,7 @@ def cmd_optimize(args: Any) -> int:
     # `dsx build` reuses this result instead of optimizing again.
     key = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
     cache = default_state_path(path, name).parent / ".cache" / f"{name}-{key}.json"
-    atomic_write(cache, learned.model_dump_json(indent=2))
+    write_cache_entry(cache, key, learned)
     score = f" (score {learned.score:.2f})" if learned.score is not None else ""
     print(f"wrote {_shown(out)}{score}")
     if not args.out:

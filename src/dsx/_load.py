@@ -47,6 +47,7 @@ def load_program(
     program: str | None = None,
     *,
     state: str | Path | None = None,
+    allow_endpoints: bool = False,
 ) -> Any:
     """A fresh instance of ``program`` (default: the first) from a .dsx or .ir.json file.
 
@@ -56,13 +57,16 @@ def load_program(
         state: a learned-state file (written by ``dsx optimize``, ``dsx build`` or
             ``Module.save``) to apply; it must fit the program's predictors. Without it, an
             IR file's own learned state is applied and a ``.dsx`` program is unoptimized.
+        allow_endpoints: trust LM endpoints, keys, headers and settings outside the
+            model-settings allow-list in the state (or the IR file's learned state); without
+            it they are refused with a :class:`~dsx.errors.StateError` (see docs/runtime.md).
 
     Example:
         >>> classify = dsx.load_program("classifier.dsx", state="build/classify.state.json")
     """
     ns = load_namespace(path)
     if state is None:
-        return ns.program(program)
+        return ns.program(program, allow_endpoints=allow_endpoints)
     from dsx.errors import StateError
     from dsx.runtime.module import Module
     from dsx.runtime.state import read_state
@@ -70,7 +74,8 @@ def load_program(
     saved = read_state(state)
     instance = ns.program(program, learned=False)
     try:
-        Module.load_state(instance, saved.predictors)  # program-level, also for a Predict
+        # program-level, also for a Predict
+        Module.load_state(instance, saved.predictors, allow_endpoints=allow_endpoints)
     except StateError as exc:
         name = program or ns.unit.programs[0].name
         raise StateError(f"{state} does not fit program `{name}`: {exc}") from None

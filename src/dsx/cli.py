@@ -21,13 +21,16 @@ __all__ = ["main"]
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from dsx.errors import StateError
-    from dsx.runtime.state import read_state
+    from dsx.runtime.state import check_predictor_state, read_state
 
     path = Path(args.file)
     try:
         state = read_state(path)
+        # The shape only: endpoints are shown (and flagged), loading refuses them.
+        for name, pstate in state.predictors.items():
+            check_predictor_state(pstate, name=name, allow_endpoints=True)
     except StateError as exc:
-        print(f"dsx inspect: {exc}", file=sys.stderr)
+        print(f"dsx inspect: {path}: {exc}", file=sys.stderr)
         return 2
     made = f", {state.describe()}" if state.optimizer or state.score is not None else ""
     print(
@@ -52,7 +55,15 @@ def _print_predictor(name: str, state: dict[str, Any], *, show_demos: bool) -> N
     print(f"  instructions: {sig.get('instructions', '')}")
     lm = state.get("lm")
     if lm:
+        from dsx.runtime.state import LM_STATE_SETTINGS
+
         print("  lm: " + ", ".join(f"{k}={v}" for k, v in lm.items()))
+        refused = [k for k in lm if k not in LM_STATE_SETTINGS]
+        if refused:
+            print(
+                f"  note: loading refuses {', '.join(refused)} (endpoints, keys and unknown "
+                "LM settings) unless allow_endpoints=True"
+            )
     demos = state.get("demos", [])
     print(f"  demos: {len(demos)}")
     if show_demos:

@@ -3,6 +3,10 @@
 Each ``optimize`` block's result is cached in ``<out>/.cache/`` under a key hashed from the
 program's IR, the data files' contents, the optimizer and its settings, the metric and the
 LM settings. An unchanged rebuild re-optimizes nothing and says so.
+
+A cache entry is bound to its key by a content hash checked on read, and its LM settings
+pass the same trust boundary as any state (``dsx.runtime.state``): an edited or foreign
+entry is discarded with one log line and the program is optimized again, never trusted.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ __all__ = [
     "default_state_path",
     "explain",
     "program_fingerprint",
+    "read_cache_entry",
     "state_file",
+    "write_cache_entry",
 ]
 
 
@@ -145,6 +151,55 @@ def optimize_key(unit: ir.Unit, opt: ir.Optimize, lm: dict[str, Any] | None) -> 
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+_CACHE_FORMAT = "dsx-build-cache"
+
+
+def _cache_digest(key: str, learned: Any) -> str:
+    text = json.dumps(learned, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{_CACHE_FORMAT}\n{key}\n{text}".encode()).hexdigest()
+
+
+def write_cache_entry(path: Path, key: str, learned: ir.Learned) -> None:
+    """Store an optimize block's result under ``key``, with the hash that binds them."""
+    data = learned.model_dump(mode="json")
+    doc = {"format": _CACHE_FORMAT, "key": key, "sha256": _cache_digest(key, data), "learned": data}
+    atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+class CacheEntryRejected(DsxError):
+    """A build-cache entry cannot be used; the message says why."""
+
+
+def read_cache_entry(path: Path, key: str) -> ir.Learned:
+    """The cached result stored under ``key`` at ``path``, checked.
+
+    Raises:
+        CacheEntryRejected: the entry is unreadable, was written for another key, does not
+            match its hash (edited), or carries LM settings state may not (an endpoint, a
+            key, an unknown setting).
+    """
+    from dsx.errors import StateError
+    from dsx.runtime.state import check_lm_state
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CacheEntryRejected(f"it is unreadable ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != _CACHE_FORMAT:
+        raise CacheEntryRejected("it is not a dsx build-cache entry (or an older format)")
+    if doc.get("key") != key:
+        raise CacheEntryRejected(f"it was written for another key ({str(doc.get('key'))[:12]})")
+    if doc.get("sha256") != _cache_digest(key, doc.get("learned")):
+        raise CacheEntryRejected("its content does not match its hash (it was edited)")
+    try:
+        learned = ir.Learned.model_validate(doc["learned"])
+        for name, predictor in learned.predictors.items():
+            check_lm_state(predictor.lm, name=name)
+    except (ValueError, StateError) as exc:
+        raise CacheEntryRejected(str(exc).splitlines()[0]) from None
+    return learned
+
+
 def _strip_locs(value: Any) -> Any:
     # Locations change when unrelated text moves; they do not change what is optimized.
     if isinstance(value, dict):
@@ -186,19 +241,20 @@ def build(
         cache_file = out_dir / ".cache" / f"{opt.program}-{key}.json"
         if cache_file.is_file():
             try:
-                learned[opt.program] = ir.Learned.model_validate_json(
-                    cache_file.read_text(encoding="utf-8")
-                )
+                learned[opt.program] = read_cache_entry(cache_file, key)
                 result.reused.append(opt.program)
                 log(
                     f"optimize {opt.program}: inputs unchanged, reusing the cached result ({key[:12]})"
                 )
                 continue
-            except ValueError:
-                log(f"optimize {opt.program}: cached result is unreadable, optimizing again")
+            except CacheEntryRejected as exc:
+                log(
+                    f"optimize {opt.program}: discarding the cached result {cache_file.name}: "
+                    f"{exc}; optimizing again"
+                )
         log(f"optimize {opt.program}: running {opt.optimizer} ...")
         state = run_optimize(unit, opt, lm_name, log=log)
-        atomic_write(cache_file, state.model_dump_json(indent=2))
+        write_cache_entry(cache_file, key, state)
         learned[opt.program] = state
         result.optimized.append(opt.program)
         log(f"optimize {opt.program}: done ({len(state.predictors)} predictor(s))")
@@ -241,7 +297,8 @@ def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> No
     for opt in unit.optimizes:
         lm_name = opt.lm or lm or os.environ.get("DSX_LM")
         key = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
-        if (out_dir / ".cache" / f"{opt.program}-{key}.json").is_file():
+        with contextlib.suppress(CacheEntryRejected):
+            read_cache_entry(out_dir / ".cache" / f"{opt.program}-{key}.json", key)
             continue
         cls = get_optimizer(opt.optimizer)
         if cls is None:

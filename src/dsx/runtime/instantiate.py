@@ -52,8 +52,14 @@ class Namespace:
     def program_names(self) -> list[str]:
         return [p.name for p in self.unit.programs]
 
-    def program(self, name: str | None = None, *, learned: bool = True) -> Module:
-        """A fresh instance of program ``name`` (the only/first one when omitted)."""
+    def program(
+        self, name: str | None = None, *, learned: bool = True, allow_endpoints: bool = False
+    ) -> Module:
+        """A fresh instance of program ``name`` (the only/first one when omitted).
+
+        ``learned``: apply the unit's learned state; ``allow_endpoints``: trust its LM
+        endpoints and keys (see :func:`apply_learned`).
+        """
         programs = {p.name: p for p in self.unit.programs}
         if not programs:
             raise DsxError(
@@ -68,7 +74,7 @@ class Namespace:
         instance = self._build_sub(programs[name].root, {}, {})
         state = self.unit.learned.get(name)
         if learned and state is not None:
-            apply_learned(instance, state, name)
+            apply_learned(instance, state, name, allow_endpoints=allow_endpoints)
         return instance
 
     def metric(self, name: str) -> Any:
@@ -287,11 +293,17 @@ def instantiate(unit: ir.Unit, *, base_dir: str | Path | None = None) -> Namespa
     return ns
 
 
-def apply_learned(program: Module, state: ir.Learned, name: str = "program") -> None:
-    """Apply optimized instructions, demos and LM settings to a program instance."""
-    from dsx.runtime.predict import _lm_from_state
+def apply_learned(
+    program: Module, state: ir.Learned, name: str = "program", *, allow_endpoints: bool = False
+) -> None:
+    """Apply optimized instructions, demos and LM settings to a program instance.
 
+    All predictors are checked before any changes (``dsx.runtime.state``'s trust boundary:
+    an LM endpoint, key or unknown setting is a :class:`~dsx.errors.StateError` unless
+    ``allow_endpoints``); a failure leaves the program as it was.
+    """
     predictors = dict(program.named_predictors())
+    steps = []
     for path, learned in state.predictors.items():
         predictor = predictors.get(path)
         if predictor is None:
@@ -299,14 +311,12 @@ def apply_learned(program: Module, state: ir.Learned, name: str = "program") -> 
                 f"The learned state of `{name}` has a predictor `{path}` the program does not have "
                 f"(it has {sorted(predictors)}). Rebuild to re-optimize."
             )
+        saved: dict[str, Any] = {"demos": list(learned.demos), "lm": learned.lm}
         if learned.instructions is not None:
-            predictor.signature = predictor.signature.with_instructions(learned.instructions)
-        inputs = list(predictor.signature.input_fields)
-        predictor.demos = [
-            Example(d).with_inputs(*[k for k in inputs if k in d]) for d in learned.demos
-        ]
-        if learned.lm:
-            predictor.lm = _lm_from_state(learned.lm, predictor.lm, path)
+            saved["signature"] = {"instructions": learned.instructions}
+        steps.append(predictor._prepare_state(saved, name=path, allow_endpoints=allow_endpoints))
+    for apply in steps:
+        apply()
 
 
 def load_data(ds: ir.DataSet) -> list[Example]:

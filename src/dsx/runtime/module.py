@@ -212,8 +212,20 @@ class Module:
         """Learned state per predictor: instructions, field texts, demos, LM settings."""
         return {name: p.dump_state() for name, p in self.named_predictors()}
 
-    def load_state(self, state: dict[str, Any]) -> Module:
-        """Load state from :meth:`dump_state`; it must fit this program's predictors."""
+    def load_state(self, state: dict[str, Any], *, allow_endpoints: bool = False) -> Module:
+        """Load state from :meth:`dump_state`; it must fit this program's predictors.
+
+        Everything is checked before anything changes: a malformed value is a
+        :class:`~dsx.errors.StateError` naming its path (``answer.predict.demos[2]``) and
+        leaves the program as it was. State carries model settings only (the trust boundary
+        in ``docs/runtime.md``): an LM endpoint, key, headers or unknown LM setting is
+        refused unless ``allow_endpoints=True``, for state you trust.
+        """
+        if not isinstance(state, dict):
+            raise StateError(
+                f"The state of {type(self).__name__} must be an object mapping predictor names "
+                f"to their state, got {type(state).__name__}"
+            )
         predictors = dict(self.named_predictors())
         missing = [n for n in predictors if n not in state]
         extra = [n for n in state if n not in predictors]
@@ -227,8 +239,12 @@ class Module:
                 f"The saved state does not fit {type(self).__name__}: {'; '.join(parts)}. "
                 f"The program has predictors {sorted(predictors)}."
             )
-        for name, predictor in predictors.items():
-            predictor.load_state(state[name], name=name)
+        steps = [
+            predictor._prepare_state(state[name], name=name, allow_endpoints=allow_endpoints)
+            for name, predictor in predictors.items()
+        ]
+        for apply in steps:
+            apply()
         return self
 
     def save(
@@ -269,8 +285,22 @@ class Module:
 
         write_state(path, make_state(self))
 
-    def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:
-        """Load state saved by :meth:`save` into this program."""
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        allow_pickle: bool = False,
+        allow_endpoints: bool = False,
+    ) -> Module:
+        """Load state saved by :meth:`save` into this program (all of it, or nothing).
+
+        Args:
+            path: the ``.json`` state file.
+            allow_pickle: accepted for DSPy compatibility; a ``.pkl`` path needs it.
+            allow_endpoints: trust the file's LM endpoints, keys, headers and other LM
+                settings outside the model-settings allow-list; without it they are refused
+                with a :class:`~dsx.errors.StateError`.
+        """
         path = Path(path)
         if path.suffix in (".pkl", ".pickle") and not allow_pickle:
             raise DsxError(
@@ -278,7 +308,7 @@ class Module:
             )
         from dsx.runtime.state import read_state
 
-        return Module.load_state(self, read_state(path).predictors)
+        return Module.load_state(self, read_state(path).predictors, allow_endpoints=allow_endpoints)
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, **inputs: Any) -> list[Message] | dict[str, list[Message]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dsx.errors import DsxError, MissingInputError, StateError, UnknownInputError
@@ -154,8 +154,22 @@ class Predict(Module):
             "lm": self.lm.dump_state() if self.lm is not None else None,
         }
 
-    def load_state(self, state: Mapping[str, Any], *, name: str = "self") -> Predict:
-        saved_sig = state.get("signature") or {}
+    def load_state(
+        self, state: Mapping[str, Any], *, name: str = "self", allow_endpoints: bool = False
+    ) -> Predict:
+        """Load this predictor's state (see :meth:`Module.load_state`); all or nothing."""
+        self._prepare_state(state, name=name, allow_endpoints=allow_endpoints)()
+        return self
+
+    def _prepare_state(
+        self, state: Any, *, name: str, allow_endpoints: bool = False
+    ) -> Callable[[], None]:
+        """Check ``state`` and build what it sets, changing nothing; returns the step that
+        applies it (which cannot fail), so a program loads all its predictors or none."""
+        from dsx.runtime.state import check_predictor_state
+
+        checked = check_predictor_state(state, name=name, allow_endpoints=allow_endpoints)
+        saved_sig = checked["signature"] or {}
         saved = [f["name"] for f in saved_sig.get("fields", [])]
         have = list(self.signature.fields)
         if saved and saved != have:
@@ -163,16 +177,19 @@ class Predict(Module):
                 f"Predictor {name!r}: the saved state has fields {saved} but the program's "
                 f"signature has {have}. The program changed since the state was saved."
             )
-        if saved_sig:
-            self.signature = self.signature.load_state(saved_sig)
-        inputs = list(self.signature.input_fields)
-        self.demos = [
-            Example(d).with_inputs(*[k for k in inputs if k in d]) for d in state.get("demos", [])
-        ]
-        lm_state = state.get("lm")
-        if lm_state:
-            self.lm = _lm_from_state(lm_state, self.lm, name)
-        return self
+        signature = self.signature.load_state(saved_sig) if saved_sig else self.signature
+        inputs = list(signature.input_fields)
+        demos = [Example(d).with_inputs(*[k for k in inputs if k in d]) for d in checked["demos"]]
+        lm = self.lm
+        if checked["lm"]:
+            lm = _lm_from_state(checked["lm"], self.lm, name)
+
+        def apply() -> None:
+            self.signature = signature
+            self.demos = demos
+            self.lm = lm
+
+        return apply
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature.signature})"
@@ -226,14 +243,18 @@ def _demo_state(demo: Any) -> dict[str, Any]:
 
 
 def _lm_from_state(state: Mapping[str, Any], current: BaseLM | None, name: str) -> BaseLM:
+    """The LM for checked settings (see ``dsx.runtime.state.check_lm_state``)."""
     settings_ = dict(state)
-    if current is not None:
-        return current.copy(**settings_)
     try:
+        if current is not None:
+            return current.copy(**settings_)
         from dsx.runtime.lm import LM  # the litellm client
+
+        return LM(**settings_)
     except ImportError:  # pragma: no cover - the client ships with dsx
         raise StateError(f"Predictor {name!r}: saved LM settings need dsx.LM") from None
-    return LM(**settings_)
+    except (DsxError, ValueError, TypeError) as exc:
+        raise StateError(f"Predictor {name!r}: {name}.lm is not usable: {exc}") from None
 
 
 def _check_inputs(signature: type[Signature], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,14 @@ Format (``schema_version`` 2)::
 
 Version 1 files (``Module.save`` before the toolchain shared the format) and the bare
 learned-state objects that ``dsx optimize`` used to write are still read.
+
+**Trust boundary.** State is data about the model's behaviour, never about where requests
+go: a predictor's ``lm`` may carry only the settings in :data:`LM_STATE_SETTINGS` (what
+``LM.dump_state`` writes). An endpoint, a key, headers (:data:`LM_ENDPOINT_KEYS`) or any
+other key is refused with a :class:`~dsx.errors.StateError` naming it and its predictor,
+unless the caller opts in with ``allow_endpoints=True``. :func:`check_predictor_state` is
+the one check; every way state enters a program (``Module.load_state``, ``apply_learned``
+for IR and generated modules, the build cache) goes through it before changing anything.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +51,18 @@ from dsx.errors import StateError
 if TYPE_CHECKING:
     from dsx.runtime.module import Module
 
-__all__ = ["STATE_FORMAT", "StateFile", "make_state", "parse_state", "read_state", "write_state"]
+__all__ = [
+    "LM_ENDPOINT_KEYS",
+    "LM_STATE_SETTINGS",
+    "STATE_FORMAT",
+    "StateFile",
+    "check_lm_state",
+    "check_predictor_state",
+    "make_state",
+    "parse_state",
+    "read_state",
+    "write_state",
+]
 
 #: The ``format`` marker of a state file.
 STATE_FORMAT = "dsx-state"
@@ -209,3 +229,175 @@ def _from_learned(data: dict[str, Any], source: str) -> StateFile:
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+# -- the trust boundary and the shape of a predictor's state ---------------------------------
+
+
+def _number(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _int(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum)
+
+
+def _str(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _stop(v: Any) -> bool:
+    return _str(v) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
+
+
+#: LM settings a state file may carry, each with its check and what it expects: what
+#: ``LM.dump_state`` writes that shapes the model's behaviour. Nothing here says where a
+#: request goes or how it is authenticated.
+LM_STATE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (lambda v: isinstance(v, str) and bool(v), "a model name like 'openai/gpt-4o-mini'"),
+    "model_type": (lambda v: v in ("chat", "text"), "'chat' or 'text'"),
+    "temperature": (_number, "a number"),
+    "top_p": (_number, "a number"),
+    "presence_penalty": (_number, "a number"),
+    "frequency_penalty": (_number, "a number"),
+    "max_tokens": (_int(0), "a whole number >= 0"),
+    "max_completion_tokens": (_int(0), "a whole number >= 0"),
+    "n": (_int(1), "a whole number >= 1"),
+    "seed": (_int(-(2**63)), "a whole number"),
+    "top_logprobs": (_int(0), "a whole number >= 0"),
+    "logprobs": (lambda v: v is None or isinstance(v, bool), "true or false"),
+    "stop": (_stop, "a string or a list of strings"),
+    "reasoning_effort": (_str, "a string"),
+    "rollout_id": (lambda v: _str(v) or _int(-(2**63))(v), "a string or a whole number"),
+    "cache": (lambda v: isinstance(v, bool), "true or false"),
+    "num_retries": (_int(0), "a whole number >= 0"),
+    "timeout": (lambda v: _number(v) and (v is None or v > 0), "a number of seconds > 0"),
+    "transport": (lambda v: v in ("auto", "openai", "litellm"), "'auto', 'openai' or 'litellm'"),
+}
+
+#: LM keys that say where prompts go and with which credentials; never saved by dsx.
+LM_ENDPOINT_KEYS = frozenset({"api_base", "base_url", "api_key", "headers", "extra_headers"})
+
+_OPT_IN = (
+    "Configure endpoints and keys in code (dsx.LM(..., api_base=...)) or the environment; if "
+    "you trust this file, load it with allow_endpoints=True."
+)
+
+
+def check_lm_state(lm: Any, *, name: str, allow_endpoints: bool = False) -> dict[str, Any] | None:
+    """The LM settings of predictor ``name``'s state, checked against the trust boundary.
+
+    Raises:
+        StateError: naming the predictor and the key, for an endpoint, key or header
+            setting, an unknown key (unless ``allow_endpoints``) or a wrong-typed value.
+    """
+    where = f"{name}.lm"
+    if lm is None:
+        return None
+    if not isinstance(lm, Mapping):
+        raise StateError(
+            f"Predictor {name!r}: {where} must be an object of LM settings "
+            f'({{"model": "openai/gpt-4o-mini", "temperature": 0.0}}) or null, got {_kind(lm)}'
+        )
+    for key, value in lm.items():
+        rule = LM_STATE_SETTINGS.get(key)
+        if rule is None:
+            if allow_endpoints:
+                continue
+            if key in LM_ENDPOINT_KEYS:
+                raise StateError(
+                    f"Predictor {name!r}: the state sets {where}.{key}, which decides where "
+                    "prompts and API keys are sent; state may carry only model settings. " + _OPT_IN
+                )
+            raise StateError(
+                f"Predictor {name!r}: {where}.{key} is not an LM setting state may carry "
+                f"(allowed: {', '.join(LM_STATE_SETTINGS)}). Set it on the LM in code; "
+                "if you trust this file, load it with allow_endpoints=True."
+            )
+        check, expected = rule
+        if not check(value):
+            raise StateError(f"Predictor {name!r}: {where}.{key} must be {expected}, got {value!r}")
+    if "model" not in lm:
+        raise StateError(f"Predictor {name!r}: {where} has no `model`")
+    return dict(lm)
+
+
+def check_predictor_state(
+    state: Any, *, name: str, allow_endpoints: bool = False
+) -> dict[str, Any]:
+    """Predictor ``name``'s state, checked: ``{"signature": dict | None, "demos": [dict],
+    "lm": dict | None}``. Every malformed value is a :class:`StateError` naming its path
+    (``answer.predict.demos[2]``); nothing is changed by checking."""
+    if not isinstance(state, Mapping):
+        raise StateError(
+            f"Predictor {name!r}: {name} must be an object "
+            f'({{"signature": ..., "demos": [...], "lm": ...}}), got {_kind(state)}'
+        )
+    unknown = [k for k in state if k not in _PREDICTOR_KEYS]
+    if unknown:
+        raise StateError(
+            f"Predictor {name!r}: {name}.{unknown[0]} is not part of a predictor's state "
+            "(it has signature, demos and lm)"
+        )
+    signature = state.get("signature")
+    if signature is not None:
+        signature = _check_signature(signature, name)
+    demos = state.get("demos")
+    if demos is None:
+        demos = []
+    if not isinstance(demos, list):
+        raise StateError(f"Predictor {name!r}: {name}.demos must be a list, got {_kind(demos)}")
+    for i, demo in enumerate(demos):
+        if not isinstance(demo, Mapping) or not all(isinstance(k, str) for k in demo):
+            raise StateError(
+                f"Predictor {name!r}: {name}.demos[{i}] must be an object of field values, "
+                f"got {_kind(demo)}"
+            )
+    return {
+        "signature": signature,
+        "demos": [dict(d) for d in demos],
+        "lm": check_lm_state(state.get("lm"), name=name, allow_endpoints=allow_endpoints),
+    }
+
+
+#: The keys of one predictor's state; DSPy's ``traces`` and ``train`` are accepted, unused.
+_PREDICTOR_KEYS = frozenset({"signature", "demos", "lm", "traces", "train"})
+
+
+def _check_signature(signature: Any, name: str) -> dict[str, Any]:
+    where = f"{name}.signature"
+    if not isinstance(signature, Mapping):
+        raise StateError(
+            f"Predictor {name!r}: {where} must be an object "
+            f'({{"instructions": "...", "fields": [...]}}), got {_kind(signature)}'
+        )
+    instructions = signature.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise StateError(
+            f"Predictor {name!r}: {where}.instructions must be a string, got {_kind(instructions)}"
+        )
+    fields = signature.get("fields")
+    if fields is None:
+        fields = []
+    if not isinstance(fields, list):
+        raise StateError(f"Predictor {name!r}: {where}.fields must be a list, got {_kind(fields)}")
+    for i, f in enumerate(fields):
+        here = f"{where}.fields[{i}]"
+        if not isinstance(f, Mapping):
+            raise StateError(f"Predictor {name!r}: {here} must be an object, got {_kind(f)}")
+        if not isinstance(f.get("name"), str):
+            raise StateError(f"Predictor {name!r}: {here}.name must be a string")
+        for key in ("kind", "type", "desc", "prefix"):
+            if f.get(key) is not None and not isinstance(f[key], str):
+                raise StateError(
+                    f"Predictor {name!r}: {here}.{key} must be a string, got {_kind(f[key])}"
+                )
+    checked: dict[str, Any] = {"fields": [dict(f) for f in fields]}
+    if instructions is not None:
+        checked["instructions"] = instructions
+    return checked
+
+
+def _kind(value: Any) -> str:
+    text = json.dumps(value, default=str) if value is not None else "null"
+    return f"{type(value).__name__} {text[:40]}"
