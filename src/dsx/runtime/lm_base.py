@@ -220,11 +220,12 @@ class BaseLM:
 
     def dump_state(self) -> dict[str, Any]:
         """Settings worth saving with a program (never secrets or endpoints)."""
-        secret = {"api_key", "api_base", "base_url", "headers", "extra_headers"}
+        from dsx.runtime.state import LM_ENDPOINT_KEYS  # one list: what state may not carry
+
         return {
             "model": self.model,
             "model_type": self.model_type,
-            **{k: v for k, v in self.kwargs.items() if k not in secret and _jsonable(v)},
+            **{k: v for k, v in self.kwargs.items() if k not in LM_ENDPOINT_KEYS and _jsonable(v)},
         }
 
     def inspect_history(self, n: int = 1) -> str:
