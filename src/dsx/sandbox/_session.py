@@ -26,6 +26,7 @@ from dsx.sandbox._exchange import (
     Step,
     bounded_tool_call,
 )
+from dsx.sandbox._grants import check_grants
 from dsx.sandbox._protocol import FrameReader, new_token
 from dsx.sandbox._tools import Tool, call_tool_sync, dumps
 from dsx.sandbox._tools import normalize_tools as _normalize_tools
@@ -56,7 +57,9 @@ class Sandbox(ExchangeMixin, ABC):
             by ``__name__``); more can be passed per execution.
         mounts: host directories granted to the guest (:class:`Mount` or a path, which
             is mounted read-only at ``/mnt/<name>``). Nothing else of the host's file
-            system is visible.
+            system is visible. A directory holding host code (the Python installation,
+            site-packages, dsx, the compiled-module cache) is refused with
+            :class:`UnsafeGrant`.
         env: environment variables the guest sees; none of the host's are passed on.
         timeout: default seconds per execution (``DEFAULT_TIMEOUT``).
         memory_limit: bytes of memory for the guest (``DEFAULT_MEMORY_LIMIT``).
@@ -89,6 +92,7 @@ class Sandbox(ExchangeMixin, ABC):
         )
         self.tools: dict[str, Tool] = _normalize_tools(tools)
         self.mounts: tuple[Mount, ...] = tuple(Mount.coerce(m) for m in mounts)
+        check_grants(self.mounts)
         self.env: dict[str, str] = {str(k): str(v) for k, v in (env or {}).items()}
         self._started = False
         self._closed = False
@@ -150,6 +154,7 @@ class Sandbox(ExchangeMixin, ABC):
         if self._closed:
             raise SandboxClosed(f"this {self.backend} sandbox session is closed")
         if not self._started:
+            check_grants(self.mounts)  # again: the cache dir may have moved since
             self._token = new_token()
             self._reader = FrameReader(
                 self._token,

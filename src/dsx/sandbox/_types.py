@@ -29,6 +29,7 @@ __all__ = [
     "SandboxError",
     "SandboxUnavailable",
     "ToolCall",
+    "UnsafeGrant",
 ]
 
 BackendName = Literal["wasmtime", "docker"]
@@ -59,6 +60,10 @@ class SandboxUnavailable(SandboxError):
 
 class SandboxClosed(SandboxError):
     """The session was used after :meth:`close`."""
+
+
+class UnsafeGrant(SandboxError, ValueError):
+    """A mount would give the guest the host's own code (or the secrets guarding it)."""
 
 
 @dataclass(frozen=True, slots=True)
