@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from dsx.teleprompt import optimizer_info as optimizer_info
+from dsx.teleprompt import optimizer_names
+
 __all__ = [
     "BUILTIN_FUNCTIONS",
     "BUILTIN_METRICS",
     "KINDS",
+    "KNOWN_OPTIMIZERS",
     "OPTIMIZERS",
     "KindInfo",
     "did_you_mean",
+    "optimizer_info",
     "python_module_names",
 ]
 
@@ -125,18 +130,10 @@ BUILTIN_FUNCTIONS = frozenset(
 
 BUILTIN_METRICS = frozenset({"exact_match", "f1", "passage_match", "answer_in_context"})
 
-OPTIMIZERS = frozenset(
-    {
-        "LabeledFewShot",
-        "BootstrapFewShot",
-        "BootstrapFewShotWithRandomSearch",
-        "KNNFewShot",
-        "MIPROv2",
-        "COPRO",
-        "BootstrapFinetune",
-        "Ensemble",
-    }
-)
+# The optimizers and their settings come from the runtime's registry (one source of truth):
+# ``OPTIMIZERS`` are those this dsx has; a planned one (``SIMBA``...) is known but rejected.
+OPTIMIZERS = frozenset(optimizer_names())
+KNOWN_OPTIMIZERS = frozenset(optimizer_names(planned=True))
 
 OPTIMIZE_KEYS = frozenset({"with", "train", "dev", "metric", "lm", "seed"})
 

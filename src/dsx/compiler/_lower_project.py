@@ -245,20 +245,7 @@ class ProjectMixin(LowerBase):
                     )
                     continue
                 optimizer = v.func.name.name
-                if optimizer not in _env.OPTIMIZERS:
-                    self._unknown(
-                        "DSX123",
-                        "optimizer",
-                        v.func.name,
-                        _env.OPTIMIZERS,
-                        f"optimizers: {', '.join(sorted(_env.OPTIMIZERS))}",
-                    )
-                for arg in v.args:
-                    cv = _const_value(arg.value)
-                    if arg.name is None or cv is _NOT_CONST:
-                        self._error("DSX123", "optimizer settings are `name = constant`", arg.span)
-                        continue
-                    settings.append((arg.name.name, cv))
+                settings = self._optimizer_settings(v)
             elif key in ("train", "dev"):
                 if (
                     isinstance(v, ast.NameRef)
@@ -317,6 +304,60 @@ class ProjectMixin(LowerBase):
                     loc=self._loc(decl.target.span),
                 )
             )
+
+    def _optimizer_settings(self, call: ast.Call) -> list[tuple[str, Any]]:
+        """Check ``with Optimizer(name = constant, ...)`` against the optimizer registry."""
+        assert isinstance(call.func, ast.NameRef)
+        ident = call.func.name
+        info = _env.optimizer_info(ident.name)
+        available = ", ".join(sorted(_env.OPTIMIZERS))
+        if info is None:
+            self._unknown("DSX123", "optimizer", ident, _env.OPTIMIZERS, f"optimizers: {available}")
+        elif not info.available:
+            self._error(
+                "DSX123",
+                f"the optimizer `{ident.name}` ({info.doc}) is not available in this version "
+                f"of dsx; available: {available}",
+                ident.span,
+            )
+        settings: list[tuple[str, Any]] = []
+        for arg in call.args:
+            cv = _const_value(arg.value)
+            if arg.name is None or cv is _NOT_CONST:
+                self._error("DSX123", "optimizer settings are `name = constant`", arg.span)
+                continue
+            key = arg.name.name
+            if info is None or not info.available:
+                settings.append((key, cv))
+                continue
+            setting = info.settings.get(key)
+            settable = [n for n, s in info.settings.items() if s.settable and n != "metric"]
+            if setting is None:
+                self._unknown(
+                    "DSX123",
+                    f"{info.name} setting",
+                    arg.name,
+                    settable,
+                    f"{info.name} takes: {', '.join(settable)}",
+                )
+            elif key == "metric":
+                self._error(
+                    "DSX123",
+                    "the optimizer's `metric` comes from the block's `metric` line",
+                    arg.name.span,
+                )
+            elif not setting.settable:
+                self._error(
+                    "DSX123",
+                    f"`{key}` takes a Python object, which a .dsx file cannot give; set it "
+                    "from Python",
+                    arg.name.span,
+                )
+            elif (problem := setting.check(cv)) is not None:
+                self._error("DSX123", problem, arg.value.span)
+            else:
+                settings.append((key, cv))
+        return settings
 
     def _lower_test(self, decl: ast.TestDecl) -> None:
         program = decl.program.name

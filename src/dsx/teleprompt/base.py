@@ -35,7 +35,11 @@ from dsx.runtime.module import Module
 from dsx.runtime.settings import settings
 from dsx.runtime.usage import UsageReport, track_usage
 
-__all__ = ["Budget", "Teleprompter"]
+__all__ = ["Budget", "OptimizerSettingError", "Teleprompter"]
+
+
+class OptimizerSettingError(DsxError, ValueError):
+    """An optimizer was given a setting it cannot work with; the message says how to fix it."""
 
 
 class Budget:

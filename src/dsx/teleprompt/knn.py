@@ -161,6 +161,8 @@ class KNNFewShot(Teleprompter):
     """
 
     exports_to_ir = False
+    #: Settings passed on to the bootstrapping (the optimizer registry reads them there).
+    forwarded_settings = (("dsx.teleprompt.bootstrap:BootstrapFewShot", _BOOTSTRAP_KEYS),)
 
     def __init__(
         self,

@@ -1,0 +1,101 @@
+"""Scoring several candidate programs at once on the batch engine.
+
+Instruction optimizers score many candidates on the same examples; running every
+``(candidate, example)`` pair through one :func:`~dsx.runtime.parallel.run_concurrently`
+keeps the engine full instead of waiting for each candidate's slowest example. Scores are
+assembled per candidate in example order, so they never depend on completion order.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from dsx.runtime.example import Example
+from dsx.runtime.metrics import call_metric, score_of
+from dsx.runtime.module import Module
+from dsx.runtime.parallel import BatchError, Engine, run_concurrently, run_coroutine_sync
+from dsx.runtime.settings import context, settings
+
+if TYPE_CHECKING:
+    from dsx.teleprompt.base import Teleprompter
+
+__all__ = ["score_programs"]
+
+
+def score_programs(
+    opt: Teleprompter,
+    programs: Sequence[Module],
+    examples: Sequence[Example],
+    *,
+    desc: str,
+    overrides: dict[str, Any] | None = None,
+) -> list[float | None]:
+    """Each program's mean metric on ``examples`` in percent (two decimals).
+
+    A program whose examples did not all run (the budget stopped the batch) scores
+    ``None``. A failing run scores 0; ``max_errors`` failures (the optimizer's, else
+    ``dsx.settings.max_errors``) stop the batch with a :class:`BatchError`.
+    """
+    metric = opt.metric  # type: ignore[attr-defined]
+    pairs = [(p, e) for p in range(len(programs)) for e in range(len(examples))]
+    if not pairs:
+        return [None] * len(programs)
+    engine = Engine(opt.concurrency)
+    progress = opt.progress(len(pairs), desc)
+    inline = getattr(metric, "_dsx_inline", False) or inspect.iscoroutinefunction(metric)
+    limit = getattr(opt, "max_errors", None)
+    limit = limit if limit is not None else settings.max_errors
+    total = 0.0
+    failed = ran = 0
+
+    async def one(pair: tuple[int, int]) -> float:
+        program, example = programs[pair[0]], examples[pair[1]]
+        pred = await engine.call(program, (), example.inputs().to_dict())
+        if inline:
+            value = call_metric(metric, example, pred, None)
+            if inspect.isawaitable(value):
+                value = await value
+        else:
+            value = await engine.in_thread(call_metric, metric, example, pred, None)
+        return score_of(value)
+
+    def on_done(index: int, value: float | None, exc: BaseException | None) -> None:
+        nonlocal total, failed, ran
+        ran += 1
+        if exc is not None:
+            failed += 1
+        elif value is not None:
+            total += value
+        progress.update(ran, score=100 * total / ran, errors=failed)
+
+    try:
+        with context(**(overrides or {})):
+            outcome = run_coroutine_sync(
+                lambda: run_concurrently(
+                    one,
+                    pairs,
+                    concurrency=engine.concurrency,
+                    max_errors=limit,
+                    should_stop=opt.budget_exhausted,
+                    on_done=on_done,
+                )
+            )
+    finally:
+        engine.close()
+    progress.close(f"{desc}: {outcome.num_done}/{len(pairs)} runs, {failed} failed")
+    if outcome.stopped is not None and outcome.errors and opt.budget_exhausted() is None:
+        raise BatchError(f"{type(opt).__name__} stopped: {outcome.stopped}") from outcome.errors[0][
+            1
+        ]
+    scores: list[float | None] = []
+    n = len(examples)
+    for p in range(len(programs)):
+        chunk = range(p * n, (p + 1) * n)
+        if not all(outcome.done[i] for i in chunk):
+            scores.append(None)
+            continue
+        values = [outcome.results[i] or 0.0 for i in chunk]
+        scores.append(round(100 * sum(values) / n, 2))
+    return scores

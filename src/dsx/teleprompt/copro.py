@@ -1,0 +1,338 @@
+"""``COPRO``: coordinate ascent over each predictor's instruction (DSPy's COPRO).
+
+For every predictor the prompt model proposes ``breadth - 1`` instructions (one call with
+``n`` completions); with the current one they are scored on the valset (default: the
+trainset), and the predictor keeps the best. Then, ``depth - 1`` more times, the prompt
+model sees the best attempts so far with their scores (lowest first) and proposes
+``breadth`` more. With several predictors each is optimized in turn with the others fixed
+at their best, and every candidate is re-scored in the new context, as in DSPy.
+
+Improvements over DSPy: a program already scored (the same instruction for every
+predictor) is not scored again, and the candidates of one round are scored together on the
+batch engine. dsx's adapters do not render output-field prefixes, so COPRO proposes
+instructions only.
+
+After ``compile``, ``optimizer.candidates`` lists every scored attempt and
+``optimizer.best_score`` is the winner's score; with ``track_stats`` the per-depth
+statistics are in ``optimizer.results_best`` / ``results_latest`` (and on the program, as
+DSPy puts them).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dsx.runtime.example import Example
+from dsx.runtime.lm_base import BaseLM
+from dsx.runtime.module import Module
+from dsx.runtime.predict import Predict
+from dsx.runtime.signature import InputField, OutputField, Signature
+from dsx.teleprompt._propose import as_lm, clean_instruction
+from dsx.teleprompt._scoring import score_programs
+from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples
+
+__all__ = ["COPRO", "Attempt", "BasicGenerateInstruction", "GenerateInstructionGivenAttempts"]
+
+
+class BasicGenerateInstruction(Signature):
+    """You improve instructions for language models. Given a task's fields and its current
+    instruction, propose an instruction that will lead a capable language model to do the
+    task well. Be inventive."""
+
+    task_fields: str = InputField(desc="the task's input and output fields")
+    basic_instruction: str = InputField(desc="the instruction before optimization")
+    proposed_instruction: str = OutputField(desc="the improved instruction")
+
+
+class GenerateInstructionGivenAttempts(Signature):
+    """You improve instructions for language models. Below are instructions already tried for
+    a task, each with its validation score, from the lowest score to the highest. Propose a
+    new instruction that will score higher still. Be inventive."""
+
+    task_fields: str = InputField(desc="the task's input and output fields")
+    attempted_instructions: str = InputField(desc="instructions tried, with their scores")
+    proposed_instruction: str = OutputField(desc="the improved instruction")
+
+
+@dataclass
+class Attempt:
+    """One scored instruction of one predictor.
+
+    Attributes:
+        predictor: the predictor's path.
+        instruction: the instruction tried.
+        depth: the round (0-based) in which it was scored.
+        score: percent on the valset.
+        program: the whole program it was scored in.
+    """
+
+    predictor: str
+    instruction: str
+    depth: int
+    score: float
+    program: Module
+
+
+class COPRO(Teleprompter):
+    """Optimize each predictor's instruction by proposing, scoring and re-proposing (DSPy's COPRO).
+
+    Args:
+        prompt_model: the LM that proposes instructions (an LM or a model string; default
+            ``dsx.settings.lm``).
+        metric: ``(example, prediction, trace)`` → number/bool.
+        breadth: instructions proposed per round (more than 1).
+        depth: rounds of proposals.
+        init_temperature: the temperature of proposal calls.
+        track_stats: record per-depth score statistics.
+        max_errors: stop after this many failed runs (default ``dsx.settings.max_errors``).
+        **options: ``seed``, ``max_lm_calls``, ``max_cost``, ``num_threads``,
+            ``display_progress`` (see :class:`~dsx.teleprompt.Teleprompter`).
+    """
+
+    def __init__(
+        self,
+        prompt_model: BaseLM | str | None = None,
+        metric: Callable[..., Any] | None = None,
+        breadth: int = 10,
+        depth: int = 3,
+        init_temperature: float = 1.4,
+        track_stats: bool = False,
+        max_errors: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if not isinstance(breadth, int) or breadth <= 1:
+            raise OptimizerSettingError(f"COPRO(breadth={breadth!r}): breadth must be an int > 1")
+        if not isinstance(depth, int) or depth < 1:
+            raise OptimizerSettingError(f"COPRO(depth={depth!r}): depth must be an int >= 1")
+        self.prompt_model = as_lm(prompt_model, "prompt_model")
+        self.metric = metric
+        self.breadth = breadth
+        self.depth = depth
+        self.init_temperature = init_temperature
+        self.track_stats = track_stats
+        self.max_errors = max_errors
+        self.candidates: list[Attempt] = []
+        self.best_score: float | None = None
+        self.results_best: dict[str, dict[str, list[float]]] = {}
+        self.results_latest: dict[str, dict[str, list[float]]] = {}
+        self.total_calls = 0
+
+    def settings(self) -> dict[str, Any]:
+        out = super().settings()
+        for name in ("candidates", "best_score", "results_best", "results_latest", "total_calls"):
+            out.pop(name, None)
+        out["prompt_model"] = self.prompt_model.model if self.prompt_model is not None else None
+        return out
+
+    def compile(
+        self,
+        student: Module,
+        *,
+        trainset: Sequence[Any],
+        teacher: Module | None = None,
+        valset: Sequence[Any] | None = None,
+        eval_kwargs: dict[str, Any] | None = None,
+    ) -> Module:
+        """Optimize ``student``'s instructions on ``valset`` (default: ``trainset``).
+
+        ``eval_kwargs`` is accepted for DSPy compatibility; ``num_threads`` in it sets the
+        concurrency.
+        """
+        if self.metric is None:
+            raise OptimizerSettingError("COPRO needs a metric: COPRO(metric=...)")
+        examples = check_examples(valset if valset is not None else trainset, "trainset")
+        if not examples:
+            raise OptimizerSettingError("COPRO: the trainset is empty")
+        if eval_kwargs and eval_kwargs.get("num_threads"):
+            self.num_threads = int(eval_kwargs["num_threads"])
+        self.candidates, self.best_score, self.total_calls = [], None, 0
+        self.results_best, self.results_latest = {}, {}
+        module = student.deepcopy()
+        with self.session(module, self.prompt_model):
+            best = _Ascent(self, module, examples).run()
+        if best is None:
+            program = module
+        else:
+            program = best.program.deepcopy()
+            self.best_score = best.score
+            if self.track_stats:
+                program.results_best = self.results_best  # type: ignore[attr-defined]
+                program.results_latest = self.results_latest  # type: ignore[attr-defined]
+                program.total_calls = self.total_calls  # type: ignore[attr-defined]
+        self.log.append({"event": "result", "score": self.best_score, "stopped": self.stopped})
+        program._compiled = True  # type: ignore[attr-defined]
+        return program
+
+
+class _Ascent:
+    """One COPRO run."""
+
+    def __init__(self, opt: COPRO, module: Module, examples: list[Example]) -> None:
+        self.opt = opt
+        self.module = module
+        self.examples = examples
+        self.paths = [path for path, _ in module.named_predictors()]
+        self.rng = opt.rng("copro")
+        # Per predictor: instruction -> its best attempt (insertion order = first scored).
+        self.evaluated: dict[str, dict[str, Attempt]] = {p: {} for p in self.paths}
+        self.scored: dict[tuple[str, ...], float] = {}
+
+    def stop(self) -> bool:
+        reason = self.opt.budget_exhausted()
+        if reason is not None:
+            self.opt.stopped = reason
+        return reason is not None
+
+    def propose(self, path: str, signature: Any, count: int, attempts: str | None) -> list[str]:
+        opt = self.opt
+        predict = Predict(
+            BasicGenerateInstruction if attempts is None else GenerateInstructionGivenAttempts,
+            lm=opt.prompt_model,
+            n=count,
+            temperature=opt.init_temperature,
+            rollout_id=self.rng.randrange(10**9),
+        )
+        fields = _fields_text(signature)
+        try:
+            if attempts is None:
+                pred = predict(task_fields=fields, basic_instruction=signature.instructions)
+            else:
+                pred = predict(task_fields=fields, attempted_instructions=attempts)
+        except Exception as exc:  # a failed proposal round leaves the candidates scored so far
+            opt.say(f"COPRO: proposing for `{path}` failed: {type(exc).__name__}: {exc}")
+            return []
+        texts = [clean_instruction(str(t)) for t in pred.completions.proposed_instruction]
+        opt.log.append({"event": "proposal", "predictor": path, "instructions": texts})
+        return [t for t in texts if t]
+
+    def run(self) -> Attempt | None:
+        opt = self.opt
+        current = self.module.deepcopy()
+        latest: dict[str, list[str]] = {}
+        every: dict[str, list[str]] = {}
+        for path, predictor in self.module.named_predictors():
+            if self.stop():
+                return self.best()
+            texts = self.propose(path, predictor.signature, opt.breadth - 1, None)
+            latest[path] = every[path] = _unique([*texts, predictor.signature.instructions])
+        for d in range(opt.depth):
+            for path in self.paths:
+                pool = latest[path] if len(self.paths) == 1 else every[path]
+                if not self.score_round(current, path, pool, d):
+                    return self.best()
+            if d == opt.depth - 1:
+                break
+            for path, predictor in current.named_predictors():
+                if self.stop():
+                    return self.best()
+                ranked = sorted(self.evaluated[path].values(), key=lambda a: -a.score)
+                if opt.track_stats:
+                    _stats(opt.results_best, path, d, [a.score for a in ranked[:10]])
+                shown = ranked[: opt.breadth][::-1]  # lowest first, the best last
+                attempts = "\n".join(
+                    f"Instruction #{i}: {a.instruction}\nResulting Score #{i}: {a.score:.2f}"
+                    for i, a in enumerate(shown, 1)
+                )
+                texts = self.propose(path, predictor.signature, opt.breadth, attempts)
+                latest[path] = _unique(texts)
+                every[path] = _unique([*every[path], *texts])
+        if opt.track_stats:
+            for path in self.paths:
+                scores = sorted((a.score for a in self.evaluated[path].values()), reverse=True)
+                _stats(opt.results_best, path, opt.depth - 1, scores[:10])
+        return self.best()
+
+    def score_round(self, current: Module, path: str, pool: list[str], depth: int) -> bool:
+        """Score ``pool`` for ``path`` with the other predictors as in ``current``; keep the best."""
+        opt = self.opt
+        programs, keys = [], []
+        for text in pool:
+            program = current.deepcopy()
+            predictor = dict(program.named_predictors())[path]
+            predictor.signature = predictor.signature.with_instructions(text)
+            programs.append(program)
+            keys.append(tuple(p.signature.instructions for p in program.predictors()))
+        todo = [i for i, k in enumerate(keys) if k not in self.scored]
+        if todo and self.stop():
+            return False
+        fresh = score_programs(
+            opt,
+            [programs[i] for i in todo],
+            self.examples,
+            desc=f"COPRO depth {depth + 1}/{opt.depth} · `{path}`",
+        )
+        opt.total_calls += len(todo)
+        for i, score in zip(todo, fresh, strict=True):
+            if score is not None:
+                self.scored[keys[i]] = score
+        latest_scores = []
+        for text, program, key in zip(pool, programs, keys, strict=True):
+            score = self.scored.get(key)
+            if score is None:
+                continue
+            latest_scores.append(score)
+            attempt = Attempt(path, text, depth, score, program)
+            opt.candidates.append(attempt)
+            known = self.evaluated[path].get(text)
+            if known is None or score > known.score:
+                self.evaluated[path][text] = attempt
+            opt.log.append(
+                {
+                    "event": "candidate",
+                    "predictor": path,
+                    "depth": depth,
+                    "instruction": text,
+                    "score": score,
+                }
+            )
+        if opt.track_stats and latest_scores:
+            _stats(opt.results_latest, path, depth, latest_scores)
+        if any(s is None for s in fresh):
+            opt.stopped = opt.budget_exhausted() or "stopped while scoring"
+        best = self.best_for(path)
+        if best is not None:
+            predictor = dict(current.named_predictors())[path]
+            predictor.signature = predictor.signature.with_instructions(best.instruction)
+            overall = self.best()
+            opt.say(
+                f"COPRO depth {depth + 1}/{opt.depth} · `{path}`: {len(pool)} candidates, "
+                f"best {best.score:.2f}%"
+                + (f" · best so far {overall.score:.2f}%" if overall is not None else "")
+            )
+        return opt.stopped is None
+
+    def best_for(self, path: str) -> Attempt | None:
+        attempts = list(self.evaluated[path].values())
+        return max(attempts, key=lambda a: a.score) if attempts else None
+
+    def best(self) -> Attempt | None:
+        everything = [a for p in self.paths for a in self.evaluated[p].values()]
+        return max(everything, key=lambda a: a.score) if everything else None
+
+
+def _fields_text(signature: Any) -> str:
+    parts = []
+    for name, f in signature.fields.items():
+        parts.append(f"{f.kind} `{name}`" + (f": {f.desc}" if f.desc else ""))
+    return "\n".join(parts)
+
+
+def _unique(texts: list[str]) -> list[str]:
+    return list(dict.fromkeys(t for t in texts if t))
+
+
+def _stats(
+    table: dict[str, dict[str, list[float]]], path: str, depth: int, scores: list[float]
+) -> None:
+    if not scores:
+        return
+    row = table.setdefault(path, {"depth": [], "max": [], "average": [], "min": [], "std": []})
+    row["depth"].append(depth)
+    row["max"].append(max(scores))
+    row["average"].append(sum(scores) / len(scores))
+    row["min"].append(min(scores))
+    row["std"].append(statistics.pstdev(scores))

@@ -1,0 +1,602 @@
+"""``MIPROv2``: instructions and demos chosen jointly by Bayesian search.
+
+Three stages, as in DSPy:
+
+1. **Demo sets.** ``num_candidates`` few-shot demo sets, made the way random search makes
+   its candidates: none, labeled only, ``BootstrapFewShot`` on the trainset, then
+   bootstraps on seeded shuffles with a seeded number of demos.
+2. **Instructions.** A :class:`~dsx.teleprompt._propose.GroundedProposer` asks the prompt
+   model for new instructions per predictor, grounded in a dataset summary, the program's
+   structure, demos, a random tip and the proposals so far. Candidate 0 is the current
+   instruction.
+3. **Search.** An optuna TPE sampler (seeded) picks, per trial, an instruction and a demo
+   set for every predictor. With ``minibatch`` each trial scores a seeded minibatch of the
+   valset, and every ``minibatch_full_eval_steps`` trials the combination with the best
+   mean minibatch score is scored on the whole valset. The winner is the combination with
+   the best full-valset score (the unchanged program is scored first, as the baseline).
+
+``optimizer.trials`` lists every :class:`Trial` (the choices and the score), and
+``optimizer.best_score`` is the winner's valset score. Optuna is imported by ``compile``
+only, so ``import dsx`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from dsx.runtime.example import Example
+from dsx.runtime.lm_base import BaseLM
+from dsx.runtime.module import Module
+from dsx.runtime.settings import context
+from dsx.teleprompt._propose import GroundedProposer, as_lm
+from dsx.teleprompt._scoring import score_programs
+from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples, fresh_copy
+from dsx.teleprompt.bootstrap import BootstrapFewShot
+from dsx.teleprompt.labeled import LabeledFewShot
+
+__all__ = ["AUTO_RUN_SETTINGS", "MIPROv2", "Trial"]
+
+#: What ``auto`` sets: ``n`` candidates and a valset of at most ``val_size`` examples.
+AUTO_RUN_SETTINGS: dict[str, dict[str, int]] = {
+    "light": {"n": 6, "val_size": 100},
+    "medium": {"n": 12, "val_size": 300},
+    "heavy": {"n": 18, "val_size": 1000},
+}
+#: ``auto`` scores minibatches only when the valset is larger than this.
+MIN_MINIBATCH_SIZE = 50
+#: Demos bootstrapped (only to ground proposals) when the search itself is zero-shot.
+ZERO_SHOT_PROPOSAL_DEMOS = 3
+
+Auto = Literal["light", "medium", "heavy"]
+
+
+@dataclass
+class Trial:
+    """One evaluation of the search.
+
+    Attributes:
+        number: 1-based, in the order run (the baseline is trial 1).
+        kind: ``"baseline"``, ``"minibatch"`` or ``"full"`` (a full-valset evaluation).
+        instructions: per predictor path, the index of its instruction candidate.
+        demos: per predictor path, the index of its demo set (``None`` when zero-shot).
+        score: percent on the examples scored (``None``: the budget stopped it).
+        examples: how many valset examples were scored.
+    """
+
+    number: int
+    kind: str
+    instructions: dict[str, int]
+    demos: dict[str, int] | None
+    score: float | None
+    examples: int
+
+
+class MIPROv2(Teleprompter):
+    """Jointly optimize instructions and few-shot demos with Bayesian search (DSPy's MIPROv2).
+
+    Args:
+        metric: ``(example, prediction, trace)`` → number/bool.
+        prompt_model: the LM that proposes instructions (an LM or a model string; default
+            ``dsx.settings.lm``).
+        task_model: the LM the program runs with while optimizing (default: its own).
+        teacher_settings: ``dsx.context`` settings for bootstrapping's teacher runs.
+        max_bootstrapped_demos: bootstrapped demos per demo set.
+        max_labeled_demos: labeled demos per demo set (both 0: instructions only).
+        auto: ``"light"``, ``"medium"`` or ``"heavy"`` sets the candidates, trials and valset
+            size; ``None`` takes ``num_candidates`` and ``num_trials``.
+        num_candidates: instruction candidates and demo sets (with ``auto=None``).
+        num_trials: search trials (with ``auto=None``).
+        minibatch: score trials on minibatches of the valset.
+        minibatch_size: examples per minibatch.
+        minibatch_full_eval_steps: minibatch trials between full-valset evaluations.
+        init_temperature: the temperature of instruction proposals.
+        max_errors: stop after this many failed runs (default ``dsx.settings.max_errors``).
+        metric_threshold: the score a bootstrapped run needs to pass.
+        view_data_batch_size: examples per dataset-summary call of the proposer.
+        program_aware_proposer: show the proposer the program's structure.
+        data_aware_proposer: show the proposer a summary of the trainset.
+        tip_aware_proposer: give the proposer a random style tip.
+        fewshot_aware_proposer: show the proposer demos.
+        track_stats: keep every trial in ``optimizer.trials``.
+        **options: ``seed``, ``max_lm_calls``, ``max_cost``, ``num_threads``,
+            ``display_progress`` (see :class:`~dsx.teleprompt.Teleprompter`).
+    """
+
+    def __init__(
+        self,
+        metric: Callable[..., Any] | None = None,
+        prompt_model: BaseLM | str | None = None,
+        task_model: BaseLM | str | None = None,
+        teacher_settings: dict[str, Any] | None = None,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 4,
+        auto: Auto | None = "light",
+        num_candidates: int | None = None,
+        num_trials: int | None = None,
+        minibatch: bool = True,
+        minibatch_size: int = 35,
+        minibatch_full_eval_steps: int = 5,
+        init_temperature: float = 1.0,
+        max_errors: int | None = None,
+        metric_threshold: float | None = None,
+        view_data_batch_size: int = 10,
+        program_aware_proposer: bool = True,
+        data_aware_proposer: bool = True,
+        tip_aware_proposer: bool = True,
+        fewshot_aware_proposer: bool = True,
+        track_stats: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if auto not in (None, *AUTO_RUN_SETTINGS):
+            raise OptimizerSettingError(
+                f"MIPROv2(auto={auto!r}): use one of 'light', 'medium', 'heavy', or None with "
+                "num_candidates and num_trials"
+            )
+        for name, value in (
+            ("num_candidates", num_candidates),
+            ("num_trials", num_trials),
+            ("minibatch_size", minibatch_size),
+            ("minibatch_full_eval_steps", minibatch_full_eval_steps),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise OptimizerSettingError(f"MIPROv2({name}={value!r}): it must be an int >= 1")
+        for name, value in (
+            ("max_bootstrapped_demos", max_bootstrapped_demos),
+            ("max_labeled_demos", max_labeled_demos),
+        ):
+            if not isinstance(value, int) or value < 0:
+                raise OptimizerSettingError(f"MIPROv2({name}={value!r}): it must be an int >= 0")
+        self.metric = metric
+        self.prompt_model = as_lm(prompt_model, "prompt_model")
+        self.task_model = as_lm(task_model, "task_model")
+        self.teacher_settings = dict(teacher_settings or {})
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.auto = auto
+        self.num_candidates = num_candidates
+        self.num_trials = num_trials
+        self.minibatch = minibatch
+        self.minibatch_size = minibatch_size
+        self.minibatch_full_eval_steps = minibatch_full_eval_steps
+        self.init_temperature = init_temperature
+        self.max_errors = max_errors
+        self.metric_threshold = metric_threshold
+        self.view_data_batch_size = view_data_batch_size
+        self.program_aware_proposer = program_aware_proposer
+        self.data_aware_proposer = data_aware_proposer
+        self.tip_aware_proposer = tip_aware_proposer
+        self.fewshot_aware_proposer = fewshot_aware_proposer
+        self.track_stats = track_stats
+        self.trials: list[Trial] = []
+        self.best_score: float | None = None
+        #: Per predictor path, the instruction candidates (index 0: the original).
+        self.instruction_candidates: dict[str, list[str]] = {}
+        #: The demo sets: per set, demos per predictor path.
+        self.demo_candidates: list[dict[str, list[Example]]] = []
+
+    def settings(self) -> dict[str, Any]:
+        out = super().settings()
+        for name in ("trials", "best_score", "instruction_candidates", "demo_candidates"):
+            out.pop(name, None)
+        for name in ("prompt_model", "task_model"):  # an LM is part of what defines the result
+            lm = getattr(self, name)
+            out[name] = lm.model if lm is not None else None
+        return out
+
+    # -- compile ----------------------------------------------------------------------------
+    def compile(
+        self,
+        student: Module,
+        *,
+        trainset: Sequence[Any],
+        teacher: Module | None = None,
+        valset: Sequence[Any] | None = None,
+        num_trials: int | None = None,
+        max_bootstrapped_demos: int | None = None,
+        max_labeled_demos: int | None = None,
+        seed: int | None = None,
+        minibatch: bool | None = None,
+        minibatch_size: int | None = None,
+        minibatch_full_eval_steps: int | None = None,
+    ) -> Module:
+        """Optimize ``student``; the keyword arguments override the constructor's for this run."""
+        if self.metric is None:
+            raise OptimizerSettingError("MIPROv2 needs a metric: MIPROv2(metric=...)")
+        if seed is not None:
+            self.seed = seed
+        bootstrapped = (
+            self.max_bootstrapped_demos
+            if max_bootstrapped_demos is None
+            else max_bootstrapped_demos
+        )
+        labeled = self.max_labeled_demos if max_labeled_demos is None else max_labeled_demos
+        zeroshot = bootstrapped == 0 and labeled == 0
+        use_minibatch = self.minibatch if minibatch is None else minibatch
+        mb_size = self.minibatch_size if minibatch_size is None else minibatch_size
+        full_every = (
+            self.minibatch_full_eval_steps
+            if minibatch_full_eval_steps is None
+            else minibatch_full_eval_steps
+        )
+        trials = self.num_trials if num_trials is None else num_trials
+        train, val = self._datasets(trainset, valset)
+        n_instr, n_demo, trials, val, use_minibatch = self._run_mode(
+            student, zeroshot, trials, val, use_minibatch
+        )
+        if use_minibatch and mb_size > len(val):
+            raise OptimizerSettingError(
+                f"MIPROv2: minibatch_size={mb_size} is larger than the valset ({len(val)} "
+                "examples); set a smaller minibatch_size or minibatch=False"
+            )
+        self.trials, self.best_score = [], None
+        self.instruction_candidates, self.demo_candidates = {}, []
+        program = student.deepcopy()
+        overrides = {"lm": self.task_model} if self.task_model is not None else {}
+        watch = (program, teacher, self.prompt_model, self.task_model)
+        with self.session(*watch, self.teacher_settings.get("lm")):
+            self.say(
+                f"MIPROv2: {n_demo} demo sets, {n_instr} instruction candidates per "
+                f"predictor, {trials} trials on "
+                + (f"minibatches of {mb_size} from " if use_minibatch else "")
+                + f"{len(val)} valset examples"
+            )
+            with context(**overrides):
+                demo_sets = self._demo_sets(
+                    program,
+                    train,
+                    teacher,
+                    n_demo,
+                    ZERO_SHOT_PROPOSAL_DEMOS if zeroshot else bootstrapped,
+                    0 if zeroshot else labeled,
+                )
+            self.demo_candidates = demo_sets
+            self.instruction_candidates = self._propose(program, train, demo_sets, n_instr)
+            search = _Search(
+                self,
+                program,
+                self.instruction_candidates,
+                None if zeroshot else demo_sets,
+                val,
+                overrides,
+            )
+            best = search.run(trials, use_minibatch, mb_size, full_every)
+        best._compiled = True  # type: ignore[attr-defined]
+        return best
+
+    # -- stages ---------------------------------------------------------------------------
+    def _datasets(
+        self, trainset: Sequence[Any], valset: Sequence[Any] | None
+    ) -> tuple[list[Example], list[Example]]:
+        train = check_examples(trainset)
+        if not train:
+            raise OptimizerSettingError("MIPROv2: the trainset is empty")
+        if valset is not None:
+            val = check_examples(valset, "valset")
+            if not val:
+                raise OptimizerSettingError("MIPROv2: the valset is empty")
+            return train, val
+        if len(train) < 2:
+            raise OptimizerSettingError(
+                "MIPROv2: without a valset the trainset needs at least 2 examples (80% of it "
+                "becomes the valset); pass valset=..."
+            )
+        size = min(1000, max(1, int(len(train) * 0.8)))
+        return train[: len(train) - size], train[len(train) - size :]
+
+    def _run_mode(
+        self,
+        student: Module,
+        zeroshot: bool,
+        trials: int | None,
+        val: list[Example],
+        use_minibatch: bool,
+    ) -> tuple[int, int, int, list[Example], bool]:
+        """Instruction candidates, demo sets, trials, valset and minibatching for this run."""
+        if self.auto is None:
+            if self.num_candidates is None or trials is None:
+                hint = ""
+                if self.num_candidates is not None:
+                    hint = f" (about {_trials_for(student, zeroshot, self.num_candidates)} fits)"
+                raise OptimizerSettingError(
+                    "MIPROv2 with auto=None needs num_candidates and num_trials" + hint
+                )
+            return self.num_candidates, self.num_candidates, trials, val, use_minibatch
+        if self.num_candidates is not None or trials is not None:
+            raise OptimizerSettingError(
+                f"MIPROv2(auto={self.auto!r}) sets num_candidates and num_trials itself; drop "
+                "them, or set auto=None to choose them"
+            )
+        mode = AUTO_RUN_SETTINGS[self.auto]
+        if len(val) > mode["val_size"]:
+            keep = sorted(self.rng("valset").sample(range(len(val)), mode["val_size"]))
+            val = [val[i] for i in keep]
+        n = mode["n"]
+        return (
+            n if zeroshot else n // 2,
+            n,
+            _trials_for(student, zeroshot, n),
+            val,
+            len(val) > MIN_MINIBATCH_SIZE,
+        )
+
+    def _demo_sets(
+        self,
+        program: Module,
+        train: list[Example],
+        teacher: Module | None,
+        count: int,
+        bootstrapped: int,
+        labeled: int,
+    ) -> list[dict[str, list[Example]]]:
+        """``count`` demo sets: none, labeled, bootstrapped, then seeded shuffled bootstraps."""
+        sets: list[dict[str, list[Example]]] = []
+        rng = self.rng("demo-sets")
+        common: dict[str, Any] = {"seed": self.seed, "num_threads": self.num_threads}
+        for index, kind in enumerate(range(-3, count - 3)):
+            if (reason := self.budget_exhausted()) is not None:
+                self.stopped = reason
+                break
+            if kind == -3:
+                compiled = fresh_copy(program)
+            elif kind == -2 and labeled > 0:
+                compiled = LabeledFewShot(k=labeled, **common).compile(program, trainset=train)
+            else:
+                shuffled, size = list(train), bootstrapped
+                if kind >= -2:
+                    rng.shuffle(shuffled)
+                    size = rng.randint(min(1, bootstrapped), bootstrapped)
+                inner = BootstrapFewShot(
+                    metric=self.metric,
+                    metric_threshold=self.metric_threshold,
+                    teacher_settings=self.teacher_settings,
+                    max_bootstrapped_demos=size,
+                    max_labeled_demos=labeled,
+                    max_errors=self.max_errors,
+                    **common,
+                )
+                compiled = inner.compile(program, trainset=shuffled, teacher=teacher)
+                self.log.extend({**e, "demo_set": index} for e in inner.log if e["event"] == "run")
+            sets.append({name: list(p.demos) for name, p in compiled.named_predictors()})
+        counts = [sum(len(d) for d in s.values()) for s in sets]
+        self.log.append({"event": "demo_sets", "demos": counts})
+        self.say(f"MIPROv2: {len(sets)} demo sets with {counts} demos")
+        return sets
+
+    def _propose(
+        self,
+        program: Module,
+        train: list[Example],
+        demo_sets: list[dict[str, list[Example]]],
+        n: int,
+    ) -> dict[str, list[str]]:
+        proposer = GroundedProposer(
+            prompt_model=self.prompt_model,
+            trainset=train,
+            rng=self.rng("proposer"),
+            init_temperature=self.init_temperature,
+            view_data_batch_size=self.view_data_batch_size,
+            data_aware=self.data_aware_proposer,
+            program_aware=self.program_aware_proposer,
+            tip_aware=self.tip_aware_proposer,
+            fewshot_aware=self.fewshot_aware_proposer,
+            should_stop=self.budget_exhausted,
+            note=self.say,
+        )
+        found = proposer.propose(program, demo_sets, n)
+        if proposer.data_summary:
+            self.log.append({"event": "data_summary", "text": proposer.data_summary})
+        for record in proposer.records:
+            self.log.append({"event": "proposal", **record})
+        if (reason := self.budget_exhausted()) is not None:
+            self.stopped = reason
+        for path, texts in found.items():
+            self.say(f"MIPROv2: {len(texts)} instruction candidates for `{path}`")
+        return found
+
+
+def _trials_for(program: Module, zeroshot: bool, n: int) -> int:
+    variables = len(program.predictors()) * (1 if zeroshot else 2)
+    return int(max(2 * variables * math.log2(max(n, 2)), 1.5 * n))
+
+
+class _Search:
+    """Stage 3: the TPE search over (instruction, demo set) per predictor."""
+
+    def __init__(
+        self,
+        opt: MIPROv2,
+        program: Module,
+        instructions: dict[str, list[str]],
+        demo_sets: list[dict[str, list[Example]]] | None,
+        val: list[Example],
+        overrides: dict[str, Any],
+    ) -> None:
+        self.opt = opt
+        self.program = program
+        self.paths = [path for path, _ in program.named_predictors()]
+        self.instructions = instructions
+        self.demo_sets = demo_sets or None
+        self.val = val
+        self.overrides = overrides
+        self.best: tuple[float, dict[str, int]] | None = None
+        self.total = 0
+
+    # -- parameters ---------------------------------------------------------------------------
+    def distributions(self, optuna: Any) -> dict[str, Any]:
+        cat = optuna.distributions.CategoricalDistribution
+        out = {}
+        for i, path in enumerate(self.paths):
+            out[f"{i}_predictor_instruction"] = cat(list(range(len(self.instructions[path]))))
+            if self.demo_sets:
+                out[f"{i}_predictor_demos"] = cat(list(range(len(self.demo_sets))))
+        return out
+
+    def candidate(self, params: dict[str, int]) -> Module:
+        program = self.program.deepcopy()
+        for i, (path, predictor) in enumerate(program.named_predictors()):
+            text = self.instructions[path][params[f"{i}_predictor_instruction"]]
+            predictor.signature = predictor.signature.with_instructions(text)
+            if self.demo_sets:
+                predictor.demos = list(self.demo_sets[params[f"{i}_predictor_demos"]].get(path, []))
+        return program
+
+    def record(self, kind: str, params: dict[str, int], score: float | None, n: int) -> Trial:
+        trial = Trial(
+            number=len(self.opt.trials) + 1,
+            kind=kind,
+            instructions={
+                p: params[f"{i}_predictor_instruction"] for i, p in enumerate(self.paths)
+            },
+            demos={p: params[f"{i}_predictor_demos"] for i, p in enumerate(self.paths)}
+            if self.demo_sets
+            else None,
+            score=score,
+            examples=n,
+        )
+        if self.opt.track_stats:
+            self.opt.trials.append(trial)
+        self.opt.log.append({"event": "trial", **asdict(trial)})
+        shown = f"{score:.2f}%" if score is not None else "not scored (budget)"
+        what = {"baseline": "baseline, full valset", "full": "full valset"}.get(
+            kind, f"minibatch of {n}"
+        )
+        best = f" · best {self.best[0]:.2f}%" if self.best is not None else ""
+        self.opt.say(
+            f"trial {trial.number}/{self.total} ({what}) {self.describe(params)}: {shown}{best}"
+        )
+        return trial
+
+    def describe(self, params: dict[str, int]) -> str:
+        parts = []
+        for i, path in enumerate(self.paths):
+            text = f"{path}: instruction {params[f'{i}_predictor_instruction']}"
+            if self.demo_sets:
+                text += f", demos {params[f'{i}_predictor_demos']}"
+            parts.append(text)
+        return "[" + "; ".join(parts) + "]"
+
+    def score(self, params: dict[str, int], examples: list[Example], desc: str) -> float | None:
+        program = self.candidate(params)
+        return score_programs(self.opt, [program], examples, desc=desc, overrides=self.overrides)[0]
+
+    def full(self, params: dict[str, int], kind: str) -> float | None:
+        score = self.score(params, self.val, f"Trial {len(self.opt.trials) + 1} (full)")
+        if score is not None and (self.best is None or score > self.best[0]):
+            self.best = (score, params)
+        self.record(kind, params, score, len(self.val))
+        return score
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, num_trials: int, minibatch: bool, mb_size: int, full_every: int) -> Module:
+        opt = self.opt
+        optuna = _import_optuna()
+        distributions = self.distributions(optuna)
+        default = dict.fromkeys(distributions, 0)
+        self.total = (
+            1 + num_trials + ((num_trials + full_every - 1) // full_every if minibatch else 0)
+        )
+        if opt.stopped is None and opt.budget_exhausted() is None:
+            baseline = self.full(default, "baseline")
+        else:
+            baseline = None
+            opt.stopped = opt.stopped or opt.budget_exhausted()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=opt.seed, multivariate=True)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        if baseline is not None:
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=default, distributions=distributions, value=baseline
+                )
+            )
+        minibatch_scores: dict[tuple[int, ...], list[float]] = {}
+        params_of: dict[tuple[int, ...], dict[str, int]] = {}
+        fully_scored = {tuple(default.values())} if baseline is not None else set()
+        since_full = 0
+        for t in range(num_trials if baseline is not None else 0):
+            if (reason := opt.budget_exhausted()) is not None:
+                opt.stopped = reason
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                trial = study.ask(distributions)
+            params = {name: int(trial.params[name]) for name in distributions}
+            key = tuple(params.values())
+            if minibatch:
+                picks = sorted(opt.rng("minibatch", t).sample(range(len(self.val)), mb_size))
+                batch = [self.val[i] for i in picks]
+                score = self.score(params, batch, f"Trial {len(opt.trials) + 1} (minibatch)")
+                self.record("minibatch", params, score, len(batch))
+            else:
+                score = self.full(params, "full")
+                fully_scored.add(key)
+            if score is None:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                opt.stopped = opt.budget_exhausted() or "stopped while scoring"
+                break
+            study.tell(trial, score)
+            if minibatch:
+                minibatch_scores.setdefault(key, []).append(score)
+                params_of[key] = params
+                since_full += 1
+                if since_full >= full_every or t == num_trials - 1:
+                    since_full = 0
+                    self._full_of_best_mean(
+                        optuna, study, distributions, minibatch_scores, params_of, fully_scored
+                    )
+        return self.finish(default)
+
+    def _full_of_best_mean(
+        self,
+        optuna: Any,
+        study: Any,
+        distributions: dict[str, Any],
+        minibatch_scores: dict[tuple[int, ...], list[float]],
+        params_of: dict[tuple[int, ...], dict[str, int]],
+        fully_scored: set[tuple[int, ...]],
+    ) -> None:
+        """Score the best-averaging combination not yet fully scored on the whole valset."""
+        pending = [k for k in minibatch_scores if k not in fully_scored]
+        if not pending or (reason := self.opt.budget_exhausted()) is not None:
+            if pending:
+                self.opt.stopped = reason
+            return
+        key = max(pending, key=lambda k: sum(minibatch_scores[k]) / len(minibatch_scores[k]))
+        score = self.full(params_of[key], "full")
+        if score is None:
+            self.opt.stopped = self.opt.budget_exhausted() or "stopped while scoring"
+            return
+        fully_scored.add(key)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params_of[key], distributions=distributions, value=score
+            )
+        )
+
+    def finish(self, default: dict[str, int]) -> Module:
+        opt = self.opt
+        if self.best is None:  # nothing was fully scored: the unchanged program is all we know
+            opt.log.append({"event": "result", "score": None, "stopped": opt.stopped})
+            return self.candidate(default)
+        score, params = self.best
+        opt.best_score = score
+        opt.log.append(
+            {"event": "result", "score": score, "params": params, "stopped": opt.stopped}
+        )
+        opt.say(f"MIPROv2: best {score:.2f}% on the valset with {self.describe(params)}")
+        return self.candidate(params)
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ModuleNotFoundError as exc:  # pragma: no cover - optuna is a dependency
+        raise OptimizerSettingError("MIPROv2 needs the optuna package: pip install optuna") from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
