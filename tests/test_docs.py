@@ -146,17 +146,8 @@ _FILES: dict[str, DocFile] = {
     "docs/sandbox.md": DocFile(marks=[pytest.mark.sandbox]),
 }
 
-# Pages that others are rewriting right now: their blocks may fail until that lands
-# (strict=False, so a block that passes shows as XPASS). Known failures are named.
-_XFAIL_FILES: dict[str, str] = {
-    "docs/lm.md": (
-        "docs/lm.md is being rewritten (issue 12). Known: its dsx.LM('openai/...') blocks are "
-        "refused by forbid_real_lm_requests although OPENAI_BASE_URL points at the local test "
-        "server (the check sees the explicit api_base only); the usage block calls `program`, "
-        "which the page never defines"
-    ),
-    "docs/build.md": "docs/build.md is being rewritten (issue 12)",
-}
+# Whole pages expected to fail, with the reason (none today).
+_XFAIL_FILES: dict[str, str] = {}
 # Single blocks expected to fail, by id ("docs/x.md:12"), with the reason.
 _XFAIL: dict[str, str] = {}
 
