@@ -151,3 +151,23 @@ def test_model_serve_command_prints_its_settings_and_stops_on_ctrl_c():
     assert "stopped" in out
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{settings['DSX_API_BASE']}/models", timeout=2)
+
+
+def test_structured_output_negotiates_down_on_the_real_server(server):
+    """llama.cpp rejects `json_schema` with a 500 validation error: the JSON adapter's calls
+    are answered in `json_object` + schema mode, and a bad format is a BadRequestError that is
+    not retried. (That the fallback costs one request once is pinned against the mimicking
+    server in test_structured_output.py.)"""
+    from dsx.errors import BadRequestError
+
+    lm = server.lm(cache=False)
+    predict = dsx.Predict(ReviewSentiment)
+    with dsx.context(lm=lm, adapter=dsx.JSONAdapter()):
+        first = predict(review="Lovely, it works great.")
+        second = predict(review="Dreadful, it broke at once.")
+    assert {first.sentiment, second.sentiment} <= {"positive", "negative"}
+    modes = [entry.get("structured_output") for entry in list(lm.history)[-2:]]
+    assert len(modes) == 2 and all(m and "json_object" in m and "schema" in m for m in modes), modes
+    with pytest.raises(BadRequestError) as info:
+        lm([{"role": "user", "content": "hi"}], response_format={"type": "bogus"})
+    assert info.value.attempts == 1 and info.value.status_code in (400, 422, 500)
