@@ -81,12 +81,14 @@ if TYPE_CHECKING:
     from dsx.runtime.types import History as History
     from dsx.runtime.types import Image as Image
     from dsx.sandbox import PythonInterpreter as PythonInterpreter
+    from dsx.teleprompt import COPRO as COPRO
     from dsx.teleprompt import KNN as KNN
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
     from dsx.teleprompt import BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch
     from dsx.teleprompt import Ensemble as Ensemble
     from dsx.teleprompt import KNNFewShot as KNNFewShot
     from dsx.teleprompt import LabeledFewShot as LabeledFewShot
+    from dsx.teleprompt import MIPROv2 as MIPROv2
     from dsx.teleprompt import Teleprompter as Teleprompter
     from dsx.teleprompt import majority as majority
 
@@ -114,6 +116,8 @@ _LAZY = {
     "KNNFewShot": "dsx.teleprompt",
     "KNN": "dsx.teleprompt",
     "Ensemble": "dsx.teleprompt",
+    "MIPROv2": "dsx.teleprompt",
+    "COPRO": "dsx.teleprompt",
     "Teleprompter": "dsx.teleprompt",
     "Evaluate": "dsx.runtime.evaluate",
     "EvaluationResult": "dsx.runtime.evaluate",
@@ -144,6 +148,7 @@ __all__ = [
     "Refine",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "COPRO",
     "Embedder",
     "Ensemble",
     "Evaluate",
@@ -151,6 +156,7 @@ __all__ = [
     "KNN",
     "KNNFewShot",
     "LabeledFewShot",
+    "MIPROv2",
     "Parallel",
     "PythonInterpreter",
     "LocalModelServer",

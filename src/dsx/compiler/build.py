@@ -353,7 +353,7 @@ def run_optimize(
     trainset = dataset(opt.train) or []
     if not trainset:
         raise BuildError(f"optimize {opt.program}: the training data `{opt.train}` is empty")
-    settings = dict(opt.settings)
+    settings = _settings_for(opt)
     if opt.seed is not None:
         settings.setdefault("seed", opt.seed)
     try:
@@ -393,6 +393,31 @@ def run_optimize(
     )
 
 
+def _settings_for(opt: ir.Optimize) -> dict[str, Any]:
+    """The block's optimizer settings; a model string for an LM setting becomes that LM."""
+    from dsx._lmspec import lm_from_env
+    from dsx.teleprompt import optimizer_info
+
+    settings = dict(opt.settings)
+    info = optimizer_info(opt.optimizer)
+    for key, value in settings.items():
+        setting = info.settings.get(key) if info is not None else None
+        if setting is not None and "model" in setting.kinds and isinstance(value, str):
+            settings[key] = lm_from_env(value)
+    return settings
+
+
+def _original_instructions(unit: ir.Unit, name: str) -> dict[str, str]:
+    """Per predictor path, its instructions before optimization (``{}`` if it cannot load)."""
+    from dsx.runtime.instantiate import instantiate
+
+    try:
+        program = instantiate(unit).program(name, learned=False)
+    except DsxError:
+        return {}
+    return {path: p.signature.instructions for path, p in program.named_predictors()}
+
+
 def explain(unit: ir.Unit) -> str:
     """Per program and predictor: the chosen instructions and demos."""
     lines = []
@@ -401,12 +426,16 @@ def explain(unit: ir.Unit) -> str:
         if state is None:
             lines.append(f"program {prog.name}: not optimized")
             continue
-        lines.append(f"program {prog.name}: optimized with {state.optimizer or '?'}")
+        score = f" (score {state.score:.2f}%)" if state.score is not None else ""
+        lines.append(f"program {prog.name}: optimized with {state.optimizer or '?'}{score}")
+        before = _original_instructions(unit, prog.name)
         for path, p in state.predictors.items():
             lines.append(f"  ■ {path}")
-            lines.append(
-                f"    instructions: {p.instructions if p.instructions is not None else '(unchanged)'}"
-            )
+            if p.instructions is None:
+                lines.append("    instructions: (unchanged)")
+            else:
+                lines.append(f"    - instructions before: {before.get(path, '?')}")
+                lines.append(f"    + instructions after:  {p.instructions}")
             if p.lm:
                 lines.append("    lm: " + ", ".join(f"{k}={v}" for k, v in p.lm.items()))
             lines.append(f"    demos: {len(p.demos)}")

@@ -310,7 +310,8 @@ class _Completer:
                 self._decl_names("program", CIK.Variable)
             return
         if top.role == "call":
-            return  # optimizer settings are free-form constants
+            self._optimizer_settings(top.callee, top.index)
+            return
         if top.role != "body":
             return
         seg = ctx.segment
@@ -333,6 +334,26 @@ class _Completer:
             self.out.add("tests", CIK.Keyword, detail="the program's test blocks", sort="3")
         elif head == "metric":
             self._decl_names("metric", CIK.Function)
+
+    def _optimizer_settings(self, callee: str | None, index: int) -> None:
+        """Inside ``with Optimizer(``: the settings the optimizer registry declares."""
+        info = _env.optimizer_info(callee or "")
+        if info is None or not info.available or self.ctx.segment:
+            return
+        given = self._given_kwargs(index)
+        for name, setting in info.settings.items():
+            if not setting.settable or name == "metric" or name in given:
+                continue
+            default = setting.default
+            shown = "" if not _jsonable_default(default) else f" = {_dsx_constant(default)}"
+            self.out.add(
+                name,
+                CIK.Field,
+                detail=f"{setting.type_text}{shown}",
+                doc=setting.doc,
+                insert=f"{name} = ",
+                sort="0",
+            )
 
     def _in_test(self) -> None:
         ctx = self.ctx
@@ -770,3 +791,18 @@ def _operand_start(toks: list[Tok], dot: int) -> int | None:
             return j
         return None
     return None
+
+
+def _jsonable_default(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def _dsx_constant(value: object) -> str:
+    """A default as ``.dsx`` writes it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
