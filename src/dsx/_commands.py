@@ -492,16 +492,52 @@ def cmd_eval(args: Any) -> int:
         num_threads=args.num_threads,
         display_progress=not args.json,
         display_table=args.table,
+        max_errors=getattr(args, "max_errors", None),
         save_as_json=args.save_json,
         save_as_csv=args.save_csv,
     )
     result = evaluate(program)
+    code = _eval_exit_code(result)
     if args.json:
-        print(json.dumps({"score": result.score, "examples": len(devset), "errors": result.errors}))
+        doc = {
+            "score": result.score,
+            "examples": len(devset),
+            "done": result.num_done,
+            "errors": result.errors,
+            "complete": result.complete,
+            "stopped": result.stopped,
+            "save_errors": result.save_errors,
+            "exit_code": code,
+        }
+        print(json.dumps(doc, ensure_ascii=False))
     else:
-        print(f"score: {result.score:.2f}% over {len(devset)} example(s), {result.errors} error(s)")
+        over = (
+            f"{len(devset)}"
+            if result.num_done == len(devset)
+            else f"{result.num_done} of {len(devset)}"
+        )
+        print(f"score: {result.score:.2f}% over {over} example(s), {result.errors} error(s)")
+        if result.stopped is not None:
+            why = "interrupted (Ctrl-C)" if result.stopped == "interrupted" else result.stopped
+            print(f"stopped early: {why}; {len(devset) - result.num_done} example(s) did not run")
         if result.errors and result.failures:
             report_error(result.failures[0][2], prefix="first error")
+    for line in result.save_errors:
+        print(f"dsx eval: {line}", file=sys.stderr)
+    return code
+
+
+#: `dsx eval` exit statuses after a run (docs/evaluate.md).
+EVAL_INTERRUPTED, EVAL_MAX_ERRORS, EVAL_NOT_SAVED = 130, 3, 4
+
+
+def _eval_exit_code(result: Any) -> int:
+    if result.stopped == "interrupted":
+        return EVAL_INTERRUPTED
+    if result.stopped is not None:
+        return EVAL_MAX_ERRORS
+    if result.save_errors:
+        return EVAL_NOT_SAVED
     return 0
 
 

@@ -171,7 +171,12 @@ def test_eval_and_optimize_commands(tmp_path, server):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
         "score": 50.0,
         "examples": 2,
+        "done": 2,
         "errors": 0,
+        "complete": True,
+        "stopped": None,
+        "save_errors": [],
+        "exit_code": 0,
     }
     (tmp_path / "other.jsonl").write_text(json.dumps(rows[0]) + "\n")
     out2 = dsx_cli(

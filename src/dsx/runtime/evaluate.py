@@ -8,6 +8,7 @@ the reason in :attr:`EvaluationResult.stopped`; Ctrl-C returns what finished so 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -49,6 +50,8 @@ class EvaluationResult:
             ``"interrupted"`` for Ctrl-C), or ``None``.
         elapsed: wall-clock seconds.
         usage: tokens per model and cost of the LM calls made (cache hits excluded).
+        save_errors: why ``save_as_json``/``save_as_csv`` could not be written, one line
+            each (the result is returned all the same).
     """
 
     score: float
@@ -60,6 +63,7 @@ class EvaluationResult:
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     cost: float = 0.0
     indices: list[int] = field(default_factory=list, repr=False)
+    save_errors: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -134,7 +138,8 @@ class EvaluationResult:
         }
         text = json.dumps(doc, indent=2, ensure_ascii=False, default=str)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            # A lone surrogate (an escaped one in a reply) is written as its JSON escape.
+            Path(path).write_text(text + "\n", encoding="utf-8", errors="backslashreplace")
         return text
 
     def to_csv(self, path: str | Path | None = None) -> str:
@@ -150,7 +155,7 @@ class EvaluationResult:
             writer.writerow({k: _cell(v) for k, v in row.items()})
         text = buf.getvalue()
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8", newline="")
+            Path(path).write_text(text, encoding="utf-8", errors="backslashreplace", newline="")
         return text
 
     def to_pandas(self) -> Any:
@@ -287,7 +292,14 @@ class Evaluate:
         """The async form of calling the evaluator."""
         run = self._prepare(program, metric, devset, num_threads, display_progress)
         with track_usage() as usage:
-            await run.go()
+            try:
+                await run.go()
+            except asyncio.CancelledError:
+                # Like Ctrl-C on the sync path: keep what finished (the run is marked
+                # "interrupted") and return it; the cancellation is consumed here.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
         return self._finish(run, usage, display_table)
 
     # -- internals (optimizers use these) ----------------------------------------------------
@@ -330,10 +342,21 @@ class Evaluate:
         table = self.display_table if display_table is None else display_table
         if table:
             print(result.table(None if table is True else int(table)))
-        if self.save_as_json is not None:
-            result.to_json(self.save_as_json)
-        if self.save_as_csv is not None:
-            result.to_csv(self.save_as_csv)
+        # A failed save never loses the evaluation: it is reported after the score and
+        # recorded on the result, which is returned all the same.
+        for path, write in ((self.save_as_json, result.to_json), (self.save_as_csv, result.to_csv)):
+            if path is None:
+                continue
+            try:
+                write(path)
+            except (OSError, UnicodeError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                line = f"could not save the results to {path}: {reason}"
+                result.save_errors.append(line)
+                if run.progress.silent:
+                    logger.warning("Evaluate %s", line)
+                else:
+                    run.progress.note(f"Evaluate: {line}")
         return result
 
 
