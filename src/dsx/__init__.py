@@ -24,6 +24,7 @@ from dsx.errors import LMTimeoutError as LMTimeoutError
 from dsx.errors import MissingInputError as MissingInputError
 from dsx.errors import ModelNotFoundError as ModelNotFoundError
 from dsx.errors import RateLimitError as RateLimitError
+from dsx.errors import ReplyCutOffError as ReplyCutOffError
 from dsx.errors import ServerError as ServerError
 from dsx.errors import SignatureError as SignatureError
 from dsx.errors import StateError as StateError
@@ -179,6 +180,7 @@ __all__ = [
     "LMConnectionError",
     "LMError",
     "LMResponseError",
+    "ReplyCutOffError",
     "LMTimeoutError",
     "ModelNotFoundError",
     "RateLimitError",

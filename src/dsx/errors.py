@@ -24,6 +24,7 @@ __all__ = [
     "ModelNotFoundError",
     "RateLimitError",
     "RealLMCallForbidden",
+    "ReplyCutOffError",
     "ServerError",
     "SignatureError",
     "StateError",
@@ -190,6 +191,22 @@ class LMResponseError(LMError):
     """
 
     default_retryable = True
+
+
+class ReplyCutOffError(LMResponseError):
+    """The model stopped before its reply was complete: the token limit
+    (``finish_reason="length"``) or the provider's content filter
+    (``finish_reason="content_filter"``). Not retried: the same request stops the same way.
+    """
+
+    default_retryable = False
+
+    def __init__(
+        self, message: str, *, finish_reason: str, lm_text: str = "", **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.finish_reason = finish_reason
+        self.lm_text = lm_text
 
 
 class AssertionFailed(DsxError, AssertionError):

@@ -594,7 +594,15 @@ class LM(BaseLM):
             else:
                 cost = getattr(hidden, "response_cost", None)
             cost = float(cost) if isinstance(cost, int | float) else None
-        return LMResponse(outputs=outputs, usage=usage, model=self.model, cost=cost, raw=resp)
+        finish = [_get(c, "finish_reason") for c in choices]
+        return LMResponse(
+            outputs=outputs,
+            usage=usage,
+            model=self.model,
+            cost=cost,
+            raw=resp,
+            finish_reasons=[f if isinstance(f, str) else None for f in finish],
+        )
 
     # -- structured output ----------------------------------------------------------------
     def _choose_format(self, call: _Call) -> None:
@@ -719,6 +727,7 @@ def _to_entry(response: LMResponse) -> dict[str, Any]:
         "usage": dict(response.usage),
         "cost": response.cost,
         "model": response.model,
+        "finish_reasons": list(response.finish_reasons),
     }
 
 
@@ -729,6 +738,7 @@ def _from_entry(entry: dict[str, Any]) -> LMResponse:
         model=entry.get("model", ""),
         cost=entry.get("cost"),
         cached=True,
+        finish_reasons=list(entry.get("finish_reasons") or []),
     )
 
 
@@ -800,7 +810,8 @@ class _StreamAssembler:
                 model=model,
             )
         outputs = []
-        for index in sorted(self.texts.keys() | self.calls.keys()):
+        indexes = sorted(self.texts.keys() | self.calls.keys())
+        for index in indexes:
             text = "".join(self.texts.get(index, []))
             calls = self.calls.get(index)
             if not text and calls:
@@ -818,7 +829,13 @@ class _StreamAssembler:
                 cost = _lean().cost(model, self.raw_usage)
             else:
                 cost = _token_cost(model, self.usage)
-        return LMResponse(outputs=outputs, usage=self.usage, model=model, cost=cost)
+        return LMResponse(
+            outputs=outputs,
+            usage=self.usage,
+            model=model,
+            cost=cost,
+            finish_reasons=[self.finish.get(i) for i in indexes] or [self.finish.get(0)],
+        )
 
 
 def _token_cost(model: str, usage: dict[str, int]) -> float | None:

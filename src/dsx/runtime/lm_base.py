@@ -46,6 +46,8 @@ class LMResponse:
         structured_output: how the request asked for JSON, when it did: ``"json_schema"``,
             ``"json_object_schema"``, ``"json_object"`` or ``"text"`` (prompt only), after
             :class:`dsx.LM` negotiated it with the endpoint.
+        finish_reasons: why each choice ended (``"stop"``, ``"length"``,
+            ``"content_filter"``, ...), when the provider said; ``[]`` when unknown.
     """
 
     outputs: list[str]
@@ -55,6 +57,7 @@ class LMResponse:
     cached: bool = False
     raw: Any = None
     structured_output: str | None = None
+    finish_reasons: list[str | None] = field(default_factory=list)
 
 
 class UsageTracker:

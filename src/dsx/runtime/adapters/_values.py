@@ -208,6 +208,8 @@ def loads_lenient(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         pass
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to decode") from None
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -216,7 +218,7 @@ def loads_lenient(text: str) -> Any:
     if fixed != text:
         try:
             return json.loads(fixed)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     span = _outer_span(text)
     if span and span != text:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dsx.errors import AdapterParseError
+from dsx.errors import AdapterParseError, ReplyCutOffError
 from dsx.runtime.adapters._values import format_input_value, is_history_field, is_media
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM, LMResponse
@@ -204,15 +204,21 @@ class Adapter:
         return self.parse_all(signature, response), response
 
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
-        """Parse every completion; failed ones are dropped unless all fail."""
+        """Parse every completion; failed ones are dropped unless all fail.
+
+        A completion the model did not finish (token limit, content filter) is never parsed
+        into a silently truncated value: it raises :class:`~dsx.errors.ReplyCutOffError`.
+        """
         outputs = response.outputs
         if len(outputs) == 1:
+            _check_finished(response, 0)
             return [self.parse(signature, outputs[0])]
         parsed, first_error = [], None
-        for text in outputs:
+        for index, text in enumerate(outputs):
             try:
+                _check_finished(response, index)
                 parsed.append(self.parse(signature, text))
-            except AdapterParseError as exc:
+            except (AdapterParseError, ReplyCutOffError) as exc:
                 first_error = first_error or exc
         if not parsed:
             if first_error is not None:
@@ -224,6 +230,31 @@ class Adapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+_CUT_OFF = {
+    "length": "it reached the token limit{limit}; raise max_tokens (dsx.LM(..., max_tokens=N)) "
+    "or ask for less",
+    "content_filter": "the provider's content filter stopped it",
+}
+
+
+def _check_finished(response: LMResponse, index: int) -> None:
+    reasons = response.finish_reasons
+    reason = reasons[index] if index < len(reasons) else None
+    if reason not in _CUT_OFF:
+        return
+    text = response.outputs[index] if index < len(response.outputs) else ""
+    tokens = response.usage.get("completion_tokens")
+    limit = f" after {tokens} tokens" if tokens else ""
+    why = _CUT_OFF[reason].format(limit=limit)
+    raise ReplyCutOffError(
+        f"{response.model or 'the LM'}: the reply was cut off before it was complete "
+        f"(finish_reason={reason!r}): {why}. The partial reply: {text[:300]!r}",
+        finish_reason=reason,
+        lm_text=text,
+        model=response.model or None,
+    )
 
 
 def describe_fields(fields: Sequence[Field], hint_of: Any = None) -> str:
