@@ -256,21 +256,14 @@ class DockerSandbox(Sandbox):
         out, err = box.demux.feed(b"".join(chunks)) if chunks else (b"", b"")
         return out, err, box.eof and not out
 
-    def _write(self, data: bytes, deadline: float) -> None:
-        import select
+    def _write_some(self, data: memoryview) -> int:
+        try:
+            return self._require().sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
 
-        box = self._require()
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[box.sock.send(view) :]
-            except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                select.select([], [box.sock], [], min(remaining, 0.05))
-            except OSError:
-                return  # the receive loop sees the end of the stream
+    def _write_fd(self) -> int:
+        return self._require().sock.fileno()
 
     def _interrupt(self) -> bool:
         box = self._container

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import select
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,7 +19,9 @@ from typing import Any
 from dsx.sandbox._protocol import FrameReader, ProtocolViolation, assemble_result
 from dsx.sandbox._tools import Tool, ToolOutcome, call_tool_async, dumps
 from dsx.sandbox._types import (
+    EXTRA_MESSAGES,
     INTERRUPT_GRACE,
+    REPLY_STALL,
     ExecutionError,
     ExecutionResult,
     Limits,
@@ -31,6 +34,7 @@ __all__ = [
     "Incoming",
     "Recv",
     "RunTool",
+    "Send",
     "Step",
     "bounded_tool_call",
     "refusal",
@@ -50,6 +54,17 @@ class Recv:
 
 
 @dataclass(slots=True)
+class Send:
+    """Write ``data`` to the guest; the answer is True (all written), False (the deadline
+    came first: the guest is not reading) or None (the guest is gone)."""
+
+    data: bytes
+    deadline: float
+    #: Seconds without a byte taken after which the guest counts as not reading.
+    stall: float | None = None
+
+
+@dataclass(slots=True)
 class RunTool:
     tool: Tool
     args: list[Any]
@@ -62,7 +77,7 @@ class Blocking:
     fn: Callable[[], Any]
 
 
-Step = Recv | RunTool | Blocking
+Step = Recv | Send | RunTool | Blocking
 
 
 class ExchangeMixin:
@@ -74,9 +89,6 @@ class ExchangeMixin:
 
     # Provided by the session and its backend.
     def _read(self) -> tuple[bytes, bytes, bool]:
-        raise NotImplementedError
-
-    def _write(self, data: bytes, deadline: float) -> None:
         raise NotImplementedError
 
     def _fds(self) -> list[int]:
@@ -91,6 +103,15 @@ class ExchangeMixin:
     def _restart(self) -> None:
         raise NotImplementedError
 
+    def _write_some(self, data: memoryview) -> int:
+        raise NotImplementedError
+
+    def _write_fd(self) -> int:
+        raise NotImplementedError
+
+    def _unread_input(self) -> int:
+        raise NotImplementedError
+
     def _exchange(
         self, exec_id: int, data: bytes, tools: dict[str, Tool], timeout: float
     ) -> Generator[Step, Any, ExecutionResult]:
@@ -100,13 +121,34 @@ class ExchangeMixin:
         deadline = time.monotonic() + timeout
         calls: list[ToolCall] = []
         interrupted = False
-        self._write(data, deadline)
+        # Every message counts, refused calls and stale frames too: a guest cannot make
+        # the host parse, record and answer without bound.
+        budget = self.limits.max_tool_calls + EXTRA_MESSAGES
+        received = 0
+        pending: deque[dict[str, Any]] = deque()
+        violation: str | None = None
+        eof = False
+        yield Send(data, deadline)  # if the guest does not take it, the deadline says so
         while True:
-            incoming: Incoming = yield Recv(deadline)
-            for msg in incoming.messages:
+            if not pending and violation is None and not eof:
+                incoming: Incoming = yield Recv(deadline)
+                pending.extend(incoming.messages)
+                violation, eof = incoming.violation, incoming.eof
+            while pending and violation is None and time.monotonic() < deadline:
+                msg = pending.popleft()
+                received += 1
+                if received > budget:
+                    violation = (
+                        f"the guest sent more than {budget} messages in one execution "
+                        f"(max_tool_calls={self.limits.max_tool_calls} plus {EXTRA_MESSAGES})"
+                    )
+                    break
                 if msg.get("id") != exec_id:
                     continue  # stale (from an interrupted execution) or unsolicited
                 if msg["type"] == "call":
+                    if self._unread_input():
+                        violation = "the guest made a tool call without reading the last reply"
+                        break
                     outcome = yield from self._tool_call(msg, tools, calls, deadline)
                     if outcome.timed_out:  # like an interrupt: the guest gets a moment to stop
                         interrupted = True
@@ -115,7 +157,10 @@ class ExchangeMixin:
                     payload = (dumps(reply) + "\n").encode("ascii")
                     if len(payload) > self.limits.max_message_size:
                         payload = self._too_large(exec_id, msg.get("seq"))
-                    self._write(payload, max(deadline, time.monotonic() + 5))
+                    # Against the real deadline: a guest that does not read is not waited for.
+                    if (yield Send(payload, deadline, REPLY_STALL)) is False:
+                        violation = "the guest did not read the reply to its tool call"
+                        break
                 elif msg["type"] == "result":
                     result = assemble_result(
                         msg,
@@ -125,11 +170,11 @@ class ExchangeMixin:
                         max_output=self.limits.max_output,
                     )
                     return self._timed_out(result, timeout) if interrupted else result
-            if incoming.violation or incoming.eof:
-                if incoming.violation:
-                    kind, why = "SandboxProtocolError", incoming.violation
+            if violation is not None or (eof and not pending):
+                if violation is not None:
+                    kind, why = "SandboxProtocolError", violation
                 else:
-                    kind, why = self._death_reason()
+                    kind, why = yield Blocking(self._death_reason)
                 yield Blocking(self._restart)
                 return self._failed(kind, why, calls, began, timed_out=False)
             if time.monotonic() >= deadline:
@@ -197,6 +242,61 @@ class ExchangeMixin:
         error = ExecutionError("TimeoutError", message, tb, line)
         return replace(result, ok=False, timed_out=True, error=error)
 
+    # -- sending ---------------------------------------------------------------------
+
+    def _send_sync(self, step: Send) -> bool | None:
+        view = memoryview(step.data)
+        poller: select.poll | None = None
+        deadline = step.deadline
+        while True:
+            try:
+                written = self._write_some(view)
+            except OSError:
+                return None  # gone: the receive loop reports why
+            view = view[written:]
+            if not view:
+                return True
+            deadline = _moved(step, deadline, written)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if poller is None:
+                poller = select.poll()
+                poller.register(self._write_fd(), select.POLLOUT)
+            poller.poll(max(1, int(min(remaining, 0.05) * 1000)))
+
+    async def _send_async(self, step: Send) -> bool | None:
+        """:meth:`_send_sync` without ever blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        view = memoryview(step.data)
+        deadline = step.deadline
+        while True:
+            try:
+                written = self._write_some(view)
+            except OSError:
+                return None
+            view = view[written:]
+            if not view:
+                return True
+            deadline = _moved(step, deadline, written)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready = loop.create_future()
+
+            def wake(fut: asyncio.Future[None] = ready) -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            fd = self._write_fd()
+            loop.add_writer(fd, wake)
+            timer = loop.call_later(min(remaining, 0.05), wake)
+            try:
+                await ready
+            finally:
+                timer.cancel()
+                loop.remove_writer(fd)
+
     # -- receiving -------------------------------------------------------------------
 
     def _read_now(self) -> Incoming:
@@ -249,6 +349,15 @@ class ExchangeMixin:
                 timer.cancel()
                 for fd in fds:
                     loop.remove_reader(fd)
+
+
+def _moved(step: Send, deadline: float, written: int) -> float:
+    """The time to give up: the step's deadline, or sooner once the guest stops reading."""
+    if step.stall is None:
+        return step.deadline
+    if written or deadline == step.deadline:  # progress (or the first try): patience anew
+        return min(step.deadline, time.monotonic() + step.stall)
+    return deadline
 
 
 async def bounded_tool_call(step: RunTool) -> ToolOutcome:

@@ -128,6 +128,8 @@ class FrameReader:
             msg = json.loads(payload)
         except ValueError as exc:
             raise ProtocolViolation(f"the guest sent malformed JSON: {exc}") from None
+        except RecursionError:
+            raise ProtocolViolation("the guest sent JSON nested too deeply") from None
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             raise ProtocolViolation("the guest sent a message that is not a typed object")
         messages.append(msg)
@@ -141,7 +143,7 @@ def _decode(raw_json: Any, fallback: Any) -> Any:
     if isinstance(raw_json, str):
         try:
             return json.loads(raw_json)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: the repr will do
             pass
     return fallback
 

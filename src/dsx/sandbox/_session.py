@@ -23,6 +23,7 @@ from dsx.sandbox._exchange import (
     ExchangeMixin,
     Recv,
     RunTool,
+    Send,
     Step,
     bounded_tool_call,
 )
@@ -120,9 +121,21 @@ class Sandbox(ExchangeMixin, ABC):
     def _read(self) -> tuple[bytes, bytes, bool]:
         """Without blocking: (stdout bytes, stderr bytes, guest gone)."""
 
-    @abstractmethod
-    def _write(self, data: bytes, deadline: float) -> None:
-        """Send ``data`` to the guest's stdin."""
+    def _write_some(self, data: memoryview) -> int:
+        """Write what fits of ``data`` to the guest's stdin now (0 if nothing does).
+
+        Raises:
+            OSError: the guest is gone.
+        """
+        raise BrokenPipeError(f"{type(self).__name__} cannot write to a guest")
+
+    def _write_fd(self) -> int:
+        """The file descriptor that becomes writable when the guest's stdin has room."""
+        raise SandboxError(f"{type(self).__name__} has no guest to write to")
+
+    def _unread_input(self) -> int:
+        """Bytes sent to the guest that it has not read yet (0 where that is unknown)."""
+        return 0
 
     def _interrupt(self) -> bool:
         """Ask the running code to stop while keeping state; False if not supported."""
@@ -259,6 +272,8 @@ class Sandbox(ExchangeMixin, ABC):
                         return stop.value
                     if isinstance(step, Recv):
                         value = self._recv_sync(step.deadline)
+                    elif isinstance(step, Send):
+                        value = self._send_sync(step)
                     elif isinstance(step, RunTool):
                         value = call_tool_sync(step.tool, step.args, step.kwargs)
                     else:
@@ -289,6 +304,8 @@ class Sandbox(ExchangeMixin, ABC):
                         return stop.value
                     if isinstance(step, Recv):
                         value = await self._recv_async(step.deadline)
+                    elif isinstance(step, Send):
+                        value = await self._send_async(step)
                     elif isinstance(step, RunTool):
                         value = await bounded_tool_call(step)
                     else:

@@ -18,7 +18,9 @@ __all__ = [
     "DEFAULT_MAX_TOOL_CALLS",
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_TIMEOUT",
+    "EXTRA_MESSAGES",
     "INTERRUPT_GRACE",
+    "REPLY_STALL",
     "START_TIMEOUT",
     "BackendName",
     "ExecutionError",
@@ -44,6 +46,12 @@ DEFAULT_MAX_OUTPUT = 64 * 1024
 DEFAULT_MAX_TOOL_CALLS = 100
 #: Bytes of one protocol message either way (code plus variables, a result, a tool reply).
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Messages the guest may send in one execution beyond ``max_tool_calls`` (refused calls,
+#: stale frames); one more is a protocol violation and the interpreter is replaced.
+EXTRA_MESSAGES = 16
+#: Seconds the guest may leave a tool reply untouched (not one byte read) before it counts
+#: as not reading its replies, a protocol violation (a real driver waits for each reply).
+REPLY_STALL = 2.0
 #: Seconds a session may take to start (a Docker container may need a while).
 START_TIMEOUT = 60.0
 #: Seconds an interrupted guest (Docker: SIGINT) gets to stop before it is killed.
