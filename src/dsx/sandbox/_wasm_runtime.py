@@ -72,7 +72,7 @@ def _wasmtime() -> Any:
     except ImportError as exc:
         raise SandboxUnavailable(
             f"the Wasmtime sandbox needs the `wasmtime` package ({exc}); "
-            "install it with: pip install 'wasmtime>=30'"
+            "install it with: pip install 'wasmtime>=48'"
         ) from None
     return wasmtime
 
