@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from dsx import ir
 from dsx.compiler.analysis import Analysis, analyze_path
 from dsx.compiler.codegen import generate, reachable
 from dsx.errors import DsxError
+from dsx.runtime._files import atomic_write as atomic_write
 
 __all__ = [
     "BuildError",
@@ -50,21 +50,6 @@ class BuildResult:
     written: list[Path] = field(default_factory=list)
     optimized: list[str] = field(default_factory=list)  # programs optimized in this run
     reused: list[str] = field(default_factory=list)  # programs whose cached state was reused
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _program_part(unit: ir.Unit, name: str) -> dict[str, Any]:

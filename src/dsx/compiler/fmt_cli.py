@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
 from dsx.diagnostics import SourceFile, display_path
+from dsx.runtime._files import atomic_write
 
 __all__ = ["add_fmt_command", "run_fmt"]
 
@@ -82,16 +81,11 @@ def _expand(paths: list[str], err: TextIO) -> tuple[list[str], bool]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` so that a crash leaves the old or the new file, whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace ``path`` by ``text`` so that a crash leaves the old or the new file, whole.
+
+    The file keeps its mode; stale temporary files of killed runs are removed.
+    """
+    atomic_write(path, text, fsync=False, make_parents=False)
 
 
 def _read(name: str) -> str:

@@ -7,7 +7,6 @@ A module defines ``forward`` (sync) and/or ``aforward`` (async); ``module(...)``
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsx._version import STATE_SCHEMA_VERSION, __version__
 from dsx.errors import DsxError, StateError
+from dsx.runtime._files import atomic_write
 from dsx.runtime.assertions import Backtrack, BacktrackScope, scope_var
 from dsx.runtime.lm_base import BaseLM, UsageTracker, _trackers
 from dsx.runtime.prediction import Prediction
@@ -270,8 +270,8 @@ class Module:
             path.mkdir(parents=True, exist_ok=True)
             import pickle
 
-            _atomic_write(path / "program.pkl", pickle.dumps(self))
-            _atomic_write(
+            atomic_write(path / "program.pkl", pickle.dumps(self))
+            atomic_write(
                 path / "metadata.json",
                 json.dumps({**meta, "program": type(self).__qualname__}, indent=2).encode(),
             )
@@ -428,23 +428,6 @@ def _check_schema(data: dict[str, Any], path: Path) -> None:
             f"{data.get('dsx_version', '?')}); this dsx {__version__} reads version "
             f"{STATE_SCHEMA_VERSION}. Re-save it with a matching dsx."
         )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def load(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:

@@ -36,10 +36,8 @@ for IR and generated modules, the build cache) goes through it before changing a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsx._version import STATE_SCHEMA_VERSION, __version__
 from dsx.errors import StateError
+from dsx.runtime._files import atomic_write
 
 if TYPE_CHECKING:
     from dsx.runtime.module import Module
@@ -125,22 +124,13 @@ def make_state(
 
 
 def write_state(path: str | os.PathLike[str], state: StateFile) -> None:
-    """Write ``state`` to ``path`` atomically: an interrupted write keeps the previous file."""
-    path = Path(path)
+    """Write ``state`` to ``path`` atomically: an interrupted write keeps the previous file.
+
+    A new file gets the umask's default mode, an existing one keeps its mode (see
+    :mod:`dsx.runtime._files`).
+    """
     text = json.dumps(state.to_document(), indent=2, ensure_ascii=False, default=str)
-    data = text.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(Path(path), text)
 
 
 def read_state(path: str | os.PathLike[str]) -> StateFile:
