@@ -17,6 +17,7 @@ from dsx.errors import AuthenticationError as AuthenticationError
 from dsx.errors import BadRequestError as BadRequestError
 from dsx.errors import ContextWindowExceededError as ContextWindowExceededError
 from dsx.errors import DsxError as DsxError
+from dsx.errors import InputTypeError as InputTypeError
 from dsx.errors import LMConnectionError as LMConnectionError
 from dsx.errors import LMError as LMError
 from dsx.errors import LMResponseError as LMResponseError
@@ -179,6 +180,7 @@ __all__ = [
     "ContextWindowExceededError",
     "LMConnectionError",
     "LMError",
+    "InputTypeError",
     "LMResponseError",
     "ReplyCutOffError",
     "LMTimeoutError",

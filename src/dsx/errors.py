@@ -16,6 +16,7 @@ __all__ = [
     "BadRequestError",
     "ContextWindowExceededError",
     "DsxError",
+    "InputTypeError",
     "LMConnectionError",
     "LMError",
     "LMResponseError",
@@ -43,6 +44,10 @@ class SignatureError(DsxError, ValueError):
 
 class MissingInputError(DsxError, TypeError):
     """A predictor was called without one of its required input fields."""
+
+
+class InputTypeError(DsxError, TypeError):
+    """A predictor input's value does not fit the input's declared type."""
 
 
 class UnknownInputError(DsxError, TypeError):

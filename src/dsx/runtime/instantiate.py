@@ -321,11 +321,13 @@ def apply_learned(
 
 def load_data(ds: ir.DataSet) -> list[Example]:
     """Read a ``data`` declaration's file into examples with their inputs marked."""
+    from dsx._textfile import TextFileError, read_text
+
     path = Path(ds.base_dir) / ds.path
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DsxError(f"data `{ds.name}`: cannot read {path}: {exc.strerror}") from None
+        text = read_text(path, what="data file")
+    except TextFileError as exc:
+        raise DsxError(f"data `{ds.name}`: {exc}") from None
     rows: list[dict[str, Any]]
     try:
         if ds.format == "jsonl":
@@ -334,9 +336,14 @@ def load_data(ds: ir.DataSet) -> list[Example]:
             loaded = json.loads(text)
             rows = loaded if isinstance(loaded, list) else loaded.get("examples", [])
         else:
-            rows = list(csv.DictReader(text.splitlines()))
+            rows = _csv_rows(ds.name, path, text)
     except (ValueError, AttributeError) as exc:
         raise DsxError(f"data `{ds.name}`: {path} is not valid {ds.format}: {exc}") from None
+    if not rows:
+        raise DsxError(
+            f"data `{ds.name}`: {path} holds no examples; add some (one JSON object per line "
+            "for jsonl, a header and rows for csv)"
+        )
     examples = []
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict):
@@ -346,6 +353,25 @@ def load_data(ds: ir.DataSet) -> list[Example]:
             raise DsxError(f"data `{ds.name}`: record {i} of {path} lacks the input(s) {missing}")
         examples.append(Example(row).with_inputs(*ds.inputs))
     return examples
+
+
+def _csv_rows(name: str, path: Path, text: str) -> list[dict[str, Any]]:
+    """CSV rows as dicts; a row with more or fewer cells than the header is an error."""
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if header is None:
+        return []
+    rows = []
+    for cells in reader:
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise DsxError(
+                f"data `{name}`: {path} line {reader.line_num} has {len(cells)} cell(s) but the "
+                f"header has {len(header)} ({', '.join(header)}); quote cells that contain commas"
+            )
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
 
 
 def extract_learned(

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from dsx.errors import DsxError, MissingInputError, StateError, UnknownInputError
+from dsx.errors import (
+    DsxError,
+    InputTypeError,
+    MissingInputError,
+    StateError,
+    UnknownInputError,
+)
 from dsx.runtime.assertions import scope_var
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM, LMResponse
@@ -115,6 +121,11 @@ class Predict(Module):
                 )
         if kwargs.keys() != signature._input_set:
             kwargs = _check_inputs(signature, kwargs)
+        checks = signature._adapter_cache.get("_input_checks")
+        if checks is None:
+            checks = signature._adapter_cache["_input_checks"] = _input_checks(signature)
+        if checks:
+            kwargs = _check_types(signature, kwargs, checks)
         scope = scope_var.get()
         if scope is not None and scope.feedback:
             retry = scope.feedback.get(id(self))
@@ -284,6 +295,61 @@ def _check_inputs(signature: type[Signature], kwargs: dict[str, Any]) -> dict[st
         if fname not in filled:
             filled[fname] = field.default if field.has_default else None
     return filled
+
+
+#: Input types taken as they are: text (DSPy formats any value), anything, and media.
+_UNCHECKED_TYPES: tuple[Any, ...] = (str, Any, object)
+
+
+def _input_checks(signature: type[Signature]) -> tuple[tuple[str, Any, Any], ...]:
+    """(name, validator, field) for each input whose type can be checked: not text, not media."""
+    import pydantic
+
+    from dsx.runtime.types import History, Image
+
+    checks = []
+    for name, field in signature.input_fields.items():
+        ann = field.annotation
+        if ann in _UNCHECKED_TYPES or ann in (Image, History):
+            continue
+        try:
+            adapter = pydantic.TypeAdapter(ann)
+        except Exception:  # a type pydantic cannot check: taken as it is, like before
+            continue
+        checks.append((name, adapter, field))
+    return tuple(checks)
+
+
+def _check_types(
+    signature: type[Signature], kwargs: dict[str, Any], checks: tuple[tuple[str, Any, Any], ...]
+) -> dict[str, Any]:
+    """Validate (and coerce, pydantic's lax mode: ``"3"`` → ``3``) the typed inputs before
+    any LM call; a value that does not fit is an :class:`~dsx.errors.InputTypeError`."""
+    import pydantic
+
+    out = kwargs
+    for name, adapter, field in checks:
+        value = kwargs.get(name)
+        if value is None and field.optional:
+            continue
+        try:
+            checked = adapter.validate_python(value)
+        except pydantic.ValidationError as exc:
+            errors = exc.errors()
+            problem = errors[0].get("msg", "") if errors else str(exc)
+            where = errors[0].get("loc", ()) if errors else ()
+            at = "".join(f"[{p!r}]" for p in where)
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise InputTypeError(
+                f"{signature.__name__}: input `{name}` should be {field.type_name}, got "
+                f"{type(value).__name__} {shown}{f' ({at}: {problem})' if at else f' ({problem})'}"
+            ) from None
+        if checked is not value:
+            if out is kwargs:
+                out = dict(kwargs)
+            out[name] = checked
+    return out
 
 
 def _positional_error(signature: type[Signature], args: tuple[Any, ...]) -> str:
