@@ -7,8 +7,10 @@ reported by :mod:`dsx._report`.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -590,13 +592,42 @@ def cmd_optimize(args: Any) -> int:
         print(f"dsx optimize: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else default_state_path(path, name)
-    write_state(out, state)
     # `dsx build` reuses this result instead of optimizing again.
     key = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
     cache = default_state_path(path, name).parent / ".cache" / f"{name}-{key}.json"
-    write_cache_entry(cache, key, learned)
+    try:
+        write_cache_entry(cache, key, learned)
+    except OSError as exc:
+        print(
+            f"dsx optimize: could not cache the result in {cache}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+    try:
+        write_state(out, state)
+    except OSError as exc:
+        # The optimization is done: never lose it because --out cannot be written.
+        print(f"dsx optimize: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        kept = _save_elsewhere(state, default_state_path(path, name), out, name)
+        print(f"dsx optimize: saved the learned state to {kept} instead", file=sys.stderr)
+        return 1
     score = f" (score {learned.score:.2f})" if learned.score is not None else ""
     print(f"wrote {_shown(out)}{score}")
     if not args.out:
         print(f"`dsx run|eval|test {path}` now use it; --no-state runs the bare program")
     return 0
+
+
+def _save_elsewhere(state: Any, default: Path, failed: Path, name: str) -> str:
+    """Write ``state`` where it can be: the default state path, else a temporary file."""
+    import tempfile
+
+    from dsx.runtime.state import write_state
+
+    if default.resolve() != failed.resolve():
+        with contextlib.suppress(OSError):
+            write_state(default, state)
+            return _shown(default)
+    fd, tmp = tempfile.mkstemp(prefix=f"dsx-{name}-", suffix=".state.json")
+    os.close(fd)
+    write_state(tmp, state)
+    return tmp

@@ -72,6 +72,7 @@ def _print_predictor(name: str, state: dict[str, Any], *, show_demos: bool) -> N
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from dsx._textfile import TextFileError
     from dsx.compiler.analysis import analyze_path
     from dsx.diagnostics import render_json, render_text
 
@@ -81,8 +82,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     collected = []
     errors = warnings = 0
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    unreadable: list[str] = []
     for path in paths:
-        analysis = analyze_path(path)
+        try:
+            analysis = analyze_path(path)
+        except TextFileError as exc:  # not UTF-8, unreadable: say so and check the rest
+            unreadable.append(str(exc))
+            print(f"dsx check: {exc}", file=sys.stderr)
+            continue
         for diag in analysis.diagnostics:
             source = analysis.source(diag.span.file)
             collected.append((diag, source))
@@ -94,8 +101,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for diag, source in collected:
             print(render_text(diag, source, color=color) + "\n")
         summary = f"{len(paths)} file(s) checked: {errors} error(s), {warnings} warning(s)"
-        print(summary if collected else f"{len(paths)} file(s) checked: no problems")
-    return 1 if errors else 0
+        if unreadable:
+            summary += f", {len(unreadable)} unreadable"
+        print(summary if collected or unreadable else f"{len(paths)} file(s) checked: no problems")
+    return 1 if errors or unreadable else 0
 
 
 def _expand(items: Sequence[str]) -> list[Path] | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsx import ir
+from dsx._textfile import TextFileError, read_text
 from dsx.compiler.lower import Lowerer
 from dsx.compiler.symbols import Reference, Symbol
 from dsx.diagnostics import Diagnostic, Related, SourceFile, Span, make
@@ -117,7 +118,7 @@ def analyze_path(path: str | Path, *, overlays: dict[str, str] | None = None) ->
     root = _norm(str(path))
     texts = dict(overlays or {})
     if root not in texts:
-        texts[root] = Path(root).read_text(encoding="utf-8")
+        texts[root] = read_text(root, what=".dsx file")
     return _analyze(root, texts, None)
 
 
@@ -153,7 +154,7 @@ def _analyze_unit(
             return
         text = texts.get(path)
         if text is None:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_text(path, what=".dsx file")
         cache = caches.setdefault(path, BlockCache()) if caches is not None else None
         pf = parse(text, path, cache=cache)
         files[path] = pf
@@ -195,6 +196,12 @@ def _analyze_unit(
                     )
                 )
                 continue
+            if resolved not in texts and resolved not in files:
+                try:  # an unreadable import is a diagnostic at the import, not a crash
+                    texts[resolved] = read_text(resolved, what=".dsx file")
+                except TextFileError as exc:
+                    diagnostics.append(make("DSX120", str(exc), decl.path.span))
+                    continue
             load(resolved, [*stack, resolved])
         order.append(path)
 

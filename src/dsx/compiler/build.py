@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,7 @@ def build(
         )
     if emit not in ("py", "ir", "ast"):
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
+    _check_out_dir(out_dir)
     _check_before_optimizing(unit, out_dir, lm)
     for opt in unit.optimizes:
         lm_name = opt.lm or lm or os.environ.get("DSX_LM")
@@ -239,13 +241,48 @@ def build(
                 )
         log(f"optimize {opt.program}: running {opt.optimizer} ...")
         state = run_optimize(unit, opt, lm_name, log=log)
-        write_cache_entry(cache_file, key, state)
+        try:
+            write_cache_entry(cache_file, key, state)
+        except OSError as exc:  # the build still uses the result; only reuse is lost
+            log(f"optimize {opt.program}: could not cache the result in {cache_file}: {_why(exc)}")
         learned[opt.program] = state
         result.optimized.append(opt.program)
         log(f"optimize {opt.program}: done ({len(state.predictors)} predictor(s))")
     unit = unit.model_copy(update={"learned": learned})
     result.unit = unit
-    stem = source.stem
+    try:
+        _emit(result, analysis, unit, source.stem, out_dir, emit)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise BuildError(f"cannot write{where}: {_why(exc)} (output directory {out_dir})") from None
+    return result
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Fail before any work when the output directory cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BuildError(f"--out {out_dir} is a file; give a directory to write the build to")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".dsx-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BuildError(f"cannot write to the output directory {out_dir}: {_why(exc)}") from None
+
+
+def _emit(
+    result: BuildResult,
+    analysis: Analysis,
+    unit: ir.Unit,
+    stem: str,
+    out_dir: Path,
+    emit: str,
+) -> None:
     if emit == "ir":
         target = out_dir / f"{stem}.ir.json"
         atomic_write(target, unit.to_json())
@@ -269,7 +306,6 @@ def build(
                 result.written.append(state_path)
     else:
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
-    return result
 
 
 def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> None:
