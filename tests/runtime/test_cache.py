@@ -30,6 +30,7 @@ def _warn_again(monkeypatch: pytest.MonkeyPatch) -> None:
     # The "once per process" warnings must fire in each test that looks for them.
     monkeypatch.setattr(cache_mod, "_warned_corrupt", False)
     monkeypatch.setattr(cache_mod, "_warned_disk", False)
+    monkeypatch.setattr(cache_mod, "_warned_lock", False)
 
 
 # -- keys -------------------------------------------------------------------------------
@@ -142,12 +143,14 @@ def test_disk_layer_persists_across_cache_objects_and_fills_memory(tmp_path: Pat
     assert Cache(disk_dir=tmp_path, enable_disk=False).get("k") is None
 
 
-def test_entries_are_stored_as_json_text(tmp_path: Path) -> None:
+def test_entries_are_stored_as_checksummed_json_text(tmp_path: Path) -> None:
     cache = Cache(disk_dir=tmp_path)
     cache.put("k", ENTRY)
     assert cache.disk is not None
     raw = cache.disk.get("k")
-    assert isinstance(raw, str) and json.loads(raw) == ENTRY
+    assert isinstance(raw, str)
+    digest, _, payload = raw.partition("\n")
+    assert len(digest) == 64 and json.loads(payload) == ENTRY
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,21 @@ diskcache); :func:`configure_cache` replaces it. :class:`dsx.LM` looks a request
 :func:`request_key` — a SHA-256 of the request's *meaning* (model, messages, sampling
 parameters, ``rollout_id``), never of endpoints, keys, headers, timeouts or retry counts.
 
-Entries are plain JSON text (``outputs``, ``usage``, ``cost``, ``model``), so reading the
-cache never unpickles anything. An unreadable entry is a miss: it is deleted, and the
-first one in a process is reported with a :class:`RuntimeWarning`. Several processes may
-share one directory (diskcache locks through SQLite).
+Entries are text: a SHA-256 checksum of the key and the payload, then the payload as JSON
+(``outputs``, ``usage``, ``cost``, ``model``), so reading the cache never unpickles
+anything. An unreadable entry (garbled, tampered with, copied under another key) is a miss:
+it is deleted, and the first one in a process is reported with a :class:`RuntimeWarning`.
+
+Several processes may share one directory (diskcache locks through SQLite). The disk layer
+never stalls an LM call for long (see ``docs/lm.md``, "Cache"):
+
+* A database locked by another process is waited for ``lock_timeout`` seconds at most
+  (:data:`DEFAULT_LOCK_TIMEOUT`); the call then proceeds without the disk layer, which is
+  tried again after :data:`LOCK_RETRY_AFTER` seconds. The first such wait in a process is
+  reported with one :class:`RuntimeWarning`.
+* A corrupt database file is moved aside (``cache.db.corrupt-<time>-<pid>``) and an empty
+  one is started, once per :class:`Cache`; a second corruption turns the disk layer off
+  for the process. Each is reported with a warning that says what happened.
 """
 
 from __future__ import annotations
@@ -18,17 +29,22 @@ import hashlib
 import json
 import os
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from dsx.runtime import _cache_disk
 
 if TYPE_CHECKING:
     import diskcache
 
 __all__ = [
     "DEFAULT_DISK_SIZE_LIMIT",
+    "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_MEMORY_MAX_ENTRIES",
+    "LOCK_RETRY_AFTER",
     "NON_SEMANTIC_PARAMS",
     "Cache",
     "configure_cache",
@@ -41,6 +57,11 @@ __all__ = [
 DEFAULT_MEMORY_MAX_ENTRIES = 100_000
 #: Bytes the disk layer may use before diskcache evicts least recently stored entries.
 DEFAULT_DISK_SIZE_LIMIT = 2 * 1024**3
+#: Seconds an LM call waits for a disk-cache lock held by another process (then it goes on
+#: without the disk layer).
+DEFAULT_LOCK_TIMEOUT = 2.0
+#: Seconds the disk layer is left alone after a lock wait ran out.
+LOCK_RETRY_AFTER = 30.0
 
 #: Request parameters that do not change what the model answers: left out of the key.
 NON_SEMANTIC_PARAMS = frozenset(
@@ -65,9 +86,10 @@ NON_SEMANTIC_PARAMS = frozenset(
 )
 
 # Bump when the key recipe or the entry format changes: old entries then simply miss.
-_KEY_VERSION = "dsx-lm-1"
+_KEY_VERSION = "dsx-lm-2"  # 2: checksummed entries
 _warned_corrupt = False
 _warned_disk = False
+_warned_lock = False
 _warn_lock = threading.Lock()
 
 
@@ -139,36 +161,17 @@ def _valid_entry(value: Any) -> bool:
     )
 
 
-_disk_class: type | None = None
-
-
-def _json_only_disk() -> type:
-    """A ``diskcache.Disk`` that refuses to unpickle values.
-
-    dsx stores JSON text only; a pickled value in the directory was written by someone
-    else, and unpickling it would run their code. It is reported as a corrupt entry.
-    """
-    global _disk_class
-    if _disk_class is None:
-        import diskcache
-
-        class _JSONOnlyDisk(diskcache.Disk):
-            def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
-                if mode == diskcache.core.MODE_PICKLE:
-                    raise ValueError("a pickled value (dsx stores JSON text only)")
-                return super().fetch(mode, filename, value, read)
-
-        _disk_class = _JSONOnlyDisk
-    return _disk_class
-
-
 def _warn_once(kind: str, message: str) -> None:
-    global _warned_corrupt, _warned_disk
+    global _warned_corrupt, _warned_disk, _warned_lock
     with _warn_lock:
         if kind == "corrupt":
             if _warned_corrupt:
                 return
             _warned_corrupt = True
+        elif kind == "lock":
+            if _warned_lock:
+                return
+            _warned_lock = True
         else:
             if _warned_disk:
                 return
@@ -187,6 +190,8 @@ class Cache:
         disk_dir: where the disk layer lives (default :func:`default_cache_dir`).
         disk_size_limit: bytes the disk layer may use.
         memory_max_entries: entries the memory layer keeps (least recently used go first).
+        lock_timeout: seconds to wait for the disk layer's lock when another process holds
+            it; the call then goes on without the disk layer (see the module docstring).
     """
 
     def __init__(
@@ -197,47 +202,59 @@ class Cache:
         disk_dir: str | os.PathLike[str] | None = None,
         disk_size_limit: int = DEFAULT_DISK_SIZE_LIMIT,
         memory_max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         if memory_max_entries < 1:
             raise ValueError(f"memory_max_entries must be >= 1, got {memory_max_entries}")
+        if lock_timeout < 0:
+            raise ValueError(f"lock_timeout must be >= 0, got {lock_timeout}")
         self.enable_memory = enable_memory
         self.enable_disk = enable_disk
         self.disk_dir = Path(disk_dir).expanduser() if disk_dir else default_cache_dir()
         self.disk_size_limit = disk_size_limit
         self.memory_max_entries = memory_max_entries
+        self.lock_timeout = lock_timeout
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._disk_lock = threading.RLock()  # opening, repairing, closing the disk layer
         self._disk: diskcache.Cache | None = None
         self._disk_failed = False
+        self._repaired = False
+        self._skip_until = 0.0  # time.monotonic() before which a locked disk is not tried
 
     # -- layers -------------------------------------------------------------------------
     @property
     def disk(self) -> diskcache.Cache | None:
-        """The ``diskcache.Cache`` (opened on first use), or ``None`` when disabled/broken."""
+        """The ``diskcache.Cache`` (opened on first use), or ``None`` when disabled, broken,
+        or locked by another process right now."""
         if not self.enable_disk or self._disk_failed:
             return None
         if self._disk is None:
-            with self._lock:
+            if time.monotonic() < self._skip_until:
+                return None
+            with self._disk_lock:
                 if self._disk is None and not self._disk_failed:
                     try:
-                        import diskcache
-
-                        self._disk = diskcache.Cache(
-                            str(self.disk_dir),
-                            size_limit=self.disk_size_limit,
-                            disk=_json_only_disk(),
-                        )
-                    except Exception as exc:  # unwritable dir, broken database, ...
-                        self._disk_failed = True
-                        _warn_once(
-                            "disk",
-                            f"dsx: the LM disk cache at {self.disk_dir} cannot be opened "
-                            f"({type(exc).__name__}: {exc}); caching in memory only. Set "
-                            "DSX_CACHE_DIR or dsx.configure_cache(disk_dir=...) to a "
-                            "writable directory.",
-                        )
-                        return None
+                        self._disk = self._open()
+                    except Exception as exc:
+                        if not self._trouble(exc):
+                            self._give_up(
+                                f"dsx: the LM disk cache at {self.disk_dir} cannot be opened "
+                                f"({type(exc).__name__}: {exc}); caching in memory only. Set "
+                                "DSX_CACHE_DIR or dsx.configure_cache(disk_dir=...) to a "
+                                "writable directory."
+                            )
         return self._disk
+
+    def _open(self) -> diskcache.Cache:
+        return _cache_disk.open_disk(
+            self.disk_dir, size_limit=self.disk_size_limit, lock_timeout=self.lock_timeout
+        )
+
+    def _usable_disk(self) -> diskcache.Cache | None:
+        if time.monotonic() < self._skip_until:
+            return None
+        return self.disk
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The entry stored under ``key``, or ``None`` on a miss."""
@@ -247,19 +264,20 @@ class Cache:
                 if value is not None:
                     self._memory.move_to_end(key)
                     return value
-        disk = self.disk
+        disk = self._usable_disk()
         if disk is None:
             return None
         try:
-            raw = disk.get(key, default=None, retry=True)
-        except Exception as exc:  # unpicklable/garbled value, broken database file
-            self._drop_corrupt(disk, key, exc)
+            raw = disk.get(key, default=None, retry=False)
+        except Exception as exc:  # a lock, a broken database, or an unreadable value
+            if not self._trouble(exc):
+                self._drop_corrupt(disk, key, exc)
             return None
         if raw is None:
             return None
         try:
-            value = json.loads(raw) if isinstance(raw, str | bytes) else None
-        except ValueError as exc:
+            value = json.loads(_cache_disk.decode_entry(key, raw))
+        except ValueError as exc:  # a checksum that does not match, or not JSON
             self._drop_corrupt(disk, key, exc)
             return None
         if not isinstance(value, dict) or not _valid_entry(value):
@@ -273,11 +291,14 @@ class Cache:
         """Store ``value`` (a JSON-able dict) under ``key`` in every enabled layer."""
         if self.enable_memory:
             self._remember(key, value)
-        disk = self.disk
-        if disk is not None:
-            try:
-                disk.set(key, json.dumps(value, ensure_ascii=False), retry=True)
-            except Exception as exc:  # a full disk must not fail the LM call
+        disk = self._usable_disk()
+        if disk is None:
+            return
+        text = _cache_disk.encode_entry(key, json.dumps(value, ensure_ascii=False))
+        try:
+            disk.set(key, text, retry=False)
+        except Exception as exc:  # a full disk must not fail the LM call
+            if not self._trouble(exc):
                 _warn_once("disk", f"dsx: could not write the LM disk cache: {exc}")
 
     def _remember(self, key: str, value: dict[str, Any]) -> None:
@@ -294,7 +315,83 @@ class Cache:
             f"({type(exc).__name__}: {exc}). Further ones are removed silently.",
         )
         with contextlib.suppress(Exception):  # else the fresh answer overwrites it
-            disk.delete(key, retry=True)
+            disk.delete(key, retry=False)
+
+    # -- faults of the database ---------------------------------------------------------
+    def _trouble(self, exc: BaseException) -> bool:
+        """Handle a lock held by another process or a corrupt database; ``False`` for
+        anything else."""
+        if _cache_disk.is_lock(exc):
+            self._skip_until = time.monotonic() + LOCK_RETRY_AFTER
+            _warn_once(
+                "lock",
+                f"dsx: the LM disk cache at {self.disk_dir} is locked by another process "
+                f"(waited {self.lock_timeout:g}s); LM calls go on without the disk cache and "
+                f"try it again after {LOCK_RETRY_AFTER:g}s. Further waits are not reported. "
+                "(dsx.configure_cache(lock_timeout=...) sets the wait.)",
+            )
+            return True
+        if _cache_disk.is_corrupt(exc):
+            self._repair(exc)
+            return True
+        return False
+
+    def _repair(self, exc: BaseException) -> None:
+        """Move a corrupt database aside and start an empty one (once per cache)."""
+        db = self.disk_dir / _cache_disk.DB_NAME
+        with self._disk_lock:
+            self._close_disk()
+            if self._repaired:
+                self._give_up(
+                    f"dsx: the LM disk cache database {db} is corrupt ({exc}) again after it "
+                    "was rebuilt; caching in memory only in this process. Check the disk, "
+                    f"or remove {self.disk_dir} to start afresh."
+                )
+                return
+            self._repaired = True
+            try:
+                # Another process may have rebuilt it already: a healthy file stays.
+                if _cache_disk.damaged(self.disk_dir, self.lock_timeout):
+                    aside: Path | None = _cache_disk.move_aside(self.disk_dir)
+                else:
+                    aside = None
+            except FileNotFoundError:  # another process moved it first
+                aside = None
+            except OSError as err:
+                self._give_up(
+                    f"dsx: the LM disk cache database {db} is corrupt ({exc}) and cannot be "
+                    f"moved aside ({err}); caching in memory only. Delete {db} to repair it."
+                )
+                return
+            try:
+                self._disk = self._open()
+            except Exception as err:
+                self._give_up(
+                    f"dsx: the LM disk cache database {db} was corrupt ({exc}) and could not "
+                    f"be rebuilt ({type(err).__name__}: {err}); caching in memory only."
+                )
+                return
+        if aside is None:  # rebuilt by another process meanwhile: nothing was lost here
+            return
+        warnings.warn(
+            f"dsx: the LM disk cache database {db} was corrupt ({exc}); moved it aside to "
+            f"{aside} and started an empty cache, so answers cached before are not reused. "
+            f"Delete {aside.name} once you no longer need it.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+    def _give_up(self, message: str) -> None:
+        self._disk_failed = True
+        self._close_disk()
+        _warn_once("disk", message)
+
+    def _close_disk(self) -> None:
+        with self._disk_lock:
+            if self._disk is not None:
+                with contextlib.suppress(Exception):
+                    self._disk.close()
+                self._disk = None
 
     # -- maintenance --------------------------------------------------------------------
     def __len__(self) -> int:
@@ -311,10 +408,7 @@ class Cache:
 
     def close(self) -> None:
         """Close the disk layer's database handle (it reopens on next use)."""
-        with self._lock:
-            if self._disk is not None:
-                self._disk.close()
-                self._disk = None
+        self._close_disk()
 
     def __repr__(self) -> str:
         disk = str(self.disk_dir) if self.enable_disk else "off"
@@ -343,6 +437,7 @@ def configure_cache(
     disk_dir: str | os.PathLike[str] | None = None,
     disk_size_limit: int = DEFAULT_DISK_SIZE_LIMIT,
     memory_max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> Cache:
     """Replace the process-wide LM cache (the old one's entries stay on disk).
 
@@ -352,6 +447,8 @@ def configure_cache(
         disk_dir: the disk layer's directory (default ``$DSX_CACHE_DIR`` or ``~/.cache/dsx``).
         disk_size_limit: bytes the disk layer may use.
         memory_max_entries: responses kept in memory.
+        lock_timeout: seconds an LM call waits for the disk cache when another process
+            holds its lock, before it goes on without it.
 
     Returns:
         The new cache.
@@ -366,6 +463,7 @@ def configure_cache(
         disk_dir=disk_dir,
         disk_size_limit=disk_size_limit,
         memory_max_entries=memory_max_entries,
+        lock_timeout=lock_timeout,
     )
     with _cache_lock:
         old, _cache = _cache, new
