@@ -23,9 +23,9 @@ def _lm(server: OpenAIServer, **kwargs) -> dsx.LM:
 def test_a_length_cut_reply_is_an_error_naming_finish_reason(stream):
     with OpenAIServer(script=[Reply(CUT, finish_reason="length")] * 3) as server:
         predict = dsx.Predict("question -> answer")
-        with dsx.context(lm=_lm(server, stream=stream) if stream else _lm(server)):
-            with pytest.raises(ReplyCutOffError) as info:
-                predict(question="capital of France?")
+        lm = _lm(server, stream=stream) if stream else _lm(server)
+        with dsx.context(lm=lm), pytest.raises(ReplyCutOffError) as info:
+            predict(question="capital of France?")
         assert info.value.finish_reason == "length"
         assert "finish_reason='length'" in str(info.value) and "max_tokens" in str(info.value)
         assert info.value.lm_text.endswith("is Par")
@@ -70,7 +70,9 @@ def test_deeply_nested_json_is_a_parse_error_with_the_raw_text():
     nested = "[" * 50_000 + "]" * 50_000
     with OpenAIServer(script=['{"answer": ' + nested + "}"]) as server:
         predict = dsx.Predict("question -> answer: list[str]")
-        with dsx.context(lm=_lm(server), adapter=dsx.JSONAdapter()):
-            with pytest.raises(AdapterParseError) as info:
-                predict(question="q")
+        with (
+            dsx.context(lm=_lm(server), adapter=dsx.JSONAdapter()),
+            pytest.raises(AdapterParseError) as info,
+        ):
+            predict(question="q")
         assert info.value.lm_text.startswith('{"answer": [[[')
