@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from dsx.runtime.types import Image as Image
     from dsx.sandbox import PythonInterpreter as PythonInterpreter
     from dsx.teleprompt import COPRO as COPRO
+    from dsx.teleprompt import GEPA as GEPA
     from dsx.teleprompt import KNN as KNN
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
     from dsx.teleprompt import BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch
@@ -120,6 +121,7 @@ _LAZY = {
     "Ensemble": "dsx.teleprompt",
     "MIPROv2": "dsx.teleprompt",
     "COPRO": "dsx.teleprompt",
+    "GEPA": "dsx.teleprompt",
     "Teleprompter": "dsx.teleprompt",
     "Evaluate": "dsx.runtime.evaluate",
     "EvaluationResult": "dsx.runtime.evaluate",
@@ -155,6 +157,7 @@ __all__ = [
     "Ensemble",
     "Evaluate",
     "EvaluationResult",
+    "GEPA",
     "KNN",
     "KNNFewShot",
     "LabeledFewShot",

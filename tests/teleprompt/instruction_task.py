@@ -63,6 +63,30 @@ def is_summary(messages: list[dict[str, Any]]) -> bool:
     return "<<< observations >>>" in messages[0]["content"]
 
 
+def is_reflection(messages: list[dict[str, Any]]) -> bool:
+    return "new_instruction" in messages[0]["content"]
+
+
+#: What the scripted reflection LM writes: a working instruction only when the feedback it
+#: is shown says "uppercase", else one that does not work.
+GOOD_REFLECTION = "Reply with the text in uppercase letters."
+BAD_REFLECTION = "Reply with the text, carefully."
+
+
+def reflect(messages: list[dict[str, Any]]) -> dict[str, str]:
+    shown = input_of(messages, "examples_with_feedback")
+    return {"new_instruction": GOOD_REFLECTION if "uppercase" in shown else BAD_REFLECTION}
+
+
+def reflection_lm(prompts: list[str] | None = None) -> FunctionLM:
+    def respond(messages: list[dict[str, Any]]) -> Any:
+        if prompts is not None:
+            prompts.append(messages[-1]["content"])
+        return reflect(messages)
+
+    return FunctionLM(respond, model="scripted-reflection-model")
+
+
 def task_answer(messages: list[dict[str, Any]]) -> dict[str, str]:
     text = input_of(messages, "text")
     return {
@@ -109,6 +133,8 @@ def both_lm() -> FunctionLM:
     script = PromptModel()
 
     def respond(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        if is_reflection(messages):  # GEPA: the build's metric gives no feedback, so propose
+            return {"new_instruction": "Write the text in UPPERCASE letters."}
         if is_proposal(messages) or is_summary(messages):
             return script(messages, **kwargs)
         return task_answer(messages)

@@ -64,7 +64,8 @@ def test_settings_are_read_off_the_constructors():
 
 def test_planned_optimizers_are_known_but_not_available():
     assert set(optimizer_names()) == set(OPTIMIZERS)
-    assert {"SIMBA", "GEPA", "BootstrapFinetune"} <= set(PLANNED_OPTIMIZERS)
+    assert {"SIMBA", "BootstrapFinetune"} <= set(PLANNED_OPTIMIZERS)
+    assert not set(OPTIMIZERS) & set(PLANNED_OPTIMIZERS)
     simba = optimizer_info("SIMBA")
     assert simba is not None and not simba.available and simba.settings == {}
     assert optimizer_info("Nope") is None
@@ -96,7 +97,16 @@ TESTS = 'test t for echo {\n    given text = "a"\n    expect answer = "A"\n}\n'
             ['DSX123 `auto` takes one of "light" | "medium" | "heavy" | none, not 3'],
         ),
         ("MIPROv2(auto = none, num_candidates = 4, num_trials = 8)", []),
-        ("GEPA()", ["not available in this version of dsx"]),
+        ('GEPA(auto = "light", reflection_lm = "openai/gpt-4o-mini", use_merge = false)', []),
+        (
+            'GEPA(max_metric_calls = "many")',
+            ['DSX123 `max_metric_calls` takes an int | none, not "many"'],
+        ),
+        (
+            'GEPA(candidate_selection_strategy = "best")',
+            ['takes one of "pareto" | "current_best", not "best"'],
+        ),
+        ("SIMBA()", ["not available in this version of dsx"]),
         ("BootstrapFinetune()", ["not available in this version of dsx"]),
         ("COPR()", ["DSX123 unknown optimizer `COPR`; did you mean `COPRO`?"]),
     ],
@@ -121,8 +131,8 @@ def test_completion_offers_the_registry(tmp_path):
         return {i.label: i for i in completion.complete(session, doc, position).items}
 
     names = complete(QA.replace("OPTIMIZER", "|"))
-    assert {"MIPROv2", "COPRO", "BootstrapFewShot"} <= set(names)
-    assert not {"SIMBA", "GEPA", "BootstrapFinetune"} & set(names)
+    assert {"MIPROv2", "COPRO", "GEPA", "BootstrapFewShot"} <= set(names)
+    assert not {"SIMBA", "BootstrapFinetune"} & set(names)
     settings = complete(QA.replace("OPTIMIZER", 'MIPROv2(auto = "light", |)'))
     assert {"prompt_model", "max_bootstrapped_demos", "minibatch_size"} <= set(settings)
     assert "auto" not in settings and "metric" not in settings
@@ -138,11 +148,22 @@ def test_a_model_string_setting_becomes_an_lm_in_build():
     settings = _settings_for(unit.optimizes[0])
     assert isinstance(settings["prompt_model"], dsx.LM)
     assert settings["prompt_model"].model == "openai/gpt-4o-mini" and settings["num_threads"] == 2
+    unit = analyze_source(
+        QA.replace("OPTIMIZER", 'GEPA(auto = "light", reflection_lm = "openai/gpt-4o")') + TESTS,
+        "x.dsx",
+    ).unit
+    settings = _settings_for(unit.optimizes[0])
+    assert isinstance(settings["reflection_lm"], dsx.LM)
+    assert settings["reflection_lm"].model == "openai/gpt-4o"
 
 
 @pytest.mark.parametrize(
     "optimizer",
-    ['MIPROv2(auto = "light", seed = 2)', "COPRO(breadth = 3, depth = 2)"],
+    [
+        'MIPROv2(auto = "light", seed = 2)',
+        "COPRO(breadth = 3, depth = 2)",
+        "GEPA(max_metric_calls = 40, use_merge = false)",
+    ],
 )
 def test_dsx_build_optimizes_instructions_and_explains_them(tmp_path, optimizer):
     rows = [{"text": ex.text, "answer": ex.answer} for ex in dataset(10)]

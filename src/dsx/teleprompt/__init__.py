@@ -20,6 +20,8 @@ from dsx.teleprompt.copro import COPRO as COPRO
 from dsx.teleprompt.ensemble import Ensemble as Ensemble
 from dsx.teleprompt.ensemble import EnsembledProgram as EnsembledProgram
 from dsx.teleprompt.ensemble import majority as majority
+from dsx.teleprompt.gepa import GEPA as GEPA
+from dsx.teleprompt.gepa import GEPAResults as GEPAResults
 from dsx.teleprompt.knn import KNN as KNN
 from dsx.teleprompt.knn import KNNFewShot as KNNFewShot
 from dsx.teleprompt.labeled import LabeledFewShot as LabeledFewShot
@@ -41,6 +43,8 @@ __all__ = [
     "Candidate",
     "Ensemble",
     "EnsembledProgram",
+    "GEPA",
+    "GEPAResults",
     "KNNFewShot",
     "LabeledFewShot",
     "MIPROv2",
@@ -64,12 +68,12 @@ OPTIMIZERS: dict[str, type[Teleprompter]] = {
     "Ensemble": Ensemble,
     "MIPROv2": MIPROv2,
     "COPRO": COPRO,
+    "GEPA": GEPA,
 }
 
 #: DSPy optimizers dsx does not have yet: a ``.dsx`` file naming one gets a clear error.
 PLANNED_OPTIMIZERS: dict[str, str] = {
     "SIMBA": "mini-batch ascent with introspective rules and demos",
-    "GEPA": "reflective prompt evolution from textual feedback",
     "BootstrapFinetune": "fine-tunes the LM's weights on bootstrapped traces",
 }
 
