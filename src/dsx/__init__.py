@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from dsx.teleprompt import COPRO as COPRO
     from dsx.teleprompt import GEPA as GEPA
     from dsx.teleprompt import KNN as KNN
+    from dsx.teleprompt import SIMBA as SIMBA
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
     from dsx.teleprompt import BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch
     from dsx.teleprompt import Ensemble as Ensemble
@@ -122,6 +123,7 @@ _LAZY = {
     "MIPROv2": "dsx.teleprompt",
     "COPRO": "dsx.teleprompt",
     "GEPA": "dsx.teleprompt",
+    "SIMBA": "dsx.teleprompt",
     "Teleprompter": "dsx.teleprompt",
     "Evaluate": "dsx.runtime.evaluate",
     "EvaluationResult": "dsx.runtime.evaluate",
@@ -164,6 +166,7 @@ __all__ = [
     "MIPROv2",
     "Parallel",
     "PythonInterpreter",
+    "SIMBA",
     "LocalModelServer",
     "Teleprompter",
     "instantiate",

@@ -64,10 +64,10 @@ def test_settings_are_read_off_the_constructors():
 
 def test_planned_optimizers_are_known_but_not_available():
     assert set(optimizer_names()) == set(OPTIMIZERS)
-    assert {"SIMBA", "BootstrapFinetune"} <= set(PLANNED_OPTIMIZERS)
+    assert "BootstrapFinetune" in PLANNED_OPTIMIZERS
     assert not set(OPTIMIZERS) & set(PLANNED_OPTIMIZERS)
-    simba = optimizer_info("SIMBA")
-    assert simba is not None and not simba.available and simba.settings == {}
+    finetune = optimizer_info("BootstrapFinetune")
+    assert finetune is not None and not finetune.available and finetune.settings == {}
     assert optimizer_info("Nope") is None
 
 
@@ -106,7 +106,8 @@ TESTS = 'test t for echo {\n    given text = "a"\n    expect answer = "A"\n}\n'
             'GEPA(candidate_selection_strategy = "best")',
             ['takes one of "pareto" | "current_best", not "best"'],
         ),
-        ("SIMBA()", ["not available in this version of dsx"]),
+        ("SIMBA(bsize = 8, num_candidates = 4, temperature_for_sampling = 0.5)", []),
+        ("SIMBA(bsz = 8)", ["DSX123 unknown SIMBA setting `bsz`; did you mean `bsize`?"]),
         ("BootstrapFinetune()", ["not available in this version of dsx"]),
         ("COPR()", ["DSX123 unknown optimizer `COPR`; did you mean `COPRO`?"]),
     ],
@@ -131,8 +132,8 @@ def test_completion_offers_the_registry(tmp_path):
         return {i.label: i for i in completion.complete(session, doc, position).items}
 
     names = complete(QA.replace("OPTIMIZER", "|"))
-    assert {"MIPROv2", "COPRO", "GEPA", "BootstrapFewShot"} <= set(names)
-    assert not {"SIMBA", "BootstrapFinetune"} & set(names)
+    assert {"MIPROv2", "COPRO", "GEPA", "SIMBA", "BootstrapFewShot"} <= set(names)
+    assert "BootstrapFinetune" not in names
     settings = complete(QA.replace("OPTIMIZER", 'MIPROv2(auto = "light", |)'))
     assert {"prompt_model", "max_bootstrapped_demos", "minibatch_size"} <= set(settings)
     assert "auto" not in settings and "metric" not in settings

@@ -31,12 +31,15 @@ from dsx.teleprompt.random_search import (
     BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch,
 )
 from dsx.teleprompt.random_search import Candidate as Candidate
+from dsx.teleprompt.simba import SIMBA as SIMBA
+from dsx.teleprompt.simba import SimbaCandidate as SimbaCandidate
 
 __all__ = [
     "COPRO",
     "KNN",
     "OPTIMIZERS",
     "PLANNED_OPTIMIZERS",
+    "SIMBA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "Budget",
@@ -51,6 +54,7 @@ __all__ = [
     "OptimizerInfo",
     "OptimizerSettingError",
     "SettingInfo",
+    "SimbaCandidate",
     "Teleprompter",
     "Trial",
     "get_optimizer",
@@ -69,11 +73,11 @@ OPTIMIZERS: dict[str, type[Teleprompter]] = {
     "MIPROv2": MIPROv2,
     "COPRO": COPRO,
     "GEPA": GEPA,
+    "SIMBA": SIMBA,
 }
 
 #: DSPy optimizers dsx does not have yet: a ``.dsx`` file naming one gets a clear error.
 PLANNED_OPTIMIZERS: dict[str, str] = {
-    "SIMBA": "mini-batch ascent with introspective rules and demos",
     "BootstrapFinetune": "fine-tunes the LM's weights on bootstrapped traces",
 }
 

@@ -1,0 +1,527 @@
+"""``SIMBA``: stochastic introspective mini-batch ascent (DSPy's SIMBA).
+
+Each of ``max_steps`` steps:
+
+1. takes the next ``bsize`` examples of a seeded shuffle of the trainset;
+2. runs every example ``num_candidates`` times, each time with a program drawn from the
+   best ones so far (a softmax over their mean scores at ``temperature_for_sampling``;
+   the student always takes part) and a resampling LM setting (temperature 1.0 and its own
+   ``rollout_id``), all runs at once on the batch engine;
+3. ranks the examples by how much their runs' scores vary (max - min, then the max, then
+   max - mean): those are where the program sometimes succeeds;
+4. for each such example builds a candidate from a program drawn at
+   ``temperature_for_candidates``, drops a few of its demos at random, and applies a
+   strategy drawn at random: **append a demo** (every predictor's inputs and outputs from
+   the best run) or **append a rule** (the prompt model compares the better and the worse
+   run and writes advice per predictor, appended to its instruction);
+5. scores the ``num_candidates + 1`` candidates on the mini-batch and keeps them all in the
+   pool; the step's best is a *winner*.
+
+At the end, up to ``num_candidates + 1`` winners spread over the steps are scored on the
+trainset (or the valset when given) and the best is returned, with ``candidate_programs``
+and ``trial_logs`` on it as in DSPy.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dsx.runtime.example import Example
+from dsx.runtime.lm_base import BaseLM
+from dsx.runtime.module import Module
+from dsx.runtime.predict import Predict
+from dsx.runtime.signature import InputField, OutputField, Signature
+from dsx.teleprompt._propose import as_lm, program_summary
+from dsx.teleprompt._rollouts import Rollout, metric_arity, run_rollouts, score_and_feedback
+from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples
+
+__all__ = ["SIMBA", "OfferAdvice", "SimbaCandidate"]
+
+
+class OfferAdvice(Signature):
+    """You study two runs of a program made of language-model modules on the same input:
+    one earned a higher reward, the other a lower one. Help each module do better on
+    similar inputs in the future. The modules will not see these runs, only your advice, so
+    make it concrete and yet general. Contrast what each module did in the worse run with
+    what it did in the better run, keep each module's advice to its own sub-task, and name
+    every module exactly once: "if you receive inputs like ..., then do ... and avoid ..."."""
+
+    program_code: str = InputField(desc="the program's code or structure")
+    modules_defn: str = InputField(desc="each module with its inputs, outputs and instructions")
+    program_inputs: str = InputField(desc="the program's inputs in both runs")
+    oracle_metadata: str = InputField(desc="the example's labels, hidden from the program")
+    worse_program_trajectory: str = InputField(desc="each module's inputs and outputs")
+    worse_program_outputs: str = InputField(desc="what the program returned")
+    worse_reward_value: str = InputField(desc="the reward of the worse run")
+    worse_reward_info: str = InputField(desc="the metric's feedback on the worse run")
+    better_program_trajectory: str = InputField(desc="each module's inputs and outputs")
+    better_program_outputs: str = InputField(desc="what the program returned")
+    better_reward_value: str = InputField(desc="the reward of the better run")
+    better_reward_info: str = InputField(desc="the metric's feedback on the better run")
+    module_names: list[str] = InputField(desc="the modules to advise")
+    discussion: str = OutputField(desc="where each module went wrong, if it did")
+    module_advice: dict[str, str] = OutputField(desc="per module name, the advice for it")
+
+
+@dataclass
+class SimbaCandidate:
+    """A program SIMBA built, with where it came from and how it scored.
+
+    Attributes:
+        index: its number in the pool (0 is the student).
+        step: the step that built it (``None`` for the student).
+        source: the pool program it was built from.
+        strategy: ``"demo"`` or ``"rule"`` (``None`` for the student).
+        applied: whether the strategy changed anything (it skips weak examples).
+        scores: its scores on the mini-batch it was built for.
+        program: the program.
+    """
+
+    index: int
+    step: int | None
+    source: int | None
+    strategy: str | None
+    applied: bool
+    scores: list[float]
+    program: Module
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+
+
+class SIMBA(Teleprompter):
+    """Improve a program by mini-batch ascent with introspective rules and demos (DSPy's SIMBA).
+
+    Args:
+        metric: ``(example, prediction[, trace])`` → a number (or a score with feedback).
+        bsize: examples per mini-batch.
+        num_candidates: runs per example and candidates built per step.
+        max_steps: steps of ascent.
+        max_demos: demos a predictor may hold before some are dropped (0: rules only).
+        prompt_model: the LM that writes rules (an LM or a model string; default
+            ``dsx.settings.lm``).
+        teacher_settings: ``dsx.context`` settings (e.g. ``{"lm": ...}``) for one of the
+            resampling runs per example.
+        demo_input_field_maxlen: characters of an input kept in a new demo.
+        temperature_for_sampling: softmax temperature for drawing the programs to run.
+        temperature_for_candidates: softmax temperature for drawing a candidate's source.
+        max_errors: stop after this many failed runs (default ``dsx.settings.max_errors``).
+        **options: ``seed``, ``max_lm_calls``, ``max_cost``, ``num_threads``,
+            ``display_progress`` (see :class:`~dsx.teleprompt.Teleprompter`).
+    """
+
+    def __init__(
+        self,
+        metric: Callable[..., Any] | None = None,
+        bsize: int = 32,
+        num_candidates: int = 6,
+        max_steps: int = 8,
+        max_demos: int = 4,
+        prompt_model: BaseLM | str | None = None,
+        teacher_settings: dict[str, Any] | None = None,
+        demo_input_field_maxlen: int = 100_000,
+        temperature_for_sampling: float = 0.2,
+        temperature_for_candidates: float = 0.2,
+        max_errors: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        for name, value, least in (
+            ("bsize", bsize, 1),
+            ("num_candidates", num_candidates, 1),
+            ("max_steps", max_steps, 1),
+            ("max_demos", max_demos, 0),
+            ("demo_input_field_maxlen", demo_input_field_maxlen, 1),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise OptimizerSettingError(
+                    f"SIMBA({name}={value!r}): it must be an int >= {least}"
+                )
+        for name, temp in (
+            ("temperature_for_sampling", temperature_for_sampling),
+            ("temperature_for_candidates", temperature_for_candidates),
+        ):
+            if not isinstance(temp, int | float) or isinstance(temp, bool) or temp <= 0:
+                raise OptimizerSettingError(f"SIMBA({name}={temp!r}): it must be a number > 0")
+        self.metric = metric
+        self.bsize = bsize
+        self.num_candidates = num_candidates
+        self.max_steps = max_steps
+        self.max_demos = max_demos
+        self.prompt_model = as_lm(prompt_model, "prompt_model")
+        self.teacher_settings = dict(teacher_settings or {})
+        self.demo_input_field_maxlen = demo_input_field_maxlen
+        self.temperature_for_sampling = float(temperature_for_sampling)
+        self.temperature_for_candidates = float(temperature_for_candidates)
+        self.max_errors = max_errors
+        #: Every program of the pool (0: the student).
+        self.candidates: list[SimbaCandidate] = []
+        #: The final scoring, best first: ``{"score", "program"}`` (DSPy's shape).
+        self.candidate_programs: list[dict[str, Any]] = []
+        #: Per step: the mini-batch, the sampled score, the candidates' scores.
+        self.trial_logs: dict[int, dict[str, Any]] = {}
+        self.best_score: float | None = None
+
+    def settings(self) -> dict[str, Any]:
+        out = super().settings()
+        for name in ("best_score", "candidate_programs", "trial_logs", "teacher_settings"):
+            out.pop(name, None)
+        out["prompt_model"] = self.prompt_model.model if self.prompt_model is not None else None
+        teacher = self.teacher_settings.get("lm")
+        out["teacher_lm"] = getattr(teacher, "model", None)
+        return out
+
+    def compile(
+        self,
+        student: Module,
+        *,
+        trainset: Sequence[Any],
+        teacher: Module | None = None,
+        valset: Sequence[Any] | None = None,
+        seed: int | None = None,
+    ) -> Module:
+        """Optimize ``student``; ``seed`` overrides the constructor's, as in DSPy."""
+        if self.metric is None:
+            raise OptimizerSettingError("SIMBA needs a metric: SIMBA(metric=...)")
+        if teacher is not None:
+            raise OptimizerSettingError("SIMBA does not take a teacher; see teacher_settings")
+        if seed is not None:
+            self.seed = seed
+        train = check_examples(trainset)
+        if len(train) < self.bsize:
+            raise OptimizerSettingError(
+                f"SIMBA: the trainset has {len(train)} examples, fewer than bsize={self.bsize}; "
+                "set a smaller bsize"
+            )
+        final = check_examples(valset, "valset") if valset is not None else train
+        if not final:
+            raise OptimizerSettingError("SIMBA: the valset is empty")
+        self.candidates, self.candidate_programs, self.trial_logs = [], [], {}
+        self.best_score = None
+        program = student.deepcopy()
+        with self.session(program, self.prompt_model, self.teacher_settings.get("lm")):
+            self.say(
+                f"SIMBA: {self.max_steps} steps on mini-batches of {self.bsize}, "
+                f"{self.num_candidates} samples and candidates per step"
+            )
+            best = _Ascent(self, program, train, final).run()
+        best._compiled = True  # type: ignore[attr-defined]
+        return best
+
+
+class _Ascent:
+    """One SIMBA run."""
+
+    def __init__(
+        self, opt: SIMBA, program: Module, train: list[Example], final: list[Example]
+    ) -> None:
+        self.opt = opt
+        self.train = train
+        self.final = final
+        self.rng = opt.rng("simba")
+        self.arity = min(3, metric_arity(opt.metric))  # type: ignore[arg-type]
+        self.pool = [SimbaCandidate(0, None, None, None, False, [], program)]
+        self.winners: list[Module] = [program]
+        self.inline = getattr(opt.metric, "_dsx_inline", False)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def score(self, example: Example, pred: Any, trace: list[Any]) -> tuple[float, str | None]:
+        metric = self.opt.metric
+        assert metric is not None
+        return score_and_feedback(metric(*(example, pred, trace)[: self.arity]))
+
+    def rollouts(self, jobs: list[tuple[Module, Example]], desc: str) -> list[Rollout] | None:
+        found = run_rollouts(self.opt, jobs, score=self.score, desc=desc, inline=self.inline)
+        if any(r is None for r in found):
+            self.opt.stopped = self.opt.budget_exhausted() or "stopped while scoring"
+            return None
+        return [r for r in found if r is not None]
+
+    def top(self) -> list[int]:
+        """The ``num_candidates`` best pool programs by mean score, the student always in."""
+        ranked = sorted(self.pool, key=lambda c: c.mean, reverse=True)
+        picked = [c.index for c in ranked[: self.opt.num_candidates]]
+        if 0 not in picked:
+            picked[-1] = 0
+        return list(dict.fromkeys(picked))
+
+    def draw(self, indices: list[int], temperature: float) -> int:
+        weights = [math.exp(self.pool[i].mean / temperature) for i in indices]
+        return self.rng.choices(indices, weights=weights, k=1)[0]
+
+    def variants(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Per resampling run: predictor config overrides and ``dsx.context`` settings."""
+        out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for r in range(self.opt.num_candidates):
+            if r == 0 and self.opt.teacher_settings:
+                out.append(({"rollout_id": r}, dict(self.opt.teacher_settings)))
+            else:
+                out.append(({"rollout_id": r, "temperature": 1.0}, {}))
+        return out
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self) -> Module:
+        opt = self.opt
+        order = list(range(len(self.train)))
+        self.rng.shuffle(order)
+        position = 0
+        for step in range(opt.max_steps):
+            if (reason := opt.budget_exhausted()) is not None:
+                opt.stopped = reason
+                break
+            if position + opt.bsize > len(self.train):
+                self.rng.shuffle(order)
+                position = 0
+            picks = order[position : position + opt.bsize]
+            position += opt.bsize
+            if not self.step(step, [self.train[i] for i in picks], picks):
+                break
+        return self.finish()
+
+    def step(self, step: int, batch: list[Example], picks: list[int]) -> bool:
+        opt = self.opt
+        log: dict[str, Any] = {"batch": picks}
+        opt.trial_logs[step] = log
+        top = self.top()
+        copies: dict[tuple[int, int], Module] = {}
+        jobs: list[tuple[Module, Example]] = []
+        for v, (config, ctx) in enumerate(self.variants()):
+            for example in batch:
+                source = self.draw(top, opt.temperature_for_sampling)
+                if (source, v) not in copies:
+                    copies[(source, v)] = _variant(self.pool[source].program, config, ctx)
+                jobs.append((copies[(source, v)], example))
+        sampled = self.rollouts(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: sampling")
+        if sampled is None:
+            return False
+        scores = [r.score for r in sampled]
+        p10, p90 = _percentile(scores, 10), _percentile(scores, 90)
+        log["sampled_score"] = sum(scores) / len(scores)
+        n = len(batch)
+        buckets = []
+        for i in range(n):
+            runs = sorted((sampled[j] for j in range(i, len(sampled), n)), key=lambda r: -r.score)
+            top_score, low = runs[0].score, runs[-1].score
+            mean = sum(r.score for r in runs) / len(runs)
+            buckets.append((runs, (top_score - low, top_score, top_score - mean)))
+        buckets.sort(key=lambda b: b[1], reverse=True)
+        built: list[SimbaCandidate] = []
+        for runs, _ in buckets:
+            source = self.draw(self.top(), opt.temperature_for_candidates)
+            candidate = self.pool[source].program.deepcopy()
+            self.drop_demos(candidate)
+            strategies = ["demo", "rule"] if opt.max_demos > 0 else ["rule"]
+            strategy = self.rng.choice(strategies)
+            try:
+                if strategy == "demo":
+                    applied = self.append_demo(runs, candidate, p10)
+                else:
+                    applied = self.append_rule(runs, candidate, p10, p90)
+            except Exception as exc:  # a failed strategy costs one candidate, as in DSPy
+                opt.say(f"SIMBA step {step + 1}: {strategy} failed: {type(exc).__name__}: {exc}")
+                continue
+            built.append(SimbaCandidate(0, step, source, strategy, applied, [], candidate))
+            if len(built) >= opt.num_candidates + 1:
+                break
+            if (reason := opt.budget_exhausted()) is not None:
+                opt.stopped = reason
+                return False
+        jobs = [(c.program, ex) for c in built for ex in batch]
+        scored = self.rollouts(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: candidates")
+        if scored is None:
+            return False
+        means = []
+        for k, cand in enumerate(built):
+            cand.index = len(self.pool)
+            cand.scores = [r.score for r in scored[k * n : (k + 1) * n]]
+            self.pool.append(cand)
+            means.append(cand.mean)
+            opt.candidates.append(cand)
+            opt.log.append(
+                {
+                    "event": "candidate",
+                    "step": step,
+                    "index": cand.index,
+                    "source": cand.source,
+                    "strategy": cand.strategy,
+                    "applied": cand.applied,
+                    "score": round(100 * cand.mean, 2),
+                }
+            )
+        log["candidate_scores"] = means
+        if built:
+            winner = built[means.index(max(means))]
+            self.winners.append(winner.program.deepcopy())
+        best = max((c.mean for c in self.pool[1:]), default=0.0)
+        opt.say(
+            f"SIMBA step {step + 1}/{opt.max_steps}: sampled {len(sampled)} runs "
+            f"({100 * log['sampled_score']:.2f}%), {len(built)} candidates, best "
+            f"{100 * max(means, default=0.0):.2f}% on the mini-batch · best so far {100 * best:.2f}%"
+        )
+        return True
+
+    def drop_demos(self, program: Module) -> None:
+        counts = [len(p.demos) for p in program.predictors()]
+        num = max(counts, default=0)
+        if num == 0:
+            return
+        limit = self.opt.max_demos if self.opt.max_demos > 0 else 3
+        drop = min(num, max(_poisson(self.rng, num / limit), int(num >= limit)))
+        gone = {self.rng.randrange(num) for _ in range(drop)}
+        for p in program.predictors():
+            p.demos = [d for i, d in enumerate(p.demos) if i not in gone]
+
+    def append_demo(self, runs: list[Rollout], program: Module, p10: float) -> bool:
+        good = runs[0]
+        if good.score <= p10:
+            return False
+        width = self.opt.demo_input_field_maxlen
+        latest: dict[str, Example] = {}
+        for path, inputs, outputs in good.steps:
+            shown = {
+                k: (
+                    f"{str(v)[:width]}\n\t\t... <TRUNCATED FOR BREVITY>"
+                    if len(str(v)) > width
+                    else v
+                )
+                for k, v in inputs.items()
+            }
+            demo = Example({**shown, **outputs.to_dict()}).with_inputs(*shown)
+            demo["dsx_augmented"] = True
+            latest[path] = demo  # one demo per predictor: its last call
+        predictors = dict(program.named_predictors())
+        for path, demo in latest.items():
+            predictors[path].demos = [*predictors[path].demos, demo]
+        return bool(latest)
+
+    def append_rule(self, runs: list[Rollout], program: Module, p10: float, p90: float) -> bool:
+        good, bad = runs[0], runs[-1]
+        if good.score <= p10 or bad.score >= p90:
+            return False
+        names = [path for path, _ in program.named_predictors()]
+        better, worse = _side(good), _side(bad)
+        if good.score <= bad.score:  # no contrast: show only the informative side
+            blank = {"trajectory": "[]", "outputs": "{}", "reward": "N/A", "info": "{}"}
+            if good.score > p90:
+                worse = blank
+            else:
+                better = blank
+        example = good.example
+        advice = Predict(OfferAdvice, lm=self.opt.prompt_model)(
+            program_code=_code_of(program),
+            modules_defn=program_summary(program),
+            program_inputs=_json(example.inputs().to_dict()),
+            oracle_metadata=_json(example.labels().to_dict()),
+            worse_program_trajectory=worse["trajectory"],
+            worse_program_outputs=worse["outputs"],
+            worse_reward_value=worse["reward"],
+            worse_reward_info=worse["info"],
+            better_program_trajectory=better["trajectory"],
+            better_program_outputs=better["outputs"],
+            better_reward_value=better["reward"],
+            better_reward_info=better["info"],
+            module_names=names,
+        ).module_advice
+        changed = False
+        for path, predictor in program.named_predictors():
+            text = (advice or {}).get(path)
+            if text:
+                sig = predictor.signature
+                predictor.signature = sig.with_instructions(f"{sig.instructions}\n\n{text}")
+                changed = True
+        return changed
+
+    def finish(self) -> Module:
+        opt = self.opt
+        m, n = len(self.winners) - 1, opt.num_candidates + 1
+        picks = [0] * n if m < 1 else [round(i * m / (n - 1)) for i in range(n)]
+        chosen = [self.winners[i] for i in dict.fromkeys(picks)]
+        if opt.stopped is None:
+            jobs = [(p, ex) for p in chosen for ex in self.final]
+            done = self.rollouts(jobs, "SIMBA: final scoring")
+        else:
+            done = None
+        if done is None:  # the budget: the best mean on its mini-batch, else the student
+            leader = max(self.pool, key=lambda c: c.mean)
+            opt.log.append({"event": "result", "score": None, "stopped": opt.stopped})
+            opt.say(f"SIMBA: stopped; the best on its mini-batch is candidate {leader.index}")
+            return leader.program.deepcopy()
+        k = len(self.final)
+        scores = [sum(r.score for r in done[i * k : (i + 1) * k]) / k for i in range(len(chosen))]
+        for i, s in enumerate(scores[1:]):
+            if i in opt.trial_logs:
+                opt.trial_logs[i]["train_score"] = s
+        index = scores.index(max(scores))
+        best = chosen[index].deepcopy()
+        opt.best_score = round(100 * scores[index], 2)
+        ranked = sorted(zip(scores, chosen, strict=True), key=lambda sp: -sp[0])
+        opt.candidate_programs = [{"score": s, "program": p} for s, p in ranked]
+        best.candidate_programs = opt.candidate_programs  # type: ignore[attr-defined]
+        best.trial_logs = opt.trial_logs  # type: ignore[attr-defined]
+        opt.log.append({"event": "result", "score": opt.best_score, "stopped": opt.stopped})
+        opt.say(
+            f"SIMBA: best {opt.best_score:.2f}% on the "
+            f"{'valset' if self.final is not self.train else 'trainset'} "
+            f"(of {len(chosen)} winners)"
+        )
+        return best
+
+
+def _variant(program: Module, config: dict[str, Any], ctx: dict[str, Any]) -> Module:
+    copy = program.deepcopy()
+    for p in copy.predictors():
+        p.config = {**p.config, **config}
+        if "lm" in ctx:
+            p.lm = ctx["lm"]
+    return copy
+
+
+def _side(run: Rollout) -> dict[str, str]:
+    trajectory = [
+        {"module_name": path, "inputs": inputs, "outputs": outputs.to_dict()}
+        for path, inputs, outputs in run.steps
+    ]
+    outputs = run.prediction.to_dict() if hasattr(run.prediction, "to_dict") else {}
+    return {
+        "trajectory": _json(trajectory),
+        "outputs": _json(outputs),
+        "reward": f"{run.score:g}",
+        "info": _json({"feedback": run.feedback} if run.feedback else {}),
+    }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def _code_of(program: Module) -> str:
+    try:
+        return inspect.getsource(type(program))
+    except (OSError, TypeError):
+        return program_summary(program)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile with linear interpolation (NumPy's default)."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw (Knuth's method; ``lam`` is small here)."""
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
