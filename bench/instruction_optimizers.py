@@ -1,8 +1,11 @@
-"""MIPROv2 and COPRO on the prompt-sensitive scripted task: score, LM calls, wall time.
+"""MIPROv2, COPRO, GEPA and SIMBA on the prompt-sensitive scripted task: score, LM calls, wall time.
 
 The task LM answers correctly (the word in upper case) only when the instruction says
 "uppercase"; the prompt model proposes a fixed cycle of instructions, one of five works.
-Both LMs are in-process scripted LMs that sleep ``--latency`` seconds per call (async), so
+GEPA's metric adds textual feedback ("the answer must be in uppercase") and its reflection
+writes a working instruction only when the feedback says so; SIMBA's resampling runs
+(temperature 1.0) get odd rollout ids right, and its rules say "uppercase". Both LMs are
+in-process scripted LMs that sleep ``--latency`` seconds per call (async), so
 the wall time shows how well each optimizer keeps requests in flight.
 
     python bench/instruction_optimizers.py [--latency 0.02] [--threads 16]
@@ -43,11 +46,13 @@ def _instruction(messages: list[dict[str, Any]]) -> str:
 
 
 def lms(latency: float) -> tuple[FunctionLM, FunctionLM]:
-    async def task(messages: list[dict[str, Any]]) -> Any:
+    async def task(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         await asyncio.sleep(latency)
         m = re.search(r"<<< text >>>\n(.*?)\n\n", messages[-1]["content"], re.S)
         text = m.group(1) if m else ""
-        return {"answer": text.upper() if "uppercase" in _instruction(messages).lower() else "?"}
+        lucky = kwargs.get("temperature") == 1.0 and kwargs.get("rollout_id", 0) % 2 == 1
+        works = "uppercase" in _instruction(messages).lower() or len(messages) > 2 or lucky
+        return {"answer": text.upper() if works else "?"}
 
     index = [0]
 
@@ -55,6 +60,11 @@ def lms(latency: float) -> tuple[FunctionLM, FunctionLM]:
         await asyncio.sleep(latency)
         if "<<< observations >>>" in messages[0]["content"]:
             return {"observations": "Single words; answers are the words in capitals."}
+        if "new_instruction" in messages[0]["content"]:  # GEPA's reflection
+            good = "uppercase" in messages[-1]["content"]
+            return {"new_instruction": PROPOSALS[2] if good else PROPOSALS[index[0] % 2]}
+        if "module_advice" in messages[0]["content"]:  # SIMBA's rule
+            return {"discussion": "-", "module_advice": {"self": "Answer in uppercase."}}
         out = []
         for _ in range(int(kwargs.get("n") or 1)):
             out.append({"proposed_instruction": PROPOSALS[index[0] % len(PROPOSALS)]})
@@ -66,6 +76,12 @@ def lms(latency: float) -> tuple[FunctionLM, FunctionLM]:
 
 def metric(example: Any, pred: Any, trace: Any = None) -> bool:
     return bool(example.answer == pred.answer)
+
+
+def feedback_metric(example: Any, pred: Any, trace: Any = None) -> Any:
+    ok = example.answer == pred.answer
+    hint = "Correct." if ok else f"Expected {example.answer!r}: the answer must be in uppercase."
+    return dsx.Prediction(score=float(ok), feedback=hint)
 
 
 def run(name: str, latency: float, threads: int) -> dict[str, Any]:
@@ -85,6 +101,16 @@ def run(name: str, latency: float, threads: int) -> dict[str, Any]:
         )
     elif name == "MIPROv2-minibatch":
         opt = dsx.MIPROv2(auto=None, num_candidates=5, num_trials=10, minibatch_size=8, **common)
+    elif name == "GEPA":
+        opt = dsx.GEPA(
+            metric=feedback_metric,
+            reflection_lm=prompt,
+            max_metric_calls=150,
+            use_merge=False,
+            **{k: v for k, v in common.items() if k not in ("metric", "prompt_model")},
+        )
+    elif name == "SIMBA":
+        opt = dsx.SIMBA(bsize=8, num_candidates=4, max_steps=4, **common)
     else:
         opt = dsx.COPRO(breadth=4, depth=3, **common)
     student = dsx.Predict(dsx.Signature("text -> answer", "Repeat the text."))
@@ -111,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per LM call")
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args(argv)
-    rows = [run(n, args.latency, args.threads) for n in ("MIPROv2", "MIPROv2-minibatch", "COPRO")]
+    names = ("MIPROv2", "MIPROv2-minibatch", "COPRO", "GEPA", "SIMBA")
+    rows = [run(n, args.latency, args.threads) for n in names]
     for r in rows:
         print(
             f"{r['optimizer']:<18} valset {r['valset_score']!s:>6}%  held-out "

@@ -18,7 +18,17 @@ from typing import Any
 from dsx.runtime.example import Example
 from dsx.runtime.module import Module
 
-__all__ = ["program_fingerprint", "run_dir_for"]
+__all__ = [
+    "ScoreJournal",
+    "examples_from_json",
+    "examples_to_json",
+    "program_fingerprint",
+    "run_dir_for",
+    "save_json",
+]
+
+#: Run limits, not inputs: a run stopped by a budget resumes without it.
+_LIMITS = frozenset({"max_lm_calls", "max_cost", "num_threads", "display_progress", "max_errors"})
 
 
 def program_fingerprint(program: Module) -> list[dict[str, Any]]:
@@ -55,7 +65,7 @@ def run_dir_for(
         "optimizer": optimizer,
         "program": program_fingerprint(program),
         "data": [None if d is None else [_plain(ex) for ex in d] for d in datasets],
-        "settings": settings,
+        "settings": {k: v for k, v in settings.items() if k not in _LIMITS},
         "metric": _name(metric),
     }
     text = json.dumps(payload, sort_keys=True, default=repr, ensure_ascii=False)
@@ -79,3 +89,61 @@ def _name(metric: Callable[..., Any] | None) -> str | None:
     module = getattr(metric, "__module__", "") or ""
     name = getattr(metric, "__qualname__", None) or type(metric).__qualname__
     return f"{module}.{name}"
+
+
+class ScoreJournal:
+    """Scores already computed in this run directory, appended one JSON line at a time.
+
+    A line is written as soon as a score is known, so an interruption loses at most the
+    evaluation in flight; a torn last line (the process died mid-write) is ignored.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.scores: dict[str, float] = {}
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.scores[entry["key"]] = float(entry["score"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return json.dumps(parts, sort_keys=True, default=repr)
+
+    def get(self, key: str) -> float | None:
+        return self.scores.get(key)
+
+    def put(self, key: str, score: float) -> None:
+        self.scores[key] = score
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "score": score}) + "\n")
+            f.flush()
+
+
+def save_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON atomically (a crash leaves the old file or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False, default=repr), encoding="utf-8")
+    tmp.replace(path)
+
+
+def examples_to_json(examples: Sequence[Example]) -> list[dict[str, Any]]:
+    return [
+        {"data": ex.to_dict(), "inputs": None if ex.input_keys is None else sorted(ex.input_keys)}
+        for ex in examples
+    ]
+
+
+def examples_from_json(rows: list[dict[str, Any]]) -> list[Example]:
+    out = []
+    for row in rows:
+        ex = Example(row["data"])
+        out.append(ex if row["inputs"] is None else ex.with_inputs(*row["inputs"]))
+    return out

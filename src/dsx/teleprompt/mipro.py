@@ -18,14 +18,23 @@ Three stages, as in DSPy:
 ``optimizer.trials`` lists every :class:`Trial` (the choices and the score), and
 ``optimizer.best_score`` is the winner's valset score. Optuna is imported by ``compile``
 only, so ``import dsx`` stays light.
+
+With ``run_dir``, the demo sets, the instruction candidates and every finished
+evaluation's score are kept in a subdirectory keyed by the run's inputs (program,
+datasets, settings, seed, metric). Running again with the same inputs after an
+interruption (Ctrl-C, a crash, a budget) reuses them: the sampler is reseeded per trial
+from the seed, so the search retraces its steps without LM calls and goes on from the
+first evaluation that did not finish, ending where an uninterrupted run would.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from dsx.runtime.example import Example
@@ -33,6 +42,13 @@ from dsx.runtime.lm_base import BaseLM
 from dsx.runtime.module import Module
 from dsx.runtime.settings import context
 from dsx.teleprompt._propose import GroundedProposer, as_lm
+from dsx.teleprompt._resume import (
+    ScoreJournal,
+    examples_from_json,
+    examples_to_json,
+    run_dir_for,
+    save_json,
+)
 from dsx.teleprompt._scoring import score_programs
 from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples, fresh_copy
 from dsx.teleprompt.bootstrap import BootstrapFewShot
@@ -102,6 +118,7 @@ class MIPROv2(Teleprompter):
         tip_aware_proposer: give the proposer a random style tip.
         fewshot_aware_proposer: show the proposer demos.
         track_stats: keep every trial in ``optimizer.trials``.
+        run_dir: keep the run's state here; running again with the same inputs resumes it.
         **options: ``seed``, ``max_lm_calls``, ``max_cost``, ``num_threads``,
             ``display_progress`` (see :class:`~dsx.teleprompt.Teleprompter`).
     """
@@ -129,6 +146,7 @@ class MIPROv2(Teleprompter):
         tip_aware_proposer: bool = True,
         fewshot_aware_proposer: bool = True,
         track_stats: bool = True,
+        run_dir: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -172,6 +190,7 @@ class MIPROv2(Teleprompter):
         self.tip_aware_proposer = tip_aware_proposer
         self.fewshot_aware_proposer = fewshot_aware_proposer
         self.track_stats = track_stats
+        self.run_dir = run_dir
         self.trials: list[Trial] = []
         self.best_score: float | None = None
         #: Per predictor path, the instruction candidates (index 0: the original).
@@ -181,7 +200,13 @@ class MIPROv2(Teleprompter):
 
     def settings(self) -> dict[str, Any]:
         out = super().settings()
-        for name in ("trials", "best_score", "instruction_candidates", "demo_candidates"):
+        for name in (
+            "trials",
+            "best_score",
+            "instruction_candidates",
+            "demo_candidates",
+            "run_dir",
+        ):
             out.pop(name, None)
         for name in ("prompt_model", "task_model"):  # an LM is part of what defines the result
             lm = getattr(self, name)
@@ -236,6 +261,25 @@ class MIPROv2(Teleprompter):
         self.trials, self.best_score = [], None
         self.instruction_candidates, self.demo_candidates = {}, []
         program = student.deepcopy()
+        state = None
+        if self.run_dir is not None:
+            effective = {
+                **self.settings(),
+                "num_trials": trials,
+                "max_bootstrapped_demos": bootstrapped,
+                "max_labeled_demos": labeled,
+                "minibatch": use_minibatch,
+                "minibatch_size": mb_size,
+                "minibatch_full_eval_steps": full_every,
+            }
+            state = run_dir_for(
+                self.run_dir,
+                "MIPROv2",
+                program=program,
+                datasets=[train, val],
+                settings=effective,
+                metric=self.metric,
+            )
         overrides = {"lm": self.task_model} if self.task_model is not None else {}
         watch = (program, teacher, self.prompt_model, self.task_model)
         with self.session(*watch, self.teacher_settings.get("lm")):
@@ -245,17 +289,36 @@ class MIPROv2(Teleprompter):
                 + (f"minibatches of {mb_size} from " if use_minibatch else "")
                 + f"{len(val)} valset examples"
             )
-            with context(**overrides):
-                demo_sets = self._demo_sets(
-                    program,
-                    train,
-                    teacher,
-                    n_demo,
-                    ZERO_SHOT_PROPOSAL_DEMOS if zeroshot else bootstrapped,
-                    0 if zeroshot else labeled,
-                )
+            if state is not None:
+                self.say(f"MIPROv2: run state in {state}")
+            saved = _load(state, "demo_sets.json")
+            if saved is not None:
+                demo_sets = [{k: examples_from_json(v) for k, v in s.items()} for s in saved]
+                self.say(f"MIPROv2: {len(demo_sets)} demo sets from the run directory")
+            else:
+                with context(**overrides):
+                    demo_sets = self._demo_sets(
+                        program,
+                        train,
+                        teacher,
+                        n_demo,
+                        ZERO_SHOT_PROPOSAL_DEMOS if zeroshot else bootstrapped,
+                        0 if zeroshot else labeled,
+                    )
+                if state is not None and self.stopped is None:
+                    save_json(
+                        state / "demo_sets.json",
+                        [{k: examples_to_json(v) for k, v in s.items()} for s in demo_sets],
+                    )
             self.demo_candidates = demo_sets
-            self.instruction_candidates = self._propose(program, train, demo_sets, n_instr)
+            saved = _load(state, "instructions.json")
+            if saved is not None:
+                self.instruction_candidates = saved
+                self.say("MIPROv2: instruction candidates from the run directory")
+            else:
+                self.instruction_candidates = self._propose(program, train, demo_sets, n_instr)
+                if state is not None and self.stopped is None:
+                    save_json(state / "instructions.json", self.instruction_candidates)
             search = _Search(
                 self,
                 program,
@@ -263,6 +326,7 @@ class MIPROv2(Teleprompter):
                 None if zeroshot else demo_sets,
                 val,
                 overrides,
+                ScoreJournal(None if state is None else state / "scores.jsonl"),
             )
             best = search.run(trials, use_minibatch, mb_size, full_every)
         best._compiled = True  # type: ignore[attr-defined]
@@ -399,6 +463,16 @@ class MIPROv2(Teleprompter):
         return found
 
 
+def _load(state: Path | None, name: str) -> Any:
+    """What an earlier run of the same inputs saved as ``name`` (``None``: nothing usable)."""
+    if state is None or not (state / name).exists():
+        return None
+    try:
+        return json.loads((state / name).read_text(encoding="utf-8"))
+    except ValueError:  # a damaged file: make it anew
+        return None
+
+
 def _trials_for(program: Module, zeroshot: bool, n: int) -> int:
     variables = len(program.predictors()) * (1 if zeroshot else 2)
     return int(max(2 * variables * math.log2(max(n, 2)), 1.5 * n))
@@ -415,8 +489,10 @@ class _Search:
         demo_sets: list[dict[str, list[Example]]] | None,
         val: list[Example],
         overrides: dict[str, Any],
+        journal: ScoreJournal,
     ) -> None:
         self.opt = opt
+        self.journal = journal
         self.program = program
         self.paths = [path for path, _ in program.named_predictors()]
         self.instructions = instructions
@@ -480,12 +556,23 @@ class _Search:
             parts.append(text)
         return "[" + "; ".join(parts) + "]"
 
-    def score(self, params: dict[str, int], examples: list[Example], desc: str) -> float | None:
+    def score(self, params: dict[str, int], picks: list[int], desc: str) -> float | None:
+        key = self.journal.key(params, picks)
+        known = self.journal.get(key)
+        if known is not None:  # scored before this run was interrupted
+            return known
         program = self.candidate(params)
-        return score_programs(self.opt, [program], examples, desc=desc, overrides=self.overrides)[0]
+        examples = [self.val[i] for i in picks]
+        score = score_programs(self.opt, [program], examples, desc=desc, overrides=self.overrides)[
+            0
+        ]
+        if score is not None:
+            self.journal.put(key, score)
+        return score
 
     def full(self, params: dict[str, int], kind: str) -> float | None:
-        score = self.score(params, self.val, f"Trial {len(self.opt.trials) + 1} (full)")
+        everything = list(range(len(self.val)))
+        score = self.score(params, everything, f"Trial {len(self.opt.trials) + 1} (full)")
         if score is not None and (self.best is None or score > self.best[0]):
             self.best = (score, params)
         self.record(kind, params, score, len(self.val))
@@ -525,14 +612,18 @@ class _Search:
                 break
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # seeded per trial: what trial t draws depends only on the history, so a
+                # resumed run (same history from its journal) draws the same
+                study.sampler = optuna.samplers.TPESampler(
+                    seed=opt.rng("tpe", t).randrange(2**31), multivariate=True
+                )
                 trial = study.ask(distributions)
             params = {name: int(trial.params[name]) for name in distributions}
             key = tuple(params.values())
             if minibatch:
                 picks = sorted(opt.rng("minibatch", t).sample(range(len(self.val)), mb_size))
-                batch = [self.val[i] for i in picks]
-                score = self.score(params, batch, f"Trial {len(opt.trials) + 1} (minibatch)")
-                self.record("minibatch", params, score, len(batch))
+                score = self.score(params, picks, f"Trial {len(opt.trials) + 1} (minibatch)")
+                self.record("minibatch", params, score, len(picks))
             else:
                 score = self.full(params, "full")
                 fully_scored.add(key)
