@@ -32,6 +32,12 @@ def optimizers(lm: Any, metric: Any) -> dict[str, Any]:
         "COPRO(breadth=3, depth=1)": lambda: dsx.COPRO(
             metric=metric, prompt_model=lm, breadth=3, depth=1, init_temperature=0.7
         ),
+        "GEPA(max_metric_calls=120)": lambda: dsx.GEPA(
+            metric=metric, reflection_lm=lm, max_metric_calls=120, seed=0
+        ),
+        "SIMBA(bsize=6, max_steps=3)": lambda: dsx.SIMBA(
+            metric=metric, bsize=6, num_candidates=3, max_steps=3, seed=0
+        ),
         "MIPROv2(auto=light)": lambda: dsx.MIPROv2(
             metric=metric, prompt_model=lm, task_model=lm, auto="light", seed=0
         ),
