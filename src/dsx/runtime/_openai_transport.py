@@ -36,7 +36,8 @@ import os
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "LITELLM_ONLY_PARAMS",
+    "DeadlineExceeded",
     "MAX_CONNECTIONS",
     "MalformedResponse",
     "ProviderHTTPError",
@@ -57,9 +59,9 @@ __all__ = [
 
 #: Connections kept per event loop (async) and per process (sync). Calls beyond it wait.
 MAX_CONNECTIONS = 1024
-#: Seconds to wait for a connection and between two reads when the LM sets no timeout
-#: (the openai SDK's default).
-DEFAULT_TIMEOUT = 600.0
+#: Seconds one attempt may take when the LM sets no ``timeout``: the whole answer, streamed
+#: or not, must arrive within it (also the limit on connecting and on each wait for data).
+DEFAULT_TIMEOUT = 120.0
 #: Request parameters only LiteLLM understands: ``"auto"`` sends such calls through it.
 LITELLM_ONLY_PARAMS = frozenset(
     {
@@ -132,9 +134,26 @@ class MalformedResponse(Exception):
     dsx_transport = True
 
 
+class DeadlineExceeded(TimeoutError):
+    """The whole answer did not arrive within the attempt's deadline (data may still have
+    been trickling in: every single read was quick enough)."""
+
+    dsx_transport = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g}s (deadline per attempt)")
+        self.seconds = seconds
+
+
+def check_deadline(deadline: float, seconds: float) -> None:
+    """Raise :class:`DeadlineExceeded` once ``time.monotonic()`` has passed ``deadline``."""
+    if time.monotonic() > deadline:
+        raise DeadlineExceeded(seconds)
+
+
 @dataclass(slots=True)
 class Wire:
-    """One request as it goes out: where, what, and how long to wait."""
+    """One request as it goes out: where, what, and how long it may take in all."""
 
     url: str
     body: bytes
@@ -368,29 +387,51 @@ def _proxies_configured() -> bool:
 def _client_timeout(seconds: float) -> Any:
     timeout = _timeouts.get(seconds)
     if timeout is None:
-        # Like the openai SDK: a limit on connecting and on each wait for data, not on the
-        # whole (possibly long, streamed) answer. Waiting for a free pooled connection is
-        # not limited.
+        # ``total`` is the attempt's deadline: connecting, waiting for a pooled connection,
+        # sending and reading the whole answer (streamed or not). A server that trickles
+        # bytes passes every per-read limit; only this one cuts it.
         timeout = _timeouts[seconds] = _aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=seconds, sock_read=seconds
+            total=seconds, connect=None, sock_connect=seconds, sock_read=seconds
         )
     return timeout
+
+
+def _deadline_error(exc: TimeoutError, wire: Wire) -> TimeoutError:
+    # aiohttp's own timeouts (a read or a connect) are reported as they are; a bare
+    # TimeoutError is its ``total`` limit: the attempt's deadline.
+    if type(exc).__module__.split(".")[0] == "aiohttp":
+        return exc
+    return DeadlineExceeded(wire.timeout)
 
 
 async def acomplete(wire: Wire) -> Any:
     """POST ``wire`` and return the decoded JSON answer."""
     session = await _session()
-    async with session.post(
-        wire.url, data=wire.body, headers=wire.headers, timeout=_client_timeout(wire.timeout)
-    ) as resp:
-        data = await resp.read()
-        if resp.status >= 400:
-            raise _status_error(resp.status, data, resp.headers)
+    try:
+        async with session.post(
+            wire.url, data=wire.body, headers=wire.headers, timeout=_client_timeout(wire.timeout)
+        ) as resp:
+            data = await resp.read()
+            if resp.status >= 400:
+                raise _status_error(resp.status, data, resp.headers)
+    except TimeoutError as exc:
+        raise _deadline_error(exc, wire) from exc
     return _decode(data)
 
 
 async def astream(wire: Wire) -> AsyncIterator[dict[str, Any]]:
     """POST ``wire`` and yield each server-sent event's JSON until ``[DONE]``."""
+    events = _astream(wire)
+    try:
+        async for event in events:
+            yield event
+    except TimeoutError as exc:
+        raise _deadline_error(exc, wire) from exc
+    finally:
+        await events.aclose()
+
+
+async def _astream(wire: Wire) -> AsyncGenerator[dict[str, Any], None]:
     session = await _session()
     async with session.post(
         wire.url, data=wire.body, headers=wire.headers, timeout=_client_timeout(wire.timeout)
@@ -450,16 +491,45 @@ def _httpx_timeout(seconds: float) -> Any:
 
 def complete(wire: Wire) -> Any:
     """POST ``wire`` and return the decoded JSON answer (blocking)."""
-    resp = _sync_client().post(
-        wire.url, content=wire.body, headers=wire.headers, timeout=_httpx_timeout(wire.timeout)
-    )
-    if resp.status_code >= 400:
-        raise _status_error(resp.status_code, resp.content, resp.headers)
-    return _decode(resp.content)
+    # httpx limits each read, not the whole answer: the body is read piece by piece
+    # and the attempt's deadline checked after each one.
+    deadline = time.monotonic() + wire.timeout
+    with _sync_client().stream(
+        "POST",
+        wire.url,
+        content=wire.body,
+        headers=wire.headers,
+        timeout=_httpx_timeout(wire.timeout),
+    ) as resp:
+        parts: list[bytes] = []
+        for part in resp.iter_bytes():
+            parts.append(part)
+            check_deadline(deadline, wire.timeout)
+        data = b"".join(parts)
+        if resp.status_code >= 400:
+            raise _status_error(resp.status_code, data, resp.headers)
+    return _decode(data)
+
+
+def _lines(chunks: Iterator[bytes], deadline: float, seconds: float) -> Iterator[str]:
+    """The lines of a byte stream, the deadline checked after every piece received."""
+    buffer = b""
+    for chunk in chunks:
+        check_deadline(deadline, seconds)
+        buffer += chunk
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line, buffer = buffer[:end], buffer[end + 1 :]
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if buffer:
+        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
 
 
 def stream(wire: Wire) -> Iterator[dict[str, Any]]:
     """POST ``wire`` and yield each server-sent event's JSON until ``[DONE]`` (blocking)."""
+    deadline = time.monotonic() + wire.timeout
     with _sync_client().stream(
         "POST",
         wire.url,
@@ -470,7 +540,7 @@ def stream(wire: Wire) -> Iterator[dict[str, Any]]:
         if resp.status_code >= 400:
             raise _status_error(resp.status_code, resp.read(), resp.headers)
         data: list[str] = []
-        for line in resp.iter_lines():
+        for line in _lines(resp.iter_bytes(), deadline, wire.timeout):
             if line.startswith("data:"):
                 data.append(line[6:] if line[5:6] == " " else line[5:])
             elif not line and data:

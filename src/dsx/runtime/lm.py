@@ -20,16 +20,19 @@ they are sent with each request but never enter request parameters, history, cac
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import logging
+import math
 import os
 import random
 import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -109,8 +112,22 @@ def _lib() -> Any:
                     logger = logging.getLogger(name)
                     if logger.level == logging.NOTSET or logger.level < logging.WARNING:
                         logger.setLevel(logging.WARNING)
+                    logger.addFilter(_quiet_pool_warnings)
+                # LiteLLM's sync clients go through urllib3 in places; at high concurrency it
+                # logs "Connection pool is full" for every connection it does not keep.
+                logging.getLogger("urllib3.connectionpool").addFilter(_quiet_pool_warnings)
                 _litellm = litellm
     return _litellm
+
+
+#: Log messages of LiteLLM and urllib3 that say only that many calls run at once: at the
+#: concurrency dsx uses they come by the hundred and need no action.
+_POOL_NOISE = ("aiohttp connection pool saturated", "Connection pool is full")
+
+
+def _quiet_pool_warnings(record: logging.LogRecord) -> bool:
+    message = record.msg if isinstance(record.msg, str) else ""
+    return not message.startswith(_POOL_NOISE)
 
 
 def _lean() -> Any:
@@ -180,8 +197,11 @@ class LM(BaseLM):
         cache: look answers up in, and store them in, the dsx cache.
         num_retries: retries after a retryable failure (429, 5xx, timeouts, resets,
             malformed or broken-off responses), with exponential backoff and full jitter.
-        timeout: seconds to wait for an answer, per attempt (``None``: LiteLLM's default;
-            600 s on the lean transport, where it bounds connecting and each wait for data).
+        timeout: seconds one attempt may take, the whole answer included (``None``: 120 s,
+            ``dsx.runtime._openai_transport.DEFAULT_TIMEOUT``). A server that keeps sending
+            but never finishes is cut there with :class:`~dsx.errors.LMTimeoutError`; see
+            ``docs/lm.md`` for the one case (LiteLLM, sync, not streamed) where only each
+            wait for data is bounded.
         api_base: the endpoint, e.g. ``"http://127.0.0.1:8000/v1"``.
         api_key: the key (default: the provider's environment variable, e.g. ``OPENAI_API_KEY``).
         transport: how requests are sent. ``"auto"``: OpenAI-compatible endpoints
@@ -402,7 +422,11 @@ class LM(BaseLM):
             try:
                 response = yield _Send(call)
             except Exception as exc:
-                err = exc if isinstance(exc, LMError) else map_error(exc, self.model, call.timeout)
+                err = (
+                    exc
+                    if isinstance(exc, LMError)
+                    else map_error(exc, self.model, _attempt_seconds(call.timeout))
+                )
                 if err is None:
                     raise
                 err.attempts = attempt + 1
@@ -474,8 +498,8 @@ class LM(BaseLM):
             kwargs["api_key"] = call.api_key
         if call.headers:
             kwargs["extra_headers"] = call.headers
-        if call.timeout is not None:
-            kwargs["timeout"] = call.timeout
+        # The openai SDK's default waits 600 s per read; dsx's deadline is the default.
+        kwargs["timeout"] = _attempt_seconds(call.timeout) if call.timeout is None else call.timeout
         if stream:
             kwargs["stream"] = True
             kwargs.setdefault("stream_options", {"include_usage": True})
@@ -523,7 +547,9 @@ class LM(BaseLM):
             return self._convert(answer, lean=True)
         litellm = _lib()
         fn = litellm.acompletion if self.model_type == "chat" else litellm.atext_completion
-        return self._convert(await fn(**self._litellm_kwargs(call, stream=False)))
+        seconds = _attempt_seconds(call.timeout)
+        answer = await _within(fn(**self._litellm_kwargs(call, stream=False)), seconds, seconds)
+        return self._convert(answer)
 
     def _stream_sync(self, call: _Call) -> LMResponse:
         assembler = _StreamAssembler(self, call)
@@ -534,8 +560,12 @@ class LM(BaseLM):
         litellm = _lib()
         fn = litellm.completion if self.model_type == "chat" else litellm.text_completion
         stream = fn(**self._litellm_kwargs(call, stream=True))
+        seconds = _attempt_seconds(call.timeout)
+        deadline = time.monotonic() + (seconds or math.inf)
         try:
             for chunk in stream:
+                if seconds is not None:
+                    _lean().check_deadline(deadline, seconds)
                 assembler.add(chunk)
         finally:
             close = getattr(stream, "close", None)
@@ -561,9 +591,19 @@ class LM(BaseLM):
             return
         litellm = _lib()
         fn = litellm.acompletion if self.model_type == "chat" else litellm.atext_completion
-        stream = await fn(**self._litellm_kwargs(call, stream=True))
+        seconds = _attempt_seconds(call.timeout)
+        left = seconds
+        deadline = time.monotonic() + (seconds or math.inf)
+        stream = await _within(fn(**self._litellm_kwargs(call, stream=True)), left, seconds)
         try:
-            async for chunk in stream:
+            chunks = stream.__aiter__()
+            while True:
+                if seconds is not None:
+                    left = deadline - time.monotonic()
+                try:
+                    chunk = await _within(chunks.__anext__(), left, seconds)
+                except StopAsyncIteration:
+                    break
                 yield chunk
         finally:
             aclose = getattr(stream, "aclose", None)
@@ -666,6 +706,34 @@ class LM(BaseLM):
         if not _SECRET_KEYS.isdisjoint(params):
             params = {k: v for k, v in params.items() if k not in _SECRET_KEYS}
         super()._record(messages, params, response, start)
+
+
+# -- deadlines ----------------------------------------------------------------------------
+
+
+def _attempt_seconds(timeout: Any) -> float | None:
+    """The deadline of one attempt: ``timeout`` when it is a number, the default when it is
+    ``None``, none for a timeout object (LiteLLM's ``httpx.Timeout``)."""
+    if timeout is None:
+        return float(_lean().DEFAULT_TIMEOUT)
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return float(timeout)
+    return None
+
+
+async def _within(awaitable: Awaitable[Any], left: float | None, seconds: float | None) -> Any:
+    """Await ``awaitable`` for at most ``left`` seconds (``None``: no limit); past it, raise
+    the lean transport's ``DeadlineExceeded`` naming the attempt's ``seconds``."""
+    if left is None or seconds is None:
+        return await awaitable
+    if left <= 0:
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        raise _lean().DeadlineExceeded(seconds)
+    try:
+        return await asyncio.wait_for(awaitable, left)
+    except TimeoutError as exc:
+        raise _lean().DeadlineExceeded(seconds) from exc
 
 
 # -- responses ----------------------------------------------------------------------------

@@ -80,7 +80,9 @@ _ACCEPTED_FORMATS: dict[str, frozenset[str]] = {
     "ollama": frozenset({"json_object", "json_object_schema", "text"}),
 }
 
-FaultKind = Literal["status", "timeout", "malformed_json", "truncated_stream", "connection_reset"]
+FaultKind = Literal[
+    "status", "timeout", "malformed_json", "truncated_stream", "connection_reset", "trickle"
+]
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -105,6 +107,7 @@ class Fault:
         error_code: ``error.code`` in the JSON body.
         retry_after: seconds sent as ``Retry-After`` / ``retry-after-ms`` (``None``: no header).
         after_chunks: how many SSE chunks a truncated stream sends before it is cut.
+        interval: seconds between two bytes of a ``"trickle"`` reply.
     """
 
     kind: FaultKind
@@ -114,6 +117,7 @@ class Fault:
     error_code: str | None = None
     retry_after: float | None = None
     after_chunks: int = 2
+    interval: float = 0.0
 
     @classmethod
     def status(
@@ -185,6 +189,17 @@ class Fault:
         if after_chunks < 0:
             raise ValueError("after_chunks must be >= 0")
         return cls("truncated_stream", status_code=200, after_chunks=after_chunks)
+
+    @classmethod
+    def trickle(cls, *, interval: float = 0.05) -> Fault:
+        """Answer normally, but send the body one byte every ``interval`` seconds.
+
+        Every read succeeds quickly, so only a deadline on the whole answer cuts it: the
+        client that waits for it all waits ``interval`` times the body's length.
+        """
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, got {interval}")
+        return cls("trickle", status_code=200, interval=interval)
 
     @classmethod
     def connection_reset(cls) -> Fault:
@@ -1066,13 +1081,17 @@ class OpenAIServer:
             await stream.send(broken)
             await stream.send("[DONE]")
             return await stream.close()
-        # truncated_stream: the echo reply, cut off; the connection then closes (FIN).
+        # truncated_stream and trickle: the echo reply.
         kind = "chat" if request.path.rstrip("/").endswith("/chat/completions") else "text"
         model = (
             str(body.get("model") or _DEFAULT_MODEL) if isinstance(body, dict) else _DEFAULT_MODEL
         )
         text = echo(body) if isinstance(body, dict) else ""
         completion = _completion(kind, model, _choices(text, 1), 0)
+        if fault.kind == "trickle":
+            await self._trickle(writer, completion, streaming, fault.interval)
+            return False
+        # truncated_stream: cut off; the connection then closes (FIN).
         if not streaming:
             payload = json.dumps(completion.document()).encode()
             writer.write(
@@ -1087,6 +1106,33 @@ class OpenAIServer:
         for chunk in chunks[: min(fault.after_chunks, len(chunks) - 1)]:
             await stream.send(json.dumps(chunk))
         return False
+
+    async def _trickle(
+        self,
+        writer: asyncio.StreamWriter,
+        completion: _Completion,
+        streaming: bool,
+        interval: float,
+    ) -> None:
+        """The whole reply, its body one byte per ``interval`` (HTTP/1.0-style framing:
+        the body ends when the connection closes)."""
+        if streaming:
+            chunks = completion.chunks(include_usage=True)
+            body = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks)
+            body += b"data: [DONE]\n\n"
+            writer.write(
+                _head(200, content_type="text/event-stream; charset=utf-8", keep_alive=False)
+            )
+        else:
+            body = json.dumps(completion.document()).encode()
+            writer.write(
+                _head(200, content_type="application/json", keep_alive=False, length=len(body))
+            )
+        await writer.drain()
+        for i in range(len(body)):
+            await asyncio.sleep(interval)
+            writer.write(body[i : i + 1])
+            await writer.drain()
 
     async def _send_json(
         self,
