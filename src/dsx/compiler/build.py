@@ -220,11 +220,10 @@ def build(
     if emit not in ("py", "ir", "ast"):
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
     _check_out_dir(out_dir)
-    _check_before_optimizing(unit, out_dir, lm)
+    keys = _check_before_optimizing(unit, out_dir, lm)
     for opt in unit.optimizes:
         lm_name = opt.lm or lm or os.environ.get("DSX_LM")
-        lm_state = {"model": lm_name} if lm_name else None
-        key = optimize_key(unit, opt, lm_state)
+        key = keys[id(opt)]
         cache_file = out_dir / ".cache" / f"{opt.program}-{key}.json"
         if cache_file.is_file():
             try:
@@ -308,16 +307,18 @@ def _emit(
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
 
 
-def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> None:
+def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> dict[int, str]:
     """Fail before any work when an optimize block that must run cannot: no such optimizer,
-    or no LM for one that calls it."""
+    or no LM for one that calls it. Returns each block's cache key (by ``id``), computed once
+    (it hashes the data files)."""
     import dsx
     from dsx._lmspec import NO_LM_MESSAGE
     from dsx.teleprompt import OPTIMIZERS, get_optimizer
 
+    keys: dict[int, str] = {}
     for opt in unit.optimizes:
         lm_name = opt.lm or lm or os.environ.get("DSX_LM")
-        key = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
+        key = keys[id(opt)] = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
         with contextlib.suppress(CacheEntryRejected):
             read_cache_entry(out_dir / ".cache" / f"{opt.program}-{key}.json", key)
             continue
@@ -329,6 +330,7 @@ def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> No
             )
         if getattr(cls, "needs_lm", True) and not lm_name and dsx.settings.lm is None:
             raise BuildError(f"optimize {opt.program} with {opt.optimizer}: {NO_LM_MESSAGE}")
+    return keys
 
 
 def run_optimize(
