@@ -4,6 +4,7 @@ reproducibly."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import pytest
@@ -18,6 +19,7 @@ from tests.teleprompt.instruction_task import (
 
 import dsx
 from dsx.teleprompt import COPRO, MIPROv2, OptimizerSettingError
+from dsx.testing import FunctionLM
 
 
 def mipro(**kwargs):
@@ -88,6 +90,36 @@ def test_mipro_same_seed_same_result_other_seed_other_search():
     assert run(2)[0] != first[0]
 
 
+def test_mipro_scores_several_trials_at_once_and_stays_reproducible():
+    """With threads to spare, a batch of trials shares the engine: more calls are in
+    flight than one trial has examples, and the seed alone decides the search (the same
+    with one thread)."""
+    from tests.teleprompt.instruction_task import task_answer
+
+    def run(threads):
+        state = {"now": 0, "peak": 0}
+
+        async def respond(messages):
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            await asyncio.sleep(0.005)
+            state["now"] -= 1
+            return task_answer(messages)
+
+        dsx.configure(lm=FunctionLM(respond, model="scripted-task-model"))
+        opt, _, _ = mipro(num_threads=threads)
+        best = opt.compile(echo_program(), trainset=dataset(4), valset=dataset(4, start=4))
+        return state["peak"], trial_table(opt), best.signature.instructions
+
+    peak, table, instruction = run(16)
+    assert peak > 4  # several 4-example trials in flight together
+    assert "uppercase" in instruction.lower()
+    assert run(16)[1:] == (table, instruction)
+    one_peak, one_table, one_instruction = run(1)
+    assert one_peak == 1
+    assert (one_table, one_instruction) == (table, instruction)
+
+
 def test_mipro_minibatches_with_periodic_full_evaluations():
     dsx.configure(lm=task_lm())
     opt, _, _ = mipro(minibatch=True, minibatch_size=3, minibatch_full_eval_steps=2, num_trials=6)
@@ -98,10 +130,15 @@ def test_mipro_minibatches_with_periodic_full_evaluations():
     assert len(minibatches) == 6 and all(t.examples == 3 for t in minibatches)
     fulls = [t for t in opt.trials if t.kind == "full"]
     assert fulls and all(t.examples == 10 for t in fulls)
-    # a full evaluation follows every second minibatch trial (when a new combination is due)
+    # every second minibatch trial picks a combination seen on a minibatch for a full
+    # evaluation (at most 6 / 2), each scored once, after the minibatch that chose it
+    assert len(fulls) <= 3
+    full_choices = [(t.instructions, t.demos) for t in fulls]
+    assert len(set(map(repr, full_choices))) == len(full_choices)
     for i, t in enumerate(opt.trials):
         if t.kind == "full":
-            assert opt.trials[i - 1].kind == "minibatch"
+            earlier = [(m.instructions, m.demos) for m in opt.trials[:i] if m.kind == "minibatch"]
+            assert (t.instructions, t.demos) in earlier
     # the result is the best *full* score, never a minibatch score
     assert opt.best_score == max(t.score for t in opt.trials if t.kind != "minibatch")
 

@@ -18,6 +18,7 @@ sees the ones before it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
 from dsx.runtime.module import Module
+from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 
@@ -164,6 +166,7 @@ class GroundedProposer:
         self.should_stop = should_stop
         self.note = note
         self.data_summary = ""
+        self._summarized = False
         #: Per proposal: predictor, tip, demo set, the instruction (``None`` if it failed).
         self.records: list[dict[str, Any]] = []
 
@@ -192,6 +195,7 @@ class GroundedProposer:
                 self.note(f"dataset summary failed: {type(exc).__name__}: {exc}")
                 break
         self.data_summary = str(observations).strip()
+        self._summarized = True
         return self.data_summary
 
     def propose(
@@ -200,45 +204,63 @@ class GroundedProposer:
         demo_sets: Sequence[dict[str, list[Example]]] | None,
         n: int,
     ) -> dict[str, list[str]]:
-        """Per predictor path: its current instruction, then up to ``n - 1`` new ones."""
-        if self.data_aware and not self.data_summary:
+        """Per predictor path: its current instruction, then up to ``n - 1`` new ones.
+
+        Proposals are made in two waves, each wave's calls at once (for every predictor):
+        the second wave sees the first wave's proposals as its history. Every random
+        choice is drawn before a wave starts, in order, so the seed fixes the prompts.
+        """
+        if self.data_aware and not self._summarized:
             self.summarize_data()
         structure = program_summary(program) if self.program_aware else "(not shown)"
-        out: dict[str, list[str]] = {}
-        for path, predictor in program.named_predictors():
-            current = predictor.signature.instructions
-            found = [current]
-            for i in range(max(0, n - 1)):
-                if self.should_stop() is not None:
-                    break
-                demo_set = demo_sets[i % len(demo_sets)] if demo_sets else None
-                tip_key = self.rng.choice(sorted(TIPS)) if self.tip_aware else "none"
-                demos = (demo_set or {}).get(path, []) if self.fewshot_aware else []
-                record: dict[str, Any] = {"predictor": path, "tip": tip_key, "demo_set": i}
-                try:
-                    pred = self._predict(ProposeInstruction)(
-                        dataset_description=self.data_summary or "(not available)",
-                        program_structure=structure,
-                        predictor=f"`{path}`: {predictor.signature.signature}",
-                        current_instruction=current,
-                        task_demos="\n\n".join(
+        predictors = list(program.named_predictors())
+        found = {path: [p.signature.instructions] for path, p in predictors}
+        wanted = max(0, n - 1)
+        first = (wanted + 1) // 2
+        for wave in (range(first), range(first, wanted)):
+            if not wave or self.should_stop() is not None:
+                continue
+            jobs: list[tuple[str, dict[str, Any], Predict, dict[str, Any]]] = []
+            for path, predictor in predictors:
+                history = "\n".join(f"- {t}" for t in found[path][1:][-MAX_HISTORY:])
+                for i in wave:
+                    demo_set = demo_sets[i % len(demo_sets)] if demo_sets else None
+                    tip_key = self.rng.choice(sorted(TIPS)) if self.tip_aware else "none"
+                    demos = (demo_set or {}).get(path, []) if self.fewshot_aware else []
+                    inputs = {
+                        "dataset_description": self.data_summary or "(not available)",
+                        "program_structure": structure,
+                        "predictor": f"`{path}`: {predictor.signature.signature}",
+                        "current_instruction": found[path][0],
+                        "task_demos": "\n\n".join(
                             _example_text(d, list(predictor.signature.fields))
                             for d in demos[:MAX_DEMOS]
                         )
                         or "(none)",
-                        previous_instructions="\n".join(
-                            f"- {text}" for text in found[1:][-MAX_HISTORY:]
-                        )
-                        or "(none yet)",
-                        tip=TIPS[tip_key] or "(no tip)",
-                    )
-                    text = clean_instruction(str(pred.proposed_instruction))
-                except Exception as exc:  # one failed proposal costs one candidate
-                    self.note(f"proposal for `{path}` failed: {type(exc).__name__}: {exc}")
-                    text = ""
+                        "previous_instructions": history or "(none yet)",
+                        "tip": TIPS[tip_key] or "(no tip)",
+                    }
+                    record = {"predictor": path, "tip": tip_key, "demo_set": i}
+                    jobs.append((path, record, self._predict(ProposeInstruction), inputs))
+            for (path, record, _, _), text in zip(jobs, self._run(jobs), strict=True):
                 record["instruction"] = text or None
                 self.records.append(record)
-                if text and text not in found:
-                    found.append(text)
-            out[path] = found
-        return out
+                if text and text not in found[path]:
+                    found[path].append(text)
+        return found
+
+    def _run(self, jobs: list[tuple[str, dict[str, Any], Predict, dict[str, Any]]]) -> list[str]:
+        """The proposals of one wave, all calls at once; a failed call proposes nothing."""
+
+        async def one(path: str, predict: Predict, inputs: dict[str, Any]) -> str:
+            try:
+                pred = await predict.acall(**inputs)
+                return clean_instruction(str(pred.proposed_instruction))
+            except Exception as exc:  # one failed proposal costs one candidate
+                self.note(f"proposal for `{path}` failed: {type(exc).__name__}: {exc}")
+                return ""
+
+        async def wave() -> list[str]:
+            return list(await asyncio.gather(*(one(p, pr, i) for p, _, pr, i in jobs)))
+
+        return run_coroutine_sync(wave)

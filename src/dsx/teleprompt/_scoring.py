@@ -21,7 +21,7 @@ from dsx.runtime.settings import context, settings
 if TYPE_CHECKING:
     from dsx.teleprompt.base import Teleprompter
 
-__all__ = ["score_programs"]
+__all__ = ["score_jobs", "score_programs"]
 
 
 def score_programs(
@@ -38,10 +38,25 @@ def score_programs(
     ``None``. A failing run scores 0; ``max_errors`` failures (the optimizer's, else
     ``dsx.settings.max_errors``) stop the batch with a :class:`BatchError`.
     """
+    return score_jobs(opt, [(p, examples) for p in programs], desc=desc, overrides=overrides)
+
+
+def score_jobs(
+    opt: Teleprompter,
+    jobs: Sequence[tuple[Module, Sequence[Example]]],
+    *,
+    desc: str,
+    overrides: dict[str, Any] | None = None,
+) -> list[float | None]:
+    """:func:`score_programs` where each program has its own examples (minibatches).
+
+    All ``(program, example)`` pairs share one engine, in job order, so several trials
+    keep it full; each job's score depends only on its own results.
+    """
     metric = opt.metric  # type: ignore[attr-defined]
-    pairs = [(p, e) for p in range(len(programs)) for e in range(len(examples))]
+    pairs = [(p, e) for p, (_, ex) in enumerate(jobs) for e in range(len(ex))]
     if not pairs:
-        return [None] * len(programs)
+        return [None] * len(jobs)
     engine = Engine(opt.concurrency)
     progress = opt.progress(len(pairs), desc)
     inline = getattr(metric, "_dsx_inline", False) or inspect.iscoroutinefunction(metric)
@@ -51,7 +66,7 @@ def score_programs(
     failed = ran = 0
 
     async def one(pair: tuple[int, int]) -> float:
-        program, example = programs[pair[0]], examples[pair[1]]
+        program, example = jobs[pair[0]][0], jobs[pair[0]][1][pair[1]]
         pred = await engine.call(program, (), example.inputs().to_dict())
         if inline:
             value = call_metric(metric, example, pred, None)
@@ -90,12 +105,13 @@ def score_programs(
             1
         ]
     scores: list[float | None] = []
-    n = len(examples)
-    for p in range(len(programs)):
-        chunk = range(p * n, (p + 1) * n)
-        if not all(outcome.done[i] for i in chunk):
+    start = 0
+    for _, examples in jobs:
+        chunk = range(start, start + len(examples))
+        start += len(examples)
+        if not examples or not all(outcome.done[i] for i in chunk):
             scores.append(None)
             continue
         values = [outcome.results[i] or 0.0 for i in chunk]
-        scores.append(round(100 * sum(values) / n, 2))
+        scores.append(round(100 * sum(values) / len(examples), 2))
     return scores

@@ -25,7 +25,8 @@ import contextlib
 import contextvars
 import random
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from dsx.errors import DsxError
 from dsx.runtime._progress import Progress, Reporter
@@ -63,7 +64,7 @@ class Budget:
 
     @property
     def lm_calls(self) -> int:
-        return sum(lm.num_calls - start for lm, start in self._lms.values())
+        return sum(lm.num_calls - start for lm, start in list(self._lms.values()))
 
     @property
     def cost(self) -> float:
@@ -89,6 +90,8 @@ class _Session:
         self.say = say
         self.display = display
 
+
+T = TypeVar("T")
 
 _session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
     "dsx_optimizer_session", default=None
@@ -237,6 +240,30 @@ class Teleprompter:
             sys.stderr.flush()
 
         return write
+
+
+def side_by_side(calls: Sequence[Callable[[], T]], limit: int) -> list[T]:
+    """Run LM-bound sync stages at once, up to ``limit`` on threads; results in call order.
+
+    Each call runs in a copy of the caller's context (settings, the optimizer's session
+    and budget), with progress displays silenced so that stages do not draw over one
+    another. The first exception (in call order) is raised once all calls have ended.
+    """
+    if len(calls) <= 1 or limit <= 1:
+        return [call() for call in calls]
+    sess = _session.get()
+    quiet = None if sess is None else _Session(sess.owner, sess.budget, sess.say, False)
+
+    def run(call: Callable[[], T]) -> T:
+        if quiet is not None:
+            _session.set(quiet)
+        return call()
+
+    workers = min(len(calls), limit)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dsx-stage") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, run, call) for call in calls]
+        wait(futures)
+    return [future.result() for future in futures]
 
 
 _RUN_STATE = frozenset({"log", "stopped", "lm_calls", "cost", "on_progress", "display_progress"})

@@ -29,8 +29,13 @@ first evaluation that did not finish, ending where an uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import math
+import statistics
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -49,8 +54,14 @@ from dsx.teleprompt._resume import (
     run_dir_for,
     save_json,
 )
-from dsx.teleprompt._scoring import score_programs
-from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples, fresh_copy
+from dsx.teleprompt._scoring import score_jobs
+from dsx.teleprompt.base import (
+    OptimizerSettingError,
+    Teleprompter,
+    check_examples,
+    fresh_copy,
+    side_by_side,
+)
 from dsx.teleprompt.bootstrap import BootstrapFewShot
 from dsx.teleprompt.labeled import LabeledFewShot
 
@@ -66,6 +77,10 @@ AUTO_RUN_SETTINGS: dict[str, dict[str, int]] = {
 MIN_MINIBATCH_SIZE = 50
 #: Demos bootstrapped (only to ground proposals) when the search itself is zero-shot.
 ZERO_SHOT_PROPOSAL_DEMOS = 3
+#: Trials asked of the sampler (a constant liar) before their scores are told; they are
+#: scored together, keeping ``num_threads`` busy. A constant, so that the search depends
+#: on the seed and the settings only, never on ``num_threads`` or timing.
+TRIAL_BATCH = 4
 
 Auto = Literal["light", "medium", "heavy"]
 
@@ -258,6 +273,7 @@ class MIPROv2(Teleprompter):
                 f"MIPROv2: minibatch_size={mb_size} is larger than the valset ({len(val)} "
                 "examples); set a smaller minibatch_size or minibatch=False"
             )
+        _preload_optuna()
         self.trials, self.best_score = [], None
         self.instruction_candidates, self.demo_candidates = {}, []
         program = student.deepcopy()
@@ -291,6 +307,8 @@ class MIPROv2(Teleprompter):
             )
             if state is not None:
                 self.say(f"MIPROv2: run state in {state}")
+            proposer = self._proposer(train)
+            saved_instructions = _load(state, "instructions.json")
             saved = _load(state, "demo_sets.json")
             if saved is not None:
                 demo_sets = [{k: examples_from_json(v) for k, v in s.items()} for s in saved]
@@ -304,6 +322,9 @@ class MIPROv2(Teleprompter):
                         n_demo,
                         ZERO_SHOT_PROPOSAL_DEMOS if zeroshot else bootstrapped,
                         0 if zeroshot else labeled,
+                        alongside=[proposer.summarize_data]
+                        if saved_instructions is None and self.data_aware_proposer
+                        else [],
                     )
                 if state is not None and self.stopped is None:
                     save_json(
@@ -311,24 +332,28 @@ class MIPROv2(Teleprompter):
                         [{k: examples_to_json(v) for k, v in s.items()} for s in demo_sets],
                     )
             self.demo_candidates = demo_sets
-            saved = _load(state, "instructions.json")
-            if saved is not None:
-                self.instruction_candidates = saved
-                self.say("MIPROv2: instruction candidates from the run directory")
-            else:
-                self.instruction_candidates = self._propose(program, train, demo_sets, n_instr)
-                if state is not None and self.stopped is None:
-                    save_json(state / "instructions.json", self.instruction_candidates)
             search = _Search(
                 self,
                 program,
-                self.instruction_candidates,
                 None if zeroshot else demo_sets,
                 val,
                 overrides,
                 ScoreJournal(None if state is None else state / "scores.jsonl"),
             )
-            best = search.run(trials, use_minibatch, mb_size, full_every)
+
+            def propose() -> None:
+                if saved_instructions is not None:
+                    self.instruction_candidates = saved_instructions
+                    self.say("MIPROv2: instruction candidates from the run directory")
+                    return
+                self.instruction_candidates = self._propose(proposer, program, demo_sets, n_instr)
+                if state is not None and self.stopped is None:
+                    save_json(state / "instructions.json", self.instruction_candidates)
+
+            # the unchanged program is scored while the instructions are proposed
+            _, baseline = side_by_side([propose, search.baseline], self.concurrency)
+            search.instructions = self.instruction_candidates
+            best = search.run(baseline, trials, use_minibatch, mb_size, full_every)
         best._compiled = True  # type: ignore[attr-defined]
         return best
 
@@ -396,49 +421,67 @@ class MIPROv2(Teleprompter):
         count: int,
         bootstrapped: int,
         labeled: int,
+        alongside: Sequence[Callable[[], Any]] = (),
     ) -> list[dict[str, list[Example]]]:
-        """``count`` demo sets: none, labeled, bootstrapped, then seeded shuffled bootstraps."""
-        sets: list[dict[str, list[Example]]] = []
+        """``count`` demo sets: none, labeled, bootstrapped, then seeded shuffled bootstraps.
+
+        The bootstraps (and the ``alongside`` calls: the dataset summary) run at once,
+        sharing ``num_threads``; every random choice is drawn first, in order.
+        """
         rng = self.rng("demo-sets")
-        common: dict[str, Any] = {"seed": self.seed, "num_threads": self.num_threads}
-        for index, kind in enumerate(range(-3, count - 3)):
-            if (reason := self.budget_exhausted()) is not None:
-                self.stopped = reason
-                break
+        plans: list[tuple[int, list[Example], int]] = []
+        booting = 0
+        for kind in range(-3, count - 3):
+            shuffled, size = list(train), bootstrapped
+            if kind >= -1 or (kind == -2 and labeled <= 0):  # a bootstrapped set
+                rng.shuffle(shuffled)
+                size = rng.randint(min(1, bootstrapped), bootstrapped)
+                booting += 1
+            plans.append((kind, shuffled, size))
+        threads = max(1, self.concurrency // max(1, booting + len(alongside)))
+        inners: list[BootstrapFewShot | None] = []
+
+        def make(kind: int, shuffled: list[Example], size: int) -> Callable[[], Module]:
+            common: dict[str, Any] = {"seed": self.seed, "num_threads": threads}
             if kind == -3:
-                compiled = fresh_copy(program)
-            elif kind == -2 and labeled > 0:
-                compiled = LabeledFewShot(k=labeled, **common).compile(program, trainset=train)
-            else:
-                shuffled, size = list(train), bootstrapped
-                if kind >= -2:
-                    rng.shuffle(shuffled)
-                    size = rng.randint(min(1, bootstrapped), bootstrapped)
-                inner = BootstrapFewShot(
-                    metric=self.metric,
-                    metric_threshold=self.metric_threshold,
-                    teacher_settings=self.teacher_settings,
-                    max_bootstrapped_demos=size,
-                    max_labeled_demos=labeled,
-                    max_errors=self.max_errors,
-                    **common,
-                )
-                compiled = inner.compile(program, trainset=shuffled, teacher=teacher)
+                inners.append(None)
+                return lambda: fresh_copy(program)
+            if kind == -2 and labeled > 0:
+                inners.append(None)
+                return lambda: LabeledFewShot(k=labeled, **common).compile(program, trainset=train)
+            inner = BootstrapFewShot(
+                metric=self.metric,
+                metric_threshold=self.metric_threshold,
+                teacher_settings=self.teacher_settings,
+                max_bootstrapped_demos=size,
+                max_labeled_demos=labeled,
+                max_errors=self.max_errors,
+                **common,
+            )
+            inners.append(inner)
+            return lambda: inner.compile(program, trainset=shuffled, teacher=teacher)
+
+        if (reason := self.budget_exhausted()) is not None:
+            self.stopped = reason
+            return []
+        calls = [make(*plan) for plan in plans]
+        results = side_by_side([*calls, *alongside], self.concurrency)[: len(calls)]
+        sets: list[dict[str, list[Example]]] = []
+        for index, (compiled, inner) in enumerate(zip(results, inners, strict=True)):
+            if inner is not None:
                 self.log.extend({**e, "demo_set": index} for e in inner.log if e["event"] == "run")
+                if inner.stopped is not None:
+                    self.stopped = self.stopped or inner.stopped
             sets.append({name: list(p.demos) for name, p in compiled.named_predictors()})
+        if self.stopped is None and (reason := self.budget_exhausted()) is not None:
+            self.stopped = reason
         counts = [sum(len(d) for d in s.values()) for s in sets]
         self.log.append({"event": "demo_sets", "demos": counts})
         self.say(f"MIPROv2: {len(sets)} demo sets with {counts} demos")
         return sets
 
-    def _propose(
-        self,
-        program: Module,
-        train: list[Example],
-        demo_sets: list[dict[str, list[Example]]],
-        n: int,
-    ) -> dict[str, list[str]]:
-        proposer = GroundedProposer(
+    def _proposer(self, train: list[Example]) -> GroundedProposer:
+        return GroundedProposer(
             prompt_model=self.prompt_model,
             trainset=train,
             rng=self.rng("proposer"),
@@ -451,6 +494,14 @@ class MIPROv2(Teleprompter):
             should_stop=self.budget_exhausted,
             note=self.say,
         )
+
+    def _propose(
+        self,
+        proposer: GroundedProposer,
+        program: Module,
+        demo_sets: list[dict[str, list[Example]]],
+        n: int,
+    ) -> dict[str, list[str]]:
         found = proposer.propose(program, demo_sets, n)
         if proposer.data_summary:
             self.log.append({"event": "data_summary", "text": proposer.data_summary})
@@ -485,7 +536,6 @@ class _Search:
         self,
         opt: MIPROv2,
         program: Module,
-        instructions: dict[str, list[str]],
         demo_sets: list[dict[str, list[Example]]] | None,
         val: list[Example],
         overrides: dict[str, Any],
@@ -495,7 +545,10 @@ class _Search:
         self.journal = journal
         self.program = program
         self.paths = [path for path, _ in program.named_predictors()]
-        self.instructions = instructions
+        #: Per predictor path: the instruction candidates (index 0: the current one).
+        self.instructions = {
+            path: [p.signature.instructions] for path, p in program.named_predictors()
+        }
         self.demo_sets = demo_sets or None
         self.val = val
         self.overrides = overrides
@@ -511,6 +564,23 @@ class _Search:
             if self.demo_sets:
                 out[f"{i}_predictor_demos"] = cat(list(range(len(self.demo_sets))))
         return out
+
+    def default(self) -> dict[str, int]:
+        """The unchanged program's parameters: instruction 0, demo set 0 (no demos)."""
+        names = []
+        for i in range(len(self.paths)):
+            names.append(f"{i}_predictor_instruction")
+            if self.demo_sets:
+                names.append(f"{i}_predictor_demos")
+        return dict.fromkeys(names, 0)
+
+    def baseline(self) -> float | None:
+        """The unchanged program's score on the whole valset (``None``: budget reached)."""
+        if (reason := self.opt.stopped or self.opt.budget_exhausted()) is not None:
+            self.opt.stopped = reason
+            return None
+        (score,) = self.score([(self.default(), list(range(len(self.val))))], "Baseline")
+        return score
 
     def candidate(self, params: dict[str, int]) -> Module:
         program = self.program.deepcopy()
@@ -556,119 +626,149 @@ class _Search:
             parts.append(text)
         return "[" + "; ".join(parts) + "]"
 
-    def score(self, params: dict[str, int], picks: list[int], desc: str) -> float | None:
-        key = self.journal.key(params, picks)
-        known = self.journal.get(key)
-        if known is not None:  # scored before this run was interrupted
-            return known
-        program = self.candidate(params)
-        examples = [self.val[i] for i in picks]
-        score = score_programs(self.opt, [program], examples, desc=desc, overrides=self.overrides)[
-            0
-        ]
-        if score is not None:
-            self.journal.put(key, score)
-        return score
+    def score(self, jobs: list[tuple[dict[str, int], list[int]]], desc: str) -> list[float | None]:
+        """Scores of ``(params, example indices)`` jobs, all on the engine at once.
 
-    def full(self, params: dict[str, int], kind: str) -> float | None:
-        everything = list(range(len(self.val)))
-        score = self.score(params, everything, f"Trial {len(self.opt.trials) + 1} (full)")
+        Scores from the journal (an interrupted run) and repeated jobs cost no LM call.
+        """
+        keys = [self.journal.key(params, picks) for params, picks in jobs]
+        scores = [self.journal.get(key) for key in keys]
+        todo: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if scores[i] is None and key not in todo:
+                todo[key] = i
+        if todo:
+            fresh = score_jobs(
+                self.opt,
+                [
+                    (self.candidate(jobs[i][0]), [self.val[k] for k in jobs[i][1]])
+                    for i in todo.values()
+                ],
+                desc=desc,
+                overrides=self.overrides,
+            )
+            found = dict(zip(todo, fresh, strict=True))
+            for key, score in found.items():
+                if score is not None:
+                    self.journal.put(key, score)
+            scores = [
+                found[key] if score is None else score
+                for key, score in zip(keys, scores, strict=True)
+            ]
+        return scores
+
+    def full(self, params: dict[str, int], kind: str, score: float | None) -> None:
+        """Record a full-valset score (and the best so far)."""
         if score is not None and (self.best is None or score > self.best[0]):
             self.best = (score, params)
         self.record(kind, params, score, len(self.val))
-        return score
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, num_trials: int, minibatch: bool, mb_size: int, full_every: int) -> Module:
+    def run(
+        self,
+        baseline: float | None,
+        num_trials: int,
+        minibatch: bool,
+        mb_size: int,
+        full_every: int,
+    ) -> Module:
         opt = self.opt
-        optuna = _import_optuna()
-        distributions = self.distributions(optuna)
-        default = dict.fromkeys(distributions, 0)
+        default = self.default()
         self.total = (
             1 + num_trials + ((num_trials + full_every - 1) // full_every if minibatch else 0)
         )
-        if opt.stopped is None and opt.budget_exhausted() is None:
-            baseline = self.full(default, "baseline")
-        else:
-            baseline = None
-            opt.stopped = opt.stopped or opt.budget_exhausted()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=opt.seed, multivariate=True)
-        study = optuna.create_study(direction="maximize", sampler=sampler)
-        if baseline is not None:
-            study.add_trial(
-                optuna.trial.create_trial(
-                    params=default, distributions=distributions, value=baseline
-                )
-            )
+        self.full(default, "baseline", baseline)
+        if baseline is None:
+            opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
+            return self.finish(default)
+        optuna = _import_optuna()
+        distributions = self.distributions(optuna)
+        everything = list(range(len(self.val)))
+        batch = TRIAL_BATCH
+        study = optuna.create_study(direction="maximize", sampler=self.sampler(optuna, 0, batch))
+        study.add_trial(
+            optuna.trial.create_trial(params=default, distributions=distributions, value=baseline)
+        )
         minibatch_scores: dict[tuple[int, ...], list[float]] = {}
         params_of: dict[tuple[int, ...], dict[str, int]] = {}
-        fully_scored = {tuple(default.values())} if baseline is not None else set()
+        fully_scored = {tuple(default.values())}
         since_full = 0
-        for t in range(num_trials if baseline is not None else 0):
-            if (reason := opt.budget_exhausted()) is not None:
+        # minibatch mode: combinations chosen for a full evaluation, scored with the next
+        # batch of trials (or on their own at the end)
+        due: list[tuple[int, ...]] = []
+        t = 0
+        while t < num_trials or due:
+            if (reason := opt.stopped or opt.budget_exhausted()) is not None:
                 opt.stopped = reason
                 break
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                # seeded per trial: what trial t draws depends only on the history, so a
+            asked = []
+            for k in range(t, min(t + batch, num_trials)):
+                # seeded per trial: what trial k draws depends only on the history, so a
                 # resumed run (same history from its journal) draws the same
-                study.sampler = optuna.samplers.TPESampler(
-                    seed=opt.rng("tpe", t).randrange(2**31), multivariate=True
+                study.sampler = self.sampler(optuna, k, batch)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    trial = study.ask(distributions)
+                params = {name: int(trial.params[name]) for name in distributions}
+                picks = (
+                    sorted(opt.rng("minibatch", k).sample(everything, mb_size))
+                    if minibatch
+                    else everything
                 )
-                trial = study.ask(distributions)
-            params = {name: int(trial.params[name]) for name in distributions}
-            key = tuple(params.values())
-            if minibatch:
-                picks = sorted(opt.rng("minibatch", t).sample(range(len(self.val)), mb_size))
-                score = self.score(params, picks, f"Trial {len(opt.trials) + 1} (minibatch)")
-                self.record("minibatch", params, score, len(picks))
-            else:
-                score = self.full(params, "full")
+                asked.append((trial, params, picks))
+            first = len(opt.trials) + 1
+            jobs = [(params_of[key], everything) for key in due]
+            jobs += [(params, picks) for _, params, picks in asked]
+            scores = self.score(jobs, f"Trials {first}-{first + len(jobs) - 1}")
+            for key, score in zip(due, scores, strict=False):
+                self.full(params_of[key], "full", score)
+                if score is None:
+                    opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
+                    continue
                 fully_scored.add(key)
-            if score is None:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                opt.stopped = opt.budget_exhausted() or "stopped while scoring"
-                break
-            study.tell(trial, score)
-            if minibatch:
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params=params_of[key], distributions=distributions, value=score
+                    )
+                )
+            scores, due = scores[len(due) :], []
+            for (trial, params, picks), score in zip(asked, scores, strict=True):
+                t += 1
+                key = tuple(params.values())
+                if minibatch:
+                    self.record("minibatch", params, score, len(picks))
+                else:
+                    self.full(params, "full", score)
+                if score is None or opt.stopped is not None:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
+                    continue
+                study.tell(trial, score)
+                if not minibatch:
+                    fully_scored.add(key)
+                    continue
                 minibatch_scores.setdefault(key, []).append(score)
                 params_of[key] = params
                 since_full += 1
-                if since_full >= full_every or t == num_trials - 1:
+                if since_full >= full_every or t == num_trials:
                     since_full = 0
-                    self._full_of_best_mean(
-                        optuna, study, distributions, minibatch_scores, params_of, fully_scored
-                    )
+                    # the best-averaging combination not yet fully scored
+                    pending = [k for k in minibatch_scores if k not in fully_scored | set(due)]
+                    if pending:
+                        due.append(
+                            max(pending, key=lambda k: statistics.fmean(minibatch_scores[k]))
+                        )
         return self.finish(default)
 
-    def _full_of_best_mean(
-        self,
-        optuna: Any,
-        study: Any,
-        distributions: dict[str, Any],
-        minibatch_scores: dict[tuple[int, ...], list[float]],
-        params_of: dict[tuple[int, ...], dict[str, int]],
-        fully_scored: set[tuple[int, ...]],
-    ) -> None:
-        """Score the best-averaging combination not yet fully scored on the whole valset."""
-        pending = [k for k in minibatch_scores if k not in fully_scored]
-        if not pending or (reason := self.opt.budget_exhausted()) is not None:
-            if pending:
-                self.opt.stopped = reason
-            return
-        key = max(pending, key=lambda k: sum(minibatch_scores[k]) / len(minibatch_scores[k]))
-        score = self.full(params_of[key], "full")
-        if score is None:
-            self.opt.stopped = self.opt.budget_exhausted() or "stopped while scoring"
-            return
-        fully_scored.add(key)
-        study.add_trial(
-            optuna.trial.create_trial(
-                params=params_of[key], distributions=distributions, value=score
+    def sampler(self, optuna: Any, trial: int, batch: int) -> Any:
+        """Trial ``trial``'s TPE sampler (seeded per trial; a constant liar when batched)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=self.opt.rng("tpe", trial).randrange(2**31),
+                multivariate=True,
+                constant_liar=batch > 1,
             )
-        )
 
     def finish(self, default: dict[str, int]) -> Module:
         opt = self.opt
@@ -682,6 +782,17 @@ class _Search:
         )
         opt.say(f"MIPROv2: best {score:.2f}% on the valset with {self.describe(params)}")
         return self.candidate(params)
+
+
+def _preload_optuna() -> None:
+    """Import optuna on a thread while the LM-bound stages run (its import takes ~0.2 s)."""
+    if "optuna" not in sys.modules:
+        threading.Thread(target=_quiet_import, name="dsx-import-optuna", daemon=True).start()
+
+
+def _quiet_import() -> None:
+    with contextlib.suppress(Exception):  # the search's own import reports any failure
+        importlib.import_module("optuna")
 
 
 def _import_optuna() -> Any:
