@@ -43,6 +43,7 @@ __all__ = [
     "compiled_module_path",
     "load_module",
     "new_engine",
+    "pinned_module",
     "runtime_path",
     "verified_runtime",
 ]
@@ -322,6 +323,15 @@ def compiled_module_fd() -> str:
     the pinned ``.wasm``. Every later start deserializes the private copy, never the file.
     """
     return _ensure().fd_path
+
+
+def pinned_module(*, refresh: bool = False) -> _Compiled:
+    """This process's verified compiled module (``.fd``: a descriptor to pass to a child).
+
+    The same object until a refresh replaces it, so a holder can tell whether its copy
+    is still the current one.
+    """
+    return _ensure(refresh=refresh)
 
 
 def load_module(engine: wasmtime.Engine) -> wasmtime.Module:

@@ -1,194 +1,201 @@
-"""The Wasmtime backend (the default): CPython for WASI embedded in this process.
+"""The Wasmtime backend (the default): CPython for WASI, one child process per guest.
 
-One guest interpreter per session runs the driver's read-eval loop in a dedicated thread
-(wasmtime-py releases the GIL while wasm runs). Messages cross through OS pipes. What
-the guest can reach is only what WASI gives it: the granted directories, the granted
-environment variables, stdin/stdout/stderr and the clocks. There are no sockets, no
-processes, no host files otherwise.
+Each session's guest runs in a child process of its own (``_wasm_child.py``) so that what
+a hostile guest can take from the machine is bounded by that child's rlimits, not paid by
+the host: descriptors (``RLIMIT_NOFILE``: a guest opening files by the thousand gets
+``EMFILE``, the host's own ``open()`` keeps working), memory (the store's linear-memory
+limit plus ``RLIMIT_DATA`` for Wasmtime's host side), CPU (a lower priority than the host,
+and ``SIGKILL`` at the deadline or when the guest works while idle). The guest's stdin,
+stdout and stderr are pipes straight between this process and the child's WASI, so an
+execution costs what it cost in-process.
 
-Stopping a guest: each session has its own engine, so incrementing that engine's epoch
-traps the guest at its next loop or call without touching other sessions. A guest asleep
-(``time.sleep``, ``select``) waits in our own ``poll_oneoff``, which wakes when the session
-is killed; a guest blocked reading stdin gets end-of-file.
+A spare child is spawned ahead of time (it imports wasmtime and loads the verified
+compiled module, then waits), so a session's start pays only CPython's own start-up.
+What the guest can reach is only what WASI gives it: the granted directories, the
+granted environment variables, stdin/stdout/stderr and the clocks. There are no sockets,
+no processes, no host files otherwise.
 """
 
 from __future__ import annotations
 
 import array
+import atexit
 import contextlib
 import fcntl
+import importlib.util
+import json
 import os
-import struct
+import signal
+import subprocess
 import sys
 import termios
 import threading
-import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 from dsx.sandbox import _wasm_runtime
 from dsx.sandbox._session import Sandbox
-from dsx.sandbox._types import Mount, SandboxError
+from dsx.sandbox._types import SandboxError, SandboxUnavailable
 
-__all__ = ["WasmtimeSandbox"]
+__all__ = ["CHILD_MAX_FDS", "CHILD_NICE", "CHILD_HOST_MEMORY", "WasmtimeSandbox"]
 
-# WASI errno values (not the host's).
-_WASI_EFAULT = 21
-_WASI_EINVAL = 28
-_SUB = struct.Struct("<QB")  # subscription: userdata, tag (then the union at +16)
-_SUB_CLOCK = struct.Struct("<I4xQQH")  # clock id, timeout, precision, flags
-_EVENT = struct.Struct("<QHB5xQH6x")  # userdata, error, type, nbytes, flags
-_FD_DIR = "/dev/fd" if sys.platform != "linux" else "/proc/self/fd"
+#: Descriptors a guest's process may hold (its stdio, preopened grants and open files).
+CHILD_MAX_FDS = 256
+#: Bytes of the child's data segment beyond the guest's memory limit: Python, Wasmtime
+#: and the instance's host-side structures (``RLIMIT_DATA`` = memory limit + this).
+CHILD_HOST_MEMORY = 512 * 1024 * 1024
+#: How much lower than the host's the guest process's CPU priority is (``nice``).
+CHILD_NICE = 10
+_CHILD_SCRIPT = Path(__file__).with_name("_wasm_child.py")
 _READ_CHUNK = 1 << 20
 
 
-class _Guest:
-    """One CPython-WASI instance, its pipes and the thread that runs it."""
+def _wasmtime_path() -> str:
+    """The directory holding the ``wasmtime`` package (put on the child's ``sys.path``)."""
+    spec = importlib.util.find_spec("wasmtime")
+    if spec is None or not spec.origin:
+        _wasm_runtime._wasmtime()  # raises SandboxUnavailable with the install hint
+        raise SandboxUnavailable("the `wasmtime` package cannot be located")
+    return str(Path(spec.origin).resolve().parent.parent)
 
-    def __init__(
-        self, argv: list[str], env: dict[str, str], mounts: tuple[Mount, ...], memory: int
-    ) -> None:
-        import wasmtime as wt
 
-        self.killed = threading.Event()
-        self.dead = threading.Event()
-        self.exit_code: int | None = None
-        self.trap: str | None = None
-        self.engine = _wasm_runtime.new_engine()
-        module = _wasm_runtime.load_module(self.engine)
+class _Child:
+    """A child process for one guest and the host's ends of its pipes."""
+
+    def __init__(self, pinned: Any) -> None:
+        if not sys.executable:
+            raise SandboxUnavailable(
+                "the Wasmtime sandbox runs its guests in a child Python process, and this "
+                "interpreter does not know its own executable (sys.executable is empty)"
+            )
+        self.pinned = pinned  # the verified module this child loaded
+        self.killed = False
+        self.status = bytearray()
+        self.status_eof = False
         stdin_r, self.stdin_w = os.pipe()
         self.stdout_r, stdout_w = os.pipe()
         self.stderr_r, stderr_w = os.pipe()
-        self.death_r, self._death_w = os.pipe()
+        ctl_r, self.ctl_w = os.pipe()
+        self.status_r, status_w = os.pipe()
+        boot = {
+            "path": [_wasmtime_path()],
+            "engine": list(_wasm_runtime.ENGINE_SETTINGS),
+            "module": pinned.fd,
+            "ctl": ctl_r,
+            "status": status_w,
+        }
         try:
-            wasi = wt.WasiConfig()
-            wasi.argv = argv
-            wasi.env = list(env.items())
-            wasi.stdin_file = f"{_FD_DIR}/{stdin_r}"
-            wasi.stdout_file = f"{_FD_DIR}/{stdout_w}"
-            # A file, not stderr_custom: wasmtime may drop a custom stream on one of its
-            # own threads at exit, calling back into a finalizing Python.
-            wasi.stderr_file = f"{_FD_DIR}/{stderr_w}"
-            for m in mounts:
-                wasi.preopen_dir(m.host_path, m.guest_path, m.writable)
-        finally:
-            for fd in (stdin_r, stdout_w, stderr_w):  # wasmtime opened its own descriptions
-                os.close(fd)
-        for fd in (self.stdout_r, self.stderr_r, self.death_r, self.stdin_w):
-            os.set_blocking(fd, False)
-        self.store = wt.Store(self.engine)
-        self.store.set_wasi(wasi)
-        self.store.set_limits(memory_size=memory)
-        self.store.set_epoch_deadline(1)  # the epoch only moves when this guest is killed
-        linker = wt.Linker(self.engine)
-        linker.define_wasi()
-        linker.allow_shadowing = True
-        i32, i64 = wt.ValType.i32(), wt.ValType.i64()
-        linker.define_func(
-            "wasi_snapshot_preview1",
-            "poll_oneoff",
-            wt.FuncType([i32, i32, i32, i32], [i32]),
-            self._poll_oneoff,
-            access_caller=True,
-        )
-        linker.define_func(
-            "wasi_snapshot_preview1",
-            "clock_time_get",
-            wt.FuncType([i32, i64, i32], [i32]),
-            self._clock_time_get,
-            access_caller=True,
-        )
-        instance = linker.instantiate(self.store, module)
-        start = instance.exports(self.store)["_start"]
-        self.thread = threading.Thread(
-            target=self._run, args=(wt, start), name="dsx-sandbox-wasm", daemon=True
-        )
-        self.thread.start()
-
-    def _run(self, wt: Any, start: Any) -> None:
-        try:
-            start(self.store)
-            self.exit_code = 0
-        except wt.ExitTrap as exc:
-            self.exit_code = exc.code
-        except BaseException as exc:
-            text = str(exc)
-            self.trap = next(
-                (ln.strip() for ln in text.splitlines() if "wasm trap:" in ln),
-                text.splitlines()[0] if text else type(exc).__name__,
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-B", str(_CHILD_SCRIPT), json.dumps(boot)],
+                stdin=stdin_r,
+                stdout=stdout_w,
+                stderr=stderr_w,
+                pass_fds=(pinned.fd, ctl_r, status_w),
+                env={},
+                cwd="/",
             )
+        except OSError as exc:
+            for fd in (self.stdin_w, self.stdout_r, self.stderr_r, self.ctl_w, self.status_r):
+                _close(fd)
+            raise SandboxError(f"could not start the Wasmtime guest process: {exc}") from exc
         finally:
-            self.dead.set()
-            with contextlib.suppress(OSError):
-                os.write(self._death_w, b"x")
+            for fd in (stdin_r, stdout_w, stderr_w, ctl_r, status_w):
+                _close(fd)
+        for fd in (self.stdout_r, self.stderr_r, self.status_r, self.stdin_w):
+            os.set_blocking(fd, False)
 
-    # -- host functions (they must never raise: wasmtime-py keeps the last Python
-    # exception in a process-wide global, which other sessions' threads would see) --
-
-    def _clock_time_get(self, caller: Any, clock_id: int, precision: int, out: int) -> int:
+    def configure(self, settings: dict[str, Any]) -> None:
+        """Hand the waiting child its session: it then starts the guest."""
+        data = (json.dumps(settings) + "\n").encode()
         try:
-            if clock_id == 0:
-                now = time.time_ns()
-            elif clock_id == 1:
-                now = time.monotonic_ns()
-            elif clock_id in (2, 3):
-                now = time.thread_time_ns()  # this thread runs only the guest
-            else:
-                return _WASI_EINVAL
-            caller["memory"].write(caller, now.to_bytes(8, "little"), out)
-            return 0
-        except BaseException:
-            return _WASI_EFAULT
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.ctl_w, view) :]
+        except OSError as exc:
+            raise SandboxError(f"the Wasmtime guest process is gone ({exc})") from None
 
-    def _poll_oneoff(self, caller: Any, subs: int, events: int, n: int, nevents: int) -> int:
+    def alive(self) -> bool:
+        return not self.killed and self.proc.poll() is None
+
+    def gone(self) -> bool:
+        """Drain the status pipe; True once the child has ended (the pipe is closed)."""
+        while not self.status_eof:
+            data, eof = _drain(self.status_r)
+            self.status += data[:65536]
+            self.status_eof = eof
+            if not data:
+                break
+        return self.status_eof
+
+    def outcome(self) -> dict[str, Any]:
+        """How the guest ended, as the child reported it (empty if it could not)."""
+        self.gone()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=2)
         try:
-            if n <= 0:
-                return _WASI_EINVAL
-            memory = caller["memory"]
-            raw = memory.read(caller, subs, subs + 48 * n)
-            if len(raw) != 48 * n:
-                return _WASI_EFAULT
-            now_real, now_mono = time.time_ns(), time.monotonic_ns()
-            ready: list[bytes] = []
-            clocks: list[tuple[int, int]] = []
-            for i in range(n):
-                userdata, tag = _SUB.unpack_from(raw, 48 * i)
-                if tag == 0:
-                    clock_id, timeout, _precision, flags = _SUB_CLOCK.unpack_from(raw, 48 * i + 16)
-                    if flags & 1:  # absolute time on that clock
-                        timeout -= now_real if clock_id == 0 else now_mono
-                    clocks.append((userdata, max(timeout, 0)))
-                elif tag in (1, 2):  # fd read/write: stdio and files never block long
-                    ready.append(_EVENT.pack(userdata, 0, tag, 1, 0))
-                else:
-                    return _WASI_EINVAL
-            if not ready and clocks:
-                wait = min(t for _, t in clocks)
-                if wait > 0:
-                    self.killed.wait(wait / 1e9)  # a kill ends the sleep at once
-                ready = [_EVENT.pack(u, 0, 0, 0, 0) for u, t in clocks if t <= wait]
-            out = b"".join(ready)
-            memory.write(caller, out, events)
-            memory.write(caller, len(ready).to_bytes(4, "little"), nevents)
-            return 0
-        except BaseException:
-            return _WASI_EFAULT
+            found = json.loads(bytes(self.status).decode() or "{}")
+        except ValueError:
+            found = {}
+        return found if isinstance(found, dict) else {}
 
-    # -- host side -------------------------------------------------------------------
+    def cpu_seconds(self) -> float | None:
+        """CPU time the child has used so far (``None`` when it is not known)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
 
     def kill(self) -> None:
-        """Stop the guest now (idempotent); its thread ends and its resources go."""
-        if not self.killed.is_set():
-            self.killed.set()
-            self.engine.increment_epoch()  # traps at the next loop back-edge or call
-            for fd in (self.stdin_w, self.stdout_r, self.stderr_r):  # EOF/EPIPE for blocked I/O
-                _close(fd)
-            self.thread.join(timeout=10)
-            _close(self.death_r)
-            _close(self._death_w)
-        # Drop the store (and with it wasmtime's own pipe descriptors) once it is idle.
-        if not self.thread.is_alive():
-            self.__dict__.pop("store", None)
+        """Stop the guest now and release everything (idempotent)."""
+        if self.killed:
+            return
+        self.killed = True
+        with contextlib.suppress(OSError):
+            self.proc.send_signal(signal.SIGKILL)
+        for fd in (self.stdin_w, self.stdout_r, self.stderr_r, self.ctl_w, self.status_r):
+            _close(fd)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+
+_spare_lock = threading.Lock()
+_spare: _Child | None = None
+
+
+def _take_child() -> _Child:
+    """The spare child if it is ready for the current module, else a new one."""
+    global _spare
+    pinned = _wasm_runtime.pinned_module()
+    with _spare_lock:
+        child, _spare = _spare, None
+    if child is not None and (child.pinned is not pinned or not child.alive()):
+        child.kill()
+        child = None
+    return child if child is not None else _Child(pinned)
+
+
+def _refill_spare() -> None:
+    """Spawn the next session's child now, while nobody waits for it."""
+    global _spare
+    with _spare_lock:
+        if _spare is not None and _spare.alive():
+            return
+        try:
+            _spare = _Child(_wasm_runtime.pinned_module())
+        except SandboxError:
+            _spare = None
+
+
+@atexit.register
+def _drop_spare() -> None:
+    global _spare
+    with _spare_lock:
+        child, _spare = _spare, None
+    if child is not None:
+        child.kill()
 
 
 def _drain(fd: int) -> tuple[bytes, bool]:
@@ -208,54 +215,83 @@ def _close(fd: int) -> None:
 
 
 class WasmtimeSandbox(Sandbox):
-    """A session running CPython 3.12 for WASI inside this process (the default backend).
+    """A session running CPython 3.12 for WASI in a child process (the default backend).
 
     Options are those of :class:`~dsx.sandbox.Sandbox`. The first session of a process
     verifies the runtime's sha256 (and compiles it once per machine, cached on disk).
     Limits: the memory limit caps the guest's linear memory (a memory bomb raises
-    ``MemoryError`` inside the guest); a timeout stops the guest mid-instruction and
-    restarts the interpreter, so its state is lost (``session_reset``).
+    ``MemoryError`` inside the guest); the guest's process may hold
+    :data:`CHILD_MAX_FDS` descriptors and runs at a lower CPU priority than the host; a
+    timeout stops the guest mid-instruction and restarts the interpreter, so its state
+    is lost (``session_reset``).
     """
 
     backend = "wasmtime"
 
-    _guest: _Guest | None = None
+    _child: _Child | None = None
     _finalizer: Any = None
+    _bad_module = False
 
     def _boot(self, argv_tail: list[str], deadline: float) -> None:
-        argv = ["python", "-I", "-S", "-B", *argv_tail]
-        guest = _Guest(argv, self.env, self.mounts, self.limits.memory)
-        self._guest = guest
-        self._finalizer = weakref.finalize(self, guest.kill)
+        settings = {
+            "argv": ["python", "-I", "-S", "-B", *argv_tail],
+            "env": sorted(self.env.items()),
+            "mounts": [[m.host_path, m.guest_path, m.writable] for m in self.mounts],
+            "memory": self.limits.memory,
+            "max_fds": CHILD_MAX_FDS,
+            "max_data": self.limits.memory + CHILD_HOST_MEMORY,
+            "nice": CHILD_NICE,
+        }
+        child = _take_child()
+        self._child = child
+        self._finalizer = weakref.finalize(self, child.kill)
+        child.configure(settings)
+        # The next session's child warms up while this guest's CPython starts.
+        _refill_spare()
+
+    def start(self) -> Sandbox:
+        try:
+            super().start()
+        except SandboxError:
+            if not self._bad_module:
+                raise
+            # Verified, but written by an incompatible build: compile afresh, once.
+            self._bad_module = False
+            _wasm_runtime.pinned_module(refresh=True)
+            super().start()
+        return self
 
     def _shutdown(self) -> None:
+        child = self._child
+        if child is not None and not child.killed and child.gone():
+            self._bad_module = "bad_module" in child.outcome()
         if self._finalizer is not None:
-            self._finalizer()  # guest.kill, once
+            self._finalizer()  # child.kill, once
         self._finalizer = None
-        self._guest = None
+        self._child = None
 
     def _fds(self) -> list[int]:
-        guest = self._require()
-        return [guest.stdout_r, guest.stderr_r, guest.death_r]
+        child = self._require()
+        return [child.stdout_r, child.stderr_r, child.status_r]
 
-    def _require(self) -> _Guest:
-        if self._guest is None:
+    def _require(self) -> _Child:
+        if self._child is None:
             raise SandboxError("the wasmtime guest is not running")
-        return self._guest
+        return self._child
 
     def _read(self) -> tuple[bytes, bytes, bool]:
-        guest = self._require()
-        dead = guest.dead.is_set()  # checked first: output written before death is drained
-        out, out_eof = _drain(guest.stdout_r)
-        err, _ = _drain(guest.stderr_r)
+        child = self._require()
+        dead = child.gone()  # checked first: output written before death is drained
+        out, out_eof = _drain(child.stdout_r)
+        err, _ = _drain(child.stderr_r)
         return out, err, (dead or out_eof) and not out
 
     def _write_some(self, data: memoryview) -> int:
-        guest = self._require()
-        if guest.dead.is_set():
+        child = self._require()
+        if child.killed:
             raise BrokenPipeError("the guest is gone")
         try:
-            return os.write(guest.stdin_w, data)
+            return os.write(child.stdin_w, data)
         except BlockingIOError:
             return 0
 
@@ -273,15 +309,25 @@ class WasmtimeSandbox(Sandbox):
             return 0
         return buf[0]
 
+    def _guest_cpu(self) -> float | None:
+        child = self._child
+        return None if child is None else child.cpu_seconds()
+
     def _death_reason(self) -> tuple[str, str]:
-        guest = self._guest
-        if guest is None:
+        child = self._child
+        if child is None:
             return "SandboxCrash", "the guest interpreter is gone"
-        if guest.exit_code is not None:
-            return "SystemExit", f"the guest interpreter exited with status {guest.exit_code}"
-        trap = guest.trap or "unknown failure"
+        outcome = child.outcome()
+        if isinstance(outcome.get("exit_code"), int):
+            code = outcome["exit_code"]
+            return "SystemExit", f"the guest interpreter exited with status {code}"
+        trap = str(outcome.get("trap") or "")
         if "call stack exhausted" in trap:
             return "RecursionError", f"the guest overflowed its stack ({trap})"
-        if "interrupt" in trap and guest.killed.is_set():
-            return "SandboxCrash", "the guest was stopped"
-        return "SandboxCrash", f"the guest interpreter crashed ({trap})"
+        if trap:
+            return "SandboxCrash", f"the guest interpreter crashed ({trap})"
+        code = child.proc.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            return "SandboxCrash", f"the guest's process was killed by signal {name}"
+        return "SandboxCrash", "the guest's process ended unexpectedly"
