@@ -4,6 +4,7 @@ resampling (temperature 1.0) it also gets odd rollouts right, so runs of one exa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -75,6 +76,32 @@ def test_a_rule_from_the_prompt_model_fixes_the_program():
     assert any("best so far 100.00%" in line for line in lines)
     assert lines[-1].startswith("SIMBA: done")
     assert echo_program().signature.instructions == "Repeat the text."
+
+
+def test_rule_calls_of_a_step_run_at_once_and_stay_reproducible():
+    """The prompt-model calls of one step's rules are in flight together; the seed still
+    fixes which buckets, sources and rules make the candidates."""
+
+    def run():
+        state = {"now": 0, "peak": 0}
+
+        async def respond(messages: list[dict[str, Any]]) -> Any:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            await asyncio.sleep(0.01)
+            state["now"] -= 1
+            return {"discussion": "-", "module_advice": {"self": ADVICE}}
+
+        dsx.configure(lm=task_lm())
+        opt, _ = simba(max_demos=0, prompt_model=FunctionLM(respond, model="scripted-advisor"))
+        best = opt.compile(echo_program(), trainset=dataset(8))
+        table = [(c.step, c.source, c.strategy, c.applied, c.scores) for c in opt.candidates]
+        return state["peak"], table, best.signature.instructions
+
+    peak, table, instruction = run()
+    assert peak > 1
+    assert instruction.endswith(ADVICE)
+    assert run()[1:] == (table, instruction)
 
 
 def test_a_demo_from_a_successful_run_fixes_the_program():

@@ -24,6 +24,7 @@ and ``trial_logs`` on it as in DSPy.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import math
@@ -35,6 +36,7 @@ from typing import Any
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
 from dsx.runtime.module import Module
+from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, program_summary
@@ -312,27 +314,9 @@ class _Ascent:
             mean = sum(r.score for r in runs) / len(runs)
             buckets.append((runs, (top_score - low, top_score, top_score - mean)))
         buckets.sort(key=lambda b: b[1], reverse=True)
-        built: list[SimbaCandidate] = []
-        for runs, _ in buckets:
-            source = self.draw(self.top(), opt.temperature_for_candidates)
-            candidate = self.pool[source].program.deepcopy()
-            self.drop_demos(candidate)
-            strategies = ["demo", "rule"] if opt.max_demos > 0 else ["rule"]
-            strategy = self.rng.choice(strategies)
-            try:
-                if strategy == "demo":
-                    applied = self.append_demo(runs, candidate, p10)
-                else:
-                    applied = self.append_rule(runs, candidate, p10, p90)
-            except Exception as exc:  # a failed strategy costs one candidate, as in DSPy
-                opt.say(f"SIMBA step {step + 1}: {strategy} failed: {type(exc).__name__}: {exc}")
-                continue
-            built.append(SimbaCandidate(0, step, source, strategy, applied, [], candidate))
-            if len(built) >= opt.num_candidates + 1:
-                break
-            if (reason := opt.budget_exhausted()) is not None:
-                opt.stopped = reason
-                return False
+        built = self.build(step, [runs for runs, _ in buckets], p10, p90)
+        if built is None:
+            return False
         jobs = [(c.program, ex) for c in built for ex in batch]
         scored = self.rollouts(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: candidates")
         if scored is None:
@@ -366,6 +350,55 @@ class _Ascent:
             f"{100 * max(means, default=0.0):.2f}% on the mini-batch · best so far {100 * best:.2f}%"
         )
         return True
+
+    def build(
+        self, step: int, buckets: list[list[Rollout]], p10: float, p90: float
+    ) -> list[SimbaCandidate] | None:
+        """Up to ``num_candidates + 1`` new candidates, one per bucket in order.
+
+        Every random choice is drawn bucket by bucket, as one at a time would; the rule
+        strategy's prompt-model calls of a wave then run at once. A failed strategy costs
+        its candidate (as in DSPy) and the next bucket is tried. ``None``: the budget.
+        """
+        opt, want = self.opt, self.opt.num_candidates + 1
+        built: list[SimbaCandidate] = []
+        queue = list(buckets)
+        while queue and len(built) < want:
+            wave = []
+            while queue and len(wave) < want - len(built):
+                runs = queue.pop(0)
+                source = self.draw(self.top(), opt.temperature_for_candidates)
+                candidate = self.pool[source].program.deepcopy()
+                self.drop_demos(candidate)
+                strategies = ["demo", "rule"] if opt.max_demos > 0 else ["rule"]
+                strategy = self.rng.choice(strategies)
+                wave.append((runs, source, candidate, strategy))
+            advice = self.advise(
+                [
+                    (runs, candidate, p10, p90)
+                    for runs, _, candidate, strategy in wave
+                    if strategy == "rule"
+                ]
+            )
+            for runs, source, candidate, strategy in wave:
+                try:
+                    if strategy == "demo":
+                        applied = self.append_demo(runs, candidate, p10)
+                    else:
+                        outcome = advice.pop(0)
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                        applied = _apply_advice(candidate, outcome)
+                except Exception as exc:  # a failed strategy costs one candidate, as in DSPy
+                    opt.say(
+                        f"SIMBA step {step + 1}: {strategy} failed: {type(exc).__name__}: {exc}"
+                    )
+                    continue
+                built.append(SimbaCandidate(0, step, source, strategy, applied, [], candidate))
+            if (reason := opt.budget_exhausted()) is not None:
+                opt.stopped = reason
+                return None
+        return built
 
     def drop_demos(self, program: Module) -> None:
         counts = [len(p.demos) for p in program.predictors()]
@@ -401,42 +434,49 @@ class _Ascent:
             predictors[path].demos = [*predictors[path].demos, demo]
         return bool(latest)
 
-    def append_rule(self, runs: list[Rollout], program: Module, p10: float, p90: float) -> bool:
-        good, bad = runs[0], runs[-1]
-        if good.score <= p10 or bad.score >= p90:
-            return False
-        names = [path for path, _ in program.named_predictors()]
-        better, worse = _side(good), _side(bad)
-        if good.score <= bad.score:  # no contrast: show only the informative side
-            blank = {"trajectory": "[]", "outputs": "{}", "reward": "N/A", "info": "{}"}
-            if good.score > p90:
-                worse = blank
-            else:
-                better = blank
-        example = good.example
-        advice = Predict(OfferAdvice, lm=self.opt.prompt_model)(
-            program_code=_code_of(program),
-            modules_defn=program_summary(program),
-            program_inputs=_json(example.inputs().to_dict()),
-            oracle_metadata=_json(example.labels().to_dict()),
-            worse_program_trajectory=worse["trajectory"],
-            worse_program_outputs=worse["outputs"],
-            worse_reward_value=worse["reward"],
-            worse_reward_info=worse["info"],
-            better_program_trajectory=better["trajectory"],
-            better_program_outputs=better["outputs"],
-            better_reward_value=better["reward"],
-            better_reward_info=better["info"],
-            module_names=names,
-        ).module_advice
-        changed = False
-        for path, predictor in program.named_predictors():
-            text = (advice or {}).get(path)
-            if text:
-                sig = predictor.signature
-                predictor.signature = sig.with_instructions(f"{sig.instructions}\n\n{text}")
-                changed = True
-        return changed
+    def advise(
+        self, asks: list[tuple[list[Rollout], Module, float, float]]
+    ) -> list[dict[str, Any] | BaseException | None]:
+        """The rule strategy's advice per ask, all prompt-model calls at once.
+
+        ``None``: no call (no contrast worth a rule); an exception: the call failed.
+        """
+
+        async def one(
+            runs: list[Rollout], program: Module, p10: float, p90: float
+        ) -> dict[str, Any] | None:
+            good, bad = runs[0], runs[-1]
+            if good.score <= p10 or bad.score >= p90:
+                return None
+            better, worse = _side(good), _side(bad)
+            if good.score <= bad.score:  # no contrast: show only the informative side
+                blank = {"trajectory": "[]", "outputs": "{}", "reward": "N/A", "info": "{}"}
+                if good.score > p90:
+                    worse = blank
+                else:
+                    better = blank
+            example = good.example
+            pred = await Predict(OfferAdvice, lm=self.opt.prompt_model).acall(
+                program_code=_code_of(program),
+                modules_defn=program_summary(program),
+                program_inputs=_json(example.inputs().to_dict()),
+                oracle_metadata=_json(example.labels().to_dict()),
+                worse_program_trajectory=worse["trajectory"],
+                worse_program_outputs=worse["outputs"],
+                worse_reward_value=worse["reward"],
+                worse_reward_info=worse["info"],
+                better_program_trajectory=better["trajectory"],
+                better_program_outputs=better["outputs"],
+                better_reward_value=better["reward"],
+                better_reward_info=better["info"],
+                module_names=[path for path, _ in program.named_predictors()],
+            )
+            return pred.module_advice or {}
+
+        async def all_at_once() -> list[dict[str, Any] | BaseException | None]:
+            return list(await asyncio.gather(*(one(*ask) for ask in asks), return_exceptions=True))
+
+        return run_coroutine_sync(all_at_once) if asks else []
 
     def finish(self) -> Module:
         opt = self.opt
@@ -472,6 +512,18 @@ class _Ascent:
             f"(of {len(chosen)} winners)"
         )
         return best
+
+
+def _apply_advice(program: Module, advice: dict[str, Any] | None) -> bool:
+    """Append each predictor's advice to its instruction; whether anything changed."""
+    changed = False
+    for path, predictor in program.named_predictors():
+        text = (advice or {}).get(path)
+        if text:
+            sig = predictor.signature
+            predictor.signature = sig.with_instructions(f"{sig.instructions}\n\n{text}")
+            changed = True
+    return changed
 
 
 def _variant(program: Module, config: dict[str, Any], ctx: dict[str, Any]) -> Module:
