@@ -66,10 +66,23 @@ def test_gepa_finds_a_working_instruction_from_textual_feedback():
         results.best_idx in front for front in results.per_val_instance_best_candidates.values()
     )
     assert results.highest_score_achieved_per_val_task == dict.fromkeys(range(4), 1.0)
-    assert results.total_metric_calls is not None and results.total_metric_calls >= 30
+    # a candidate perfect on the valset ends the run: nothing could replace it
+    assert results.total_metric_calls is not None and results.total_metric_calls < 30
+    assert any("perfect on the valset; stopping" in line for line in lines)
     assert any("best 100.00%" in line for line in lines) and lines[-1].startswith("GEPA: done")
     assert echo_program().signature.instructions == "Repeat the text."  # untouched
     assert not hasattr(best, "detailed_results")  # only with track_stats
+
+
+def test_without_skip_perfect_score_the_whole_budget_is_spent_for_the_same_result():
+    stopping, _ = gepa([])
+    spending, lines = gepa([], skip_perfect_score=False)
+    best_stopping, best_spending = run(stopping), run(spending)
+    assert best_spending.signature.instructions == best_stopping.signature.instructions
+    assert spending.best_score == stopping.best_score == 100.0
+    calls = spending.detailed_results.total_metric_calls
+    assert calls >= 30 > stopping.detailed_results.total_metric_calls
+    assert not any("perfect on the valset" in line for line in lines)
 
 
 def test_without_feedback_the_reflection_has_nothing_to_go_on():

@@ -134,7 +134,9 @@ class GEPA(Teleprompter):
         reflection_minibatch_size: trainset examples each reflection looks at.
         candidate_selection_strategy: ``"pareto"`` (a parent from the frontier) or
             ``"current_best"``.
-        skip_perfect_score: do not reflect on a minibatch the parent already aces.
+        skip_perfect_score: do not reflect on a minibatch the parent already aces, and stop
+            once a candidate scores ``perfect_score`` on every valset example (no later
+            candidate could replace it).
         add_format_failure_as_feedback: show failed runs to the reflection LM too.
         use_merge: also try merging two candidates from the frontier.
         max_merge_invocations: the most merges to try.
@@ -554,6 +556,20 @@ class _Run:
             self.sampler.last_trainset_size = saved["last_trainset_size"]
 
     # -- the run --------------------------------------------------------------------------------
+    def perfect(self, state: Any) -> bool:
+        """Whether a candidate aces the valset: then nothing can replace it as the best
+        (ties keep the earlier candidate), and the rest of the budget would buy nothing."""
+        if not self.opt.skip_perfect_score:
+            return False
+        best = max(state.program_full_scores_val_set, default=None)
+        if best is None or best < self.opt.perfect_score:
+            return False
+        self.opt.say(
+            f"GEPA: candidate {state.program_full_scores_val_set.index(best)} is perfect on "
+            "the valset; stopping"
+        )
+        return True
+
     def optimize(self, budget: int, run_dir: str | None) -> GEPAResults | None:
         import gepa
         from gepa.strategies.batch_sampler import EpochShuffledBatchSampler
@@ -585,7 +601,7 @@ class _Run:
                 use_merge=opt.use_merge,
                 max_merge_invocations=opt.max_merge_invocations or 0,
                 max_metric_calls=budget,
-                stop_callbacks=[lambda state: opt.budget_exhausted() is not None],
+                stop_callbacks=[lambda state: opt.budget_exhausted() is not None, self.perfect],
                 logger=_Log(opt),
                 callbacks=[reporter],
                 run_dir=run_dir,
