@@ -14,6 +14,7 @@ from tests.teleprompt.instruction_task import (
     echo_program,
     exact,
     prompt_lm,
+    task_answer,
     task_lm,
 )
 
@@ -94,7 +95,6 @@ def test_mipro_scores_several_trials_at_once_and_stays_reproducible():
     """With threads to spare, a batch of trials shares the engine: more calls are in
     flight than one trial has examples, and the seed alone decides the search (the same
     with one thread)."""
-    from tests.teleprompt.instruction_task import task_answer
 
     def run(threads):
         state = {"now": 0, "peak": 0}
@@ -339,6 +339,47 @@ def test_copro_optimizes_each_predictor_of_a_pipeline():
     # with several predictors every candidate is re-scored in the new context each round
     second = [a.instruction for a in opt.candidates if a.predictor == "second" and a.depth == 1]
     assert len(second) == len(set(second)) >= 3
+
+
+def test_copro_proposes_for_every_predictor_at_once_while_scoring_the_program():
+    class TwoSteps(dsx.Module):
+        def __init__(self):
+            self.first = dsx.Predict(dsx.Signature("text -> answer", "Repeat the text."))
+            self.second = dsx.Predict(dsx.Signature("text -> answer", "Repeat the text."))
+
+        def forward(self, text):
+            self.first(text=text)
+            return self.second(text=text)
+
+    _, script = prompt_lm()
+    state = {"prompt": 0, "peak": 0, "task_during_prompt": 0}
+
+    async def propose(messages, **kwargs):
+        state["prompt"] += 1
+        state["peak"] = max(state["peak"], state["prompt"])
+        await asyncio.sleep(0.05)
+        state["prompt"] -= 1
+        return script(messages, **kwargs)
+
+    def answer(messages):
+        state["task_during_prompt"] += state["prompt"] > 0
+        return task_answer(messages)
+
+    dsx.configure(lm=FunctionLM(answer, model="scripted-task-model"))
+    opt = COPRO(
+        metric=exact,
+        prompt_model=FunctionLM(propose, model="scripted-prompt-model"),
+        breadth=3,
+        depth=2,
+        display_progress=False,
+    )
+    opt.compile(TwoSteps(), trainset=dataset(4))
+    assert state["peak"] == 2  # both predictors' proposals in flight together
+    assert state["task_during_prompt"] >= 4  # the program as given was scored meanwhile
+    assert [e["predictor"] for e in opt.log if e["event"] == "proposal"][:2] == [
+        "first",
+        "second",
+    ]
 
 
 def test_copro_budget_stops_cleanly_with_the_best_so_far():

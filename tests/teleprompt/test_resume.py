@@ -124,6 +124,7 @@ def gepa_run(run_dir, **kwargs):
         display_progress=False,
         run_dir=None if run_dir is None else str(run_dir),
         seed=2,
+        skip_perfect_score=False,  # a long run, so that the budget stops it midway
         **kwargs,
     )
     best = opt.compile(echo_program(), trainset=dataset(8), valset=dataset(4, start=8))

@@ -20,6 +20,7 @@ DSPy puts them).
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,17 @@ from typing import Any
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
 from dsx.runtime.module import Module
+from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, clean_instruction
 from dsx.teleprompt._scoring import score_programs
-from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples
+from dsx.teleprompt.base import (
+    OptimizerSettingError,
+    Teleprompter,
+    check_examples,
+    side_by_side,
+)
 
 __all__ = ["COPRO", "Attempt", "BasicGenerateInstruction", "GenerateInstructionGivenAttempts"]
 
@@ -187,37 +194,82 @@ class _Ascent:
             self.opt.stopped = reason
         return reason is not None
 
-    def propose(self, path: str, signature: Any, count: int, attempts: str | None) -> list[str]:
+    def propose_all(
+        self,
+        asks: list[tuple[str, Any, int, str | None]],
+        alongside: Sequence[Callable[[], Any]] = (),
+    ) -> list[list[str]]:
+        """Each ask's proposals (``path, signature, count, attempts``), all at once.
+
+        The rollout ids are drawn first, in order, so the seed fixes every prompt; the
+        ``alongside`` calls (scoring the unchanged program) run at the same time.
+        """
+        ids = [self.rng.randrange(10**9) for _ in asks]
+
+        async def wave() -> list[list[str]]:
+            return list(
+                await asyncio.gather(
+                    *(self.propose(*ask, rid) for ask, rid in zip(asks, ids, strict=True))
+                )
+            )
+
+        proposals, *_ = side_by_side(
+            [lambda: run_coroutine_sync(wave), *alongside], self.opt.concurrency
+        )
+        # the log in predictor order, whichever answer came first
+        for (path, _, _, _), texts in zip(asks, proposals, strict=True):
+            self.opt.log.append({"event": "proposal", "predictor": path, "instructions": texts})
+        return [[t for t in texts if t] for texts in proposals]
+
+    def score_unchanged(self) -> None:
+        """Score the program as given (it is a candidate of the first round anyway)."""
+        key = tuple(p.signature.instructions for p in self.module.predictors())
+        if key in self.scored or self.stop():
+            return
+        (score,) = score_programs(
+            self.opt, [self.module.deepcopy()], self.examples, desc="COPRO: the program as given"
+        )
+        self.opt.total_calls += 1
+        if score is not None:
+            self.scored[key] = score
+
+    async def propose(
+        self, path: str, signature: Any, count: int, attempts: str | None, rollout_id: int
+    ) -> list[str]:
         opt = self.opt
         predict = Predict(
             BasicGenerateInstruction if attempts is None else GenerateInstructionGivenAttempts,
             lm=opt.prompt_model,
             n=count,
             temperature=opt.init_temperature,
-            rollout_id=self.rng.randrange(10**9),
+            rollout_id=rollout_id,
         )
         fields = _fields_text(signature)
         try:
             if attempts is None:
-                pred = predict(task_fields=fields, basic_instruction=signature.instructions)
+                pred = await predict.acall(
+                    task_fields=fields, basic_instruction=signature.instructions
+                )
             else:
-                pred = predict(task_fields=fields, attempted_instructions=attempts)
+                pred = await predict.acall(task_fields=fields, attempted_instructions=attempts)
         except Exception as exc:  # a failed proposal round leaves the candidates scored so far
             opt.say(f"COPRO: proposing for `{path}` failed: {type(exc).__name__}: {exc}")
             return []
-        texts = [clean_instruction(str(t)) for t in pred.completions.proposed_instruction]
-        opt.log.append({"event": "proposal", "predictor": path, "instructions": texts})
-        return [t for t in texts if t]
+        return [clean_instruction(str(t)) for t in pred.completions.proposed_instruction]
 
     def run(self) -> Attempt | None:
         opt = self.opt
         current = self.module.deepcopy()
         latest: dict[str, list[str]] = {}
         every: dict[str, list[str]] = {}
-        for path, predictor in self.module.named_predictors():
-            if self.stop():
-                return self.best()
-            texts = self.propose(path, predictor.signature, opt.breadth - 1, None)
+        if self.stop():
+            return self.best()
+        named = list(self.module.named_predictors())
+        found = self.propose_all(
+            [(path, p.signature, opt.breadth - 1, None) for path, p in named],
+            alongside=[self.score_unchanged],
+        )
+        for (path, predictor), texts in zip(named, found, strict=True):
             latest[path] = every[path] = _unique([*texts, predictor.signature.instructions])
         for d in range(opt.depth):
             for path in self.paths:
@@ -226,9 +278,10 @@ class _Ascent:
                     return self.best()
             if d == opt.depth - 1:
                 break
+            if self.stop():
+                return self.best()
+            asks = []
             for path, predictor in current.named_predictors():
-                if self.stop():
-                    return self.best()
                 ranked = sorted(self.evaluated[path].values(), key=lambda a: -a.score)
                 if opt.track_stats:
                     _stats(opt.results_best, path, d, [a.score for a in ranked[:10]])
@@ -237,7 +290,8 @@ class _Ascent:
                     f"Instruction #{i}: {a.instruction}\nResulting Score #{i}: {a.score:.2f}"
                     for i, a in enumerate(shown, 1)
                 )
-                texts = self.propose(path, predictor.signature, opt.breadth, attempts)
+                asks.append((path, predictor.signature, opt.breadth, attempts))
+            for (path, _, _, _), texts in zip(asks, self.propose_all(asks), strict=True):
                 latest[path] = _unique(texts)
                 every[path] = _unique([*every[path], *texts])
         if opt.track_stats:
