@@ -148,6 +148,7 @@ class DockerSandbox(Sandbox):
         max_output: int | None = None,
         max_tool_calls: int | None = None,
         max_message_size: int | None = None,
+        max_execution_bytes: int | None = None,
     ) -> None:
         super().__init__(
             tools=tools,
@@ -158,6 +159,7 @@ class DockerSandbox(Sandbox):
             max_output=max_output,
             max_tool_calls=max_tool_calls,
             max_message_size=max_message_size,
+            max_execution_bytes=max_execution_bytes,
         )
         self.image = image
         self.cpus = cpus

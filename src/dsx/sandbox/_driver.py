@@ -165,11 +165,13 @@ def _call_tool(name, args, kwargs):
     _STATE["seq"] += 1
     seq = _STATE["seq"]
     exec_id = _STATE["exec_id"]
-    msg = {"type": "call", "id": exec_id, "seq": seq, "tool": name, "args": args, "kwargs": kwargs}
     try:
-        data = _TOKEN + b" " + _dumps(msg).encode("ascii") + b"\n"
+        # The arguments travel as one JSON string: the host decodes them on a budget.
+        payload = _dumps([args, kwargs])
     except (TypeError, ValueError) as exc:
         raise TypeError(f"arguments of tool {name}() must be JSON-serializable: {exc}") from None
+    msg = {"type": "call", "id": exec_id, "seq": seq, "tool": name, "args_json": payload}
+    data = _TOKEN + b" " + _dumps(msg).encode("ascii") + b"\n"
     _write(data)
     while True:
         line = _IN.readline()
@@ -383,7 +385,7 @@ def _execute(msg):
 
 def _main():
     _setup_limits()
-    _send({"type": "ready", "protocol": 1, "python": sys.version.split()[0]})
+    _send({"type": "ready", "protocol": 2, "python": sys.version.split()[0]})
     while True:
         try:
             line = _IN.readline()

@@ -16,12 +16,20 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dsx.sandbox._protocol import FrameReader, ProtocolViolation, assemble_result
-from dsx.sandbox._tools import Tool, ToolOutcome, call_tool_async, dumps
+from dsx.sandbox._protocol import (
+    FrameReader,
+    JSONBudgetExceeded,
+    ProtocolViolation,
+    assemble_result,
+    loads_bounded,
+)
+from dsx.sandbox._tools import Tool, ToolOutcome, call_tool_async, clip, dumps
 from dsx.sandbox._types import (
     EXTRA_MESSAGES,
     INTERRUPT_GRACE,
+    MAX_JSON_ELEMENTS,
     REPLY_STALL,
+    TOOL_RECORD_LIMIT,
     ExecutionError,
     ExecutionResult,
     Limits,
@@ -128,6 +136,7 @@ class ExchangeMixin:
         pending: deque[dict[str, Any]] = deque()
         violation: str | None = None
         eof = False
+        reader.received = 0  # the per-execution byte budget starts now
         yield Send(data, deadline)  # if the guest does not take it, the deadline says so
         while True:
             if not pending and violation is None and not eof:
@@ -168,6 +177,7 @@ class ExchangeMixin:
                         tool_calls=calls,
                         duration=time.perf_counter() - began,
                         max_output=self.limits.max_output,
+                        max_elements=MAX_JSON_ELEMENTS,
                     )
                     return self._timed_out(result, timeout) if interrupted else result
             if violation is not None or (eof and not pending):
@@ -190,13 +200,33 @@ class ExchangeMixin:
     def _tool_call(
         self, msg: dict[str, Any], tools: dict[str, Tool], calls: list[ToolCall], deadline: float
     ) -> Generator[Step, Any, ToolOutcome]:
-        name, args, kwargs = msg.get("tool"), msg.get("args"), msg.get("kwargs")
+        name, raw = msg.get("tool"), msg.get("args_json")
         tool = tools.get(name) if isinstance(name, str) else None
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            outcome = refusal(str(name), [], {}, "TypeError", "malformed tool call", [])
+        label = name[:200] if isinstance(name, str) else "?"
+        decoded: Any = None
+        too_big: str | None = None
+        if isinstance(raw, str):
+            try:
+                decoded = loads_bounded(raw, max_elements=MAX_JSON_ELEMENTS)
+            except JSONBudgetExceeded as exc:
+                too_big = str(exc)
+            except ValueError:
+                pass
+        well_formed = (
+            isinstance(decoded, list)
+            and len(decoded) == 2
+            and isinstance(decoded[0], list)
+            and isinstance(decoded[1], dict)
+        )
+        args, kwargs = (decoded[0], decoded[1]) if well_formed else ([], {})
+        if too_big is not None:
+            message = f"the arguments of tool {label}() are too large to pass: {too_big}"
+            outcome = refusal(label, [], {}, "ValueError", message, ["ValueError"])
+        elif not well_formed:
+            outcome = refusal(label, [], {}, "TypeError", "malformed tool call", [])
         elif tool is None:
-            message = f"no tool named {name!r}"
-            outcome = refusal(str(name), args, kwargs, "NameError", message, ["NameError"])
+            message = f"no tool named {label!r}"
+            outcome = refusal(label, args, kwargs, "NameError", message, ["NameError"])
         elif len(calls) >= self.limits.max_tool_calls:
             message = (
                 f"the limit of {self.limits.max_tool_calls} tool calls per execution is reached"
@@ -206,7 +236,11 @@ class ExchangeMixin:
             )
         else:
             outcome = yield RunTool(tool, args, {str(k): v for k, v in kwargs.items()}, deadline)
-        calls.append(outcome.record)
+        record = outcome.record
+        if isinstance(raw, str) and len(raw) > TOOL_RECORD_LIMIT:
+            # Only a bounded representation stays in the result (the tool got it whole).
+            record = replace(record, args=(clip(raw),), kwargs={}, truncated=True)
+        calls.append(record)
         return outcome
 
     @staticmethod
@@ -310,6 +344,11 @@ class ExchangeMixin:
                 incoming.messages = self._reader.feed(out)
         except ProtocolViolation as exc:
             incoming.violation = str(exc)
+        if self._reader.received > self.limits.max_execution_bytes and not incoming.violation:
+            incoming.violation = (
+                f"the guest sent more than {self.limits.max_execution_bytes} bytes in one "
+                "execution (max_execution_bytes)"
+            )
         incoming.eof = eof
         return incoming
 

@@ -9,27 +9,78 @@ malformed is a :class:`ProtocolViolation`, after which the interpreter is replac
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dsx.sandbox._types import ExecutionError, ExecutionResult, ToolCall
+from dsx.sandbox._types import (
+    MAX_FRAME_ELEMENTS,
+    MAX_JSON_DEPTH,
+    MAX_JSON_ELEMENTS,
+    ExecutionError,
+    ExecutionResult,
+    SandboxError,
+    ToolCall,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",
     "FrameReader",
+    "JSONBudgetExceeded",
     "ProtocolViolation",
     "assemble_result",
     "driver_source",
+    "loads_bounded",
     "new_token",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
-class ProtocolViolation(Exception):
+class ProtocolViolation(SandboxError):
     """The guest broke the protocol (malformed or oversized message)."""
+
+
+class JSONBudgetExceeded(ProtocolViolation, ValueError):
+    """Guest JSON with more elements or deeper nesting than its budget allows."""
+
+
+# A JSON string literal, escapes included (the unrolled form runs in C without backtracking).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def loads_bounded(data: bytes | str, *, max_elements: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` of guest data, refusing it before decoding when it is too big a tree.
+
+    A few bytes of JSON can decode into many objects (``[{}]`` is 3 bytes and about 70 of
+    host memory), so the element count (values inside containers, bounded from above by
+    commas and opening brackets outside strings) and the nesting depth are checked on the
+    text first.
+
+    Raises:
+        JSONBudgetExceeded: over ``max_elements`` or ``max_depth``.
+        ValueError: not JSON (including bad UTF-8).
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    bare = _STRING.sub(b'""', raw) if b'"' in raw else raw
+    opens = bare.count(b"[") + bare.count(b"{")
+    elements = bare.count(b",") + opens
+    if elements > max_elements:
+        raise JSONBudgetExceeded(f"more than {max_elements} JSON elements ({elements})")
+    if opens > max_depth:
+        depth = deepest = 0
+        for bracket in _BRACKETS.findall(bare):
+            depth += 1 if bracket in b"[{" else -1
+            deepest = max(deepest, depth)
+        if deepest > max_depth:
+            raise JSONBudgetExceeded(f"JSON nested deeper than {max_depth} levels ({deepest})")
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise JSONBudgetExceeded("JSON nested too deeply") from None
 
 
 @cache
@@ -87,12 +138,15 @@ class FrameReader:
     def __init__(self, token: str, *, max_message: int, max_output: int) -> None:
         self.token = token.encode("ascii")
         self.max_message = max_message
+        #: Bytes fed (stdout and stderr) since the count was last reset.
+        self.received = 0
         self.raw = _Bounded(max_output)
         self.raw_err = _Bounded(max_output)
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Add bytes from the guest's stdout; return the complete messages in them."""
+        self.received += len(data)
         buf = self._buf
         buf += data
         messages: list[dict[str, Any]] = []
@@ -101,8 +155,13 @@ class FrameReader:
             end = buf.find(b"\n", start)
             if end < 0:
                 break
-            self._line(bytes(buf[start:end]), messages)
+            line = bytes(buf[start:end])
             start = end + 1
+            if len(line) > self.max_message and self.token in line:  # whole, in one read
+                raise ProtocolViolation(
+                    f"the guest sent a message over the {self.max_message}-byte limit"
+                )
+            self._line(line, messages)
         del buf[:start]
         if len(buf) > self.max_message:
             if self.token in buf:
@@ -115,6 +174,7 @@ class FrameReader:
         return messages
 
     def feed_stderr(self, data: bytes) -> None:
+        self.received += len(data)
         self.raw_err.add(data)
 
     def _line(self, line: bytes, messages: list[dict[str, Any]]) -> None:
@@ -125,11 +185,11 @@ class FrameReader:
         self.raw.add(line[:at])
         payload = line[at + len(self.token) :]
         try:
-            msg = json.loads(payload)
+            msg = loads_bounded(payload, max_elements=MAX_FRAME_ELEMENTS)
+        except JSONBudgetExceeded as exc:
+            raise ProtocolViolation(f"the guest sent a message with {exc}") from None
         except ValueError as exc:
             raise ProtocolViolation(f"the guest sent malformed JSON: {exc}") from None
-        except RecursionError:
-            raise ProtocolViolation("the guest sent JSON nested too deeply") from None
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             raise ProtocolViolation("the guest sent a message that is not a typed object")
         messages.append(msg)
@@ -139,11 +199,11 @@ def _text(value: Any, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _decode(raw_json: Any, fallback: Any) -> Any:
+def _decode(raw_json: Any, fallback: Any, max_elements: int) -> Any:
     if isinstance(raw_json, str):
         try:
-            return json.loads(raw_json)
-        except (ValueError, RecursionError):  # too deep: the repr will do
+            return loads_bounded(raw_json, max_elements=max_elements)
+        except ValueError:  # too big a tree, or not JSON: the (truncated) repr will do
             pass
     return fallback
 
@@ -168,6 +228,7 @@ def assemble_result(
     tool_calls: list[ToolCall],
     duration: float,
     max_output: int,
+    max_elements: int = MAX_JSON_ELEMENTS,
 ) -> ExecutionResult:
     """An :class:`ExecutionResult` from the guest's ``result`` message, checked field by field."""
     stdout = _text(msg.get("stdout"), max_output)
@@ -188,11 +249,11 @@ def assemble_result(
         ok=ok,
         stdout=stdout,
         stderr=stderr,
-        value=_decode(msg.get("value_json"), value_repr) if has_value else None,
+        value=_decode(msg.get("value_json"), value_repr, max_elements) if has_value else None,
         value_repr=value_repr,
         has_value=has_value,
         submitted=submitted,
-        final=_decode(msg.get("final_json"), final_repr) if submitted else None,
+        final=_decode(msg.get("final_json"), final_repr, max_elements) if submitted else None,
         error=error,
         tool_calls=tuple(tool_calls),
         duration=duration,

@@ -67,6 +67,9 @@ class Sandbox(ExchangeMixin, ABC):
         max_output: characters of stdout/stderr kept per execution.
         max_tool_calls: tool calls allowed per execution.
         max_message_size: bytes of one protocol message.
+        max_execution_bytes: bytes the guest may send in one execution (stdout, stderr
+            and messages together; ``DEFAULT_MAX_EXECUTION_BYTES``); beyond them the
+            interpreter is replaced.
     """
 
     #: The backend's name (``"wasmtime"`` or ``"docker"``).
@@ -83,6 +86,7 @@ class Sandbox(ExchangeMixin, ABC):
         max_output: int | None = None,
         max_tool_calls: int | None = None,
         max_message_size: int | None = None,
+        max_execution_bytes: int | None = None,
     ) -> None:
         self.limits = Limits().replace(
             timeout=timeout,
@@ -90,6 +94,7 @@ class Sandbox(ExchangeMixin, ABC):
             max_output=max_output,
             max_tool_calls=max_tool_calls,
             max_message_size=max_message_size,
+            max_execution_bytes=max_execution_bytes,
         )
         self.tools: dict[str, Tool] = _normalize_tools(tools)
         self.mounts: tuple[Mount, ...] = tuple(Mount.coerce(m) for m in mounts)

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from dsx.sandbox._types import ToolCall
+from dsx.sandbox._types import TOOL_RECORD_LIMIT, ToolCall
 
-__all__ = ["RESERVED_NAMES", "Tool", "ToolOutcome", "dumps", "normalize_tools"]
+__all__ = ["RESERVED_NAMES", "Tool", "ToolOutcome", "clip", "dumps", "normalize_tools"]
 
 #: Names the guest namespace defines itself.
 RESERVED_NAMES = frozenset({"SUBMIT", "ToolError"})
@@ -59,6 +59,11 @@ def _default(obj: Any) -> Any:
 def dumps(obj: Any) -> str:
     """Compact JSON (pure ASCII, so never a raw newline) with :func:`_default`."""
     return json.dumps(obj, default=_default, separators=(",", ":"))
+
+
+def clip(json_text: str) -> str:
+    """The start of a JSON text too long for a :class:`ToolCall` record, marked as cut."""
+    return f"{json_text[:TOOL_RECORD_LIMIT]}...[truncated: {len(json_text)} characters]"
 
 
 def _check_name(name: str, what: str) -> None:
@@ -174,13 +179,17 @@ def _outcome(
     duration = time.perf_counter() - start
     if exc is None:
         try:
-            reply_value = json.loads(dumps(value))  # checked and normalized once, here
+            text = dumps(value)
+            reply_value = json.loads(text)  # checked and normalized once, here
         except (TypeError, ValueError) as err:
             exc = TypeError(f"tool {name}() returned a value that is not JSON-serializable: {err}")
         else:
+            # The record keeps a bounded representation; the guest gets the whole value.
+            big = len(text) > TOOL_RECORD_LIMIT
+            kept = clip(text) if big else reply_value
             return ToolOutcome(
                 {"ok": True, "value": reply_value},
-                ToolCall(name, tuple(args), kwargs, True, reply_value, None, duration),
+                ToolCall(name, tuple(args), kwargs, True, kept, None, duration, big),
             )
     payload = _error_payload(exc)
     text = f"{payload['type']}: {payload['message']}"

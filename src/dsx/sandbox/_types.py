@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "DEFAULT_MAX_EXECUTION_BYTES",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_OUTPUT",
     "DEFAULT_MAX_TOOL_CALLS",
@@ -20,8 +21,12 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "EXTRA_MESSAGES",
     "INTERRUPT_GRACE",
+    "MAX_FRAME_ELEMENTS",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_ELEMENTS",
     "REPLY_STALL",
     "START_TIMEOUT",
+    "TOOL_RECORD_LIMIT",
     "BackendName",
     "ExecutionError",
     "ExecutionResult",
@@ -46,6 +51,23 @@ DEFAULT_MAX_OUTPUT = 64 * 1024
 DEFAULT_MAX_TOOL_CALLS = 100
 #: Bytes of one protocol message either way (code plus variables, a result, a tool reply).
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Bytes the guest may send in one execution, everything counted (stdout and stderr,
+#: protocol messages included); beyond it the interpreter is replaced.
+DEFAULT_MAX_EXECUTION_BYTES = 64 * 1024 * 1024
+#: Elements (values inside arrays and objects) one JSON value from the guest may have:
+#: tool arguments, a result's value or SUBMIT answer. A few bytes of JSON can decode
+#: into many objects (``[{}]`` is 3 bytes and about 70 of host memory), so this bounds
+#: what a payload may cost the host; over it, tool arguments are refused and a value is
+#: returned as its (truncated) ``repr``.
+MAX_JSON_ELEMENTS = 100_000
+#: Nesting depth of JSON from the guest (deeper: refused as above).
+MAX_JSON_DEPTH = 100
+#: Elements of one protocol message's own structure (big values travel inside it as
+#: strings); a message over it is a protocol violation.
+MAX_FRAME_ELEMENTS = 1_000
+#: Bytes of JSON a :class:`ToolCall` record keeps of the arguments and of the result;
+#: beyond it the record keeps the start of the JSON text (``truncated``).
+TOOL_RECORD_LIMIT = 4096
 #: Messages the guest may send in one execution beyond ``max_tool_calls`` (refused calls,
 #: stale frames); one more is a protocol violation and the interpreter is replaced.
 EXTRA_MESSAGES = 16
@@ -83,6 +105,7 @@ class Limits:
     max_output: int = DEFAULT_MAX_OUTPUT
     max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_execution_bytes: int = DEFAULT_MAX_EXECUTION_BYTES
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -93,6 +116,8 @@ class Limits:
             raise ValueError("max_output and max_tool_calls must be >= 0")
         if self.max_message_size < 64 * 1024:
             raise ValueError("max_message_size must be at least 64 KiB")
+        if self.max_execution_bytes < self.max_message_size:
+            raise ValueError("max_execution_bytes must be at least max_message_size")
 
     def replace(self, **changes: Any) -> Limits:
         """A copy with ``changes`` applied (``None`` values are ignored)."""
@@ -161,7 +186,13 @@ class ExecutionError:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """One call from the guest to a host tool."""
+    """One call from the guest to a host tool.
+
+    The record keeps the arguments and the result only up to :data:`TOOL_RECORD_LIMIT`
+    bytes of JSON each (the tool itself got them whole): beyond it ``truncated`` is true,
+    ``args`` holds one string, the start of the arguments' JSON text (``kwargs`` is then
+    empty), and ``result`` is the start of the result's JSON text.
+    """
 
     name: str
     args: tuple[Any, ...] = ()
@@ -170,6 +201,7 @@ class ToolCall:
     result: Any = None
     error: str | None = None
     duration: float = 0.0
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
