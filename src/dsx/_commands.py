@@ -581,7 +581,13 @@ def cmd_optimize(args: Any) -> int:
         )
     lm_name = opt.lm or model_name(args.lm)
     try:
-        learned = run_optimize(unit, opt, lm_name, log=lambda m: print(m, file=sys.stderr))
+        learned = run_optimize(
+            unit,
+            opt,
+            lm_name,
+            log=lambda m: print(m, file=sys.stderr),
+            run_dir=default_state_path(path, name).parent / ".runs",
+        )
         state = state_file(unit, name, learned)
     except BuildError as exc:
         if NO_LM_MESSAGE in str(exc):

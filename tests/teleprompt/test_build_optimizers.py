@@ -87,3 +87,47 @@ def test_build_reports_an_optimizer_failure(project):
     dsx.configure(lm=FunctionLM(broken))
     with pytest.raises(BuildError, match=r"optimize qa: BootstrapFewShot failed: .*no model here"):
         build(project / "qa.dsx", log=lambda m: None)
+
+
+def respond_or_propose(messages, **kwargs):
+    """The task as `respond`; COPRO's proposals: `n` instructions named by the rollout id."""
+    if "proposed_instruction" in messages[0]["content"]:
+        n = int(kwargs.get("n") or 1)
+        rid = kwargs.get("rollout_id")
+        out = [
+            {"proposed_instruction": f"Answer yes for even numbers ({rid}/{i})."} for i in range(n)
+        ]
+        return out if n > 1 else out[0]
+    return respond(messages)
+
+
+def test_an_interrupted_optimization_resumes_in_the_next_build(project):
+    calls: list[int] = []
+
+    def lm(messages, **kwargs):
+        calls.append(1)
+        return respond_or_propose(messages, **kwargs)
+
+    def build_copro(settings):
+        (project / "qa.dsx").write_text(QA.replace("OPTIMIZER", f"COPRO({settings})"))
+        dsx.configure(lm=FunctionLM(lm))
+        logs: list[str] = []
+        result = build(project / "qa.dsx", log=logs.append)
+        count = len(calls)
+        calls.clear()
+        return result, logs, count
+
+    # a budget stops the first build midway; its run state stays in build/.runs
+    _, logs, first = build_copro("breadth = 3, depth = 2, max_lm_calls = 8, num_threads = 1")
+    assert any("stopped early" in line for line in logs)
+    assert len(list((project / "build" / ".runs").glob("copro-*"))) == 1
+    # without the budget (another build, as the settings changed) it goes on from there
+    resumed, logs, second = build_copro("breadth = 3, depth = 2")
+    assert any("run state in" in line for line in logs)
+    # from scratch, for comparison
+    import shutil
+
+    shutil.rmtree(project / "build")
+    scratch, _, whole = build_copro("breadth = 3, depth = 2")
+    assert second < whole and first + second <= whole + 6
+    assert resumed.unit.learned["qa"] == scratch.unit.learned["qa"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -239,7 +240,7 @@ def build(
                     f"{exc}; optimizing again"
                 )
         log(f"optimize {opt.program}: running {opt.optimizer} ...")
-        state = run_optimize(unit, opt, lm_name, log=log)
+        state = run_optimize(unit, opt, lm_name, log=log, run_dir=out_dir / ".runs")
         try:
             write_cache_entry(cache_file, key, state)
         except OSError as exc:  # the build still uses the result; only reuse is lost
@@ -339,10 +340,13 @@ def run_optimize(
     lm_name: str | None,
     *,
     log: Callable[[str], None] | None = None,
+    run_dir: Path | None = None,
 ) -> ir.Learned:
     """Run one optimize block and return the program's learned state.
 
     Progress lines of the optimizer go to ``log`` (prefixed with the program's name).
+    An optimizer that can resume (``run_dir``) keeps its run state under ``run_dir``
+    unless the block sets its own, so an interrupted build resumes where it stopped.
     """
     import dsx
     from dsx.runtime.instantiate import examples_from_tests, extract_learned, instantiate
@@ -379,6 +383,8 @@ def run_optimize(
     settings = _settings_for(opt)
     if opt.seed is not None:
         settings.setdefault("seed", opt.seed)
+    if run_dir is not None and "run_dir" in inspect.signature(cls).parameters:
+        settings.setdefault("run_dir", str(run_dir))
     try:
         optimizer = cls(**settings)
     except TypeError as exc:

@@ -19,6 +19,7 @@ from dsx.runtime.example import Example
 from dsx.runtime.module import Module
 
 __all__ = [
+    "Journal",
     "ScoreJournal",
     "examples_from_json",
     "examples_to_json",
@@ -91,21 +92,23 @@ def _name(metric: Callable[..., Any] | None) -> str | None:
     return f"{module}.{name}"
 
 
-class ScoreJournal:
-    """Scores already computed in this run directory, appended one JSON line at a time.
+class Journal:
+    """Values already computed in this run directory, appended one JSON line at a time.
 
-    A line is written as soon as a score is known, so an interruption loses at most the
-    evaluation in flight; a torn last line (the process died mid-write) is ignored.
+    A line is written as soon as a value is known, so an interruption loses at most the
+    work in flight; a torn last line (the process died mid-write) is ignored. Without a
+    path it only remembers in memory.
     """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.scores: dict[str, float] = {}
+        self.values: dict[str, Any] = {}
         if path is not None and path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
                     entry = json.loads(line)
-                    self.scores[entry["key"]] = float(entry["score"])
+                    raw = entry["value"] if "value" in entry else entry["score"]
+                    self.values[entry["key"]] = self._value(raw)
                 except (ValueError, KeyError, TypeError):
                     continue
 
@@ -113,17 +116,30 @@ class ScoreJournal:
     def key(*parts: Any) -> str:
         return json.dumps(parts, sort_keys=True, default=repr)
 
-    def get(self, key: str) -> float | None:
-        return self.scores.get(key)
+    def _value(self, raw: Any) -> Any:
+        return raw
 
-    def put(self, key: str, score: float) -> None:
-        self.scores[key] = score
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.values[key] = value
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"key": key, "score": score}) + "\n")
+            f.write(json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n")
             f.flush()
+
+
+class ScoreJournal(Journal):
+    """A :class:`Journal` of scores (floats)."""
+
+    def _value(self, raw: Any) -> float:
+        return float(raw)
+
+    def get(self, key: str) -> float | None:
+        return self.values.get(key)
 
 
 def save_json(path: Path, value: Any) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dsx.runtime.example import Example
@@ -33,6 +34,7 @@ from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, clean_instruction
+from dsx.teleprompt._resume import Journal, ScoreJournal, run_dir_for
 from dsx.teleprompt._scoring import score_programs
 from dsx.teleprompt.base import (
     OptimizerSettingError,
@@ -95,6 +97,8 @@ class COPRO(Teleprompter):
         init_temperature: the temperature of proposal calls.
         track_stats: record per-depth score statistics.
         max_errors: stop after this many failed runs (default ``dsx.settings.max_errors``).
+        run_dir: keep the run's proposals and scores here; running again with the same
+            inputs after an interruption resumes it without repeating finished LM calls.
         **options: ``seed``, ``max_lm_calls``, ``max_cost``, ``num_threads``,
             ``display_progress`` (see :class:`~dsx.teleprompt.Teleprompter`).
     """
@@ -108,6 +112,7 @@ class COPRO(Teleprompter):
         init_temperature: float = 1.4,
         track_stats: bool = False,
         max_errors: int | None = None,
+        run_dir: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -122,6 +127,7 @@ class COPRO(Teleprompter):
         self.init_temperature = init_temperature
         self.track_stats = track_stats
         self.max_errors = max_errors
+        self.run_dir = run_dir
         self.candidates: list[Attempt] = []
         self.best_score: float | None = None
         self.results_best: dict[str, dict[str, list[float]]] = {}
@@ -159,8 +165,20 @@ class COPRO(Teleprompter):
         self.candidates, self.best_score, self.total_calls = [], None, 0
         self.results_best, self.results_latest = {}, {}
         module = student.deepcopy()
+        state = None
+        if self.run_dir is not None:
+            state = run_dir_for(
+                self.run_dir,
+                "COPRO",
+                program=module,
+                datasets=[examples],
+                settings=self.settings(),
+                metric=self.metric,
+            )
         with self.session(module, self.prompt_model):
-            best = _Ascent(self, module, examples).run()
+            if state is not None:
+                self.say(f"COPRO: run state in {state}")
+            best = _Ascent(self, module, examples, state).run()
         if best is None:
             program = module
         else:
@@ -178,7 +196,9 @@ class COPRO(Teleprompter):
 class _Ascent:
     """One COPRO run."""
 
-    def __init__(self, opt: COPRO, module: Module, examples: list[Example]) -> None:
+    def __init__(
+        self, opt: COPRO, module: Module, examples: list[Example], state: Path | None
+    ) -> None:
         self.opt = opt
         self.module = module
         self.examples = examples
@@ -186,7 +206,11 @@ class _Ascent:
         self.rng = opt.rng("copro")
         # Per predictor: instruction -> its best attempt (insertion order = first scored).
         self.evaluated: dict[str, dict[str, Attempt]] = {p: {} for p in self.paths}
-        self.scored: dict[tuple[str, ...], float] = {}
+        # scores per instruction tuple, and proposals per round and predictor, kept in the
+        # run directory (if any) as they are made
+        self.scored = ScoreJournal(None if state is None else state / "scores.jsonl")
+        self.proposed = Journal(None if state is None else state / "proposals.jsonl")
+        self.round = 0
 
     def stop(self) -> bool:
         reason = self.opt.budget_exhausted()
@@ -205,12 +229,21 @@ class _Ascent:
         ``alongside`` calls (scoring the unchanged program) run at the same time.
         """
         ids = [self.rng.randrange(10**9) for _ in asks]
+        keys = [self.proposed.key(self.round, ask[0]) for ask in asks]
+        self.round += 1
+
+        async def one(ask: tuple[str, Any, int, str | None], rid: int, key: str) -> list[str]:
+            known = self.proposed.get(key)
+            if known is not None:  # proposed before this run was interrupted
+                return list(known)
+            texts = await self.propose(*ask, rid)
+            if texts:
+                self.proposed.put(key, texts)
+            return texts
 
         async def wave() -> list[list[str]]:
             return list(
-                await asyncio.gather(
-                    *(self.propose(*ask, rid) for ask, rid in zip(asks, ids, strict=True))
-                )
+                await asyncio.gather(*(one(*job) for job in zip(asks, ids, keys, strict=True)))
             )
 
         proposals, *_ = side_by_side(
@@ -223,15 +256,15 @@ class _Ascent:
 
     def score_unchanged(self) -> None:
         """Score the program as given (it is a candidate of the first round anyway)."""
-        key = tuple(p.signature.instructions for p in self.module.predictors())
-        if key in self.scored or self.stop():
+        key = self.scored.key(*(p.signature.instructions for p in self.module.predictors()))
+        if self.scored.get(key) is not None or self.stop():
             return
         (score,) = score_programs(
             self.opt, [self.module.deepcopy()], self.examples, desc="COPRO: the program as given"
         )
         self.opt.total_calls += 1
         if score is not None:
-            self.scored[key] = score
+            self.scored.put(key, score)
 
     async def propose(
         self, path: str, signature: Any, count: int, attempts: str | None, rollout_id: int
@@ -309,8 +342,8 @@ class _Ascent:
             predictor = dict(program.named_predictors())[path]
             predictor.signature = predictor.signature.with_instructions(text)
             programs.append(program)
-            keys.append(tuple(p.signature.instructions for p in program.predictors()))
-        todo = [i for i, k in enumerate(keys) if k not in self.scored]
+            keys.append(self.scored.key(*(p.signature.instructions for p in program.predictors())))
+        todo = [i for i, k in enumerate(keys) if self.scored.get(k) is None]
         if todo and self.stop():
             return False
         fresh = score_programs(
@@ -322,7 +355,7 @@ class _Ascent:
         opt.total_calls += len(todo)
         for i, score in zip(todo, fresh, strict=True):
             if score is not None:
-                self.scored[keys[i]] = score
+                self.scored.put(keys[i], score)
         latest_scores = []
         for text, program, key in zip(pool, programs, keys, strict=True):
             score = self.scored.get(key)

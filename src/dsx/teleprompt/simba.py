@@ -31,6 +31,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dsx.runtime.example import Example
@@ -40,6 +41,7 @@ from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, program_summary
+from dsx.teleprompt._resume import examples_from_json, examples_to_json, run_dir_for, save_json
 from dsx.teleprompt._rollouts import Rollout, metric_arity, run_rollouts, score_and_feedback
 from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples
 
@@ -115,6 +117,8 @@ class SIMBA(Teleprompter):
         temperature_for_sampling: softmax temperature for drawing the programs to run.
         temperature_for_candidates: softmax temperature for drawing a candidate's source.
         max_errors: stop after this many failed runs (default ``dsx.settings.max_errors``).
+        run_dir: keep a checkpoint here after every step; running again with the same
+            inputs after an interruption goes on from the last finished step.
         **options: ``seed``, ``max_lm_calls``, ``max_cost``, ``num_threads``,
             ``display_progress`` (see :class:`~dsx.teleprompt.Teleprompter`).
     """
@@ -132,6 +136,7 @@ class SIMBA(Teleprompter):
         temperature_for_sampling: float = 0.2,
         temperature_for_candidates: float = 0.2,
         max_errors: int | None = None,
+        run_dir: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -163,6 +168,7 @@ class SIMBA(Teleprompter):
         self.temperature_for_sampling = float(temperature_for_sampling)
         self.temperature_for_candidates = float(temperature_for_candidates)
         self.max_errors = max_errors
+        self.run_dir = run_dir
         #: Every program of the pool (0: the student).
         self.candidates: list[SimbaCandidate] = []
         #: The final scoring, best first: ``{"score", "program"}`` (DSPy's shape).
@@ -208,12 +214,24 @@ class SIMBA(Teleprompter):
         self.candidates, self.candidate_programs, self.trial_logs = [], [], {}
         self.best_score = None
         program = student.deepcopy()
+        state = None
+        if self.run_dir is not None:
+            state = run_dir_for(
+                self.run_dir,
+                "SIMBA",
+                program=program,
+                datasets=[train, final],
+                settings=self.settings(),
+                metric=self.metric,
+            )
         with self.session(program, self.prompt_model, self.teacher_settings.get("lm")):
             self.say(
                 f"SIMBA: {self.max_steps} steps on mini-batches of {self.bsize}, "
                 f"{self.num_candidates} samples and candidates per step"
             )
-            best = _Ascent(self, program, train, final).run()
+            if state is not None:
+                self.say(f"SIMBA: run state in {state}")
+            best = _Ascent(self, program, train, final, state).run()
         best._compiled = True  # type: ignore[attr-defined]
         return best
 
@@ -222,9 +240,15 @@ class _Ascent:
     """One SIMBA run."""
 
     def __init__(
-        self, opt: SIMBA, program: Module, train: list[Example], final: list[Example]
+        self,
+        opt: SIMBA,
+        program: Module,
+        train: list[Example],
+        final: list[Example],
+        state: Path | None = None,
     ) -> None:
         self.opt = opt
+        self.checkpoint = None if state is None else state / "checkpoint.json"
         self.train = train
         self.final = final
         self.rng = opt.rng("simba")
@@ -273,8 +297,11 @@ class _Ascent:
         opt = self.opt
         order = list(range(len(self.train)))
         self.rng.shuffle(order)
-        position = 0
-        for step in range(opt.max_steps):
+        position, first = 0, 0
+        saved = self.resume()
+        if saved is not None:
+            first, order, position = saved
+        for step in range(first, opt.max_steps):
             if (reason := opt.budget_exhausted()) is not None:
                 opt.stopped = reason
                 break
@@ -285,7 +312,57 @@ class _Ascent:
             position += opt.bsize
             if not self.step(step, [self.train[i] for i in picks], picks):
                 break
+            self.save(step + 1, order, position)
         return self.finish()
+
+    # -- resuming ---------------------------------------------------------------------------
+    def save(self, next_step: int, order: list[int], position: int) -> None:
+        """Checkpoint after a finished step: what the next steps depend on, nothing more."""
+        if self.checkpoint is None:
+            return
+        save_json(
+            self.checkpoint,
+            {
+                "next_step": next_step,
+                "order": order,
+                "position": position,
+                "rng": _jsonable_state(self.rng.getstate()),
+                "pool": [
+                    {**_candidate_fields(c), "program": _snapshot(c.program)} for c in self.pool
+                ],
+                "winners": [_snapshot(w) for w in self.winners],
+                "trial_logs": {str(k): v for k, v in self.opt.trial_logs.items()},
+                "log": self.opt.log,
+            },
+        )
+
+    def resume(self) -> tuple[int, list[int], int] | None:
+        """Restore the last checkpoint of this run, if any: ``(next step, order, position)``."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return None
+        opt = self.opt
+        try:
+            data = json.loads(self.checkpoint.read_text(encoding="utf-8"))
+            base = self.pool[0].program
+            pool = [
+                SimbaCandidate(
+                    **{k: v for k, v in c.items() if k != "program"},
+                    program=_restore(base, c["program"]),
+                )
+                for c in data["pool"]
+            ]
+            winners = [_restore(base, w) for w in data["winners"]]
+            rng_state = data["rng"]
+            self.rng.setstate((rng_state[0], tuple(rng_state[1]), rng_state[2]))
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            opt.say(f"SIMBA: the checkpoint could not be read ({exc}); starting afresh")
+            return None
+        self.pool, self.winners = pool, winners
+        opt.candidates = pool[1:]
+        opt.trial_logs = {int(k): v for k, v in data["trial_logs"].items()}
+        opt.log = list(data["log"])
+        opt.say(f"SIMBA: resuming after step {data['next_step']} from the run directory")
+        return int(data["next_step"]), list(data["order"]), int(data["position"])
 
     def step(self, step: int, batch: list[Example], picks: list[int]) -> bool:
         opt = self.opt
@@ -512,6 +589,38 @@ class _Ascent:
             f"(of {len(chosen)} winners)"
         )
         return best
+
+
+def _candidate_fields(c: SimbaCandidate) -> dict[str, Any]:
+    return {
+        "index": c.index,
+        "step": c.step,
+        "source": c.source,
+        "strategy": c.strategy,
+        "applied": c.applied,
+        "scores": c.scores,
+    }
+
+
+def _snapshot(program: Module) -> dict[str, Any]:
+    """What SIMBA changes in a program: each predictor's instruction and demos."""
+    return {
+        path: {"instructions": p.signature.instructions, "demos": examples_to_json(p.demos)}
+        for path, p in program.named_predictors()
+    }
+
+
+def _restore(base: Module, snapshot: dict[str, Any]) -> Module:
+    program = base.deepcopy()
+    for path, p in program.named_predictors():
+        saved = snapshot[path]
+        p.signature = p.signature.with_instructions(saved["instructions"])
+        p.demos = examples_from_json(saved["demos"])
+    return program
+
+
+def _jsonable_state(state: Any) -> Any:
+    return [_jsonable_state(v) for v in state] if isinstance(state, tuple | list) else state
 
 
 def _apply_advice(program: Module, advice: dict[str, Any] | None) -> bool:
