@@ -172,7 +172,13 @@ class DockerSandbox(Sandbox):
     def _driver_config(self) -> dict[str, Any]:
         # RLIMIT_AS turns a memory bomb into a MemoryError inside the guest; the cgroup
         # limit (memory plus /tmp) stays the hard stop for everything else.
-        return {**super()._driver_config(), "rlimit_as": self.limits.memory, "signals": True}
+        return {
+            **super()._driver_config(),
+            "rlimit_as": self.limits.memory,
+            "signals": True,
+            "reap": True,  # kill every other process after each execution
+            "exit_on_hangup": True,
+        }
 
     def _boot(self, argv_tail: list[str], deadline: float) -> None:
         import docker.errors
@@ -276,6 +282,16 @@ class DockerSandbox(Sandbox):
         except Exception:
             return False
         return True
+
+    def _guest_cpu(self) -> float | None:
+        box = self._container
+        if box is None:
+            return None
+        try:
+            stats = box.client.api.stats(box.id, stream=False, one_shot=True)
+            return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+        except Exception:
+            return None
 
     def _death_reason(self) -> tuple[str, str]:
         box = self._container

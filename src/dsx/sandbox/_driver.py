@@ -383,8 +383,43 @@ def _execute(msg):
     return result
 
 
+def _reap():
+    """Kill every process the code left behind (all but this driver and init)."""
+    try:
+        posix.kill(-1, 9)
+    except OSError:  # nothing else to kill
+        return
+    # Collect our own children (init collects the rest), briefly: SIGKILL is quick.
+    for _ in range(200):
+        try:
+            pid, _status = posix.waitpid(-1, posix.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            import time
+
+            time.sleep(0.005)
+
+
+def _exit_on_hangup():
+    # The host is gone (its end of stdin closed): exit even while user code runs, so a
+    # container never outlives its host. Only polls, never reads: the main thread does.
+    import select
+
+    poller = select.poll()
+    poller.register(0, 0)  # POLLHUP and POLLERR are always reported
+    while True:
+        for _fd, events in poller.poll():
+            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                posix._exit(0)
+
+
 def _main():
     _setup_limits()
+    if _CONFIG.get("exit_on_hangup"):
+        import _thread
+
+        _thread.start_new_thread(_exit_on_hangup, ())
     _send({"type": "ready", "protocol": 2, "python": sys.version.split()[0]})
     while True:
         try:
@@ -395,6 +430,8 @@ def _main():
             if msg.get("op") != "exec":
                 continue  # a late tool reply, or noise
             reply = _execute(msg)
+            if _CONFIG.get("reap"):
+                _reap()
         except KeyboardInterrupt:
             continue
         except BaseException as exc:  # the driver itself failed (e.g. out of memory)

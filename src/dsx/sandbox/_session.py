@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import select
 import threading
@@ -39,6 +40,7 @@ from dsx.sandbox._types import (
     SandboxClosed,
     SandboxError,
 )
+from dsx.sandbox._watchdog import watch
 
 __all__ = ["Sandbox", "ToolsArg"]
 
@@ -103,6 +105,13 @@ class Sandbox(ExchangeMixin, ABC):
         self._started = False
         self._closed = False
         self._busy = threading.Lock()
+        # The idle watchdog and the session agree through this lock: a guest is only
+        # ever stopped for idle CPU while nothing runs (``_active`` is 0).
+        self._idle_lock = threading.Lock()
+        self._active = 0
+        self._boots = 0
+        self._idle_base: tuple[int, int, float] | None = None
+        self._lost_state: str | None = None
         self._exec_seq = 0
         self._token = ""
         self._reader: FrameReader | None = None
@@ -150,6 +159,10 @@ class Sandbox(ExchangeMixin, ABC):
         """(error type, message) saying why the guest stopped."""
         return "SandboxCrash", "the guest interpreter stopped unexpectedly"
 
+    def _guest_cpu(self) -> float | None:
+        """CPU seconds the guest has used since it started (``None``: not known)."""
+        return None
+
     def _driver_config(self) -> dict[str, Any]:
         return {
             "max_output": self.limits.max_output,
@@ -171,6 +184,11 @@ class Sandbox(ExchangeMixin, ABC):
         """Start the guest interpreter (done on first use if not called). Idempotent."""
         if self._closed:
             raise SandboxClosed(f"this {self.backend} sandbox session is closed")
+        with self._activity():
+            self._start()
+        return self
+
+    def _start(self) -> None:
         if not self._started:
             check_grants(self.mounts)  # again: the cache dir may have moved since
             self._token = new_token()
@@ -193,7 +211,43 @@ class Sandbox(ExchangeMixin, ABC):
                 self._shutdown()
                 raise
             self._started = True
-        return self
+            self._boots += 1
+            watch(self)
+
+    @contextlib.contextmanager
+    def _activity(self) -> Generator[None, None, None]:
+        with self._idle_lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle_lock:
+                self._active -= 1
+                self._idle_base = None
+
+    def _idle_check(self, limit: float) -> None:
+        """Stop the guest if it used over ``limit`` CPU seconds since it went idle."""
+        with self._idle_lock:
+            if self._active or not self._started or self._closed:
+                self._idle_base = None
+                return
+            cpu = self._guest_cpu()
+            if cpu is None:
+                return
+            key = (self._boots, self._exec_seq)
+            if self._idle_base is None or self._idle_base[:2] != key:
+                self._idle_base = (*key, cpu)
+                return
+            used = cpu - self._idle_base[2]
+            if used <= limit:
+                return
+            self._started = False
+            self._shutdown()
+            self._idle_base = None
+            self._lost_state = (
+                f"the guest used {used:.1f} s of CPU between executions (over {limit:g} s) "
+                "and was stopped; this execution ran in a fresh interpreter"
+            )
 
     def _await_ready(self, deadline: float) -> None:
         while True:
@@ -266,7 +320,7 @@ class Sandbox(ExchangeMixin, ABC):
         Raises:
             SandboxError: the sandbox failed on the host (errors in ``code`` do not raise).
         """
-        with self._exclusive():
+        with self._exclusive(), self._activity():
             steps = self._prepare(code, variables, tools, timeout)
             value: Any = None
             try:
@@ -296,9 +350,9 @@ class Sandbox(ExchangeMixin, ABC):
         timeout: float | None = None,
     ) -> ExecutionResult:
         """:meth:`execute` on the running event loop (async tools are awaited there)."""
-        with self._exclusive():
+        with self._exclusive(), self._activity():
             if not self._started:
-                await asyncio.to_thread(self.start)
+                await asyncio.to_thread(self._start)
             steps = self._prepare(code, variables, tools, timeout)
             value: Any = None
             try:
@@ -368,8 +422,10 @@ class Sandbox(ExchangeMixin, ABC):
         if not limit > 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
         if not self._started:
-            self.start()
-        return self._exchange(self._exec_seq, data, toolset, limit)
+            self._start()
+        lost, self._lost_state = self._lost_state, None
+        steps = self._exchange(self._exec_seq, data, toolset, limit)
+        return steps if lost is None else _noting_reset(steps, lost)
 
     def _restart(self) -> None:
         self._started = False
@@ -377,6 +433,14 @@ class Sandbox(ExchangeMixin, ABC):
         # If this fails, the next execute tries again and raises if the backend is broken.
         with contextlib.suppress(SandboxError):
             self.start()
+
+
+def _noting_reset(
+    steps: Generator[Step, Any, ExecutionResult], why: str
+) -> Generator[Step, Any, ExecutionResult]:
+    """The execution's steps; its result says the state was lost before it began."""
+    result = yield from steps
+    return dataclasses.replace(result, session_reset=True, stderr=f"[dsx] {why}\n" + result.stderr)
 
 
 class _Exclusive:
