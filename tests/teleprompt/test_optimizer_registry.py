@@ -162,6 +162,7 @@ def test_a_model_string_setting_becomes_an_lm_in_build():
     "optimizer",
     [
         'MIPROv2(auto = "light", seed = 2)',
+        "MIPROv2(auto = none, num_candidates = 4, num_trials = 5, minibatch = false)",
         "COPRO(breadth = 3, depth = 2)",
         "GEPA(max_metric_calls = 40, use_merge = false)",
     ],
@@ -181,6 +182,10 @@ def test_dsx_build_optimizes_instructions_and_explains_them(tmp_path, optimizer)
     text = explain(result.unit)
     assert "- instructions before: Repeat the text." in text
     assert "+ instructions after:  " in text and "(score 100.00%)" in text
+    # the score trajectory: the best so far after each fully scored candidate
+    assert learned.trajectory and learned.trajectory[-1] == 100.0
+    assert list(learned.trajectory) == sorted(learned.trajectory)
+    assert "score trajectory: " in text and "→ 100.00% (at " in text
     assert any("best" in line for line in logs)
     # the built module carries the learned instruction
     state = json.loads((tmp_path / "build" / "echo.state.json").read_text())

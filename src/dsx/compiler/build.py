@@ -17,7 +17,7 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -417,8 +417,12 @@ def run_optimize(
             f"first error: {failures[0]['error']}"
         )
     score = getattr(optimizer, "best_score", None)
+    trajectory = getattr(optimizer, "score_trajectory", list)()
     return extract_learned(
-        compiled, optimizer=opt.optimizer, score=score if isinstance(score, float) else None
+        compiled,
+        optimizer=opt.optimizer,
+        score=score if isinstance(score, float) else None,
+        trajectory=trajectory,
     )
 
 
@@ -470,4 +474,15 @@ def explain(unit: ir.Unit) -> str:
             lines.append(f"    demos: {len(p.demos)}")
             for i, demo in enumerate(p.demos, 1):
                 lines.append(f"      {i}. " + json.dumps(demo, ensure_ascii=False)[:160])
+        if state.trajectory:
+            lines.append("  " + _trajectory_line(state.trajectory))
     return "\n".join(lines)
+
+
+def _trajectory_line(trajectory: Sequence[float]) -> str:
+    """``score trajectory: 0.00% → 50.00% (at 3) → 100.00% (at 7), 12 candidates scored``."""
+    steps = [f"{trajectory[0]:.2f}%"]
+    for i in range(1, len(trajectory)):
+        if trajectory[i] > trajectory[i - 1]:
+            steps.append(f"{trajectory[i]:.2f}% (at {i + 1})")
+    return f"score trajectory: {' → '.join(steps)}, {len(trajectory)} candidates scored"

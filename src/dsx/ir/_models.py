@@ -375,6 +375,8 @@ class Learned(_Node):
     optimizer: str = ""
     score: float | None = None
     predictors: dict[str, LearnedPredictor] = PField(default_factory=dict)
+    #: The best score so far (percent) after each candidate the optimizer scored in full.
+    trajectory: tuple[float, ...] = ()
 
 
 class Unit(_Node):

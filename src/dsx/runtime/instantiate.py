@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -375,7 +376,11 @@ def _csv_rows(name: str, path: Path, text: str) -> list[dict[str, Any]]:
 
 
 def extract_learned(
-    program: Module, *, optimizer: str = "", score: float | None = None
+    program: Module,
+    *,
+    optimizer: str = "",
+    score: float | None = None,
+    trajectory: Sequence[float] = (),
 ) -> ir.Learned:
     """The learned state of a program instance as IR (what optimizers hand to ``dsx build``)."""
     from dsx.runtime.adapters._values import jsonable
@@ -394,7 +399,13 @@ def extract_learned(
             demos=demos,
             lm=predictor.lm.dump_state() if predictor.lm is not None else None,
         )
-    return ir.build(ir.Learned, optimizer=optimizer, score=score, predictors=predictors)
+    return ir.build(
+        ir.Learned,
+        optimizer=optimizer,
+        score=score,
+        predictors=predictors,
+        trajectory=tuple(trajectory),
+    )
 
 
 def examples_from_tests(ns: Namespace, program: str) -> list[Example]:

@@ -155,6 +155,21 @@ class Teleprompter:
             if not k.startswith("_") and k not in _RUN_STATE and _jsonable(v)
         }
 
+    def score_trajectory(self) -> list[float]:
+        """The best score so far (percent) after each candidate the last compile scored in
+        full (minibatch scores, which are not comparable, are left out)."""
+        best: float | None = None
+        out = []
+        for event in self.log:
+            if event.get("event") not in ("trial", "candidate"):
+                continue
+            score = event.get("score")
+            if event.get("kind") == "minibatch" or not isinstance(score, int | float):
+                continue
+            best = float(score) if best is None else max(best, float(score))
+            out.append(round(best, 2))
+        return out
+
     # -- helpers for subclasses -------------------------------------------------------------
     @property
     def concurrency(self) -> int:
