@@ -506,3 +506,58 @@ async def test_requests_for_unopened_files_read_disk(client: LanguageClient, wor
         )
         is None
     )
+
+
+async def test_hover_on_an_optimizer_shows_its_registry_settings(
+    client: LanguageClient, workspace: Path
+):
+    path = workspace / "hover_optimizer.dsx"
+    text = (
+        'signature S = "q -> a"\nprogram p = Predict(S)\n'
+        'data train = jsonl("train.jsonl", inputs = [q])\nmetric em = exact_match\n'
+        'optimize p {\n    with   MIPROv2(auto = "light")\n    train  train\n    metric em\n}\n'
+    )
+    uri = open_doc(client, path, text)
+    await wait_diagnostics(client, uri)
+    h = await client.text_document_hover_async(
+        types.HoverParams(text_document=td(uri), position=pos(text, "MIPROv2", 2))
+    )
+    assert h is not None
+    value = h.contents.value  # type: ignore[union-attr]
+    assert "MIPROv2(...)" in value and "Settings:" in value
+    assert '- `auto`: "light" | "medium" | "heavy" | none' in value
+    assert "`minibatch_size`: an int = `35`" in value
+    planned = text.replace('MIPROv2(auto = "light")', "BootstrapFinetune()")
+    uri = open_doc(client, workspace / "hover_planned.dsx", planned)
+    await wait_diagnostics(client, uri)
+    h = await client.text_document_hover_async(
+        types.HoverParams(text_document=td(uri), position=pos(planned, "BootstrapFinetune", 2))
+    )
+    assert h is not None
+    assert "does not have yet" in h.contents.value  # type: ignore[union-attr]
+
+
+async def test_semantic_tokens_color_available_and_planned_optimizers_alike(
+    client: LanguageClient, workspace: Path
+):
+    legend = server_capabilities(client).semantic_tokens_provider.legend  # type: ignore[union-attr]
+    found = {}
+    for name in ("MIPROv2", "BootstrapFinetune"):
+        text = (
+            'signature S = "q -> a"\nprogram p = Predict(S)\nmetric em = exact_match\n'
+            f"optimize p {{\n    with   {name}()\n    train  tests\n    metric em\n}}\n"
+        )
+        uri = open_doc(client, workspace / f"tokens_{name}.dsx", text)
+        await wait_diagnostics(client, uri)
+        tokens = await client.text_document_semantic_tokens_full_async(
+            types.SemanticTokensParams(text_document=td(uri))
+        )
+        assert tokens is not None
+        line = char = 0
+        for i in range(0, len(tokens.data), 5):
+            dl, dc, length, ttype, _ = tokens.data[i : i + 5]
+            line += dl
+            char = char + dc if dl == 0 else dc
+            if line == 4 and text.split("\n")[4][char : char + length] == name:
+                found[name] = legend.token_types[ttype]
+    assert found == {"MIPROv2": "class", "BootstrapFinetune": "class"}

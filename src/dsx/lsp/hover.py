@@ -15,7 +15,9 @@ from dsx.compiler.analysis import Analysis
 from dsx.compiler.symbols import Symbol
 from dsx.diagnostics import REGISTRY
 from dsx.lsp import locate
+from dsx.lsp.completion import _dsx_constant
 from dsx.lsp.state import Document, Session
+from dsx.teleprompt._registry import REQUIRED
 
 __all__ = ["hover"]
 
@@ -278,10 +280,8 @@ def _builtin(word: str) -> str | None:
         elif outs:
             text += f"\n\nReturns {outs}."
         return text
-    if word in _env.OPTIMIZERS:
-        return (
-            _code(word) + "\n\nAn optimizer (use it in `optimize ... { with " + word + "(...) }`)."
-        )
+    if word in _env.KNOWN_OPTIMIZERS:
+        return _optimizer_hover(word)
     if word in _env.BUILTIN_METRICS:
         return _code(word) + "\n\nA built-in metric."
     if word in _TYPE_DOCS:
@@ -291,3 +291,23 @@ def _builtin(word: str) -> str | None:
     if word in _KEYWORD_DOCS:
         return _KEYWORD_DOCS[word]
     return None
+
+
+def _optimizer_hover(word: str) -> str:
+    """An optimizer's doc and settings, read from the runtime's registry."""
+    info = _env.optimizer_info(word)
+    if info is None or not info.available:
+        doc = f" (it {info.doc.rstrip('.')})" if info is not None and info.doc else ""
+        return _code(word) + f"\n\nAn optimizer this version of dsx does not have yet{doc}."
+    text = _code(f"{word}(...)") + (f"\n\n{info.doc}" if info.doc else "")
+    text += f"\n\nUse it in `optimize ... {{ with {word}(...) }}`."
+    rows = []
+    for name, setting in info.settings.items():
+        if not setting.settable or name == "metric":
+            continue
+        default = "" if setting.default is REQUIRED else f" = `{_dsx_constant(setting.default)}`"
+        doc = f" — {setting.doc}" if setting.doc else ""
+        rows.append(f"- `{name}`: {setting.type_text}{default}{doc}")
+    if rows:
+        text += "\n\nSettings:\n" + "\n".join(rows)
+    return text

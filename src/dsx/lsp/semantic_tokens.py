@@ -101,7 +101,7 @@ def _builtin_names(decls: list[Any]) -> Iterator[tuple[ast.Ident, str]]:
                 yield node.name, "type"
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.NameRef):
             name = node.func.name.name
-            if name in _env.KINDS or name in _env.OPTIMIZERS:
+            if name in _env.KINDS or name in _env.KNOWN_OPTIMIZERS:
                 yield node.func.name, "class"
             elif name in _env.BUILTIN_FUNCTIONS or name in ("jsonl", "csv", "json"):
                 yield node.func.name, "function"

@@ -244,21 +244,30 @@ _ARG = re.compile(r"^\s{4,8}(\**[A-Za-z_][\w, ]*):\s*(.*)$")
 
 
 def _arg_docs(cls: type) -> dict[str, str]:
-    """``name -> first line`` from the ``Args:`` section of the class docstring."""
+    """``name -> text`` from the ``Args:`` section of the class docstring (an entry's
+    continuation lines, indented deeper, are joined to it)."""
     doc = inspect.getdoc(cls) or ""
     lines = (doc.split("Args:", 1)[1] if "Args:" in doc else "").splitlines()
     out: dict[str, str] = {}
+    current: list[str] = []
     for line in lines:
         if line and not line.startswith(" "):
             break  # the next section
+        if current and line.startswith(" " * 8):  # the entry goes on
+            for name in current:
+                out[name] += " " + line.strip()
+            continue
         m = _ARG.match("    " + line)
         if m is None:
+            current = []
             continue
         text = m.group(2).strip()
+        current = []
         for name in m.group(1).split(","):
             name = name.strip()
-            if name and not name.startswith("*"):
-                out.setdefault(name, text)
+            if name and not name.startswith("*") and name not in out:
+                out[name] = text
+                current.append(name)
     return out
 
 
