@@ -210,3 +210,16 @@ def test_dsx_build_runs_simba(tmp_path):
     assert learned.score == 100.0
     assert ADVICE in (learned.predictors["self"].instructions or "")
     assert any(line.startswith("optimize echo: SIMBA step 1/2") for line in logs)
+
+
+def test_a_program_is_never_run_twice_on_the_same_example():
+    """Candidates that a strategy left unchanged, and repeated finalists, reuse the runs of
+    the identical program instead of calling the LM again (as its cache would answer)."""
+    calls: list[dict[str, Any]] = []
+    dsx.configure(lm=task_lm(calls))
+    opt, _ = simba(max_demos=0, max_steps=3, prompt_model=advisor(advice=""))
+    opt.compile(echo_program(), trainset=dataset(8))
+    # no rule changes the student, so every candidate is the student itself
+    assert {c.program.signature.instructions for c in opt.candidates} == {"Repeat the text."}
+    evaluations = [kw for kw in calls if kw.get("temperature") != 1.0 and "rollout_id" not in kw]
+    assert 0 < len(evaluations) <= 8  # at most once per training example

@@ -256,6 +256,8 @@ class _Ascent:
         self.pool = [SimbaCandidate(0, None, None, None, False, [], program)]
         self.winners: list[Module] = [program]
         self.inline = getattr(opt.metric, "_dsx_inline", False)
+        #: Runs of programs at their own settings: (instructions and demos, example) -> run.
+        self.runs: dict[tuple[str, int], Rollout] = {}
 
     # -- helpers ----------------------------------------------------------------------------
     def score(self, example: Example, pred: Any, trace: list[Any]) -> tuple[float, str | None]:
@@ -269,6 +271,30 @@ class _Ascent:
             self.opt.stopped = self.opt.budget_exhausted() or "stopped while scoring"
             return None
         return [r for r in found if r is not None]
+
+    def evaluate(self, jobs: list[tuple[Module, Example]], desc: str) -> list[Rollout] | None:
+        """Rollouts of programs at their own settings, each distinct run made once.
+
+        A program with the same instructions and demos as one already run on the same
+        example reuses that run (the LM cache would answer it the same): candidates that
+        a skipped strategy left unchanged, and repeated finalists, cost no LM call.
+        """
+        texts: dict[int, str] = {}
+        keys = []
+        for program, example in jobs:
+            if id(program) not in texts:
+                texts[id(program)] = json.dumps(_snapshot(program), sort_keys=True, default=repr)
+            keys.append((texts[id(program)], id(example)))
+        todo: dict[tuple[str, int], int] = {}  # a distinct new run -> its first job
+        for i, key in enumerate(keys):
+            if key not in self.runs and key not in todo:
+                todo[key] = i
+        if todo:
+            fresh = self.rollouts([jobs[i] for i in todo.values()], desc)
+            if fresh is None:
+                return None
+            self.runs.update(zip(todo, fresh, strict=True))
+        return [self.runs[key] for key in keys]
 
     def top(self) -> list[int]:
         """The ``num_candidates`` best pool programs by mean score, the student always in."""
@@ -395,7 +421,7 @@ class _Ascent:
         if built is None:
             return False
         jobs = [(c.program, ex) for c in built for ex in batch]
-        scored = self.rollouts(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: candidates")
+        scored = self.evaluate(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: candidates")
         if scored is None:
             return False
         means = []
@@ -562,7 +588,7 @@ class _Ascent:
         chosen = [self.winners[i] for i in dict.fromkeys(picks)]
         if opt.stopped is None:
             jobs = [(p, ex) for p in chosen for ex in self.final]
-            done = self.rollouts(jobs, "SIMBA: final scoring")
+            done = self.evaluate(jobs, "SIMBA: final scoring")
         else:
             done = None
         if done is None:  # the budget: the best mean on its mini-batch, else the student
