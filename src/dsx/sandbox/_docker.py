@@ -3,9 +3,11 @@
 The container runs the driver as its only process (under docker-init), attached over one
 socket: the host writes requests to its stdin and reads the multiplexed stdout/stderr
 stream. Locked down with: no network, a read-only root with a tmpfs ``/tmp``, memory,
-pids and CPU limits, all capabilities dropped, no-new-privileges, user nobody. On a
+pids and CPU limits, all capabilities dropped, no-new-privileges, user nobody, no log
+(the ``none`` logging driver: guest output never lands on the host's disk). On a
 timeout the code is interrupted (SIGINT, state kept); if it does not stop within
-``INTERRUPT_GRACE`` the container is killed and replaced.
+``INTERRUPT_GRACE`` the container is killed and replaced. Containers never outlive
+their host (labels, reaping, ``auto_remove``: see ``_docker_life.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import weakref
 from typing import Any
 
+from dsx.sandbox._docker_life import labels, reap_orphans, stop_later
 from dsx.sandbox._session import Sandbox, ToolsArg
 from dsx.sandbox._types import SandboxError, SandboxUnavailable
 
@@ -107,13 +110,19 @@ class _Container:
         self.removed = False
 
     def remove(self) -> None:
+        """Hang up (the driver exits), then kill and remove it off the caller's path."""
         if self.removed:
             return
         self.removed = True
+        # shutdown, not only close: the HTTP response still holds the descriptor, and an
+        # attach socket left open makes the engine block writing a flooding guest's
+        # output to it, holding the container's lock (a 30-60 s hang for kill/inspect).
         with contextlib.suppress(Exception):
-            self.sock.close()
-        with contextlib.suppress(Exception):
-            self.client.api.remove_container(self.id, force=True)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        for closable in (self.sock, self.response_sock):
+            with contextlib.suppress(Exception):
+                closable.close()
+        stop_later(self.client, self.id)
 
 
 class DockerSandbox(Sandbox):
@@ -188,6 +197,7 @@ class DockerSandbox(Sandbox):
             client.images.get(self.image)
         except docker.errors.ImageNotFound:
             raise SandboxUnavailable(missing_image_message(self.image)) from None
+        reap_orphans(client)  # once per process: containers of hosts that died
         api = client.api
         cgroup_memory = self.limits.memory + self.tmpfs_size
         host_config = api.create_host_config(
@@ -202,6 +212,8 @@ class DockerSandbox(Sandbox):
             security_opt=["no-new-privileges"],
             init=True,
             ipc_mode="private",
+            auto_remove=True,
+            log_config={"type": "none"},
             binds={
                 m.host_path: {"bind": m.guest_path, "mode": "rw" if m.writable else "ro"}
                 for m in self.mounts
@@ -216,7 +228,7 @@ class DockerSandbox(Sandbox):
             stdin_open=True,
             tty=False,
             network_disabled=True,
-            labels={"dsx.sandbox": "1"},
+            labels=labels(),
             host_config=host_config,
         )
         container_id = created["Id"]
@@ -228,8 +240,7 @@ class DockerSandbox(Sandbox):
             self._finalizer = weakref.finalize(self, self._container.remove)
             api.start(container_id)
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                api.remove_container(container_id, force=True)
+            stop_later(client, container_id)
             raise SandboxError(f"could not start the sandbox container: {exc}") from exc
 
     def _shutdown(self) -> None:
@@ -297,17 +308,22 @@ class DockerSandbox(Sandbox):
         box = self._container
         if box is None:
             return "SandboxCrash", "the container is gone"
+        mib = self.limits.memory // (1024 * 1024)
+        gone = (
+            "SandboxCrash",
+            "the container stopped and the engine removed it (it may have run out of "
+            f"memory: limit {mib} MiB)",
+        )
         try:
             state = box.client.api.inspect_container(box.id)["State"]
-        except Exception as exc:
-            return "SandboxCrash", f"the container is gone ({exc})"
-        for _ in range(20):  # the stream can end a moment before the state says so
-            if not state.get("Running"):
-                break
-            time.sleep(0.05)
-            state = box.client.api.inspect_container(box.id)["State"]
+            for _ in range(20):  # the stream can end a moment before the state says so
+                if not state.get("Running"):
+                    break
+                time.sleep(0.05)
+                state = box.client.api.inspect_container(box.id)["State"]
+        except Exception:  # auto_remove was quicker
+            return gone
         if state.get("OOMKilled"):
-            mib = self.limits.memory // (1024 * 1024)
             return "MemoryError", f"the guest ran out of memory (limit {mib} MiB) and was killed"
         code = state.get("ExitCode")
         return "SystemExit", f"the guest interpreter exited with status {code}"
