@@ -281,10 +281,9 @@ def _read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
         raise DsxError("give either --input name=value ... or --jsonl FILE, not both")
     if not args.jsonl:
         return [_read_inputs(ns, name, args.input or [])]
-    try:
-        lines = Path(args.jsonl).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DsxError(f"--jsonl {args.jsonl}: cannot read it ({exc})") from None
+    from dsx._textfile import read_text
+
+    lines = read_text(args.jsonl, what="--jsonl file").splitlines()  # a FIFO must not hang
     rows: list[dict[str, Any]] = []
     known = _ir_inputs(ns, name)
     for number, line in enumerate(lines, 1):
@@ -292,7 +291,7 @@ def _read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise DsxError(f"--jsonl {args.jsonl}:{number}: not JSON ({exc})") from None
         if not isinstance(row, dict):
             raise DsxError(f"--jsonl {args.jsonl}:{number}: expected a JSON object")
@@ -305,6 +304,8 @@ def _read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
                 f"Its inputs: {', '.join(known)}"
             )
         rows.append(row)
+    if not rows:
+        raise DsxError(f"--jsonl {args.jsonl}: no JSON objects in it (one per line is expected)")
     return rows
 
 
@@ -462,7 +463,7 @@ def _load_dataset(ns: Any, spec: str, inputs: list[str] | None) -> list[Any]:
         ir.DataSet,
         name=path.stem,
         format=fmt,
-        path=str(path.resolve()),
+        path=os.path.abspath(path),  # not resolve(): a symlink loop is read_text's to report
         base_dir="/",
         inputs=tuple(inputs or ()),
     )
@@ -573,6 +574,11 @@ def cmd_optimize(args: Any) -> int:
         return 1
     except DsxError as exc:
         return _err(str(exc))
+    if args.out and (Path(args.out).suffix == ".dsx" or _same_file(args.out, path)):
+        return _err(
+            f"--out {args.out}: that would overwrite a .dsx source file with the learned "
+            f"state; give a .json path (the default is build/{name}.state.json)"
+        )
     unit = ns.unit
     opt = next((o for o in unit.optimizes if o.program == name), None)
     if opt is None:
@@ -621,6 +627,13 @@ def cmd_optimize(args: Any) -> int:
     if not args.out:
         print(f"`dsx run|eval|test {path}` now use it; --no-state runs the bare program")
     return 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def _save_elsewhere(state: Any, default: Path, failed: Path, name: str) -> str:

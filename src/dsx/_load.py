@@ -21,9 +21,12 @@ def load_namespace(path: str | Path) -> Any:
 
     p = Path(path)
     if p.name.endswith(".json"):
+        from dsx._textfile import read_text
+
+        text = read_text(p, what="IR file")  # TextFileError says what is wrong
         try:
-            unit = ir.Unit.from_json(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            unit = ir.Unit.from_json(text)
+        except ValueError as exc:
             raise DsxError(f"{p}: not a dsx IR file: {exc}") from None
         return instantiate(unit)
     if p.suffix != ".dsx":

@@ -79,6 +79,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     paths = _expand(args.files)
     if paths is None:
         return 2
+    if not paths:  # "0 file(s) checked: no problems" would pass a CI that checked nothing
+        print("dsx check: no .dsx files to check", file=sys.stderr)
+        return 2
     collected = []
     errors = warnings = 0
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
@@ -112,9 +115,19 @@ def _expand(items: Sequence[str]) -> list[Path] | None:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            paths.extend(sorted(p.rglob("*.dsx")))
-        elif p.is_file():
-            paths.append(p)
+            # A directory named `x.dsx` is not a source file.
+            found = sorted(f for f in p.rglob("*.dsx") if f.is_file())
+            if not found:
+                print(f"dsx check: {item}: no .dsx files in this directory", file=sys.stderr)
+            paths.extend(found)
+        elif p.is_symlink() and not p.exists():
+            print(
+                f"dsx: {item}: a symbolic link that leads nowhere (dangling, or a loop)",
+                file=sys.stderr,
+            )
+            return None
+        elif p.exists():
+            paths.append(p)  # a FIFO too: reading it never blocks (dsx._textfile)
         else:
             print(f"dsx: {item}: no such file or directory", file=sys.stderr)
             return None
@@ -320,7 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_output() -> None:
+    """Print text with lone surrogates (file names that are not UTF-8, escaped surrogates in
+    a model's JSON) as escapes, whatever the locale, instead of failing mid-output."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

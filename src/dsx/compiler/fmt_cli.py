@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from dsx._textfile import TextFileError, read_text
 from dsx.diagnostics import SourceFile, display_path
 from dsx.runtime._files import atomic_write
 
@@ -35,7 +36,7 @@ def add_fmt_command(subparsers: Any) -> argparse.ArgumentParser:
         epilog=(
             "exit status: 0 when done (or, with --check, nothing would change); 1 when a "
             "file has syntax errors or, with --check, would be reformatted; 2 when a file "
-            "is missing or unreadable."
+            "is missing, unreadable or cannot be written."
         ),
     )
     parser.add_argument(
@@ -91,8 +92,9 @@ def _write_atomically(path: Path, text: str) -> None:
 def _read(name: str) -> str:
     if name == "-":
         return sys.stdin.read()
-    with open(name, encoding="utf-8", newline="") as f:
-        return f.read()
+    # Line endings are kept as they are (the formatter is told about CRLF below); a FIFO
+    # with no writer reads as empty instead of hanging.
+    return read_text(name, what=".dsx file")
 
 
 def _report_errors(shown: str, text: str, diagnostics: list[Any], err: TextIO) -> None:
@@ -121,7 +123,11 @@ def run_fmt(
         shown = "<stdin>" if name == "-" else display_path(name)
         try:
             text = _read(name)
-        except (OSError, UnicodeDecodeError) as exc:
+        except TextFileError as exc:
+            print(f"dsx fmt: {exc}", file=err)
+            unusable = True
+            continue
+        except (OSError, UnicodeDecodeError) as exc:  # stdin
             print(f"dsx fmt: {shown}: cannot read ({exc})", file=err)
             unusable = True
             continue
@@ -148,7 +154,16 @@ def run_fmt(
         elif name == "-":
             out.write(formatted)
         elif changed:
-            _write_atomically(Path(name), formatted)
+            try:
+                _write_atomically(Path(name), formatted)
+            except OSError as exc:  # a read-only directory, a full disk: the file is unchanged
+                print(
+                    f"dsx fmt: cannot write {shown}: {exc.strerror or exc}; the file is "
+                    "unchanged (make its directory writable, or use --diff to see the changes)",
+                    file=err,
+                )
+                unusable = True
+                continue
             print(f"reformatted {shown}", file=err)
     if unusable:
         return EXIT_USAGE

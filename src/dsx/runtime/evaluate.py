@@ -139,7 +139,7 @@ class EvaluationResult:
         text = json.dumps(doc, indent=2, ensure_ascii=False, default=str)
         if path is not None:
             # A lone surrogate (an escaped one in a reply) is written as its JSON escape.
-            Path(path).write_text(text + "\n", encoding="utf-8", errors="backslashreplace")
+            _write_file(path, text + "\n")
         return text
 
     def to_csv(self, path: str | Path | None = None) -> str:
@@ -155,7 +155,7 @@ class EvaluationResult:
             writer.writerow({k: _cell(v) for k, v in row.items()})
         text = buf.getvalue()
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8", errors="backslashreplace", newline="")
+            _write_file(path, text)
         return text
 
     def to_pandas(self) -> Any:
@@ -358,6 +358,14 @@ class Evaluate:
                 else:
                     run.progress.note(f"Evaluate: {line}")
         return result
+
+
+def _write_file(path: str | Path, text: str) -> None:
+    """Write a results file atomically: a full disk or a kill mid-write keeps the file that
+    was there before, whole (``Path.write_text`` would have truncated it first)."""
+    from dsx.runtime._files import atomic_write
+
+    atomic_write(path, text.encode("utf-8", "backslashreplace"), make_parents=False)
 
 
 class _Run:

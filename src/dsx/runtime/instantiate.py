@@ -338,7 +338,7 @@ def load_data(ds: ir.DataSet) -> list[Example]:
             rows = loaded if isinstance(loaded, list) else loaded.get("examples", [])
         else:
             rows = _csv_rows(ds.name, path, text)
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError, RecursionError) as exc:  # Recursion: nested too deep
         raise DsxError(f"data `{ds.name}`: {path} is not valid {ds.format}: {exc}") from None
     if not rows:
         raise DsxError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -1002,6 +1003,18 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
+def _root(chain: list[BaseException]) -> BaseException:
+    """The innermost cause in ``chain``, not following a provider error's implicit context:
+    an unrelated exception that was being handled when the provider error was raised
+    (e.g. asyncio's "no running event loop" in a worker thread) says nothing about it."""
+    root = chain[0]
+    for outer, inner in itertools.pairwise(chain):
+        if outer.__cause__ is None and _from_provider(outer) and not _from_provider(inner):
+            break
+        root = inner
+    return root
+
+
 def _names(exc: BaseException) -> set[str]:
     return {klass.__name__ for klass in type(exc).__mro__}
 
@@ -1105,7 +1118,7 @@ def map_error(exc: BaseException, model: str, timeout: Any = None) -> LMError | 
     chain = _chain(exc)
     if not any(_from_provider(e) for e in chain):
         return None
-    root = chain[-1]
+    root = _root(chain)
     root_text = str(root) or type(root).__name__
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) and 100 <= status <= 599 else None

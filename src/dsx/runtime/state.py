@@ -135,21 +135,23 @@ def write_state(path: str | os.PathLike[str], state: StateFile) -> None:
 
 def read_state(path: str | os.PathLike[str]) -> StateFile:
     """Read and check a state file; every problem is a :class:`~dsx.errors.StateError`."""
+    from dsx._textfile import TextFileError, read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StateError(f"No saved state at {path}") from None
-    except IsADirectoryError:
+    if not path.exists() and not path.is_symlink():
+        raise StateError(f"No saved state at {path}")
+    if path.is_dir():
         raise StateError(
             f"{path} is a directory; a state file is a .json file (a directory holds a whole "
             "program saved with save_program=True: load it with dsx.load(path, allow_pickle=True))"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StateError(f"{path} is not a readable dsx state file: {exc}") from None
+        )
+    try:
+        text = read_text(path, what="state file")  # a FIFO without a writer must not hang
+    except TextFileError as exc:
+        raise StateError(f"not a readable dsx state file: {exc}") from None
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise StateError(f"{path} is not a readable dsx state file: {exc}") from None
     return parse_state(data, source=str(path))
 

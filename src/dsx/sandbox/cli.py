@@ -64,6 +64,14 @@ def _build_image(args: argparse.Namespace) -> int:
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # --dir is a file, cannot be created or written
+        where = exc.filename or args.dir
+        print(
+            f"error: cannot use {where} for the image's root file system: "
+            f"{exc.strerror or exc} (give --dir a directory dsx may create and write)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
