@@ -40,6 +40,7 @@ from dsx.sandbox._types import (
 
 if TYPE_CHECKING:
     from dsx.sandbox._docker import DEFAULT_IMAGE, DockerSandbox
+    from dsx.sandbox._outputs import UnsafeOutput, read_output
     from dsx.sandbox._session import Sandbox
     from dsx.sandbox._wasmtime import WasmtimeSandbox
     from dsx.sandbox.interpreter import (
@@ -74,8 +75,10 @@ __all__ = [
     "SandboxUnavailable",
     "ToolCall",
     "UnsafeGrant",
+    "UnsafeOutput",
     "WasmtimeSandbox",
     "create_sandbox",
+    "read_output",
 ]
 
 _LAZY = {
@@ -83,6 +86,8 @@ _LAZY = {
     "WasmtimeSandbox": "dsx.sandbox._wasmtime",
     "DockerSandbox": "dsx.sandbox._docker",
     "DEFAULT_IMAGE": "dsx.sandbox._docker",
+    "UnsafeOutput": "dsx.sandbox._outputs",
+    "read_output": "dsx.sandbox._outputs",
     "PythonInterpreter": "dsx.sandbox.interpreter",
     "FinalOutput": "dsx.sandbox.interpreter",
     "CodeInterpreterError": "dsx.sandbox.interpreter",

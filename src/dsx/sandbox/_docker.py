@@ -191,6 +191,7 @@ class DockerSandbox(Sandbox):
 
     def _boot(self, argv_tail: list[str], deadline: float) -> None:
         import docker.errors
+        import docker.types
 
         client = self._client = self._client or docker_client()
         try:
@@ -214,6 +215,11 @@ class DockerSandbox(Sandbox):
             ipc_mode="private",
             auto_remove=True,
             log_config={"type": "none"},
+            ulimits=[
+                docker.types.Ulimit(name="fsize", soft=size, hard=size)
+                for size in [self._file_size_limit()]
+                if size is not None
+            ],
             binds={
                 m.host_path: {"bind": m.guest_path, "mode": "rw" if m.writable else "ro"}
                 for m in self.mounts
@@ -293,6 +299,12 @@ class DockerSandbox(Sandbox):
         except Exception:
             return False
         return True
+
+    def _kill_guest(self) -> None:
+        box = self._container
+        if box is not None:
+            with contextlib.suppress(Exception):
+                box.client.api.kill(box.id)
 
     def _guest_cpu(self) -> float | None:
         box = self._container

@@ -108,6 +108,9 @@ class ExchangeMixin:
     def _death_reason(self) -> tuple[str, str]:
         raise NotImplementedError
 
+    def _why_stopped(self) -> tuple[str, str]:
+        raise NotImplementedError
+
     def _restart(self) -> None:
         raise NotImplementedError
 
@@ -184,7 +187,7 @@ class ExchangeMixin:
                 if violation is not None:
                     kind, why = "SandboxProtocolError", violation
                 else:
-                    kind, why = yield Blocking(self._death_reason)
+                    kind, why = yield Blocking(self._why_stopped)
                 yield Blocking(self._restart)
                 return self._failed(kind, why, calls, began, timed_out=False)
             if time.monotonic() >= deadline:

@@ -30,6 +30,7 @@ from dsx.sandbox._exchange import (
 )
 from dsx.sandbox._grants import check_grants
 from dsx.sandbox._protocol import FrameReader, new_token
+from dsx.sandbox._quota import guard
 from dsx.sandbox._tools import Tool, call_tool_sync, dumps
 from dsx.sandbox._tools import normalize_tools as _normalize_tools
 from dsx.sandbox._types import (
@@ -112,6 +113,8 @@ class Sandbox(ExchangeMixin, ABC):
         self._boots = 0
         self._idle_base: tuple[int, int, float] | None = None
         self._lost_state: str | None = None
+        self._quota_note: str | None = None
+        self._guarded = False
         self._exec_seq = 0
         self._token = ""
         self._reader: FrameReader | None = None
@@ -163,6 +166,26 @@ class Sandbox(ExchangeMixin, ABC):
         """CPU seconds the guest has used since it started (``None``: not known)."""
         return None
 
+    def _kill_guest(self) -> None:
+        """Stop the guest's code now, from any thread (the session notices the death)."""
+
+    def _file_size_limit(self) -> int | None:
+        """The largest file the guest may write (the smallest quota of its grants)."""
+        quotas = [m.quota for m in self.mounts if m.writable and m.quota is not None]
+        return min(quotas) if quotas else None
+
+    def _over_quota(self, mount: Mount, used: int) -> None:
+        """Called by the quota guard: ``mount`` grew by ``used`` bytes, over its quota."""
+        self._quota_note = (
+            f"the guest grew {mount.guest_path} by {used} bytes, over its quota of "
+            f"{mount.quota} bytes, and was stopped (delete files there to write again)"
+        )
+        self._kill_guest()
+
+    def _why_stopped(self) -> tuple[str, str]:
+        note, self._quota_note = self._quota_note, None
+        return ("QuotaExceeded", note) if note else self._death_reason()
+
     def _driver_config(self) -> dict[str, Any]:
         return {
             "max_output": self.limits.max_output,
@@ -213,6 +236,9 @@ class Sandbox(ExchangeMixin, ABC):
             self._started = True
             self._boots += 1
             watch(self)
+            if not self._guarded:
+                self._guarded = True
+                guard(self, self.mounts)  # measured once, at the first start
 
     @contextlib.contextmanager
     def _activity(self) -> Generator[None, None, None]:

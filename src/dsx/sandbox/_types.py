@@ -132,11 +132,14 @@ class Mount:
         host_path: an existing directory on the host.
         guest_path: where the guest sees it (absolute); default ``/mnt/<name>``.
         writable: whether the guest may create, change and delete files in it.
+        quota: for a writable grant, bytes by which the guest may grow it (and the
+            largest file it may write); ``None``: no limit. See ``_quota.py``.
     """
 
     host_path: str
     guest_path: str = ""
     writable: bool = False
+    quota: int | None = None
 
     def __post_init__(self) -> None:
         host = Path(self.host_path).expanduser().resolve()
@@ -150,6 +153,11 @@ class Mount:
         if not guest.startswith("/") or ".." in guest.split("/"):
             raise ValueError(f"guest_path must be absolute without '..', got {guest!r}")
         object.__setattr__(self, "guest_path", guest.rstrip("/") or "/")
+        if self.quota is not None and (not self.writable or self.quota < 0):
+            raise ValueError(
+                f"quota={self.quota!r} for {self.host_path!r}: a quota is a number of bytes "
+                "(>= 0) for a writable grant"
+            )
 
     @classmethod
     def coerce(cls, value: Mount | str | os.PathLike[str]) -> Mount:

@@ -156,7 +156,7 @@ def main() -> None:
     _limit(resource.RLIMIT_NOFILE, cfg["max_fds"])
     _limit(resource.RLIMIT_DATA, cfg["max_data"])
     _limit(resource.RLIMIT_CORE, 0)
-    if cfg.get("max_file_size"):
+    if cfg.get("max_file_size") is not None:
         _limit(resource.RLIMIT_FSIZE, cfg["max_file_size"])
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG in the guest, not death
     os.nice(cfg["nice"])

@@ -182,6 +182,9 @@ def _read_private(path: Path, forbidden_mode: int) -> bytes | None:
 
 
 def _write_atomic(target: Path, parts: tuple[bytes, ...]) -> None:
+    # Not dsx.runtime._files.atomic_write: dsx.sandbox imports nothing else of dsx (a
+    # tested rule), and that helper gives new files the umask's mode, while the key and
+    # the compiled module must be created private (mkstemp: 0600) from the first byte.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:

@@ -241,6 +241,7 @@ class WasmtimeSandbox(Sandbox):
             "max_fds": CHILD_MAX_FDS,
             "max_data": self.limits.memory + CHILD_HOST_MEMORY,
             "nice": CHILD_NICE,
+            "max_file_size": self._file_size_limit(),
         }
         child = _take_child()
         self._child = child
@@ -308,6 +309,12 @@ class WasmtimeSandbox(Sandbox):
         except OSError:
             return 0
         return buf[0]
+
+    def _kill_guest(self) -> None:
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(OSError):
+                child.proc.send_signal(signal.SIGKILL)
 
     def _guest_cpu(self) -> float | None:
         child = self._child

@@ -51,11 +51,13 @@ class FinalOutput:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _same_path_mounts(paths: Iterable[str | os.PathLike[str]], writable: bool) -> list[Mount]:
+def _same_path_mounts(
+    paths: Iterable[str | os.PathLike[str]], writable: bool, quota: int | None = None
+) -> list[Mount]:
     mounts = []
     for p in paths:
         host = os.path.abspath(os.fspath(p))
-        mounts.append(Mount(host, host, writable))  # seen by the guest at the same path
+        mounts.append(Mount(host, host, writable, quota))  # seen at the same path
     return mounts
 
 
@@ -67,6 +69,8 @@ class PythonInterpreter:
         tools: host callables the code may call, by name.
         enable_read_paths: host directories the code may read (at the same paths).
         enable_write_paths: host directories the code may also write.
+        write_quota: bytes by which the code may grow each writable directory
+            (``None``: no limit; see :class:`~dsx.sandbox.Mount`).
         enable_env_vars: names of host environment variables to pass on (if set).
         output_fields: names for positional ``SUBMIT`` arguments, so that
             ``SUBMIT(a, b)`` gives ``{"x": a, "y": b}`` for ``output_fields=["x", "y"]``.
@@ -83,6 +87,7 @@ class PythonInterpreter:
         enable_read_paths: Iterable[str | os.PathLike[str]] = (),
         enable_write_paths: Iterable[str | os.PathLike[str]] = (),
         enable_env_vars: Iterable[str] = (),
+        write_quota: int | None = None,
         output_fields: Sequence[str] | None = None,
         sandbox: Sandbox | None = None,
         **options: Any,
@@ -92,7 +97,7 @@ class PythonInterpreter:
 
             mounts = [
                 *_same_path_mounts(enable_read_paths, False),
-                *_same_path_mounts(enable_write_paths, True),
+                *_same_path_mounts(enable_write_paths, True, write_quota),
                 *options.pop("mounts", ()),
             ]
             env = {k: os.environ[k] for k in enable_env_vars if k in os.environ}
@@ -109,19 +114,43 @@ class PythonInterpreter:
 
     @property
     def execution_instructions(self) -> str:
-        """A description of the runtime, for prompts of code-writing modules."""
-        where = (
-            "CPython 3.12 compiled to WebAssembly (WASI)"
-            if self.sandbox.backend == "wasmtime"
-            else "CPython in an isolated container"
+        """A description of the runtime, for prompts of code-writing modules.
+
+        Per backend, because they differ in what the code can do: under Wasmtime there
+        are no threads and no processes at all; under Docker processes may start but are
+        killed after each step, and ``/tmp`` is writable.
+        """
+        sb = self.sandbox
+        if sb.backend == "wasmtime":
+            where = (
+                "CPython 3.12 compiled to WebAssembly (WASI): standard library only, no "
+                "network or sockets, no threads, no subprocesses"
+            )
+        else:
+            where = (
+                "CPython in an isolated Linux container: standard library only, no "
+                "network; subprocesses may run but are killed at the end of each step; "
+                "/tmp is writable scratch space"
+            )
+        grants = [
+            f"{m.guest_path} ({'writable' if m.writable else 'read-only'}"
+            + (f", quota {m.quota} bytes" if m.quota is not None else "")
+            + ")"
+            for m in sb.mounts
+        ]
+        files = (
+            f"Host directories granted: {', '.join(grants)}; no other host files."
+            if grants
+            else "No host files are visible."
         )
-        tools = ", ".join(f"{n}()" for n in self.sandbox.tools) or "none"
+        tools = ", ".join(f"{n}()" for n in sb.tools) or "none"
         return (
-            f"Code runs in a sandboxed {where}: standard library only, no network, no "
-            "subprocesses, no host files except those granted. Variables persist between "
-            "steps. A final expression's value is returned; print() output is captured. "
-            f"Host tools callable as functions: {tools}. When done, call SUBMIT(...) with "
-            "the final answer (keyword arguments for named output fields)."
+            f"Code runs in a sandboxed {where}. {files} Each step may run "
+            f"{sb.limits.timeout:g} s and use {sb.limits.memory // 2**20} MiB. Variables "
+            "persist between steps (unless a step times out or crashes the interpreter). "
+            "A final expression's value is returned; print() output is captured. Host "
+            f"tools callable as functions: {tools}. When done, call SUBMIT(...) with the "
+            "final answer (keyword arguments for named output fields)."
         )
 
     def start(self) -> None:
