@@ -51,6 +51,7 @@ from dsx.errors import (
 )
 from dsx.runtime import _model_names
 from dsx.runtime import _structured_output as _formats
+from dsx.runtime._sync_deadline import call_within, iterate_within
 from dsx.runtime.cache import Cache, get_cache, request_key
 from dsx.runtime.lm_base import BaseLM, LMResponse
 
@@ -540,7 +541,10 @@ class LM(BaseLM):
             return self._convert(_lean().complete(self._wire(call, stream=False)), lean=True)
         litellm = _lib()
         fn = litellm.completion if self.model_type == "chat" else litellm.text_completion
-        return self._convert(fn(**self._litellm_kwargs(call, stream=False)))
+        kwargs = self._litellm_kwargs(call, stream=False)
+        # The openai SDK bounds each read only: the deadline is kept by waiting for a worker.
+        answer = call_within(lambda: fn(**kwargs), _attempt_seconds(call.timeout))
+        return self._convert(answer)
 
     async def _complete_async(self, call: _Call) -> LMResponse:
         if self._is_lean(call):
@@ -560,19 +564,14 @@ class LM(BaseLM):
             return assembler.result()
         litellm = _lib()
         fn = litellm.completion if self.model_type == "chat" else litellm.text_completion
-        stream = fn(**self._litellm_kwargs(call, stream=True))
-        seconds = _attempt_seconds(call.timeout)
-        deadline = time.monotonic() + (seconds or math.inf)
+        kwargs = self._litellm_kwargs(call, stream=True)
+        # A worker reads the stream, so the deadline holds while one chunk trickles too.
+        chunks = iterate_within(lambda: fn(**kwargs), _attempt_seconds(call.timeout))
         try:
-            for chunk in stream:
-                if seconds is not None:
-                    _lean().check_deadline(deadline, seconds)
+            for chunk in chunks:
                 assembler.add(chunk)
         finally:
-            close = getattr(stream, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
+            chunks.close()
         return assembler.result()
 
     async def _stream_async(self, call: _Call) -> LMResponse:
