@@ -10,15 +10,16 @@ full; results come back in job order, never in completion order.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dsx.runtime.example import Example
 from dsx.runtime.metrics import score_of
 from dsx.runtime.module import Module
-from dsx.runtime.parallel import BatchError, Engine, run_concurrently, run_coroutine_sync
-from dsx.runtime.settings import context, settings
+from dsx.runtime.parallel import BatchError, Engine
+from dsx.runtime.settings import context
+from dsx.teleprompt._scoring import drive
 
 if TYPE_CHECKING:
     from dsx.teleprompt.base import Teleprompter
@@ -96,57 +97,29 @@ def run_rollouts(
     """
     if not jobs:
         return []
-    engine = Engine(opt.concurrency)
-    progress = opt.progress(len(jobs), desc)
-    limit = getattr(opt, "max_errors", None)
-    limit = limit if limit is not None else settings.max_errors
     names: dict[int, dict[int, str]] = {}
     for program, _ in jobs:
         if id(program) not in names:
             names[id(program)] = {id(p): path for path, p in program.named_predictors()}
-    total = 0.0
-    failed = ran = 0
 
-    async def one(index: int) -> Rollout:
-        program, example = jobs[index]
-        trace: list[Any] = []
-        with context(trace=trace):
-            pred = await engine.call(program, (), example.inputs().to_dict())
-        if inline:
-            value, feedback = score(example, pred, trace)
-        else:
-            value, feedback = await engine.in_thread(score, example, pred, trace)
-        paths = names[id(program)]
-        steps = [(paths[id(p)], dict(i), o) for p, i, o in trace if id(p) in paths]
-        return Rollout(example, pred, value, feedback, trace, steps)
+    def make(engine: Engine) -> Callable[[int], Awaitable[Rollout]]:
+        async def one(index: int) -> Rollout:
+            program, example = jobs[index]
+            trace: list[Any] = []
+            with context(trace=trace):
+                pred = await engine.call(program, (), example.inputs().to_dict())
+            if inline:
+                value, feedback = score(example, pred, trace)
+            else:
+                value, feedback = await engine.in_thread(score, example, pred, trace)
+            paths = names[id(program)]
+            steps = [(paths[id(p)], dict(i), o) for p, i, o in trace if id(p) in paths]
+            return Rollout(example, pred, value, feedback, trace, steps)
 
-    def on_done(index: int, value: Rollout | None, exc: BaseException | None) -> None:
-        nonlocal total, failed, ran
-        ran += 1
-        if exc is not None:
-            failed += 1
-        elif value is not None:
-            total += value.score
-        progress.update(ran, score=100 * total / ran, errors=failed)
+        return one
 
-    try:
-        outcome = run_coroutine_sync(
-            lambda: run_concurrently(
-                one,
-                list(range(len(jobs))),
-                concurrency=engine.concurrency,
-                max_errors=limit,
-                should_stop=opt.budget_exhausted,
-                on_done=on_done,
-            )
-        )
-    finally:
-        engine.close()
-    progress.close(f"{desc}: {outcome.num_done}/{len(jobs)} runs, {failed} failed")
-    if outcome.stopped is not None and outcome.errors and opt.budget_exhausted() is None:
-        raise BatchError(f"{type(opt).__name__} stopped: {outcome.stopped}") from outcome.errors[0][
-            1
-        ]
+    with context(**(overrides or {})):
+        outcome = drive(opt, range(len(jobs)), make, desc=desc, score=lambda rollout: rollout.score)
     errors = dict(outcome.errors)
     out: list[Rollout | None] = []
     for i, (_program, example) in enumerate(jobs):

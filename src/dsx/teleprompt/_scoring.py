@@ -9,19 +9,76 @@ assembled per candidate in example order, so they never depend on completion ord
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dsx.runtime.example import Example
 from dsx.runtime.metrics import call_metric, score_of
 from dsx.runtime.module import Module
-from dsx.runtime.parallel import BatchError, Engine, run_concurrently, run_coroutine_sync
+from dsx.runtime.parallel import (
+    BatchError,
+    Engine,
+    Outcome,
+    run_concurrently,
+    run_coroutine_sync,
+)
 from dsx.runtime.settings import context, settings
 
 if TYPE_CHECKING:
     from dsx.teleprompt.base import Teleprompter
 
-__all__ = ["score_jobs", "score_programs"]
+__all__ = ["drive", "score_jobs", "score_programs"]
+
+T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+
+
+def drive(
+    opt: Teleprompter,
+    items: Sequence[ItemT],
+    make: Callable[[Engine], Callable[[ItemT], Awaitable[T]]],
+    *,
+    desc: str,
+    score: Callable[[T], float],
+) -> Outcome[T]:
+    """Run ``make(engine)`` on every item at the optimizer's concurrency, with a progress
+    display (the mean ``score`` so far), its budget and its ``max_errors`` (else
+    ``dsx.settings.max_errors``: that many failures raise :class:`BatchError`)."""
+    engine = Engine(opt.concurrency)
+    progress = opt.progress(len(items), desc)
+    limit = getattr(opt, "max_errors", None)
+    limit = limit if limit is not None else settings.max_errors
+    total = 0.0
+    failed = ran = 0
+
+    def on_done(index: int, value: T | None, exc: BaseException | None) -> None:
+        nonlocal total, failed, ran
+        ran += 1
+        if exc is not None:
+            failed += 1
+        elif value is not None:
+            total += score(value)
+        progress.update(ran, score=100 * total / ran, errors=failed)
+
+    one = make(engine)
+    try:
+        outcome = run_coroutine_sync(
+            lambda: run_concurrently(
+                one,
+                list(items),
+                concurrency=engine.concurrency,
+                max_errors=limit,
+                should_stop=opt.budget_exhausted,
+                on_done=on_done,
+            )
+        )
+    finally:
+        engine.close()
+    progress.close(f"{desc}: {outcome.num_done}/{len(items)} runs, {failed} failed")
+    if outcome.stopped is not None and outcome.errors and opt.budget_exhausted() is None:
+        first = outcome.errors[0][1]
+        raise BatchError(f"{type(opt).__name__} stopped: {outcome.stopped}") from first
+    return outcome
 
 
 def score_programs(
@@ -57,53 +114,24 @@ def score_jobs(
     pairs = [(p, e) for p, (_, ex) in enumerate(jobs) for e in range(len(ex))]
     if not pairs:
         return [None] * len(jobs)
-    engine = Engine(opt.concurrency)
-    progress = opt.progress(len(pairs), desc)
     inline = getattr(metric, "_dsx_inline", False) or inspect.iscoroutinefunction(metric)
-    limit = getattr(opt, "max_errors", None)
-    limit = limit if limit is not None else settings.max_errors
-    total = 0.0
-    failed = ran = 0
 
-    async def one(pair: tuple[int, int]) -> float:
-        program, example = jobs[pair[0]][0], jobs[pair[0]][1][pair[1]]
-        pred = await engine.call(program, (), example.inputs().to_dict())
-        if inline:
-            value = call_metric(metric, example, pred, None)
-            if inspect.isawaitable(value):
-                value = await value
-        else:
-            value = await engine.in_thread(call_metric, metric, example, pred, None)
-        return score_of(value)
+    def make(engine: Engine) -> Callable[[tuple[int, int]], Awaitable[float]]:
+        async def one(pair: tuple[int, int]) -> float:
+            program, example = jobs[pair[0]][0], jobs[pair[0]][1][pair[1]]
+            pred = await engine.call(program, (), example.inputs().to_dict())
+            if inline:
+                value = call_metric(metric, example, pred, None)
+                if inspect.isawaitable(value):
+                    value = await value
+            else:
+                value = await engine.in_thread(call_metric, metric, example, pred, None)
+            return score_of(value)
 
-    def on_done(index: int, value: float | None, exc: BaseException | None) -> None:
-        nonlocal total, failed, ran
-        ran += 1
-        if exc is not None:
-            failed += 1
-        elif value is not None:
-            total += value
-        progress.update(ran, score=100 * total / ran, errors=failed)
+        return one
 
-    try:
-        with context(**(overrides or {})):
-            outcome = run_coroutine_sync(
-                lambda: run_concurrently(
-                    one,
-                    pairs,
-                    concurrency=engine.concurrency,
-                    max_errors=limit,
-                    should_stop=opt.budget_exhausted,
-                    on_done=on_done,
-                )
-            )
-    finally:
-        engine.close()
-    progress.close(f"{desc}: {outcome.num_done}/{len(pairs)} runs, {failed} failed")
-    if outcome.stopped is not None and outcome.errors and opt.budget_exhausted() is None:
-        raise BatchError(f"{type(opt).__name__} stopped: {outcome.stopped}") from outcome.errors[0][
-            1
-        ]
+    with context(**(overrides or {})):
+        outcome = drive(opt, pairs, make, desc=desc, score=lambda value: value)
     scores: list[float | None] = []
     start = 0
     for _, examples in jobs:

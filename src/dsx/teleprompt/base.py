@@ -26,6 +26,7 @@ import contextvars
 import random
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dsx.errors import DsxError
@@ -154,6 +155,31 @@ class Teleprompter:
             for k, v in vars(self).items()
             if not k.startswith("_") and k not in _RUN_STATE and _jsonable(v)
         }
+
+    def run_state(
+        self,
+        program: Module,
+        datasets: Sequence[Sequence[Example] | None],
+        settings: dict[str, Any] | None = None,
+    ) -> Path | None:
+        """This run's resumable-state directory under ``run_dir`` (``None`` without one).
+
+        The key hashes what defines the result: the optimizer, ``settings`` (default: its
+        own), the program, the datasets and the metric's name (see ``_resume``).
+        """
+        root = getattr(self, "run_dir", None)
+        if root is None:
+            return None
+        from dsx.teleprompt._resume import run_dir_for
+
+        return run_dir_for(
+            root,
+            type(self).__name__,
+            program=program,
+            datasets=datasets,
+            settings=self.settings() if settings is None else settings,
+            metric=getattr(self, "metric", None),
+        )
 
     def score_trajectory(self) -> list[float]:
         """The best score so far (percent) after each candidate the last compile scored in

@@ -34,7 +34,7 @@ from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, clean_instruction
-from dsx.teleprompt._resume import Journal, ScoreJournal, run_dir_for
+from dsx.teleprompt._resume import Journal, ScoreJournal
 from dsx.teleprompt._scoring import score_programs
 from dsx.teleprompt.base import (
     OptimizerSettingError,
@@ -165,16 +165,7 @@ class COPRO(Teleprompter):
         self.candidates, self.best_score, self.total_calls = [], None, 0
         self.results_best, self.results_latest = {}, {}
         module = student.deepcopy()
-        state = None
-        if self.run_dir is not None:
-            state = run_dir_for(
-                self.run_dir,
-                "COPRO",
-                program=module,
-                datasets=[examples],
-                settings=self.settings(),
-                metric=self.metric,
-            )
+        state = self.run_state(module, [examples])
         with self.session(module, self.prompt_model):
             if state is not None:
                 self.say(f"COPRO: run state in {state}")

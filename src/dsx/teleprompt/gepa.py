@@ -40,7 +40,6 @@ from dsx.runtime.module import Module
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, clean_instruction
-from dsx.teleprompt._resume import run_dir_for
 from dsx.teleprompt._rollouts import Rollout, metric_arity, run_rollouts, score_and_feedback
 from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples
 
@@ -298,16 +297,8 @@ class GEPA(Teleprompter):
                 f"GEPA: up to {budget} metric calls; {len(paths)} instruction(s) to evolve, "
                 f"{len(train)} trainset and {len(run.val)} valset examples"
             )
-            run_dir = None
-            if self.run_dir is not None:
-                run_dir = run_dir_for(
-                    self.run_dir,
-                    "GEPA",
-                    program=program,
-                    datasets=[train, val],
-                    settings=self.settings(),
-                    metric=self.metric,
-                )
+            run_dir = self.run_state(program, [train, val])
+            if run_dir is not None:
                 self.say(f"GEPA: run state in {run_dir}")
             results = run.optimize(budget, None if run_dir is None else str(run_dir))
             best = self._finish(program, results)

@@ -51,7 +51,6 @@ from dsx.teleprompt._resume import (
     ScoreJournal,
     examples_from_json,
     examples_to_json,
-    run_dir_for,
     save_json,
 )
 from dsx.teleprompt._scoring import score_jobs
@@ -288,14 +287,7 @@ class MIPROv2(Teleprompter):
                 "minibatch_size": mb_size,
                 "minibatch_full_eval_steps": full_every,
             }
-            state = run_dir_for(
-                self.run_dir,
-                "MIPROv2",
-                program=program,
-                datasets=[train, val],
-                settings=effective,
-                metric=self.metric,
-            )
+            state = self.run_state(program, [train, val], effective)
         overrides = {"lm": self.task_model} if self.task_model is not None else {}
         watch = (program, teacher, self.prompt_model, self.task_model)
         with self.session(*watch, self.teacher_settings.get("lm")):

@@ -41,7 +41,7 @@ from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, program_summary
-from dsx.teleprompt._resume import examples_from_json, examples_to_json, run_dir_for, save_json
+from dsx.teleprompt._resume import examples_from_json, examples_to_json, save_json
 from dsx.teleprompt._rollouts import Rollout, metric_arity, run_rollouts, score_and_feedback
 from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples
 
@@ -214,16 +214,7 @@ class SIMBA(Teleprompter):
         self.candidates, self.candidate_programs, self.trial_logs = [], [], {}
         self.best_score = None
         program = student.deepcopy()
-        state = None
-        if self.run_dir is not None:
-            state = run_dir_for(
-                self.run_dir,
-                "SIMBA",
-                program=program,
-                datasets=[train, final],
-                settings=self.settings(),
-                metric=self.metric,
-            )
+        state = self.run_state(program, [train, final])
         with self.session(program, self.prompt_model, self.teacher_settings.get("lm")):
             self.say(
                 f"SIMBA: {self.max_steps} steps on mini-batches of {self.bsize}, "
