@@ -14,6 +14,7 @@ __all__ = [
     "AdapterParseError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheLockedError",
     "ContextWindowExceededError",
     "DsxError",
     "InputTypeError",
@@ -60,6 +61,11 @@ class UnknownSettingError(DsxError, TypeError):
 
 class StateError(DsxError, ValueError):
     """Saved state does not fit the program it is loaded into."""
+
+
+class CacheLockedError(DsxError, TimeoutError):
+    """Another process held the LM disk cache's lock for longer than ``lock_timeout``
+    while the cache was being cleared."""
 
 
 class RealLMCallForbidden(DsxError, RuntimeError):

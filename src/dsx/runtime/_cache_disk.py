@@ -26,6 +26,7 @@ __all__ = [
     "is_lock",
     "move_aside",
     "open_disk",
+    "valid_entry",
 ]
 
 #: The SQLite file diskcache keeps in its directory.
@@ -59,6 +60,18 @@ def decode_entry(key: str, raw: Any) -> str:
     if digest != _checksum(key, payload):
         raise ChecksumError("checksum mismatch: the entry was changed or garbled")
     return payload
+
+
+def valid_entry(value: Any) -> bool:
+    """Whether a decoded payload has the shape dsx writes (outputs, usage, model, cost)."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("outputs"), list)
+        and all(isinstance(o, str) for o in value["outputs"])
+        and isinstance(value.get("usage", {}), dict)
+        and isinstance(value.get("model", ""), str)
+        and isinstance(value.get("cost"), int | float | type(None))
+    )
 
 
 def json_only_disk() -> type:

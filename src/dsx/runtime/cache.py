@@ -25,7 +25,6 @@ never stalls an LM call for long (see ``docs/lm.md``, "Cache"):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import threading
@@ -35,7 +34,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsx.errors import CacheLockedError
 from dsx.runtime import _cache_disk
+from dsx.runtime._cache_key import NON_SEMANTIC_PARAMS, request_key
 
 if TYPE_CHECKING:
     import diskcache
@@ -63,30 +64,6 @@ DEFAULT_LOCK_TIMEOUT = 2.0
 #: Seconds the disk layer is left alone after a lock wait ran out.
 LOCK_RETRY_AFTER = 30.0
 
-#: Request parameters that do not change what the model answers: left out of the key.
-NON_SEMANTIC_PARAMS = frozenset(
-    {
-        "api_key",
-        "api_base",
-        "base_url",
-        "api_version",
-        "organization",
-        "headers",
-        "extra_headers",
-        "timeout",
-        "request_timeout",
-        "num_retries",
-        "max_retries",
-        "cache",
-        "stream",
-        "stream_options",
-        "metadata",
-        "rollout_id",
-    }
-)
-
-# Bump when the key recipe or the entry format changes: old entries then simply miss.
-_KEY_VERSION = "dsx-lm-2"  # 2: checksummed entries
 _warned_corrupt = False
 _warned_disk = False
 _warned_lock = False
@@ -97,68 +74,6 @@ def default_cache_dir() -> Path:
     """``$DSX_CACHE_DIR``, else ``~/.cache/dsx``."""
     env = os.environ.get("DSX_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dsx"
-
-
-def _json_default(value: Any) -> Any:
-    # Pydantic models (instances and classes, e.g. a response_format) and other objects:
-    # something stable where possible, repr otherwise (a repr with an address only
-    # makes the request uncacheable in practice, never wrong).
-    if isinstance(value, type) and hasattr(value, "model_json_schema"):
-        return {"__schema__": value.model_json_schema()}
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, set | frozenset):
-        return sorted(map(repr, value))
-    if isinstance(value, bytes):
-        return value.hex()
-    return repr(value)
-
-
-def request_key(
-    *,
-    model: str,
-    messages: Any,
-    params: dict[str, Any],
-    rollout_id: Any = None,
-    model_type: str = "chat",
-) -> str:
-    """The cache key of a request: SHA-256 of its canonical JSON.
-
-    ``params`` listed in :data:`NON_SEMANTIC_PARAMS` (endpoints, secrets, timeouts, retry
-    counts, streaming) and ``None`` values are left out, so they never split or leak into
-    keys. A ``rollout_id`` other than ``None`` is part of the key: distinct ids give
-    distinct cached samples.
-    """
-    payload: dict[str, Any] = {
-        "v": _KEY_VERSION,
-        "model": model,
-        "model_type": model_type,
-        "messages": messages,
-        "params": {
-            k: v for k, v in params.items() if k not in NON_SEMANTIC_PARAMS and v is not None
-        },
-    }
-    if rollout_id is not None:
-        payload["rollout_id"] = rollout_id
-    blob = json.dumps(
-        payload,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=_json_default,
-    )
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _valid_entry(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("outputs"), list)
-        and all(isinstance(o, str) for o in value["outputs"])
-        and isinstance(value.get("usage", {}), dict)
-        and isinstance(value.get("model", ""), str)
-        and isinstance(value.get("cost"), int | float | type(None))
-    )
 
 
 def _warn_once(kind: str, message: str) -> None:
@@ -280,7 +195,7 @@ class Cache:
         except ValueError as exc:  # a checksum that does not match, or not JSON
             self._drop_corrupt(disk, key, exc)
             return None
-        if not isinstance(value, dict) or not _valid_entry(value):
+        if not isinstance(value, dict) or not _cache_disk.valid_entry(value):
             self._drop_corrupt(disk, key, ValueError(f"unexpected entry {str(raw)[:80]!r}"))
             return None
         if self.enable_memory:
@@ -399,12 +314,38 @@ class Cache:
         return len(self._memory)
 
     def clear(self, *, memory: bool = True, disk: bool = True) -> None:
-        """Drop every entry from the chosen layers."""
+        """Drop every entry from the chosen layers.
+
+        Like reads and writes, clearing the disk layer waits ``lock_timeout`` seconds at
+        most for a lock another process holds (before, it retried for as long as the lock
+        was held).
+
+        Raises:
+            CacheLockedError: the disk layer stayed locked. The memory layer is cleared;
+                the disk layer may be partly cleared: call ``clear()`` again once the other
+                process is done, or raise ``lock_timeout``.
+        """
         if memory:
             with self._lock:
                 self._memory.clear()
-        if disk and self.disk is not None:
-            self.disk.clear(retry=True)
+        if not disk or not self.enable_disk or self._disk_failed:
+            return
+        try:
+            with self._disk_lock:  # an explicit clear is tried even while reads skip a lock
+                if self._disk is None:
+                    self._disk = self._open()
+                self._disk.clear(retry=False)
+        except Exception as exc:
+            if _cache_disk.is_lock(exc):
+                raise CacheLockedError(
+                    f"dsx: could not clear the LM disk cache at {self.disk_dir}: another "
+                    f"process held its lock for more than {self.lock_timeout:g}s (lock_timeout). "
+                    "It may be partly cleared; call clear() again once that process is done."
+                ) from None
+            if _cache_disk.is_corrupt(exc):
+                self._repair(exc)  # the damaged database is moved aside: nothing is left
+                return
+            raise
 
     def close(self) -> None:
         """Close the disk layer's database handle (it reopens on next use)."""
