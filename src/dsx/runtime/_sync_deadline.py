@@ -19,7 +19,7 @@ import contextvars
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 __all__ = ["call_within", "iterate_within"]
@@ -63,7 +63,9 @@ def call_within(fn: Callable[[], Any], seconds: float | None) -> Any:
 _END = object()
 
 
-def iterate_within(open_stream: Callable[[], Any], seconds: float | None) -> Iterator[Any]:
+def iterate_within(
+    open_stream: Callable[[], Any], seconds: float | None
+) -> Generator[Any, None, None]:
     """The items of the iterable ``open_stream()`` returns, all within ``seconds`` from now.
 
     One worker opens and reads the stream; past the deadline :class:`DeadlineExceeded` is
