@@ -201,6 +201,14 @@ def _read_inputs(ns: Any, program: str, items: list[str]) -> dict[str, Any]:
                 f"--input {key}: `{program}` has no input `{key}`.{hint} "
                 f"Its inputs: {', '.join(types) or '(none)'}"
             )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8, kept as surrogates
+                raise DsxError(
+                    f"--input {key}: the value is not UTF-8 text (the terminal or the script "
+                    "sent another encoding); pass it as UTF-8"
+                ) from None
         row[key] = _typed_value(ns, key, types[key], text)
     missing = [name for name, _, required in inputs if required and name not in row]
     if missing:

@@ -119,3 +119,40 @@ def test_generated_modules_compile_whatever_the_file_name_and_doc(name):
     compile(code, "p.py", "exec")
     code.encode("utf-8")  # writable as UTF-8 (a lone surrogate was not)
     assert not any(line.startswith("print(") for line in code.splitlines())
+
+
+def test_a_lone_surrogate_in_a_prompt_is_sent_and_cached(tmp_path):
+    """An escaped lone surrogate in an earlier reply (or a file name that is not UTF-8)
+    flows into the next prompt: the cache key, the request body and the disk entry must
+    not fail on it (before: UnicodeEncodeError from the cache key)."""
+    from dsx.runtime.cache import configure_cache
+    from dsx.runtime.lm import LM
+    from dsx.testing import OpenAIServer
+
+    configure_cache(disk_dir=tmp_path / "cache")
+    try:
+        with OpenAIServer() as srv:  # echoes the last user message
+            lm = LM("openai/t", api_base=srv.api_base, api_key="k", transport="openai")
+            prompt = [{"role": "user", "content": "caf\udce9 \ud800"}]
+            first = lm.forward(prompt)
+            assert first.outputs == ["caf\udce9 \ud800"] and not first.cached
+            configure_cache(disk_dir=tmp_path / "cache", enable_memory=False)
+            again = lm.forward(prompt)  # from the disk layer
+            assert again.cached and again.outputs == first.outputs
+            assert len(srv.requests) == 1
+    finally:
+        configure_cache()
+
+
+def test_a_command_line_input_that_is_not_utf8_is_a_message(tmp_path, monkeypatch, capsys):
+    (tmp_path / "qa.dsx").write_text(
+        'signature QA = "question -> answer"\n\nprogram qa = Predict(QA)\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DSX_LM", "openai/t")
+    monkeypatch.setenv("DSX_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("DSX_API_KEY", "k")
+    value = os.fsdecode(b"question=caf\xe9")
+    assert cli.main(["run", "qa.dsx", "--no-state", "-i", value]) == 2
+    err = capsys.readouterr().err
+    assert "--input question: the value is not UTF-8 text" in err, err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "is_lock",
     "move_aside",
     "open_disk",
+    "payload_text",
     "valid_entry",
 ]
 
@@ -40,7 +42,18 @@ class ChecksumError(ValueError):
 
 
 def _checksum(key: str, payload: str) -> str:
-    return hashlib.sha256(f"{key}\n{payload}".encode()).hexdigest()
+    return hashlib.sha256(f"{key}\n{payload}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def payload_text(value: Any) -> str:
+    """``value`` as JSON text SQLite can store: a lone surrogate (an escaped one in a
+    reply) is written as its JSON escape, which reads back as the same string."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True)
+    return text
 
 
 def encode_entry(key: str, payload: str) -> str:

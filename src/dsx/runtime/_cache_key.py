@@ -87,4 +87,6 @@ def request_key(
         ensure_ascii=False,
         default=_json_default,
     )
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate in a message (an escaped one in an earlier reply) still
+    # gives a key, distinct from every valid text's.
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()

@@ -274,10 +274,21 @@ def build(
     path = "/chat/completions" if model_type == "chat" else "/completions"
     return Wire(
         url=url.rstrip("/") + path,
-        body=json.dumps(body, ensure_ascii=False, default=_json_default).encode(),
+        body=_json_body(body),
         headers=out_headers,
         timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
     )
+
+
+def _json_body(body: dict[str, Any]) -> bytes:
+    """The request body as UTF-8 JSON. Text with a lone surrogate (an escaped one in an
+    earlier reply, a file name that is not UTF-8) cannot be UTF-8: it goes as JSON escapes
+    (``\\udcff``) instead of failing the call."""
+    text = json.dumps(body, ensure_ascii=False, default=_json_default)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(body, ensure_ascii=True, default=_json_default).encode()
 
 
 def _env(names: tuple[str, ...]) -> str | None:

@@ -209,7 +209,7 @@ class Cache:
         disk = self._usable_disk()
         if disk is None:
             return
-        text = _cache_disk.encode_entry(key, json.dumps(value, ensure_ascii=False))
+        text = _cache_disk.encode_entry(key, _cache_disk.payload_text(value))
         try:
             disk.set(key, text, retry=False)
         except Exception as exc:  # a full disk must not fail the LM call
