@@ -26,7 +26,7 @@ def load_namespace(path: str | Path) -> Any:
         text = read_text(p, what="IR file")  # TextFileError says what is wrong
         try:
             unit = ir.Unit.from_json(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise DsxError(f"{p}: not a dsx IR file: {exc}") from None
         return instantiate(unit)
     if p.suffix != ".dsx":

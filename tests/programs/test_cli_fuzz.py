@@ -80,6 +80,7 @@ def _fill(root: Path) -> None:
     (root / "empty.jsonl").write_text("")
     (root / "ragged.csv").write_text("question,answer\nq\nq,x,extra\n")
     (root / "binary.json").write_bytes(BINARY)
+    (root / "binary.csv").write_bytes(BINARY)
     (root / "list.json").write_text("[1, 2, 3]")
     (root / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (root / "notgguf.gguf").write_bytes(BINARY)
@@ -166,7 +167,8 @@ def _source_cases():
 
 
 DATA = ["adir", "missing.jsonl", "binary.jsonl", "latin1.jsonl", "huge.jsonl", "empty.jsonl"]
-DATA += ["ragged.csv", "binary.json", "deep.json", "loop.jsonl", "fifo.jsonl", "qa.dsx"]
+DATA += ["ragged.csv", "binary.csv", "binary.json", "deep.json", "loop.jsonl", "fifo.jsonl"]
+DATA += ["qa.dsx"]
 
 
 def _data_cases():
@@ -200,6 +202,17 @@ def _output_cases():
     yield ("optimize", "qa.dsx", "--out", "qa.dsx"), "fail"  # never over the source
 
 
+IR_FILES = ["binary.json", "list.json", "deep.json", "fifo.json", "missing.json", "adir"]
+
+
+def _ir_cases():
+    # FILE.json targets are read as IR files.
+    for path in IR_FILES:
+        target = path if path.endswith(".json") else f"{path}/x.ir.json"
+        yield ("run", target, "-i", "question=x"), "fail"
+        yield ("eval", target, "--data", "dev.jsonl"), "fail"
+
+
 def _other_cases():
     for path in ("adir", "missing.gguf", "notgguf.gguf", "fifo.json", "loop.dsx"):
         yield ("model", "check", "--model", path), "fail"
@@ -212,6 +225,7 @@ CASES = [
     *_data_cases(),
     *_state_cases(),
     *_output_cases(),
+    *_ir_cases(),
     *_other_cases(),
 ]
 
