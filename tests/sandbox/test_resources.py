@@ -90,7 +90,7 @@ def test_the_guest_memory_is_not_in_the_host_process(make_sandbox) -> None:
 
 def test_a_busy_guest_burns_its_own_cpu_at_a_lower_priority(make_sandbox) -> None:
     sb = make_sandbox()
-    pid = sb._child.proc.pid  # type: ignore[attr-defined]
+    pid = sb._child.pid  # type: ignore[attr-defined]
     assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(os.PRIO_PROCESS, 0)
     cpu = _cpu_seconds()
     r = sb.execute("while True:\n    pass", timeout=1.5)
@@ -119,7 +119,7 @@ def test_the_guest_process_ends_with_the_host(wasm_module: None, tmp_path: Path)
         import os, sys, threading, time
         from dsx.sandbox import create_sandbox
         sb = create_sandbox("wasmtime").start()
-        print(sb._child.proc.pid, flush=True)
+        print(sb._child.pid, flush=True)
         threading.Thread(target=sb.execute, args=("while True: pass",), daemon=True).start()
         time.sleep(0.5)
         os._exit(0)

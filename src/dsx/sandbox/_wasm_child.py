@@ -1,13 +1,15 @@
 """The process that runs one Wasmtime guest: CPython for WASI, bounded by its own rlimits.
 
 The host never imports this module; it runs it as a script (``python -I -S -B <this file>
-<boot json>``) so that a guest's descriptors, memory and CPU are those of a child process:
+zygote <boot json>``, a fork server; or ``... child <boot json>`` for one guest) so that a guest's descriptors, memory and CPU are those of a child process:
 a guest that opens 20,000 files exhausts the child's ``RLIMIT_NOFILE``, not the host's; a
 runaway allocation on the host side of Wasmtime meets ``RLIMIT_DATA``; a busy guest runs
-at a lower priority than the host and is stopped with ``SIGKILL``.
+at a lower priority than the host (set by the host once the driver is ready) and is
+stopped with ``SIGKILL``.
 
-Start-up in two steps keeps a session's start fast: the host spawns a spare child ahead
-of time, which imports wasmtime and deserializes the verified compiled module (from a
+Start-up in steps keeps a session's start fast: one fork server per host process has
+imported wasmtime (the slow part, ≈ 40-70 ms); each guest process is forked from it, and a
+spare one is forked ahead of time: it deserializes the verified compiled module (from a
 sealed descriptor the host passes, never from the cache file), then waits for the
 session's settings on the control pipe. Once they arrive it lowers its limits,
 instantiates CPython with the session's grants and environment and runs it; fds 0, 1 and
@@ -131,21 +133,71 @@ def _report(status_fd: int, outcome: dict[str, Any]) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host's Ctrl-C is the host's
-    boot = json.loads(sys.argv[1])
+    boot = json.loads(sys.argv[-1])
     sys.path[:0] = boot["path"]
+    import wasmtime  # noqa: F401  (the slow part: loaded once, before any fork)
+
+    if sys.argv[1] == "zygote":
+        _zygote(boot)
+    else:
+        serve(boot["engine"], boot["module"], boot["ctl"], boot["status"])
+
+
+def _zygote(boot: dict[str, Any]) -> None:
+    """Fork one guest process per request: wasmtime is imported once, here.
+
+    A request is one byte on the socket with six descriptors: the guest's stdin, stdout
+    and stderr, the control and status pipes, and the compiled module. The answer is the
+    new process's PID (8 bytes). This process stays single-threaded (forking is safe)
+    and ignores SIGCHLD, so its children never linger as zombies.
+    """
+    import socket
+
+    sock = socket.socket(fileno=boot["sock"])
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 8)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)  # the host is gone
+        if len(fds) != 6:
+            for fd in fds:
+                os.close(fd)
+            sock.sendall((0).to_bytes(8, "little"))
+            continue
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                stdin, stdout, stderr, ctl, status, module = fds
+                for target, fd in enumerate((stdin, stdout, stderr)):
+                    os.dup2(fd, target)
+                    os.close(fd)
+                serve(boot["engine"], module, ctl, status)
+            finally:
+                os._exit(1)
+        for fd in fds:
+            os.close(fd)
+        sock.sendall(pid.to_bytes(8, "little"))
+
+
+def serve(engine_settings: list[Any], module_fd: int, ctl: int, status: int) -> None:
+    """Load the module, wait for the session's settings, then run the guest; never returns."""
     import wasmtime as wt
 
     config = wt.Config()
-    for name, value in boot["engine"]:
+    for name, value in engine_settings:
         setattr(config, name, value)
     engine = wt.Engine(config)
-    ctl, status = boot["ctl"], boot["status"]
     try:
-        module = wt.Module.deserialize_file(engine, f"{_FD_DIR}/{boot['module']}")
+        module = wt.Module.deserialize_file(engine, f"{_FD_DIR}/{module_fd}")
     except wt.WasmtimeError as exc:  # the host recompiles and tries again
         _report(status, {"bad_module": str(exc)[:2000]})
         os._exit(1)
-    os.close(boot["module"])
+    os.close(module_fd)
     line = _read_line(ctl)
     if not line:
         os._exit(0)  # a spare the host no longer needs
@@ -159,7 +211,8 @@ def main() -> None:
     if cfg.get("max_file_size") is not None:
         _limit(resource.RLIMIT_FSIZE, cfg["max_file_size"])
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG in the guest, not death
-    os.nice(cfg["nice"])
+    # The host lowers this process's priority once the driver is ready (CPython's own
+    # start-up, trusted code, runs at the host's priority: it is on the caller's path).
 
     wasi = wt.WasiConfig()
     wasi.argv = cfg["argv"]

@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import termios
@@ -38,7 +39,7 @@ from dsx.sandbox import _wasm_runtime
 from dsx.sandbox._session import Sandbox
 from dsx.sandbox._types import SandboxError, SandboxUnavailable
 
-__all__ = ["CHILD_MAX_FDS", "CHILD_NICE", "CHILD_HOST_MEMORY", "WasmtimeSandbox"]
+__all__ = ["CHILD_HOST_MEMORY", "CHILD_MAX_FDS", "CHILD_NICE", "SPARE_CHILDREN", "WasmtimeSandbox"]
 
 #: Descriptors a guest's process may hold (its stdio, preopened grants and open files).
 CHILD_MAX_FDS = 256
@@ -47,6 +48,10 @@ CHILD_MAX_FDS = 256
 CHILD_HOST_MEMORY = 512 * 1024 * 1024
 #: How much lower than the host's the guest process's CPU priority is (``nice``).
 CHILD_NICE = 10
+#: Children kept started ahead of time (loaded, waiting for a session).
+SPARE_CHILDREN = 1
+#: Seconds the fork server may take to answer (it imports wasmtime first).
+ZYGOTE_TIMEOUT = 30.0
 _CHILD_SCRIPT = Path(__file__).with_name("_wasm_child.py")
 _READ_CHUNK = 1 << 20
 
@@ -60,24 +65,132 @@ def _wasmtime_path() -> str:
     return str(Path(spec.origin).resolve().parent.parent)
 
 
+def _interpreter() -> str:
+    if not sys.executable:
+        raise SandboxUnavailable(
+            "the Wasmtime sandbox runs its guests in a child Python process, and this "
+            "interpreter does not know its own executable (sys.executable is empty)"
+        )
+    return sys.executable
+
+
+class _Zygote:
+    """The fork server: a child Python that has imported wasmtime and forks guests."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        boot = {
+            "path": [_wasmtime_path()],
+            "engine": list(_wasm_runtime.ENGINE_SETTINGS),
+            "sock": theirs.fileno(),
+        }
+        try:
+            self.proc = subprocess.Popen(
+                [_interpreter(), "-I", "-S", "-B", str(_CHILD_SCRIPT), "zygote", json.dumps(boot)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env={},
+                cwd="/",
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.settimeout(ZYGOTE_TIMEOUT)
+        self.sock = ours
+        self.lock = threading.Lock()
+
+    def fork(self, fds: list[int]) -> int:
+        """A new guest process with these six descriptors; its PID.
+
+        Raises:
+            OSError: the fork server is gone or does not answer.
+        """
+        with self.lock:
+            socket.send_fds(self.sock, [b"f"], fds)
+            answer = b""
+            while len(answer) < 8:
+                chunk = self.sock.recv(8 - len(answer))
+                if not chunk:
+                    raise ConnectionError("the fork server is gone")
+                answer += chunk
+        pid = int.from_bytes(answer, "little")
+        if pid <= 0:
+            raise ConnectionError("the fork server refused")
+        return pid
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+
+_zygote_lock = threading.Lock()
+_zygote: _Zygote | None = None
+
+
+def _fork_guest(fds: list[int]) -> int | None:
+    """A guest process forked by the fork server (started when needed), or ``None``."""
+    global _zygote
+    with _zygote_lock:
+        for _attempt in range(2):
+            if _zygote is None or _zygote.proc.poll() is not None:
+                try:
+                    _zygote = _Zygote()
+                except OSError:
+                    _zygote = None
+                    return None
+            try:
+                return _zygote.fork(fds)
+            except OSError:
+                _zygote.stop()
+                _zygote = None
+    return None
+
+
 class _Child:
-    """A child process for one guest and the host's ends of its pipes."""
+    """A process for one guest and the host's ends of its pipes."""
 
     def __init__(self, pinned: Any) -> None:
-        if not sys.executable:
-            raise SandboxUnavailable(
-                "the Wasmtime sandbox runs its guests in a child Python process, and this "
-                "interpreter does not know its own executable (sys.executable is empty)"
-            )
         self.pinned = pinned  # the verified module this child loaded
         self.killed = False
+        self.niced = False
         self.status = bytearray()
         self.status_eof = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pidfd: int | None = None
         stdin_r, self.stdin_w = os.pipe()
         self.stdout_r, stdout_w = os.pipe()
         self.stderr_r, stderr_w = os.pipe()
         ctl_r, self.ctl_w = os.pipe()
         self.status_r, status_w = os.pipe()
+        ends = [stdin_r, stdout_w, stderr_w, ctl_r, status_w]
+        try:
+            pid = _fork_guest([*ends, pinned.fd])
+            if pid is None:  # no fork server: a process of its own (slower to start)
+                pid = self._spawn(pinned, ends)
+            self.pid = pid
+            if hasattr(os, "pidfd_open"):
+                with contextlib.suppress(OSError):
+                    self.pidfd = os.pidfd_open(pid)  # alive now: signals reach it, or nothing
+        except BaseException:
+            for fd in (self.stdin_w, self.stdout_r, self.stderr_r, self.ctl_w, self.status_r):
+                _close(fd)
+            raise
+        finally:
+            for fd in ends:
+                _close(fd)
+        for fd in (self.stdout_r, self.stderr_r, self.status_r, self.stdin_w):
+            os.set_blocking(fd, False)
+
+    def _spawn(self, pinned: Any, ends: list[int]) -> int:
+        stdin_r, stdout_w, stderr_w, ctl_r, status_w = ends
         boot = {
             "path": [_wasmtime_path()],
             "engine": list(_wasm_runtime.ENGINE_SETTINGS),
@@ -87,7 +200,7 @@ class _Child:
         }
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(_CHILD_SCRIPT), json.dumps(boot)],
+                [_interpreter(), "-I", "-S", "-B", str(_CHILD_SCRIPT), "child", json.dumps(boot)],
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
@@ -96,14 +209,8 @@ class _Child:
                 cwd="/",
             )
         except OSError as exc:
-            for fd in (self.stdin_w, self.stdout_r, self.stderr_r, self.ctl_w, self.status_r):
-                _close(fd)
             raise SandboxError(f"could not start the Wasmtime guest process: {exc}") from exc
-        finally:
-            for fd in (stdin_r, stdout_w, stderr_w, ctl_r, status_w):
-                _close(fd)
-        for fd in (self.stdout_r, self.stderr_r, self.status_r, self.stdin_w):
-            os.set_blocking(fd, False)
+        return self.proc.pid
 
     def configure(self, settings: dict[str, Any]) -> None:
         """Hand the waiting child its session: it then starts the guest."""
@@ -116,7 +223,7 @@ class _Child:
             raise SandboxError(f"the Wasmtime guest process is gone ({exc})") from None
 
     def alive(self) -> bool:
-        return not self.killed and self.proc.poll() is None
+        return not self.killed and not self.gone()
 
     def gone(self) -> bool:
         """Drain the status pipe; True once the child has ended (the pipe is closed)."""
@@ -131,71 +238,106 @@ class _Child:
     def outcome(self) -> dict[str, Any]:
         """How the guest ended, as the child reported it (empty if it could not)."""
         self.gone()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=2)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2)
         try:
             found = json.loads(bytes(self.status).decode() or "{}")
         except ValueError:
             found = {}
         return found if isinstance(found, dict) else {}
 
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
     def cpu_seconds(self) -> float | None:
         """CPU time the child has used so far (``None`` when it is not known)."""
         try:
-            with open(f"/proc/{self.proc.pid}/stat", "rb") as handle:
+            with open(f"/proc/{self.pid}/stat", "rb") as handle:
                 fields = handle.read().rsplit(b")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
             return None
+
+    def lower_priority(self, by: int) -> None:
+        """Make every thread of the child ``by`` nicer than this process (Linux nice is
+        per thread; threads started later inherit it from the one that starts them)."""
+        target = min(os.getpriority(os.PRIO_PROCESS, 0) + by, 19)
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{self.pid}/task")]
+        except OSError:
+            tids = [self.pid]
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, tid, target)
+
+    def signal_kill(self) -> None:
+        """SIGKILL the guest's process (never another one that reused its PID)."""
+        with contextlib.suppress(OSError):
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            elif self.proc is not None:
+                self.proc.send_signal(signal.SIGKILL)
+            elif not self.gone():
+                os.kill(self.pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """Stop the guest now and release everything (idempotent)."""
         if self.killed:
             return
         self.killed = True
-        with contextlib.suppress(OSError):
-            self.proc.send_signal(signal.SIGKILL)
+        self.signal_kill()
         for fd in (self.stdin_w, self.stdout_r, self.stderr_r, self.ctl_w, self.status_r):
             _close(fd)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
+        if self.pidfd is not None:
+            _close(self.pidfd)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
 
 
 _spare_lock = threading.Lock()
-_spare: _Child | None = None
+_spares: list[_Child] = []
 
 
 def _take_child() -> _Child:
-    """The spare child if it is ready for the current module, else a new one."""
-    global _spare
+    """The oldest (most warmed-up) spare child for the current module, else a new one."""
     pinned = _wasm_runtime.pinned_module()
-    with _spare_lock:
-        child, _spare = _spare, None
-    if child is not None and (child.pinned is not pinned or not child.alive()):
+    while True:
+        with _spare_lock:
+            child = _spares.pop(0) if _spares else None
+        if child is None:
+            return _Child(pinned)
+        if child.pinned is pinned and child.alive():
+            return child
         child.kill()
-        child = None
-    return child if child is not None else _Child(pinned)
 
 
-def _refill_spare() -> None:
-    """Spawn the next session's child now, while nobody waits for it."""
-    global _spare
+def _refill_spares() -> None:
+    """Spawn the next sessions' children now, while nobody waits for them."""
     with _spare_lock:
-        if _spare is not None and _spare.alive():
-            return
+        for child in [c for c in _spares if not c.alive()]:
+            _spares.remove(child)
+            child.kill()
         try:
-            _spare = _Child(_wasm_runtime.pinned_module())
+            while len(_spares) < SPARE_CHILDREN:
+                _spares.append(_Child(_wasm_runtime.pinned_module()))
         except SandboxError:
-            _spare = None
+            pass
 
 
 @atexit.register
-def _drop_spare() -> None:
-    global _spare
+def _drop_spares() -> None:
+    global _zygote
     with _spare_lock:
-        child, _spare = _spare, None
-    if child is not None:
+        children = list(_spares)
+        _spares.clear()
+    for child in children:
         child.kill()
+    with _zygote_lock:
+        zygote, _zygote = _zygote, None
+    if zygote is not None:
+        zygote.stop()
 
 
 def _drain(fd: int) -> tuple[bytes, bool]:
@@ -240,27 +382,30 @@ class WasmtimeSandbox(Sandbox):
             "memory": self.limits.memory,
             "max_fds": CHILD_MAX_FDS,
             "max_data": self.limits.memory + CHILD_HOST_MEMORY,
-            "nice": CHILD_NICE,
             "max_file_size": self._file_size_limit(),
         }
         child = _take_child()
         self._child = child
         self._finalizer = weakref.finalize(self, child.kill)
         child.configure(settings)
-        # The next session's child warms up while this guest's CPython starts.
-        _refill_spare()
 
-    def start(self) -> Sandbox:
+    def _start(self) -> None:
         try:
-            super().start()
+            super()._start()
         except SandboxError:
             if not self._bad_module:
                 raise
             # Verified, but written by an incompatible build: compile afresh, once.
             self._bad_module = False
             _wasm_runtime.pinned_module(refresh=True)
-            super().start()
-        return self
+            super()._start()
+        child = self._child
+        if child is not None and not child.niced:
+            child.niced = True
+            child.lower_priority(CHILD_NICE)  # now: the start-up itself is on the caller's path
+        # The next session's child (a fork of the fork server: it only has to load the
+        # module, a few ms) is made after this start, not during it.
+        _refill_spares()
 
     def _shutdown(self) -> None:
         child = self._child
@@ -313,8 +458,7 @@ class WasmtimeSandbox(Sandbox):
     def _kill_guest(self) -> None:
         child = self._child
         if child is not None:
-            with contextlib.suppress(OSError):
-                child.proc.send_signal(signal.SIGKILL)
+            child.signal_kill()
 
     def _guest_cpu(self) -> float | None:
         child = self._child
@@ -333,7 +477,7 @@ class WasmtimeSandbox(Sandbox):
             return "RecursionError", f"the guest overflowed its stack ({trap})"
         if trap:
             return "SandboxCrash", f"the guest interpreter crashed ({trap})"
-        code = child.proc.returncode
+        code = child.returncode()
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
             return "SandboxCrash", f"the guest's process was killed by signal {name}"
