@@ -166,3 +166,27 @@ def test_ctrl_c_mid_run_exits_130_with_a_message(project, command):
     assert status == 130, err
     assert "interrupted" in err and "Traceback" not in err, err
     assert _files(root / "build") == before
+
+
+def test_sigkill_mid_eval_keeps_saved_results_and_the_cache_serves_the_next_run(project):
+    """`dsx eval` has Ctrl-C tests in test_eval_cli_honest.py; this is the SIGKILL one."""
+    root, server = project
+    (root / "dev.jsonl").write_text((root / "train.jsonl").read_text())
+    args = ("eval", "qa.dsx", "--data", "dev.jsonl", "--no-state", "--num-threads", "1")
+    first = _run(project, *args, "--save-json", "r.json")
+    assert first.returncode == 0, first.stderr
+    saved = (root / "r.json").read_bytes()
+    rows = [{"question": f"new {i} {uuid.uuid4()}", "answer": "x"} for i in range(N_TRAIN)]
+    (root / "dev.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    status, _ = _stop_mid_run(project, signal.SIGKILL, *args, "--save-json", "r.json")
+
+    assert status == -signal.SIGKILL
+    assert (root / "r.json").read_bytes() == saved
+    done_before = len(server.requests)
+    again = _run(project, *args, "--save-json", "r.json", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1])["done"] == N_TRAIN
+    # The answers the killed run got are in the LM disk cache and are not asked again.
+    assert len(server.requests) - done_before < N_TRAIN
+    assert json.loads((root / "r.json").read_text())["num_done"] == N_TRAIN
