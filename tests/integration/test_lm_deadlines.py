@@ -73,9 +73,8 @@ CASES = [
 ]
 
 
-# LiteLLM's sync path reads through the openai SDK, which hands over whole events only: its
-# deadline is checked between stream chunks, and a non-streamed sync answer is bounded per
-# read only (docs/lm.md, "Timeouts"). Its async path is cut like the lean transport.
+# LiteLLM's sync path (a worker thread waited for with the deadline) is tested in
+# test_lm_deadlines_litellm_sync.py; its async path is cut like the lean transport.
 @pytest.mark.parametrize(("transport", "stream"), CASES)
 def test_a_trickling_answer_is_cut_at_the_deadline_sync(
     srv: OpenAIServer, transport: Transport, stream: bool
