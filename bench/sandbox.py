@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sandbox.py                 # Wasmtime, and Docker if it can run
     .venv/bin/python bench/sandbox.py --no-docker --executes 5000
+    .venv/bin/python bench/sandbox.py --baseline /tmp/dsx-before   # before/after, one run
 
 What each figure measures (wall-clock ``time.perf_counter``, lower is better):
 
@@ -27,6 +28,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,6 +101,34 @@ def _timed(sb: Sandbox, code: str, *, limit: int = 0) -> float:
     return elapsed
 
 
+def _row(label: str, r: dict[str, Any]) -> str:
+    if "skipped" in r:
+        return f"| {label} | skipped | | | |"
+    keys = ("start_s", "execute_s", "aexecute_s", "tool_call_s")
+    return f"| {label} | " + " | ".join(f"{r[k]['median'] * 1e3:.3f}" for k in keys) + " |"
+
+
+def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """This benchmark, run on the baseline tree's dsx in a subprocess; its results."""
+    src = args.baseline.resolve() / "src"
+    if not (src / "dsx").is_dir():
+        raise SystemExit(f"--baseline {args.baseline}: no src/dsx there")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "baseline.json"
+        cmd = [sys.executable, __file__, "--out", str(out)]
+        for flag in ("starts", "executes", "tool_calls", "reps"):
+            cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        if args.no_docker:
+            cmd.append("--no-docker")
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+        }
+        print(f"baseline: {args.baseline}")
+        subprocess.run(cmd, env=env, check=True)
+        return json.loads(out.read_text())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=15)
@@ -107,7 +137,14 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--no-docker", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "sandbox.json")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a dsx checkout (e.g. from `git worktree add` or `git archive`) measured first, "
+        "in a subprocess with its src/ first on PYTHONPATH, and reported side by side",
+    )
     args = parser.parse_args()
+    baseline = _run_baseline(args) if args.baseline else None
     os.environ.setdefault("DSX_CACHE_DIR", str(Path(tempfile.gettempdir()) / "dsx-bench-cache"))
     from dsx.sandbox._wasm_runtime import compiled_module_path
 
@@ -122,16 +159,18 @@ def main() -> int:
         except SandboxUnavailable as exc:
             print(f"{backend}: skipped — {exc}")
             results["backends"][backend] = {"skipped": str(exc)}
+    if baseline is not None:
+        results["baseline"] = {"tree": str(args.baseline), **baseline}
     print()
     print("| backend | start (ms) | execute (ms) | aexecute (ms) | tool call (ms) |")
     print("|---|---|---|---|---|")
     for backend, r in results["backends"].items():
-        if "skipped" in r:
-            print(f"| {backend} | skipped | | | |")
-            continue
-        cells = [f"{r[k]['median'] * 1e3:.3f}" for k in ("start_s", "execute_s", "aexecute_s")]
-        cells.append(f"{r['tool_call_s']['median'] * 1e3:.3f}")
-        print(f"| {backend} | " + " | ".join(cells) + " |")
+        before = (baseline or {}).get("backends", {}).get(backend)
+        if before is not None:
+            print(_row(f"{backend}, baseline", before))
+            print(_row(f"{backend}, this tree", r))
+        else:
+            print(_row(backend, r))
     print("| DSPy (Deno + Pyodide), reported | ≈ 3000 | | | |")
     wasm = results["backends"].get("wasmtime", {})
     if "start_s" in wasm:
