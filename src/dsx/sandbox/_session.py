@@ -257,10 +257,13 @@ class Sandbox(ExchangeMixin, ABC):
             if self._active or not self._started or self._closed:
                 self._idle_base = None
                 return
-            cpu = self._guest_cpu()
-            if cpu is None:
-                return
             key = (self._boots, self._exec_seq)
+        cpu = self._guest_cpu()  # unlocked: Docker asks the engine, which can take a while
+        if cpu is None:
+            return
+        with self._idle_lock:
+            if self._active or not self._started or (self._boots, self._exec_seq) != key:
+                return  # an execution began (or came and went) meanwhile
             if self._idle_base is None or self._idle_base[:2] != key:
                 self._idle_base = (*key, cpu)
                 return

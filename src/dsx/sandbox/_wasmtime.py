@@ -135,6 +135,17 @@ _zygote_lock = threading.Lock()
 _zygote: _Zygote | None = None
 
 
+def _after_fork() -> None:
+    """In a process forked from the host: the fork server and spares are the parent's."""
+    global _zygote, _zygote_lock, _spares, _spare_lock
+    _zygote, _zygote_lock = None, threading.Lock()  # not stopped: still the parent's
+    _spares, _spare_lock = [], threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def _fork_guest(fds: list[int]) -> int | None:
     """A guest process forked by the fork server (started when needed), or ``None``."""
     global _zygote
