@@ -19,13 +19,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dsx.sandbox._types import (
+    DEFAULT_MAX_EXECUTION_BYTES,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_OUTPUT,
     DEFAULT_MAX_TOOL_CALLS,
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TIMEOUT,
     INTERRUPT_GRACE,
+    MAX_JSON_DEPTH,
+    MAX_JSON_ELEMENTS,
     START_TIMEOUT,
+    TOOL_RECORD_LIMIT,
     BackendName,
     ExecutionError,
     ExecutionResult,
@@ -52,13 +56,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_IMAGE",
+    "DEFAULT_MAX_EXECUTION_BYTES",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_OUTPUT",
     "DEFAULT_MAX_TOOL_CALLS",
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_TIMEOUT",
     "INTERRUPT_GRACE",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_ELEMENTS",
     "START_TIMEOUT",
+    "TOOL_RECORD_LIMIT",
     "BackendName",
     "CodeExecutionError",
     "CodeInterpreterError",
