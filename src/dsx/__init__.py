@@ -57,6 +57,7 @@ from dsx.runtime.usage import track_usage as track_usage
 if TYPE_CHECKING:
     from dsx._load import load_program as load_program
     from dsx.local import LocalModelServer as LocalModelServer
+    from dsx.retrievers import ColBERTv2 as ColBERTv2
     from dsx.runtime.adapters import Adapter as Adapter
     from dsx.runtime.adapters import ChatAdapter as ChatAdapter
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
@@ -106,6 +107,7 @@ _LAZY = {
     "BatchError": "dsx.runtime.parallel",
     "LM": "dsx.runtime.lm",
     "Retrieve": "dsx.runtime.retrieve",
+    "ColBERTv2": "dsx.retrievers",
     "Tool": "dsx.runtime.tool",
     "ProgramOfThought": "dsx.runtime.code_agents",
     "CodeAct": "dsx.runtime.code_agents",
@@ -146,6 +148,7 @@ __all__ = [
     "Assert",
     "Suggest",
     "Retrieve",
+    "ColBERTv2",
     "Tool",
     "ReAct",
     "ProgramOfThought",
@@ -229,6 +232,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "retrievers":  # the subpackage, for dsx.retrievers.Embeddings and the like
+        return importlib.import_module("dsx.retrievers")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dsx' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from dsx.testing._lms import forbid_real_lm_requests as forbid_real_lm_requests
 from dsx.testing._lms import format_answer as format_answer
 
 if TYPE_CHECKING:
+    from dsx.testing.colbert_server import ColBERTv2Server as ColBERTv2Server
     from dsx.testing.fake_sandbox import FakeExecution as FakeExecution
     from dsx.testing.fake_sandbox import FakeSandbox as FakeSandbox
     from dsx.testing.fake_sandbox import fake_result as fake_result
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from dsx.testing.server import Reply as Reply
 
 __all__ = [
+    "ColBERTv2Server",
     "DummyLM",
     "FakeExecution",
     "FakeSandbox",
@@ -36,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from dsx.testing import fake_sandbox
 
         return getattr(fake_sandbox, name)
+    if name == "ColBERTv2Server":
+        from dsx.testing import colbert_server
+
+        return colbert_server.ColBERTv2Server
     if name in ("OpenAIServer", "Fault", "Reply"):
         from dsx.testing import server
 
