@@ -20,6 +20,7 @@ from dsx.retrievers._errors import RetrieverResponseError as RetrieverResponseEr
 from dsx.retrievers._errors import RetrieverServerError as RetrieverServerError
 from dsx.retrievers._errors import RetrieverTimeoutError as RetrieverTimeoutError
 from dsx.retrievers._passage import Passage as Passage
+from dsx.retrievers._passage import to_passage as to_passage
 
 if TYPE_CHECKING:
     from dsx.retrievers.colbertv2 import ColBERTv2 as ColBERTv2
@@ -38,6 +39,7 @@ __all__ = [
     "RetrieverResponseError",
     "RetrieverServerError",
     "RetrieverTimeoutError",
+    "to_passage",
 ]
 
 

@@ -16,9 +16,13 @@ __all__ = ["Retrieve"]
 class Retrieve(Module):
     """Retrieve passages: ``Retrieve(k=3)(query).passages``.
 
-    The retriever is ``dsx.configure(rm=...)`` (or ``rm=`` here): any callable
-    ``rm(query, k)`` returning passages as strings, or dicts with a ``text`` (or
-    ``long_text``) key. It may be async.
+    The retriever is ``dsx.configure(rm=...)`` (or ``rm=`` here): a :mod:`dsx.retrievers`
+    retriever (``dsx.ColBERTv2(url)``, ``dsx.retrievers.Embeddings(...)``, a vector store),
+    or any callable ``rm(query, k)`` returning passages as strings, dicts with a ``text``
+    (or ``long_text``) key, or objects with such an attribute. It may be async.
+
+    ``passages`` is a list of :class:`dsx.retrievers.Passage` — strings, as in DSPy, that
+    also carry ``score``, ``id`` and ``metadata``.
     """
 
     def __init__(self, k: int = 3, *, rm: Any = None) -> None:
@@ -29,21 +33,32 @@ class Retrieve(Module):
         rm = self.rm or settings.get("rm")
         if rm is None:
             raise DsxError(
-                "No retriever is configured for Retrieve: call dsx.configure(rm=my_search) "
-                "with a function (query, k) -> list of passages, or pass Retrieve(rm=...)."
+                "No retriever is configured for Retrieve: call dsx.configure(rm=...) with a "
+                "retriever (dsx.ColBERTv2(url), dsx.retrievers.Embeddings(corpus, embedder)) "
+                "or a function (query, k) -> list of passages, or pass Retrieve(rm=...)."
             )
         return rm
 
     def forward(self, query: str, k: int | None = None) -> Prediction:
-        result = self._rm()(query, k or self.k)
-        if inspect.isawaitable(result):
-            import asyncio
+        from dsx.retrievers import Retriever
 
-            result = asyncio.run(_await(result))
+        rm, k = self._rm(), k or self.k
+        if isinstance(rm, Retriever):
+            return Prediction(passages=rm.search(query, k))
+        result = rm(query, k)
+        if inspect.isawaitable(result):
+            from dsx.runtime.parallel import run_coroutine_sync
+
+            result = run_coroutine_sync(lambda: _await(result))
         return Prediction(passages=_passages(result))
 
     async def aforward(self, query: str, k: int | None = None) -> Prediction:
-        result = self._rm()(query, k or self.k)
+        from dsx.retrievers import Retriever
+
+        rm, k = self._rm(), k or self.k
+        if isinstance(rm, Retriever):
+            return Prediction(passages=await rm.asearch(query, k))
+        result = rm(query, k)
         if inspect.isawaitable(result):
             result = await result
         return Prediction(passages=_passages(result))
@@ -56,14 +71,10 @@ async def _await(value: Any) -> Any:
     return await value
 
 
-def _passages(result: Any) -> list[str]:
+def _passages(result: Any) -> list[Any]:
+    from dsx.retrievers import to_passage
+
     items = getattr(result, "passages", result)
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict):
-            out.append(str(item.get("text") or item.get("long_text") or item))
-        else:
-            out.append(str(item))
-    return out
+    if isinstance(items, str | dict) or not hasattr(items, "__iter__"):
+        items = [items]  # DSPy wraps a lone passage the same way
+    return [to_passage(item) for item in items]
