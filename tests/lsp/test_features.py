@@ -119,6 +119,34 @@ async def test_diagnostics_follow_edits_and_clear(client: LanguageClient, worksp
     client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=td(uri)))
 
 
+async def test_bad_interpolation_keeps_the_documents_other_features(
+    client: LanguageClient, workspace: Path
+):
+    # Issue 16: `"{a b}"` crashed the checker and the document lost every feature.
+    path = workspace / "interp.dsx"
+    text = (
+        "signature S { in x: str  out y: str }\n"
+        "module M {\n    p = Predict(S)\n    forward(x: str) {\n"
+        '        return p(x = "{x:.2f} and {x b}")\n    }\n}\n'
+        "program m = M()\nprogram n = Predict(Sx)\n"
+    )
+    uri = open_doc(client, path, text)
+    diags = await wait_diagnostics(client, uri, lambda d: len(d) >= 3)
+    assert sorted(str(d.code) for d in diags) == ["DSX002", "DSX002", "DSX104"]
+    assert next(d for d in diags if d.code == "DSX002").range.start == pos(text, ":.2f")
+    h = await client.text_document_hover_async(
+        types.HoverParams(text_document=td(uri), position=pos(text, "S)", 0))
+    )
+    assert h is not None and "signature S" in h.contents.value  # type: ignore[union-attr]
+    result = await client.text_document_completion_async(
+        types.CompletionParams(text_document=td(uri), position=pos(text, "p(x =", 2))
+    )
+    assert result is not None
+    items = result.items if isinstance(result, types.CompletionList) else result
+    assert any(i.label == "x" for i in items)
+    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=td(uri)))
+
+
 async def test_warnings_and_related_information(client: LanguageClient, workspace: Path):
     path = workspace / "dupes.dsx"
     text = (

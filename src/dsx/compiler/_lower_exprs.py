@@ -339,7 +339,8 @@ class ExprsMixin(LowerBase):
                     self.diagnostics.append(
                         make(
                             "DSX002",
-                            f"bad expression in string interpolation: {diag.message}",
+                            f"bad expression in string interpolation: {diag.message}"
+                            + _interpolation_hint(inner),
                             # relative to the block's origin, so that re-checking the block
                             # after an edit replaces it
                             Span(
@@ -386,6 +387,16 @@ class _LitStr:
 
 
 _PATH = re.compile(r"\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\Z")
+
+
+def _interpolation_hint(inner: str) -> str:
+    # Python f-string habits that `{expr}` does not share.
+    if ":" in inner or "!" in inner.replace("!=", ""):
+        return (
+            "; format specs and conversions (`{x:.2f}`, `{x!r}`) are not supported:"
+            " format the value in Python (`use python`) and interpolate the result"
+        )
+    return "; an interpolation holds exactly one expression"
 
 
 def _simple_path(text: str, origin: Any, offset: int) -> tuple[Any, Any]:

@@ -251,35 +251,37 @@ _READABLE = {
     "NAME": "a name",
     "STRING": "a string",
     "SIGNED_NUMBER": "a number",
-    "LBRACE": "`{`",
-    "RBRACE": "`}`",
-    "LPAR": "`(`",
-    "RPAR": "`)`",
-    "LSQB": "`[`",
-    "RSQB": "`]`",
-    "COMMA": "`,`",
-    "COLON": "`:`",
-    "EQUAL": "`=`",
-    "DOT": "`.`",
-    "QMARK": "`?`",
-    "VBAR": "`|`",
-    "MINUS": "`-`",
-    "TRUE": "`true`",
-    "FALSE": "`false`",
-    "NONE": "`none`",
-    "$END": "the end of the declaration",
 }
 _EXPRESSION_START = {"NAME", "STRING", "SIGNED_NUMBER", "LSQB", "LPAR"}
+_literals: dict[str, str] = {}
 
 
-def describe_expected(expected: Iterable[str]) -> str:
+def _literal_names() -> dict[str, str]:
+    """Terminal name -> its text in backticks, read from the grammar (``LESSTHAN`` -> `<`)."""
+    if not _literals:
+        parser, _ = _get_parser()
+        for term in parser.terminals:
+            if term.pattern.type == "str":
+                _literals[term.name] = f"`{term.pattern.value}`"
+    return _literals
+
+
+def describe_expected(expected: Iterable[str], *, end: str = "the end of the declaration") -> str:
+    """What the parser could have accepted, in words (never a grammar token name)."""
     names = set(expected)
+    literals = _literal_names()
     parts: list[str] = []
     if names >= _EXPRESSION_START:
         names -= _EXPRESSION_START | {"TRUE", "FALSE", "NONE", "LBRACE", "MINUS", "NOT"}
         parts.append("an expression")
     for name in sorted(names, key=lambda n: (n not in _READABLE, n)):
-        parts.append(_READABLE.get(name, f"`{name.lower()}`"))
+        if name == "$END":
+            parts.append(end)
+        else:
+            parts.append(_READABLE.get(name) or literals.get(name) or "`" + name.lower() + "`")
+    if not parts:
+        # Lark reports no expected tokens when a fragment's start rule is complete.
+        return end
     if len(parts) > 8:
         parts = [*parts[:8], "…"]
     if len(parts) == 1:
@@ -297,16 +299,23 @@ def _token_text(token: Token) -> str:
 def _syntax_diagnostic(
     exc: UnexpectedInput, text: str, origin: Origin, what: str = "declaration"
 ) -> Diagnostic:
+    def expected(names: Iterable[str]) -> str:
+        return describe_expected(names, end=f"the end of the {what}")
+
     if isinstance(exc, UnexpectedToken):
         token = exc.token
         if token.type == "$END":
             pos = len(text.rstrip())
             span = Span(origin, max(0, pos - 1), pos)
-            message = f"this {what} ends too early: expected {describe_expected(exc.accepts or exc.expected)}"
+            message = (
+                f"this {what} ends too early: expected {expected(exc.accepts or exc.expected)}"
+            )
         else:
             start = token.start_pos or 0
             span = Span(origin, start, token.end_pos or start + len(str(token.value)))
-            message = f"unexpected {_token_text(token)}: expected {describe_expected(exc.accepts or exc.expected)}"
+            message = (
+                f"unexpected {_token_text(token)}: expected {expected(exc.accepts or exc.expected)}"
+            )
     elif isinstance(exc, UnexpectedCharacters):
         pos = cast(int, exc.pos_in_stream)  # lark types it `None` (a class default); set here
         char = text[pos] if pos < len(text) else ""
@@ -316,11 +325,11 @@ def _syntax_diagnostic(
         else:
             message = f"unexpected character `{char}`"
             if exc.allowed:
-                message += f": expected {describe_expected(exc.allowed)}"
+                message += f": expected {expected(exc.allowed)}"
     elif isinstance(exc, UnexpectedEOF):
         pos = len(text.rstrip())
         span = Span(origin, max(0, pos - 1), pos)
-        message = f"this {what} ends too early: expected {describe_expected(exc.expected)}"
+        message = f"this {what} ends too early: expected {expected(exc.expected)}"
     else:  # pragma: no cover - lark has no other kinds
         span = Span(origin, 0, 1)
         message = str(exc)
