@@ -24,13 +24,16 @@ from dsx.retrievers._passage import to_passage as to_passage
 
 if TYPE_CHECKING:
     from dsx.retrievers.colbertv2 import ColBERTv2 as ColBERTv2
+    from dsx.retrievers.embeddings import Embeddings as Embeddings
 
 _LAZY = {
     "ColBERTv2": "dsx.retrievers.colbertv2",
+    "Embeddings": "dsx.retrievers.embeddings",
 }
 
 __all__ = [
     "ColBERTv2",
+    "Embeddings",
     "Passage",
     "Retriever",
     "RetrieverConnectionError",
