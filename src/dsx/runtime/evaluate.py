@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dsx.errors import DsxError
+from dsx.runtime import callbacks as _cb
 from dsx.runtime._progress import Progress, Reporter
 from dsx.runtime.example import Example
 from dsx.runtime.metrics import Metric, call_metric, score_of
@@ -209,6 +210,9 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+_EVALUATE_ARGS = ("program", "metric", "devset", "num_threads", "display_progress", "display_table")
+
+
 class Evaluate:
     """Score a program on a devset with a metric, running examples concurrently.
 
@@ -233,6 +237,9 @@ class Evaluate:
         >>> evaluate(program).score
         71.5
     """
+
+    #: Callbacks of this evaluator only (``on_evaluate_start``/``end``).
+    callbacks = _cb.CallbackList()
 
     def __init__(
         self,
@@ -270,6 +277,23 @@ class Evaluate:
         display_table: bool | int | None = None,
     ) -> EvaluationResult:
         """Evaluate ``program``; the keyword arguments override the constructor's for this run."""
+        args = (program, metric, devset, num_threads, display_progress, display_table)
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                inputs = dict(zip(_EVALUATE_ARGS, args, strict=True))
+                return _cb.call_sync("evaluate", self, hooks, inputs, self._evaluate, *args)  # type: ignore[no-any-return]
+        return self._evaluate(*args)
+
+    def _evaluate(
+        self,
+        program: Any,
+        metric: Metric | None,
+        devset: Sequence[Any] | None,
+        num_threads: int | None,
+        display_progress: Reporter | None,
+        display_table: bool | int | None,
+    ) -> EvaluationResult:
         run = self._prepare(program, metric, devset, num_threads, display_progress)
         with track_usage() as usage:
             try:
@@ -290,6 +314,23 @@ class Evaluate:
         display_table: bool | int | None = None,
     ) -> EvaluationResult:
         """The async form of calling the evaluator."""
+        args = (program, metric, devset, num_threads, display_progress, display_table)
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                inputs = dict(zip(_EVALUATE_ARGS, args, strict=True))
+                return await _cb.call_async("evaluate", self, hooks, inputs, self._aevaluate, *args)  # type: ignore[no-any-return]
+        return await self._aevaluate(*args)
+
+    async def _aevaluate(
+        self,
+        program: Any,
+        metric: Metric | None,
+        devset: Sequence[Any] | None,
+        num_threads: int | None,
+        display_progress: Reporter | None,
+        display_table: bool | int | None,
+    ) -> EvaluationResult:
         run = self._prepare(program, metric, devset, num_threads, display_progress)
         with track_usage() as usage:
             try:

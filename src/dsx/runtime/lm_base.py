@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from dsx.errors import RealLMCallForbidden
+from dsx.runtime import callbacks as _cb
 from dsx.runtime._structured_output import describe as describe_format
 
 __all__ = [
@@ -125,10 +126,15 @@ class BaseLM:
     is_real: ClassVar[bool] = False
     #: How many calls each LM keeps in its own history.
     history_size: ClassVar[int] = 100
+    #: Callbacks of this LM only (``LM(..., callbacks=[...])``); see ``dsx.BaseCallback``.
+    callbacks = _cb.CallbackList()
 
     def __init__(
         self, model: str, *, model_type: Literal["chat", "text"] = "chat", **kwargs: Any
     ) -> None:
+        callbacks = kwargs.pop("callbacks", None)
+        if callbacks:
+            self.callbacks = callbacks
         self.model = model
         self.model_type = model_type
         self.kwargs: dict[str, Any] = kwargs
@@ -159,13 +165,31 @@ class BaseLM:
             )
 
     def request(self, messages: list[Message], **kwargs: Any) -> LMResponse:
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                inputs = {"prompt": None, "messages": messages, "kwargs": kwargs}
+                return _cb.call_sync("lm", self, hooks, inputs, self._request, messages, kwargs)
+        return self._request(messages, kwargs)
+
+    async def arequest(self, messages: list[Message], **kwargs: Any) -> LMResponse:
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                inputs = {"prompt": None, "messages": messages, "kwargs": kwargs}
+                return await _cb.call_async(
+                    "lm", self, hooks, inputs, self._arequest, messages, kwargs
+                )
+        return await self._arequest(messages, kwargs)
+
+    def _request(self, messages: list[Message], kwargs: dict[str, Any]) -> LMResponse:
         params = {**self.kwargs, **kwargs} if kwargs else self.kwargs
         start = time.time()
         response = self.forward(messages, **params)
         self._record(messages, params, response, start)
         return response
 
-    async def arequest(self, messages: list[Message], **kwargs: Any) -> LMResponse:
+    async def _arequest(self, messages: list[Message], kwargs: dict[str, Any]) -> LMResponse:
         params = {**self.kwargs, **kwargs} if kwargs else self.kwargs
         start = time.time()
         response = await self.aforward(messages, **params)
@@ -219,6 +243,8 @@ class BaseLM:
             new.model = kwargs["model"]
         new.history = deque(maxlen=self.history_size)
         new.num_calls = 0
+        if "_callbacks" in new.__dict__:  # its own list: appending to one leaves the other
+            new.__dict__["_callbacks"] = list(new.__dict__["_callbacks"])
         return new
 
     def dump_state(self) -> dict[str, Any]:

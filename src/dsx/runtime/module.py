@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsx._version import STATE_SCHEMA_VERSION, __version__
 from dsx.errors import DsxError, StateError
+from dsx.runtime import callbacks as _cb
 from dsx.runtime._files import atomic_write
 from dsx.runtime.assertions import Backtrack, BacktrackScope, scope_var
 from dsx.runtime.lm_base import BaseLM, UsageTracker, _trackers
@@ -32,8 +33,23 @@ __all__ = ["Module", "load"]
 class Module:
     """Base class of programs. Subclass it, create sub-modules in ``__init__``, define ``forward``."""
 
+    #: Callbacks of this module only (after ``dsx.settings.callbacks``); see ``dsx.BaseCallback``.
+    callbacks = _cb.CallbackList()
+
+    def __init__(self, *, callbacks: Sequence[Any] | None = None) -> None:
+        if callbacks:
+            self.callbacks = callbacks
+
     # -- running --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                inputs = {"args": args, "kwargs": kwargs}
+                return _cb.call_sync("module", self, hooks, inputs, self._run, args, kwargs)
+        return self._run(args, kwargs)
+
+    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if scope_var.get() is None and self._backtracks:
             return self._call_with_backtracking(args, kwargs)
         parent = _trackers.get()
@@ -50,6 +66,14 @@ class Module:
         return result
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                inputs = {"args": args, "kwargs": kwargs}
+                return await _cb.call_async("module", self, hooks, inputs, self._arun, args, kwargs)
+        return await self._arun(args, kwargs)
+
+    async def _arun(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if scope_var.get() is None and self._backtracks:
             return await self._acall_with_backtracking(args, kwargs)
         parent = _trackers.get()
@@ -75,7 +99,7 @@ class Module:
         try:
             while True:
                 try:
-                    return self(*args, **kwargs)
+                    return self._run(args, kwargs)
                 except Backtrack as signal:
                     _prepare_retry(scope, signal)
         finally:
@@ -87,7 +111,7 @@ class Module:
         try:
             while True:
                 try:
-                    return await self.acall(*args, **kwargs)
+                    return await self._arun(args, kwargs)
                 except Backtrack as signal:
                     _prepare_retry(scope, signal)
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dsx.errors import (
@@ -47,13 +47,23 @@ class Predict(Module):
     Args:
         signature: a signature class or string (``"question -> answer"``).
         lm: an LM this predictor always uses (otherwise ``dsx.settings.lm``).
+        callbacks: callbacks for this predictor's calls only (see ``dsx.BaseCallback``).
         **config: default LM parameters for this predictor (``temperature``, ``n``, ...).
 
     Call with keyword inputs: ``predict(question="...")``. Per-call ``config={...}``,
     ``demos=[...]``, ``lm=`` and ``signature=`` override the predictor's own.
     """
 
-    def __init__(self, signature: Any, *, lm: BaseLM | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        signature: Any,
+        *,
+        lm: BaseLM | None = None,
+        callbacks: Sequence[Any] | None = None,
+        **config: Any,
+    ) -> None:
+        if callbacks:
+            self.callbacks = callbacks
         self.signature: type[Signature] = ensure_signature(signature)
         self.config: dict[str, Any] = config
         self.lm: BaseLM | None = lm

@@ -69,6 +69,7 @@ class Settings:
 
     def configure(self, **kwargs: Any) -> None:
         self._check(kwargs)
+        _watch(kwargs)
         with self._lock:
             self._defaults.update(kwargs)
 
@@ -101,6 +102,7 @@ class Settings:
     @contextlib.contextmanager
     def context(self, **kwargs: Any) -> Iterator[None]:
         self._check(kwargs)
+        _watch(kwargs)
         merged = dict(_overrides.get())
         merged.update(kwargs)
         token = _overrides.set(MappingProxyType(merged))
@@ -116,6 +118,14 @@ class Settings:
 
 
 _INTERNAL = frozenset({"trace", "config_override", "hint"})
+
+
+def _watch(kwargs: dict[str, Any]) -> None:
+    """Turn the call hooks on when callbacks are configured (they cost nothing until then)."""
+    if kwargs.get("callbacks"):
+        from dsx.runtime import callbacks
+
+        callbacks.enable()
 
 
 settings = Settings()

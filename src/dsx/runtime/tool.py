@@ -11,6 +11,7 @@ from typing import Any, get_type_hints
 import pydantic
 
 from dsx.errors import DsxError
+from dsx.runtime import callbacks as _cb
 
 __all__ = ["Tool", "ToolArgumentError"]
 
@@ -98,7 +99,25 @@ class Tool:
             values.update({k: v for k, v in kwargs.items() if k in unknown})
         return values
 
+    #: Callbacks of this tool only (after ``dsx.settings.callbacks``).
+    callbacks = _cb.CallbackList()
+
     def __call__(self, **kwargs: Any) -> Any:
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                return _cb.call_sync("tool", self, hooks, {"kwargs": kwargs}, self._call, kwargs)
+        return self._call(kwargs)
+
+    async def acall(self, **kwargs: Any) -> Any:
+        if _cb.enabled:
+            hooks = _cb.active(self)
+            if hooks:
+                inputs = {"kwargs": kwargs}
+                return await _cb.call_async("tool", self, hooks, inputs, self._acall, kwargs)
+        return await self._acall(kwargs)
+
+    def _call(self, kwargs: dict[str, Any]) -> Any:
         values = self.validate(kwargs)
         result = self.func(**values)
         if inspect.isawaitable(result):
@@ -110,7 +129,7 @@ class Tool:
             return asyncio.run(wait())
         return result
 
-    async def acall(self, **kwargs: Any) -> Any:
+    async def _acall(self, kwargs: dict[str, Any]) -> Any:
         values = self.validate(kwargs)
         if self.is_async:
             return await self.func(**values)

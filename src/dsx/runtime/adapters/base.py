@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dsx.errors import AdapterParseError, ReplyCutOffError
+from dsx.runtime import callbacks as _cb
 from dsx.runtime.adapters._values import format_input_value, is_history_field, is_media
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM, LMResponse
@@ -60,6 +61,14 @@ class Adapter:
     """Base class of adapters. Subclasses fill in the ``_build_*`` and ``parse`` methods."""
 
     name = "Adapter"
+    #: Callbacks of this adapter only; ``format`` and ``parse`` fire the adapter hooks.
+    callbacks = _cb.CallbackList()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for method, kind in (("format", "adapter_format"), ("parse", "adapter_parse")):
+            if method in cls.__dict__:
+                setattr(cls, method, _cb.wrap_adapter_method(cls.__dict__[method], kind))
 
     # -- to implement -------------------------------------------------------------------
     def _build(self, prep: Prepared) -> None:
@@ -230,6 +239,9 @@ class Adapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+Adapter.format = _cb.wrap_adapter_method(Adapter.format, "adapter_format")  # type: ignore[method-assign]
 
 
 _CUT_OFF = {
