@@ -15,7 +15,8 @@ NSTAMP := $(EXT)/node_modules/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q 'torch==2.13.0+cpu'  # CPU-only: the default wheel pulls CUDA (GBs)
+	$(PY) -m pip install -q -e '.[dev,retrieval]'
 	bash tools/install-local-model.sh $(PY)
 	touch $(STAMP)
 
