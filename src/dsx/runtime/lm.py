@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Generator
+from collections.abc import AsyncIterator, Awaitable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,6 +82,7 @@ _ATTRIBUTES = (
     "api_key",
     "headers",
     "transport",
+    "finetuned",
 )
 Transport = Literal["auto", "litellm", "openai"]
 _TRANSPORTS = ("auto", "litellm", "openai")
@@ -256,6 +257,7 @@ class LM(BaseLM):
         _check_transport(transport)
         _model_names.check_model(model, any_prefix=transport == "openai")
         base_url = kwargs.pop("base_url", None)
+        finetuned = kwargs.pop("finetuned", None)
         headers = {
             **(kwargs.pop("extra_headers", None) or {}),
             **(kwargs.pop("headers", None) or {}),
@@ -272,6 +274,8 @@ class LM(BaseLM):
         self.api_key = api_key
         self.headers: dict[str, Any] | None = dict(headers) if headers else None
         self.transport: Transport = transport
+        #: Where this fine-tuned model came from (``dsx.runtime.finetune.FinetunedModel``).
+        self.finetuned = _finetuned_ref(finetuned)
         # The structured-output mode each (model, endpoint) is known to take: learned in
         # one refused request, shared with copies, never saved (see _choose_format).
         self._format_modes: dict[tuple[str, str | None], _formats.Mode] = {}
@@ -289,6 +293,8 @@ class LM(BaseLM):
             attrs["headers"] = kwargs.pop("extra_headers")
         if "transport" in attrs:
             _check_transport(attrs["transport"])
+        if "finetuned" in attrs:
+            attrs["finetuned"] = _finetuned_ref(attrs["finetuned"])
         if "model" in kwargs or "transport" in attrs:
             model = kwargs.get("model", self.model)
             transport = attrs.get("transport", self.transport)
@@ -310,7 +316,31 @@ class LM(BaseLM):
             state["timeout"] = self.timeout
         if self.transport != "auto":
             state["transport"] = self.transport
+        if self.finetuned is not None:
+            state["finetuned"] = self.finetuned.to_state()
         return state
+
+    def finetune(
+        self,
+        train_data: list[dict[str, Any]],
+        train_kwargs: dict[str, Any] | None = None,
+        *,
+        provider: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Start fine-tuning this model on chat examples (``{"messages": [...]}``).
+
+        Returns a :class:`~dsx.runtime.finetune.FinetuneJob` (``status()``, ``events()``,
+        ``cancel()``, ``result()`` → the fine-tuned LM). ``provider``: ``"openai"`` (the
+        OpenAI-compatible fine-tuning API at this LM's endpoint, the default) or ``"local"``;
+        ``options``: ``poll_interval``, ``max_poll_interval``, ``timeout`` (see
+        ``docs/optimizers.md``, BootstrapFinetune).
+        """
+        from dsx.runtime.finetune.base import provider_for
+
+        return provider_for(self, provider).start(
+            self, list(train_data), dict(train_kwargs or {}), **options
+        )
 
     # -- requests -------------------------------------------------------------------------
     # One request is written once, as the generator ``_attempts`` (cache, retries, the
@@ -916,6 +946,14 @@ def _token_cost(model: str, usage: dict[str, int]) -> float | None:
         return float(prompt + completion)
     except Exception:  # unknown models have no price: cost stays unknown
         return None
+
+
+def _finetuned_ref(value: Any) -> Any:
+    if value is None or not isinstance(value, Mapping):
+        return value
+    from dsx.runtime.finetune.base import FinetunedModel
+
+    return FinetunedModel.from_state(dict(value))
 
 
 def _check_transport(transport: Any) -> None:

@@ -242,6 +242,18 @@ def _stop(v: Any) -> bool:
     return _str(v) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
 
 
+def _finetune_ref(v: Any) -> bool:
+    # Where a fine-tuned model came from: names and a hash only. A value that looks like
+    # an endpoint (a URL) is refused, so the reference can never redirect requests.
+    keys = {"provider", "model", "base_model", "data_hash", "job_id"}
+    return (
+        isinstance(v, Mapping)
+        and set(v) <= keys
+        and {"provider", "model"} <= set(v)
+        and all(isinstance(x, str) and "://" not in x for x in v.values())
+    )
+
+
 #: LM settings a state file may carry, each with its check and what it expects: what
 #: ``LM.dump_state`` writes that shapes the model's behaviour. Nothing here says where a
 #: request goes or how it is authenticated.
@@ -265,6 +277,11 @@ LM_STATE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_retries": (_int(0), "a whole number >= 0"),
     "timeout": (lambda v: _number(v) and (v is None or v > 0), "a number of seconds > 0"),
     "transport": (lambda v: v in ("auto", "openai", "litellm"), "'auto', 'openai' or 'litellm'"),
+    "finetuned": (
+        lambda v: _finetune_ref(v),
+        "a fine-tuned model reference {provider, model, base_model, data_hash, job_id} "
+        "of strings (model names, never endpoints)",
+    ),
 }
 
 #: LM keys that say where prompts go and with which credentials; never saved by dsx.

@@ -631,6 +631,10 @@ class OpenAIServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._start_error: BaseException | None = None
+        from dsx.testing.finetune_api import FineTuningAPI
+
+        #: The fine-tuning endpoints' files and jobs (see :mod:`dsx.testing.finetune_api`).
+        self.fine_tuning = FineTuningAPI()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -892,7 +896,7 @@ class OpenAIServer:
             if fault is not None:
                 return await self._apply_fault(fault, request, body, reader, writer)
             try:
-                if body_error is not None:
+                if body_error is not None and not self.fine_tuning.handles(request.path):
                     raise _HTTPError(400, body_error, code="invalid_json")
                 return await self._route(request, body, reader, writer)
             except _HTTPError as exc:
@@ -911,6 +915,12 @@ class OpenAIServer:
         writer: asyncio.StreamWriter,
     ) -> bool:
         path = request.path.rstrip("/")
+        if self.fine_tuning.handles(path):
+            status, doc = self.fine_tuning.handle(
+                request.method, path, request.headers, request.raw_body
+            )
+            await self._send_json(writer, status, doc, keep_alive=request.keep_alive)
+            return request.keep_alive
         endpoint = _ENDPOINTS.get(path.removeprefix("/v1"))
         if endpoint is None:
             raise _HTTPError(

@@ -238,10 +238,8 @@ def provider_for(lm: BaseLM, name: str | None = None) -> FinetuneProvider:
     """The provider that fine-tunes ``lm``: ``name`` if given (``"openai"``, ``"local"``),
     else the local LoRA provider for a :class:`~dsx.runtime.finetune.local.LocalLM` and the
     OpenAI-compatible API for every other LM."""
-    from dsx.runtime.finetune.local import LocalLM
-
-    if name is None:
-        name = "local" if isinstance(lm, LocalLM) else "openai"
+    if name is None:  # an LM class may name its own (LocalLM says "local")
+        name = getattr(lm, "finetune_provider", "openai")
     if name == "openai":
         from dsx.runtime.finetune.openai import OpenAIFinetune
 
