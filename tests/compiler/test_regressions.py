@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from dsx.compiler.analysis import analyze_source
-from dsx.grammar.parser import describe_expected
+from dsx.compiler.formatter import format_source
+from dsx.grammar.parser import describe_expected, parse, split_blocks
+from dsx.lsp.context import block_start
 
 
 def _forward(body: str) -> str:
@@ -63,3 +65,69 @@ def test_dsx_check_into_a_closed_pipe_is_quiet(tmp_path):
     stderr = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+# -- the block splitter knows strings -----------------------------------------------------
+
+KEYWORD_LINES = '''signature S {
+    instructions """
+Answer briefly.
+use the provided context only.
+type the answer in lowercase.
+data from the context wins, test it.
+"""
+    in q: str // a comment with """ in it
+    out a: str
+}
+program p = Predict(S)
+'''
+
+
+def test_keywords_at_column_0_inside_a_triple_quoted_string_start_no_block():
+    pf = parse(KEYWORD_LINES, "t.dsx")
+    assert pf.diagnostics == []
+    assert [type(d).__name__ for d in pf.decls] == ["SignatureDecl", "ProgramDecl"]
+    assert "type the answer in lowercase." in pf.decls[0].instructions.value
+    assert [KEYWORD_LINES[s:e].split()[0] for s, e in split_blocks(KEYWORD_LINES)] == [
+        "signature",
+        "program",
+    ]
+    assert analyze_source(KEYWORD_LINES, "t.dsx").diagnostics == []
+
+
+def test_the_formatter_and_the_editor_agree_with_the_splitter():
+    formatted = format_source(KEYWORD_LINES, "t.dsx")
+    assert "type the answer in lowercase." in formatted
+    assert format_source(formatted, "t.dsx") == formatted
+    assert parse(formatted, "t.dsx").diagnostics == []
+    # Completion's scanner finds the enclosing declaration, not a `type` block.
+    at = KEYWORD_LINES.index("answer in lowercase")
+    assert block_start(KEYWORD_LINES, at) == 0
+    assert block_start(KEYWORD_LINES, KEYWORD_LINES.index("program")) == KEYWORD_LINES.index(
+        "program"
+    )
+
+
+def test_an_unterminated_triple_quote_does_not_swallow_the_file():
+    text = 'signature S {\n    instructions """\n    in q: str\n}\nprogram p = Predict(S)\n'
+    assert len(split_blocks(text)) == 2
+
+
+# -- `//` is a comment, never a silent floor division -----------------------------------
+
+
+def test_floor_division_lookalike_is_a_located_error():
+    text = _forward("n = len(x) // 2\n        return p(x = str(n))")
+    analysis = analyze_source(text, "t.dsx")
+    assert [d.code for d in analysis.diagnostics] == ["DSX001"]
+    diag = analysis.diagnostics[0]
+    assert text[diag.span.start : diag.span.end] == "// 2"
+    assert "floor division" in diag.message and "int(a / b)" in diag.message
+
+
+@pytest.mark.parametrize(
+    "comment", ["// the short answer", "// retry", "// (optional)", "// true", "// TODO: x"]
+)
+def test_ordinary_trailing_comments_stay_comments(comment):
+    text = _forward(f"return p(x = x)  {comment}")
+    assert analyze_source(text, "t.dsx").diagnostics == []

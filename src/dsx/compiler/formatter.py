@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from dsx.diagnostics import Diagnostic, Span
-from dsx.grammar import ast
+from dsx.grammar import ast, lexspec
 from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE
 from dsx.grammar.parser import parse
 
@@ -259,8 +259,8 @@ class _Body:
         return not self.entries and not self.dangling and self.header is None
 
 
-_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|//[^\n]*|[(){}\[\]]')
-_TRIVIA = re.compile(r"(?:\s+|//[^\n]*)*")
+_SCAN = re.compile(rf"{lexspec.STRING}|{lexspec.COMMENT}|[(){{}}\[\]]")
+_TRIVIA = re.compile(rf"(?:\s+|{lexspec.COMMENT})*")
 
 Render = Callable[[_Entry, int], list[str]]
 
@@ -917,8 +917,8 @@ def _comment_lines(block: ast.Block) -> list[str]:
 
 
 _TOKEN = re.compile(
-    r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|//[^\n]*|\s+'
-    r"|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|[=!<>]=|.",
+    rf"{lexspec.STRING}|{lexspec.COMMENT}|\s+"
+    rf"|{lexspec.NAME}|{lexspec.NUMBER}|[=!<>]=|.",
     re.S,
 )
 

@@ -16,6 +16,8 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters
 from lark.lexer import Lexer, LexerState
 
+from dsx.grammar import lexspec
+
 __all__ = ["DsxLexer"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -38,10 +40,10 @@ class DsxLexer(Lexer):
         self.punct = punct
         ops = "|".join(re.escape(p) for p in sorted(punct, key=len, reverse=True))
         self.pattern = re.compile(
-            r"(?P<skip>(?:\s+|//[^\n]*)+)"
-            r'|(?P<STRING>"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*")'
-            r"|(?P<SIGNED_NUMBER>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
-            r"|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)"
+            rf"(?P<skip>(?:\s+|{lexspec.COMMENT})+)"
+            rf"|(?P<STRING>{lexspec.STRING})"
+            rf"|(?P<SIGNED_NUMBER>{lexspec.NUMBER})"
+            rf"|(?P<NAME>{lexspec.NAME})"
             rf"|(?P<op>{ops})"
         )
         self.names = {

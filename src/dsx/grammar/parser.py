@@ -22,10 +22,12 @@ from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dsx.diagnostics import Diagnostic, Origin, SourceFile, Span, make
-from dsx.grammar import ast
+from dsx.grammar import ast, lexspec
 from dsx.grammar._transform import AstError, ToAst
+from dsx.grammar.lexspec import TOP_KEYWORDS
 
 __all__ = [
+    "TOP_KEYWORDS",
     "BlockCache",
     "ParsedFile",
     "parse",
@@ -34,23 +36,8 @@ __all__ = [
     "split_blocks",
 ]
 
-TOP_KEYWORDS = (
-    "use",
-    "import",
-    "signature",
-    "type",
-    "enum",
-    "module",
-    "program",
-    "data",
-    "metric",
-    "optimize",
-    "test",
-)
-# A top-level block starts at column 0 with a keyword followed by a name or a string.
-_BLOCK_START = re.compile(r"^(?:" + "|".join(TOP_KEYWORDS) + r")[ \t]+[A-Za-z_\"]", re.M)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_COMMENT = re.compile(r"//[^\n]*")
+_NAME = re.compile(lexspec.NAME + r"\Z")
+_COMMENTS = re.compile(rf"{lexspec.STRING}|(?P<comment>{lexspec.COMMENT})")
 
 _lock = threading.Lock()
 _parser: Lark | None = None
@@ -100,9 +87,10 @@ def split_blocks(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` offsets of the top-level blocks of ``text``.
 
     Comment lines directly above a declaration belong to it. Text before the first
-    declaration is a block of its own (usually comments).
+    declaration is a block of its own (usually comments). A keyword at column 0 inside a
+    triple-quoted string does not start a block (``lexspec.block_starts``).
     """
-    starts = [m.start() for m in _BLOCK_START.finditer(text)]
+    starts = lexspec.block_starts(text)
     # Pull preceding comment lines into each block.
     adjusted = []
     for start in starts:
@@ -197,7 +185,47 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
         block.errors.append(_syntax_diagnostic(errors[0], text, origin))
         decl = None
     block.decl = decl
+    if decl is not None:
+        block.errors.extend(_floor_division_lookalikes(text, comments, origin))
     return block
+
+
+_ENDS_OPERAND = re.compile(r"[A-Za-z0-9_)\]\"]\s*\Z")
+
+
+def _floor_division_lookalikes(
+    text: str, comments: list[ast.Comment], origin: Origin
+) -> list[Diagnostic]:
+    """``x = len(q) // 2``: ``//`` starts a comment, so the ``2`` would vanish silently.
+
+    A trailing comment after an operand whose text is itself an expression (other than a
+    lone name or string, which read as ordinary comments: ``// retry``) is an error.
+    """
+    problems = []
+    for c in comments:
+        if c.is_doc:
+            continue
+        line_start = text.rfind("\n", 0, c.span.lo) + 1
+        if not _ENDS_OPERAND.search(text, line_start, c.span.lo):
+            continue
+        body = c.text[2:]
+        if not body.strip():
+            continue
+        node, diag = parse_expr_text(body, origin, c.span.lo + 2)
+        if diag is not None or isinstance(node, ast.NameRef | ast.Str):
+            continue
+        if isinstance(node, ast.Lit) and (node.value is None or isinstance(node.value, bool)):
+            continue
+        problems.append(
+            make(
+                "DSX001",
+                f"`//` starts a comment in .dsx, so `{c.text.strip()}` is ignored here; "
+                ".dsx has no floor division: write `int(a / b)`, or put a comment on its "
+                "own line",
+                Span(origin, c.span.lo, c.span.hi),
+            )
+        )
+    return problems
 
 
 def ast_error() -> type[AstError]:
@@ -205,11 +233,9 @@ def ast_error() -> type[AstError]:
 
 
 def _comments(text: str) -> Iterable[re.Match[str]]:
-    # Comments outside strings: skip string literals while scanning.
-    pos = 0
-    pattern = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|//[^\n]*')
-    for m in pattern.finditer(text, pos):
-        if m.group().startswith("//"):
+    # Comments outside strings: string literals are matched (and skipped) whole.
+    for m in _COMMENTS.finditer(text):
+        if m.lastgroup == "comment":
             yield m
 
 

@@ -7,10 +7,11 @@ small tolerant scanner over the current top-level block only — never the whole
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 
-from dsx.grammar.parser import TOP_KEYWORDS
+from dsx.grammar.lexspec import TOP_KEYWORDS, block_starts
 
 __all__ = ["Context", "Tok", "scan"]
 
@@ -22,7 +23,6 @@ _TOKEN = re.compile(
     r"|(?P<op>==|!=|<=|>=|->|[{}()\[\],.:=|?+\-*/%<>])|(?P<other>.)",
     re.S,
 )
-_BLOCK_START = re.compile(r"^(?:" + "|".join(TOP_KEYWORDS) + r")[ \t]+[A-Za-z_\"]", re.M)
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -71,22 +71,18 @@ class Context:
 
 def block_start(text: str, offset: int) -> int:
     """Start of the top-level block containing ``offset`` (see ``split_blocks``)."""
-    start = 0
-    # Search backwards in chunks so that a 5,000-line file costs only the nearby text.
-    window = 4096
-    lo = max(0, offset - window)
-    while True:
-        last = None
-        for m in _BLOCK_START.finditer(text, lo, offset + 1):
-            if m.start() <= offset:
-                last = m.start()
-        if last is not None:
-            start = last
-            break
-        if lo == 0:
-            break
-        lo = max(0, lo - window * 4)
-    return start
+    global _last
+    if _last[0] is not text:
+        # String-aware (a keyword at column 0 inside a triple-quoted string starts no
+        # block), so the whole text is scanned once; completion requests on the same
+        # text reuse the result.
+        _last = (text, block_starts(text))
+    starts = _last[1]
+    i = bisect.bisect_right(starts, offset)
+    return starts[i - 1] if i else 0
+
+
+_last: tuple[str | None, list[int]] = (None, [])
 
 
 def scan(text: str, offset: int) -> Context:

@@ -1,0 +1,76 @@
+"""The lexical spec of .dsx, declared once: token patterns, comments, top-level keywords
+and where a top-level block starts.
+
+The lexer, the block splitter, the formatter and the language server's scanners all read
+these patterns, so they agree on what is a string (a keyword at column 0 *inside* a
+triple-quoted string does not start a declaration) and what is a comment.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "BLOCK_START",
+    "COMMENT",
+    "NAME",
+    "NUMBER",
+    "STRING",
+    "TOP_KEYWORDS",
+    "block_starts",
+]
+
+#: A string literal: ``\"\"\"...\"\"\"`` over several lines, or ``"..."`` on one line.
+STRING = r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"'
+#: A line comment (``//``, and ``///`` doc comments). See docs/language.md, "Comments".
+COMMENT = r"//[^\n]*"
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+
+#: Keywords that begin a top-level declaration.
+TOP_KEYWORDS = (
+    "use",
+    "import",
+    "signature",
+    "type",
+    "enum",
+    "module",
+    "program",
+    "data",
+    "metric",
+    "optimize",
+    "test",
+)
+#: A top-level block starts at column 0 with a keyword followed by a name or a string.
+BLOCK_START = r"^(?:" + "|".join(TOP_KEYWORDS) + r")[ \t]+[A-Za-z_\"]"
+
+_START = re.compile(BLOCK_START, re.M)
+_TRIPLE = '"' * 3
+# Only a `"""` string can hold a line start; comments and strings are consumed whole so that
+# a `"""` inside a comment or a one-line string does not open one. Other text is skipped in
+# large steps.
+_STRINGS = re.compile(rf'[^"/]+|(?P<str>{STRING})|{COMMENT}|["/]')
+
+
+def block_starts(text: str) -> list[int]:
+    """Offsets where top-level declarations start, outside strings and comments.
+
+    An unterminated triple-quoted string is not treated as a string (the rest of the
+    file would be swallowed while the user types it).
+    """
+    starts = [m.start() for m in _START.finditer(text)]
+    if not starts or _TRIPLE not in text:
+        return starts
+    inside: list[tuple[int, int]] = [
+        m.span() for m in _STRINGS.finditer(text) if m.lastgroup == "str" and "\n" in m.group()
+    ]
+    if not inside:
+        return starts
+    kept, i = [], 0
+    for start in starts:
+        while i < len(inside) and inside[i][1] <= start:
+            i += 1
+        if i < len(inside) and inside[i][0] < start:
+            continue  # inside a multi-line string
+        kept.append(start)
+    return kept
