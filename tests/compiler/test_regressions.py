@@ -7,10 +7,13 @@ import sys
 
 import pytest
 
+import dsx
 from dsx.compiler.analysis import analyze_source
+from dsx.compiler.codegen import generate
 from dsx.compiler.formatter import format_source
 from dsx.grammar.parser import describe_expected, parse, split_blocks
 from dsx.lsp.context import block_start
+from dsx.testing import FunctionLM
 
 
 def _forward(body: str) -> str:
@@ -131,3 +134,36 @@ def test_floor_division_lookalike_is_a_located_error():
 def test_ordinary_trailing_comments_stay_comments(comment):
     text = _forward(f"return p(x = x)  {comment}")
     assert analyze_source(text, "t.dsx").diagnostics == []
+
+
+# -- codegen agrees with the interpreter on comparisons -----------------------------------
+
+COMPARISONS = _forward(
+    'a = (x == "a") == false\n'
+    '        b = ("a" in x) in [true]\n'
+    '        c = ("a" not in x) not in [false]\n'
+    "        d = 1 < 2 == true\n"
+    '        return p(x = "{a} {b} {c} {d}")'
+)
+
+
+def _prompts(program, inputs):
+    lm = FunctionLM(lambda m: {"y": "ok"})
+    with dsx.context(lm=lm):
+        for x in inputs:
+            program(x=x)
+    return [h["messages"][-1]["content"] for h in lm.history]
+
+
+def test_generated_comparisons_do_not_chain():
+    analysis = analyze_source(COMPARISONS, "/tmp/cmp.dsx")
+    assert analysis.diagnostics == []
+    code = generate(analysis.unit, "m")
+    assert '(x == "a") == False' in code or "(x == 'a') == False" in code
+    g: dict = {"__file__": "/tmp/cmp_gen.py", "__name__": "cmp"}
+    exec(compile(code, "/tmp/cmp_gen.py", "exec"), g)
+    inputs = ["a", "b"]
+    interpreted = _prompts(dsx.instantiate(analysis.unit).program("m"), inputs)
+    assert interpreted == _prompts(g["program"](), inputs)
+    assert "False True False True" in interpreted[0]  # x = "a": (True == False) is False
+    assert "True False True True" in interpreted[1]

@@ -16,7 +16,7 @@ from typing import Any
 
 from dsx import ir
 from dsx._version import __version__
-from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE
+from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE, operand_precedence
 
 __all__ = ["generate", "reachable"]
 
@@ -436,7 +436,9 @@ class _Gen:
             return self.fstring(e, in_forward)
         if k == "binop":
             prec = _PREC[e.op]
-            text = f"{self.expr(e.left, prec, in_forward)} {e.op} {self.expr(e.right, prec + 1, in_forward)}"
+            # Python chains comparisons (`a == b == c`); .dsx does not: parenthesize.
+            left, right = operand_precedence(e.op)
+            text = f"{self.expr(e.left, left, in_forward)} {e.op} {self.expr(e.right, right, in_forward)}"
             return f"({text})" if prec < parent else text
         if k == "unary":
             if e.op == "not":

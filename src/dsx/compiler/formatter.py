@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from dsx.diagnostics import Diagnostic, Span
 from dsx.grammar import ast, lexspec
-from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE
+from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE, operand_precedence
 from dsx.grammar.parser import parse
 
 __all__ = ["INDENT", "WIDTH", "check_formatted", "format_source", "format_with_diagnostics"]
@@ -180,10 +180,7 @@ def _prec(e: Any) -> int:
     return _ATOM
 
 
-def _operand_prec(op: str) -> tuple[int, int]:
-    """The lowest precedence the left and right operand of ``op`` may have unparenthesized."""
-    p = _BIN_PREC[op]
-    return (5, 5) if p == 4 else (p, p + 1)  # comparisons do not chain
+_operand_prec = operand_precedence  # comparisons do not chain (one table, see _transform)
 
 
 def _type_str(t: Any) -> str:

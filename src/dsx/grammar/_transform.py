@@ -17,7 +17,15 @@ from lark import Token, Transformer
 from dsx.diagnostics import Diagnostic, Origin, Related, Span, make
 from dsx.grammar import ast
 
-__all__ = ["NOT_PRECEDENCE", "PRECEDENCE", "AstError", "ToAst", "decode_string"]
+__all__ = [
+    "COMPARISON_PRECEDENCE",
+    "NOT_PRECEDENCE",
+    "PRECEDENCE",
+    "AstError",
+    "ToAst",
+    "decode_string",
+    "operand_precedence",
+]
 
 
 class AstError(Exception):
@@ -480,6 +488,23 @@ PRECEDENCE = {
     "/": 6,
     "%": 6,
 }
+
+
+#: Comparisons (``==`` ... ``not in``) do not chain in .dsx: ``a == b == c`` is
+#: ``(a == b) == c``. Python chains them, so neither the formatter nor codegen may print a
+#: comparison operand of a comparison without parentheses.
+COMPARISON_PRECEDENCE = 4
+
+
+def operand_precedence(op: str) -> tuple[int, int]:
+    """The lowest precedence the left and right operands of ``op`` may have unparenthesized.
+
+    Binary operators are left-associative; comparisons are non-chaining.
+    """
+    p = PRECEDENCE[op]
+    if p == COMPARISON_PRECEDENCE:
+        return (p + 1, p + 1)
+    return (p, p + 1)
 
 
 def _number(raw: str) -> int | float:
