@@ -195,12 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     from dsx.compiler.fmt_cli import add_fmt_command
     from dsx.local.cli import add_model_command
     from dsx.lsp.cli import add_lsp_command
+    from dsx.retrievers.cli import add_index_command
     from dsx.sandbox.cli import add_sandbox_command
 
     add_fmt_command(sub)
     add_lsp_command(sub)
     add_sandbox_command(sub)
     add_model_command(sub)
+    add_index_command(sub)
     build = sub.add_parser(
         "build",
         help="compile a .dsx program (and its optimization) into Python modules",

@@ -48,12 +48,13 @@ def test_adding_again_is_idempotent_and_persists(tmp_path):
     path = str(tmp_path / "q")
     rm = QdrantRM("c", embedder=bow, path=path)
     assert rm.add(CORPUS[:5], ids=[10, 11, 12, 13, 14]) == 5
-    rm.add(CORPUS[:5], ids=[10, 11, 12, 13, 14])
-    rm.add(["Berlin is the capital of Germany, updated."], ids=[11])
-    assert rm.count() == 5
+    assert rm.add(CORPUS[:6], ids=[10, 11, 12, 13, 14, 15]) == 1  # only the new one
+    assert rm.add(CORPUS[:5], ids=[10, 11, 12, 13, 14], skip_unchanged=False) == 5
+    assert rm.add(["Berlin is the capital of Germany, updated."], ids=[11]) == 1
+    assert rm.count() == 6
     rm.close()
     again = QdrantRM("c", embedder=bow, path=path)  # a new engine over the same directory
-    assert again.count() == 5
+    assert again.count() == 6
     top = again.search("Berlin Germany updated", k=1)[0]
     assert top.id == 11 and top.endswith("updated.")
     again.close()

@@ -154,11 +154,15 @@ class QdrantRM(Retriever):
         ids: Sequence[Any] | None = None,
         metadata: Sequence[Mapping[str, Any]] | None = None,
         batch_size: int = 256,
+        skip_unchanged: bool = True,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Embed and upsert passages (creating the collection); returns how many.
+        """Embed and upsert passages (creating the collection); returns how many were
+        written.
 
-        Without ``ids`` a passage's id is its text, so adding it twice stores it once.
+        Without ``ids`` a passage's id is its text, so adding it twice stores it once. With
+        ``skip_unchanged`` a passage already stored with the same id, text and metadata is
+        neither embedded nor written again: re-running an interrupted indexing resumes it.
         """
         from qdrant_client import models
 
@@ -166,25 +170,38 @@ class QdrantRM(Retriever):
         for name, seq in (("ids", ids), ("metadata", metadata)):
             if seq is not None and len(seq) != len(texts):
                 raise ValueError(f"{name} has {len(seq)} entries for {len(texts)} passages")
+        written = 0
         for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            vectors = embed_documents(self.embedder, chunk, normalized=True)
-            self._ensure(int(vectors.shape[1]))
-            points = []
-            for j, (text, vector) in enumerate(zip(chunk, vectors, strict=True)):
-                i = start + j
-                doc_id = ids[i] if ids is not None else text
+            rows = []
+            for i in range(start, min(start + batch_size, len(texts))):
+                doc_id = ids[i] if ids is not None else texts[i]
                 payload = dict(metadata[i]) if metadata is not None else {}
-                payload[self.document_field] = text
+                payload[self.document_field] = texts[i]
                 payload[_ID_KEY] = doc_id
-                points.append(
-                    models.PointStruct(id=point_id(doc_id), vector=vector.tolist(), payload=payload)
-                )
-            with self._lock:
-                self.client.upsert(self.collection, points=points, wait=True)
+                rows.append((point_id(doc_id), payload))
+            todo = self._changed(rows) if skip_unchanged else rows
+            if todo:
+                chunk = [payload[self.document_field] for _, payload in todo]
+                vectors = embed_documents(self.embedder, chunk, normalized=True)
+                self._ensure(int(vectors.shape[1]))
+                points = [
+                    models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
+                    for (pid, payload), vector in zip(todo, vectors, strict=True)
+                ]
+                with self._lock:
+                    self.client.upsert(self.collection, points=points, wait=True)
+                written += len(points)
             if progress is not None:
-                progress(len(chunk))
-        return len(texts)
+                progress(len(rows))
+        return written
+
+    def _changed(self, rows: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        if not self.exists():
+            return rows
+        with self._lock:
+            found = self.client.retrieve(self.collection, ids=[pid for pid, _ in rows])
+        stored = {str(p.id): p.payload for p in found}
+        return [(pid, payload) for pid, payload in rows if stored.get(pid) != payload]
 
     # -- searching ------------------------------------------------------------------------------
     def _query_encoder(self) -> QueryEncoder:
