@@ -90,6 +90,7 @@ if TYPE_CHECKING:
     from dsx.teleprompt import SIMBA as SIMBA
     from dsx.teleprompt import BootstrapFewShot as BootstrapFewShot
     from dsx.teleprompt import BootstrapFewShotWithRandomSearch as BootstrapFewShotWithRandomSearch
+    from dsx.teleprompt import BootstrapFinetune as BootstrapFinetune
     from dsx.teleprompt import Ensemble as Ensemble
     from dsx.teleprompt import KNNFewShot as KNNFewShot
     from dsx.teleprompt import LabeledFewShot as LabeledFewShot
@@ -118,6 +119,7 @@ _LAZY = {
     "instantiate": "dsx.runtime.instantiate",
     "LabeledFewShot": "dsx.teleprompt",
     "BootstrapFewShot": "dsx.teleprompt",
+    "BootstrapFinetune": "dsx.teleprompt",
     "BootstrapFewShotWithRandomSearch": "dsx.teleprompt",
     "KNNFewShot": "dsx.teleprompt",
     "KNN": "dsx.teleprompt",
@@ -156,6 +158,7 @@ __all__ = [
     "BestOfN",
     "Refine",
     "BootstrapFewShot",
+    "BootstrapFinetune",
     "BootstrapFewShotWithRandomSearch",
     "COPRO",
     "Embedder",

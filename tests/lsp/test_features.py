@@ -555,11 +555,11 @@ async def test_hover_on_an_optimizer_shows_its_registry_settings(
     assert "MIPROv2(...)" in value and "Settings:" in value
     assert '- `auto`: "light" | "medium" | "heavy" | none' in value
     assert "`minibatch_size`: an int = `35`" in value
-    planned = text.replace('MIPROv2(auto = "light")', "BootstrapFinetune()")
+    planned = text.replace('MIPROv2(auto = "light")', "BetterTogether()")
     uri = open_doc(client, workspace / "hover_planned.dsx", planned)
     await wait_diagnostics(client, uri)
     h = await client.text_document_hover_async(
-        types.HoverParams(text_document=td(uri), position=pos(planned, "BootstrapFinetune", 2))
+        types.HoverParams(text_document=td(uri), position=pos(planned, "BetterTogether", 2))
     )
     assert h is not None
     assert "does not have yet" in h.contents.value  # type: ignore[union-attr]
@@ -570,7 +570,7 @@ async def test_semantic_tokens_color_available_and_planned_optimizers_alike(
 ):
     legend = server_capabilities(client).semantic_tokens_provider.legend  # type: ignore[union-attr]
     found = {}
-    for name in ("MIPROv2", "BootstrapFinetune"):
+    for name in ("MIPROv2", "BetterTogether"):
         text = (
             'signature S = "q -> a"\nprogram p = Predict(S)\nmetric em = exact_match\n'
             f"optimize p {{\n    with   {name}()\n    train  tests\n    metric em\n}}\n"
@@ -588,4 +588,4 @@ async def test_semantic_tokens_color_available_and_planned_optimizers_alike(
             char = char + dc if dl == 0 else dc
             if line == 4 and text.split("\n")[4][char : char + length] == name:
                 found[name] = legend.token_types[ttype]
-    assert found == {"MIPROv2": "class", "BootstrapFinetune": "class"}
+    assert found == {"MIPROv2": "class", "BetterTogether": "class"}

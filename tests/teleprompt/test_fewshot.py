@@ -271,7 +271,7 @@ def test_progress_lines_go_to_the_reporter():
 
 def test_get_optimizer_knows_the_optimizers():
     assert get_optimizer("BootstrapFewShot") is BootstrapFewShot
-    assert get_optimizer("Teleprompter") is None and get_optimizer("BootstrapFinetune") is None
+    assert get_optimizer("Teleprompter") is None and get_optimizer("BetterTogether") is None
 
 
 class PricedLM(dsx.BaseLM):

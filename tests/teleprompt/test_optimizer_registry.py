@@ -64,9 +64,9 @@ def test_settings_are_read_off_the_constructors():
 
 def test_planned_optimizers_are_known_but_not_available():
     assert set(optimizer_names()) == set(OPTIMIZERS)
-    assert "BootstrapFinetune" in PLANNED_OPTIMIZERS
+    assert "BetterTogether" in PLANNED_OPTIMIZERS
     assert not set(OPTIMIZERS) & set(PLANNED_OPTIMIZERS)
-    finetune = optimizer_info("BootstrapFinetune")
+    finetune = optimizer_info("BetterTogether")
     assert finetune is not None and not finetune.available and finetune.settings == {}
     assert optimizer_info("Nope") is None
 
@@ -108,7 +108,7 @@ TESTS = 'test t for echo {\n    given text = "a"\n    expect answer = "A"\n}\n'
         ),
         ("SIMBA(bsize = 8, num_candidates = 4, temperature_for_sampling = 0.5)", []),
         ("SIMBA(bsz = 8)", ["DSX123 unknown SIMBA setting `bsz`; did you mean `bsize`?"]),
-        ("BootstrapFinetune()", ["not available in this version of dsx"]),
+        ("BetterTogether()", ["not available in this version of dsx"]),
         ("COPR()", ["DSX123 unknown optimizer `COPR`; did you mean `COPRO`?"]),
     ],
 )
@@ -133,7 +133,8 @@ def test_completion_offers_the_registry(tmp_path):
 
     names = complete(QA.replace("OPTIMIZER", "|"))
     assert {"MIPROv2", "COPRO", "GEPA", "SIMBA", "BootstrapFewShot"} <= set(names)
-    assert "BootstrapFinetune" not in names
+    assert "BetterTogether" not in names
+    assert "BootstrapFinetune" in names
     settings = complete(QA.replace("OPTIMIZER", 'MIPROv2(auto = "light", |)'))
     assert {"prompt_model", "max_bootstrapped_demos", "minibatch_size"} <= set(settings)
     assert "auto" not in settings and "metric" not in settings

@@ -470,7 +470,15 @@ def explain(unit: ir.Unit) -> str:
                 lines.append(f"    - instructions before: {before.get(path, '?')}")
                 lines.append(f"    + instructions after:  {p.instructions}")
             if p.lm:
-                lines.append("    lm: " + ", ".join(f"{k}={v}" for k, v in p.lm.items()))
+                shown = {k: v for k, v in p.lm.items() if k != "finetuned"}
+                lines.append("    lm: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+                ref = p.lm.get("finetuned")
+                if isinstance(ref, dict):  # BootstrapFinetune's model reference
+                    lines.append(
+                        f"    fine-tuned: {ref.get('model')} from {ref.get('base_model')} "
+                        f"({ref.get('provider')} job {ref.get('job_id')}, "
+                        f"data sha256 {str(ref.get('data_hash'))[:12]})"
+                    )
             lines.append(f"    demos: {len(p.demos)}")
             for i, demo in enumerate(p.demos, 1):
                 lines.append(f"      {i}. " + json.dumps(demo, ensure_ascii=False)[:160])

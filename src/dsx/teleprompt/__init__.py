@@ -20,6 +20,7 @@ from dsx.teleprompt.copro import COPRO as COPRO
 from dsx.teleprompt.ensemble import Ensemble as Ensemble
 from dsx.teleprompt.ensemble import EnsembledProgram as EnsembledProgram
 from dsx.teleprompt.ensemble import majority as majority
+from dsx.teleprompt.finetune import BootstrapFinetune as BootstrapFinetune
 from dsx.teleprompt.gepa import GEPA as GEPA
 from dsx.teleprompt.gepa import GEPAResults as GEPAResults
 from dsx.teleprompt.knn import KNN as KNN
@@ -41,6 +42,7 @@ __all__ = [
     "PLANNED_OPTIMIZERS",
     "SIMBA",
     "BootstrapFewShot",
+    "BootstrapFinetune",
     "BootstrapFewShotWithRandomSearch",
     "Budget",
     "Candidate",
@@ -74,11 +76,12 @@ OPTIMIZERS: dict[str, type[Teleprompter]] = {
     "COPRO": COPRO,
     "GEPA": GEPA,
     "SIMBA": SIMBA,
+    "BootstrapFinetune": BootstrapFinetune,
 }
 
 #: DSPy optimizers dsx does not have yet: a ``.dsx`` file naming one gets a clear error.
 PLANNED_OPTIMIZERS: dict[str, str] = {
-    "BootstrapFinetune": "fine-tunes the LM's weights on bootstrapped traces",
+    "BetterTogether": "alternates prompt optimization and BootstrapFinetune on one program",
 }
 
 
