@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -167,3 +168,45 @@ def test_generated_comparisons_do_not_chain():
     assert interpreted == _prompts(g["program"](), inputs)
     assert "False True False True" in interpreted[0]  # x = "a": (True == False) is False
     assert "True False True True" in interpreted[1]
+
+
+# -- enum value descriptions reach the prompt ---------------------------------------------
+
+ENUMS = """enum Kind { bug "something is broken", feature "a new capability", question }
+type Ticket { kind: Kind, title: str }
+signature Triage {
+    in text: str
+    out kind: Kind "the kind of ticket"
+    out tickets: list[Ticket]
+}
+program p = Predict(Triage)
+"""
+
+
+def _import_generated(code: str, path, name: str):
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # signatures resolve their types in their module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def test_enum_value_descriptions_reach_the_prompt_in_run_and_build(tmp_path):
+    analysis = analyze_source(ENUMS, str(tmp_path / "enums.dsx"))
+    assert analysis.diagnostics == []
+    built = _import_generated(generate(analysis.unit, "p"), tmp_path / "enums_gen.py", "enums_gen")
+    prompts = []
+    for program in (dsx.instantiate(analysis.unit).program("p"), built.program()):
+        lm = FunctionLM(lambda m: {"kind": "bug", "tickets": []})
+        with dsx.context(lm=lm):
+            program(text="it crashes")
+        prompts.append(lm.history[-1]["messages"][0]["content"])
+    assert prompts[0] == prompts[1]
+    values = "Kind values: bug (something is broken), feature (a new capability), question."
+    assert f"the kind of ticket. {values}" in prompts[0]
+    assert values in prompts[0].split("<<< tickets >>>")[1]  # the record field's schema too

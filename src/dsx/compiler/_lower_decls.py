@@ -121,6 +121,37 @@ class DeclsMixin(LowerBase):
                 loc=self._loc(decl.name.span),
             )
 
+    def _with_enum_values(self, desc: str, type_: ir.TypeRef) -> str:
+        """``desc`` plus what each value means, for the enums ``type_`` mentions.
+
+        Enums reach the runtime as ``Literal`` types, which carry no descriptions; the
+        field description is what the prompt shows (in ``dsx run`` and built modules
+        alike, as both read the IR).
+        """
+        notes = []
+        for enum_name in _enum_names(type_):
+            enum = self.enums.get(enum_name)
+            if enum is None or not any(m.desc for m in enum.members):
+                continue
+            values = ", ".join(f"{m.name} ({m.desc})" if m.desc else m.name for m in enum.members)
+            notes.append(f"{enum_name} values: {values}.")
+        if not notes:
+            return desc
+        desc = desc.rstrip()
+        if desc and desc[-1] not in ".!?:":
+            desc += "."
+        return " ".join([desc, *notes]).strip()
+
+    def _describe_record_enums(self) -> None:
+        """Record fields typed with an enum also say what its values mean (see above)."""
+        for name, record in self.records.items():
+            fields = tuple(
+                f.model_copy(update={"desc": self._with_enum_values(f.desc, f.type)})
+                for f in record.fields
+            )
+            if fields != record.fields:
+                self.records[name] = record.model_copy(update={"fields": fields})
+
     def _lower_enum(self, decl: ast.EnumDecl) -> None:
         name = decl.name.name
         seen: dict[str, Any] = {}
@@ -178,7 +209,7 @@ class DeclsMixin(LowerBase):
                         name=f.name.name,
                         direction=f.direction,
                         type=type_,
-                        desc=desc or (f.doc or ""),
+                        desc=self._with_enum_values(desc or (f.doc or ""), type_),
                         default=default,
                         has_default=has_default,
                         loc=self._loc(f.name.span),
@@ -284,7 +315,14 @@ class DeclsMixin(LowerBase):
                     container=owner,
                 )
                 fields.append(
-                    _b(ir.Field, name=fname, direction=side, type=type_, loc=self._loc(fspan))
+                    _b(
+                        ir.Field,
+                        name=fname,
+                        direction=side,
+                        type=type_,
+                        desc=self._with_enum_values("", type_),
+                        loc=self._loc(fspan),
+                    )
                 )
         if not any(f.direction == "out" for f in fields):
             self._error(
@@ -411,3 +449,17 @@ def _split_top(text: str, base: int) -> list[tuple[int, str]]:
             start = i + 1
     items.append((base + start, text[start:]))
     return items
+
+
+def _enum_names(t: ir.TypeRef) -> list[str]:
+    """The enums a type mentions, in order, once each."""
+    found: list[str] = []
+
+    def walk(t: ir.TypeRef) -> None:
+        if t.kind == "enum" and t.name and t.name not in found:
+            found.append(t.name)
+        for a in t.args:
+            walk(a)
+
+    walk(t)
+    return found
