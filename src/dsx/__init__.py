@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
     from dsx.runtime.best_of_n import BestOfN as BestOfN
     from dsx.runtime.best_of_n import Refine as Refine
+    from dsx.runtime.callbacks import BaseCallback as BaseCallback
     from dsx.runtime.code_agents import CodeAct as CodeAct
     from dsx.runtime.code_agents import ProgramOfThought as ProgramOfThought
     from dsx.runtime.embedder import Embedder as Embedder
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from dsx.runtime.parallel import Parallel as Parallel
     from dsx.runtime.react import ReAct as ReAct
     from dsx.runtime.retrieve import Retrieve as Retrieve
+    from dsx.runtime.streaming import streamify as streamify
     from dsx.runtime.tool import Tool as Tool
     from dsx.runtime.types import History as History
     from dsx.runtime.types import Image as Image
@@ -129,6 +131,8 @@ _LAZY = {
     "GEPA": "dsx.teleprompt",
     "SIMBA": "dsx.teleprompt",
     "Teleprompter": "dsx.teleprompt",
+    "BaseCallback": "dsx.runtime.callbacks",
+    "streamify": "dsx.runtime.streaming",
     "Evaluate": "dsx.runtime.evaluate",
     "EvaluationResult": "dsx.runtime.evaluate",
     "Parallel": "dsx.runtime.parallel",
@@ -163,6 +167,7 @@ __all__ = [
     "COPRO",
     "Embedder",
     "Ensemble",
+    "BaseCallback",
     "Evaluate",
     "EvaluationResult",
     "GEPA",
@@ -184,6 +189,7 @@ __all__ = [
     "f1",
     "majority",
     "passage_match",
+    "streamify",
     "Adapter",
     "AdapterParseError",
     "AssertionFailed",
@@ -237,6 +243,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "retrievers":  # the subpackage, for dsx.retrievers.Embeddings and the like
         return importlib.import_module("dsx.retrievers")
+    if name == "streaming":  # the module, for dsx.streaming.StreamListener and the like
+        return importlib.import_module("dsx.streaming")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dsx' has no attribute {name!r}")

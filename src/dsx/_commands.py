@@ -340,7 +340,12 @@ def cmd_run(args: Any) -> int:
         trace: list[Any] = []
         try:
             with dsx.context(trace=trace if args.trace else None):
-                pred = program(**row)
+                if getattr(args, "stream", False) and not args.json:
+                    from dsx._stream_cli import run_streaming
+
+                    pred, streamed = run_streaming(program, row)
+                else:
+                    pred, streamed = program(**row), set()
         except Exception as exc:
             report_error(exc, show_traceback=getattr(args, "traceback", False))
             status = 1
@@ -357,6 +362,8 @@ def cmd_run(args: Any) -> int:
             print(json.dumps(values, ensure_ascii=False))
         else:
             for key, value in values.items() if isinstance(values, dict) else [("result", values)]:
+                if key in streamed:
+                    continue  # printed while it streamed
                 shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                 print(f"{key}: {shown}")
             if len(rows) > 1:

@@ -248,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lm", metavar="MODEL", help="litellm model string (default: DSX_LM)")
     run.add_argument("--trace", action="store_true", help="show each predictor call")
     run.add_argument("--inspect", action="store_true", help="print the prompts sent")
+    run.add_argument(
+        "--stream",
+        action="store_true",
+        help="print each output field as the LM writes it (not with --json)",
+    )
     _add_state_options(run)
     _add_traceback(run)
     run.set_defaults(func=_lazy("cmd_run"))

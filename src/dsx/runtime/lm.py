@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,6 +51,7 @@ from dsx.errors import (
 )
 from dsx.runtime import _model_names
 from dsx.runtime import _structured_output as _formats
+from dsx.runtime import streaming as _streaming
 from dsx.runtime._sync_deadline import call_within, iterate_within
 from dsx.runtime.cache import Cache, get_cache, request_key
 from dsx.runtime.lm_base import BaseLM, LMResponse
@@ -490,7 +491,8 @@ class LM(BaseLM):
             timeout=over.get("timeout", over.get("request_timeout", self.timeout)),
             num_retries=int(over.get("num_retries", self.num_retries)),
             use_cache=bool(over.get("cache", self.cache)),
-            stream=bool(over.get("stream", False)),
+            # a streamify listener watching this call wants the text as it is generated
+            stream=bool(over.get("stream", False)) or _streaming.tap() is not None,
             rollout_id=over.get("rollout_id"),
             transport=over.get("transport", self.transport),
         )
@@ -587,7 +589,7 @@ class LM(BaseLM):
         return self._convert(answer)
 
     def _stream_sync(self, call: _Call) -> LMResponse:
-        assembler = _StreamAssembler(self, call)
+        assembler = _StreamAssembler(self, call, _streaming.tap())
         if self._is_lean(call):
             for chunk in _lean().stream(self._wire(call, stream=True)):
                 assembler.add(chunk)
@@ -605,7 +607,7 @@ class LM(BaseLM):
         return assembler.result()
 
     async def _stream_async(self, call: _Call) -> LMResponse:
-        assembler = _StreamAssembler(self, call)
+        assembler = _StreamAssembler(self, call, _streaming.tap())
         async for chunk in self._open_stream_async(call):
             assembler.add(chunk)
         return assembler.result()
@@ -843,9 +845,12 @@ def _from_entry(entry: dict[str, Any]) -> LMResponse:
 class _StreamAssembler:
     """Builds an :class:`LMResponse` from stream chunks and notices streams cut short."""
 
-    def __init__(self, lm: LM, call: _Call | None) -> None:
+    def __init__(
+        self, lm: LM, call: _Call | None, listener: Callable[[str], None] | None = None
+    ) -> None:
         self.lm = lm
         self.call = call
+        self.listener = listener  # dsx.streamify's: gets the first choice's text as it comes
         self.chat = lm.model_type == "chat"
         self.texts: dict[int, list[str]] = {}
         self.finish: dict[int, str] = {}
@@ -870,6 +875,10 @@ class _StreamAssembler:
                 self.texts.setdefault(index, []).append(text)
                 if index == 0:
                     first = text
+                    if self.listener is not None:
+                        if self.call is not None:
+                            self.call.yielded = True  # given away: a failure is not retried
+                        self.listener(text)
             else:
                 self.texts.setdefault(index, [])
             reason = _get(choice, "finish_reason")

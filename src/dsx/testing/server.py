@@ -574,6 +574,8 @@ class OpenAIServer:
         responder: computes each completion reply.
         script: replies served in order instead of a responder.
         latency: seconds to wait before each response (requests overlap while waiting).
+        chunk_interval: seconds between two SSE chunks of a streamed reply (a model that
+            generates slowly; each chunk is about one word).
         host: interface to bind.
         port: TCP port; 0 picks a free one (see :attr:`port`).
         faults: faults queued for the first requests, in order.
@@ -599,6 +601,7 @@ class OpenAIServer:
         *,
         script: Sequence[ReplyLike] | None = None,
         latency: float = 0.0,
+        chunk_interval: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
         faults: Sequence[Fault] | None = None,
@@ -609,6 +612,8 @@ class OpenAIServer:
             raise TypeError("OpenAIServer takes a responder or a script, not both")
         if latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency}")
+        if chunk_interval < 0:
+            raise ValueError(f"chunk_interval must be >= 0, got {chunk_interval}")
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
         if structured_output not in get_args(StructuredOutput):
@@ -616,6 +621,7 @@ class OpenAIServer:
             raise ValueError(f"structured_output must be one of {names}, got {structured_output!r}")
         self.structured_output: StructuredOutput = structured_output
         self.latency = latency
+        self.chunk_interval = chunk_interval
         self._responder: Responder = responder or echo
         self._script = deque(script) if script is not None else None
         self._script_size = len(self._script or ())
@@ -971,7 +977,9 @@ class OpenAIServer:
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         stream = _EventStream(writer, request)
         await stream.open()
-        for chunk in completion.chunks(include_usage=include_usage):
+        for i, chunk in enumerate(completion.chunks(include_usage=include_usage)):
+            if i and self.chunk_interval:
+                await asyncio.sleep(self.chunk_interval)
             await stream.send(json.dumps(chunk))
         await stream.send("[DONE]")
         return await stream.close()

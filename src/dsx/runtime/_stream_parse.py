@@ -1,0 +1,200 @@
+"""Incremental views of a reply that is still arriving: which output fields it has so far.
+
+:func:`fields_so_far` looks at the text received so far and returns, per output field, the
+part of its final value that can no longer change, and whether the field is complete. It
+understands both built-in layouts, told apart by the reply's first character: the chat
+adapter's marker lines (``<<< answer >>>``) and the JSON adapter's object (string values
+are decoded as they come, escapes included; other values stream as raw JSON text).
+
+What is held back is exactly what a later chunk could still change: a partial line that
+may become a marker line, trailing whitespace (the chat adapter strips values), an
+unfinished escape sequence or surrogate pair. So the pieces given out always concatenate
+to the value the adapter parses at the end (for text fields).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+__all__ = ["fields_so_far"]
+
+_MARKER_LINE = re.compile(r"^[ \t]*<<<[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*>>>[ \t]*$", re.M)
+# A last line that could still grow into a marker line.
+_MARKER_PREFIX = re.compile(
+    r"[ \t]*(?:<{1,2}|<<<[ \t]*(?:[A-Za-z_][A-Za-z0-9_]*)?[ \t]*>{0,3}[ \t]*)"
+)
+_FENCE = re.compile(r"\s*```[A-Za-z]*[ \t]*\n")
+
+#: field name -> (stable text so far, complete)
+Fields = dict[str, tuple[str, bool]]
+
+
+def fields_so_far(text: str, *, final: bool) -> Fields:
+    """The output fields visible in ``text`` (``final``: the reply is complete)."""
+    start = len(text) - len(text.lstrip())
+    if start == len(text):
+        return {}
+    if text[start] == "{" or text.startswith("```", start):
+        return _json_fields(text, final)
+    return _chat_fields(text, final)
+
+
+# -- marker lines -------------------------------------------------------------------------
+
+
+def _chat_fields(text: str, final: bool) -> Fields:
+    out: Fields = {}
+    markers = [
+        m for m in _MARKER_LINE.finditer(text) if final or m.end() < len(text)
+    ]  # a marker line counts once its line has ended
+    for i, m in enumerate(markers):
+        name = m.group(1)
+        if name == "end":
+            break
+        closed = i + 1 < len(markers)
+        body = text[m.end() : markers[i + 1].start() if closed else len(text)]
+        if name in out:
+            continue  # the first section of a name wins, as in ChatAdapter.parse
+        if closed or final:
+            out[name] = (body.strip(), True)
+            continue
+        last_break = body.rfind("\n")
+        tail = body[last_break + 1 :]
+        if _MARKER_PREFIX.fullmatch(tail):
+            body = body[: last_break + 1] if last_break >= 0 else ""
+        out[name] = (body.strip(), False)
+    return out
+
+
+# -- JSON ---------------------------------------------------------------------------------
+
+
+def _json_fields(text: str, final: bool) -> Fields:
+    out: Fields = {}
+    i = text.find("{")
+    fence = _FENCE.match(text)
+    if fence is not None:
+        i = text.find("{", fence.end())
+    if i < 0:
+        return out
+    n = len(text)
+    i += 1
+    while True:
+        i = _skip_ws(text, i)
+        if i >= n or text[i] != '"':
+            return out
+        key_end = _string_end(text, i)
+        if key_end < 0:
+            return out
+        try:
+            key = json.loads(text[i : key_end + 1])
+        except ValueError:
+            return out
+        i = _skip_ws(text, key_end + 1)
+        if i >= n or text[i] != ":":
+            return out
+        i = _skip_ws(text, i + 1)
+        if i >= n:
+            return out
+        if text[i] == '"':
+            end = _string_end(text, i)
+            if end < 0:
+                out.setdefault(key, (_decode_prefix(text[i + 1 :]), False))
+                return out
+            out.setdefault(key, (_decode_prefix(text[i + 1 : end]), True))
+            i = end + 1
+        else:
+            end = _value_end(text, i)
+            if end < 0:
+                raw = text[i:].rstrip()
+                out.setdefault(key, (raw, final))
+                return out
+            out.setdefault(key, (text[i:end].rstrip(), True))
+            i = end
+        i = _skip_ws(text, i)
+        if i >= n or text[i] != ",":
+            return out
+        i += 1
+
+
+def _skip_ws(text: str, i: int) -> int:
+    n = len(text)
+    while i < n and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _string_end(text: str, i: int) -> int:
+    """The index of the quote closing the string that opens at ``i``; -1 if not yet."""
+    j = i + 1
+    n = len(text)
+    while j < n:
+        c = text[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == '"':
+            return j
+        j += 1
+    return -1
+
+
+def _value_end(text: str, i: int) -> int:
+    """Where a non-string value that starts at ``i`` ends (the ``,`` or ``}`` after it)."""
+    depth = 0
+    j = i
+    n = len(text)
+    while j < n:
+        c = text[j]
+        if c == '"':
+            end = _string_end(text, j)
+            if end < 0:
+                return -1
+            j = end + 1
+            continue
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            if depth == 0:
+                return j
+            depth -= 1
+        elif c == "," and depth == 0:
+            return j
+        j += 1
+    return -1
+
+
+_PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?\Z")
+_HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\Z")
+
+
+def _decode_prefix(raw: str) -> str:
+    """Decode the body of a JSON string received so far, holding back an unfinished escape."""
+    cut = raw
+    # An odd run of backslashes at the end starts an escape that has not arrived yet.
+    stripped = cut.rstrip("\\")
+    if (len(cut) - len(stripped)) % 2:
+        cut = cut[:-1]
+    else:
+        m = _PARTIAL_ESCAPE.search(cut)
+        if m is not None and _escaped(cut, m.start()):
+            cut = cut[: m.start()]
+    m = _HIGH_SURROGATE.search(cut)
+    if m is not None and _escaped(cut, m.start()):
+        cut = cut[: m.start()]  # wait for the low half of the pair
+    try:
+        value = json.loads(f'"{cut}"', strict=False)
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _escaped(text: str, backslash: int) -> bool:
+    """Whether the backslash at ``backslash`` starts an escape (is not itself escaped)."""
+    run = 0
+    j = backslash - 1
+    while j >= 0 and text[j] == "\\":
+        run += 1
+        j -= 1
+    return run % 2 == 0
