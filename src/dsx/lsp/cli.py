@@ -79,7 +79,7 @@ def run_lsp(args: argparse.Namespace) -> int:
         server.start_tcp(args.host, args.port)
     else:
         server.start_io()
-    return 0
+    return server.exit_code  # 1 after `exit` without `shutdown` (the LSP says so)
 
 
 def _open_log(path: str) -> Any:

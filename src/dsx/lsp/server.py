@@ -34,6 +34,7 @@ from dsx.lsp import (
     semantic_tokens,
 )
 from dsx.lsp.codec import Encoding
+from dsx.lsp.protocol import DsxProtocol, is_parse_error
 from dsx.lsp.state import Document, Session, path_of
 
 __all__ = ["DsxLanguageServer", "create_server"]
@@ -75,7 +76,7 @@ class Options:
 
 class DsxLanguageServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("dsx", __version__)
+        super().__init__("dsx", __version__, protocol_cls=DsxProtocol)
         self.session = Session(log_message=self._log_to_client, freeze_gc=True)
         self.options = Options()
         self.push_diagnostics = True
@@ -85,6 +86,20 @@ class DsxLanguageServer(LanguageServer):
         self._refresh_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self.faults = {f.strip() for f in os.environ.get(FAULT_ENV, "").split(",") if f.strip()}
+
+    protocol: DsxProtocol
+
+    @property
+    def exit_code(self) -> int:
+        """The process's exit status: 1 after ``exit`` without ``shutdown`` (else 0)."""
+        return self.protocol.exit_code or 0
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # The reader loop's hook for a body it could not read: answer -32700.
+        if is_parse_error(error):
+            self.protocol.reply_parse_error(error)
+            return
+        super().report_server_error(error, source)
 
     def _log_to_client(self, message: str, kind: types.MessageType) -> None:
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
