@@ -210,3 +210,62 @@ def test_enum_value_descriptions_reach_the_prompt_in_run_and_build(tmp_path):
     values = "Kind values: bug (something is broken), feature (a new capability), question."
     assert f"the kind of ticket. {values}" in prompts[0]
     assert values in prompts[0].split("<<< tickets >>>")[1]  # the record field's schema too
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+def test_syntax_errors_name_operators_not_grammar_tokens():
+    text = _forward("if x < { return p(x = x) }\n        return p(x = x)")
+    diags = [d for d in analyze_source(text, "t.dsx").diagnostics if d.code == "DSX001"]
+    assert diags
+    assert "lessthan" not in diags[0].message.lower() and "__anon" not in diags[0].message.lower()
+
+
+def test_articles_in_messages():
+    text = "enum Kind { a, b }\nprogram p = Predict(Kind)\n"
+    messages = [d.message for d in analyze_source(text, "t.dsx").diagnostics]
+    assert "`Kind` is an enum, not a signature" in messages
+
+
+@pytest.mark.parametrize("name", ["S", "Summarize"])
+def test_a_signature_called_like_a_function_says_so_without_a_bad_fix(name):
+    text = _forward(f"r = {name}(x = x)\n        return p(x = x)").replace(
+        "program m", 'signature Summarize = "x -> y"\nprogram m'
+    )
+    diags = [d for d in analyze_source(text, "t.dsx").diagnostics if d.code != "DSX200"]
+    assert [d.code for d in diags] == ["DSX106"], [d.message for d in diags]
+    diag = diags[0]
+    assert f"`{name}` is a signature" in diag.message
+    assert f"= Predict({name})" in diag.message
+    assert "enumerate" not in diag.message and diag.fix is None
+    assert text[diag.span.start : diag.span.end] == name
+
+
+@pytest.mark.parametrize(
+    ("stmt", "advice"),
+    [
+        ("while x { x = x }", "for item in items"),
+        ("while x:\n            x = x", "for item in items"),
+        ("try { x = x }", "assert"),
+        ('elif x == "a" { }', "else if"),
+    ],
+)
+def test_unsupported_python_statements_are_named(stmt, advice):
+    # A syntax error (DSX001), or a statement that parsed with the keyword as a name (DSX100).
+    text = _forward(f"{stmt}\n        return p(x = x)")
+    diags = [d for d in analyze_source(text, "t.dsx").diagnostics if "not supported" in d.message]
+    assert len(diags) == 1 and diags[0].code in ("DSX001", "DSX100"), diags
+    kw = stmt.split()[0]
+    assert diags[0].message.startswith(f"`{kw}` is not supported in .dsx")
+    assert advice in diags[0].message
+    assert text[diags[0].span.start : diags[0].span.end] == kw
+
+
+def test_with_in_an_optimize_block_is_not_mistaken_for_python():
+    text = (
+        'signature S = "q -> a"\nprogram p = Predict(S)\ndata d = jsonl("d.jsonl")\n'
+        "optimize p {\n    with LabeledFewShot(k = 2)\n    train d\n    metric\n}\n"
+    )
+    diags = [d for d in analyze_source(text, "t.dsx").diagnostics if d.code == "DSX001"]
+    assert diags and "not supported" not in diags[0].message

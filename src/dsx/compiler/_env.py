@@ -141,6 +141,11 @@ PRIMITIVE_TYPES = frozenset({"str", "int", "float", "bool", "any", "Image", "His
 GENERIC_TYPES = {"list": 1, "dict": 2, "tuple": -1}
 
 
+def a(word: str) -> str:
+    """``word`` with its indefinite article: ``a signature``, ``an enum``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None

@@ -374,7 +374,7 @@ class DeclsMixin(LowerBase):
             ]
             if kind is not None:
                 self._ref(node.name.span, name)
-                self._error("DSX106", f"`{name}` is a {kind}, not a type", node.name.span)
+                self._error("DSX106", f"`{name}` is {_env.a(kind)}, not a type", node.name.span)
             else:
                 self._unknown(
                     "DSX101", "type", node.name, candidates, "declare it with `type` or `enum`"

@@ -12,6 +12,7 @@ from dsx.compiler._lower_base import _ANY, LowerBase, _b, _Entry, _Sub
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import Edit, Fix, Span, make
 from dsx.grammar import ast
+from dsx.grammar.lexspec import UNSUPPORTED_STATEMENTS, unsupported_message
 from dsx.grammar.parser import parse_expr_text
 
 __all__ = ["ExprsMixin"]
@@ -81,6 +82,12 @@ class ExprsMixin(LowerBase):
     def _name(self, e: ast.NameRef, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
         name = e.name.name
         entry = scope.get(name)
+        if entry is None and name in UNSUPPORTED_STATEMENTS:
+            self._error("DSX100", unsupported_message(name), e.name.span)
+            return _b(ir.Name, name=name, loc=loc), None
+        if entry is None and name in self.decls:
+            self._declared_name_in_expr(e.name, self.decls[name][0])
+            return _b(ir.Name, name=name, loc=loc), None
         if entry is None:
             self._unknown(
                 "DSX100",
@@ -92,6 +99,22 @@ class ExprsMixin(LowerBase):
         if entry.key:
             self._ref(e.name.span, entry.key)
         return _b(ir.Name, name=name, loc=loc), entry.type
+
+    def _declared_name_in_expr(self, ident: ast.Ident, kind: str) -> None:
+        """A top-level declaration used as a value: say what it is and how to use it (a
+        did-you-mean to a similar built-in, `Summarize` -> `enumerate`, would mislead)."""
+        name = ident.name
+        how = {
+            "signature": f"declare a predictor member (`{name.lower()} = Predict({name})`) and "
+            f"call that: `{name.lower()}(field = ...)`",
+            "module": f"declare a member (`{name.lower()} = {name}()`) and call that",
+            "enum": 'its values are strings: compare with `"value"`',
+            "type": "a record type describes fields; values come from predictors or Python",
+        }.get(kind, "it cannot be used as a value inside a forward body")
+        self._ref(ident.span, name)  # it is used (no "never used" warning besides)
+        self._error(
+            "DSX106", f"`{name}` is {_env.a(kind)}, not a value or function: {how}", ident.span
+        )
 
     def _attr(self, e: ast.Attr, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
         obj, otype = self._expr(e.obj, scope)

@@ -115,7 +115,7 @@ class ModulesMixin(LowerBase):
                 self._ref(value.func.name.span, kind_name)
                 self._error(
                     "DSX105",
-                    f"`{kind_name}` is a {decl_kind}, not a module kind",
+                    f"`{kind_name}` is {_env.a(decl_kind)}, not a module kind",
                     value.func.name.span,
                 )
             else:
@@ -287,7 +287,7 @@ class ModulesMixin(LowerBase):
                 return self.signatures.get(name)
             if kind is not None:
                 self._ref(arg.name.span, name)
-                self._error("DSX104", f"`{name}` is a {kind}, not a signature", arg.name.span)
+                self._error("DSX104", f"`{name}` is {_env.a(kind)}, not a signature", arg.name.span)
             else:
                 self._unknown(
                     "DSX104",

@@ -201,7 +201,9 @@ class ProjectMixin(LowerBase):
             return True
         if found_kind is not None:
             self._ref(ident.span, ident.name)
-            self._error("DSX106", f"`{ident.name}` is a {found_kind}, not a {kind}", ident.span)
+            self._error(
+                "DSX106", f"`{ident.name}` is {_env.a(found_kind)}, not {_env.a(kind)}", ident.span
+            )
         else:
             self._unknown(
                 "DSX100", kind, ident, [n for n, (k, _) in self.decls.items() if k == kind]

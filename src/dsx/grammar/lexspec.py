@@ -17,7 +17,9 @@ __all__ = [
     "NUMBER",
     "STRING",
     "TOP_KEYWORDS",
+    "UNSUPPORTED_STATEMENTS",
     "block_starts",
+    "unsupported_message",
 ]
 
 #: A string literal: ``\"\"\"...\"\"\"`` over several lines, or ``"..."`` on one line.
@@ -74,3 +76,32 @@ def block_starts(text: str) -> list[int]:
             continue  # inside a multi-line string
         kept.append(start)
     return kept
+
+
+#: Python statements .dsx does not have, and what to write instead. The parser names them
+#: (instead of "expected `:`" somewhere after them), and so does the checker for one
+#: that parsed as a name (`elif x { }`). (`with` is not listed: optimize blocks use it.)
+UNSUPPORTED_STATEMENTS = {
+    "while": "loop over a list with `for item in items { ... }`, or write the loop in Python "
+    "(`use python`)",
+    "try": "a failed `assert` retries the predictor; handle exceptions in Python (`use python`)",
+    "except": "handle exceptions in Python (`use python`)",
+    "finally": "handle exceptions in Python (`use python`)",
+    "elif": "write `else if`",
+    "def": "define functions in Python and reach them with `use python`",
+    "class": "declare a `type` (a record) or a `module`",
+    "lambda": "define functions in Python and reach them with `use python`",
+    "raise": 'use `assert cond, "message"`',
+    "break": "loops always run to the end of their list; filter the list first",
+    "continue": "put the rest of the loop body under `if`",
+    "pass": "leave the block empty: `{ }`",
+}
+
+
+def unsupported_message(keyword: str) -> str:
+    """What to say about a Python statement keyword that .dsx does not have."""
+    what = "definition" if keyword in ("def", "class", "lambda") else "statement"
+    return (
+        f"`{keyword}` is not supported in .dsx (a Python {what}): "
+        + UNSUPPORTED_STATEMENTS[keyword]
+    )

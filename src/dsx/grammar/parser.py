@@ -359,7 +359,29 @@ def _syntax_diagnostic(
     else:  # pragma: no cover - lark has no other kinds
         span = Span(origin, 0, 1)
         message = str(exc)
+    if what == "declaration":
+        unsupported = _unsupported_statement(text, span.hi)
+        if unsupported is not None:
+            lo, hi, message = unsupported
+            span = Span(origin, lo, hi)
     return make("DSX001", message, span)
+
+
+_UNSUPPORTED = re.compile(
+    rf"{lexspec.STRING}|{lexspec.COMMENT}"
+    rf"|^[ \t]*(?P<kw>{'|'.join(lexspec.UNSUPPORTED_STATEMENTS)})\b(?![ \t]*[=.(\[,:])",
+    re.M,
+)
+
+
+def _unsupported_statement(text: str, before: int) -> tuple[int, int, str] | None:
+    """The first unsupported Python statement keyword at the start of a line before
+    ``before`` (strings and comments skipped), as ``(start, end, message)``."""
+    for m in _UNSUPPORTED.finditer(text, 0, before):
+        kw = m.group("kw")
+        if kw is not None:
+            return m.start("kw"), m.end("kw"), lexspec.unsupported_message(kw)
+    return None
 
 
 @dataclass(slots=True)
