@@ -282,6 +282,7 @@ def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any
         return fn
     import functools
 
+    hooked: Callable[..., Any]
     if kind == "adapter_format":
 
         @functools.wraps(fn)
@@ -309,5 +310,11 @@ def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any
             return fn(self, signature, text)
 
         hooked = hooked_parse
-    hooked._dsx_hooked = True  # type: ignore[attr-defined]
+    hooked.__dict__["_dsx_hooked"] = True
     return hooked
+
+
+if settings.get("tracing"):  # the OTEL_* environment asked for traces
+    from dsx.runtime import _otel
+
+    add_internal(_otel.observer())

@@ -282,7 +282,7 @@ class Evaluate:
             hooks = _cb.active(self)
             if hooks:
                 inputs = dict(zip(_EVALUATE_ARGS, args, strict=True))
-                return _cb.call_sync("evaluate", self, hooks, inputs, self._evaluate, *args)  # type: ignore[no-any-return]
+                return _cb.call_sync("evaluate", self, hooks, inputs, self._evaluate, *args)
         return self._evaluate(*args)
 
     def _evaluate(
@@ -319,7 +319,7 @@ class Evaluate:
             hooks = _cb.active(self)
             if hooks:
                 inputs = dict(zip(_EVALUATE_ARGS, args, strict=True))
-                return await _cb.call_async("evaluate", self, hooks, inputs, self._aevaluate, *args)  # type: ignore[no-any-return]
+                return await _cb.call_async("evaluate", self, hooks, inputs, self._aevaluate, *args)
         return await self._aevaluate(*args)
 
     async def _aevaluate(

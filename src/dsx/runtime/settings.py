@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
+import os
 import threading
 from collections.abc import Iterator
 from types import MappingProxyType
@@ -21,6 +22,20 @@ from dsx.errors import UnknownSettingError
 
 __all__ = ["Settings", "configure", "context", "settings"]
 
+
+def _otel_env_wants_tracing() -> bool:
+    """Whether the standard ``OTEL_*`` variables ask for traces (the default of ``tracing``)."""
+    env = os.environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
 # Every setting and its default: the one list configure()/context() check names against.
 _DEFAULTS: dict[str, Any] = {
     "lm": None,
@@ -28,6 +43,9 @@ _DEFAULTS: dict[str, Any] = {
     "rm": None,  # the retriever dsx.Retrieve uses
     "trace": None,  # a list when traces are being recorded (optimizers, assertions)
     "callbacks": (),
+    # OpenTelemetry spans: True (the global or OTEL_*-configured provider), a TracerProvider
+    # or Tracer, or None/False; see dsx.runtime._otel
+    "tracing": _otel_env_wants_tracing() or None,
     "track_usage": False,
     "max_backtracks": 2,
     "max_errors": 10,
@@ -126,6 +144,10 @@ def _watch(kwargs: dict[str, Any]) -> None:
         from dsx.runtime import callbacks
 
         callbacks.enable()
+    if kwargs.get("tracing"):
+        from dsx.runtime import _otel, callbacks
+
+        callbacks.add_internal(_otel.observer())
 
 
 settings = Settings()

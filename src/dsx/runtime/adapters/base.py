@@ -66,9 +66,10 @@ class Adapter:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for method, kind in (("format", "adapter_format"), ("parse", "adapter_parse")):
-            if method in cls.__dict__:
-                setattr(cls, method, _cb.wrap_adapter_method(cls.__dict__[method], kind))
+        if "format" in cls.__dict__:
+            cls.format = _cb.wrap_adapter_method(cls.__dict__["format"], "adapter_format")  # type: ignore[method-assign]
+        if "parse" in cls.__dict__:
+            cls.parse = _cb.wrap_adapter_method(cls.__dict__["parse"], "adapter_parse")  # type: ignore[method-assign]
 
     # -- to implement -------------------------------------------------------------------
     def _build(self, prep: Prepared) -> None:

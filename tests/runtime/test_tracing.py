@@ -1,0 +1,258 @@
+"""OpenTelemetry spans: trees, GenAI attributes, concurrency, threads, the OTLP exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from opentelemetry.trace import StatusCode
+
+import dsx
+from dsx.testing import DummyLM, FunctionLM
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    dsx.configure(tracing=provider)
+    return exporter
+
+
+def _by_id(spans: list[ReadableSpan]) -> dict[int, ReadableSpan]:
+    return {s.context.span_id: s for s in spans}
+
+
+def _parent(span: ReadableSpan, spans: list[ReadableSpan]) -> ReadableSpan | None:
+    if span.parent is None:
+        return None
+    return _by_id(spans).get(span.parent.span_id)
+
+
+def _kind(span: ReadableSpan) -> str:
+    return str(span.attributes["dsx.span.kind"])
+
+
+def test_chain_of_thought_makes_a_program_predictor_lm_tree(exporter):
+    dsx.configure(lm=DummyLM([{"reasoning": "r", "answer": "42"}], model="openai/gpt-x"))
+    dsx.ChainOfThought("question -> answer", temperature=0.3)(question="q")
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == [
+        "chat openai/gpt-x",
+        "predict StringSignature",
+        "program ChainOfThought",
+    ]
+    lm, predictor, program = spans
+    assert _parent(lm, spans) is predictor and _parent(predictor, spans) is program
+    assert program.parent is None
+    assert lm.attributes["gen_ai.operation.name"] == "chat"
+    assert lm.attributes["gen_ai.request.model"] == "openai/gpt-x"
+    assert lm.attributes["gen_ai.provider.name"] == "openai"
+    assert lm.attributes["gen_ai.request.temperature"] == 0.3
+    assert lm.attributes["gen_ai.usage.input_tokens"] > 0
+    assert lm.attributes["gen_ai.usage.output_tokens"] > 0
+    assert lm.attributes["dsx.cached"] is False
+    assert predictor.attributes["dsx.signature"] == "question -> reasoning, answer"
+    assert "gen_ai.input.messages" not in lm.attributes  # content is opt-in
+    assert all(s.status.status_code is StatusCode.UNSET for s in spans)
+
+
+def test_content_is_recorded_when_the_environment_opts_in(exporter, monkeypatch):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    dsx.configure(lm=DummyLM([{"answer": "Paris"}]))
+    dsx.Predict("question -> answer")(question="capital of France?")
+    lm, predictor = exporter.get_finished_spans()
+    assert "capital of France?" in lm.attributes["gen_ai.input.messages"]
+    assert "Paris" in lm.attributes["gen_ai.output.messages"]
+    assert "Paris" in predictor.attributes["dsx.outputs"]
+
+
+def test_react_has_agent_and_tool_spans(exporter):
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    dsx.configure(
+        lm=DummyLM(
+            [
+                {"next_thought": "t", "next_tool_name": "add", "next_tool_args": {"a": 1, "b": 2}},
+                {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}},
+                {"reasoning": "r", "answer": "3"},
+            ]
+        )
+    )
+    dsx.ReAct("question -> answer", tools=[add])(question="1+2?")
+    spans = exporter.get_finished_spans()
+    agent = next(s for s in spans if _kind(s) == "program")
+    assert agent.attributes["gen_ai.operation.name"] == "invoke_agent"
+    (tool,) = [s for s in spans if _kind(s) == "tool"]
+    assert tool.name == "execute_tool add"
+    assert tool.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert tool.attributes["gen_ai.tool.name"] == "add"
+    assert _parent(tool, spans) is agent
+    assert len([s for s in spans if _kind(s) == "lm"]) == 3
+
+
+def test_a_failure_marks_the_spans_and_keeps_the_error(exporter):
+    def broken(messages: Any) -> str:
+        raise RuntimeError("provider down")
+
+    dsx.configure(lm=FunctionLM(broken))
+    with pytest.raises(RuntimeError):
+        dsx.ChainOfThought("question -> answer")(question="q")
+    spans = exporter.get_finished_spans()
+    assert [s.status.status_code for s in spans] == [StatusCode.ERROR] * 3
+    assert spans[0].attributes["error.type"] == "RuntimeError"
+    assert any(e.name == "exception" for e in spans[0].events)
+
+
+def _check_trees(spans: list[ReadableSpan], roots: int, *, root_kind: str = "program") -> None:
+    programs = [s for s in spans if _kind(s) == root_kind]
+    assert len(programs) == roots
+    for lm in (s for s in spans if _kind(s) == "lm"):
+        predictor = _parent(lm, spans)
+        assert predictor is not None and _kind(predictor) == "predictor"
+        program = _parent(predictor, spans)
+        assert program is not None and _kind(program) == "program"
+        assert lm.context.trace_id == program.context.trace_id
+
+
+def test_concurrent_tasks_each_get_their_own_tree(exporter):
+    dsx.configure(lm=DummyLM([{"reasoning": "r", "answer": "a"}] * 20))
+    cot = dsx.ChainOfThought("question -> answer")
+
+    async def main() -> None:
+        await asyncio.gather(*(cot.acall(question=f"q{i}") for i in range(8)))
+
+    asyncio.run(main())
+    spans = exporter.get_finished_spans()
+    _check_trees(spans, 8)
+    assert len({s.context.trace_id for s in spans}) == 8
+
+
+def test_threads_and_parallel_keep_the_context(exporter):
+    dsx.configure(lm=DummyLM([{"reasoning": "r", "answer": "a"}] * 40))
+    cot = dsx.ChainOfThought("question -> answer")
+    cot.batch([{"question": f"q{i}"} for i in range(6)], num_threads=3)
+    _check_trees(exporter.get_finished_spans(), 6)
+    exporter.clear()
+    dsx.Parallel(num_threads=3)([(cot, {"question": f"p{i}"}) for i in range(4)])
+    _check_trees(exporter.get_finished_spans(), 4)
+
+
+def test_evaluate_is_the_root_of_its_examples(exporter):
+    dsx.configure(lm=DummyLM([{"answer": "42"}] * 10))
+    dev = [dsx.Example(question=f"q{i}", answer="42").with_inputs("question") for i in range(4)]
+    program = dsx.Predict("question -> answer")
+
+    class Wrapper(dsx.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = program
+
+        def forward(self, question: str) -> Any:
+            return self.inner(question=question)
+
+    dsx.Evaluate(devset=dev, metric=dsx.exact_match(), display_progress=False, num_threads=2)(
+        Wrapper()
+    )
+    spans = exporter.get_finished_spans()
+    (evaluate,) = [s for s in spans if _kind(s) == "evaluate"]
+    assert evaluate.attributes["dsx.evaluate.score"] == 100.0
+    assert evaluate.attributes["dsx.evaluate.examples"] == 4
+    programs = [s for s in spans if _kind(s) == "program"]
+    assert len(programs) == 4
+    assert all(_parent(p, spans) is evaluate for p in programs)
+    _check_trees(spans, 4)
+
+
+def test_an_application_span_is_the_parent_and_context_can_turn_tracing_off(exporter):
+    dsx.configure(lm=DummyLM([{"answer": "a"}] * 5))
+    provider = dsx.settings.tracing
+    with provider.get_tracer("app").start_as_current_span("request"):
+        dsx.Predict("question -> answer")(question="q")
+    spans = exporter.get_finished_spans()
+    predictor = next(s for s in spans if _kind(s) == "predictor")
+    assert _parent(predictor, spans).name == "request"
+    exporter.clear()
+    with dsx.context(tracing=False):
+        dsx.Predict("question -> answer")(question="q")
+    assert exporter.get_finished_spans() == ()
+
+
+# -- the real exporter, enabled by the environment alone -------------------------------------
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        type(self).bodies.append(self.rfile.read(length))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_otel_environment_variables_export_over_otlp_http():
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    _Receiver.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+            OTEL_SERVICE_NAME="qa-service",
+        )
+        code = textwrap.dedent(
+            """
+            import dsx
+            from dsx.testing import DummyLM
+            dsx.configure(lm=DummyLM([{"answer": "Paris"}], model="openai/gpt-x"))
+            print(dsx.Predict("question -> answer")(question="capital?").answer)
+            """
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "Paris"
+    finally:
+        server.shutdown()
+    names, services = [], set()
+    for body in _Receiver.bodies:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for attr in resource_spans.resource.attributes:
+                if attr.key == "service.name":
+                    services.add(attr.value.string_value)
+            for scope in resource_spans.scope_spans:
+                names += [span.name for span in scope.spans]
+    assert sorted(names) == ["chat openai/gpt-x", "predict StringSignature"]
+    assert services == {"qa-service"}
