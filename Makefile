@@ -50,7 +50,8 @@ typecheck: $(STAMP)
 $(BSTAMP): pyproject.toml
 	$(PYTHON) -m venv $(BVENV)
 	$(BVENV)/bin/python -m pip install -q --upgrade pip
-	$(BVENV)/bin/python -m pip install -q -e '.[bench]'
+	$(BVENV)/bin/python -m pip install -q 'torch==2.13.0+cpu'
+	$(BVENV)/bin/python -m pip install -q -e '.[bench,retrieval]'
 	touch $(BSTAMP)
 
 bench: $(BSTAMP)
@@ -60,6 +61,7 @@ bench: $(BSTAMP)
 	$(BVENV)/bin/python bench/evaluate.py
 	$(BVENV)/bin/python bench/sandbox.py
 	$(BVENV)/bin/python bench/lsp.py
+	$(BVENV)/bin/python bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) $(BVENV) build dist .pytest_cache .mypy_cache .ruff_cache
