@@ -231,6 +231,12 @@ REGISTRY: dict[str, Code] = _codes(
         "A name refers to a declaration of the wrong kind (e.g. a metric where data is expected).",
     ),
     (
+        "DSX107",
+        "reserved-output-name",
+        "error",
+        "An output field is named like a method of every prediction (`items`, `keys`, ...).",
+    ),
+    (
         "DSX110",
         "missing-input",
         "error",

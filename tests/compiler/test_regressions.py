@@ -269,3 +269,28 @@ def test_with_in_an_optimize_block_is_not_mistaken_for_python():
     )
     diags = [d for d in analyze_source(text, "t.dsx").diagnostics if d.code == "DSX001"]
     assert diags and "not supported" not in diags[0].message
+
+
+# -- outputs named like Prediction methods -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["labels", "items", "keys", "values", "get", "copy", "inputs", "completions", "to_dict"],
+)
+def test_outputs_named_like_prediction_methods_are_refused_with_a_fix(name):
+    text = f"signature S {{\n    in text: str\n    out {name}: str\n}}\nprogram p = Predict(S)\n"
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [d.code for d in diags] == ["DSX107"]
+    diag = diags[0]
+    assert text[diag.span.start : diag.span.end] == name
+    assert diag.fix is not None and diag.fix.edits[0].span == diag.span
+    fixed = text.replace(f"out {name}", f"out {diag.fix.edits[0].new_text}")
+    assert analyze_source(fixed, "t.dsx").diagnostics == []
+
+
+def test_reserved_outputs_in_shorthand_and_inputs():
+    text = 'program p = Predict("items -> keys")\n'
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [d.code for d in diags] == ["DSX107"]
+    assert text[diags[0].span.start : diags[0].span.end] == "keys"

@@ -141,6 +141,19 @@ PRIMITIVE_TYPES = frozenset({"str", "int", "float", "bool", "any", "Image", "His
 GENERIC_TYPES = {"list": 1, "dict": 2, "tuple": -1}
 
 
+def reserved_output_names() -> frozenset[str]:
+    """Names an output field cannot have: ``pred.items`` is ``Prediction.items``, a method,
+    in ``dsx run`` and in built modules alike (read from the runtime's class)."""
+    from dsx.runtime.prediction import Prediction
+
+    return frozenset(n for n in dir(Prediction) if not n.startswith("_"))
+
+
+def rename_reserved(name: str) -> str:
+    """A name to suggest instead of a reserved one: ``items`` -> ``item_list``."""
+    return f"{name[:-1]}_list" if name.endswith("s") else f"{name}_value"
+
+
 def a(word: str) -> str:
     """``word`` with its indefinite article: ``a signature``, ``an enum``."""
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

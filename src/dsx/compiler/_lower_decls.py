@@ -9,11 +9,13 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _ANY, _TOP_KINDS, LowerBase, _b
-from dsx.diagnostics import Related, Span, make
+from dsx.diagnostics import Edit, Fix, Related, Span, make
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile, parse_type_text
 
 __all__ = ["DeclsMixin", "_NOT_CONST", "_const_value"]
+
+_RESERVED_OUTPUTS = _env.reserved_output_names()
 
 
 class DeclsMixin(LowerBase):
@@ -121,6 +123,20 @@ class DeclsMixin(LowerBase):
                 loc=self._loc(decl.name.span),
             )
 
+    def _check_output_name(self, field: str, span: Span, owner: str) -> None:
+        if field not in _RESERVED_OUTPUTS:
+            return
+        better = _env.rename_reserved(field)
+        of = f" of `{owner}`" if owner in self.decls else ""  # not an inline signature's
+        self._error(
+            "DSX107",
+            f"output `{field}`{of} would be hidden: `.{field}` of a prediction is its "
+            f"`{field}` method, in `dsx run` and built modules alike; rename the field "
+            f"(e.g. `{better}`)",
+            span,
+            fix=Fix(f"rename to `{better}`", (Edit(span, better),)),
+        )
+
     def _with_enum_values(self, desc: str, type_: ir.TypeRef) -> str:
         """``desc`` plus what each value means, for the enums ``type_`` mentions.
 
@@ -189,6 +205,8 @@ class DeclsMixin(LowerBase):
             for f in decl.fields:
                 if self._dup(f.name, seen, f, "field", name):
                     continue
+                if f.direction == "out":
+                    self._check_output_name(f.name.name, f.name.span, name)
                 type_ = self._type(f.type)
                 default, has_default = self._const_default(f.default)
                 desc = f.desc.value if f.desc else ""
@@ -304,6 +322,8 @@ class DeclsMixin(LowerBase):
                         type_ = _ANY
                     else:
                         type_ = self._type(tnode)
+                if side == "out":
+                    self._check_output_name(fname, fspan, owner)
                 key = f"{owner}.{fname}"
                 self._define(
                     key,
