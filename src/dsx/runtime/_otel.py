@@ -149,12 +149,14 @@ class TracingObserver:
             return
         from opentelemetry import context, trace
 
-        span_kind = trace.SpanKind.CLIENT if kind == "lm" else trace.SpanKind.INTERNAL
-        span = tracer.start_span(name, kind=span_kind)
-        if span.is_recording():
-            attributes["dsx.call_id"] = call_id
-            span.set_attributes({k: v for k, v in attributes.items() if v is not None})
-        token = context.attach(trace.set_span_in_context(span))
+        attributes["dsx.call_id"] = call_id
+        span = tracer.start_span(
+            name,
+            kind=trace.SpanKind.CLIENT if kind == "lm" else trace.SpanKind.INTERNAL,
+            attributes={k: v for k, v in attributes.items() if v is not None},
+        )
+        # An LM request is a leaf: it need not be the current span (saves the attach).
+        token = None if kind == "lm" else context.attach(trace.set_span_in_context(span))
         self.spans[call_id] = (span, token, kind)
 
     def _end(
@@ -169,9 +171,10 @@ class TracingObserver:
         span, token, _ = entry
         from opentelemetry import context, trace
 
-        # a span ended in another context than it began in still ends
-        with contextlib.suppress(ValueError):
-            context.detach(token)
+        if token is not None:
+            # a span ended in another context than it began in still ends
+            with contextlib.suppress(ValueError):
+                context.detach(token)
         if attributes and span.is_recording():
             span.set_attributes({k: v for k, v in attributes.items() if v is not None})
         if exception is not None:

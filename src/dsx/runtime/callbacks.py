@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
@@ -162,7 +162,7 @@ def active(instance: Any) -> tuple[Any, ...] | list[Any]:
 
 
 def _start(kind: Kind, callbacks: Sequence[Any], instance: Any, inputs: dict[str, Any]) -> str:
-    call_id = uuid.uuid4().hex
+    call_id = os.urandom(16).hex()  # a uuid4's 128 random bits, without its ~5 µs
     name = f"on_{kind}_start"
     for callback in callbacks:
         handler = getattr(callback, name, None)
