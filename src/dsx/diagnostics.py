@@ -237,6 +237,12 @@ REGISTRY: dict[str, Code] = _codes(
         "An output field is named like a method of every prediction (`items`, `keys`, ...).",
     ),
     (
+        "DSX108",
+        "recursive-type",
+        "error",
+        "A record type contains itself, directly or through other records.",
+    ),
+    (
         "DSX110",
         "missing-input",
         "error",

@@ -294,3 +294,24 @@ def test_reserved_outputs_in_shorthand_and_inputs():
     diags = analyze_source(text, "t.dsx").diagnostics
     assert [d.code for d in diags] == ["DSX107"]
     assert text[diags[0].span.start : diags[0].span.end] == "keys"
+
+
+# -- recursive records are a located error --------------------------------------------------
+
+
+def test_recursive_records_are_a_located_error():
+    text = (
+        "type Node { name: str, children: list[Node] }\n"
+        "type A { b: B? }\ntype B { a: list[A] }\n"
+        "type Leaf { name: str }\ntype Tree { leaves: list[Leaf] }\n"
+        "signature S { in x: str  out n: Node  out a: A  out t: Tree }\nprogram p = Predict(S)\n"
+    )
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [d.code for d in diags] == ["DSX108"] * 3
+    spans = [(text[d.span.start : d.span.end], d.span.start) for d in diags]
+    assert spans == [
+        ("Node", text.index("Node]")),
+        ("B", text.index("B?")),
+        ("A", text.index("A]")),
+    ]
+    assert "through `B`" in diags[1].message

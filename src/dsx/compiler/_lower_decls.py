@@ -158,6 +158,44 @@ class DeclsMixin(LowerBase):
             desc += "."
         return " ".join([desc, *notes]).strip()
 
+    def _check_recursive_records(self, decls: list[ast.TypeDecl]) -> None:
+        """A record that contains itself (``type Node { children: list[Node] }``, or
+        through other records) is an error: prompts describe outputs by an inlined JSON
+        schema and the runtime builds each record once, from its fields' types."""
+        edges: dict[str, list[tuple[str, ast.Ident]]] = {}
+        for decl in decls:
+            if self.decls.get(decl.name.name, (None, None))[1] is not decl:
+                continue
+            out = edges[decl.name.name] = []
+            for f in decl.fields:
+                for ident in _type_idents(f.type):
+                    if self.decls.get(ident.name, (None, None))[0] == "type":
+                        out.append((ident.name, ident))
+
+        def reaches(start: str, goal: str) -> bool:
+            seen, todo = {start}, [start]
+            while todo:
+                for target, _ in edges.get(todo.pop(), ()):
+                    if target == goal:
+                        return True
+                    if target not in seen:
+                        seen.add(target)
+                        todo.append(target)
+            return False
+
+        for name, out in edges.items():
+            for target, ident in out:
+                if target == name or reaches(target, name):
+                    via = "" if target == name else f" (through `{target}`)"
+                    self._error(
+                        "DSX108",
+                        f"record `{name}` contains itself{via}; recursive types are not "
+                        "supported: use a list of ids, a `str` holding JSON, or a fixed depth "
+                        "(`Leaf`, `Node { children: list[Leaf] }`)",
+                        ident.span,
+                    )
+                    break  # one error per record
+
     def _describe_record_enums(self) -> None:
         """Record fields typed with an enum also say what its values mean (see above)."""
         for name, record in self.records.items():
@@ -483,3 +521,16 @@ def _enum_names(t: ir.TypeRef) -> list[str]:
 
     walk(t)
     return found
+
+
+def _type_idents(t: Any) -> list[ast.Ident]:
+    """The names a type expression mentions (``list[Node]`` -> ``list``, ``Node``)."""
+    if isinstance(t, ast.NamedType):
+        return [t.name]
+    if isinstance(t, ast.GenericType):
+        return [t.name, *(i for a in t.args for i in _type_idents(a))]
+    if isinstance(t, ast.OptionalType):
+        return _type_idents(t.inner)
+    if isinstance(t, ast.UnionType):
+        return [i for o in t.options for i in _type_idents(o)]
+    return []

@@ -43,6 +43,7 @@ class Lowerer(QueryMixin, IncrementalMixin, ProjectMixin, ExprsMixin, ModulesMix
                 self._lower_record(decl)
             elif isinstance(decl, ast.EnumDecl):
                 self._lower_enum(decl)
+        self._check_recursive_records([d for _, d in all_decls if isinstance(d, ast.TypeDecl)])
         self._describe_record_enums()
         for _, decl in all_decls:
             if isinstance(decl, ast.SignatureDecl):
