@@ -12,7 +12,8 @@ import {
 } from "vscode-languageclient/node";
 
 import { CommandName, LensArgs, commandArgs, commandTitle } from "./commands";
-import { resolveServer } from "./server";
+import { onInterpreterChange, selectedInterpreter } from "./python";
+import { Found, describeFound, discoverServer } from "./server";
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel | undefined;
@@ -28,17 +29,40 @@ function workspaceFolder(uri?: vscode.Uri): string | undefined {
   return folder?.uri.fsPath;
 }
 
-/** The configured `dsx` executable, or undefined after telling the user why not. */
-async function dsxExecutable(purpose: string): Promise<string | undefined> {
-  const configured = settings().get<string>("server.path", "dsx");
-  const resolved = resolveServer(configured, workspaceFolder());
-  if (resolved.command !== undefined) {
-    return resolved.command;
+let found: Found | undefined;
+let status: vscode.LanguageStatusItem | undefined;
+
+/**
+ * The dsx to run — the setting, the workspace's .venv, the selected Python interpreter,
+ * PATH — or undefined after telling the user what was tried. Says which one it uses.
+ */
+async function dsxExecutable(purpose: string): Promise<Found | undefined> {
+  const folder = workspaceFolder();
+  const discovery = discoverServer({
+    configured: settings().get<string>("server.path", "") || undefined,
+    folder,
+    trusted: vscode.workspace.isTrusted,
+    interpreter: vscode.workspace.isTrusted
+      ? await selectedInterpreter(folder ? vscode.Uri.file(folder) : undefined)
+      : undefined,
+  });
+  output ??= vscode.window.createOutputChannel("dsx Language Server");
+  if (discovery.found !== undefined) {
+    const changed = found === undefined || describeFound(found) !== describeFound(discovery.found);
+    found = discovery.found;
+    if (changed) {
+      output.appendLine(`dsx: using ${describeFound(found)}`);
+    }
+    showStatus(found);
+    return found;
   }
+  found = undefined;
+  showStatus(undefined);
+  output.appendLine(`dsx: no dsx found; tried: ${discovery.tried.join("; ")}`);
   const choice = await vscode.window.showErrorMessage(
-    `dsx: cannot ${purpose}: ${resolved.problem}. Install dsx in your environment ` +
-      "(pip install dsx) or point the setting dsx.server.path at the dsx executable " +
-      "(for a virtual environment: .venv/bin/dsx).",
+    `dsx: cannot ${purpose}: no dsx found (${discovery.tried.join("; ")}). Install dsx in ` +
+      "the workspace's .venv or your environment (pip install dsx), select a Python " +
+      "interpreter that has it, or set dsx.server.path.",
     "Open Settings",
   );
   if (choice === "Open Settings") {
@@ -47,16 +71,31 @@ async function dsxExecutable(purpose: string): Promise<string | undefined> {
   return undefined;
 }
 
+function showStatus(which: Found | undefined): void {
+  if (status === undefined) {
+    status = vscode.languages.createLanguageStatusItem("dsx.server", { language: "dsx" });
+    status.name = "dsx";
+    status.command = { title: "Show Output", command: "dsx.showOutput" };
+  }
+  status.text = which === undefined ? "dsx: not found" : `dsx (${which.source})`;
+  status.detail = which === undefined ? "no dsx to run" : [which.command, ...which.args].join(" ");
+  status.severity =
+    which === undefined
+      ? vscode.LanguageStatusSeverity.Error
+      : vscode.LanguageStatusSeverity.Information;
+}
+
 async function startClient(): Promise<void> {
-  const command = await dsxExecutable("start the language server");
-  if (command === undefined) {
+  const which = await dsxExecutable("start the language server");
+  if (which === undefined) {
     return;
   }
   output ??= vscode.window.createOutputChannel("dsx Language Server");
+  const command = [which.command, ...which.args].join(" ");
   const extraArgs = settings().get<string[]>("server.extraArgs", []);
   const serverOptions: ServerOptions = {
-    command,
-    args: ["lsp", ...extraArgs],
+    command: which.command,
+    args: [...which.args, "lsp", ...extraArgs],
     transport: TransportKind.stdio,
     options: { cwd: workspaceFolder() },
   };
@@ -140,8 +179,19 @@ async function runCommand(name: CommandName, args?: LensArgs): Promise<void> {
   if (document.isDirty) {
     await document.save(); // dsx reads the file from disk
   }
-  const command = await dsxExecutable(`run \`dsx ${name}\``);
-  if (command === undefined) {
+  if (name !== "check" && !vscode.workspace.isTrusted) {
+    // Running a program, its tests or a build executes the workspace's Python code.
+    const choice = await vscode.window.showWarningMessage(
+      `dsx: \`dsx ${name}\` runs this workspace's code; trust the workspace first.`,
+      "Manage Workspace Trust",
+    );
+    if (choice === "Manage Workspace Trust") {
+      await vscode.commands.executeCommand("workbench.trust.manage");
+    }
+    return;
+  }
+  const which = await dsxExecutable(`run \`dsx ${name}\``);
+  if (which === undefined) {
     return;
   }
   const file = document.uri.fsPath;
@@ -151,12 +201,21 @@ async function runCommand(name: CommandName, args?: LensArgs): Promise<void> {
     folder ?? vscode.TaskScope.Workspace,
     commandTitle(name, path.basename(file), args ?? {}),
     "dsx",
-    new vscode.ProcessExecution(command, commandArgs(name, file, args ?? {}), {
-      cwd: folder?.uri.fsPath ?? path.dirname(file),
-    }),
+    new vscode.ProcessExecution(
+      which.command,
+      [...which.args, ...commandArgs(name, file, args ?? {})],
+      { cwd: folder?.uri.fsPath ?? path.dirname(file) },
+    ),
   );
   task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, clear: true };
   await vscode.tasks.executeTask(task);
+}
+
+async function offerRestart(why: string): Promise<void> {
+  const choice = await vscode.window.showInformationMessage(`dsx: ${why}.`, "Restart Server");
+  if (choice === "Restart Server") {
+    await vscode.commands.executeCommand("dsx.restartServer");
+  }
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
@@ -173,22 +232,28 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         void vscode.window.setStatusBarMessage("dsx: language server restarted", 3000);
       }
     }),
+    vscode.commands.registerCommand("dsx.showOutput", () => output?.show()),
+    // Trust granted: the workspace's .venv and the selected interpreter may now be used.
+    vscode.workspace.onDidGrantWorkspaceTrust(
+      () => void vscode.commands.executeCommand("dsx.restartServer"),
+    ),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (
         event.affectsConfiguration("dsx.server") ||
         event.affectsConfiguration("dsx.diagnostics")
       ) {
-        const choice = await vscode.window.showInformationMessage(
-          "dsx: the language server settings changed.",
-          "Restart Server",
-        );
-        if (choice === "Restart Server") {
-          await vscode.commands.executeCommand("dsx.restartServer");
-        }
+        await offerRestart("the language server settings changed");
       }
     }),
     { dispose: () => void stopClient() },
+    { dispose: () => status?.dispose() },
   );
+  const interpreterWatch = await onInterpreterChange(
+    () => void offerRestart("the selected Python interpreter changed"),
+  );
+  if (interpreterWatch !== undefined) {
+    context.subscriptions.push(interpreterWatch);
+  }
   await startClient();
 }
 
