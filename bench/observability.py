@@ -2,8 +2,10 @@
 
 Two measurements, printed as Markdown and written to ``bench/results/observability.json``:
 
-* Overhead per ``Predict`` call (µs, median of ``--reps`` loops of ``--calls`` calls, the
-  scripted ``DummyLM``, as in ``bench/run.py``) in four configurations: nothing configured;
+* Overhead per ``Predict`` call (µs of this process's CPU time, ``time.process_time``, so
+  that other processes on a shared machine count less; median and min of ``--reps`` loops
+  of ``--calls`` calls; the scripted ``DummyLM``, as in ``bench/run.py``) in four
+  configurations: nothing configured;
   one no-op callback (``dsx.configure(callbacks=[dsx.BaseCallback()])``); OpenTelemetry on
   (an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` and an exporter that drops
   spans, so the SDK's own work is counted but no I/O); and, with ``--baseline TREE``, the
@@ -55,10 +57,10 @@ predict = dsx.Predict("question -> answer")
 out = []
 for rep in range(reps + 1):
     dsx.configure(lm=DummyLM([{"answer": "Paris"}] * calls))
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(calls):
         predict(question="What is the capital of France?")
-    elapsed = (time.perf_counter() - start) / calls
+    elapsed = (time.process_time() - start) / calls
     if rep:  # the first loop warms up
         out.append(elapsed)
 print(json.dumps(out))
