@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import dsx
-from dsx.compiler.build import build, explain
+from dsx.compiler.build import BuildError, build, explain
 from dsx.errors import StateError
 from dsx.runtime.finetune import FinetuneError, FinetuneFailed, FinetuneTimeout
 from dsx.teleprompt import BootstrapFinetune, optimizer_info
@@ -212,3 +212,20 @@ def test_dsx_build_runs_caches_and_explains(server: OpenAIServer, tmp_path) -> N
     # the generated module loads the state with the fine-tuned model (names, no endpoint)
     state = json.loads((tmp_path / "build" / "qa.state.json").read_text())
     assert state["state"]["self"]["lm"]["finetuned"]["provider"] == "openai"
+
+
+def test_a_failed_job_in_dsx_build_keeps_the_previous_build(server: OpenAIServer, tmp_path) -> None:
+    rows = [{"question": ex.question, "answer": ex.answer} for ex in _trainset()]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "qa.dsx").write_text(QA)
+    dsx.configure(lm=_lm(server))
+    build(tmp_path / "qa.dsx", log=lambda line: None)
+    state_file = tmp_path / "build" / "qa.state.json"
+    before = state_file.read_bytes()
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in [*rows, {"question": "even 10", "answer": "yes"}])
+    )
+    server.fine_tuning.plan = "fail"
+    with pytest.raises(BuildError, match="BootstrapFinetune failed: .*Training loss diverged"):
+        build(tmp_path / "qa.dsx", log=lambda line: None)
+    assert state_file.read_bytes() == before

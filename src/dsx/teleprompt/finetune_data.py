@@ -141,9 +141,10 @@ def build_finetune_data(
         if not record.passed:
             continue
         for path, inputs, outputs in record.steps:
-            pred = by_path.get(path)
-            if pred is None:  # a predictor outside the program (an LM judge, a sub-program)
+            found = by_path.get(path)
+            if found is None:  # a predictor outside the program (an LM judge, a sub-program)
                 continue
+            pred = found
             if path not in adapters:
                 adapters[path] = _adapter_for(adapter, pred)
             example = call_messages(

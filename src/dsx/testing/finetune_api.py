@@ -30,6 +30,7 @@ from typing import Any, Literal
 __all__ = ["FineTuningAPI"]
 
 Plan = Literal["succeed", "fail", "hang"]
+_PLANS: dict[str, Plan] = {"succeed": "succeed", "fail": "fail", "hang": "hang"}
 
 
 @dataclass
@@ -134,7 +135,8 @@ class FineTuningAPI:
         filename = "file"
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
+            raw = part.get_payload(decode=True)
+            payload = raw if isinstance(raw, bytes) else b""
             if name == "file":
                 filename = part.get_filename() or filename
             fields[str(name)] = payload
@@ -165,10 +167,7 @@ class FineTuningAPI:
         if problem:
             return 400, _error(f"Invalid training file: {problem}", "invalid_file_format")
         suffix = str(body.get("suffix") or "")
-        plan: Plan = self.plan
-        for option in ("succeed", "fail", "hang"):
-            if suffix == option:
-                plan = option  # type: ignore[assignment]
+        plan: Plan = _PLANS.get(suffix, self.plan)
         number = next(self._ids)
         job = _Job(
             f"ftjob-{number}",

@@ -38,7 +38,7 @@ from dsx.runtime.finetune.base import (
 from dsx.runtime.lm_base import BaseLM, LMResponse
 
 if TYPE_CHECKING:
-    from dsx.runtime.types import Message
+    from dsx.runtime.lm_base import Message
 
 __all__ = ["LocalLM", "LocalLoRA", "LocalLoRAJob", "render_chat"]
 
