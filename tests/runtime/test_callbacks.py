@@ -307,3 +307,16 @@ def test_threads_keep_their_call_trees_apart():
     out = cot.batch([{"question": f"q{i}"} for i in range(12)], num_threads=4)
     assert [r.answer for r in out] == [f"a-q{i}" for i in range(12)]
     _check_trees(rec, roots=12)
+
+
+def test_copies_of_a_program_share_its_callbacks():
+    rec = Recorder()  # holds a lock: it could not be deep-copied
+    dsx.configure(lm=_lm())
+    program = dsx.ChainOfThought("question -> answer", callbacks=[rec])
+    copy = program.deepcopy()
+    copy.reset_copy()
+    copy(question="q")
+    assert rec.hooks() == ["on_module_start", "on_module_end"]
+    assert (
+        copy.predict.callbacks == [rec] and copy.predict.callbacks is not program.predict.callbacks
+    )

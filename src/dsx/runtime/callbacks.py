@@ -129,6 +129,14 @@ class BaseCallback:
         """After it; ``outputs`` is the :class:`~dsx.EvaluationResult`."""
 
 
+class _Callbacks(list[Any]):
+    """An instance's callbacks: copies of a program share the callback objects (a callback
+    often holds a lock, a file or a connection, which cannot be deep-copied)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Callbacks:
+        return _Callbacks(self)
+
+
 class CallbackList:
     """The ``callbacks`` attribute of modules, LMs, tools, adapters and evaluators.
 
@@ -141,12 +149,12 @@ class CallbackList:
             return self
         found = obj.__dict__.get("_callbacks")
         if found is None:
-            found = obj.__dict__["_callbacks"] = []
+            found = obj.__dict__["_callbacks"] = _Callbacks()
             enable()  # the caller may append to it
         return found
 
     def __set__(self, obj: Any, value: Sequence[Any] | None) -> None:
-        obj.__dict__["_callbacks"] = list(value or [])
+        obj.__dict__["_callbacks"] = _Callbacks(value or [])
         enable()
 
 

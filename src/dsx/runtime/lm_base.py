@@ -244,7 +244,7 @@ class BaseLM:
         new.history = deque(maxlen=self.history_size)
         new.num_calls = 0
         if "_callbacks" in new.__dict__:  # its own list: appending to one leaves the other
-            new.__dict__["_callbacks"] = list(new.__dict__["_callbacks"])
+            new.callbacks = new.__dict__["_callbacks"]
         return new
 
     def dump_state(self) -> dict[str, Any]:
