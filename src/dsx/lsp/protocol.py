@@ -57,6 +57,30 @@ MAX_PROBLEMS = 5
 
 
 @attrs.define
+class RawRequest:
+    """A request for one of dsx's own methods (``dsx/...``): ``params`` stay plain JSON
+    (pygls would turn them into named tuples, renaming keys that are not identifiers)."""
+
+    id: int | str
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+@attrs.define
+class RawNotification:
+    """A notification for one of dsx's own methods, with plain JSON ``params``."""
+
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+#: The prefix of dsx's own methods.
+DSX_PREFIX = "dsx/"
+
+
+@attrs.define
 class Malformed:
     """A message that could not be structured: answered with ``error`` when it is a request.
 
@@ -131,6 +155,8 @@ class DsxProtocol(LanguageServerProtocol):
 
     def __init__(self, server: Any, converter: Converter) -> None:
         strict_scalars(converter)  # before pygls structures anything with it
+        for kind in (RawRequest, RawNotification):
+            converter.register_structure_hook(kind, lambda obj, cls: cls(**obj))
         super().__init__(server, converter)
         self.initialize_seen = False
         #: The process's exit status once ``exit`` arrived (``None`` before).
@@ -164,6 +190,11 @@ class DsxProtocol(LanguageServerProtocol):
             request=has_id and "method" in data,
         )
 
+    def get_message_type(self, method: str) -> Any:  # type: ignore[override]
+        if method.startswith(DSX_PREFIX):
+            return None  # _structure picks RawRequest / RawNotification
+        return super().get_message_type(method)
+
     def _structure(self, data: dict[str, Any]) -> Any:
         if "method" not in data:
             if "id" not in data:
@@ -173,6 +204,8 @@ class DsxProtocol(LanguageServerProtocol):
             kind = self._result_types.pop(data["id"], None) or JsonRPCResponseMessage
             return self._converter.structure(data, kind)
         method = data["method"]
+        if method.startswith(DSX_PREFIX):
+            return self._converter.structure(data, RawRequest if "id" in data else RawNotification)
         fallback = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
         return self._converter.structure(data, self.get_message_type(method) or fallback)
 

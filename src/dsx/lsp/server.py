@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from lsprotocol import types
 from pygls.capabilities import ServerCapabilitiesBuilder
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcServerError
 from pygls.lsp.server import LanguageServer
 
 from dsx._version import __version__
@@ -30,6 +31,7 @@ from dsx.lsp import (
     hover,
     navigation,
     outline,
+    preview,
     rename,
     semantic_tokens,
 )
@@ -45,6 +47,9 @@ log = logging.getLogger("dsx.lsp")
 FAULT_ENV = "DSX_LSP_FAULT"
 
 DiagnosticMode = Literal["auto", "push", "pull"]
+
+#: The error code of a refused ``dsx/renderPrompt`` (the message says why).
+PREVIEW_REFUSED = -32099
 
 #: Seconds without edits after which the server collects garbage.
 IDLE_SECONDS = 5.0
@@ -232,11 +237,13 @@ def _doc(ls: DsxLanguageServer, uri: str) -> Document | None:
 
 
 class _QuietRefusals(logging.Filter):
-    """pygls logs every error response with a traceback; a refused rename is an answer."""
+    """pygls logs every error response with a traceback; a refused rename or preview is an
+    answer."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, rename.RenameError)
+        refused_preview = isinstance(exc, JsonRpcServerError) and exc.code == PREVIEW_REFUSED
+        return not isinstance(exc, rename.RenameError) and not refused_preview
 
 
 def create_server() -> DsxLanguageServer:
@@ -461,7 +468,43 @@ def create_server() -> DsxLanguageServer:
         doc = _doc(ls, params.text_document.uri)
         return code_actions.code_actions(ls.session, doc, params.range) if doc else []
 
+    @server.feature(preview.METHOD)
+    async def on_render_prompt(ls: DsxLanguageServer, params: Any) -> Any:
+        return await preview_request(ls, params)
+
     return server
+
+
+async def preview_request(ls: DsxLanguageServer, params: Any) -> Any:
+    """``dsx/renderPrompt``: a refusal (bad params, nothing to render) is an error answer
+    carrying its message; an internal error is logged and answered the same way."""
+    if not isinstance(params, dict) or not isinstance(params.get("uri"), str):
+        # Plain JSON: the params of dsx/ methods are not structured (protocol.py).
+        raise JsonRpcInvalidParams(message="dsx/renderPrompt needs {uri, program?, inputs?, ...}")
+    doc = _doc(ls, params["uri"])
+    if doc is None:
+        raise JsonRpcInvalidParams(message=f"no document {params['uri']}")
+    try:
+        ls._fault("preview")
+        analysis = ls.session.analyze(doc)  # the current text: the preview follows edits
+        if analysis.errors:
+            raise preview.PreviewError(
+                f"the file has {len(analysis.errors)} error(s); fix them to update the preview"
+            )
+        allow = params.get("allowPython") is True
+        if analysis.unit.python and allow:
+            # A child process imports the user's Python; the server goes on meanwhile.
+            return await asyncio.to_thread(
+                preview.render_request, analysis.unit, params, allow_python=True
+            )
+        return preview.render_request(analysis.unit, params, allow_python=allow)
+    except preview.PreviewError as exc:
+        raise JsonRpcServerError(str(exc), PREVIEW_REFUSED) from None
+    except Exception as exc:
+        ls.report_internal("preview", exc)
+        raise JsonRpcServerError(
+            f"internal error in the preview: {exc!r}", PREVIEW_REFUSED
+        ) from None
 
 
 def _register_pull(server: DsxLanguageServer) -> None:
