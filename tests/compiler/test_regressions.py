@@ -315,3 +315,23 @@ def test_recursive_records_are_a_located_error():
         ("A", text.index("A]")),
     ]
     assert "through `B`" in diags[1].message
+
+
+# -- test blocks are type-checked ---------------------------------------------------------------
+
+
+def test_given_and_expect_are_type_checked():
+    text = (
+        "enum Urgency { low, high }\n"
+        "signature S {\n    in question: str\n    out urgency: Urgency\n    out score: float\n}\n"
+        "program p = Predict(S)\n"
+        'test bad for p {\n    given question = 5\n    expect urgency = "urgent"\n}\n'
+        'test good for p {\n    given question = "q"\n    expect urgency = "high"\n'
+        "    expect score = 1\n}\n"
+    )
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [(d.code, text[d.span.start : d.span.end]) for d in diags] == [
+        ("DSX113", "5"),
+        ("DSX113", '"urgent"'),
+    ]
+    assert "input `question` of program `p` expects str" in diags[0].message

@@ -378,7 +378,14 @@ class ProjectMixin(LowerBase):
                     owner = f"{root.module}.forward" if root.kind == "module" else root.signature
                     if owner:
                         self._ref(item.name.span, f"{owner}.{item.name.name}")
-                value, _ = self._expr(item.value, scope)
+                value, vtype = self._expr(item.value, scope)
+                if item.name.name in inputs:
+                    self._check_assignable(
+                        vtype,
+                        getattr(inputs[item.name.name], "type", None),
+                        item.value.span,
+                        f"input `{item.name.name}` of program `{program}`",
+                    )
                 given.append((item.name.name, value))
             elif isinstance(item, ast.ExpectItem):
                 if known and isinstance(outputs, PredType) and item.name.name not in outputs.fields:
@@ -387,7 +394,14 @@ class ProjectMixin(LowerBase):
                     )
                 elif isinstance(outputs, PredType) and item.name.name in outputs.keys:
                     self._ref(item.name.span, outputs.keys[item.name.name])
-                value, _ = self._expr(item.value, scope)
+                value, vtype = self._expr(item.value, scope)
+                if isinstance(outputs, PredType) and item.name.name in outputs.fields:
+                    self._check_assignable(
+                        vtype,
+                        outputs.fields[item.name.name],
+                        item.value.span,
+                        f"output `{item.name.name}` of program `{program}`",
+                    )
                 expect.append((item.name.name, value))
             elif isinstance(item, ast.Check):
                 checks.append(self._check(item, scope))
