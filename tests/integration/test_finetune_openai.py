@@ -16,7 +16,7 @@ from dsx.runtime.finetune import (
     FinetuneTimeout,
     data_hash,
 )
-from dsx.testing.server import OpenAIServer
+from dsx.testing.server import Fault, OpenAIServer
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +120,18 @@ def test_real_endpoints_are_forbidden_in_tests() -> None:
     lm = dsx.LM("openai/gpt-4o-mini", api_key="sk-x")
     with pytest.raises(dsx.errors.RealLMCallForbidden):
         lm.finetune(DATA)
+
+
+def test_a_server_error_while_polling_is_retried(server: OpenAIServer) -> None:
+    job = _lm(server).finetune(DATA, **FAST)
+    server.inject(Fault.server_error())
+    server.inject(Fault.unavailable())
+    assert job.result().model.startswith("openai/ft:gpt-4o-mini:dsx::")
+    assert server.pending_faults == []
+
+
+def test_a_lasting_server_error_while_polling_says_so(server: OpenAIServer) -> None:
+    job = _lm(server).finetune(DATA, **FAST)
+    server.inject(Fault.server_error(), times=4)
+    with pytest.raises(FinetuneError, match="HTTP 500"):
+        job.result()

@@ -97,8 +97,10 @@ class BootstrapFinetune(Teleprompter):
 
     def settings(self) -> dict[str, Any]:
         out = super().settings()
-        out.pop("jobs", None)
-        out.pop("data", None)
+        # How long to wait and where to export do not change the model, so they are not
+        # part of what defines the result.
+        for key in ("jobs", "data", "timeout", "poll_interval", "export_dir"):
+            out.pop(key, None)
         if isinstance(self.adapter, Adapter):
             out["adapter"] = type(self.adapter).__name__
         return out

@@ -15,6 +15,7 @@ a hyperparameter.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ __all__ = ["OpenAIFinetune", "OpenAIFinetuneJob"]
 
 _JOB_KEYS = frozenset({"suffix", "seed", "validation_file", "method", "metadata"})
 _DEFAULT_BASE = "https://api.openai.com/v1"
+#: Retries of an idempotent call after a 429, a 5xx or a network failure.
+_RETRIES = 3
 
 
 class _Client:
@@ -44,24 +47,38 @@ class _Client:
             headers={"Authorization": f"Bearer {key}"}, timeout=request_timeout
         )
 
-    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def call(self, method: str, path: str, *, retries: int = 0, **kwargs: Any) -> dict[str, Any]:
+        """One REST call. Idempotent ones (status, events, cancel) pass ``retries``: a 429,
+        a 5xx or a network failure is tried again after 0.5, 1, 2 ... s, so that one
+        hiccup during hours of polling does not give up on a running job."""
         import httpx
 
         url = f"{self.base}{path}"
-        try:
-            response = self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise FinetuneError(
-                f"{method} {url} failed: {type(exc).__name__}: {exc}; is the endpoint right?"
-            ) from exc
-        try:
-            doc = response.json()
-        except ValueError:
-            doc = None
-        if response.status_code >= 400 or not isinstance(doc, dict):
-            message = _error_message(doc) or response.text[:300]
-            raise FinetuneError(f"{method} {url} answered HTTP {response.status_code}: {message}")
-        return doc
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                response = self.http.request(method, url, **kwargs)
+            except httpx.HTTPError as exc:
+                if not last:
+                    time.sleep(min(0.5 * 2**attempt, 8.0))
+                    continue
+                raise FinetuneError(
+                    f"{method} {url} failed: {type(exc).__name__}: {exc}; is the endpoint right?"
+                ) from exc
+            if not last and (response.status_code == 429 or response.status_code >= 500):
+                time.sleep(min(0.5 * 2**attempt, 8.0))
+                continue
+            try:
+                doc = response.json()
+            except ValueError:
+                doc = None
+            if response.status_code >= 400 or not isinstance(doc, dict):
+                message = _error_message(doc) or response.text[:300]
+                raise FinetuneError(
+                    f"{method} {url} answered HTTP {response.status_code}: {message}"
+                )
+            return doc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         self.http.close()
@@ -86,10 +103,10 @@ class OpenAIFinetuneJob(FinetuneJob):
             self._error = f"{error['message']}" + (f" ({code})" if code else "")
 
     def refresh(self) -> None:
-        self._apply(self._client.call("GET", f"/fine_tuning/jobs/{self.id}"))
+        self._apply(self._client.call("GET", f"/fine_tuning/jobs/{self.id}", retries=_RETRIES))
 
     def events(self) -> list[JobEvent]:
-        doc = self._client.call("GET", f"/fine_tuning/jobs/{self.id}/events")
+        doc = self._client.call("GET", f"/fine_tuning/jobs/{self.id}/events", retries=_RETRIES)
         items = [e for e in doc.get("data", []) if isinstance(e, dict)]
         events = [
             JobEvent(
@@ -104,7 +121,8 @@ class OpenAIFinetuneJob(FinetuneJob):
     def cancel(self) -> None:
         if self.done:
             return
-        self._apply(self._client.call("POST", f"/fine_tuning/jobs/{self.id}/cancel"))
+        path = f"/fine_tuning/jobs/{self.id}/cancel"
+        self._apply(self._client.call("POST", path, retries=_RETRIES))
 
     def model_string(self, name: str) -> str:
         return name if name.startswith("openai/") else f"openai/{name}"
