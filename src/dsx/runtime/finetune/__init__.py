@@ -17,6 +17,7 @@ from dsx.runtime.finetune.base import FinetuneTimeout as FinetuneTimeout
 from dsx.runtime.finetune.base import JobEvent as JobEvent
 from dsx.runtime.finetune.base import data_hash as data_hash
 from dsx.runtime.finetune.base import provider_for as provider_for
+from dsx.runtime.finetune.local import LocalLM as LocalLM
 
 __all__ = [
     "FinetuneCancelled",
@@ -27,6 +28,7 @@ __all__ = [
     "FinetuneTimeout",
     "FinetunedModel",
     "JobEvent",
+    "LocalLM",
     "data_hash",
     "provider_for",
 ]
