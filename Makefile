@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q 'torch==2.13.0+cpu'  # CPU-only: the default wheel pulls CUDA (GBs)
-	$(PY) -m pip install -q -e '.[dev,retrieval,finetune]'
+	$(PY) -m pip install -q -e '.[dev,retrieval,finetune,chroma]'
 	bash tools/install-local-model.sh $(PY)
 	touch $(STAMP)
 

@@ -59,7 +59,7 @@ def test_bad_json_and_bad_target(tmp_path, capsys):
     assert main(["index", str(data), "--into", "faiss:x"]) == 2
     assert "d.jsonl:2: not JSON" in capsys.readouterr().err
     assert main(["index", str(data), "--into", "pinecone:x"]) == 2
-    assert "expected qdrant:DIR/COLLECTION or faiss:DIR" in capsys.readouterr().err
+    assert "expected qdrant:DIR/COLLECTION, " in capsys.readouterr().err
     assert main(["index", str(tmp_path / "missing.jsonl"), "--into", "faiss:x"]) == 2
 
 
@@ -68,13 +68,15 @@ def test_bad_json_and_bad_target(tmp_path, capsys):
 def test_index_into_qdrant_and_faiss_then_resume(tmp_path, capsys):
     rows = [{"id": f"d{i}", "text": t, "n": i} for i, t in enumerate(CORPUS)]
     data = _write(tmp_path / "d.jsonl", rows[:5])
-    q, f = f"qdrant:{tmp_path}/q/facts", f"faiss:{tmp_path}/f"
-    for target in (q, f):
+    targets = [f"qdrant:{tmp_path}/q/facts", f"faiss:{tmp_path}/f"]
+    if importlib.util.find_spec("chromadb") is not None:
+        targets.append(f"chroma:{tmp_path}/c/facts")
+    for target in targets:
         assert main(["index", str(data), "--into", target]) == 0
         out = capsys.readouterr()
         assert "5 embedded, 0 unchanged" in out.out and "indexing: 5/5" in out.err
     _write(tmp_path / "d.jsonl", rows)  # three more passages: only they are embedded
-    for target in (q, f):
+    for target in targets:
         assert main(["index", str(data), "--into", target, "--quiet"]) == 0
         assert "3 embedded, 5 unchanged" in capsys.readouterr().out
     embedder = dsx.Embedder.local()
@@ -86,3 +88,9 @@ def test_index_into_qdrant_and_faiss_then_resume(tmp_path, capsys):
     saved = Embeddings.from_saved(tmp_path / "f", embedder)
     top = saved.search("How do plants make food from sunlight?", k=1)[0]
     assert top.id == "d7" and top.metadata["n"] == 7 and saved.backend == "numpy"
+    if len(targets) == 3:
+        from dsx.retrievers import ChromadbRM
+
+        crm = ChromadbRM("facts", str(tmp_path / "c"), embedder=embedder)
+        top = crm.search("How do plants make food from sunlight?", k=1)[0]
+        assert crm.count() == 8 and top.id == "d7" and top.metadata["n"] == 7

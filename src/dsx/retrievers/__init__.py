@@ -23,17 +23,20 @@ from dsx.retrievers._passage import Passage as Passage
 from dsx.retrievers._passage import to_passage as to_passage
 
 if TYPE_CHECKING:
+    from dsx.retrievers.chroma import ChromadbRM as ChromadbRM
     from dsx.retrievers.colbertv2 import ColBERTv2 as ColBERTv2
     from dsx.retrievers.embeddings import Embeddings as Embeddings
     from dsx.retrievers.qdrant import QdrantRM as QdrantRM
 
 _LAZY = {
+    "ChromadbRM": "dsx.retrievers.chroma",
     "ColBERTv2": "dsx.retrievers.colbertv2",
     "Embeddings": "dsx.retrievers.embeddings",
     "QdrantRM": "dsx.retrievers.qdrant",
 }
 
 __all__ = [
+    "ChromadbRM",
     "ColBERTv2",
     "Embeddings",
     "Passage",

@@ -3,6 +3,7 @@
 ``add_index_command(subparsers)`` adds the command to the ``dsx`` CLI. Targets:
 
 * ``qdrant:DIR/COLLECTION`` — Qdrant's embedded local mode in ``DIR`` (a ``QdrantRM``);
+* ``chroma:DIR/COLLECTION`` — a persistent Chroma collection in ``DIR`` (a ``ChromadbRM``);
 * ``faiss:DIR`` (or ``embeddings:DIR``) — a saved :class:`~dsx.retrievers.Embeddings`
   index (FAISS is chosen for large corpora, NumPy below the threshold).
 
@@ -42,7 +43,8 @@ def add_index_command(subparsers: Any) -> argparse.ArgumentParser:
         "--into",
         required=True,
         metavar="ENGINE:PATH",
-        help="qdrant:DIR/COLLECTION (embedded Qdrant) or faiss:DIR (a saved Embeddings index)",
+        help="qdrant:DIR/COLLECTION (embedded Qdrant), chroma:DIR/COLLECTION (persistent "
+        "Chroma) or faiss:DIR (a saved Embeddings index)",
     )
     parser.add_argument(
         "--embedder",
@@ -112,9 +114,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from dsx.runtime.embedder import Embedder
 
     engine, _, target = args.into.partition(":")
-    if engine not in ("qdrant", "faiss", "embeddings") or not target:
+    if engine not in ("qdrant", "chroma", "faiss", "embeddings") or not target:
         print(
-            f"dsx index: --into {args.into!r}: expected qdrant:DIR/COLLECTION or faiss:DIR",
+            f"dsx index: --into {args.into!r}: expected qdrant:DIR/COLLECTION, "
+            "chroma:DIR/COLLECTION or faiss:DIR",
             file=sys.stderr,
         )
         return 2
@@ -136,8 +139,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        if engine == "qdrant":
-            written, what = _into_qdrant(target, texts, ids, metadata, embedder, args, advance)
+        if engine in ("qdrant", "chroma"):
+            written, what = _into_store(
+                engine, target, texts, ids, metadata, embedder, args, advance
+            )
         else:
             written, what = _into_embeddings(target, texts, ids, metadata, embedder, advance)
     finally:
@@ -149,22 +154,36 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _into_qdrant(
-    target: str, texts: list[str], ids: Any, metadata: Any, embedder: Any, args: Any, advance: Any
+def _into_store(
+    engine: str,
+    target: str,
+    texts: list[str],
+    ids: Any,
+    metadata: Any,
+    embedder: Any,
+    args: Any,
+    advance: Any,
 ) -> tuple[int, str]:
-    from dsx.retrievers.qdrant import QdrantRM
-
     directory, _, collection = target.rpartition("/")
     if not directory or not collection:
-        raise ValueError(f"qdrant:{target}: expected qdrant:DIR/COLLECTION")
-    rm = QdrantRM(collection, embedder=embedder, path=directory)
+        raise ValueError(f"{engine}:{target}: expected {engine}:DIR/COLLECTION")
+    rm: Any
+    if engine == "qdrant":
+        from dsx.retrievers.qdrant import QdrantRM
+
+        rm = QdrantRM(collection, embedder=embedder, path=directory)
+    else:
+        from dsx.retrievers.chroma import ChromadbRM
+
+        rm = ChromadbRM(collection, directory, embedder=embedder)
     try:
         written = rm.add(
             texts, ids=ids, metadata=metadata, batch_size=args.batch_size * 4, progress=advance
         )
-        return written, f"collection {collection!r} holds {rm.count()} points"
+        return written, f"collection {collection!r} holds {rm.count()} passages"
     finally:
-        rm.close()
+        if hasattr(rm, "close"):
+            rm.close()
 
 
 def _into_embeddings(
