@@ -129,7 +129,7 @@ def run_lora(n: int) -> dict[str, float]:
             }
             for inp, out in _inputs(n)
         ]
-        lm = LocalLM(f"local/{base}")
+        lm = LocalLM(f"hf/{base}")
         start = time.perf_counter()
         job = lm.finetune(
             examples, {"epochs": 1, "batch_size": 4, "output_dir": str(Path(tmp) / "adapter")}

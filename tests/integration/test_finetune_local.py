@@ -90,7 +90,7 @@ SETTINGS = {"epochs": 8, "learning_rate": 5e-3, "batch_size": 4, "lora_r": 4, "s
 
 
 def test_lora_lowers_the_loss_and_the_adapter_is_served(tiny_model: Path, tmp_path: Path) -> None:
-    lm = LocalLM(f"local/{tiny_model}", max_tokens=4)
+    lm = LocalLM(f"hf/{tiny_model}", max_tokens=4)
     out = tmp_path / "adapter"
     job = lm.finetune(_data(), {**SETTINGS, "output_dir": str(out)})
     tuned = job.result()
@@ -99,9 +99,9 @@ def test_lora_lowers_the_loss_and_the_adapter_is_served(tiny_model: Path, tmp_pa
     assert job.losses[-1] < job.losses[0]
     assert (out / "adapter_config.json").is_file()
     assert any(p.name.startswith("adapter_model") for p in out.iterdir())
-    assert isinstance(tuned, LocalLM) and tuned.model == f"local/{out.resolve()}"
+    assert isinstance(tuned, LocalLM) and tuned.model == f"hf/{out.resolve()}"
     assert tuned.finetuned.provider == "local"
-    assert tuned.finetuned.base_model == f"local/{tiny_model}"
+    assert tuned.finetuned.base_model == f"hf/{tiny_model}"
     messages = [e.message for e in job.events()]
     assert messages[0].startswith("Training a LoRA adapter on 8 examples")
     assert messages[-1].startswith("Saved the adapter")
@@ -117,7 +117,7 @@ def test_bootstrap_finetune_with_a_local_student(tiny_model: Path, tmp_path: Pat
     def teacher_answers(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         return {"answer": "yes" if "even" in messages[-1]["content"] else "no"}
 
-    student = dsx.Predict("question -> answer", lm=LocalLM(f"local/{tiny_model}", max_tokens=8))
+    student = dsx.Predict("question -> answer", lm=LocalLM(f"hf/{tiny_model}", max_tokens=8))
     teacher = dsx.Predict("question -> answer", lm=FunctionLM(teacher_answers))
     trainset = [
         dsx.Example(
@@ -131,17 +131,17 @@ def test_bootstrap_finetune_with_a_local_student(tiny_model: Path, tmp_path: Pat
         display_progress=False,
     )
     tuned = opt.compile(student, trainset=trainset, teacher=teacher)
-    assert tuned.lm.model == f"local/{(tmp_path / 'a').resolve()}"
+    assert tuned.lm.model == f"hf/{(tmp_path / 'a').resolve()}"
     assert opt.jobs[0].final_loss < opt.jobs[0].initial_loss
     state = tuned.dump_state()["lm"]
     assert state["finetuned"]["data_hash"] == opt.data[0].hash
-    restored = dsx.Predict("question -> answer", lm=LocalLM(f"local/{tiny_model}"))
+    restored = dsx.Predict("question -> answer", lm=LocalLM(f"hf/{tiny_model}"))
     restored.load_state(tuned.dump_state())
     assert restored.lm.model == tuned.lm.model and restored.lm.finetuned == tuned.lm.finetuned
 
 
 def test_cancel_stops_training(tiny_model: Path, tmp_path: Path) -> None:
-    lm = LocalLM(f"local/{tiny_model}")
+    lm = LocalLM(f"hf/{tiny_model}")
     job = lm.finetune(
         _data(64), {"epochs": 200, "batch_size": 1, "output_dir": str(tmp_path / "c")}
     )
@@ -153,10 +153,12 @@ def test_cancel_stops_training(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_settings_and_inputs_are_checked(tiny_model: Path) -> None:
-    lm = LocalLM(f"local/{tiny_model}")
+    lm = LocalLM(f"hf/{tiny_model}")
     with pytest.raises(FinetuneError, match="Unknown local fine-tuning setting"):
         lm.finetune(_data(), {"n_epochs": 2})
     with pytest.raises(FinetuneError, match="No training data"):
         lm.finetune([])
     with pytest.raises(FinetuneError, match="no model directory"):
-        LocalLM("local/does/not/exist")("hi")
+        LocalLM("hf/does/not/exist")("hi")
+    with pytest.raises(FinetuneError, match="needs 'hf/<model directory>'"):
+        LocalLM(str(tiny_model))

@@ -74,7 +74,7 @@ class FinetunedModel:
     Attributes:
         provider: ``"openai"`` (an OpenAI-compatible API) or ``"local"`` (LoRA adapter).
         model: the model string to use (``"openai/ft:gpt-4o-mini:org::abc"``,
-            ``"local/<adapter directory>"``).
+            ``"hf/<adapter directory>"``).
         base_model: the model that was fine-tuned.
         data_hash: sha256 of the training set (see ``dsx.teleprompt.finetune_data``).
         job_id: the provider's job id.

@@ -1,12 +1,12 @@
 """Local LoRA fine-tuning of a Hugging Face causal LM, and the in-process LM that serves it.
 
-``LocalLM("local/<dir>")`` answers chat requests with the model in ``<dir>``: a model saved
+``LocalLM("hf/<dir>")`` answers chat requests with the model in ``<dir>``: a model saved
 with ``save_pretrained`` or a LoRA adapter directory written by this module (its base model
 is read from ``adapter_config.json``). Nothing is downloaded: models load with
 ``local_files_only=True`` and never run remote code. ``LocalLM.finetune(data, train_kwargs)``
 (or ``BootstrapFinetune`` with a ``LocalLM``) trains a LoRA adapter with ``peft`` on CPU in
 a background thread and returns a job like every provider's; the result is
-``LocalLM("local/<adapter dir>")``.
+``LocalLM("hf/<adapter dir>")``.
 
 ``train_kwargs``: ``output_dir`` (default ``$DSX_FINETUNE_DIR`` or ``~/.cache/dsx/finetune``,
 one sub-directory per data hash and settings), ``epochs`` (3), ``learning_rate`` (1e-3),
@@ -70,9 +70,12 @@ def _need_deps() -> Any:
 
 
 def _directory(model: str) -> Path:
-    name = model.removeprefix("local/")
-    if not name:
-        raise FinetuneError(f"LocalLM needs 'local/<model directory>', got {model!r}")
+    name = model.removeprefix("hf/")
+    if not model.startswith("hf/") or not name:
+        raise FinetuneError(
+            f"LocalLM needs 'hf/<model directory>' (a Hugging Face model or LoRA adapter "
+            f"saved on disk), got {model!r}"
+        )
     return Path(name).expanduser()
 
 
@@ -99,7 +102,7 @@ class LocalLM(BaseLM):
     """A Hugging Face causal LM (or a LoRA adapter on one) answering in this process.
 
     Args:
-        model: ``"local/<directory>"``.
+        model: ``"hf/<directory>"``.
         max_tokens: the most tokens to generate (default 256).
         **kwargs: default request parameters (``temperature``: 0 or unset is greedy).
     """
@@ -322,7 +325,7 @@ class LocalLoRAJob(FinetuneJob):
             self._thread.join()
 
     def model_string(self, name: str) -> str:
-        return f"local/{name}"
+        return f"hf/{name}"
 
     def result(self, timeout: float | None = None) -> BaseLM:
         lm = super().result(timeout)
