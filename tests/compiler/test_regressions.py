@@ -335,3 +335,17 @@ def test_given_and_expect_are_type_checked():
         ("DSX113", '"urgent"'),
     ]
     assert "input `question` of program `p` expects str" in diags[0].message
+
+
+# -- a syntax error costs one diagnostic, no false errors elsewhere -------------------------
+
+
+def test_a_broken_declaration_causes_no_false_unknown_or_unused_diagnostics():
+    text = (
+        'signature S = "x -> y"\n'
+        "module M {\n    p = Predict(S)\n    forward(x: str) {\n"
+        "        y = p(x = x).y +* 2\n        return p(x = x)\n    }\n}\n"
+        "program m = M()\n"
+    )
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [d.code for d in diags] == ["DSX001"], [d.message for d in diags]

@@ -16,7 +16,7 @@ from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler.symbols import Reference, Symbol
 from dsx.diagnostics import Diagnostic, Edit, Fix, Related, SourceFile, Span, make
-from dsx.grammar import ast
+from dsx.grammar import ast, lexspec
 from dsx.grammar.parser import ParsedFile
 
 __all__ = ["LowerBase", "_ANY", "_TOP_KINDS", "_Entry", "_ModuleInfo", "_Sub", "_b"]
@@ -33,6 +33,8 @@ _TOP_KINDS = {
 }
 _b = ir.build
 _ANY = _b(ir.TypeRef, kind="any")
+# "Unknown X" codes that a declaration with a syntax error would explain.
+_MAYBE_BROKEN = frozenset({"DSX100", "DSX101", "DSX104", "DSX105"})
 
 
 @dataclass(slots=True)
@@ -92,6 +94,17 @@ class LowerBase:
         self._all_decls: list[tuple[ParsedFile, Any]] = []
         self.unit: ir.Unit | None = None
         self._forward_owner: str | None = None  # the module whose forward is being lowered
+        # Blocks that do not parse: the names they declare (references to them are not
+        # "unknown") and every name they mention (declarations they use are not "unused").
+        self._broken: set[str] = set()
+        self._broken_words: set[str] = set()
+        for pf in files:
+            for block in pf.blocks:
+                if block.decl is None and block.errors:
+                    name = lexspec.declared_name(block.text)
+                    if name:
+                        self._broken.add(name)
+                    self._broken_words |= lexspec.names_outside_strings(block.text)
 
     # ---- helpers --------------------------------------------------------------------------
     def _loc(self, span: Span) -> ir.Loc | None:
@@ -127,6 +140,8 @@ class LowerBase:
     def _unknown(
         self, code: str, what: str, ident: ast.Ident, candidates: Iterable[str], hint: str = ""
     ) -> None:
+        if ident.name in self._broken and code in _MAYBE_BROKEN:
+            return  # declared by a block with a syntax error (reported there)
         guess = _env.did_you_mean(ident.name, candidates)
         fix = None
         message = f"unknown {what} `{ident.name}`"

@@ -434,6 +434,8 @@ class ProjectMixin(LowerBase):
             if kind in (None, "program", "data", "metric"):
                 continue
             ident = decl.alias if isinstance(decl, ast.UseDecl) else decl.name
+            if ident.name in self._broken_words:
+                continue  # perhaps used by a block with a syntax error
             if ident.name not in used and self.decls.get(ident.name, (None, None))[1] is decl:
                 self._error(
                     "DSX200", f"{kind} `{ident.name}` is never used", ident.span, severity="warning"

@@ -19,6 +19,8 @@ __all__ = [
     "TOP_KEYWORDS",
     "UNSUPPORTED_STATEMENTS",
     "block_starts",
+    "declared_name",
+    "names_outside_strings",
     "unsupported_message",
 ]
 
@@ -105,3 +107,25 @@ def unsupported_message(keyword: str) -> str:
         f"`{keyword}` is not supported in .dsx (a Python {what}): "
         + UNSUPPORTED_STATEMENTS[keyword]
     )
+
+
+_HEAD = re.compile(
+    rf"(?:\s|{COMMENT})*"
+    rf"(?:use[ \t]+python[ \t]+(?:{STRING})[ \t]+as[ \t]+(?P<alias>{NAME})"
+    rf"|(?P<kw>{'|'.join(TOP_KEYWORDS)})[ \t]+(?P<name>{NAME}))"
+)
+_WORDS = re.compile(rf"{STRING}|{COMMENT}|(?P<name>{NAME})")
+
+
+def declared_name(block_text: str) -> str | None:
+    """The name a top-level block declares, read from its first words (so that a block
+    that does not parse still says what it declares)."""
+    m = _HEAD.match(block_text)
+    if m is None:
+        return None
+    return m.group("alias") or m.group("name")
+
+
+def names_outside_strings(text: str) -> set[str]:
+    """Every identifier in ``text`` outside strings and comments."""
+    return {m.group("name") for m in _WORDS.finditer(text) if m.group("name")}
