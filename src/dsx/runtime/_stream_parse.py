@@ -125,19 +125,17 @@ def _skip_ws(text: str, i: int) -> int:
     return i
 
 
+# the unrolled loop, possessive: linear, and no backtracking while the string is still open
+_STRING_BODY = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
+
+
 def _string_end(text: str, i: int) -> int:
-    """The index of the quote closing the string that opens at ``i``; -1 if not yet."""
-    j = i + 1
-    n = len(text)
-    while j < n:
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == '"':
-            return j
-        j += 1
-    return -1
+    """The index of the quote closing the string that opens at ``i``; -1 if not yet.
+
+    A regular expression, not a loop: the text so far is scanned again at every chunk.
+    """
+    m = _STRING_BODY.match(text, i + 1)
+    return m.end() - 1 if m is not None else -1
 
 
 def _value_end(text: str, i: int) -> int:
@@ -174,20 +172,24 @@ def _decode_prefix(raw: str) -> str:
     cut = raw
     # An odd run of backslashes at the end starts an escape that has not arrived yet.
     stripped = cut.rstrip("\\")
-    if (len(cut) - len(stripped)) % 2:
-        cut = cut[:-1]
-    else:
-        m = _PARTIAL_ESCAPE.search(cut)
-        if m is not None and _escaped(cut, m.start()):
-            cut = cut[: m.start()]
-    m = _HIGH_SURROGATE.search(cut)
-    if m is not None and _escaped(cut, m.start()):
-        cut = cut[: m.start()]  # wait for the low half of the pair
+    odd = (len(cut) - len(stripped)) % 2
+    cut = cut[:-1] if odd else _cut_tail(cut, _PARTIAL_ESCAPE)
+    cut = _cut_tail(cut, _HIGH_SURROGATE)  # wait for the low half of a surrogate pair
     try:
         value = json.loads(f'"{cut}"', strict=False)
     except ValueError:
         return ""
     return value if isinstance(value, str) else ""
+
+
+def _cut_tail(text: str, pattern: re.Pattern[str]) -> str:
+    """``text`` without a trailing match of ``pattern`` that is a real escape. Only the last
+    characters are searched (an escape is at most 6 long): the text grows at every chunk."""
+    start = max(0, len(text) - 8)
+    m = pattern.search(text, start)
+    if m is not None and _escaped(text, m.start()):
+        return text[: m.start()]
+    return text
 
 
 def _escaped(text: str, backslash: int) -> bool:
