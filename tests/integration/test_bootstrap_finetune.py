@@ -229,3 +229,13 @@ def test_a_failed_job_in_dsx_build_keeps_the_previous_build(server: OpenAIServer
     with pytest.raises(BuildError, match="BootstrapFinetune failed: .*Training loss diverged"):
         build(tmp_path / "qa.dsx", log=lambda line: None)
     assert state_file.read_bytes() == before
+
+
+def test_a_list_of_teachers_pools_their_passing_runs(server: OpenAIServer) -> None:
+    lm = _lm(server)
+    opt = BootstrapFinetune(metric=em, **FAST)
+    student = dsx.Predict("question -> answer", lm=lm)
+    teachers = [dsx.Predict("question -> answer", lm=lm), dsx.Predict("question -> answer", lm=lm)]
+    opt.compile(student, trainset=_trainset(), teacher=teachers)
+    assert len(opt.data[0].examples) == 8  # 4 passing runs from each teacher
+    assert [e["event"] for e in opt.log].count("run") == 10

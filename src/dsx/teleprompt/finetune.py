@@ -110,9 +110,11 @@ class BootstrapFinetune(Teleprompter):
         student: Module,
         *,
         trainset: Sequence[Any],
-        teacher: Module | None = None,
+        teacher: Module | Sequence[Module] | None = None,
         valset: Sequence[Any] | None = None,
     ) -> Module:
+        """Fine-tune ``student``'s LMs; ``teacher`` may be one program or a list (as in
+        DSPy: every teacher runs over the trainset and all their passing runs count)."""
         examples = check_examples(trainset)
         program = student.deepcopy()
         for path, pred in program.named_predictors():
@@ -123,13 +125,15 @@ class BootstrapFinetune(Teleprompter):
                         "configured; give it one (program.set_lm(lm)) or dsx.configure(lm=...)"
                     )
                 pred.lm = settings.lm
-        runner = teacher.deepcopy() if teacher is not None else program.deepcopy()
-        check_same_structure(program, runner)
+        given = [teacher] if isinstance(teacher, Module) else list(teacher or [])
+        runners = [t.deepcopy() for t in given] or [program.deepcopy()]
+        for runner in runners:
+            check_same_structure(program, runner)
         self.jobs, self.data = [], []
-        with self.session(program, runner):
-            records = self.traces(runner, examples)
+        with self.session(program, *runners):
+            records = [r for runner in runners for r in self.traces(runner, examples)]
             passed = sum(r.passed for r in records)
-            self.say(f"BootstrapFinetune: {passed}/{len(examples)} runs pass the metric")
+            self.say(f"BootstrapFinetune: {passed}/{len(records)} runs pass the metric")
             self.data = build_finetune_data(
                 program,
                 records,
