@@ -93,6 +93,8 @@ def test_cancel_stops_the_job(server: OpenAIServer) -> None:
 def test_timeout_leaves_the_job_running(server: OpenAIServer) -> None:
     server.fine_tuning.plan = "hang"
     job = _lm(server).finetune(DATA, poll_interval=0.01, max_poll_interval=0.02)
+    while job.status() != "running":  # validating_files -> queued -> running, then it hangs
+        pass
     with pytest.raises(FinetuneTimeout, match="still running") as info:
         job.result(timeout=0.1)
     assert isinstance(info.value, TimeoutError)
