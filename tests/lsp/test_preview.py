@@ -232,3 +232,16 @@ async def test_python_modules_run_only_when_allowed(session: tuple[RawClient, Pa
     result = await _render(raw, uri=uri, test="capital", allowPython=True)
     assert "Capital of France?" in result["predictors"][0]["messages"][-1]["content"]
     assert (folder / "imported.txt").exists()  # in a child process, not the server
+
+
+async def test_code_lenses_open_the_preview(session: tuple[RawClient, Path]):
+    raw, root = session
+    uri = _open(raw, root / "lens.dsx", QA)
+    lenses = (await raw.call(types.TEXT_DOCUMENT_CODE_LENS, {"textDocument": {"uri": uri}}))[
+        "result"
+    ]
+    prompts = [lens["command"] for lens in lenses if lens["command"]["command"] == "dsx.showPrompt"]
+    assert [c["arguments"][0] for c in prompts] == [
+        {"uri": uri, "program": "qa"},
+        {"uri": uri, "program": "qa", "test": "capital"},
+    ]

@@ -12,6 +12,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { CommandName, LensArgs, commandArgs, commandTitle } from "./commands";
+import { PromptPreviews, SCHEME, showPreview } from "./preview";
 import { onInterpreterChange, selectedInterpreter } from "./python";
 import { Found, describeFound, discoverServer } from "./server";
 
@@ -218,7 +219,47 @@ async function offerRestart(why: string): Promise<void> {
   }
 }
 
+/** Opens the prompt preview of a program or test (a code lens's, else the active file's). */
+async function showPrompt(args?: LensArgs): Promise<void> {
+  const document = await targetDocument(args);
+  if (document === undefined) {
+    return;
+  }
+  await showPreview({
+    uri: args?.uri ?? document.uri.toString(),
+    ...(args?.program ? { program: args.program } : {}),
+    ...(args?.test ? { test: args.test } : {}),
+  });
+}
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const previews = new PromptPreviews(
+    () => {
+      const running = client;
+      return running === undefined ? undefined : (m, p) => running.sendRequest(m, p);
+    },
+    () => vscode.workspace.isTrusted,
+  );
+  const stateFiles = vscode.workspace.createFileSystemWatcher("**/build/*.state.json");
+  context.subscriptions.push(
+    previews,
+    stateFiles,
+    vscode.workspace.registerTextDocumentContentProvider(SCHEME, previews),
+    vscode.commands.registerCommand("dsx.showPrompt", (args?: LensArgs) => showPrompt(args)),
+    vscode.workspace.onDidChangeTextDocument((event) => {
+      if (event.document.languageId === "dsx") {
+        previews.documentChanged(event.document.uri.toString());
+      }
+    }),
+    vscode.workspace.onDidCloseTextDocument((document) => {
+      if (document.uri.scheme === SCHEME) {
+        previews.closed(document.uri);
+      }
+    }),
+    stateFiles.onDidCreate(() => previews.refreshAll()),
+    stateFiles.onDidChange(() => previews.refreshAll()),
+    stateFiles.onDidDelete(() => previews.refreshAll()),
+  );
   for (const name of ["run", "build", "check", "test"] as const) {
     context.subscriptions.push(
       vscode.commands.registerCommand(`dsx.${name}`, (args?: LensArgs) => runCommand(name, args)),

@@ -69,6 +69,9 @@ export class Uri {
   static file(p) {
     return new Uri("file", p);
   }
+  static from({ scheme, path: p = "", query = "" }) {
+    return new Uri(scheme, p, query);
+  }
   static parse(text) {
     const url = new URL(text);
     if (url.protocol === "file:") return new Uri("file", fileURLToPath(url));
@@ -102,3 +105,4 @@ export class EventEmitter {
 
 vscode.Uri = Uri;
 vscode.EventEmitter = EventEmitter;
+vscode.ViewColumn = { Active: -1, Beside: -2, One: 1, Two: 2 };

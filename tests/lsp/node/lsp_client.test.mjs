@@ -158,7 +158,7 @@ test("symbols, semantic tokens, formatting, code lenses", async () => {
   });
   assert.ok(Array.isArray(edits));
   const lenses = await connection.sendRequest(rpc.CodeLensRequest.type, { textDocument: { uri: appUri } });
-  assert.deepEqual(lenses.map((l) => l.command.command), ["dsx.run", "dsx.build"]);
+  assert.deepEqual(lenses.map((l) => l.command.command), ["dsx.run", "dsx.build", "dsx.showPrompt"]);
   assert.deepEqual(lenses[0].command.arguments[0], { uri: appUri, program: "bot" });
 });
 
@@ -176,5 +176,35 @@ test("rename across files, and a refused rename", async () => {
       newName: "not valid",
     }),
     /not a valid name/,
+  );
+});
+
+test("the custom request dsx/renderPrompt, and its refusals as errors", async () => {
+  // The preview the extension shows: the exact messages, here for typed-in inputs.
+  const result = await connection.sendRequest("dsx/renderPrompt", {
+    uri: appUri,
+    program: "bot",
+    inputs: { question: "What is dsx?" },
+  });
+  assert.equal(result.program, "bot");
+  assert.deepEqual(result.predictors.map((p) => p.name), ["qa.predict"]);
+  const [qa] = result.predictors;
+  assert.equal(qa.signature, "QA");
+  assert.deepEqual(qa.placeholders, []);
+  assert.equal(qa.messages[0].role, "system");
+  assert.match(qa.messages[0].content, /Answer briefly\./);
+  assert.match(qa.messages.at(-1).content, /What is dsx\?/);
+  // Nothing given: placeholders, so the preview shows while the user types.
+  const bare = await connection.sendRequest("dsx/renderPrompt", { uri: appUri });
+  assert.deepEqual(bare.predictors[0].placeholders, ["question"]);
+  assert.match(bare.predictors[0].messages.at(-1).content, /\{\{question\}\}/);
+  // A refusal is a ResponseError carrying the reason.
+  await assert.rejects(
+    connection.sendRequest("dsx/renderPrompt", { uri: appUri, program: "nope" }),
+    (error) => error.code === -32099 && /no program `nope`/.test(error.message),
+  );
+  await assert.rejects(
+    connection.sendRequest("dsx/renderPrompt", { program: "bot" }),
+    (error) => error.code === -32602,
   );
 });
