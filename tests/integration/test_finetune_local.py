@@ -127,7 +127,7 @@ def test_bootstrap_finetune_with_a_local_student(tiny_model: Path, tmp_path: Pat
     ]
     opt = BootstrapFinetune(
         metric=lambda ex, pred, trace=None: ex.answer == pred.answer,
-        train_kwargs={"epochs": 2, "lora_r": 4, "output_dir": str(tmp_path / "a")},
+        train_kwargs={"epochs": 4, "lora_r": 4, "output_dir": str(tmp_path / "a")},
         display_progress=False,
     )
     tuned = opt.compile(student, trainset=trainset, teacher=teacher)
