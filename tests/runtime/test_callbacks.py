@@ -320,3 +320,22 @@ def test_copies_of_a_program_share_its_callbacks():
     assert (
         copy.predict.callbacks == [rec] and copy.predict.callbacks is not program.predict.callbacks
     )
+
+
+def test_code_agents_fire_interpreter_execute_hooks():
+    from dsx.testing.fake_sandbox import FakeSandbox, fake_result
+
+    rec = Recorder()
+    dsx.configure(lm=DummyLM([{"reasoning": "r", "code": "SUBMIT(answer=7)"}]), callbacks=[rec])
+    program = dsx.ProgramOfThought(
+        "question -> answer: int",
+        sandbox=lambda **o: FakeSandbox([fake_result(final={"answer": 7})], **o),
+    )
+    assert program(question="q").answer == 7
+    runs = [c for c in rec.calls if c["hook"].startswith("on_interpreter_execute")]
+    assert [c["hook"] for c in runs] == [
+        "on_interpreter_execute_start",
+        "on_interpreter_execute_end",
+    ]
+    assert runs[0]["inputs"] == {"code": "SUBMIT(answer=7)"}
+    assert runs[1]["outputs"].ok

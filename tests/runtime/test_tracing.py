@@ -256,3 +256,33 @@ def test_otel_environment_variables_export_over_otlp_http():
                 names += [span.name for span in scope.spans]
     assert sorted(names) == ["chat openai/gpt-x", "predict StringSignature"]
     assert services == {"qa-service"}
+
+
+def test_code_agents_sandbox_executions_are_spans(exporter):
+    from dsx.testing.fake_sandbox import FakeSandbox, fake_result
+
+    def sandbox(**options: Any) -> FakeSandbox:
+        return FakeSandbox(
+            [
+                fake_result(error="ZeroDivisionError: division by zero"),
+                fake_result(final={"answer": 7}),
+            ],
+            **options,
+        )
+
+    lm = DummyLM(
+        [
+            {"reasoning": "r", "code": "1/0"},
+            {"reasoning": "fix", "code": "SUBMIT(answer=7)"},
+        ]
+    )
+    dsx.configure(lm=lm)
+    assert (
+        dsx.ProgramOfThought("question -> answer: int", sandbox=sandbox)(question="q").answer == 7
+    )
+    spans = exporter.get_finished_spans()
+    runs = [s for s in spans if _kind(s) == "sandbox"]
+    assert [s.name for s in runs] == ["execute_code", "execute_code"]
+    assert [s.attributes["dsx.sandbox.ok"] for s in runs] == [False, True]
+    assert runs[0].attributes["dsx.sandbox.code_chars"] == 3
+    assert all(_kind(_parent(s, spans)) == "program" for s in runs)

@@ -79,14 +79,13 @@ def _build_provider() -> Any:
                 or "http/protobuf"
             )
             if protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                    OTLPSpanExporter,
-                )
+                from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc
+
+                exporter = grpc.OTLPSpanExporter()
             else:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                    OTLPSpanExporter,
-                )
-            exporter = OTLPSpanExporter()
+                from opentelemetry.exporter.otlp.proto.http import trace_exporter as http
+
+                exporter = http.OTLPSpanExporter()
         elif name == "console":
             exporter = ConsoleSpanExporter()
         if exporter is not None:
@@ -280,6 +279,37 @@ class TracingObserver:
         extra = None
         if outputs is not None and _capture_content() and call_id in self.spans:
             extra = {"gen_ai.tool.call.result": _short(outputs)}
+        self._end(call_id, exception, extra)
+
+    # -- sandbox executions (code agents) ----------------------------------------------------
+    def on_interpreter_execute_start(
+        self, call_id: str, instance: Any, inputs: dict[str, Any]
+    ) -> None:
+        code = str(inputs.get("code") or "")
+        attributes: dict[str, Any] = {
+            "dsx.span.kind": "sandbox",
+            "dsx.sandbox.type": type(instance).__name__,
+            "dsx.sandbox.code_chars": len(code),
+        }
+        if _capture_content():
+            attributes["dsx.sandbox.code"] = code[:_MAX_ATTR]
+        self._start("sandbox", call_id, "execute_code", attributes)
+
+    def on_interpreter_execute_end(
+        self, call_id: str, outputs: Any | None, exception: BaseException | None = None
+    ) -> None:
+        extra: dict[str, Any] = {}
+        if outputs is not None and call_id in self.spans:
+            extra = {
+                "dsx.sandbox.ok": getattr(outputs, "ok", None),
+                "dsx.sandbox.timed_out": getattr(outputs, "timed_out", None),
+                "dsx.sandbox.tool_calls": len(getattr(outputs, "tool_calls", None) or ()),
+            }
+            error = getattr(outputs, "error", None)
+            if error:
+                extra["error.type"] = str(getattr(error, "type", None) or type(error).__name__)
+            if _capture_content():
+                extra["dsx.sandbox.stdout"] = str(getattr(outputs, "stdout", ""))[:_MAX_ATTR]
         self._end(call_id, exception, extra)
 
     def on_evaluate_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:

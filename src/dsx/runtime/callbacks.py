@@ -32,7 +32,9 @@ __all__ = ["BaseCallback", "CallbackList", "Kind", "active_call_id"]
 
 logger = logging.getLogger("dsx.callbacks")
 
-Kind = Literal["module", "lm", "adapter_format", "adapter_parse", "tool", "evaluate"]
+Kind = Literal[
+    "module", "lm", "adapter_format", "adapter_parse", "tool", "evaluate", "interpreter_execute"
+]
 
 #: Turned on (for good) once a callback or an internal observer (tracing, streaming) is
 #: registered anywhere; until then every hook costs one attribute test.
@@ -127,6 +129,16 @@ class BaseCallback:
         self, call_id: str, outputs: Any | None, exception: BaseException | None = None
     ) -> None:
         """After it; ``outputs`` is the :class:`~dsx.EvaluationResult`."""
+
+    def on_interpreter_execute_start(
+        self, call_id: str, instance: Any, inputs: dict[str, Any]
+    ) -> None:
+        """Before a code agent runs code in its sandbox session (``code``)."""
+
+    def on_interpreter_execute_end(
+        self, call_id: str, outputs: Any | None, exception: BaseException | None = None
+    ) -> None:
+        """After it; ``outputs`` is the sandbox's ``ExecutionResult``."""
 
 
 class _Callbacks(list[Any]):
@@ -278,6 +290,28 @@ async def call_async(
     finally:
         _active_call.reset(token)
         _finish(kind, callbacks, call_id, result, exception)
+
+
+def execute(session: Any, code: str) -> Any:
+    """``session.execute(code)`` with the ``interpreter_execute`` hooks (code agents)."""
+    if enabled:
+        callbacks = active(session)
+        if callbacks:
+            return call_sync(
+                "interpreter_execute", session, callbacks, {"code": code}, session.execute, code
+            )
+    return session.execute(code)
+
+
+async def aexecute(session: Any, code: str) -> Any:
+    """The async form of :func:`execute`."""
+    if enabled:
+        callbacks = active(session)
+        if callbacks:
+            return await call_async(
+                "interpreter_execute", session, callbacks, {"code": code}, session.aexecute, code
+            )
+    return await session.aexecute(code)
 
 
 def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any]:

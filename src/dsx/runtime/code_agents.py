@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dsx.runtime import callbacks as _cb
 from dsx.runtime.module import Module
 from dsx.runtime.predict import ChainOfThought
 from dsx.runtime.prediction import Prediction
@@ -123,7 +124,7 @@ class ProgramOfThought(Module):
         with _make_sandbox(self.sandbox, {}, self.timeout) as session:
             code = _code(self.write(**inputs).code)
             for attempt in range(self.max_iters):
-                result = session.execute(code)
+                result = _cb.execute(session, code)
                 if result.ok:
                     return self._finish(inputs, code, result, self.answer)
                 if attempt + 1 < self.max_iters:
@@ -138,7 +139,7 @@ class ProgramOfThought(Module):
         async with session:
             code = _code((await self.write.acall(**inputs)).code)
             for attempt in range(self.max_iters):
-                result = await session.aexecute(code)
+                result = await _cb.aexecute(session, code)
                 if result.ok:
                     direct = self._direct(code, result)
                     if direct is not None:
@@ -241,7 +242,7 @@ class CodeAct(Module):
             for _ in range(self.max_iters):
                 step = self.act(**inputs, trajectory=_format(trajectory))
                 code = _code(step.code)
-                result = session.execute(code)
+                result = _cb.execute(session, code)
                 trajectory.append(_step(step, code, result))
                 done = self._done(result, trajectory)
                 if done is not None:
@@ -254,7 +255,7 @@ class CodeAct(Module):
             for _ in range(self.max_iters):
                 step = await self.act.acall(**inputs, trajectory=_format(trajectory))
                 code = _code(step.code)
-                result = await session.aexecute(code)
+                result = await _cb.aexecute(session, code)
                 trajectory.append(_step(step, code, result))
                 done = self._done(result, trajectory)
                 if done is not None:
