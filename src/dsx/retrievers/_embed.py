@@ -78,6 +78,7 @@ class QueryEncoder:
         self._pending: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, list[tuple[str, asyncio.Future[Any]]]
         ] = weakref.WeakKeyDictionary()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _finish(self, vectors: Any, n: int) -> np.ndarray:
         import numpy as np
@@ -108,7 +109,7 @@ class QueryEncoder:
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
-            loop.call_soon(lambda: loop.create_task(self._flush(loop)))
+            loop.call_soon(self._start_flush, loop)
         futures = []
         for q in queries:
             fut: asyncio.Future[Any] = loop.create_future()
@@ -116,6 +117,11 @@ class QueryEncoder:
             futures.append(fut)
         rows = await asyncio.gather(*futures)
         return np.stack(rows) if rows else np.zeros((0, self.dim or 0), dtype=np.float32)
+
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._flush(loop))
+        self._tasks.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, [])
