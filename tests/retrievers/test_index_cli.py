@@ -94,3 +94,10 @@ def test_index_into_qdrant_and_faiss_then_resume(tmp_path, capsys):
         crm = ChromadbRM("facts", str(tmp_path / "c"), embedder=embedder)
         top = crm.search("How do plants make food from sunlight?", k=1)[0]
         assert crm.count() == 8 and top.id == "d7" and top.metadata["n"] == 7
+
+
+def test_index_is_a_dsx_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["index", "--help"])
+    assert info.value.code == 0
+    assert "--into ENGINE:PATH" in capsys.readouterr().out
