@@ -402,3 +402,28 @@ def test_dsx_run_stream_prints_fields_as_they_come(tmp_path):
     assert out.returncode == 0, out.stderr
     # each field once, in reply order, with its whole value
     assert out.stdout == f"reasoning: {REASONING}\nanswer: {ANSWER}\n"
+
+
+@pytest.mark.parametrize("allow_reuse", [False, True])
+def test_refine_streams_its_first_attempt_or_every_attempt(allow_reuse):
+    def reply(body: dict[str, Any]) -> str:
+        attempt = "second" if "<<< hint >>>" in body["messages"][-1]["content"] else "first"
+        return f"<<< answer >>>\nthe {attempt} answer\n\n<<< end >>>"
+
+    with OpenAIServer(reply) as srv:
+        dsx.configure(lm=_lm(srv))
+        inner = dsx.Predict("question -> answer")
+        program = dsx.Refine(
+            inner, N=2, reward_fn=lambda args, pred: float("second" in pred.answer), threshold=1.0
+        )
+        stream = streamify(
+            program, stream_listeners=[StreamListener("answer", allow_reuse=allow_reuse)]
+        )
+        items = _collect(stream, question="q")
+    texts = [p.chunk for p in _pieces(items, "answer")]
+    streamed = "".join(texts)
+    assert items[-1].answer == "the second answer"
+    if allow_reuse:
+        assert streamed == "the first answerthe second answer"
+    else:
+        assert streamed == "the first answer"
