@@ -334,8 +334,28 @@ def cmd_run(args: Any) -> int:
         return 1
     except DsxError as exc:
         return _err(str(exc))
-    status = 0
     names = dict((id(p), n) for n, p in program.named_predictors())
+    usage = contextlib.ExitStack()
+    report = usage.enter_context(dsx.track_usage()) if getattr(args, "usage", False) else None
+    with usage:
+        status = _run_rows(args, program, rows, names)
+    if report is not None:
+        # One line an editor can read: tokens per model and the cost when it is known.
+        totals = {
+            "models": report.totals(),
+            "total_tokens": report.total_tokens,
+            "cost": report.cost,
+        }
+        print(f"usage: {json.dumps(totals)}", file=sys.stderr)
+    if args.inspect:
+        dsx.inspect_history(len(dsx.runtime.lm_base.GLOBAL_HISTORY))
+    return status
+
+
+def _run_rows(args: Any, program: Any, rows: list[dict[str, Any]], names: dict[int, str]) -> int:
+    import dsx
+
+    status = 0
     for row in rows:
         trace: list[Any] = []
         try:
@@ -368,8 +388,6 @@ def cmd_run(args: Any) -> int:
                 print(f"{key}: {shown}")
             if len(rows) > 1:
                 print()
-    if args.inspect:
-        dsx.inspect_history(len(dsx.runtime.lm_base.GLOBAL_HISTORY))
     return status
 
 

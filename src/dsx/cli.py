@@ -249,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace", action="store_true", help="show each predictor call")
     run.add_argument("--inspect", action="store_true", help="print the prompts sent")
     run.add_argument(
+        "--usage",
+        action="store_true",
+        help="print the tokens and cost used, as one line `usage: {JSON}` on stderr",
+    )
+    run.add_argument(
         "--stream",
         action="store_true",
         help="print each output field as the LM writes it (not with --json)",

@@ -105,6 +105,10 @@ async def test_a_tests_given_renders_the_exact_messages(session: tuple[RawClient
     uri = _open(raw, path, QA)
     result = await _render(raw, uri=uri, test="capital")
     assert result["program"] == "qa" and result["tests"] == ["capital"]
+    assert result["programInputs"] == [
+        {"name": "question", "type": "str", "required": True},
+        {"name": "context", "type": "list[str]", "required": True},
+    ]
     assert result["inputs"] == {
         "question": "Capital of France?",
         "context": ["Paris is in France."],
