@@ -59,3 +59,21 @@ def test_qdrant_recall_with_the_local_model(embedder, tmp_path):
     q = QUESTIONS[0][0]
     assert rm.search(q, k=3)[0].score == pytest.approx(exact.search(q, k=3)[0].score, abs=1e-4)
     rm.close()
+
+
+def test_local_embeddings_are_kept_in_the_dsx_cache(embedder, tmp_path):
+    import numpy as np
+
+    dsx.configure_cache(disk_dir=tmp_path / "cache")
+    try:
+        first = dsx.Embedder.local(cache=True)
+        first._local = embedder._local_model()  # the loaded model, not a second load
+        vectors = first(CORPUS[:3])
+        assert first.num_calls == 1
+        dsx.configure_cache(disk_dir=tmp_path / "cache")  # a fresh cache object: disk only
+        again = dsx.Embedder.local(cache=True)
+        assert np.allclose(again(CORPUS[:3]), vectors)
+        assert again.num_calls == 0 and again._local is None  # the model was never loaded
+        assert again([CORPUS[3]]).shape == (1, 384) and again.num_calls == 1
+    finally:
+        dsx.configure_cache()

