@@ -110,6 +110,29 @@ def _tracer_for(value: Any) -> Any:
 
 
 _tracers: dict[int, tuple[Any, Any]] = {}
+_modules: tuple[Any, Any] | None = None
+
+
+def _api() -> tuple[Any, Any]:
+    """``opentelemetry.context`` and ``opentelemetry.trace``, imported on first use."""
+    global _modules
+    if _modules is None:
+        from opentelemetry import context, trace
+
+        _modules = (context, trace)
+    return _modules
+
+
+_predict: Any = None
+
+
+def _predict_class() -> Any:
+    global _predict
+    if _predict is None:
+        from dsx.runtime.predict import Predict  # not at import: predict imports callbacks
+
+        _predict = Predict
+    return _predict
 
 
 def _short(value: Any) -> str:
@@ -146,8 +169,7 @@ class TracingObserver:
         tracer = _tracer_for(settings.get("tracing"))
         if tracer is None:
             return
-        from opentelemetry import context, trace
-
+        context, trace = _api()
         attributes["dsx.call_id"] = call_id
         span = tracer.start_span(
             name,
@@ -168,7 +190,7 @@ class TracingObserver:
         if entry is None:
             return
         span, token, _ = entry
-        from opentelemetry import context, trace
+        context, trace = _api()
 
         if token is not None:
             # a span ended in another context than it began in still ends
@@ -185,11 +207,9 @@ class TracingObserver:
 
     # -- modules and predictors -------------------------------------------------------------
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        from dsx.runtime.predict import Predict
-
         cls = type(instance).__name__
         parent = self.spans.get(active_call_id() or "")
-        if isinstance(instance, Predict):
+        if isinstance(instance, _predict_class()):
             kind, name = "predictor", f"predict {instance.signature.__name__}"
         elif parent is None or parent[2] == "evaluate":
             kind, name = "program", f"program {cls}"
