@@ -12,12 +12,24 @@ import {
 } from "vscode-languageclient/node";
 
 import { CommandName, LensArgs, commandArgs, commandTitle } from "./commands";
-import { PromptPreviews, SCHEME, showPreview } from "./preview";
+import { METHOD, PromptPreviews, Rendered, SCHEME, showPreview } from "./preview";
 import { onInterpreterChange, selectedInterpreter } from "./python";
+import {
+  API_KEY_SECRET,
+  LmChoice,
+  askInputs,
+  execute,
+  formatRun,
+  parseRun,
+  runArgs,
+  runEnv,
+  testArgs,
+} from "./run";
 import { Found, describeFound, discoverServer } from "./server";
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel | undefined;
+let runOutput: vscode.OutputChannel | undefined;
 
 function settings(): vscode.WorkspaceConfiguration {
   return vscode.workspace.getConfiguration("dsx");
@@ -232,6 +244,121 @@ async function showPrompt(args?: LensArgs): Promise<void> {
   });
 }
 
+/** The LM of a run: `dsx.lm.*` settings, the key from SecretStorage (else the env). */
+async function lmChoice(context: vscode.ExtensionContext): Promise<LmChoice> {
+  const model = settings().get<string>("lm.model", "") || undefined;
+  const apiBase = settings().get<string>("lm.apiBase", "") || undefined;
+  const apiKey = (await context.secrets.get(API_KEY_SECRET)) || undefined;
+  return { model, apiBase, apiKey };
+}
+
+/**
+ * Run (a program, asking for its inputs) or Run test (a test, with its `given`) in a
+ * child process, and show the outputs, usage and cost in the "dsx Run" output.
+ */
+async function runInEditor(
+  context: vscode.ExtensionContext,
+  kind: "run" | "test",
+  args?: LensArgs,
+): Promise<void> {
+  const document = await targetDocument(args);
+  if (document === undefined) {
+    return;
+  }
+  if (document.isUntitled) {
+    void vscode.window.showWarningMessage("dsx: save the file before running it.");
+    return;
+  }
+  if (!vscode.workspace.isTrusted) {
+    const choice = await vscode.window.showWarningMessage(
+      "dsx: running a program runs this workspace's code; trust the workspace first.",
+      "Manage Workspace Trust",
+    );
+    if (choice === "Manage Workspace Trust") {
+      await vscode.commands.executeCommand("workbench.trust.manage");
+    }
+    return;
+  }
+  if (document.isDirty) {
+    await document.save(); // dsx reads the file from disk
+  }
+  const which = await dsxExecutable("run the program");
+  if (which === undefined) {
+    return;
+  }
+  const lm = await lmChoice(context);
+  if (!lm.model && !process.env.DSX_LM) {
+    const choice = await vscode.window.showErrorMessage(
+      "dsx: no LM to run with: set dsx.lm.model (e.g. openai/gpt-4o-mini), or DSX_LM in " +
+        "the environment VS Code was started from.",
+      "Open Settings",
+    );
+    if (choice === "Open Settings") {
+      await vscode.commands.executeCommand("workbench.action.openSettings", "dsx.lm");
+    }
+    return;
+  }
+  const file = document.uri.fsPath;
+  const folder = vscode.workspace.getWorkspaceFolder(document.uri)?.uri.fsPath;
+  let commandArgs: string[];
+  let label: string;
+  let inputs: Record<string, string> = {};
+  if (kind === "test" && args?.test) {
+    label = `test ${args.test}`;
+    commandArgs = testArgs(which, file, args.test, lm);
+  } else {
+    let info: Rendered;
+    try {
+      if (client === undefined) throw new Error("the dsx language server is not running");
+      info = (await client.sendRequest(METHOD, {
+        uri: args?.uri ?? document.uri.toString(),
+        ...(args?.program ? { program: args.program } : {}),
+        allowPython: true,
+      })) as Rendered;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      void vscode.window.showErrorMessage(`dsx: cannot run: ${message}`);
+      return;
+    }
+    const key = `dsx.inputs:${file}:${info.program}`;
+    const asked = await askInputs(
+      info.program,
+      info.programInputs,
+      context.workspaceState.get<Record<string, string>>(key, {}),
+    );
+    if (asked === undefined) {
+      return; // cancelled
+    }
+    inputs = asked;
+    await context.workspaceState.update(key, inputs);
+    label = info.program;
+    commandArgs = runArgs(which, file, info.program, inputs, lm);
+  }
+  runOutput ??= vscode.window.createOutputChannel("dsx Run");
+  runOutput.show(true);
+  // The key travels in the environment, never on the command line shown here.
+  runOutput.appendLine(`$ ${[which.command, ...commandArgs].join(" ")}`);
+  const done = await vscode.window.withProgress(
+    {
+      location: vscode.ProgressLocation.Notification,
+      title: `dsx: running ${label}`,
+      cancellable: true,
+    },
+    (_progress, token) =>
+      execute(which.command, commandArgs, {
+        cwd: folder,
+        env: runEnv(process.env, lm),
+        token,
+      }).catch((error: Error) => ({ stdout: "", stderr: error.message, code: -1 })),
+  );
+  if (kind === "test" && args?.test) {
+    runOutput.appendLine((done.stdout + done.stderr).trimEnd());
+  } else {
+    runOutput.appendLine(formatRun(label, inputs, parseRun(done.stdout, done.stderr), done.code));
+  }
+  runOutput.appendLine("");
+}
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const previews = new PromptPreviews(
     () => {
@@ -260,11 +387,31 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     stateFiles.onDidChange(() => previews.refreshAll()),
     stateFiles.onDidDelete(() => previews.refreshAll()),
   );
-  for (const name of ["run", "build", "check", "test"] as const) {
+  for (const name of ["build", "check"] as const) {
     context.subscriptions.push(
       vscode.commands.registerCommand(`dsx.${name}`, (args?: LensArgs) => runCommand(name, args)),
     );
   }
+  context.subscriptions.push(
+    vscode.commands.registerCommand("dsx.run", (args?: LensArgs) =>
+      runInEditor(context, "run", args),
+    ),
+    // One test (a code lens): in the output; every test of a file: as a task.
+    vscode.commands.registerCommand("dsx.test", (args?: LensArgs) =>
+      args?.test ? runInEditor(context, "test", args) : runCommand("test", args),
+    ),
+    vscode.commands.registerCommand("dsx.setApiKey", async () => {
+      const key = await vscode.window.showInputBox({
+        title: "dsx: LM API key",
+        prompt: "Kept in VS Code's secret storage (never in settings). Empty: forget it.",
+        password: true,
+        ignoreFocusOut: true,
+      });
+      if (key === undefined) return;
+      if (key === "") await context.secrets.delete(API_KEY_SECRET);
+      else await context.secrets.store(API_KEY_SECRET, key);
+    }),
+  );
   context.subscriptions.push(
     vscode.commands.registerCommand("dsx.restartServer", async () => {
       await stopClient();

@@ -25,6 +25,8 @@ export interface Message {
 export interface Rendered {
   program: string;
   programs: string[];
+  /** The program's own inputs (what `dsx run -i` takes). */
+  programInputs: { name: string; type: string; required: boolean }[];
   tests: string[];
   inputs: Record<string, unknown>;
   state: { used: boolean; note?: string; path?: string };

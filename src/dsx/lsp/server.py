@@ -237,13 +237,14 @@ def _doc(ls: DsxLanguageServer, uri: str) -> Document | None:
 
 
 class _QuietRefusals(logging.Filter):
-    """pygls logs every error response with a traceback; a refused rename or preview is an
-    answer."""
+    """pygls logs every error response with a traceback; invalid params, a refused rename or
+    preview are answers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         refused_preview = isinstance(exc, JsonRpcServerError) and exc.code == PREVIEW_REFUSED
-        return not isinstance(exc, rename.RenameError) and not refused_preview
+        # Invalid params (a refused rename is one) are answers to the client, not faults.
+        return not isinstance(exc, JsonRpcInvalidParams) and not refused_preview
 
 
 def create_server() -> DsxLanguageServer:

@@ -191,6 +191,11 @@ test("package.json declares limited support for untrusted workspaces", () => {
   assert.equal(untrusted.supported, "limited");
   assert.match(untrusted.description, /Restricted Mode/);
   // Workspace values of these settings could name an executable: ignored until trusted.
-  assert.deepEqual(untrusted.restrictedConfigurations, ["dsx.server.path", "dsx.server.extraArgs"]);
+  assert.deepEqual(untrusted.restrictedConfigurations, [
+    "dsx.server.path",
+    "dsx.server.extraArgs",
+    "dsx.lm.model",
+    "dsx.lm.apiBase",
+  ]);
   assert.equal(manifest.contributes.configuration.properties["dsx.server.path"].default, "");
 });
