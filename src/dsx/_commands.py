@@ -317,6 +317,18 @@ def _read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _write_trace_html(recorder: Any, out: str, target: str) -> int:
+    from dsx._trace_html import render_html
+    from dsx.runtime._files import atomic_write
+
+    try:
+        atomic_write(out, render_html(recorder, title=f"dsx run {target}"))
+    except OSError as exc:
+        return _err(f"cannot write the trace page {out}: {exc.strerror or exc}")
+    print(f"wrote the trace to {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: Any) -> int:
     import dsx
     from dsx._load import CheckFailed, load_namespace
@@ -337,8 +349,17 @@ def cmd_run(args: Any) -> int:
     names = dict((id(p), n) for n, p in program.named_predictors())
     usage = contextlib.ExitStack()
     report = usage.enter_context(dsx.track_usage()) if getattr(args, "usage", False) else None
+    recorder = None
+    if getattr(args, "trace_html", None):
+        from dsx._trace_html import TraceRecorder
+
+        recorder = TraceRecorder()
+        hooks = [*(dsx.settings.callbacks or ()), recorder]
+        usage.enter_context(dsx.context(callbacks=hooks))
     with usage:
         status = _run_rows(args, program, rows, names)
+    if recorder is not None:
+        status = _write_trace_html(recorder, args.trace_html, args.target) or status
     if report is not None:
         # One line an editor can read: tokens per model and the cost when it is known.
         totals = {

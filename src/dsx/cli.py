@@ -258,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print each output field as the LM writes it (not with --json)",
     )
+    run.add_argument(
+        "--trace-html",
+        metavar="FILE",
+        help="write the call tree (prompts, outputs, timing, tokens, cost) as an HTML page",
+    )
     _add_state_options(run)
     _add_traceback(run)
     run.set_defaults(func=_lazy("cmd_run"))
