@@ -417,7 +417,7 @@ def run_optimize(
             f"first error: {failures[0]['error']}"
         )
     score = getattr(optimizer, "best_score", None)
-    trajectory = getattr(optimizer, "score_trajectory", list)()
+    trajectory: list[float] = getattr(optimizer, "score_trajectory", list)()
     return extract_learned(
         compiled,
         optimizer=opt.optimizer,

@@ -304,7 +304,7 @@ class _Ascent:
                 break
             if self.stop():
                 return self.best()
-            asks = []
+            asks: list[tuple[str, Any, int, str | None]] = []
             for path, predictor in current.named_predictors():
                 ranked = sorted(self.evaluated[path].values(), key=lambda a: -a.score)
                 if opt.track_stats:

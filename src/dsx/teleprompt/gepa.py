@@ -547,16 +547,16 @@ class _Run:
             self.sampler.last_trainset_size = saved["last_trainset_size"]
 
     # -- the run --------------------------------------------------------------------------------
-    def perfect(self, state: Any) -> bool:
+    def perfect(self, gepa_state: Any) -> bool:
         """Whether a candidate aces the valset: then nothing can replace it as the best
         (ties keep the earlier candidate), and the rest of the budget would buy nothing."""
         if not self.opt.skip_perfect_score:
             return False
-        best = max(state.program_full_scores_val_set, default=None)
+        best = max(gepa_state.program_full_scores_val_set, default=None)
         if best is None or best < self.opt.perfect_score:
             return False
         self.opt.say(
-            f"GEPA: candidate {state.program_full_scores_val_set.index(best)} is perfect on "
+            f"GEPA: candidate {gepa_state.program_full_scores_val_set.index(best)} is perfect on "
             "the valset; stopping"
         )
         return True
@@ -592,7 +592,10 @@ class _Run:
                 use_merge=opt.use_merge,
                 max_merge_invocations=opt.max_merge_invocations or 0,
                 max_metric_calls=budget,
-                stop_callbacks=[lambda state: opt.budget_exhausted() is not None, self.perfect],
+                stop_callbacks=[
+                    lambda gepa_state: opt.budget_exhausted() is not None,
+                    self.perfect,
+                ],
                 logger=_Log(opt),
                 callbacks=[reporter],
                 run_dir=run_dir,

@@ -458,7 +458,7 @@ class _Ascent:
         built: list[SimbaCandidate] = []
         queue = list(buckets)
         while queue and len(built) < want:
-            wave = []
+            wave: list[tuple[list[Rollout], int, Module, str]] = []
             while queue and len(wave) < want - len(built):
                 runs = queue.pop(0)
                 source = self.draw(self.top(), opt.temperature_for_candidates)
