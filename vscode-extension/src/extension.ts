@@ -26,6 +26,7 @@ import {
   testArgs,
 } from "./run";
 import { Found, describeFound, discoverServer } from "./server";
+import { DsxTests } from "./testing";
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel | undefined;
@@ -359,6 +360,70 @@ async function runInEditor(
   runOutput.appendLine("");
 }
 
+/** The Testing view: items from the server's lenses, runs through `dsx test`. */
+function testExplorer(context: vscode.ExtensionContext): DsxTests {
+  const tests = new DsxTests(
+    async (uri) =>
+      client === undefined
+        ? undefined
+        : client.sendRequest("textDocument/codeLens", { textDocument: { uri } }),
+    async (file, names, token) => {
+      if (!vscode.workspace.isTrusted) {
+        throw new Error("running tests runs this workspace's code: trust the workspace first");
+      }
+      const which = await dsxExecutable("run the tests");
+      if (which === undefined) {
+        throw new Error("no dsx to run the tests with");
+      }
+      const lm = await lmChoice(context);
+      const folder = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file))?.uri.fsPath;
+      return execute(which.command, testArgs(which, file, names, lm), {
+        cwd: folder,
+        env: runEnv(process.env, lm),
+        token,
+      });
+    },
+  );
+  const timers = new Map<string, ReturnType<typeof setTimeout>>();
+  const later = (uri: vscode.Uri) => {
+    const key = uri.toString();
+    clearTimeout(timers.get(key));
+    timers.set(
+      key,
+      setTimeout(() => {
+        timers.delete(key);
+        void tests.refresh(uri);
+      }, 500),
+    );
+  };
+  const dsxFiles = vscode.workspace.createFileSystemWatcher("**/*.dsx");
+  context.subscriptions.push(
+    tests,
+    dsxFiles,
+    dsxFiles.onDidCreate(later),
+    dsxFiles.onDidChange(later),
+    dsxFiles.onDidDelete((uri) => tests.forget(uri)),
+    vscode.workspace.onDidOpenTextDocument((d) => d.languageId === "dsx" && later(d.uri)),
+    vscode.workspace.onDidChangeTextDocument(
+      (e) => e.document.languageId === "dsx" && later(e.document.uri),
+    ),
+    { dispose: () => timers.forEach((t) => clearTimeout(t)) },
+  );
+  return tests;
+}
+
+/** Fills the Testing view with the workspace's tests (once the server runs). */
+async function findTests(tests: DsxTests): Promise<void> {
+  const files = await vscode.workspace.findFiles(
+    "**/*.dsx",
+    "**/{node_modules,.venv,venv,build,dist,.git}/**",
+    500,
+  );
+  for (const uri of files) {
+    await tests.refresh(uri);
+  }
+}
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const previews = new PromptPreviews(
     () => {
@@ -442,7 +507,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   if (interpreterWatch !== undefined) {
     context.subscriptions.push(interpreterWatch);
   }
+  const tests = testExplorer(context);
   await startClient();
+  void findTests(tests);
 }
 
 export async function deactivate(): Promise<void> {

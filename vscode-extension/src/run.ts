@@ -39,9 +39,15 @@ export function runArgs(
   return args;
 }
 
-/** The arguments for running one test (its `given` are the inputs). */
-export function testArgs(found: Found, file: string, test: string, lm: LmChoice): string[] {
-  const args = [...found.args, "test", file, "--test", test];
+/** The arguments for running tests by name (their `given` are the inputs). */
+export function testArgs(
+  found: Found,
+  file: string,
+  tests: string | string[],
+  lm: LmChoice,
+): string[] {
+  const args = [...found.args, "test", file];
+  for (const test of typeof tests === "string" ? [tests] : tests) args.push("--test", test);
   if (lm.model) args.push("--lm", lm.model);
   return args;
 }
