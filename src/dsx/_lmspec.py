@@ -45,13 +45,19 @@ def lm_settings(model: str) -> dict[str, Any]:
     """What ``dsx.configure`` needs for ``model``: the LM, and the adapter when one is implied.
 
     ``local`` means the local model (an LM at temperature 0 and the JSON adapter, which is
-    what a model that small needs); ``DSX_ADAPTER=json|chat`` picks the adapter explicitly.
+    what a model that small needs); ``hf/DIR`` a Hugging Face causal LM or LoRA adapter
+    saved in DIR (fine-tuned with ``BootstrapFinetune``), served in process;
+    ``DSX_ADAPTER=json|chat`` picks the adapter explicitly.
     """
     import dsx
     from dsx.local import is_local, settings_for
 
     if is_local(model):
         settings = dict(settings_for(model))
+    elif model.startswith("hf/"):  # a Hugging Face model or LoRA adapter on disk, in process
+        from dsx.runtime.finetune.local import LocalLM
+
+        settings = {"lm": LocalLM(model)}
     else:
         api_base = os.environ.get("DSX_API_BASE") or None
         api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
