@@ -26,7 +26,7 @@ from frontend import generate  # the same generated program as the front-end ben
 from lsprotocol import types
 
 from dsx.grammar.parser import _get_parser
-from dsx.lsp import completion, diagnostics
+from dsx.lsp import completion, diagnostics, preview
 from dsx.lsp.state import Document, Session
 
 TARGETS_MS = {"diagnostics": 20.0, "completion": 50.0}
@@ -152,6 +152,22 @@ def measure(lines: int) -> dict[str, float]:
         samples_call.append(_time(lambda at=at_call: completion.complete(session, doc, at)))
     result["completion_dot_ms"] = _median_ms(samples_dot)
     result["completion_call_ms"] = _median_ms(samples_call)
+
+    # The prompt preview right after an edit (dsx/renderPrompt: re-analyse, instantiate,
+    # render each predictor with placeholders).
+    unit = session.analyze(doc).unit
+    program = unit.programs[len(unit.programs) // 2].name
+    samples = []
+    for rep in range(REPS // 3):
+        _line_edit(session, doc, body_line, rep)
+        samples.append(
+            _time(
+                lambda: preview.render_request(
+                    session.analyze(doc).unit, {"program": program}, allow_python=False
+                )
+            )
+        )
+    result["preview_after_edit_ms"] = _median_ms(samples)
     return result
 
 
@@ -176,6 +192,12 @@ def main() -> None:
             f"{r['typing_signature_median_ms']:.1f} ms / {r['typing_signature_max_ms']:.1f} ms | "
             f"{r['completion_dot_ms']:.2f} ms / {r['completion_call_ms']:.2f} ms |"
         )
+    print(
+        "\nprompt preview after an edit: "
+        + " / ".join(
+            f"{r['preview_after_edit_ms']:.1f} ms ({r['lines']:.0f} lines)" for r in results
+        )
+    )
     big = results[-1]
     print(
         f"\ntargets on {big['lines']:.0f} lines: diagnostics <= {TARGETS_MS['diagnostics']:.0f} ms "
