@@ -329,6 +329,18 @@ def _write_trace_html(recorder: Any, out: str, target: str) -> int:
     return 0
 
 
+def _write_eval_report(result: Any, recorder: Any, out: str, target: str) -> int:
+    from dsx._trace_html import render_eval_html
+    from dsx.runtime._files import atomic_write
+
+    try:
+        atomic_write(out, render_eval_html(result, recorder, title=f"dsx eval {target}"))
+    except OSError as exc:
+        return _err(f"cannot write the report {out}: {exc.strerror or exc}")
+    print(f"wrote the report to {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: Any) -> int:
     import dsx
     from dsx._load import CheckFailed, load_namespace
@@ -553,8 +565,18 @@ def cmd_eval(args: Any) -> int:
         save_as_json=args.save_json,
         save_as_csv=args.save_csv,
     )
-    result = evaluate(program)
+    recorder = None
+    if getattr(args, "report", None):
+        from dsx._trace_html import TraceRecorder
+
+        recorder = TraceRecorder()
+        with dsx.context(callbacks=[*(dsx.settings.callbacks or ()), recorder]):
+            result = evaluate(program)
+    else:
+        result = evaluate(program)
     code = _eval_exit_code(result)
+    if recorder is not None:
+        code = _write_eval_report(result, recorder, args.report, args.target) or code
     if args.json:
         doc = {
             "score": result.score,

@@ -17,7 +17,7 @@ from typing import Any
 
 from dsx.runtime.callbacks import BaseCallback, active_call_id, raw_result
 
-__all__ = ["Node", "TraceRecorder", "render_html"]
+__all__ = ["Node", "TraceRecorder", "render_eval_html", "render_html"]
 
 _MAX_TEXT = 20_000  # characters of one value shown in the page
 
@@ -222,4 +222,94 @@ def render_html(recorder: TraceRecorder, *, title: str) -> str:
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><div class=summary id=summary>{html.escape(summary)}</div>"
         f"{tree}</body></html>\n"
+    )
+
+
+def _example_nodes(recorder: TraceRecorder, result: Any) -> list[Node | None]:
+    """Each finished example's program call, matched by its inputs (runs are concurrent)."""
+    # Evaluate itself is not a node, so each example's program call is a root.
+    free = [n for n in recorder.roots if n.kind in ("module", "predictor")]
+    found: list[Node | None] = []
+    for example, _, _ in result.results:
+        inputs = dict(example.inputs().items()) if hasattr(example, "inputs") else {}
+        match = next((n for n in free if n.inputs == inputs), None)
+        if match is not None:
+            free.remove(match)
+        found.append(match)
+    return found
+
+
+def _histogram(latencies: list[float], bins: int = 10) -> str:
+    if not latencies:
+        return "<p>No latencies recorded.</p>"
+    low, high = min(latencies), max(latencies)
+    width = (high - low) / bins or 1.0
+    counts = [0] * bins
+    for value in latencies:
+        counts[min(bins - 1, int((value - low) / width))] += 1
+    top = max(counts)
+    rows = []
+    for i, count in enumerate(counts):
+        start = low + i * width
+        bar = f'<span class=bar style="width:{count / top * 100:.0f}%"></span>'
+        rows.append(
+            f"<tr><td>{start:.0f} to {start + width:.0f} ms</td><td class=hist>{bar}</td>"
+            f"<td>{count}</td></tr>"
+        )
+    return f'<table class="histogram" id=histogram>{"".join(rows)}</table>'
+
+
+def render_eval_html(result: Any, recorder: TraceRecorder, *, title: str) -> str:
+    """The page of an evaluation: score, the per-example table, the latency histogram."""
+    nodes = _example_nodes(recorder, result)
+    latencies = [n.ms for n in nodes if n is not None]
+    rows = []
+    for i, ((example, prediction, score), node) in enumerate(
+        zip(result.results, nodes, strict=True)
+    ):
+        inputs = dict(example.inputs().items()) if hasattr(example, "inputs") else {}
+        labels = dict(example.labels().items()) if hasattr(example, "labels") else {}
+        outputs = prediction.to_dict() if hasattr(prediction, "to_dict") else prediction
+        latency = f"{node.ms:.1f}" if node is not None else "-"
+        tokens = ""
+        if node is not None:
+            lms = [n for n in _walk([node]) if n.kind == "lm"]
+            tokens = str(
+                sum(
+                    v
+                    for n in lms
+                    for k, v in n.usage.items()
+                    if k in ("prompt_tokens", "completion_tokens")
+                )
+            )
+        rows.append(
+            f"<tr><td>{i}</td><td><pre>{_text(inputs)}</pre></td><td><pre>{_text(outputs)}</pre></td>"
+            f"<td><pre>{_text(labels)}</pre></td><td class=score>{score:g}</td>"
+            f"<td>{latency}</td><td>{tokens}</td></tr>"
+        )
+    failures = "".join(
+        f"<li>example {index}: {html.escape(f'{type(exc).__name__}: {exc}')}</li>"
+        for index, _, exc in result.failures
+    )
+    summary = (
+        f"score {result.score:.2f}% over {result.num_done} of {result.num_examples} example(s) · "
+        f"{result.errors} error(s) · {result.elapsed:.2f} s · ${result.cost:.6f}"
+    )
+    table = (
+        '<table class="examples" id=examples><tr><th>#</th><th>inputs</th><th>prediction</th>'
+        f"<th>expected</th><th>score</th><th>ms</th><th>tokens</th></tr>{''.join(rows)}</table>"
+    )
+    css = _CSS + (
+        "table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;"
+        "padding:.2em .5em;vertical-align:top;text-align:left} .hist{width:24em}"
+        ".bar{display:inline-block;height:.9em;background:#579} .score{font-weight:bold}"
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title><style>{css}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><div class=summary id=summary>{html.escape(summary)}</div>"
+        f"<h2>Latency per example</h2>{_histogram(latencies)}"
+        f"<h2>Examples</h2>{table}"
+        + (f"<h2>Failures</h2><ul id=failures>{failures}</ul>" if failures else "")
+        + "</body></html>\n"
     )

@@ -288,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("target", metavar="FILE[:program]")
     ev.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="write an HTML page: the score, every example with its prediction, score, "
+        "latency and tokens, and a latency histogram",
+    )
+    ev.add_argument(
         "--data", required=True, metavar="NAME|PATH", help="a data declaration or a data file"
     )
     ev.add_argument(

@@ -117,3 +117,51 @@ def test_chromium_renders_the_page(tmp_path):
     assert dom.nodes == [("module", 0), ("predictor", 1), ("lm", 2)]
     text = "".join(dom.text)
     assert "Paris" in text and "capital?" in text and "1 LM call(s)" in text
+
+
+def test_dsx_eval_report_has_the_score_the_examples_and_a_histogram(tmp_path):
+    (tmp_path / "qa.dsx").write_text(QA + "metric em = exact_match\n")
+    (tmp_path / "dev.jsonl").write_text(
+        "".join(
+            f'{{"question": "q{i}", "answer": "{"Paris" if i % 2 else "Rome"}"}}\n'
+            for i in range(4)
+        )
+    )
+    with OpenAIServer(lambda body: REPLY) as srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DSX_")}
+        env.update(
+            DSX_CACHE_DIR=os.environ["DSX_CACHE_DIR"],
+            DSX_LM="openai/test-model",
+            DSX_API_BASE=srv.api_base,
+            DSX_API_KEY="x",
+        )
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dsx.cli",
+                "eval",
+                "qa.dsx",
+                "--data",
+                "dev.jsonl",
+                "--metric",
+                "em",
+                "--report",
+                "report.html",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    assert "score: 50.00%" in out.stdout, out.stdout + out.stderr
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    parsed = _Page()
+    parsed.feed(page)
+    text = "".join(parsed.text)
+    assert "score 50.00% over 4 of 4 example(s)" in text
+    for i in range(4):
+        assert f"q{i}" in text
+    assert "id=histogram" in page and page.count("<tr>") >= 4 + 1 + 1
+    assert not parsed.tags & {"script", "link", "img", "iframe"}
