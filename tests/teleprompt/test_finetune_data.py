@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from teleprompt_helpers import field_of
 
 import dsx
+from dsx.teleprompt import BootstrapFinetune, OptimizerSettingError
 from dsx.teleprompt.finetune_data import (
+    EXPORT_FORMATS,
     TraceRecord,
     build_finetune_data,
     call_messages,
@@ -153,3 +156,38 @@ def test_call_messages_takes_prediction_or_mapping() -> None:
     a = call_messages(pred, {"question": "x"}, dsx.Prediction(answer="y"))
     b = call_messages(pred, {"question": "x"}, {"answer": "y"})
     assert a == b
+
+
+def test_export_in_each_provider_layout(tmp_path) -> None:
+    example = {
+        "messages": [
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "q1"},
+            {"role": "assistant", "content": "a1"},
+        ]
+    }
+    rows = {}
+    for fmt in EXPORT_FORMATS:
+        path = write_jsonl([example], tmp_path / f"{fmt}.jsonl", fmt)
+        [line] = path.read_text().splitlines()
+        rows[fmt] = json.loads(line)
+    assert rows["openai"] == example
+    assert rows["gemini"] == {
+        "systemInstruction": {"role": "system", "parts": [{"text": "Answer briefly."}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "q1"}]},
+            {"role": "model", "parts": [{"text": "a1"}]},
+        ],
+    }
+    assert rows["anthropic"] == {
+        "system": "Answer briefly.",
+        "messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}],
+    }
+    assert rows["prompt_completion"] == {
+        "prompt": "system: Answer briefly.\n\nuser: q1\n\nassistant: ",
+        "completion": "a1",
+    }
+    with pytest.raises(ValueError, match="use one of openai, gemini"):
+        write_jsonl([example], tmp_path / "x.jsonl", "csv")
+    with pytest.raises(OptimizerSettingError, match="export_format='csv'"):
+        BootstrapFinetune(export_format="csv")

@@ -30,8 +30,14 @@ from dsx.runtime.metrics import call_metric, score_of
 from dsx.runtime.module import Module
 from dsx.runtime.settings import settings
 from dsx.teleprompt._rollouts import run_rollouts
-from dsx.teleprompt.base import Teleprompter, check_examples, check_same_structure
+from dsx.teleprompt.base import (
+    OptimizerSettingError,
+    Teleprompter,
+    check_examples,
+    check_same_structure,
+)
 from dsx.teleprompt.finetune_data import (
+    EXPORT_FORMATS,
     FinetuneData,
     TraceRecord,
     build_finetune_data,
@@ -60,7 +66,9 @@ class BootstrapFinetune(Teleprompter):
         provider: the fine-tuning provider (``"openai"``, ``"local"``; ``None``: the LM's own).
         timeout: seconds to wait for each fine-tuning job (``None``: no limit).
         poll_interval: the first wait between two job status checks (it backs off).
-        export_dir: also write each training set there as JSONL (OpenAI chat format).
+        export_dir: also write each training set there as JSONL.
+        export_format: the layout of those files: ``"openai"`` (chat), ``"gemini"``,
+            ``"anthropic"`` or ``"prompt_completion"`` (see ``finetune_data.write_jsonl``).
         **options: ``seed``, ``max_lm_calls``, ``max_cost``, ``num_threads``,
             ``display_progress`` (see :class:`~dsx.teleprompt.Teleprompter`).
     """
@@ -77,9 +85,15 @@ class BootstrapFinetune(Teleprompter):
         timeout: float | None = None,
         poll_interval: float = 1.0,
         export_dir: str | None = None,
+        export_format: Literal["openai", "gemini", "anthropic", "prompt_completion"] = "openai",
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        if export_format not in EXPORT_FORMATS:
+            raise OptimizerSettingError(
+                f"BootstrapFinetune(export_format={export_format!r}): use one of "
+                + ", ".join(EXPORT_FORMATS)
+            )
         self.metric = metric
         self.multitask = multitask
         self.train_kwargs = dict(train_kwargs or {})
@@ -90,6 +104,7 @@ class BootstrapFinetune(Teleprompter):
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.export_dir = export_dir
+        self.export_format = export_format
         #: The jobs of the last compile (for their events and ids).
         self.jobs: list[FinetuneJob] = []
         #: The training sets of the last compile.
@@ -99,7 +114,7 @@ class BootstrapFinetune(Teleprompter):
         out = super().settings()
         # How long to wait and where to export do not change the model, so they are not
         # part of what defines the result.
-        for key in ("jobs", "data", "timeout", "poll_interval", "export_dir"):
+        for key in ("jobs", "data", "timeout", "poll_interval", "export_dir", "export_format"):
             out.pop(key, None)
         if isinstance(self.adapter, Adapter):
             out["adapter"] = type(self.adapter).__name__
@@ -201,7 +216,7 @@ class BootstrapFinetune(Teleprompter):
             for data in sets:
                 name = "multitask" if self.multitask else data.predictors[0]
                 path = Path(self.export_dir) / f"{name}-lm{data.lm_key}.jsonl"
-                write_jsonl(data.examples, path)
+                write_jsonl(data.examples, path, self.export_format)
         jobs: list[FinetuneJob] = []
         try:
             for data in sets:

@@ -42,6 +42,8 @@ __all__ = [
     "call_messages",
     "data_hash",
     "read_jsonl",
+    "EXPORT_FORMATS",
+    "convert_example",
     "write_jsonl",
 ]
 
@@ -162,14 +164,66 @@ def _adapter_for(choice: Any, pred: Predict) -> Adapter | None:
     return choice(pred)
 
 
-def write_jsonl(examples: Sequence[ChatExample], path: str | os.PathLike[str]) -> Path:
-    """Write a training set as JSONL in the OpenAI chat fine-tuning format (one
-    ``{"messages": [...]}`` per line); returns the path. Export-only users stop here."""
+#: The JSONL layouts :func:`write_jsonl` writes, by name.
+EXPORT_FORMATS = ("openai", "gemini", "anthropic", "prompt_completion")
+
+
+def write_jsonl(
+    examples: Sequence[ChatExample], path: str | os.PathLike[str], format: str = "openai"
+) -> Path:
+    """Write a training set as JSONL for a fine-tuning provider; returns the path.
+
+    ``format``: ``"openai"`` (``{"messages": [...]}``: OpenAI and the many services that
+    take its chat format — Together, Fireworks, Azure OpenAI, Mistral), ``"gemini"``
+    (Vertex AI / Gemini tuning: ``systemInstruction`` and ``contents`` with ``user`` and
+    ``model`` parts), ``"anthropic"`` (Claude on Amazon Bedrock: ``system`` and
+    ``messages``), ``"prompt_completion"`` (``{"prompt", "completion"}``, the chat turns
+    before the last reply as text, as Hugging Face TRL's SFT takes it).
+    Export-only users stop here.
+    """
     from dsx.runtime._files import atomic_write
 
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"write_jsonl(format={format!r}): use one of {', '.join(EXPORT_FORMATS)}")
     path = Path(path)
-    atomic_write(path, "".join(example_line(e) + "\n" for e in examples))
+    lines = (example_line(convert_example(e, format)) + "\n" for e in examples)
+    atomic_write(path, "".join(lines))
     return path
+
+
+def convert_example(example: ChatExample, format: str) -> dict[str, Any]:
+    """One OpenAI-chat training example in another provider's layout (see
+    :func:`write_jsonl`)."""
+    messages = list(example["messages"])
+    if format == "openai":
+        return {"messages": messages}
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [m for m in messages if m["role"] != "system"]
+    if format == "gemini":
+        out: dict[str, Any] = {
+            "contents": [
+                {
+                    "role": "model" if m["role"] == "assistant" else "user",
+                    "parts": [{"text": m["content"]}],
+                }
+                for m in turns
+            ]
+        }
+        if system:
+            out["systemInstruction"] = {"role": "system", "parts": [{"text": system}]}
+        return out
+    if format == "anthropic":
+        out = {"messages": [{"role": m["role"], "content": m["content"]} for m in turns]}
+        if system:
+            out["system"] = system
+        return out
+    # prompt_completion: everything before the last reply is the prompt
+    if not turns or turns[-1]["role"] != "assistant":
+        raise ValueError("a training example must end with the assistant's reply")
+    shown = ([f"system: {system}"] if system else []) + [
+        f"{m['role']}: {m['content']}" for m in turns[:-1]
+    ]
+    return {"prompt": "\n\n".join(shown) + "\n\nassistant: ", "completion": turns[-1]["content"]}
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[ChatExample]:
