@@ -198,4 +198,8 @@ test("package.json declares limited support for untrusted workspaces", () => {
     "dsx.lm.apiBase",
   ]);
   assert.equal(manifest.contributes.configuration.properties["dsx.server.path"].default, "");
+  // The icon is a real PNG of the size the marketplace shows.
+  const icon = fs.readFileSync(path.join(ext, manifest.icon));
+  assert.equal(icon.subarray(1, 4).toString(), "PNG");
+  assert.equal(icon.readUInt32BE(16), 128);
 });
