@@ -28,8 +28,10 @@ def test_run_reports_usage(tmp_path):
             DSX_API_KEY="x",
         )
         out = subprocess.run(
-            [sys.executable, "-m", "dsx", "run", "qa.dsx:qa", "--json", "--usage"]
-            + ["-i", "question=Capital of France?"],
+            [
+                *(sys.executable, "-m", "dsx", "run", "qa.dsx:qa", "--json", "--usage"),
+                *("-i", "question=Capital of France?"),
+            ],
             capture_output=True,
             text=True,
             env=env,
