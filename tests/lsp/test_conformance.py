@@ -61,7 +61,7 @@ def _open(raw: RawClient, path: Path, text: str) -> str:
         ({"textDocument": {"uri": "URI"}}, "position"),
         (_hover("URI", {"line": "zero", "character": 0}), "line"),
         (_hover("URI", [0, 0]), "position"),
-        ({"textDocument": "URI", "position": {"line": 0, "character": 0}}, "textDocument"),
+        ({"textDocument": "URI", "position": {"line": 0, "character": 0}}, "params.textDocument"),
         (None, "params"),
         ([1, 2], "params"),
     ],
@@ -83,7 +83,7 @@ async def test_invalid_params_get_an_error_response(
     uri = _open(raw, root / "a.dsx", TEXT)
     answer = await raw.call(types.TEXT_DOCUMENT_HOVER, _replace_uri(params, uri))
     assert error_code(answer) == INVALID_PARAMS
-    assert where in answer["error"]["message"]  # says what was wrong
+    assert where in answer["error"]["message"]  # says what was wrong, in the client's names
     # The session goes on.
     at = pos(TEXT, "QA)", 1)
     good = {"line": at.line, "character": at.character}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,15 @@ def _valid_id(value: Any) -> bool:
     return isinstance(value, int | str) and not isinstance(value, bool)
 
 
+def _json_path(problem: str) -> str:
+    """``... @ params.text_document.uri`` → ``... @ params.textDocument.uri`` (the client's
+    names, not lsprotocol's attribute names)."""
+    what, sep, where = problem.rpartition(" @ ")
+    if not sep:
+        return problem
+    return f"{what} @ " + re.sub(r"_([a-z])", lambda m: m.group(1).upper(), where)
+
+
 def _problems(exc: ClassValidationError) -> str:
     try:
         from cattrs.v import format_exception, transform_error
@@ -116,7 +126,7 @@ def _problems(exc: ClassValidationError) -> str:
         found = transform_error(exc, path="params", format_exception=describe)
     except Exception:  # the summary is a courtesy; never fail on it
         return str(exc)
-    found = [p.replace("params.params", "params") for p in found]
+    found = [_json_path(p.replace("params.params", "params")) for p in found]
     more = len(found) - MAX_PROBLEMS
     text = "; ".join(found[:MAX_PROBLEMS])
     return text + (f"; and {more} more" if more > 0 else "")
