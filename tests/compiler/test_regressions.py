@@ -349,3 +349,21 @@ def test_a_broken_declaration_causes_no_false_unknown_or_unused_diagnostics():
     )
     diags = analyze_source(text, "t.dsx").diagnostics
     assert [d.code for d in diags] == ["DSX001"], [d.message for d in diags]
+
+
+# -- attributes of plain values are checked ---------------------------------------------------
+
+
+def test_attribute_access_on_str_and_dict_values_is_checked():
+    text = _forward(
+        'a = x.upper()\n        b = x.answer\n        c = d.key\n        e = d.get("k")\n'
+        "        s = x.score\n        return p(x = x)"
+    ).replace("forward(x: str)", "forward(x: str, d: dict[str, str])")
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [(d.code, text[d.span.start : d.span.end]) for d in diags] == [
+        ("DSX100", "answer"),
+        ("DSX100", "key"),
+    ], [d.message for d in diags]
+    assert "a `str` value has no attribute `answer`" in diags[0].message
+    assert 'd["key"]' in diags[1].message
+    assert all(d.fix is None for d in diags)  # no misleading did-you-mean (`islower`)

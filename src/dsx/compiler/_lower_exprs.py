@@ -14,6 +14,7 @@ from dsx.diagnostics import Edit, Fix, Span, make
 from dsx.grammar import ast
 from dsx.grammar.lexspec import UNSUPPORTED_STATEMENTS, unsupported_message
 from dsx.grammar.parser import parse_expr_text
+from dsx.retrievers import Passage
 
 __all__ = ["ExprsMixin"]
 
@@ -156,6 +157,21 @@ class ExprsMixin(LowerBase):
                 self._ref(e.name.span, f"{rec.name}.{attr}")
             else:
                 self._unknown("DSX112", f"field of `{rec.name}`:", e.name, fields)
+        elif getattr(otype, "kind", None) in _VALUE_ATTRS:
+            # A plain value: the interpreter and generated code do Python's getattr.
+            kind = "str" if otype.kind == "enum" else otype.kind
+            names = _VALUE_ATTRS[otype.kind]
+            if attr not in names:
+                # No did-you-mean: a near method name (`answer` -> `islower`) misleads.
+                hint = {
+                    "dict": f'; read a key with `[...]`: `{_short(e.obj)}["{attr}"]`',
+                    "str": "; is it a prediction's output rather than the prediction?",
+                }.get(kind, "")
+                self._error(
+                    "DSX100",
+                    f"{_env.a(kind).split()[0]} `{kind}` value has no attribute `{attr}`{hint}",
+                    e.name.span,
+                )
         return _b(ir.Attr, obj=obj, name=attr, loc=loc), result
 
     def _call(self, e: ast.Call, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
@@ -395,6 +411,35 @@ class ExprsMixin(LowerBase):
         problem = _mismatch(actual, expected, self)
         if problem:
             self._error("DSX113", f"{what} expects {expected}, got {problem}", span)
+
+
+def _short(e: Any) -> str:
+    """A name or dotted path as written, else ``x`` (for messages)."""
+    if isinstance(e, ast.NameRef):
+        return e.name.name
+    if isinstance(e, ast.Attr):
+        return f"{_short(e.obj)}.{e.name.name}"
+    return "x"
+
+
+_PY_TYPES: dict[str, type] = {
+    "str": str,
+    "enum": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+    "tuple": tuple,
+}
+#: The attributes (methods) of values of each built-in kind, as Python has them. A `str`
+#: may be a retrieved passage (``Passage``, a ``str`` with ``score``, ``pid``, ...).
+_VALUE_ATTRS = {
+    k: frozenset(n for n in dir(t) if not n.startswith("_")) for k, t in _PY_TYPES.items()
+}
+_VALUE_ATTRS["str"] = _VALUE_ATTRS["enum"] = _VALUE_ATTRS["str"] | {
+    n for n in (*dir(Passage), *vars(Passage).get("__annotations__", {})) if n[:1] != "_"
+}
 
 
 @dataclass(frozen=True, slots=True)
