@@ -249,3 +249,37 @@ async def test_code_lenses_open_the_preview(session: tuple[RawClient, Path]):
         {"uri": uri, "program": "qa"},
         {"uri": uri, "program": "qa", "test": "capital"},
     ]
+
+
+async def test_only_what_the_program_reaches_is_instantiated_and_the_prompt_is_unchanged(
+    tmp_path: Path,
+):
+    from dsx.lsp import preview
+
+    text = (
+        "enum Tone { formal, casual }\n"
+        "type Source { title: str, tone: Tone }\n"
+        "signature Cite { in question: str out sources: list[Source] }\n"
+        + QA.replace("program qa", "program qa2 = Predict(Cite)\nprogram qa")
+        + PIPELINE
+    )
+    path = tmp_path / "many.dsx"
+    path.write_text(text)
+    unit = analyze_path(path).unit
+    assert not analyze_path(path).errors
+    pruned = preview._prune(unit, "qa2", None)
+    assert [s.name for s in pruned.signatures] == ["Cite"]
+    assert [r.name for r in pruned.records] == ["Source"] and [e.name for e in pruned.enums] == [
+        "Tone"
+    ]
+    assert [m.name for m in preview._prune(unit, "pipe", None).modules] == ["Pipeline"]
+    inputs = {"question": "q", "context": ["c"], "passages": ["p"]}
+    for name in ("qa", "qa2", "pipe"):
+        program = dsx.load_program(path, name)
+        result = preview.render_prompt(unit, program=name, inputs=inputs)
+        for rendered, (pname, predictor) in zip(
+            result["predictors"], program.named_predictors(), strict=True
+        ):
+            assert rendered["name"] == pname
+            fields = predictor.signature.input_fields
+            assert rendered["messages"] == predictor.render(**{f: inputs[f] for f in fields})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +57,13 @@ def render_prompt(
     from dsx.runtime import _interp
     from dsx.runtime.instantiate import instantiate
 
-    ns = instantiate(unit)
-    given: dict[str, Any] = {}
+    found = None
     if test is not None:
         found = next((t for t in unit.tests if t.name == test), None)
         if found is None:
             tests = ", ".join(t.name for t in unit.tests) or "none"
             raise PreviewError(f"no test `{test}` in this file (tests: {tests})")
         program = program or found.program
-        env = ns._env()
-        given = {k: _interp.run_sync(_interp.eval_expr(v, env)) for k, v in found.given}
-    given.update(inputs or {})
     names = [p.name for p in unit.programs]
     if not names:
         raise PreviewError(
@@ -75,6 +72,12 @@ def render_prompt(
     name = program or names[0]
     if name not in names:
         raise PreviewError(f"no program `{name}` in this file (programs: {', '.join(names)})")
+    ns = instantiate(_prune(unit, name, found))
+    given: dict[str, Any] = {}
+    if found is not None:
+        env = ns._env()
+        given = {k: _interp.run_sync(_interp.eval_expr(v, env)) for k, v in found.given}
+    given.update(inputs or {})
     instance = ns.program(name, learned=False)
     state = _apply_state(unit, instance, name) if use_state else {"used": False, "note": "off"}
     predictors = instance.named_predictors()
@@ -99,6 +102,52 @@ def render_prompt(
         "state": state,
         "predictors": rendered,
     }
+
+
+def _prune(unit: ir.Unit, name: str, test: ir.Test | None) -> ir.Unit:
+    """``unit`` with only the declarations program ``name`` (and ``test``) can reach.
+
+    Instantiating builds every signature and module of the unit; a 5,000-line file has
+    hundreds the previewed program never uses. Reachability is found by names: any string
+    in a declaration's IR that names another declaration pulls it in (keeping one too many
+    costs time, never correctness).
+    """
+    decls: dict[str, Any] = {}
+    for group in (unit.signatures, unit.records, unit.enums, unit.modules):
+        for decl in group:
+            decls[decl.name] = decl
+    program = next(p for p in unit.programs if p.name == name)
+    needed: set[str] = set()
+    todo: list[Any] = [program] + ([test] if test is not None else [])
+    while todo:
+        for text in _strings(todo.pop().model_dump(mode="json")):
+            if text in decls and text not in needed:
+                needed.add(text)
+                todo.append(decls[text])
+
+    def keep(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(i for i in items if i.name in needed)
+
+    return unit.model_copy(
+        update={
+            "signatures": keep(unit.signatures),
+            "records": keep(unit.records),
+            "enums": keep(unit.enums),
+            "modules": keep(unit.modules),
+            "programs": (program,),
+        }
+    )
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
 
 
 def _render_one(name: str, predictor: Any, given: dict[str, Any]) -> dict[str, Any]:
