@@ -286,3 +286,35 @@ def test_code_agents_sandbox_executions_are_spans(exporter):
     assert [s.attributes["dsx.sandbox.ok"] for s in runs] == [False, True]
     assert runs[0].attributes["dsx.sandbox.code_chars"] == 3
     assert all(_kind(_parent(s, spans)) == "program" for s in runs)
+
+
+def test_an_optimizer_run_and_its_trials_are_spans_over_the_program_runs(exporter):
+    from dsx.teleprompt import COPRO
+
+    def answer(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        if "proposed_instruction" in messages[0]["content"]:
+            n = int(kwargs.get("n") or 1)
+            out = [{"proposed_instruction": f"Say it in uppercase ({i})."} for i in range(n)]
+            return out if n > 1 else out[0]
+        word = messages[-1]["content"].split("<<< text >>>\n", 1)[1].split("\n", 1)[0]
+        return {"answer": word.upper()}
+
+    dsx.configure(lm=FunctionLM(answer, model="openai/gpt-x"))
+    data = [dsx.Example(text=w, answer=w.upper()).with_inputs("text") for w in ("a", "b", "c")]
+    opt = COPRO(
+        metric=lambda ex, pred, trace=None: ex.answer == pred.answer,
+        breadth=2,
+        depth=1,
+        display_progress=False,
+    )
+    opt.compile(dsx.Predict("text -> answer"), trainset=data)
+    spans = exporter.get_finished_spans()
+    [run] = [s for s in spans if _kind(s) == "optimize"]
+    assert run.name == "optimize COPRO" and run.attributes["dsx.optimizer.best_score"] == 100.0
+    trials = [s for s in spans if _kind(s) == "optimizer.trial"]
+    assert trials and all(_parent(t, spans) is run for t in trials)
+    assert all(
+        t.attributes["dsx.trial.runs"] == t.attributes["dsx.trial.completed"] for t in trials
+    )
+    programs = [s for s in spans if s.name.startswith("predict") and _parent(s, spans) in trials]
+    assert len(programs) == sum(int(t.attributes["dsx.trial.runs"]) for t in trials)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from dsx._version import __version__
@@ -351,6 +352,33 @@ class TracingObserver:
         if isinstance(score, int | float):
             extra = {"dsx.evaluate.score": float(score)}
         self._end(call_id, exception, extra)
+
+
+@contextlib.contextmanager
+def span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
+    """A span around a block that is not a call (an optimizer run, one of its trials),
+    current while the block runs so that the program runs inside nest under it; nothing
+    when tracing is off. Yields the span (``None`` when off) for attributes set at the end.
+    """
+    tracer = _tracer_for(settings.get("tracing"))
+    if tracer is None:
+        yield None
+        return
+    context, trace = _api()
+    current = tracer.start_span(
+        name, attributes={k: v for k, v in attributes.items() if v is not None}
+    )
+    token = context.attach(trace.set_span_in_context(current))
+    try:
+        yield current
+    except BaseException as exc:
+        current.set_attribute("error.type", type(exc).__qualname__)
+        current.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)[:500]))
+        raise
+    finally:
+        with contextlib.suppress(ValueError):
+            context.detach(token)
+        current.end()
 
 
 _observer: TracingObserver | None = None

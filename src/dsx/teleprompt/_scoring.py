@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dsx.runtime import _otel
 from dsx.runtime.example import Example
 from dsx.runtime.metrics import call_metric, score_of
 from dsx.runtime.module import Module
@@ -61,17 +62,29 @@ def drive(
         progress.update(ran, score=100 * total / ran, errors=failed)
 
     one = make(engine)
+    attributes = {
+        "dsx.span.kind": "optimizer.trial",
+        "dsx.optimizer": type(opt).__name__,
+        "dsx.trial.description": desc,
+        "dsx.trial.runs": len(items),
+    }
     try:
-        outcome = run_coroutine_sync(
-            lambda: run_concurrently(
-                one,
-                list(items),
-                concurrency=engine.concurrency,
-                max_errors=limit,
-                should_stop=opt.budget_exhausted,
-                on_done=on_done,
+        with _otel.span(f"trial {type(opt).__name__}", attributes) as span:
+            outcome = run_coroutine_sync(
+                lambda: run_concurrently(
+                    one,
+                    list(items),
+                    concurrency=engine.concurrency,
+                    max_errors=limit,
+                    should_stop=opt.budget_exhausted,
+                    on_done=on_done,
+                )
             )
-        )
+            if span is not None:
+                span.set_attribute("dsx.trial.completed", outcome.num_done)
+                span.set_attribute("dsx.trial.failed", failed)
+                if ran:
+                    span.set_attribute("dsx.trial.mean_score", round(100 * total / ran, 2))
     finally:
         engine.close()
     progress.close(f"{desc}: {outcome.num_done}/{len(items)} runs, {failed} failed")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dsx.errors import DsxError
+from dsx.runtime import _otel
 from dsx.runtime._progress import Progress, Reporter
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
@@ -227,10 +228,19 @@ class Teleprompter:
         say = self._sayer()
         sess = _Session(self, budget, say, self._display())
         token = _session.set(sess)
+        name = type(self).__name__
+        attributes = {"dsx.span.kind": "optimize", "dsx.optimizer": name}
         try:
-            with track_usage() as usage:
+            with _otel.span(f"optimize {name}", attributes) as span, track_usage() as usage:
                 budget.usage = usage
-                yield sess
+                try:
+                    yield sess
+                finally:
+                    if span is not None:
+                        span.set_attribute("dsx.optimizer.lm_calls", budget.lm_calls)
+                        trajectory = self.score_trajectory()
+                        if trajectory:
+                            span.set_attribute("dsx.optimizer.best_score", trajectory[-1])
         finally:
             _session.reset(token)
             self.lm_calls, self.cost = budget.lm_calls, budget.cost
