@@ -72,7 +72,7 @@ class Namespace:
             raise DsxError(
                 f"no program `{name}` in {self.unit.source}; programs: {', '.join(programs)}"
             )
-        instance = self._build_sub(programs[name].root, {}, {})
+        instance = self._build_sub(programs[name].root, self._env(), {})
         state = self.unit.learned.get(name)
         if learned and state is not None:
             apply_learned(instance, state, name, allow_endpoints=allow_endpoints)
