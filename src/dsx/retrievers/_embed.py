@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from dsx.runtime.embedder import Embedder
 
-__all__ = ["QueryEncoder", "as_embedder", "normalize"]
+__all__ = ["QueryEncoder", "as_embedder", "check_passages", "normalize"]
 
 
 def as_embedder(embedder: Any) -> Embedder:
@@ -35,6 +35,20 @@ def as_embedder(embedder: Any) -> Embedder:
         'embedder must be a dsx.Embedder, a model name ("local:all-MiniLM-L6-v2", '
         f'"openai/text-embedding-3-small") or a function texts -> vectors, got {embedder!r}'
     )
+
+
+def check_passages(
+    texts: Sequence[str],
+    ids: Sequence[Any] | None,
+    metadata: Sequence[Any] | None,
+) -> list[str]:
+    """The passages a store's ``add`` takes, as a list, with ``ids``/``metadata`` (when
+    given) one per passage."""
+    texts = list(texts)
+    for name, seq in (("ids", ids), ("metadata", metadata)):
+        if seq is not None and len(seq) != len(texts):
+            raise ValueError(f"{name} has {len(seq)} entries for {len(texts)} passages")
+    return texts
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

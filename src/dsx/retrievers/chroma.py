@@ -19,7 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dsx.retrievers._base import Retriever
-from dsx.retrievers._embed import QueryEncoder, as_embedder, embed_documents
+from dsx.retrievers._embed import (
+    QueryEncoder,
+    as_embedder,
+    check_passages,
+    embed_documents,
+)
 from dsx.retrievers._errors import RetrieverError
 from dsx.retrievers._passage import Passage
 from dsx.retrievers.qdrant import point_id
@@ -136,10 +141,7 @@ class ChromadbRM(Retriever):
     ) -> int:
         """Embed and upsert passages (creating the collection); returns how many were
         written. Passages stored with the same id, text and metadata are skipped."""
-        texts = list(texts)
-        for name, seq in (("ids", ids), ("metadata", metadata)):
-            if seq is not None and len(seq) != len(texts):
-                raise ValueError(f"{name} has {len(seq)} entries for {len(texts)} passages")
+        texts = check_passages(texts, ids, metadata)
         collection = self._get(create=True)
         written = 0
         for start in range(0, len(texts), batch_size):
