@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from dsx._errors_base import DsxError
+
 __all__ = [
     "AssertionFailed",
     "AdapterParseError",
@@ -33,10 +35,6 @@ __all__ = [
     "UnknownInputError",
     "UnknownSettingError",
 ]
-
-
-class DsxError(Exception):
-    """Root of every error raised by dsx."""
 
 
 class SignatureError(DsxError, ValueError):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from dsx._errors_base import DsxError
+
 __all__ = [
     "DEFAULT_MAX_EXECUTION_BYTES",
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -80,8 +82,12 @@ START_TIMEOUT = 60.0
 INTERRUPT_GRACE = 1.0
 
 
-class SandboxError(RuntimeError):
-    """The sandbox itself failed on the host side (never an error in the guest's code)."""
+class SandboxError(DsxError, RuntimeError):
+    """The sandbox itself failed on the host side (never an error in the guest's code).
+
+    A :class:`dsx.DsxError` (from the import-free :mod:`dsx._errors_base`, the one module
+    of dsx the sandbox imports) and a ``RuntimeError``.
+    """
 
 
 class SandboxUnavailable(SandboxError):
