@@ -8,7 +8,9 @@ Two measurements, printed as Markdown and written to ``bench/results/observabili
   configurations: nothing configured;
   one no-op callback (``dsx.configure(callbacks=[dsx.BaseCallback()])``); OpenTelemetry on
   (an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` and an exporter that drops
-  spans, so the SDK's own work is counted but no I/O); and, with ``--baseline TREE``, the
+  spans, so the SDK's own work is counted but no I/O), with a predictor and an LM span per
+  call or, compact (``tracing_lm_spans=False``), the LM request on the predictor's span; and,
+  with ``--baseline TREE``, the
   same loop on another dsx checkout (``TREE/src``) with nothing configured, run in its own
   interpreter, for the before/after of the call hooks. Each configuration runs in a fresh
   interpreter, interleaved ``--rounds`` times.
@@ -44,7 +46,7 @@ import dsx
 from dsx.testing import DummyLM
 if mode == "callbacks":
     dsx.configure(callbacks=[dsx.BaseCallback()])
-elif mode == "otel":
+elif mode in ("otel", "otel-compact"):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     class Drop(SpanExporter):
@@ -52,7 +54,7 @@ elif mode == "otel":
             return SpanExportResult.SUCCESS
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Drop()))
-    dsx.configure(tracing=provider)
+    dsx.configure(tracing=provider, tracing_lm_spans=mode == "otel")
 predict = dsx.Predict("question -> answer")
 out = []
 for rep in range(reps + 1):
@@ -72,6 +74,7 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
         ("off", "off", {}),
         ("callbacks", "callbacks", {}),
         ("otel", "otel", {}),
+        ("otel, compact (tracing_lm_spans=False)", "otel-compact", {}),
     ]
     if args.baseline:
         env = {"PYTHONPATH": str(Path(args.baseline) / "src")}

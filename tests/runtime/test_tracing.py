@@ -73,6 +73,32 @@ def test_chain_of_thought_makes_a_program_predictor_lm_tree(exporter):
     assert all(s.status.status_code is StatusCode.UNSET for s in spans)
 
 
+def test_compact_traces_put_the_lm_request_on_the_predictor_span(exporter, monkeypatch):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    calls = iter(["not the format", '{"reasoning": "r", "answer": "42"}'])
+    lm = FunctionLM(lambda messages: next(calls), model="openai/gpt-x")
+    with dsx.context(lm=lm, tracing_lm_spans=False):
+        dsx.ChainOfThought("question -> answer", temperature=0.3)(question="q")
+    spans = exporter.get_finished_spans()
+    # one span per predictor call: no "chat ..." child
+    assert [s.name for s in spans] == ["predict StringSignature", "program ChainOfThought"]
+    predictor = spans[0]
+    attrs = predictor.attributes
+    assert attrs["dsx.span.kind"] == "predictor"
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.request.model"] == "openai/gpt-x"
+    assert attrs["gen_ai.request.temperature"] == 0.3
+    # the adapter's fallback made a second request: tokens add up over both
+    assert attrs["dsx.lm.requests"] == 2
+    assert attrs["gen_ai.usage.input_tokens"] > 0
+    assert "q" in attrs["gen_ai.input.messages"] and "42" in attrs["gen_ai.output.messages"]
+    # outside a predictor (a direct LM call) the request keeps its own span
+    exporter.clear()
+    with dsx.context(tracing_lm_spans=False):
+        FunctionLM(lambda messages: "hi", model="openai/gpt-x")("hello")
+    assert [s.name for s in exporter.get_finished_spans()] == ["chat openai/gpt-x"]
+
+
 def test_content_is_recorded_when_the_environment_opts_in(exporter, monkeypatch):
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     dsx.configure(lm=DummyLM([{"answer": "Paris"}]))

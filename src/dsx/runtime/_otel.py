@@ -163,13 +163,23 @@ class TracingObserver:
     """Opens a span per call; the callbacks machinery calls it like a callback."""
 
     def __init__(self) -> None:
-        self.spans: dict[str, tuple[Any, Any, str]] = {}  # call id -> (span, token, kind)
+        # call id -> (span, token, kind, whether prompts and values are recorded)
+        self.spans: dict[str, tuple[Any, Any, str, bool]] = {}
+        # compact traces (tracing_lm_spans=False): a predictor's call id -> the attributes
+        # of its LM requests, and an LM request's call id -> its predictor's call id
+        self.folded: dict[str, dict[str, Any]] = {}
+        self.folded_lm: dict[str, str] = {}
 
     # -- the shared start/end ---------------------------------------------------------------
-    def _start(self, kind: str, call_id: str, name: str, attributes: dict[str, Any]) -> None:
-        tracer = _tracer_for(settings.get("tracing"))
-        if tracer is None:
-            return
+    def _start(
+        self,
+        tracer: Any,
+        kind: str,
+        call_id: str,
+        name: str,
+        attributes: dict[str, Any],
+        capture: bool,
+    ) -> None:
         context, trace = _api()
         attributes["dsx.call_id"] = call_id
         span = tracer.start_span(
@@ -179,7 +189,7 @@ class TracingObserver:
         )
         # An LM request is a leaf: it need not be the current span (saves the attach).
         token = None if kind == "lm" else context.attach(trace.set_span_in_context(span))
-        self.spans[call_id] = (span, token, kind)
+        self.spans[call_id] = (span, token, kind, capture)
 
     def _end(
         self,
@@ -190,7 +200,7 @@ class TracingObserver:
         entry = self.spans.pop(call_id, None)
         if entry is None:
             return
-        span, token, _ = entry
+        span, token = entry[0], entry[1]
         context, trace = _api()
 
         if token is not None:
@@ -208,6 +218,9 @@ class TracingObserver:
 
     # -- modules and predictors -------------------------------------------------------------
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        tracer = _tracer_for(settings.get("tracing"))
+        if tracer is None:
+            return
         cls = type(instance).__name__
         parent = self.spans.get(active_call_id() or "")
         if isinstance(instance, _predict_class()):
@@ -222,24 +235,31 @@ class TracingObserver:
         if cls in ("ReAct", "CodeAct", "ProgramOfThought"):
             attributes["gen_ai.operation.name"] = "invoke_agent"
             attributes["gen_ai.agent.name"] = cls
-        if _capture_content():
+        capture = _capture_content()
+        if capture:
             attributes["dsx.inputs"] = _short(inputs.get("kwargs") or inputs)
-        self._start(kind, call_id, name, attributes)
+        self._start(tracer, kind, call_id, name, attributes, capture)
 
     def on_module_end(
         self, call_id: str, outputs: Any | None, exception: BaseException | None = None
     ) -> None:
-        extra = None
-        if outputs is not None and _capture_content() and call_id in self.spans:
-            extra = {"dsx.outputs": _short(outputs)}
+        entry = self.spans.get(call_id)
+        if entry is None:
+            return
+        extra = self.folded.pop(call_id, None)
+        if outputs is not None and entry[3]:
+            extra = {**(extra or {}), "dsx.outputs": _short(outputs)}
         self._end(call_id, exception, extra)
 
     # -- LM requests ------------------------------------------------------------------------
     def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        setting = settings.get("tracing")
+        tracer = _tracer_for(setting)
+        if tracer is None:
+            return
         model = str(getattr(instance, "model", "") or "")
         params = {**getattr(instance, "kwargs", {}), **(inputs.get("kwargs") or {})}
         attributes: dict[str, Any] = {
-            "dsx.span.kind": "lm",
             "gen_ai.operation.name": "chat"
             if getattr(instance, "model_type", "chat") == "chat"
             else "text_completion",
@@ -255,16 +275,34 @@ class TracingObserver:
             value = params.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 attributes[attr] = value
-        if _capture_content():
+        parent_id = active_call_id() or ""
+        parent = self.spans.get(parent_id)
+        capture = parent[3] if parent is not None else _capture_content()
+        if capture:
             attributes["gen_ai.input.messages"] = _short(inputs.get("messages"))
-        self._start("lm", call_id, f"chat {model}", attributes)
+        if (
+            parent is not None
+            and parent[2] == "predictor"
+            and not settings.get("tracing_lm_spans", True)
+        ):
+            # Compact traces: the request's attributes go on the predictor's span, set when
+            # it ends (one SDK span per predictor call instead of two).
+            self.folded[parent_id] = {**self.folded.get(parent_id, {}), **attributes}
+            self.folded_lm[call_id] = parent_id
+            return
+        attributes["dsx.span.kind"] = "lm"
+        self._start(tracer, "lm", call_id, f"chat {model}", attributes, capture)
 
     def on_lm_end(
         self, call_id: str, outputs: Any | None, exception: BaseException | None = None
     ) -> None:
+        parent_id = self.folded_lm.pop(call_id, None)
+        entry = self.spans.get(parent_id if parent_id is not None else call_id)
+        if entry is None:
+            return
         response = raw_result()
         extra: dict[str, Any] = {}
-        if response is not None and call_id in self.spans:
+        if response is not None:
             usage = getattr(response, "usage", None) or {}
             extra = {
                 "gen_ai.response.model": getattr(response, "model", None) or None,
@@ -276,12 +314,20 @@ class TracingObserver:
             reasons = [r for r in getattr(response, "finish_reasons", None) or [] if r]
             if reasons:
                 extra["gen_ai.response.finish_reasons"] = reasons
-            if _capture_content():
+            if entry[3]:
                 extra["gen_ai.output.messages"] = _short(getattr(response, "outputs", None))
+        if parent_id is not None:
+            folded = self.folded.get(parent_id)
+            if folded is not None:
+                _fold_response(folded, extra, exception)
+            return
         self._end(call_id, exception, extra)
 
     # -- tools and evaluations --------------------------------------------------------------
     def on_tool_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        tracer = _tracer_for(settings.get("tracing"))
+        if tracer is None:
+            return
         name = str(getattr(instance, "name", "tool"))
         attributes: dict[str, Any] = {
             "dsx.span.kind": "tool",
@@ -290,15 +336,17 @@ class TracingObserver:
             "gen_ai.tool.type": "function",
             "gen_ai.tool.description": getattr(instance, "desc", None) or None,
         }
-        if _capture_content():
+        capture = _capture_content()
+        if capture:
             attributes["gen_ai.tool.call.arguments"] = _short(inputs.get("kwargs"))
-        self._start("tool", call_id, f"execute_tool {name}", attributes)
+        self._start(tracer, "tool", call_id, f"execute_tool {name}", attributes, capture)
 
     def on_tool_end(
         self, call_id: str, outputs: Any | None, exception: BaseException | None = None
     ) -> None:
+        entry = self.spans.get(call_id)
         extra = None
-        if outputs is not None and _capture_content() and call_id in self.spans:
+        if outputs is not None and entry is not None and entry[3]:
             extra = {"gen_ai.tool.call.result": _short(outputs)}
         self._end(call_id, exception, extra)
 
@@ -306,21 +354,26 @@ class TracingObserver:
     def on_interpreter_execute_start(
         self, call_id: str, instance: Any, inputs: dict[str, Any]
     ) -> None:
+        tracer = _tracer_for(settings.get("tracing"))
+        if tracer is None:
+            return
         code = str(inputs.get("code") or "")
         attributes: dict[str, Any] = {
             "dsx.span.kind": "sandbox",
             "dsx.sandbox.type": type(instance).__name__,
             "dsx.sandbox.code_chars": len(code),
         }
-        if _capture_content():
+        capture = _capture_content()
+        if capture:
             attributes["dsx.sandbox.code"] = code[:_MAX_ATTR]
-        self._start("sandbox", call_id, "execute_code", attributes)
+        self._start(tracer, "sandbox", call_id, "execute_code", attributes, capture)
 
     def on_interpreter_execute_end(
         self, call_id: str, outputs: Any | None, exception: BaseException | None = None
     ) -> None:
+        entry = self.spans.get(call_id)
         extra: dict[str, Any] = {}
-        if outputs is not None and call_id in self.spans:
+        if outputs is not None and entry is not None:
             extra = {
                 "dsx.sandbox.ok": getattr(outputs, "ok", None),
                 "dsx.sandbox.timed_out": getattr(outputs, "timed_out", None),
@@ -329,11 +382,14 @@ class TracingObserver:
             error = getattr(outputs, "error", None)
             if error:
                 extra["error.type"] = str(getattr(error, "type", None) or type(error).__name__)
-            if _capture_content():
+            if entry[3]:
                 extra["dsx.sandbox.stdout"] = str(getattr(outputs, "stdout", ""))[:_MAX_ATTR]
         self._end(call_id, exception, extra)
 
     def on_evaluate_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        tracer = _tracer_for(settings.get("tracing"))
+        if tracer is None:
+            return
         devset = inputs.get("devset")
         size = len(devset if devset is not None else getattr(instance, "devset", []))
         program = inputs.get("program")
@@ -342,7 +398,7 @@ class TracingObserver:
             "dsx.evaluate.examples": size,
             "dsx.module.type": type(program).__name__ if program is not None else None,
         }
-        self._start("evaluate", call_id, "evaluate", attributes)
+        self._start(tracer, "evaluate", call_id, "evaluate", attributes, False)
 
     def on_evaluate_end(
         self, call_id: str, outputs: Any | None, exception: BaseException | None = None
@@ -352,6 +408,21 @@ class TracingObserver:
         if isinstance(score, int | float):
             extra = {"dsx.evaluate.score": float(score)}
         self._end(call_id, exception, extra)
+
+
+def _fold_response(
+    folded: dict[str, Any], response: dict[str, Any], exception: BaseException | None
+) -> None:
+    """Add one LM request's results to its predictor's attributes (compact traces): token
+    counts and cost add up over the predictor's requests; the rest is the last request's."""
+    for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "dsx.cost_usd"):
+        value = response.pop(key, None)
+        if isinstance(value, int | float):
+            folded[key] = (folded.get(key) or 0) + value
+    folded.update(response)
+    folded["dsx.lm.requests"] = folded.get("dsx.lm.requests", 0) + 1
+    if exception is not None:
+        folded["dsx.lm.error.type"] = type(exception).__qualname__
 
 
 @contextlib.contextmanager

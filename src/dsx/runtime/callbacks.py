@@ -21,6 +21,7 @@ Cost when no callback is registered anywhere: each hook tests one module flag
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -181,8 +182,15 @@ def active(instance: Any) -> tuple[Any, ...] | list[Any]:
     return configured
 
 
+#: Call ids: a random per-process prefix and a counter (``next`` on ``itertools.count`` is
+#: atomic under the GIL), unique in the process and ~1.5 µs cheaper than 16 random bytes
+#: from the OS per call (four hooked calls per predictor call).
+_id_prefix = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
 def _start(kind: Kind, callbacks: Sequence[Any], instance: Any, inputs: dict[str, Any]) -> str:
-    call_id = os.urandom(16).hex()  # a uuid4's 128 random bits, without its ~5 µs
+    call_id = f"{_id_prefix}{next(_id_counter):012x}"
     name = f"on_{kind}_start"
     for callback in callbacks:
         handler = getattr(callback, name, None)

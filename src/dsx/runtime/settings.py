@@ -46,6 +46,9 @@ _DEFAULTS: dict[str, Any] = {
     # OpenTelemetry spans: True (the global or OTEL_*-configured provider), a TracerProvider
     # or Tracer, or None/False; see dsx.runtime._otel
     "tracing": _otel_env_wants_tracing() or None,
+    # False: a predictor's LM requests are recorded on the predictor's span (one span per
+    # predictor call instead of two: compact traces for hot paths)
+    "tracing_lm_spans": True,
     "track_usage": False,
     "max_backtracks": 2,
     "max_errors": 10,
