@@ -22,6 +22,7 @@ from dsx.errors import LMConnectionError as LMConnectionError
 from dsx.errors import LMError as LMError
 from dsx.errors import LMResponseError as LMResponseError
 from dsx.errors import LMTimeoutError as LMTimeoutError
+from dsx.errors import LMUnexpectedError as LMUnexpectedError
 from dsx.errors import MissingInputError as MissingInputError
 from dsx.errors import ModelNotFoundError as ModelNotFoundError
 from dsx.errors import RateLimitError as RateLimitError
@@ -31,6 +32,8 @@ from dsx.errors import SignatureError as SignatureError
 from dsx.errors import StateError as StateError
 from dsx.errors import UnknownInputError as UnknownInputError
 from dsx.errors import UnknownSettingError as UnknownSettingError
+from dsx.errors import format_error_for_lm as format_error_for_lm
+from dsx.errors import is_retryable_lm_error as is_retryable_lm_error
 from dsx.runtime.assertions import Assert as Assert
 from dsx.runtime.assertions import Suggest as Suggest
 from dsx.runtime.cache import configure_cache as configure_cache
@@ -202,6 +205,9 @@ __all__ = [
     "LMResponseError",
     "ReplyCutOffError",
     "LMTimeoutError",
+    "LMUnexpectedError",
+    "format_error_for_lm",
+    "is_retryable_lm_error",
     "ModelNotFoundError",
     "RateLimitError",
     "ServerError",

@@ -234,7 +234,10 @@ class Adapter:
             if first_error is not None:
                 raise first_error
             raise AdapterParseError(
-                adapter=self.name, lm_text="", reason="the LM returned no completions"
+                adapter=self.name,
+                signature=signature,
+                lm_text="",
+                reason="the LM returned no completions",
             )
         return parsed
 

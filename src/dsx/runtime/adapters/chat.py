@@ -85,6 +85,7 @@ class ChatAdapter(Adapter):
                 found = ", ".join(sections) or "none"
                 raise AdapterParseError(
                     adapter=self.name,
+                    signature=signature,
                     field=name,
                     lm_text=text,
                     reason=f"the marker {marker(name)} is missing (markers found: {found})",
@@ -93,7 +94,11 @@ class ChatAdapter(Adapter):
                 result[name] = parse_value(field, sections[name])
             except ValueError as exc:
                 raise AdapterParseError(
-                    adapter=self.name, field=name, lm_text=text, reason=str(exc)
+                    adapter=self.name,
+                    signature=signature,
+                    field=name,
+                    lm_text=text,
+                    reason=str(exc),
                 ) from None
         return result
 

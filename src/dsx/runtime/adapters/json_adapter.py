@@ -70,11 +70,15 @@ class JSONAdapter(Adapter):
             data = loads_lenient(text)
         except ValueError:
             raise AdapterParseError(
-                adapter=self.name, lm_text=text, reason="the reply is not a JSON object"
+                adapter=self.name,
+                signature=signature,
+                lm_text=text,
+                reason="the reply is not a JSON object",
             ) from None
         if not isinstance(data, dict):
             raise AdapterParseError(
                 adapter=self.name,
+                signature=signature,
                 lm_text=text,
                 reason=f"expected a JSON object, got {type(data).__name__}",
             )
@@ -83,6 +87,7 @@ class JSONAdapter(Adapter):
             if name not in data:
                 raise AdapterParseError(
                     adapter=self.name,
+                    signature=signature,
                     field=name,
                     lm_text=text,
                     reason=f"the key {name!r} is missing",
@@ -91,7 +96,11 @@ class JSONAdapter(Adapter):
                 result[name] = coerce_value(field, data[name])
             except ValueError as exc:
                 raise AdapterParseError(
-                    adapter=self.name, field=name, lm_text=text, reason=str(exc)
+                    adapter=self.name,
+                    signature=signature,
+                    field=name,
+                    lm_text=text,
+                    reason=str(exc),
                 ) from None
         return result
 
@@ -136,6 +145,7 @@ class FallbackJSONAdapter(JSONAdapter):
 def _both(first: AdapterParseError, second: AdapterParseError) -> AdapterParseError:
     return AdapterParseError(
         adapter="ChatAdapter (then JSONAdapter as fallback)",
+        signature=first.signature,
         field=first.field,
         lm_text=first.lm_text,
         reason=f"{first.reason}; the JSON fallback also failed: {second.reason} "
