@@ -47,6 +47,17 @@ _active_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 #: Observers added by dsx itself (OpenTelemetry tracing), after the user's callbacks.
 _internal: tuple[Any, ...] = ()
+#: Those of them that watch adapters: the adapter hooks are skipped when none does and no
+#: callback is configured (tracing has no adapter spans: two hooked calls fewer per call).
+_internal_adapters: tuple[Any, ...] = ()
+
+
+def _watches_adapters(observer: Any) -> bool:
+    return any(
+        hasattr(observer, f"on_adapter_{what}_{edge}")
+        for what in ("format", "parse")
+        for edge in ("start", "end")
+    )
 
 
 def enable() -> None:
@@ -57,15 +68,17 @@ def enable() -> None:
 
 def add_internal(observer: Any) -> None:
     """Register a process-wide observer that sees every call (used by tracing)."""
-    global _internal
+    global _internal, _internal_adapters
     if observer not in _internal:
         _internal = (*_internal, observer)
+        _internal_adapters = tuple(o for o in _internal if _watches_adapters(o))
     enable()
 
 
 def remove_internal(observer: Any) -> None:
-    global _internal
+    global _internal, _internal_adapters
     _internal = tuple(o for o in _internal if o is not observer)
+    _internal_adapters = tuple(o for o in _internal if _watches_adapters(o))
 
 
 def active_call_id() -> str | None:
@@ -179,6 +192,17 @@ def active(instance: Any) -> tuple[Any, ...] | list[Any]:
         return [*configured, *own, *_internal]
     if _internal:
         return (*configured, *_internal)
+    return configured
+
+
+def active_for_adapter(instance: Any) -> tuple[Any, ...] | list[Any]:
+    """:func:`active` for the adapter hooks: internal observers only if they watch adapters."""
+    configured = settings.get("callbacks") or ()
+    own = getattr(instance, "__dict__", {}).get("_callbacks")
+    if own:
+        return [*configured, *own, *_internal_adapters]
+    if _internal_adapters:
+        return (*configured, *_internal_adapters)
     return configured
 
 
@@ -338,7 +362,7 @@ def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any
         @functools.wraps(fn)
         def hooked_format(self: Any, signature: Any, demos: Any, inputs: Any) -> Any:
             if enabled:
-                callbacks = active(self)
+                callbacks = active_for_adapter(self)
                 if callbacks:
                     given = {"signature": signature, "demos": demos, "inputs": inputs}
                     return call_sync(
@@ -352,7 +376,7 @@ def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any
         @functools.wraps(fn)
         def hooked_parse(self: Any, signature: Any, text: Any) -> Any:
             if enabled:
-                callbacks = active(self)
+                callbacks = active_for_adapter(self)
                 if callbacks:
                     # dsx names the reply ``text``; DSPy's hook input calls it ``completion``
                     given = {"signature": signature, "completion": text}
