@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dsx.errors import DsxError, LMError, RealLMCallForbidden
+from dsx.errors import DsxError, RealLMCallForbidden
+from dsx.runtime import _litellm
+from dsx.runtime._attempt import Backoff, Core, Retry, retrying, run_async, run_sync
 
 __all__ = ["Embedder"]
 
@@ -35,7 +35,7 @@ _LOCAL_DEFAULT = "all-MiniLM-L6-v2"
 _LOCAL_ALIASES = frozenset({_LOCAL_DEFAULT, "sentence-transformers/all-MiniLM-L6-v2"})
 
 
-class Embedder:
+class Embedder(Backoff):
     """Turns texts into vectors.
 
     Args:
@@ -57,9 +57,6 @@ class Embedder:
         >>> embed(["hello", "world"]).shape
         (2, 1536)
     """
-
-    retry_base_delay: float = 0.5
-    retry_max_delay: float = 20.0
 
     def __init__(
         self,
@@ -288,54 +285,20 @@ class Embedder:
             params["timeout"] = self.timeout
         return params
 
-    def _provider_sync(self, batch: list[str], kwargs: dict[str, Any]) -> Any:
-        from dsx.runtime.lm import _lib
-
+    # One request with its retries, written once (dsx.runtime._attempt) and driven sync or
+    # async; the policy and its delays are the LM's.
+    def _attempts(self, batch: list[str], kwargs: dict[str, Any]) -> Core:
         params = self._request(batch, kwargs)
-        attempt = 0
-        while True:
-            try:
-                return self._convert(_lib().embedding(**params))
-            except Exception as exc:
-                err = self._fail(exc, attempt)
-                if err is None:
-                    raise
-                if err.retryable and attempt < self.num_retries:
-                    time.sleep(self._backoff(attempt, err))
-                    attempt += 1
-                    continue
-                raise err from (None if err is exc else exc)
+        retry = Retry(self, self.model, self.timeout, self.num_retries)
+        return self._convert((yield from retrying(retry, params)))
+
+    def _provider_sync(self, batch: list[str], kwargs: dict[str, Any]) -> Any:
+        send = lambda step: _litellm.load().embedding(**step.payload)  # noqa: E731
+        return run_sync(self._attempts(batch, kwargs), send)
 
     async def _provider_async(self, batch: list[str], kwargs: dict[str, Any]) -> Any:
-        from dsx.runtime.lm import _lib
-
-        params = self._request(batch, kwargs)
-        attempt = 0
-        while True:
-            try:
-                return self._convert(await _lib().aembedding(**params))
-            except Exception as exc:
-                err = self._fail(exc, attempt)
-                if err is None:
-                    raise
-                if err.retryable and attempt < self.num_retries:
-                    await asyncio.sleep(self._backoff(attempt, err))
-                    attempt += 1
-                    continue
-                raise err from (None if err is exc else exc)
-
-    def _fail(self, exc: BaseException, attempt: int) -> LMError | None:
-        from dsx.runtime.lm import map_error
-
-        err = exc if isinstance(exc, LMError) else map_error(exc, self.model, self.timeout)
-        if err is not None:
-            err.attempts = attempt + 1
-        return err
-
-    def _backoff(self, attempt: int, err: LMError) -> float:
-        if err.retry_after is not None and 0 <= err.retry_after <= 60:
-            return err.retry_after
-        return random.uniform(0, min(self.retry_max_delay, self.retry_base_delay * 2**attempt))
+        send = lambda step: _litellm.load().aembedding(**step.payload)  # noqa: E731
+        return await run_async(self._attempts(batch, kwargs), send)
 
     def _convert(self, resp: Any) -> list[list[float]]:
         from dsx.runtime.lm_base import _trackers

@@ -25,15 +25,11 @@ import contextlib
 import inspect
 import itertools
 import json
-import logging
 import math
-import os
-import random
 import re
-import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,9 +45,10 @@ from dsx.errors import (
     RateLimitError,
     ServerError,
 )
-from dsx.runtime import _model_names
+from dsx.runtime import _litellm, _model_names
 from dsx.runtime import _structured_output as _formats
 from dsx.runtime import streaming as _streaming
+from dsx.runtime._attempt import SEND, Backoff, Core, Retry, Sleep, run_async, run_sync
 from dsx.runtime._sync_deadline import call_within, iterate_within
 from dsx.runtime.cache import Cache, get_cache, request_key
 from dsx.runtime.lm_base import BaseLM, LMResponse
@@ -88,50 +85,10 @@ _ATTRIBUTES = (
 Transport = Literal["auto", "litellm", "openai"]
 _TRANSPORTS = ("auto", "litellm", "openai")
 
-_litellm: Any = None
 _transport: Any = None  # dsx.runtime._openai_transport, imported on first use
-_READONLY_WARNING = r"Item '.*' on TypedDict class '.*' is using the `ReadOnly` qualifier"
-_import_lock = threading.Lock()
 _warned_rollout = False
-
-
-def _lib() -> Any:
-    """Import LiteLLM once, offline-safe and quiet."""
-    global _litellm
-    if _litellm is None:
-        with _import_lock:
-            if _litellm is None:
-                # Without this LiteLLM fetches its cost map over the network at import and
-                # retries for seconds when offline.
-                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-                import litellm
-
-                # LiteLLM's own pydantic usage warns at run time; none of it is actionable
-                # for dsx users.
-                warnings.filterwarnings("ignore", category=DeprecationWarning, module="litellm")
-                warnings.filterwarnings("ignore", message=_READONLY_WARNING, category=UserWarning)
-                litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners
-                litellm.set_verbose = False
-                for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-                    logger = logging.getLogger(name)
-                    if logger.level == logging.NOTSET or logger.level < logging.WARNING:
-                        logger.setLevel(logging.WARNING)
-                    logger.addFilter(_quiet_pool_warnings)
-                # LiteLLM's sync clients go through urllib3 in places; at high concurrency it
-                # logs "Connection pool is full" for every connection it does not keep.
-                logging.getLogger("urllib3.connectionpool").addFilter(_quiet_pool_warnings)
-                _litellm = litellm
-    return _litellm
-
-
-#: Log messages of LiteLLM and urllib3 that say only that many calls run at once: at the
-#: concurrency dsx uses they come by the hundred and need no action.
-_POOL_NOISE = ("aiohttp connection pool saturated", "Connection pool is full")
-
-
-def _quiet_pool_warnings(record: logging.LogRecord) -> bool:
-    message = record.msg if isinstance(record.msg, str) else ""
-    return not message.startswith(_POOL_NOISE)
+#: The LiteLLM module, imported on first use (by dsx.runtime._litellm, the only importer).
+_lib = _litellm.load
 
 
 def _lean() -> Any:
@@ -169,24 +126,7 @@ class _Call:
     format_rejected: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Send:
-    """A step of :meth:`LM._attempts`: make one attempt at ``call``."""
-
-    call: _Call
-
-
-@dataclass(slots=True)
-class _Sleep:
-    """A step of :meth:`LM._attempts`: wait before the next attempt."""
-
-    seconds: float
-
-
-_Step = _Send | _Sleep
-
-
-class LM(BaseLM):
+class LM(BaseLM, Backoff):
     """A language model: OpenAI, Anthropic, local servers (vLLM, SGLang, Ollama), ...
 
     Args:
@@ -227,12 +167,6 @@ class LM(BaseLM):
     """
 
     is_real = True
-    #: First backoff step in seconds; the n-th retry waits up to ``base * 2**n``.
-    retry_base_delay: float = 0.5
-    #: The longest backoff between two attempts, in seconds.
-    retry_max_delay: float = 20.0
-    #: A ``Retry-After`` longer than this (seconds) is ignored in favour of backoff.
-    max_retry_after: float = 60.0
 
     def __init__(
         self,
@@ -345,50 +279,19 @@ class LM(BaseLM):
 
     # -- requests -------------------------------------------------------------------------
     # One request is written once, as the generator ``_attempts`` (cache, retries, the
-    # structured-output fallback); ``forward``, ``aforward`` and ``astream`` only perform
-    # the steps it yields: send the request, or sleep.
+    # structured-output fallback; see dsx.runtime._attempt); ``forward``, ``aforward`` and
+    # ``astream`` only perform the steps it yields: send the request, or sleep.
     def forward(self, messages: list[Message], **params: Any) -> LMResponse:
         call = self._prepare(messages, params)
-        core = self._attempts(call)
-        try:
-            step = next(core)
-            while True:
-                if isinstance(step, _Sleep):
-                    time.sleep(step.seconds)
-                    step = core.send(None)
-                    continue
-                try:
-                    response = self._stream_sync(call) if call.stream else self._complete_sync(call)
-                except Exception as exc:
-                    step = core.throw(exc)
-                else:
-                    step = core.send(response)
-        except StopIteration as done:
-            result: LMResponse = done.value
-            return result
+        send = self._stream_sync if call.stream else self._complete_sync
+        result: LMResponse = run_sync(self._attempts(call), lambda _: send(call))
+        return result
 
     async def aforward(self, messages: list[Message], **params: Any) -> LMResponse:
         call = self._prepare(messages, params)
-        core = self._attempts(call)
-        try:
-            step = next(core)
-            while True:
-                if isinstance(step, _Sleep):
-                    await _sleep(step.seconds)
-                    step = core.send(None)
-                    continue
-                try:
-                    if call.stream:
-                        response = await self._stream_async(call)
-                    else:
-                        response = await self._complete_async(call)
-                except Exception as exc:
-                    step = core.throw(exc)
-                else:
-                    step = core.send(response)
-        except StopIteration as done:
-            result: LMResponse = done.value
-            return result
+        send = self._stream_async if call.stream else self._complete_async
+        result: LMResponse = await run_async(self._attempts(call), lambda _: send(call))
+        return result
 
     async def astream(self, messages: list[Message], **kwargs: Any) -> AsyncIterator[str]:
         """Yield the text of the first choice as it is generated.
@@ -405,12 +308,14 @@ class LM(BaseLM):
         params = {**self.kwargs, **kwargs}
         start = time.time()
         call = self._prepare(messages, params)
+        # The async driver of dsx.runtime._attempt, unrolled: a Send step here also gives
+        # the text away as it arrives.
         core = self._attempts(call)
         try:
             step = next(core)
             while True:
-                if isinstance(step, _Sleep):
-                    await _sleep(step.seconds)
+                if type(step) is Sleep:
+                    await asyncio.sleep(step.seconds)
                     step = core.send(None)
                     continue
                 assembler = _StreamAssembler(self, call)
@@ -431,12 +336,13 @@ class LM(BaseLM):
             yield response.outputs[0]
         self._record(messages, params, response, start)
 
-    def _attempts(self, call: _Call) -> Generator[_Step, Any, LMResponse]:
+    def _attempts(self, call: _Call) -> Core:
         """One request from start to answer: checks, cache, retries, format fallback.
 
-        Yields :class:`_Send` (make one attempt; the driver sends back the
-        :class:`LMResponse` or throws in the exception) and :class:`_Sleep`; returns the
-        response (``cached`` when it came from the cache).
+        Yields :data:`~dsx.runtime._attempt.SEND` (make one attempt; the driver sends back
+        the :class:`LMResponse` or throws in the exception) and
+        :class:`~dsx.runtime._attempt.Sleep`; returns the response (``cached`` when it came
+        from the cache).
         """
         # A missing key is a setup mistake: said first, even where requests are forbidden.
         no_key = _model_names.missing_key(self.model, call.api_base, call.api_key)
@@ -446,33 +352,21 @@ class LM(BaseLM):
         self.check_allowed(call.api_base or _model_names.endpoint_from_env(self.model))
         self._choose_format(call)
         cache = self._cache_for(call)
-        attempt = 0
+        retry = Retry(self, self.model, _attempt_seconds(call.timeout), call.num_retries)
         while True:
             if cache is not None:
                 hit = cache.get(call.key)
                 if hit is not None:
                     return self._done(call, _from_entry(hit))
             try:
-                response = yield _Send(call)
+                response = yield SEND
             except Exception as exc:
-                err = (
-                    exc
-                    if isinstance(exc, LMError)
-                    else map_error(exc, self.model, _attempt_seconds(call.timeout))
-                )
-                if err is None:
-                    raise
-                err.attempts = attempt + 1
+                err = retry.failed(exc)
                 if self._step_down_format(call, err):
                     cache = self._cache_for(call)  # a new request: a new cache key
                     continue  # at once, and not counted as a retry
-                if err.retryable and err.attempts <= call.num_retries and not call.yielded:
-                    yield _Sleep(self._backoff(attempt, err))
-                    attempt += 1
-                    continue
-                if err.attempts > 1:  # say how hard we tried
-                    err.args = (f"{err} (gave up after {err.attempts} attempts)",)
-                raise err from (None if err is exc else exc)
+                yield from retry.again(err, exc, may_retry=not call.yielded)
+                continue
             if cache is not None:
                 cache.put(call.key, _to_entry(response))
             return self._done(call, response)
@@ -721,12 +615,6 @@ class LM(BaseLM):
     def _format_key(self, call: _Call) -> tuple[str, str | None]:
         return (self.model, call.api_base)
 
-    def _backoff(self, attempt: int, err: LMError) -> float:
-        if err.retry_after is not None and 0 <= err.retry_after <= self.max_retry_after:
-            return err.retry_after
-        # Full jitter: spreads retries of many concurrent callers.
-        return random.uniform(0, min(self.retry_max_delay, self.retry_base_delay * 2**attempt))
-
     # -- history --------------------------------------------------------------------------
     def _record(
         self,
@@ -968,12 +856,6 @@ def _finetuned_ref(value: Any) -> Any:
 def _check_transport(transport: Any) -> None:
     if transport not in _TRANSPORTS:
         raise ValueError(f"transport must be 'auto', 'litellm' or 'openai', got {transport!r}")
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio  # here, not at the top: asyncio costs ~35 ms to import
-
-    await asyncio.sleep(seconds)
 
 
 def _warn_rollout_once() -> None:
