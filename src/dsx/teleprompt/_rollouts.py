@@ -9,6 +9,7 @@ full; results come back in job order, never in completion order.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 from dsx.runtime.example import Example
 from dsx.runtime.metrics import score_of
 from dsx.runtime.module import Module
-from dsx.runtime.parallel import BatchError, Engine
+from dsx.runtime.parallel import BatchError, Engine, run_coroutine_sync
 from dsx.runtime.settings import context
-from dsx.teleprompt._scoring import drive
+from dsx.teleprompt._scoring import MetricCall, adrive
 
 if TYPE_CHECKING:
     from dsx.teleprompt.base import Teleprompter
 
-__all__ = ["Rollout", "ScoreFn", "run_rollouts", "score_and_feedback"]
+__all__ = ["Rollout", "ScoreFn", "arun_rollouts", "run_rollouts", "score_and_feedback"]
 
 #: ``(example, prediction, trace) -> (score, feedback or None)``.
 ScoreFn = Callable[[Example, Any, list[Any]], tuple[float, str | None]]
@@ -93,14 +94,45 @@ def run_rollouts(
 
     A run that raises scores ``failure_score`` (its error is kept); ``max_errors`` failures
     (the optimizer's, else ``dsx.settings.max_errors``) raise :class:`BatchError`. Jobs the
-    budget kept from starting are ``None``.
+    budget kept from starting are ``None``. ``score`` runs on the event loop when
+    ``inline``, else as :class:`~dsx.teleprompt._scoring.MetricCall` decides.
     """
+    if not jobs:
+        return []
+    return run_coroutine_sync(
+        lambda: arun_rollouts(
+            opt,
+            jobs,
+            score=score,
+            desc=desc,
+            inline=inline,
+            failure_score=failure_score,
+            overrides=overrides,
+        )
+    )
+
+
+async def arun_rollouts(
+    opt: Teleprompter,
+    jobs: Sequence[tuple[Module, Example]],
+    *,
+    score: ScoreFn,
+    desc: str,
+    inline: bool = False,
+    failure_score: float = 0.0,
+    overrides: dict[str, Any] | None = None,
+    limiter: asyncio.Semaphore | None = None,
+    quiet: bool = False,
+) -> list[Rollout | None]:
+    """:func:`run_rollouts` on the running event loop; with a ``limiter`` shared with other
+    batches running at the same time (see :func:`~dsx.teleprompt._scoring.adrive`)."""
     if not jobs:
         return []
     names: dict[int, dict[int, str]] = {}
     for program, _ in jobs:
         if id(program) not in names:
             names[id(program)] = {id(p): path for path, p in program.named_predictors()}
+    measure = MetricCall(opt, score, getattr(opt, "metric", None) or score, inline=inline)
 
     def make(engine: Engine) -> Callable[[int], Awaitable[Rollout]]:
         async def one(index: int) -> Rollout:
@@ -108,10 +140,7 @@ def run_rollouts(
             trace: list[Any] = []
             with context(trace=trace):
                 pred = await engine.call(program, (), example.inputs().to_dict())
-            if inline:
-                value, feedback = score(example, pred, trace)
-            else:
-                value, feedback = await engine.in_thread(score, example, pred, trace)
+            value, feedback = await measure(engine, example, pred, trace)
             paths = names[id(program)]
             steps = [(paths[id(p)], dict(i), o) for p, i, o in trace if id(p) in paths]
             return Rollout(example, pred, value, feedback, trace, steps)
@@ -119,7 +148,15 @@ def run_rollouts(
         return one
 
     with context(**(overrides or {})):
-        outcome = drive(opt, range(len(jobs)), make, desc=desc, score=lambda rollout: rollout.score)
+        outcome = await adrive(
+            opt,
+            range(len(jobs)),
+            make,
+            desc=desc,
+            score=lambda rollout: rollout.score,
+            limiter=limiter,
+            quiet=quiet,
+        )
     errors = dict(outcome.errors)
     out: list[Rollout | None] = []
     for i, (_program, example) in enumerate(jobs):

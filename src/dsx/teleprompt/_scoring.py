@@ -4,15 +4,23 @@ Instruction optimizers score many candidates on the same examples; running every
 ``(candidate, example)`` pair through one :func:`~dsx.runtime.parallel.run_concurrently`
 keeps the engine full instead of waiting for each candidate's slowest example. Scores are
 assembled per candidate in example order, so they never depend on completion order.
+
+The ``a``-prefixed coroutines do the same on the caller's event loop, so that an optimizer
+can score some candidates while it proposes or scores others; a shared
+:class:`asyncio.Semaphore` (``limiter``) then keeps all of them within ``num_threads``
+program runs at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dsx.runtime import _otel
+from dsx.runtime._progress import Progress
 from dsx.runtime.example import Example
 from dsx.runtime.metrics import call_metric, score_of
 from dsx.runtime.module import Module
@@ -28,25 +36,83 @@ from dsx.runtime.settings import context, settings
 if TYPE_CHECKING:
     from dsx.teleprompt.base import Teleprompter
 
-__all__ = ["drive", "score_jobs", "score_programs"]
+__all__ = [
+    "INLINE_METRIC_S",
+    "MetricCall",
+    "adrive",
+    "ascore_jobs",
+    "ascore_programs",
+    "drive",
+    "score_jobs",
+    "score_programs",
+]
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 
+#: A sync metric call that returns within this many seconds runs on the event loop (a
+#: worker-thread hop costs more than a string comparison); once a call takes longer, that
+#: metric's later calls in this optimizer go to worker threads, so that a slow metric (an
+#: LM judge) holds the loop up once at most. Where it runs never changes what it returns.
+INLINE_METRIC_S = 0.002
 
-def drive(
+
+class MetricCall:
+    """Calls a metric (or a scoring function around it) for one optimizer's batches.
+
+    Coroutine functions are awaited, functions marked ``_dsx_inline`` (the built-ins) run
+    on the loop, and any other sync function runs on the loop while it is fast (see
+    :data:`INLINE_METRIC_S`), else on the engine's worker threads.
+    """
+
+    def __init__(
+        self,
+        opt: Teleprompter,
+        fn: Callable[..., Any],
+        metric: Any = None,
+        *,
+        inline: bool = False,
+    ) -> None:
+        metric = fn if metric is None else metric
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(metric)
+        self.always_inline = inline or bool(getattr(metric, "_dsx_inline", False))
+        # which metrics this optimizer found slow (kept across its batches)
+        slow: set[int] = opt.__dict__.setdefault("_dsx_slow_metrics", set())
+        self.slow = slow
+        self.key = id(getattr(metric, "__func__", metric))
+
+    async def __call__(self, engine: Engine, *args: Any) -> Any:
+        if self.always_inline or self.is_async:
+            value = self.fn(*args)
+            return await value if inspect.isawaitable(value) else value
+        if self.key in self.slow:
+            return await engine.in_thread(self.fn, *args)
+        start = time.perf_counter()
+        try:
+            return self.fn(*args)
+        finally:
+            if time.perf_counter() - start > INLINE_METRIC_S:
+                self.slow.add(self.key)
+
+
+async def adrive(
     opt: Teleprompter,
     items: Sequence[ItemT],
     make: Callable[[Engine], Callable[[ItemT], Awaitable[T]]],
     *,
     desc: str,
     score: Callable[[T], float],
+    limiter: asyncio.Semaphore | None = None,
+    quiet: bool = False,
 ) -> Outcome[T]:
     """Run ``make(engine)`` on every item at the optimizer's concurrency, with a progress
-    display (the mean ``score`` so far), its budget and its ``max_errors`` (else
-    ``dsx.settings.max_errors``: that many failures raise :class:`BatchError`)."""
+    display (the mean ``score`` so far; none when ``quiet``), its budget and its
+    ``max_errors`` (else ``dsx.settings.max_errors``: that many failures raise
+    :class:`BatchError`). With a ``limiter``, each run also holds one of its slots."""
     engine = Engine(opt.concurrency)
-    progress = opt.progress(len(items), desc)
+    progress = Progress(len(items), desc=desc, display=False) if quiet else None
+    progress = progress or opt.progress(len(items), desc)
     limit = getattr(opt, "max_errors", None)
     limit = limit if limit is not None else settings.max_errors
     total = 0.0
@@ -62,6 +128,14 @@ def drive(
         progress.update(ran, score=100 * total / ran, errors=failed)
 
     one = make(engine)
+    if limiter is not None:
+        unlimited = one
+
+        async def limited(item: ItemT) -> T:
+            async with limiter:
+                return await unlimited(item)
+
+        one = limited
     attributes = {
         "dsx.span.kind": "optimizer.trial",
         "dsx.optimizer": type(opt).__name__,
@@ -70,15 +144,13 @@ def drive(
     }
     try:
         with _otel.span(f"trial {type(opt).__name__}", attributes) as span:
-            outcome = run_coroutine_sync(
-                lambda: run_concurrently(
-                    one,
-                    list(items),
-                    concurrency=engine.concurrency,
-                    max_errors=limit,
-                    should_stop=opt.budget_exhausted,
-                    on_done=on_done,
-                )
+            outcome = await run_concurrently(
+                one,
+                list(items),
+                concurrency=engine.concurrency,
+                max_errors=limit,
+                should_stop=opt.budget_exhausted,
+                on_done=on_done,
             )
             if span is not None:
                 span.set_attribute("dsx.trial.completed", outcome.num_done)
@@ -92,6 +164,18 @@ def drive(
         first = outcome.errors[0][1]
         raise BatchError(f"{type(opt).__name__} stopped: {outcome.stopped}") from first
     return outcome
+
+
+def drive(
+    opt: Teleprompter,
+    items: Sequence[ItemT],
+    make: Callable[[Engine], Callable[[ItemT], Awaitable[T]]],
+    *,
+    desc: str,
+    score: Callable[[T], float],
+) -> Outcome[T]:
+    """:func:`adrive` from sync code, on an event loop of its own."""
+    return run_coroutine_sync(lambda: adrive(opt, items, make, desc=desc, score=score))
 
 
 def score_programs(
@@ -111,6 +195,27 @@ def score_programs(
     return score_jobs(opt, [(p, examples) for p in programs], desc=desc, overrides=overrides)
 
 
+async def ascore_programs(
+    opt: Teleprompter,
+    programs: Sequence[Module],
+    examples: Sequence[Example],
+    *,
+    desc: str,
+    overrides: dict[str, Any] | None = None,
+    limiter: asyncio.Semaphore | None = None,
+    quiet: bool = False,
+) -> list[float | None]:
+    """:func:`score_programs` on the running event loop (see :func:`adrive`)."""
+    return await ascore_jobs(
+        opt,
+        [(p, examples) for p in programs],
+        desc=desc,
+        overrides=overrides,
+        limiter=limiter,
+        quiet=quiet,
+    )
+
+
 def score_jobs(
     opt: Teleprompter,
     jobs: Sequence[tuple[Module, Sequence[Example]]],
@@ -123,28 +228,42 @@ def score_jobs(
     All ``(program, example)`` pairs share one engine, in job order, so several trials
     keep it full; each job's score depends only on its own results.
     """
+    if not any(examples for _, examples in jobs):
+        return [None] * len(jobs)
+    return run_coroutine_sync(lambda: ascore_jobs(opt, jobs, desc=desc, overrides=overrides))
+
+
+async def ascore_jobs(
+    opt: Teleprompter,
+    jobs: Sequence[tuple[Module, Sequence[Example]]],
+    *,
+    desc: str,
+    overrides: dict[str, Any] | None = None,
+    limiter: asyncio.Semaphore | None = None,
+    quiet: bool = False,
+) -> list[float | None]:
+    """:func:`score_jobs` on the running event loop (see :func:`adrive`)."""
     metric = opt.metric  # type: ignore[attr-defined]
     pairs = [(p, e) for p, (_, ex) in enumerate(jobs) for e in range(len(ex))]
     if not pairs:
         return [None] * len(jobs)
-    inline = getattr(metric, "_dsx_inline", False) or inspect.iscoroutinefunction(metric)
+    measure = MetricCall(opt, lambda ex, pred: call_metric(metric, ex, pred, None), metric)
 
     def make(engine: Engine) -> Callable[[tuple[int, int]], Awaitable[float]]:
         async def one(pair: tuple[int, int]) -> float:
             program, example = jobs[pair[0]][0], jobs[pair[0]][1][pair[1]]
             pred = await engine.call(program, (), example.inputs().to_dict())
-            if inline:
-                value = call_metric(metric, example, pred, None)
-                if inspect.isawaitable(value):
-                    value = await value
-            else:
-                value = await engine.in_thread(call_metric, metric, example, pred, None)
+            value = await measure(engine, example, pred)
+            if inspect.isawaitable(value):
+                value = await value
             return score_of(value)
 
         return one
 
     with context(**(overrides or {})):
-        outcome = drive(opt, pairs, make, desc=desc, score=lambda value: value)
+        outcome = await adrive(
+            opt, pairs, make, desc=desc, score=lambda value: value, limiter=limiter, quiet=quiet
+        )
     scores: list[float | None] = []
     start = 0
     for _, examples in jobs:

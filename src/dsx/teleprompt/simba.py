@@ -25,6 +25,7 @@ and ``trial_logs`` on it as in DSPy.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import math
@@ -680,10 +681,17 @@ def _json(value: Any) -> str:
 
 
 def _code_of(program: Module) -> str:
+    source = _source_of(type(program))
+    return source if source is not None else program_summary(program)
+
+
+@functools.lru_cache(maxsize=64)
+def _source_of(cls: type) -> str | None:
+    """A class's source (``inspect.getsource`` tokenizes the whole file: once per class)."""
     try:
-        return inspect.getsource(type(program))
+        return inspect.getsource(cls)
     except (OSError, TypeError):
-        return program_summary(program)
+        return None
 
 
 def _percentile(values: list[float], q: float) -> float:
