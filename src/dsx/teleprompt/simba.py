@@ -25,7 +25,6 @@ and ``trial_logs`` on it as in DSPy.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import json
 import math
@@ -680,18 +679,19 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
+#: Program classes' source (``inspect.getsource`` tokenizes the whole file: once per class).
+_SOURCES: dict[type, str | None] = {}
+
+
 def _code_of(program: Module) -> str:
-    source = _source_of(type(program))
+    cls = type(program)
+    if cls not in _SOURCES:
+        try:
+            _SOURCES[cls] = inspect.getsource(cls)
+        except (OSError, TypeError):
+            _SOURCES[cls] = None
+    source = _SOURCES[cls]
     return source if source is not None else program_summary(program)
-
-
-@functools.lru_cache(maxsize=64)
-def _source_of(cls: type) -> str | None:
-    """A class's source (``inspect.getsource`` tokenizes the whole file: once per class)."""
-    try:
-        return inspect.getsource(cls)
-    except (OSError, TypeError):
-        return None
 
 
 def _percentile(values: list[float], q: float) -> float:
