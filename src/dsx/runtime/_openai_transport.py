@@ -34,13 +34,13 @@ import contextlib
 import json
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dsx.runtime import usage as _usage
 from dsx.runtime._model_names import BASE_VARIABLES, KEY_VARIABLES
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ __all__ = [
     "MAX_CONNECTIONS",
     "MalformedResponse",
     "ProviderHTTPError",
+    "ServerSentEvents",
     "Wire",
+    "cost",
 ]
 
 #: Connections kept per event loop (async) and per process (sync). Calls beyond it wait.
@@ -449,18 +451,15 @@ async def _astream(wire: Wire) -> AsyncGenerator[dict[str, Any], None]:
     ) as resp:
         if resp.status >= 400:
             raise _status_error(resp.status, await resp.read(), resp.headers)
-        data: list[bytes] = []
-        async for raw in resp.content:
-            line = raw.rstrip(b"\r\n")
-            if line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif not line and data:
-                event, data = b"\n".join(data), []
-                if event == b"[DONE]":
-                    return
-                yield _event(event)
-        if data and (event := b"\n".join(data)) != b"[DONE]":
-            yield _event(event)
+        events = ServerSentEvents()
+        async for line in resp.content:
+            event = events.line(line)
+            if event is not None:
+                yield event
+            elif events.done:
+                return
+        if (event := events.end()) is not None:
+            yield event
 
 
 # -- sync: one httpx client per process ----------------------------------------------------------
@@ -522,7 +521,7 @@ def complete(wire: Wire) -> Any:
     return _decode(data)
 
 
-def _lines(chunks: Iterator[bytes], deadline: float, seconds: float) -> Iterator[str]:
+def _lines(chunks: Iterator[bytes], deadline: float, seconds: float) -> Iterator[bytes]:
     """The lines of a byte stream, the deadline checked after every piece received."""
     buffer = b""
     for chunk in chunks:
@@ -532,10 +531,10 @@ def _lines(chunks: Iterator[bytes], deadline: float, seconds: float) -> Iterator
             end = buffer.find(b"\n")
             if end < 0:
                 break
-            line, buffer = buffer[:end], buffer[end + 1 :]
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
+            line, buffer = buffer[: end + 1], buffer[end + 1 :]
+            yield line
     if buffer:
-        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
+        yield buffer
 
 
 def stream(wire: Wire) -> Iterator[dict[str, Any]]:
@@ -550,17 +549,15 @@ def stream(wire: Wire) -> Iterator[dict[str, Any]]:
     ) as resp:
         if resp.status_code >= 400:
             raise _status_error(resp.status_code, resp.read(), resp.headers)
-        data: list[str] = []
+        events = ServerSentEvents()
         for line in _lines(resp.iter_bytes(), deadline, wire.timeout):
-            if line.startswith("data:"):
-                data.append(line[6:] if line[5:6] == " " else line[5:])
-            elif not line and data:
-                event, data = "\n".join(data), []
-                if event == "[DONE]":
-                    return
-                yield _event(event)
-        if data and (event := "\n".join(data)) != "[DONE]":
-            yield _event(event)
+            event = events.line(line)
+            if event is not None:
+                yield event
+            elif events.done:
+                return
+        if (event := events.end()) is not None:
+            yield event
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -573,10 +570,44 @@ def _decode(data: bytes) -> Any:
         raise MalformedResponse(f"not JSON: {data[:200]!r}") from exc
 
 
-def _event(data: bytes | str) -> dict[str, Any]:
-    doc = _decode(data.encode() if isinstance(data, str) else data)
+class ServerSentEvents:
+    """A server-sent event stream read one line at a time, without I/O: the async (aiohttp)
+    and the sync (httpx) stream feed it the lines they receive.
+
+    :meth:`line` returns each complete event's JSON object; after the ``[DONE]`` event
+    :attr:`done` is true. :meth:`end` returns an event the stream left unterminated.
+    """
+
+    __slots__ = ("data", "done")
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.done = False
+
+    def line(self, raw: bytes) -> dict[str, Any] | None:
+        line = raw.rstrip(b"\r\n")
+        if line.startswith(b"data:"):
+            self.data.append(line[6:] if line[5:6] == b" " else line[5:])
+            return None
+        if line or not self.data:  # other fields (event:, id:, comments) carry nothing here
+            return None
+        return self._dispatch()
+
+    def end(self) -> dict[str, Any] | None:
+        return self._dispatch() if self.data and not self.done else None
+
+    def _dispatch(self) -> dict[str, Any] | None:
+        event, self.data = b"\n".join(self.data), []
+        if event == b"[DONE]":
+            self.done = True
+            return None
+        return _event(event)
+
+
+def _event(data: bytes) -> dict[str, Any]:
+    doc = _decode(data)
     if not isinstance(doc, dict):
-        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        text = data.decode("utf-8", "replace")
         problem = json.JSONDecodeError("a stream event must be a JSON object", text, 0)
         raise MalformedResponse(f"not a JSON object: {text[:200]!r}") from problem
     error = doc.get("error")
@@ -596,94 +627,7 @@ def _status_error(status: int, data: bytes, headers: Any) -> ProviderHTTPError:
     return ProviderHTTPError(status, body, text, headers)
 
 
-# -- cost ----------------------------------------------------------------------------------------
+# -- cost ---------------------------------------------------------------------------------------
 
-#: Prices per model string, looked up once: (input, output, cached input) USD per token.
-_prices: dict[str, tuple[float, float, float | None] | None] = {}
-
-
-def cost(model: str, usage: Any) -> float | None:
-    """USD for ``usage`` (the answer's ``usage`` object), from LiteLLM's price list.
-
-    Read from the JSON file LiteLLM ships, without importing LiteLLM (or from
-    ``litellm.model_cost`` when LiteLLM is already imported, custom prices included).
-    ``None`` when the model has no price.
-    """
-    if not isinstance(usage, dict):
-        return None
-    try:
-        price = _prices[model]
-    except KeyError:
-        price = _prices[model] = _price_of(model)
-    if price is None:
-        return None
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
-    cached = 0
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, dict) and price[2] is not None:
-        cached = min(details.get("cached_tokens") or 0, prompt)
-    total = (prompt - cached) * price[0] + completion * price[1]
-    if cached:
-        total += cached * (price[2] or 0.0)
-    return float(total)
-
-
-def _price_of(model: str) -> tuple[float, float, float | None] | None:
-    provider, name = split_model(model)
-    keys = [model] if provider is None else [model, name]
-    for key in keys:
-        entry = _price_entry(key)
-        if not isinstance(entry, dict):
-            continue
-        if key == name and provider is not None:
-            owner = str(entry.get("litellm_provider", ""))
-            # A bare name belongs to its provider ("gpt-4o-mini" is OpenAI's).
-            if not (owner == provider or owner == f"text-completion-{provider}"):
-                continue
-        inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
-        if isinstance(inp, int | float) and isinstance(out, int | float):
-            cached = entry.get("cache_read_input_token_cost")
-            return (
-                float(inp),
-                float(out),
-                float(cached) if isinstance(cached, int | float) else None,
-            )
-    return None
-
-
-def _price_entry(key: str) -> Any:
-    litellm = sys.modules.get("litellm")
-    table = getattr(litellm, "model_cost", None)
-    if isinstance(table, dict):
-        return table.get(key)
-    # Once per model name: read the 3.5 MB file (~4 ms), decode only this model's entry
-    # (parsing all of it takes ~35 ms), keep nothing else.
-    text = _read_price_file()
-    quoted = json.dumps(key)
-    if quoted not in text:  # most local model names
-        return None
-    found = re.search(r"\n {4}" + re.escape(quoted) + r"\s*:\s*", text)
-    try:
-        if found is not None:  # a top-level entry of the (indented) file
-            return json.JSONDecoder().raw_decode(text, found.end())[0]
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    return doc.get(key) if isinstance(doc, dict) else None
-
-
-def _read_price_file() -> str:
-    import importlib.util
-    from pathlib import Path
-
-    try:  # find_spec locates the package without importing it
-        spec = importlib.util.find_spec("litellm")
-        locations = list(spec.submodule_search_locations or []) if spec else []
-        for location in locations:
-            path = Path(location) / "model_prices_and_context_window_backup.json"
-            if path.is_file():
-                return path.read_text(encoding="utf-8")
-    except (ImportError, OSError, ValueError):
-        pass
-    return ""
+#: USD for an answer's ``usage`` object, from LiteLLM's price table (see dsx.runtime.usage).
+cost = _usage.cost
