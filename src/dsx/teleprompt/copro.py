@@ -35,12 +35,11 @@ from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, clean_instruction
 from dsx.teleprompt._resume import Journal, ScoreJournal
-from dsx.teleprompt._scoring import score_programs
+from dsx.teleprompt._scoring import ascore_programs
 from dsx.teleprompt.base import (
     OptimizerSettingError,
     Teleprompter,
     check_examples,
-    side_by_side,
 )
 
 __all__ = ["COPRO", "Attempt", "BasicGenerateInstruction", "GenerateInstructionGivenAttempts"]
@@ -202,6 +201,9 @@ class _Ascent:
         self.scored = ScoreJournal(None if state is None else state / "scores.jsonl")
         self.proposed = Journal(None if state is None else state / "proposals.jsonl")
         self.round = 0
+        #: Scorings started earlier and not awaited yet, by instruction key.
+        self.inflight: dict[str, asyncio.Future[None]] = {}
+        self.limiter = asyncio.Semaphore(1)  # replaced on the run's own loop
 
     def stop(self) -> bool:
         reason = self.opt.budget_exhausted()
@@ -209,15 +211,10 @@ class _Ascent:
             self.opt.stopped = reason
         return reason is not None
 
-    def propose_all(
-        self,
-        asks: list[tuple[str, Any, int, str | None]],
-        alongside: Sequence[Callable[[], Any]] = (),
-    ) -> list[list[str]]:
+    async def propose_all(self, asks: list[tuple[str, Any, int, str | None]]) -> list[list[str]]:
         """Each ask's proposals (``path, signature, count, attempts``), all at once.
 
-        The rollout ids are drawn first, in order, so the seed fixes every prompt; the
-        ``alongside`` calls (scoring the unchanged program) run at the same time.
+        The rollout ids are drawn first, in order, so the seed fixes every prompt.
         """
         ids = [self.rng.randrange(10**9) for _ in asks]
         keys = [self.proposed.key(self.round, ask[0]) for ask in asks]
@@ -232,30 +229,37 @@ class _Ascent:
                 self.proposed.put(key, texts)
             return texts
 
-        async def wave() -> list[list[str]]:
-            return list(
-                await asyncio.gather(*(one(*job) for job in zip(asks, ids, keys, strict=True)))
-            )
-
-        proposals, *_ = side_by_side(
-            [lambda: run_coroutine_sync(wave), *alongside], self.opt.concurrency
-        )
+        proposals = await asyncio.gather(*(one(*job) for job in zip(asks, ids, keys, strict=True)))
         # the log in predictor order, whichever answer came first
         for (path, _, _, _), texts in zip(asks, proposals, strict=True):
             self.opt.log.append({"event": "proposal", "predictor": path, "instructions": texts})
         return [[t for t in texts if t] for texts in proposals]
 
+    def key_of(self, program: Module) -> str:
+        return self.scored.key(*(p.signature.instructions for p in program.predictors()))
+
     def score_unchanged(self) -> None:
-        """Score the program as given (it is a candidate of the first round anyway)."""
-        key = self.scored.key(*(p.signature.instructions for p in self.module.predictors()))
+        """Start scoring the program as given (a candidate of the first round anyway) while
+        the first proposals are made; the first round's candidates join it as soon as the
+        proposals arrive, sharing ``num_threads``."""
+        key = self.key_of(self.module)
         if self.scored.get(key) is not None or self.stop():
             return
-        (score,) = score_programs(
-            self.opt, [self.module.deepcopy()], self.examples, desc="COPRO: the program as given"
-        )
-        self.opt.total_calls += 1
-        if score is not None:
-            self.scored.put(key, score)
+
+        async def score() -> None:
+            (value,) = await ascore_programs(
+                self.opt,
+                [self.module.deepcopy()],
+                self.examples,
+                desc="COPRO: the program as given",
+                limiter=self.limiter,
+                quiet=True,
+            )
+            self.opt.total_calls += 1
+            if value is not None:
+                self.scored.put(key, value)
+
+        self.inflight[key] = asyncio.ensure_future(score())
 
     async def propose(
         self, path: str, signature: Any, count: int, attempts: str | None, rollout_id: int
@@ -282,6 +286,19 @@ class _Ascent:
         return [clean_instruction(str(t)) for t in pred.completions.proposed_instruction]
 
     def run(self) -> Attempt | None:
+        return run_coroutine_sync(self.arun)
+
+    async def arun(self) -> Attempt | None:
+        # one limiter for every batch of the run: overlapping batches share num_threads
+        self.limiter = asyncio.Semaphore(self.opt.concurrency)
+        try:
+            return await self.ascend()
+        finally:  # a budget stop can leave the unchanged program's scoring running
+            for task in self.inflight.values():
+                task.cancel()
+            await asyncio.gather(*self.inflight.values(), return_exceptions=True)
+
+    async def ascend(self) -> Attempt | None:
         opt = self.opt
         current = self.module.deepcopy()
         latest: dict[str, list[str]] = {}
@@ -289,16 +306,16 @@ class _Ascent:
         if self.stop():
             return self.best()
         named = list(self.module.named_predictors())
-        found = self.propose_all(
-            [(path, p.signature, opt.breadth - 1, None) for path, p in named],
-            alongside=[self.score_unchanged],
+        self.score_unchanged()
+        found = await self.propose_all(
+            [(path, p.signature, opt.breadth - 1, None) for path, p in named]
         )
         for (path, predictor), texts in zip(named, found, strict=True):
             latest[path] = every[path] = _unique([*texts, predictor.signature.instructions])
         for d in range(opt.depth):
             for path in self.paths:
                 pool = latest[path] if len(self.paths) == 1 else every[path]
-                if not self.score_round(current, path, pool, d):
+                if not await self.score_round(current, path, pool, d):
                     return self.best()
             if d == opt.depth - 1:
                 break
@@ -315,7 +332,7 @@ class _Ascent:
                     for i, a in enumerate(shown, 1)
                 )
                 asks.append((path, predictor.signature, opt.breadth, attempts))
-            for (path, _, _, _), texts in zip(asks, self.propose_all(asks), strict=True):
+            for (path, _, _, _), texts in zip(asks, await self.propose_all(asks), strict=True):
                 latest[path] = _unique(texts)
                 every[path] = _unique([*every[path], *texts])
         if opt.track_stats:
@@ -324,7 +341,7 @@ class _Ascent:
                 _stats(opt.results_best, path, opt.depth - 1, scores[:10])
         return self.best()
 
-    def score_round(self, current: Module, path: str, pool: list[str], depth: int) -> bool:
+    async def score_round(self, current: Module, path: str, pool: list[str], depth: int) -> bool:
         """Score ``pool`` for ``path`` with the other predictors as in ``current``; keep the best."""
         opt = self.opt
         programs, keys = [], []
@@ -333,20 +350,28 @@ class _Ascent:
             predictor = dict(program.named_predictors())[path]
             predictor.signature = predictor.signature.with_instructions(text)
             programs.append(program)
-            keys.append(self.scored.key(*(p.signature.instructions for p in program.predictors())))
-        todo = [i for i, k in enumerate(keys) if self.scored.get(k) is None]
+            keys.append(self.key_of(program))
+        todo = [
+            i
+            for i, k in enumerate(keys)
+            if self.scored.get(k) is None and k not in self.inflight and k not in keys[:i]
+        ]
         if todo and self.stop():
             return False
-        fresh = score_programs(
+        fresh = await ascore_programs(
             opt,
             [programs[i] for i in todo],
             self.examples,
             desc=f"COPRO depth {depth + 1}/{opt.depth} · `{path}`",
+            limiter=self.limiter,
         )
         opt.total_calls += len(todo)
         for i, score in zip(todo, fresh, strict=True):
             if score is not None:
                 self.scored.put(keys[i], score)
+        for key in dict.fromkeys(keys):  # scored by an earlier batch still running
+            if key in self.inflight:
+                await self.inflight.pop(key)
         latest_scores = []
         for text, program, key in zip(pool, programs, keys, strict=True):
             score = self.scored.get(key)
@@ -369,7 +394,7 @@ class _Ascent:
             )
         if opt.track_stats and latest_scores:
             _stats(opt.results_latest, path, depth, latest_scores)
-        if any(s is None for s in fresh):
+        if any(s is None for s in fresh) or any(self.scored.get(k) is None for k in keys):
             opt.stopped = opt.budget_exhausted() or "stopped while scoring"
         best = self.best_for(path)
         if best is not None:
