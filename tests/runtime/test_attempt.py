@@ -167,10 +167,12 @@ def test_the_embedder_retries_with_the_lms_policy() -> None:
     )
     core = embed._attempts(["hello"], {})
     step = next(core)
+    assert isinstance(step, _attempt.Send)
     assert step.payload["input"] == ["hello"] and step.payload["num_retries"] == 0
     sleep = core.throw(RateLimitError("slow", model=embed.model, retry_after=90))
     assert isinstance(sleep, Sleep) and sleep.seconds == 90
-    assert core.send(None).payload == step.payload  # the same request again
+    again = core.send(None)
+    assert isinstance(again, _attempt.Send) and again.payload == step.payload  # sent again
     with pytest.raises(StopIteration) as done:
         core.send({"data": [{"index": 0, "embedding": [1.0, 2.0]}]})
     assert done.value.value == [[1.0, 2.0]]
