@@ -86,6 +86,8 @@ if TYPE_CHECKING:
     from dsx.runtime.retrieve import Retrieve as Retrieve
     from dsx.runtime.streaming import streamify as streamify
     from dsx.runtime.tool import Tool as Tool
+    from dsx.runtime.tool_calls import ToolCallResults as ToolCallResults
+    from dsx.runtime.tool_calls import ToolCalls as ToolCalls
     from dsx.runtime.types import History as History
     from dsx.runtime.types import Image as Image
     from dsx.sandbox import PythonInterpreter as PythonInterpreter
@@ -115,6 +117,8 @@ _LAZY = {
     "Retrieve": "dsx.runtime.retrieve",
     "ColBERTv2": "dsx.retrievers",
     "Tool": "dsx.runtime.tool",
+    "ToolCalls": "dsx.runtime.tool_calls",
+    "ToolCallResults": "dsx.runtime.tool_calls",
     "ProgramOfThought": "dsx.runtime.code_agents",
     "CodeAct": "dsx.runtime.code_agents",
     "ReAct": "dsx.runtime.react",
@@ -159,6 +163,8 @@ __all__ = [
     "Retrieve",
     "ColBERTv2",
     "Tool",
+    "ToolCalls",
+    "ToolCallResults",
     "ReAct",
     "ProgramOfThought",
     "CodeAct",

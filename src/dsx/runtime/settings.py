@@ -56,6 +56,10 @@ _DEFAULTS: dict[str, Any] = {
     # set by Refine for the predictor calls of one attempt
     "config_override": None,
     "hint": None,
+    # DSPy's switches: a sync call of an async tool runs it to completion (False refuses),
+    # and a text/media input given another kind of value logs a warning once per field
+    "allow_tool_async_sync_conversion": True,
+    "warn_on_type_mismatch": True,
 }
 
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})

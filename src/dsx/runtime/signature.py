@@ -430,10 +430,29 @@ def _unpack(value: Any) -> tuple[Any, Any]:
     return value, None
 
 
-def _dsx_types() -> dict[str, Any]:
-    from dsx.runtime.types import History, Image
+_NAMED_TYPES: dict[str, Any] = {}
 
-    return {"Image": Image, "History": History}
+
+def _dsx_types() -> dict[str, Any]:
+    """dsx's field types by name, bare (``Image``) and qualified (``dsx.Image``, and
+    ``dspy.Image`` for signatures brought over from DSPy)."""
+    if not _NAMED_TYPES:
+        from types import SimpleNamespace
+
+        from dsx.runtime.tool import Tool
+        from dsx.runtime.tool_calls import ToolCallResults, ToolCalls
+        from dsx.runtime.types import History, Image
+
+        named = {
+            "Image": Image,
+            "History": History,
+            "Tool": Tool,
+            "ToolCalls": ToolCalls,
+            "ToolCallResults": ToolCallResults,
+        }
+        qualified = SimpleNamespace(**named)
+        _NAMED_TYPES.update(named, dsx=qualified, dspy=qualified)
+    return _NAMED_TYPES
 
 
 def _parse_signature_string(text: str, namespace: dict[str, Any]) -> list[Field]:

@@ -17,6 +17,8 @@ from typing import Any
 import pydantic
 
 from dsx.runtime.signature import Field
+from dsx.runtime.tool import Tool
+from dsx.runtime.tool_calls import ToolCalls
 from dsx.runtime.types import History, Image
 
 __all__ = [
@@ -35,6 +37,8 @@ def jsonable(value: Any) -> Any:
     """``value`` as plain JSON data (pydantic models and enums included)."""
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
+    if isinstance(value, Tool):
+        return value.json_schema()
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
@@ -81,6 +85,8 @@ def type_hint(field: Field) -> str | None:
         hint = "an integer"
     elif tp is float:
         hint = "a number"
+    elif tp is ToolCalls:
+        hint = ToolCalls.description()
     elif typing.get_origin(tp) is typing.Literal:
         hint = "exactly one of: " + ", ".join(_literal_text(a) for a in typing.get_args(tp))
     elif isinstance(tp, type) and issubclass(tp, enum.Enum):

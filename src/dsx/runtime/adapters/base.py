@@ -14,10 +14,18 @@ from typing import Any
 
 from dsx.errors import AdapterParseError, ReplyCutOffError
 from dsx.runtime import callbacks as _cb
+from dsx.runtime.adapters._native import (
+    NativePlan,
+    plan_native_call,
+    reply_tool_calls,
+    request_tools,
+    tool_fields,
+)
 from dsx.runtime.adapters._values import format_input_value, is_history_field, is_media
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM, LMResponse
 from dsx.runtime.signature import Field, Signature
+from dsx.runtime.tool_calls import ToolCalls
 
 __all__ = ["Adapter", "Prepared"]
 
@@ -185,6 +193,38 @@ class Adapter:
         return msgs
 
     # -- calling the LM -------------------------------------------------------------------
+    #: Send a ``list[dsx.Tool]`` input as the provider's ``tools=[...]`` and fill a
+    #: ``dsx.ToolCalls`` output from its ``tool_calls`` when the LM supports function calling.
+    use_native_function_calling: bool = False
+    #: ``parallel_tool_calls`` for native calls (``None``: the provider's default).
+    parallel_tool_calls: bool | None = None
+
+    def _request(
+        self,
+        lm: BaseLM,
+        lm_kwargs: Mapping[str, Any],
+        signature: type[Signature],
+        demos: Sequence[Any],
+        inputs: Mapping[str, Any],
+    ) -> tuple[list[Message], dict[str, Any] | Mapping[str, Any], NativePlan | None]:
+        """The messages and request parameters for one call, and the native plan if any."""
+        plan = None
+        if self.use_native_function_calling and tool_fields(signature)[1] is not None:
+            plan = plan_native_call(lm, signature)
+        sent = plan.signature if plan is not None else signature
+        messages = self.format(sent, demos, inputs)
+        prep = self.prepare(sent)
+        kwargs = {**lm_kwargs, **prep.request_kwargs} if prep.request_kwargs else lm_kwargs
+        if plan is not None:
+            kwargs = dict(kwargs)
+            if not prep.output_fields:  # only tool calls are wanted: no JSON-only reply mode
+                kwargs.pop("response_format", None)
+            kwargs["tools"] = request_tools(inputs.get(plan.tools_field) or [])
+            if self.parallel_tool_calls is not None:
+                kwargs.setdefault("parallel_tool_calls", self.parallel_tool_calls)
+                kwargs.setdefault("tool_choice", "auto")
+        return messages, kwargs, plan
+
     def __call__(
         self,
         lm: BaseLM,
@@ -193,10 +233,10 @@ class Adapter:
         demos: Sequence[Any],
         inputs: Mapping[str, Any],
     ) -> tuple[list[dict[str, Any]], LMResponse]:
-        messages = self.format(signature, demos, inputs)
-        prep = self.prepare(signature)
-        kwargs = {**lm_kwargs, **prep.request_kwargs} if prep.request_kwargs else lm_kwargs
+        messages, kwargs, plan = self._request(lm, lm_kwargs, signature, demos, inputs)
         response = lm.request(messages, **kwargs)
+        if plan is not None:
+            return self._parse_native(signature, plan, response), response
         return self.parse_all(signature, response), response
 
     async def acall(
@@ -207,11 +247,57 @@ class Adapter:
         demos: Sequence[Any],
         inputs: Mapping[str, Any],
     ) -> tuple[list[dict[str, Any]], LMResponse]:
-        messages = self.format(signature, demos, inputs)
-        prep = self.prepare(signature)
-        kwargs = {**lm_kwargs, **prep.request_kwargs} if prep.request_kwargs else lm_kwargs
+        messages, kwargs, plan = self._request(lm, lm_kwargs, signature, demos, inputs)
         response = await lm.arequest(messages, **kwargs)
+        if plan is not None:
+            return self._parse_native(signature, plan, response), response
         return self.parse_all(signature, response), response
+
+    def _parse_native(
+        self, signature: type[Signature], plan: NativePlan, response: LMResponse
+    ) -> list[dict[str, Any]]:
+        """Each completion's outputs: its tool calls fill the ``ToolCalls`` field (``None``
+        when it made none), its text the other outputs."""
+        parsed: list[dict[str, Any]] = []
+        first_error: Exception | None = None
+        reduced = plan.signature
+        for index in range(len(response.outputs)):
+            try:
+                _check_finished(response, index)
+                text, calls = reply_tool_calls(response, index)
+                if calls:
+                    try:
+                        value = self.parse(reduced, text) if text.strip() else {}
+                    except AdapterParseError:
+                        value = {}  # the calls are the answer; the text was commentary
+                elif text.strip() or not reduced.output_fields:
+                    value = self.parse(reduced, text) if reduced.output_fields else {}
+                else:
+                    raise AdapterParseError(
+                        adapter=self.name,
+                        signature=signature,
+                        lm_text=text,
+                        reason="the LM answered with neither text nor tool calls",
+                    )
+                value = dict(value)
+                for name in signature.output_fields:
+                    value.setdefault(name, None)
+                value[plan.calls_field] = ToolCalls.from_dict_list(calls) if calls else None
+                parsed.append(value)
+            except (AdapterParseError, ReplyCutOffError) as exc:
+                if len(response.outputs) == 1:
+                    raise
+                first_error = first_error or exc
+        if not parsed:
+            if first_error is not None:
+                raise first_error
+            raise AdapterParseError(
+                adapter=self.name,
+                signature=signature,
+                lm_text="",
+                reason="the LM returned no completions",
+            )
+        return parsed
 
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
         """Parse every completion; failed ones are dropped unless all fail.

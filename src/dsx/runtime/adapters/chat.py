@@ -28,12 +28,26 @@ class ChatAdapter(Adapter):
     Args:
         use_json_adapter_fallback: when a reply cannot be parsed, ask again through the
             :class:`~dsx.JSONAdapter` (one extra LM call) before giving up.
+        use_native_function_calling: send a ``list[dsx.Tool]`` input as the provider's
+            ``tools=[...]`` and fill a ``dsx.ToolCalls`` output from its ``tool_calls``,
+            when the LM supports function calling (off by default, as in DSPy: the LM
+            then writes the calls as JSON under the output's marker).
+        parallel_tool_calls: ask the provider for (or against) parallel tool calls in
+            native calls; ``None`` leaves its default.
     """
 
     name = "ChatAdapter"
 
-    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        use_json_adapter_fallback: bool = True,
+        use_native_function_calling: bool = False,
+        parallel_tool_calls: bool | None = None,
+    ) -> None:
         self.use_json_adapter_fallback = use_json_adapter_fallback
+        self.use_native_function_calling = use_native_function_calling
+        self.parallel_tool_calls = parallel_tool_calls
 
     def input_marker(self, field: Field) -> str:
         return marker(field.name)
@@ -50,6 +64,11 @@ class ChatAdapter(Adapter):
             sections.append(
                 "Your inputs:\n" + describe_fields(prep.input_fields + prep.history_fields)
             )
+        if not prep.output_fields:  # a native tool call: the tools are the whole answer
+            if sig.instructions:
+                sections.append("Your task:\n" + sig.instructions)
+            prep.system = "\n\n".join(sections)
+            return
         sections.append("Your outputs:\n" + describe_fields(prep.output_fields))
         sections.append(
             "Write every reply in this layout: each output under its own marker line, "
@@ -115,7 +134,7 @@ class ChatAdapter(Adapter):
         except AdapterParseError as exc:
             if not self.use_json_adapter_fallback:
                 raise
-            return _fallback()(lm, lm_kwargs, signature, demos, inputs, first_error=exc)
+            return self._fallback()(lm, lm_kwargs, signature, demos, inputs, first_error=exc)
 
     async def acall(
         self,
@@ -130,13 +149,18 @@ class ChatAdapter(Adapter):
         except AdapterParseError as exc:
             if not self.use_json_adapter_fallback:
                 raise
-            return await _fallback().acall(lm, lm_kwargs, signature, demos, inputs, first_error=exc)
+            return await self._fallback().acall(
+                lm, lm_kwargs, signature, demos, inputs, first_error=exc
+            )
+
+    def _fallback(self) -> Any:
+        from dsx.runtime.adapters.json_adapter import FallbackJSONAdapter
+
+        return FallbackJSONAdapter(
+            use_native_function_calling=self.use_native_function_calling,
+            parallel_tool_calls=self.parallel_tool_calls,
+        )
 
     def __repr__(self) -> str:
-        return f"ChatAdapter(use_json_adapter_fallback={self.use_json_adapter_fallback})"
-
-
-def _fallback() -> Any:
-    from dsx.runtime.adapters.json_adapter import FallbackJSONAdapter
-
-    return FallbackJSONAdapter()
+        native = ", use_native_function_calling=True" if self.use_native_function_calling else ""
+        return f"ChatAdapter(use_json_adapter_fallback={self.use_json_adapter_fallback}{native})"

@@ -26,9 +26,22 @@ class JSONAdapter(Adapter):
     endpoint refuses ``json_schema`` (llama.cpp's server, older Ollama), :class:`dsx.LM`
     steps down to ``json_object`` with the schema, then plain ``json_object``, then the
     prompt alone, and remembers what worked (see ``docs/lm.md``).
+
+    Args:
+        use_native_function_calling: send a ``list[dsx.Tool]`` input as the provider's
+            ``tools=[...]`` and fill a ``dsx.ToolCalls`` output from its ``tool_calls``,
+            when the LM supports function calling (on by default, as in DSPy).
+        parallel_tool_calls: ask the provider for (or against) parallel tool calls in
+            native calls; ``None`` leaves its default.
     """
 
     name = "JSONAdapter"
+
+    def __init__(
+        self, *, use_native_function_calling: bool = True, parallel_tool_calls: bool | None = None
+    ) -> None:
+        self.use_native_function_calling = use_native_function_calling
+        self.parallel_tool_calls = parallel_tool_calls
 
     def input_marker(self, field: Field) -> str:
         return marker(field.name)
@@ -42,6 +55,11 @@ class JSONAdapter(Adapter):
             sections.append(
                 "Your inputs:\n" + describe_fields(prep.input_fields + prep.history_fields)
             )
+        if not prep.output_fields:  # a native tool call: the tools are the whole answer
+            if sig.instructions:
+                sections.append("Your task:\n" + sig.instructions)
+            prep.system = "\n\n".join(sections)
+            return
         sections.append("Your outputs:\n" + describe_fields(prep.output_fields))
         sections.append(
             f"Reply with one JSON object with exactly the keys {keys}, and nothing outside it. "
