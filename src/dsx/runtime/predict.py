@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChainOfThought", "Predict", "default_adapter"]
 
+_logger = logging.getLogger("dsx.predict")
 _CALL_OPTIONS = frozenset({"signature", "demos", "config", "lm"})
 _default_adapter: Adapter | None = None
 
@@ -136,6 +138,11 @@ class Predict(Module):
             checks = signature._adapter_cache["_input_checks"] = _input_checks(signature)
         if checks:
             kwargs = _check_types(signature, kwargs, checks)
+        loose = signature._adapter_cache.get("_loose_checks")
+        if loose is None:
+            loose = signature._adapter_cache["_loose_checks"] = _loose_checks(signature)
+        if loose and settings.get("warn_on_type_mismatch"):
+            _warn_on_mismatch(signature, kwargs, loose)
         scope = scope_var.get()
         if scope is not None and scope.feedback:
             retry = scope.feedback.get(id(self))
@@ -360,6 +367,60 @@ def _check_types(
                 out = dict(kwargs)
             out[name] = checked
     return out
+
+
+def _loose_checks(signature: type[Signature]) -> tuple[tuple[str, Any], ...]:
+    """(name, annotation) of the inputs taken as they are but declared as text or media:
+    a value of another kind is sent anyway, with a warning (DSPy's
+    ``warn_on_type_mismatch``)."""
+    from dsx.runtime.types import History, Image
+
+    return tuple(
+        (name, field.annotation)
+        for name, field in signature.input_fields.items()
+        if field.annotation in (str, Image, History)
+    )
+
+
+def _fits_loosely(value: Any, annotation: Any) -> bool:
+    if value is None:
+        return True
+    if annotation is str:
+        # A list of strings is text too: it is shown as a numbered list.
+        return isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        )
+    if isinstance(value, annotation):
+        return True
+    return isinstance(value, list) and bool(value) and all(isinstance(v, annotation) for v in value)
+
+
+def _warn_on_mismatch(
+    signature: type[Signature], kwargs: dict[str, Any], loose: tuple[tuple[str, Any], ...]
+) -> None:
+    """Log once per signature and field when an input's value is not of its declared kind."""
+    for name, annotation in loose:
+        value = kwargs.get(name)
+        if _fits_loosely(value, annotation):
+            continue
+        warned = signature._adapter_cache.setdefault("_warned_inputs", set())
+        if name in warned:
+            continue
+        warned.add(name)
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        field = signature.input_fields[name]
+        _logger.warning(
+            "%s: input `%s` is declared as %s but got %s %s; it is sent as %s. Pass a "
+            "value of the declared type, or change the field's type. (Warned once per "
+            "field; dsx.configure(warn_on_type_mismatch=False) turns this off.)",
+            signature.__name__,
+            name,
+            field.type_name,
+            type(value).__name__,
+            shown,
+            "text" if annotation is str else "its text",
+        )
 
 
 def _positional_error(signature: type[Signature], args: tuple[Any, ...]) -> str:
