@@ -7,7 +7,9 @@ and receives the outcome:
   request) and send back its result, or throw in its exception;
 * :class:`Sleep` — wait that many seconds (a retry's backoff);
 * :class:`Call` — call a module or tool: ``target(*args, **kwargs)`` when sync,
-  ``await target.acall(*args, **kwargs)`` when async.
+  ``await target.acall(*args, **kwargs)`` when async;
+* :class:`Do` — call the sync or the async form of some other operation (a sandbox
+  execution: ``execute`` / ``aexecute``).
 
 :func:`run_sync` and :func:`run_async` perform those steps with blocking calls or on the
 running event loop and return what the core returns. The same pattern drives sandbox
@@ -35,6 +37,7 @@ __all__ = [
     "Backoff",
     "Call",
     "Core",
+    "Do",
     "Retry",
     "Send",
     "Sleep",
@@ -69,7 +72,16 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-Step = Send | Sleep | Call
+@dataclass(slots=True)
+class Do:
+    """Run ``sync(*args)`` when driven sync, ``await async_(*args)`` when driven async."""
+
+    sync: Callable[..., Any]
+    async_: Callable[..., Awaitable[Any]]
+    args: tuple[Any, ...] = ()
+
+
+Step = Send | Sleep | Call | Do
 Core = Generator[Step, Any, Any]
 
 #: The step of cores that have only one thing to send.
@@ -88,9 +100,11 @@ def run_sync(core: Core, send: Callable[[Send], Any] | None = None) -> Any:
                 elif type(step) is Sleep:
                     time.sleep(step.seconds)
                     value = None
-                else:
-                    assert type(step) is Call
+                elif type(step) is Call:
                     value = step.target(*step.args, **step.kwargs)
+                else:
+                    assert type(step) is Do
+                    value = step.sync(*step.args)
             except Exception as exc:
                 step = core.throw(exc)
             else:
@@ -111,9 +125,11 @@ async def run_async(core: Core, send: Callable[[Send], Awaitable[Any]] | None = 
                 elif type(step) is Sleep:
                     await _sleep(step.seconds)
                     value = None
-                else:
-                    assert type(step) is Call
+                elif type(step) is Call:
                     value = await step.target.acall(*step.args, **step.kwargs)
+                else:
+                    assert type(step) is Do
+                    value = await step.async_(*step.args)
             except Exception as exc:
                 step = core.throw(exc)
             else:

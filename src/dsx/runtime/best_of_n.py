@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dsx.errors import DsxError
+from dsx.runtime._attempt import Call, Core, run_async, run_sync
 from dsx.runtime.module import Module
 from dsx.runtime.prediction import Prediction
 from dsx.runtime.settings import context
@@ -71,24 +72,22 @@ class BestOfN(Module):
             values["hint"] = feedback
         return context(**values)
 
+    # The attempts are written once, as the generator ``_loop`` that yields each call of
+    # the module (dsx.runtime._attempt); ``forward`` and ``aforward`` only perform them.
     def forward(self, **inputs: Any) -> Prediction:
-        run = _Attempts(self, inputs)
-        for attempt in range(self.N):
-            try:
-                with self._attempt_context(attempt, run.feedback):
-                    pred = self.module(**inputs)
-                if run.scored(pred):
-                    break
-            except Exception as exc:
-                run.failed(exc)
-        return run.result()
+        result: Prediction = run_sync(self._loop(inputs))
+        return result
 
     async def aforward(self, **inputs: Any) -> Prediction:
+        result: Prediction = await run_async(self._loop(inputs))
+        return result
+
+    def _loop(self, inputs: dict[str, Any]) -> Core:
         run = _Attempts(self, inputs)
         for attempt in range(self.N):
             try:
                 with self._attempt_context(attempt, run.feedback):
-                    pred = await self.module.acall(**inputs)
+                    pred = yield Call(self.module, (), inputs)
                 if run.scored(pred):
                     break
             except Exception as exc:

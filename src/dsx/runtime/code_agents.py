@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dsx.runtime import callbacks as _cb
+from dsx.runtime._attempt import Call, Core, Do, run_async, run_sync
 from dsx.runtime.module import Module
 from dsx.runtime.predict import ChainOfThought
 from dsx.runtime.prediction import Prediction
@@ -120,43 +121,34 @@ class ProgramOfThought(Module):
         answer = answer.append("code_output", InputField(desc="what it printed and returned"), str)
         self.answer = ChainOfThought(answer, **config)
 
+    # Written once, as the generator ``_loop`` that yields each module call and sandbox
+    # operation (dsx.runtime._attempt); ``forward`` and ``aforward`` open the session and
+    # perform them.
     def forward(self, **inputs: Any) -> Prediction:
         with _make_sandbox(self.sandbox, {}, self.timeout) as session:
-            code = _code(self.write(**inputs).code)
-            for attempt in range(self.max_iters):
-                result = _cb.execute(session, code)
-                if result.ok:
-                    return self._finish(inputs, code, result, self.answer)
-                if attempt + 1 < self.max_iters:
-                    session.reset()
-                    code = _code(
-                        self.fix(**inputs, previous_code=code, error=_observe(result)).code
-                    )
-        raise _failed(self.max_iters, result)
+            result: Prediction = run_sync(self._loop(inputs, session))
+            return result
 
     async def aforward(self, **inputs: Any) -> Prediction:
         session = _make_sandbox(self.sandbox, {}, self.timeout)
         async with session:
-            code = _code((await self.write.acall(**inputs)).code)
-            for attempt in range(self.max_iters):
-                result = await _cb.aexecute(session, code)
-                if result.ok:
-                    direct = self._direct(code, result)
-                    if direct is not None:
-                        return direct
-                    pred = await self.answer.acall(
-                        **inputs, code=code, code_output=_observe(result)
-                    )
-                    return _annotate(pred, code, result)
-                if attempt + 1 < self.max_iters:
-                    await session.areset()
-                    code = _code(
-                        (
-                            await self.fix.acall(
-                                **inputs, previous_code=code, error=_observe(result)
-                            )
-                        ).code
-                    )
+            result: Prediction = await run_async(self._loop(inputs, session))
+            return result
+
+    def _loop(self, inputs: dict[str, Any], session: Any) -> Core:
+        code = _code((yield Call(self.write, (), inputs)).code)
+        for attempt in range(self.max_iters):
+            result = yield Do(_cb.execute, _cb.aexecute, (session, code))
+            if result.ok:
+                direct = self._direct(code, result)
+                if direct is not None:
+                    return direct
+                kwargs = {**inputs, "code": code, "code_output": _observe(result)}
+                return _annotate((yield Call(self.answer, (), kwargs)), code, result)
+            if attempt + 1 < self.max_iters:
+                yield Do(session.reset, session.areset)
+                kwargs = {**inputs, "previous_code": code, "error": _observe(result)}
+                code = _code((yield Call(self.fix, (), kwargs)).code)
         raise _failed(self.max_iters, result)
 
     def _direct(self, code: str, result: Any) -> Prediction | None:
@@ -165,12 +157,6 @@ class ProgramOfThought(Module):
             if values is not None:
                 return _annotate(Prediction(values), code, result)
         return None
-
-    def _finish(self, inputs: dict[str, Any], code: str, result: Any, answer: Any) -> Prediction:
-        direct = self._direct(code, result)
-        if direct is not None:
-            return direct
-        return _annotate(answer(**inputs, code=code, code_output=_observe(result)), code, result)
 
 
 def _annotate(pred: Prediction, code: str, result: Any) -> Prediction:
@@ -236,31 +222,29 @@ class CodeAct(Module):
         bridged = {name: t.func for name, t in self.tools.items()}
         return _make_sandbox(self.sandbox, bridged, self.timeout)
 
+    # Written once, as the generator ``_loop`` (see ProgramOfThought).
     def forward(self, **inputs: Any) -> Prediction:
-        trajectory: list[dict[str, Any]] = []
         with self._session() as session:
-            for _ in range(self.max_iters):
-                step = self.act(**inputs, trajectory=_format(trajectory))
-                code = _code(step.code)
-                result = _cb.execute(session, code)
-                trajectory.append(_step(step, code, result))
-                done = self._done(result, trajectory)
-                if done is not None:
-                    return done
-        return _with(self.extract(**inputs, trajectory=_format(trajectory)), trajectory)
+            result: Prediction = run_sync(self._loop(inputs, session))
+            return result
 
     async def aforward(self, **inputs: Any) -> Prediction:
-        trajectory: list[dict[str, Any]] = []
         async with self._session() as session:
-            for _ in range(self.max_iters):
-                step = await self.act.acall(**inputs, trajectory=_format(trajectory))
-                code = _code(step.code)
-                result = await _cb.aexecute(session, code)
-                trajectory.append(_step(step, code, result))
-                done = self._done(result, trajectory)
-                if done is not None:
-                    return done
-        return _with(await self.extract.acall(**inputs, trajectory=_format(trajectory)), trajectory)
+            result: Prediction = await run_async(self._loop(inputs, session))
+            return result
+
+    def _loop(self, inputs: dict[str, Any], session: Any) -> Core:
+        trajectory: list[dict[str, Any]] = []
+        for _ in range(self.max_iters):
+            step = yield Call(self.act, (), {**inputs, "trajectory": _format(trajectory)})
+            code = _code(step.code)
+            result = yield Do(_cb.execute, _cb.aexecute, (session, code))
+            trajectory.append(_step(step, code, result))
+            done = self._done(result, trajectory)
+            if done is not None:
+                return done
+        pred = yield Call(self.extract, (), {**inputs, "trajectory": _format(trajectory)})
+        return _with(pred, trajectory)
 
     def _done(self, result: Any, trajectory: list[dict[str, Any]]) -> Prediction | None:
         if not result.submitted:

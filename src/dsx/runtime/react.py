@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dsx.errors import ContextWindowExceededError, DsxError
+from dsx.runtime._attempt import Call, Core, run_async, run_sync
 from dsx.runtime.module import Module
 from dsx.runtime.predict import ChainOfThought, Predict
 from dsx.runtime.prediction import Prediction
@@ -84,27 +85,21 @@ class ReAct(Module):
         self.extract = ChainOfThought(extract_sig, **config)
 
     # -- the loop -------------------------------------------------------------------------
+    # Written once, as the generator ``_loop`` that yields each module and tool call
+    # (dsx.runtime._attempt); ``forward`` and ``aforward`` only perform them.
     def forward(self, **inputs: Any) -> Prediction:
-        trajectory: list[dict[str, Any]] = []
-        finished: dict[str, Any] | None = None
-        for _ in range(self.max_iters):
-            step = self._step(inputs, trajectory)
-            if step is None:
-                break
-            name, args = step.next_tool_name.strip(), step.next_tool_args
-            if name == "finish":
-                trajectory.append(_entry(step, "finish", args, "Completed."))
-                finished = args
-                break
-            observation = self._run_tool(name, args)
-            trajectory.append(_entry(step, name, args, observation))
-        return self._answer(inputs, trajectory, finished, self.extract)
+        result: Prediction = run_sync(self._loop(inputs))
+        return result
 
     async def aforward(self, **inputs: Any) -> Prediction:
+        result: Prediction = await run_async(self._loop(inputs))
+        return result
+
+    def _loop(self, inputs: dict[str, Any]) -> Core:
         trajectory: list[dict[str, Any]] = []
         finished: dict[str, Any] | None = None
         for _ in range(self.max_iters):
-            step = await self._astep(inputs, trajectory)
+            step = yield from self._step(inputs, trajectory)
             if step is None:
                 break
             name, args = step.next_tool_name.strip(), step.next_tool_args
@@ -112,57 +107,37 @@ class ReAct(Module):
                 trajectory.append(_entry(step, "finish", args, "Completed."))
                 finished = args
                 break
-            observation = await self._arun_tool(name, args)
+            observation = yield from self._run_tool(name, args)
             trajectory.append(_entry(step, name, args, observation))
         direct = self._from_finish(finished, trajectory)
         if direct is not None:
             return direct
-        shown = list(trajectory)
+        shown = list(trajectory)  # the prediction keeps the whole trajectory
         while True:
             try:
-                pred = await self.extract.acall(**inputs, trajectory=_format(shown))
+                pred = yield Call(self.extract, (), {**inputs, "trajectory": _format(shown)})
                 return _with_trajectory(pred, trajectory)
             except ContextWindowExceededError:
                 if not shown:
                     raise
                 shown.pop(0)
 
-    def _step(self, inputs: dict[str, Any], trajectory: list[dict[str, Any]]) -> Any:
+    def _step(self, inputs: dict[str, Any], trajectory: list[dict[str, Any]]) -> Core:
         while True:
             try:
-                return self.react(**inputs, trajectory=_format(trajectory))
+                return (yield Call(self.react, (), {**inputs, "trajectory": _format(trajectory)}))
             except ContextWindowExceededError:
                 if not trajectory:
                     raise
                 trajectory.pop(0)  # trim the oldest step and try again
 
-    async def _astep(self, inputs: dict[str, Any], trajectory: list[dict[str, Any]]) -> Any:
-        while True:
-            try:
-                return await self.react.acall(**inputs, trajectory=_format(trajectory))
-            except ContextWindowExceededError:
-                if not trajectory:
-                    raise
-                trajectory.pop(0)
-
-    def _run_tool(self, name: str, args: Any) -> str:
-        tool = self.tools.get(name)
-        if tool is None:
-            return _unknown_tool(name, self.tools)
-        try:
-            return _observation(tool(**args) if isinstance(args, dict) else tool.validate(args))
-        except ToolArgumentError as exc:
-            return f"Error: {exc}. Call {tool.describe()} with valid arguments."
-        except Exception as exc:
-            return f"Error: {name} raised {type(exc).__name__}: {exc}"
-
-    async def _arun_tool(self, name: str, args: Any) -> str:
+    def _run_tool(self, name: str, args: Any) -> Core:
         tool = self.tools.get(name)
         if tool is None:
             return _unknown_tool(name, self.tools)
         try:
             return _observation(
-                await tool.acall(**args) if isinstance(args, dict) else tool.validate(args)
+                (yield Call(tool, (), args)) if isinstance(args, dict) else tool.validate(args)
             )
         except ToolArgumentError as exc:
             return f"Error: {exc}. Call {tool.describe()} with valid arguments."
@@ -185,26 +160,6 @@ class ReAct(Module):
         except ValueError:
             return None
         return _with_trajectory(Prediction(values), trajectory)
-
-    def _answer(
-        self,
-        inputs: dict[str, Any],
-        trajectory: list[dict[str, Any]],
-        finished: dict[str, Any] | None,
-        extract: Any,
-    ) -> Prediction:
-        direct = self._from_finish(finished, trajectory)
-        if direct is not None:
-            return direct
-        shown = list(trajectory)  # the prediction keeps the whole trajectory
-        while True:
-            try:
-                pred = extract(**inputs, trajectory=_format(shown))
-                return _with_trajectory(pred, trajectory)
-            except ContextWindowExceededError:
-                if not shown:
-                    raise
-                shown.pop(0)
 
 
 def _entry(step: Any, tool: str, args: Any, observation: str) -> dict[str, Any]:
