@@ -306,6 +306,30 @@ REGISTRY: dict[str, Code] = _codes(
     ),
     ("DSX125", "missing-forward", "error", "A module declares no `forward` body."),
     ("DSX126", "missing-return", "warning", "A `forward` body has a path that returns nothing."),
+    (
+        "DSX127",
+        "loop-control-outside-loop",
+        "error",
+        "A `break` or `continue` stands outside a `for` or `while` loop.",
+    ),
+    (
+        "DSX128",
+        "unbounded-while",
+        "error",
+        "A `while` loop has no bound (`while cond max 10 { ... }`), or its bound is not an int.",
+    ),
+    (
+        "DSX129",
+        "invalid-assignment-target",
+        "error",
+        "An assignment's target is neither a name nor an item (`x.y = 1`), or the value cannot be changed.",
+    ),
+    (
+        "DSX130",
+        "invalid-is-comparison",
+        "error",
+        "`is` / `is not` compares with something other than `none`.",
+    ),
     ("DSX200", "unused-declaration", "warning", "A declaration is never used."),
     ("DSX201", "unused-variable", "warning", "A local variable is assigned but never read."),
 )

@@ -51,7 +51,9 @@ def test_bad_interpolations_are_located_diagnostics_not_crashes(interp, bad, hin
 def test_describe_expected_never_fails_and_never_names_grammar_tokens():
     assert describe_expected([]) == "the end of the declaration"
     assert describe_expected([], end="the end of the expression") == "the end of the expression"
-    assert describe_expected(["LESSTHAN", "__ANON_0"]) == "`<` or `==`"
+    two = describe_expected(["LESSTHAN", "__ANON_0"])  # an anonymous terminal: an operator
+    assert two.startswith("`<` or `") and "anon" not in two.lower(), two
+    assert describe_expected(["INLINE_IF", "RSQB"]) == "`if` or `]`"
 
 
 def test_dsx_check_into_a_closed_pipe_is_quiet(tmp_path):
@@ -245,9 +247,8 @@ def test_a_signature_called_like_a_function_says_so_without_a_bad_fix(name):
 @pytest.mark.parametrize(
     ("stmt", "advice"),
     [
-        ("while x { x = x }", "for item in items"),
-        ("while x:\n            x = x", "for item in items"),
         ("try { x = x }", "assert"),
+        ("raise x", "assert"),
         ('elif x == "a" { }', "else if"),
     ],
 )

@@ -53,19 +53,44 @@ class ExprsMixin(LowerBase):
         if isinstance(e, ast.Index):
             obj, otype = self._expr(e.obj, scope)
             idx, _ = self._expr(e.index, scope)
-            elem = (
-                otype.args[0]
-                if isinstance(otype, ir.TypeRef) and otype.kind == "list" and otype.args
-                else None
-            )
+            elem = None
+            if isinstance(otype, ir.TypeRef) and otype.args:
+                if otype.kind == "list":
+                    elem = otype.args[0]
+                elif otype.kind == "dict" and len(otype.args) == 2:
+                    elem = otype.args[1]
+            elif isinstance(otype, ir.TypeRef | _LitStr) and otype.kind == "str":
+                elem = _b(ir.TypeRef, kind="str")
+            if isinstance(elem, ir.TypeRef) and elem.kind == "any":
+                elem = None
             return _b(ir.Index, obj=obj, index=idx, loc=loc), elem
         if isinstance(e, ast.Call):
             return self._call(e, scope, loc)
+        if isinstance(e, ast.Slice):
+            return self._slice(e, scope)
+        if isinstance(e, ast.IfExp):
+            cond, _ = self._expr(e.cond, scope)
+            then, ttype = self._expr(e.then, scope)
+            orelse, otype2 = self._expr(e.orelse, scope)
+            same = ttype if _plain(ttype) == _plain(otype2) else None
+            return _b(ir.IfExp, cond=cond, then=then, orelse=orelse, loc=loc), same
+        if isinstance(e, ast.ListComp):
+            return self._list_comp(e, scope)
         if isinstance(e, ast.BinOp):
             left, ltype = self._expr(e.left, scope)
             right, rtype = self._expr(e.right, scope)
             rt: Any = None
-            if e.op in ("==", "!=", "<", "<=", ">", ">=", "in", "not in"):
+            if e.op in ("is", "is not"):
+                if not (isinstance(e.right, ast.Lit) and e.right.value is None):
+                    eq = "==" if e.op == "is" else "!="
+                    self._error(
+                        "DSX130",
+                        f"`{e.op}` compares with `none` only (`x {e.op} none`); "
+                        f"compare values with `{eq}`",
+                        e.right.span,
+                    )
+                rt = _b(ir.TypeRef, kind="bool")
+            elif e.op in ("==", "!=", "<", "<=", ">", ">=", "in", "not in"):
                 rt = _b(ir.TypeRef, kind="bool")
             elif e.op == "+" and _is_str(ltype) and _is_str(rtype):
                 rt = _b(ir.TypeRef, kind="str")
@@ -117,8 +142,66 @@ class ExprsMixin(LowerBase):
             "DSX106", f"`{name}` is {_env.a(kind)}, not a value or function: {how}", ident.span
         )
 
-    def _attr(self, e: ast.Attr, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
+    def _slice(self, e: ast.Slice, scope: dict[str, _Entry]) -> tuple[Any, Any]:
         obj, otype = self._expr(e.obj, scope)
+        parts: list[Any] = []
+        for part in (e.lo, e.hi, e.step):
+            if part is None:
+                parts.append(None)
+                continue
+            value, ptype = self._expr(part, scope)
+            kind = getattr(ptype, "kind", None)
+            if kind is not None and kind not in ("int", "any") and ptype is not None:
+                self._error("DSX113", f"a slice bound is an int, got {ptype}", part.span)
+            parts.append(value)
+        kind = getattr(otype, "kind", None)
+        if kind in ("dict", "record") or isinstance(otype, PredType):
+            what = "a prediction" if isinstance(otype, PredType) else _env.a(str(kind))
+            self._error(
+                "DSX113", f"cannot slice {what}: slices take part of a list or a str", e.span
+            )
+        result = otype if kind in ("list", "str", "tuple") else None
+        if kind == "enum" or kind == "literal":
+            result = _b(ir.TypeRef, kind="str")
+        lo, hi, step = parts
+        return _b(ir.Slice, obj=obj, lo=lo, hi=hi, step=step, loc=None), result
+
+    def _list_comp(self, e: ast.ListComp, scope: dict[str, _Entry]) -> tuple[Any, Any]:
+        it, itype = self._expr(e.iter, scope)
+        inner = dict(scope)  # the comprehension's names are its own
+        types = self._target_types(e.targets, itype, e.iter.span)
+        for ident, t in zip(e.targets, types, strict=True):
+            inner[ident.name] = _Entry("local", t)
+        conds = tuple(self._expr(c, inner)[0] for c in e.conds)
+        elt, etype = self._expr(e.elt, inner)
+        var = e.targets[0].name if len(e.targets) == 1 else tuple(t.name for t in e.targets)
+        node = _b(ir.ListComp, elt=elt, var=var, iter=it, conds=conds, loc=None)
+        elem = etype if isinstance(etype, ir.TypeRef) else _ANY
+        return node, _b(ir.TypeRef, kind="list", args=(elem,))
+
+    def _target_types(self, targets: tuple[ast.Ident, ...], itype: Any, span: Span) -> list[Any]:
+        """The types of a loop's names: the iterable's item, or its unpacked parts."""
+        elem = _elem_type(itype)
+        if len(targets) == 1:
+            return [elem]
+        if isinstance(elem, ir.TypeRef) and elem.kind == "tuple" and elem.args:
+            if len(elem.args) != len(targets):
+                self._error(
+                    "DSX113",
+                    f"each item is {elem} ({len(elem.args)} values), unpacked into "
+                    f"{len(targets)} names",
+                    span,
+                )
+                return [None] * len(targets)
+            return [a if a.kind != "any" else None for a in elem.args]
+        if isinstance(elem, ir.TypeRef) and elem.kind in ("str", "int", "float", "bool"):
+            self._error("DSX113", f"each item is {elem}, which cannot be unpacked", span)
+        return [None] * len(targets)
+
+    def _attr(
+        self, e: ast.Attr, scope: dict[str, _Entry], loc: Any, pre: Any = None
+    ) -> tuple[Any, Any]:
+        obj, otype = pre if pre is not None else self._expr(e.obj, scope)
         attr = e.name.name
         result: Any = None
         if isinstance(otype, PredType):
@@ -175,18 +258,30 @@ class ExprsMixin(LowerBase):
         return _b(ir.Attr, obj=obj, name=attr, loc=loc), result
 
     def _call(self, e: ast.Call, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
-        func, _ = self._expr(e.func, scope)
+        receiver: Any = None  # the type of `obj` in `obj.method(...)`
+        if isinstance(e.func, ast.Attr):
+            pre = self._expr(e.func.obj, scope)
+            receiver = pre[1]
+            func, _ = self._attr(e.func, scope, None, pre)
+        else:
+            func, _ = self._expr(e.func, scope)
         entry = scope.get(e.func.name.name) if isinstance(e.func, ast.NameRef) else None
         result: Any = None
         if entry is not None and entry.kind == "sub" and entry.sub is not None:
             result = self._check_sub_call(e, entry.sub, scope)
         args, kwargs = [], []
+        arg_types = []
         for arg in e.args:
-            value, _ = self._expr(arg.value, scope)
+            value, atype = self._expr(arg.value, scope)
             if arg.name is None:
                 args.append(value)
+                arg_types.append(atype)
             else:
                 kwargs.append((arg.name.name, value))
+        if entry is not None and entry.kind == "builtin" and not kwargs:
+            result = _builtin_result(e.func.name.name, arg_types)  # type: ignore[union-attr]
+        elif isinstance(e.func, ast.Attr) and not args:
+            result = _method_result(receiver, e.func.name.name)
         if isinstance(e.func, ast.NameRef) and e.func.name.name in (
             "str",
             "join",
@@ -411,6 +506,56 @@ class ExprsMixin(LowerBase):
         problem = _mismatch(actual, expected, self)
         if problem:
             self._error("DSX113", f"{what} expects {expected}, got {problem}", span)
+
+
+def _plain(t: Any) -> Any:
+    """A type without the literal value a string literal's type remembers."""
+    return ir.build(ir.TypeRef, kind="str") if isinstance(t, _LitStr) else t
+
+
+def _elem_type(t: Any) -> Any:
+    """The type of the items of a value of type ``t`` when iterated (``None``: unknown)."""
+    kind = getattr(t, "kind", None)
+    if kind in ("list", "dict") and t.args:
+        return t.args[0] if t.args[0].kind != "any" else None
+    if kind in ("str", "enum", "literal"):
+        return ir.build(ir.TypeRef, kind="str")
+    return None
+
+
+def _list_of(t: Any) -> ir.TypeRef:
+    return ir.build(ir.TypeRef, kind="list", args=(t if isinstance(t, ir.TypeRef) else _ANY,))
+
+
+def _builtin_result(name: str, args: list[Any]) -> Any:
+    """The result type of a built-in function called with positional arguments of ``args``."""
+    if name == "enumerate" and len(args) == 1:
+        item = _elem_type(args[0]) or _ANY
+        return _list_of(
+            ir.build(ir.TypeRef, kind="tuple", args=(ir.build(ir.TypeRef, kind="int"), item))
+        )
+    if name == "zip" and args:
+        items = tuple(_elem_type(a) or _ANY for a in args)
+        return _list_of(ir.build(ir.TypeRef, kind="tuple", args=items))
+    if name in ("sorted", "list") and len(args) == 1:
+        return _list_of(_elem_type(args[0]))
+    if name == "range":
+        return _list_of(ir.build(ir.TypeRef, kind="int"))
+    return None
+
+
+def _method_result(receiver: Any, method: str) -> Any:
+    """The result type of ``obj.method()`` on a dict (``items``, ``keys``, ``values``)."""
+    if getattr(receiver, "kind", None) != "dict" or len(receiver.args) != 2:
+        return None
+    key, value = receiver.args
+    if method == "items":
+        return _list_of(ir.build(ir.TypeRef, kind="tuple", args=(key, value)))
+    if method == "keys":
+        return _list_of(key)
+    if method == "values":
+        return _list_of(value)
+    return None
 
 
 def _short(e: Any) -> str:

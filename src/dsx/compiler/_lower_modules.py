@@ -11,7 +11,8 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import LowerBase, _b, _Entry, _ModuleInfo, _Sub
-from dsx.diagnostics import Edit, Fix
+from dsx.compiler.symbols import PredType
+from dsx.diagnostics import Edit, Fix, Span
 from dsx.grammar import ast
 
 __all__ = ["ModulesMixin"]
@@ -311,6 +312,7 @@ class ModulesMixin(LowerBase):
         fwd = info.decl.forward
         # Forward bodies lower on demand (a call to another module lowers that one first).
         outer_owner, self._forward_owner = self._forward_owner, name
+        outer_loops, self._loop_depth = self._loop_depth, 0
         if fwd is not None:
             scope = self._base_scope()
             for pname, param in info.params.items():
@@ -335,6 +337,7 @@ class ModulesMixin(LowerBase):
             if not returns:
                 self._error("DSX126", f"`forward` of `{name}` never returns a value", fwd.keyword)
         self._forward_owner = outer_owner
+        self._loop_depth = outer_loops
         info.state = "done"
         return info.returns
 
@@ -374,22 +377,125 @@ class ModulesMixin(LowerBase):
             return _b(ir.If, cond=cond, then=tuple(then), orelse=tuple(orelse), loc=loc)
         if isinstance(stmt, ast.For):
             it, itype = self._expr(stmt.iter, scope)
-            elem = (
-                itype.args[0]
-                if isinstance(itype, ir.TypeRef) and itype.kind == "list" and itype.args
-                else None
-            )
-            scope[stmt.var.name] = _Entry(
-                "local", elem, self._local(stmt.var, scope.get(stmt.var.name), elem)
-            )
-            body = self._block(stmt.body, scope, returns)
-            return _b(ir.For, var=stmt.var.name, iter=it, body=tuple(body), loc=loc)
+            types = self._target_types(stmt.targets, itype, stmt.iter.span)
+            for ident, t in zip(stmt.targets, types, strict=True):
+                scope[ident.name] = _Entry("local", t, self._local(ident, scope.get(ident.name), t))
+            body = self._loop_body(stmt.body, scope, returns)
+            var = _target_names(stmt.targets)
+            return _b(ir.For, var=var, iter=it, body=tuple(body), loc=loc)
+        if isinstance(stmt, ast.While):
+            return self._while(stmt, scope, returns, loc)
+        if isinstance(stmt, ast.Break | ast.Continue):
+            word = "break" if isinstance(stmt, ast.Break) else "continue"
+            if self._loop_depth == 0:
+                self._error(
+                    "DSX127",
+                    f"`{word}` outside a loop: it can only stand inside `for` or `while`",
+                    stmt.span,
+                )
+            return _b(ir.Break if word == "break" else ir.Continue, loc=loc)
+        if isinstance(stmt, ast.SetItem):
+            obj, otype = self._expr(stmt.target.obj, scope)
+            index, _ = self._expr(stmt.target.index, scope)
+            value, _ = self._expr(stmt.value, scope)
+            self._check_mutable(otype, stmt.target.obj)
+            return _b(ir.SetItem, obj=obj, index=index, value=value, loc=loc)
+        if isinstance(stmt, ast.AugAssign):
+            return self._aug_assign(stmt, scope, loc)
         if isinstance(stmt, ast.Check):
             return self._check(stmt, scope)
         if isinstance(stmt, ast.ExprStmt):
             value, _ = self._expr(stmt.expr, scope)
             return _b(ir.ExprStmt, expr=value, loc=loc)
         return None
+
+    def _loop_body(
+        self, stmts: Iterable[Any], scope: dict[str, _Entry], returns: list[Any]
+    ) -> list[Any]:
+        self._loop_depth += 1
+        try:
+            return self._block(stmts, scope, returns)
+        finally:
+            self._loop_depth -= 1
+
+    def _while(
+        self, stmt: ast.While, scope: dict[str, _Entry], returns: list[Any], loc: Any
+    ) -> ir.While:
+        cond, _ = self._expr(stmt.cond, scope)
+        if stmt.bound is None:
+            at = stmt.cond.span
+            self._error(
+                "DSX128",
+                "a `while` loop needs a bound, the most times its body may run: "
+                "`while cond max 10 { ... }` (a condition still true after that many runs "
+                "is a runtime error)",
+                stmt.keyword,
+                fix=Fix("add `max 10`", (Edit(Span(at.origin, at.hi, at.hi), " max 10"),)),
+            )
+            bound: Any = _b(ir.Const, value=0, loc=None)
+        else:
+            bound, btype = self._expr(stmt.bound, scope)
+            kind = getattr(btype, "kind", None)
+            if kind is not None and kind not in ("int", "any"):
+                self._error(
+                    "DSX128",
+                    f"the bound of a `while` loop is an int (the most times its body runs), "
+                    f"got {_type_label(btype)}",
+                    stmt.bound.span,
+                )
+        body = self._loop_body(stmt.body, scope, returns)
+        return _b(ir.While, cond=cond, bound=bound, body=tuple(body), loc=loc)
+
+    def _aug_assign(self, stmt: ast.AugAssign, scope: dict[str, _Entry], loc: Any) -> Any:
+        target, ttype = self._expr(stmt.target, scope)
+        value, vtype = self._expr(stmt.value, scope)
+        if isinstance(stmt.target, ast.NameRef):
+            existing = scope.get(stmt.target.name.name)
+            if existing is not None and existing.kind in ("sub", "param", "builtin", "python"):
+                what = {"sub": "a member", "param": "a parameter"}.get(existing.kind, "built in")
+                self._error(
+                    "DSX129",
+                    f"`{stmt.target.name.name}` is {what}; assign to a new name "
+                    f"(`total = {stmt.target.name.name} {stmt.op} ...`)",
+                    stmt.target.span,
+                )
+        else:
+            self._check_mutable(self._expr_type_only(stmt.target.obj, scope)[1], stmt.target.obj)
+        tkind, vkind = getattr(ttype, "kind", None), getattr(vtype, "kind", None)
+        numeric = ("int", "float", "bool")
+        if tkind is not None and vkind is not None and "any" not in (tkind, vkind):
+            fits = (
+                (tkind in numeric and vkind in numeric)
+                or (stmt.op == "+" and tkind == vkind and tkind in ("str", "list"))
+                or (stmt.op == "*" and tkind in ("str", "list") and vkind == "int")
+            )
+            if not fits:
+                self._error(
+                    "DSX113",
+                    f"`{stmt.op}=` cannot combine {_type_label(ttype)} with {_type_label(vtype)}",
+                    stmt.value.span,
+                )
+        return _b(ir.AugAssign, target=target, op=stmt.op, value=value, loc=loc)
+
+    def _check_mutable(self, otype: Any, obj: Any) -> None:
+        """Item assignment changes a list or a dict in place; anything else is an error."""
+        if isinstance(otype, PredType):
+            what = "a prediction is read-only"
+        else:
+            kind = getattr(otype, "kind", None)
+            if kind not in ("str", "enum", "tuple", "int", "float", "bool", "record", "literal"):
+                return
+            what = {
+                "record": "a record is read-only",
+                "tuple": "a tuple cannot be changed",
+            }.get(
+                kind or "", f"{_env.a('str' if kind == 'enum' else kind or '')} cannot be changed"
+            )
+        self._error(
+            "DSX129",
+            f"cannot assign to an item of `{_short_text(obj)}`: {what}; build a new value instead",
+            obj.span,
+        )
 
     def _local(self, ident: ast.Ident, existing: _Entry | None, vtype: Any) -> str | None:
         """The symbol key of a local variable (``RAG.forward.query``): defined at its first
@@ -421,6 +527,20 @@ class ModulesMixin(LowerBase):
         return _b(
             ir.Check, severity=stmt.kind, cond=cond, message=message, loc=self._loc(stmt.span)
         )
+
+
+def _target_names(targets: tuple[ast.Ident, ...]) -> str | tuple[str, ...]:
+    return targets[0].name if len(targets) == 1 else tuple(t.name for t in targets)
+
+
+def _short_text(e: Any) -> str:
+    if isinstance(e, ast.NameRef):
+        return e.name.name
+    if isinstance(e, ast.Attr):
+        return f"{_short_text(e.obj)}.{e.name.name}"
+    if isinstance(e, ast.Index):
+        return f"{_short_text(e.obj)}[...]"
+    return "this value"
 
 
 def _type_label(t: Any) -> str:

@@ -8,9 +8,11 @@ subclasses with ``forward`` and ``aforward``; learned state is embedded as data.
 
 from __future__ import annotations
 
+import itertools
 import json
 import keyword
 import pprint
+import re
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +340,7 @@ class _Gen:
         self.locals = {p.name for p in fwd.params}
         _assigned(fwd.body, self.locals)
         self.is_async = is_async
+        self.loops = 0
         for stmt in fwd.body:
             self.stmt(stmt)
         if not fwd.body:
@@ -366,19 +369,36 @@ class _Gen:
                 w.line("else:")
                 self.block(orelse)
         elif k == "for":
-            w.line(f"for {py(s.var)} in {self.expr(s.iter)}:", s.loc)
+            w.line(f"for {_targets(s.var)} in {self.expr(s.iter)}:", s.loc)
             self.block(s.body)
+        elif k == "while":
+            self.loops += 1
+            guard = f"_loop{self.loops}"
+            where = f"{Path(s.loc[0]).name}:{s.loc[1]}" if s.loc else ""
+            w.line(f"{guard} = _dsx.LoopGuard({self.expr(s.bound)}, {where!r})", s.loc)
+            w.line(f"while {self.expr(s.cond)}:", s.loc)
+            self.w.indent += 1
+            w.line(f"{guard}.step()")
+            self.w.indent -= 1
+            self.block(s.body, empty=False)
+        elif k in ("break", "continue"):
+            w.line(k, s.loc)
+        elif k == "setitem":
+            target = f"{self.expr(s.obj, 9)}[{self.expr(s.index)}]"
+            w.line(f"{target} = {self.expr(s.value)}", s.loc)
+        elif k == "augassign":
+            w.line(f"{self.expr(s.target)} {s.op}= {self.expr(s.value)}", s.loc)
         elif k == "check":
             fn = "dsx_assert" if s.severity == "assert" else "dsx_suggest"
             msg = f", {self.expr(s.message)}" if s.message is not None else ""
             where = f"{Path(s.loc[0]).name}:{s.loc[1]}" if s.loc else ""
             w.line(f"_dsx.{fn}({self.expr(s.cond)}{msg}, where={where!r})", s.loc)
 
-    def block(self, stmts: Any) -> None:
+    def block(self, stmts: Any, *, empty: bool = True) -> None:
         self.w.indent += 1
         for s in stmts:
             self.stmt(s)
-        if not stmts:
+        if not stmts and empty:
             self.w.line("pass")
         self.w.indent -= 1
 
@@ -408,6 +428,28 @@ class _Gen:
             return f"{self.expr(e.obj, 9, in_forward)}.{e.name}"
         if k == "index":
             return f"{self.expr(e.obj, 9, in_forward)}[{self.expr(e.index, 0, in_forward)}]"
+        if k == "slice":
+            parts = ["" if p is None else self.expr(p, 0, in_forward) for p in (e.lo, e.hi, e.step)]
+            return f"{self.expr(e.obj, 9, in_forward)}[{_slice(parts, e.step is not None)}]"
+        if k == "ifexp":
+            # The lowest precedence: parenthesized inside any operator.
+            text = (
+                f"{self.expr(e.then, 1, in_forward)} if {self.expr(e.cond, 1, in_forward)}"
+                f" else {self.expr(e.orelse, 0, in_forward)}"
+            )
+            return f"({text})" if parent > 0 else text
+        if k == "listcomp":
+            names = {e.var} if isinstance(e.var, str) else set(e.var)
+            added = names - self.locals
+            self.locals |= added  # the comprehension's names are plain Python names
+            try:
+                conds = "".join(f" if {self.expr(c, 1, in_forward)}" for c in e.conds)
+                return (
+                    f"[{self.expr(e.elt, 0, in_forward)} for {_targets(e.var)} in "
+                    f"{self.expr(e.iter, 1, in_forward)}{conds}]"
+                )
+            finally:
+                self.locals -= added
         if k == "call":
             args = [self.expr(a, 0, in_forward) for a in e.args] + [
                 _kwarg(n, self.expr(v, 0, in_forward)) for n, v in e.kwargs
@@ -539,12 +581,34 @@ def _type_names(t: ir.TypeRef, out: set[str]) -> None:
         _type_names(a, out)
 
 
+def _slice(parts: list[str], with_step: bool) -> str:
+    """``lo:hi[:step]`` spaced as ``ruff format`` does: around each `:` (where a part is
+    present) once any part is more than a name or a number (``x[i + 1 :]``)."""
+    if not with_step:
+        parts = parts[:2]
+    if all(_SIMPLE_PART.fullmatch(p) for p in parts if p):
+        return ":".join(parts)
+    text = parts[0]
+    for before, part in itertools.pairwise(parts):
+        text += (" " if before else "") + ":" + (" " if part else "") + part
+    return text
+
+
+_SIMPLE_PART = re.compile(r"-?\w+")
+
+
+def _targets(var: str | tuple[str, ...]) -> str:
+    return py(var) if isinstance(var, str) else ", ".join(py(v) for v in var)
+
+
 def _assigned(stmts: Any, out: set[str]) -> None:
     for s in stmts:
         if s.kind == "assign":
             out.add(s.target)
         elif s.kind == "for":
-            out.add(s.var)
+            out.update([s.var] if isinstance(s.var, str) else s.var)
+            _assigned(s.body, out)
+        elif s.kind == "while":
             _assigned(s.body, out)
         elif s.kind == "if":
             _assigned(s.then, out)

@@ -29,9 +29,16 @@ from typing import Any, Literal
 from dsx.diagnostics import Diagnostic, Span
 from dsx.grammar import ast, lexspec
 from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE, operand_precedence
-from dsx.grammar.parser import parse
+from dsx.grammar.parser import BlockCache, parse
 
-__all__ = ["INDENT", "WIDTH", "check_formatted", "format_source", "format_with_diagnostics"]
+__all__ = [
+    "INDENT",
+    "WIDTH",
+    "FormatCache",
+    "check_formatted",
+    "format_source",
+    "format_with_diagnostics",
+]
 
 #: Lines longer than this get their calls, lists and dicts broken one item per line.
 WIDTH = 100
@@ -169,13 +176,15 @@ _NOT, _NEG, _POSTFIX, _ATOM = NOT_PRECEDENCE, 7, 8, 9
 
 
 def _prec(e: Any) -> int:
+    if isinstance(e, ast.IfExp):
+        return 0  # the loosest: parenthesized as the operand of any operator
     if isinstance(e, ast.BinOp):
         return _BIN_PREC[e.op]
     if isinstance(e, ast.Not):
         return _NOT
     if isinstance(e, ast.Neg):
         return _NEG
-    if isinstance(e, ast.Attr | ast.Index | ast.Call):
+    if isinstance(e, ast.Attr | ast.Index | ast.Slice | ast.Call):
         return _POSTFIX
     return _ATOM
 
@@ -512,6 +521,27 @@ class _BlockFormatter:
     def e_Index(self, e: ast.Index) -> Any:
         return [self.expr(e.obj, _POSTFIX), "[", self.expr(e.index), "]"]
 
+    def e_Slice(self, e: ast.Slice) -> Any:
+        doc: list[Any] = [self.expr(e.obj, _POSTFIX), "["]
+        parts = [e.lo, e.hi] if e.step is None else [e.lo, e.hi, e.step]
+        for i, part in enumerate(parts):
+            if i:
+                doc.append(":")
+            if part is not None:
+                doc.append(self.expr(part))
+        return [*doc, "]"]
+
+    def e_IfExp(self, e: ast.IfExp) -> Any:
+        # Kept on one line: an `if` that starts a line would start an `if` statement.
+        return [self.expr(e.then, 1), " if ", self.expr(e.cond, 1), " else ", self.expr(e.orelse)]
+
+    def e_ListComp(self, e: ast.ListComp) -> Any:
+        names = ", ".join(t.name for t in e.targets)
+        doc: list[Any] = ["[", self.expr(e.elt), f" for {names} in ", self.expr(e.iter, 1)]
+        for cond in e.conds:
+            doc += [" if ", self.expr(cond, 1)]
+        return [*doc, "]"]
+
     def e_Call(self, e: ast.Call) -> Any:
         func = self.expr(e.func, _POSTFIX)
         open_idx = self.find(e.func.span.hi, "(")
@@ -590,6 +620,14 @@ class _BlockFormatter:
             return lambda indent, width=0: self.doc_lines(
                 [s.target.name.ljust(width), " = ", value], indent
             )
+        elif isinstance(s, ast.SetItem):
+            doc = [self.expr(s.target), " = ", self.expr(s.value)]
+        elif isinstance(s, ast.AugAssign):
+            doc = [self.expr(s.target), f" {s.op}= ", self.expr(s.value)]
+        elif isinstance(s, ast.Break | ast.Continue):
+            doc = ["break" if isinstance(s, ast.Break) else "continue"]
+        elif isinstance(s, ast.While):
+            return self.while_stmt(s)
         elif isinstance(s, ast.Return):
             doc = ["return ", self.expr(s.value)]
         elif isinstance(s, ast.ExprStmt):
@@ -659,9 +697,26 @@ class _BlockFormatter:
         close_idx = s.span.hi - 1
         body = self.stmt_body(open_idx, close_idx, close_idx, s.body)
 
+        names = ", ".join(t.name for t in s.targets)
+
         def render(indent: int, width: int = 0) -> list[str]:
-            head = self.doc_lines(["for ", s.var.name, " in ", it, " {"], indent)
+            head = self.doc_lines(["for ", names, " in ", it, " {"], indent)
             return self.braced(head, body, indent, self.render_prepared)
+
+        return render
+
+    def while_stmt(self, s: ast.While) -> Callable[..., list[str]]:
+        cond = self.expr(s.cond)
+        head: list[Any] = ["while ", cond]
+        if s.bound is not None:
+            head += [" max ", self.expr(s.bound)]
+        open_idx = self.find((s.bound or s.cond).span.hi, "{")
+        close_idx = s.span.hi - 1
+        body = self.stmt_body(open_idx, close_idx, close_idx, s.body)
+
+        def render(indent: int, width: int = 0) -> list[str]:
+            lines = self.doc_lines([*head, " {"], indent)
+            return self.braced(lines, body, indent, self.render_prepared)
 
         return render
 
@@ -1001,8 +1056,21 @@ def _format_block(block: ast.Block, path: str, on_mismatch: OnMismatch) -> _Form
     )
 
 
+class FormatCache:
+    """Formatted blocks by text, reused when the same file is formatted again after an edit
+    (the language server keeps one per document): only changed blocks are re-formatted."""
+
+    def __init__(self) -> None:
+        self.blocks = BlockCache()
+        self.formatted: dict[str, _Formatted] = {}
+
+
 def format_with_diagnostics(
-    text: str, path: str = "<string>", *, on_mismatch: OnMismatch = "keep"
+    text: str,
+    path: str = "<string>",
+    *,
+    on_mismatch: OnMismatch = "keep",
+    cache: FormatCache | None = None,
 ) -> tuple[str, list[Diagnostic]]:
     """Format ``text`` and return it with the file's parse diagnostics.
 
@@ -1016,13 +1084,19 @@ def format_with_diagnostics(
         on_mismatch: what to do when a formatted block would not parse back to the same
             declaration (a formatter bug): ``"keep"`` the block as written, or ``"raise"``
             ``AssertionError`` (for tests).
+        cache: blocks formatted by an earlier call, by text (a block's formatting depends
+            on its text only).
     """
     text = text.replace("\r\n", "\n")
-    parsed = parse(text, path)
+    parsed = parse(text, path, cache=cache.blocks if cache is not None else None)
     out: list[str] = []
     prev: _Formatted | None = None
+    done: dict[str, _Formatted] = {}
     for block in parsed.blocks:
-        current = _format_block(block, path, on_mismatch)
+        current = cache.formatted.get(block.text) if cache is not None else None
+        if current is None:
+            current = _format_block(block, path, on_mismatch)
+        done[block.text] = current
         if not current.lines:
             continue
         if prev is not None:
@@ -1030,6 +1104,8 @@ def format_with_diagnostics(
             out.append("\n" if together else "\n\n")
         out.append("\n".join(current.lines))
         prev = current
+    if cache is not None:
+        cache.formatted = done
     return ("".join(out) + "\n" if out else ""), parsed.diagnostics
 
 

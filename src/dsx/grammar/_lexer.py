@@ -21,6 +21,30 @@ from dsx.grammar import lexspec
 __all__ = ["DsxLexer"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SCAN = re.compile(rf"{lexspec.STRING}|{lexspec.COMMENT}|(?P<tok>[{{}}()\[\]]|\belse\b)")
+
+
+def _else_before_block(text: str, pos: int, end: int) -> bool:
+    """Whether the `if` before ``pos`` is a conditional's: an ``else`` comes before any
+    ``{`` or ``}`` outside brackets (an ``if`` statement's block opens with ``{`` first)."""
+    depth = 0
+    for m in _SCAN.finditer(text, pos, end):
+        tok = m.group("tok")
+        if tok is None:
+            continue
+        if tok in "([":
+            depth += 1
+        elif tok in ")]":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif not depth:
+            return tok == "else"
+    return False
+
+
+# Words after which an `if` starts a statement, not a conditional.
+_NOT_OPERANDS = frozenset({"else", "break", "continue", "if", "return", "not", "and", "or"})
 
 
 class DsxLexer(Lexer):
@@ -50,6 +74,7 @@ class DsxLexer(Lexer):
             n for n in ("TRUE", "FALSE", "NONE") if any(t.name == n for t in lexer_conf.terminals)
         }
         self.special = {"true": "TRUE", "false": "FALSE", "none": "NONE"}
+        self.inline_if = "INLINE_IF" if "IF" in keywords.values() else None
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
         text_slice = lexer_state.text
@@ -59,6 +84,9 @@ class DsxLexer(Lexer):
         pos = ctr.char_pos
         match = self.pattern.match
         keywords, punct, special = self.keywords, self.punct, self.special
+        inline_if = self.inline_if
+        depth = 0  # open `(` and `[`: no statement starts inside them
+        operand_end = False  # the previous token ends an operand on this line
         while pos < end:
             m = match(text, pos, end)
             if m is None:
@@ -72,8 +100,22 @@ class DsxLexer(Lexer):
                 continue
             if kind == "NAME":
                 kind = special.get(value) or keywords.get(value, "NAME")
+                if (
+                    kind == "IF"
+                    and inline_if
+                    and (depth or (operand_end and _else_before_block(text, pos, end)))
+                ):
+                    kind = inline_if  # `a if c else b` (see the grammar)
+                operand_end = value not in _NOT_OPERANDS
             elif kind == "op":
                 kind = punct[value]
+                if value in "([":
+                    depth += 1
+                elif value in ")]":
+                    depth = max(0, depth - 1)
+                operand_end = value in ")]"
+            else:
+                operand_end = True
             token = Token(kind, value, start, None, None, None, None, pos)  # type: ignore[arg-type]
             lexer_state.last_token = token
             yield token

@@ -349,8 +349,34 @@ class ToAst(Transformer):
     def body(self, c: list[Any]) -> tuple[tuple[Any, ...], int]:
         return tuple(self._nodes(c[1:-1])), self._hi(c[-1])
 
-    def assign(self, c: list[Any]) -> ast.Assign:
-        return ast.Assign(self._ident(c[0]), c[2], self._span(c))
+    def assign(self, c: list[Any]) -> Any:
+        target, value = c[0], c[2]
+        span = self._span(c)
+        if isinstance(target, ast.NameRef):
+            return ast.Assign(target.name, value, span)
+        if isinstance(target, ast.Index):
+            return ast.SetItem(target, value, span)
+        return self._bad_target(target, value, span)
+
+    def aug_assign(self, c: list[Any]) -> Any:
+        target, op, value = c[0], c[1], c[2]
+        span = self._span(c)
+        if isinstance(target, ast.NameRef | ast.Index):
+            return ast.AugAssign(target, op[:-1], value, span)
+        return self._bad_target(target, value, span)
+
+    def augop(self, c: list[Any]) -> str:
+        return str(c[0])
+
+    def _bad_target(self, target: Any, value: Any, span: Span) -> ast.ExprStmt:
+        what = "an attribute" if isinstance(target, ast.Attr) else "this expression"
+        how = (
+            "build a new value instead (records and predictions are read-only in .dsx)"
+            if isinstance(target, ast.Attr)
+            else "assign to a name (`x = ...`) or an item (`d[key] = ...`)"
+        )
+        self.problems.append(make("DSX129", f"cannot assign to {what}: {how}", target.span))
+        return ast.ExprStmt(value, span)  # the value is still checked
 
     def return_stmt(self, c: list[Any]) -> ast.Return:
         return ast.Return(c[1], self._span(c))
@@ -369,7 +395,23 @@ class ToAst(Transformer):
 
     def for_stmt(self, c: list[Any]) -> ast.For:
         body, end = c[4]
-        return ast.For(self._ident(c[1]), c[3], body, Span(self.origin, self._lo(c[0]), end))
+        return ast.For(c[1], c[3], body, Span(self.origin, self._lo(c[0]), end))
+
+    def targets(self, c: list[Any]) -> tuple[ast.Ident, ...]:
+        return tuple(self._ident(t) for t in c if _is_tok(t) and t.type != "COMMA")
+
+    def while_stmt(self, c: list[Any]) -> ast.While:
+        body, end = c[-1]
+        bound = c[3] if len(c) > 3 and c[2] is not None else None
+        return ast.While(
+            c[1], bound, body, Span(self.origin, self._lo(c[0]), end), self._tspan(c[0])
+        )
+
+    def break_stmt(self, c: list[Any]) -> ast.Break:
+        return ast.Break(self._tspan(c[0]))
+
+    def continue_stmt(self, c: list[Any]) -> ast.Continue:
+        return ast.Continue(self._tspan(c[0]))
 
     def check_stmt(self, c: list[Any]) -> ast.Check:
         message = c[3] if len(c) > 3 else None
@@ -424,6 +466,23 @@ class ToAst(Transformer):
 
     def index(self, c: list[Any]) -> ast.Index:
         return ast.Index(c[0], c[2], self._span(c))
+
+    def slice(self, c: list[Any]) -> ast.Slice:
+        parts: list[Any] = [None]
+        for x in c[2:-1]:
+            if _is_tok(x, "COLON"):
+                parts.append(None)
+            elif x is not None:
+                parts[-1] = x
+        parts += [None] * (3 - len(parts))
+        return ast.Slice(c[0], parts[0], parts[1], parts[2], self._span(c))
+
+    def cond_expr(self, c: list[Any]) -> ast.IfExp:
+        return ast.IfExp(c[2], c[0], c[4], self._span(c))
+
+    def list_comp(self, c: list[Any]) -> ast.ListComp:
+        conds = tuple(x for x in c[6:-1] if x is not None and not _is_tok(x))
+        return ast.ListComp(c[1], c[3], c[5], conds, self._span(c))
 
     def call(self, c: list[Any]) -> ast.Call:
         return ast.Call(c[0], tuple(self._nodes(c[1:])), self._span(c))
@@ -482,6 +541,8 @@ PRECEDENCE = {
     ">=": 4,
     "in": 4,
     "not in": 4,
+    "is": 4,
+    "is not": 4,
     "+": 5,
     "-": 5,
     "*": 6,

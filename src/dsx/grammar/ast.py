@@ -14,6 +14,14 @@ from dsx.diagnostics import Span
 __all__ = [
     "Arg",
     "Assign",
+    "AugAssign",
+    "Break",
+    "Continue",
+    "IfExp",
+    "ListComp",
+    "SetItem",
+    "Slice",
+    "While",
     "Attr",
     "BinOp",
     "Call",
@@ -179,6 +187,38 @@ class Index:
 
 
 @dataclass(frozen=True, slots=True)
+class Slice:
+    """``obj[lo:hi]`` / ``obj[lo:hi:step]``; each part may be omitted."""
+
+    obj: Expr
+    lo: Expr | None
+    hi: Expr | None
+    step: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class IfExp:
+    """``then if cond else orelse``."""
+
+    cond: Expr
+    then: Expr
+    orelse: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ListComp:
+    """``[elt for a, b in iter if cond ...]``; its names are local to it."""
+
+    elt: Expr
+    targets: tuple[Ident, ...]
+    iter: Expr
+    conds: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Arg:
     name: Ident | None  # None for a positional argument
     value: Expr
@@ -197,7 +237,7 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class BinOp:
-    op: str  # + - * / % == != < <= > >= and or in "not in"
+    op: str  # + - * / % == != < <= > >= and or in "not in" is "is not"
     left: Expr
     right: Expr
     span: Span
@@ -215,7 +255,22 @@ class Neg:
     span: Span
 
 
-Expr = NameRef | Lit | Str | ListExpr | DictExpr | Attr | Index | Call | BinOp | Not | Neg
+Expr = (
+    NameRef
+    | Lit
+    | Str
+    | ListExpr
+    | DictExpr
+    | Attr
+    | Index
+    | Slice
+    | Call
+    | BinOp
+    | Not
+    | Neg
+    | IfExp
+    | ListComp
+)
 
 # ---- statements -------------------------------------------------------------------------
 
@@ -223,6 +278,25 @@ Expr = NameRef | Lit | Str | ListExpr | DictExpr | Attr | Index | Call | BinOp |
 @dataclass(frozen=True, slots=True)
 class Assign:
     target: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class SetItem:
+    """``obj[index] = value``."""
+
+    target: Index
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class AugAssign:
+    """``target op= value`` (``+= -= *= /= %=``); the target is a name or an item."""
+
+    target: NameRef | Index
+    op: str  # the operator without `=`: + - * / %
     value: Expr
     span: Span
 
@@ -244,9 +318,34 @@ class If:
 
 @dataclass(frozen=True, slots=True)
 class For:
-    var: Ident
+    targets: tuple[Ident, ...]  # `for i, x in ...` unpacks each item
     iter: Expr
     body: tuple[Stmt, ...]
+    span: Span
+
+    @property
+    def var(self) -> Ident:
+        return self.targets[0]
+
+
+@dataclass(frozen=True, slots=True)
+class While:
+    """``while cond max bound { ... }``; ``bound`` is ``None`` when missing (an error)."""
+
+    cond: Expr
+    bound: Expr | None
+    body: tuple[Stmt, ...]
+    span: Span
+    keyword: Span  # the `while` keyword
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
     span: Span
 
 
@@ -264,7 +363,9 @@ class ExprStmt:
     span: Span
 
 
-Stmt = Assign | Return | If | For | Check | ExprStmt
+Stmt = (
+    Assign | SetItem | AugAssign | Return | If | For | While | Break | Continue | Check | ExprStmt
+)
 
 # ---- declarations -----------------------------------------------------------------------
 

@@ -84,8 +84,6 @@ def block_starts(text: str) -> list[int]:
 #: (instead of "expected `:`" somewhere after them), and so does the checker for one
 #: that parsed as a name (`elif x { }`). (`with` is not listed: optimize blocks use it.)
 UNSUPPORTED_STATEMENTS = {
-    "while": "loop over a list with `for item in items { ... }`, or write the loop in Python "
-    "(`use python`)",
     "try": "a failed `assert` retries the predictor; handle exceptions in Python (`use python`)",
     "except": "handle exceptions in Python (`use python`)",
     "finally": "handle exceptions in Python (`use python`)",
@@ -94,8 +92,6 @@ UNSUPPORTED_STATEMENTS = {
     "class": "declare a `type` (a record) or a `module`",
     "lambda": "define functions in Python and reach them with `use python`",
     "raise": 'use `assert cond, "message"`',
-    "break": "loops always run to the end of their list; filter the list first",
-    "continue": "put the rest of the loop body under `if`",
     "pass": "leave the block empty: `{ }`",
 }
 

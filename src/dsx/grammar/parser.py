@@ -277,6 +277,7 @@ _READABLE = {
     "NAME": "a name",
     "STRING": "a string",
     "SIGNED_NUMBER": "a number",
+    "INLINE_IF": "`if`",  # the `if` of `a if c else b` (declared, so not a literal)
 }
 _EXPRESSION_START = {"NAME", "STRING", "SIGNED_NUMBER", "LSQB", "LPAR"}
 _literals: dict[str, str] = {}

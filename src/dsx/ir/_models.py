@@ -124,6 +124,38 @@ class Index(_Node):
     loc: Loc | None = None
 
 
+class Slice(_Node):
+    """``obj[lo:hi:step]``; a missing part is ``None``."""
+
+    kind: Literal["slice"] = "slice"
+    obj: Expr
+    lo: Expr | None = None
+    hi: Expr | None = None
+    step: Expr | None = None
+    loc: Loc | None = None
+
+
+class IfExp(_Node):
+    """``then if cond else orelse``."""
+
+    kind: Literal["ifexp"] = "ifexp"
+    cond: Expr
+    then: Expr
+    orelse: Expr
+    loc: Loc | None = None
+
+
+class ListComp(_Node):
+    """``[elt for var in iter if cond ...]``; ``var`` is a tuple when items are unpacked."""
+
+    kind: Literal["listcomp"] = "listcomp"
+    elt: Expr
+    var: str | tuple[str, ...]
+    iter: Expr
+    conds: tuple[Expr, ...] = ()
+    loc: Loc | None = None
+
+
 class Call(_Node):
     kind: Literal["call"] = "call"
     func: Expr
@@ -135,7 +167,23 @@ class Call(_Node):
 class BinOp(_Node):
     kind: Literal["binop"] = "binop"
     op: Literal[
-        "+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or", "in", "not in"
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "and",
+        "or",
+        "in",
+        "not in",
+        "is",
+        "is not",
     ]
     left: Expr
     right: Expr
@@ -150,7 +198,19 @@ class Unary(_Node):
 
 
 Expr = Annotated[
-    Name | Const | FString | List | Dict | Attr | Index | Call | BinOp | Unary,
+    Name
+    | Const
+    | FString
+    | List
+    | Dict
+    | Attr
+    | Index
+    | Slice
+    | Call
+    | BinOp
+    | Unary
+    | IfExp
+    | ListComp,
     PField(discriminator="kind"),
 ]
 
@@ -160,6 +220,26 @@ Expr = Annotated[
 class Assign(_Node):
     kind: Literal["assign"] = "assign"
     target: str
+    value: Expr
+    loc: Loc | None = None
+
+
+class SetItem(_Node):
+    """``obj[index] = value``."""
+
+    kind: Literal["setitem"] = "setitem"
+    obj: Expr
+    index: Expr
+    value: Expr
+    loc: Loc | None = None
+
+
+class AugAssign(_Node):
+    """``target op= value``; ``target`` is a name or an index, evaluated once."""
+
+    kind: Literal["augassign"] = "augassign"
+    target: Name | Index
+    op: Literal["+", "-", "*", "/", "%"]
     value: Expr
     loc: Loc | None = None
 
@@ -179,10 +259,33 @@ class If(_Node):
 
 
 class For(_Node):
+    """``for var in iter``; ``var`` is a tuple of names when each item is unpacked."""
+
     kind: Literal["for"] = "for"
-    var: str
+    var: str | tuple[str, ...]
     iter: Expr
     body: tuple[Stmt, ...]
+    loc: Loc | None = None
+
+
+class While(_Node):
+    """``while cond max bound``: ``bound`` is evaluated once; the body may run at most
+    ``bound`` times, and a condition still true after that is a runtime error."""
+
+    kind: Literal["while"] = "while"
+    cond: Expr
+    bound: Expr
+    body: tuple[Stmt, ...]
+    loc: Loc | None = None
+
+
+class Break(_Node):
+    kind: Literal["break"] = "break"
+    loc: Loc | None = None
+
+
+class Continue(_Node):
+    kind: Literal["continue"] = "continue"
     loc: Loc | None = None
 
 
@@ -202,7 +305,10 @@ class ExprStmt(_Node):
     loc: Loc | None = None
 
 
-Stmt = Annotated[Assign | Return | If | For | Check | ExprStmt, PField(discriminator="kind")]
+Stmt = Annotated[
+    Assign | SetItem | AugAssign | Return | If | For | While | Break | Continue | Check | ExprStmt,
+    PField(discriminator="kind"),
+]
 
 # ---- declarations -----------------------------------------------------------------------
 
@@ -462,6 +568,12 @@ for _model in (
     Dict,
     Attr,
     Index,
+    Slice,
+    IfExp,
+    ListComp,
+    SetItem,
+    AugAssign,
+    While,
     Call,
     BinOp,
     Unary,

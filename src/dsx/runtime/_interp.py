@@ -17,7 +17,16 @@ from dsx import ir
 from dsx.errors import AssertionFailed, DsxError
 from dsx.runtime.assertions import dsx_assert, dsx_suggest
 
-__all__ = ["BUILTINS", "Return", "run_async", "run_sync", "exec_body", "eval_expr"]
+__all__ = [
+    "BUILTINS",
+    "LoopGuard",
+    "LoopLimitError",
+    "Return",
+    "eval_expr",
+    "exec_body",
+    "run_async",
+    "run_sync",
+]
 
 log = logging.getLogger("dsx")
 
@@ -62,6 +71,48 @@ class Return(Exception):
 
 class DsxRuntimeError(DsxError, RuntimeError):
     """An error raised while running a .dsx forward body, with its location."""
+
+
+class LoopLimitError(DsxRuntimeError):
+    """A ``while`` loop's condition still held after its body ran ``max`` times."""
+
+
+class LoopGuard:
+    """The bound of one run of a ``while cond max N`` loop, shared by the interpreter and
+    generated code: :meth:`step` is called before each run of the body."""
+
+    __slots__ = ("count", "limit", "where")
+
+    def __init__(self, limit: Any, where: str = "") -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise DsxRuntimeError(
+                f"the bound of the `while` loop{_at(where)} must be a whole number >= 0 "
+                f"(`max 10`), got {limit!r}"
+            )
+        self.count = 0
+        self.limit = limit
+        self.where = where
+
+    def step(self) -> None:
+        if self.count >= self.limit:
+            raise LoopLimitError(
+                f"the `while` loop{_at(self.where)} ran its body {self.limit} "
+                f"time{'s' if self.limit != 1 else ''} (its bound, `max {self.limit}`) and its "
+                "condition still holds: raise the bound, or make the condition false sooner"
+            )
+        self.count += 1
+
+
+def _at(where: str) -> str:
+    return f" at {where}" if where else ""
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
 
 
 def _is_module(value: Any) -> bool:
@@ -128,6 +179,27 @@ def eval_expr(e: Any, env: dict[str, Any]) -> Gen:
     if kind == "unary":
         value = yield from eval_expr(e.operand, env)
         return (not value) if e.op == "not" else -value
+    if kind == "ifexp":
+        cond = yield from eval_expr(e.cond, env)
+        return (yield from eval_expr(e.then if cond else e.orelse, env))
+    if kind == "slice":
+        obj = yield from eval_expr(e.obj, env)
+        lo = None if e.lo is None else (yield from eval_expr(e.lo, env))
+        hi = None if e.hi is None else (yield from eval_expr(e.hi, env))
+        step = None if e.step is None else (yield from eval_expr(e.step, env))
+        return obj[lo:hi:step]
+    if kind == "listcomp":
+        iterable = yield from eval_expr(e.iter, env)
+        inner = dict(env)  # the comprehension's names do not leak, as in Python
+        out = []
+        for item in iterable:
+            _bind(inner, e.var, item)
+            for cond in e.conds:
+                if not (yield from eval_expr(cond, inner)):
+                    break
+            else:
+                out.append((yield from eval_expr(e.elt, inner)))
+        return out
     raise DsxRuntimeError(f"cannot evaluate IR expression of kind {kind!r}")
 
 
@@ -145,7 +217,23 @@ _BINOPS = {
     ">=": lambda a, b: a >= b,
     "in": lambda a, b: a in b,
     "not in": lambda a, b: a not in b,
+    "is": lambda a, b: a is b,
+    "is not": lambda a, b: a is not b,
 }
+
+
+def _bind(env: dict[str, Any], var: str | tuple[str, ...], item: Any) -> None:
+    if isinstance(var, str):
+        env[var] = item
+        return
+    values = tuple(item)
+    if len(values) != len(var):
+        raise DsxRuntimeError(
+            f"cannot unpack {len(values)} value{'s' if len(values) != 1 else ''} into "
+            f"{len(var)} names ({', '.join(var)})"
+        )
+    for name, value in zip(var, values, strict=True):
+        env[name] = value
 
 
 def exec_body(stmts: Any, env: dict[str, Any]) -> Gen:
@@ -153,7 +241,7 @@ def exec_body(stmts: Any, env: dict[str, Any]) -> Gen:
     for stmt in stmts:
         try:
             yield from _exec(stmt, env)
-        except (Return, AssertionFailed):
+        except (Return, AssertionFailed, _Break, _Continue):
             raise
         except Exception as exc:
             _note(exc, stmt)
@@ -183,17 +271,55 @@ def _exec(stmt: Any, env: dict[str, Any]) -> Gen:
     elif kind == "for":
         iterable = yield from eval_expr(stmt.iter, env)
         for item in iterable:
-            env[stmt.var] = item
-            yield from exec_body(stmt.body, env)
+            _bind(env, stmt.var, item)
+            try:
+                yield from exec_body(stmt.body, env)
+            except _Break:
+                break
+            except _Continue:
+                continue
+    elif kind == "while":
+        guard = LoopGuard((yield from eval_expr(stmt.bound, env)), _where(stmt))
+        while (yield from eval_expr(stmt.cond, env)):
+            guard.step()
+            try:
+                yield from exec_body(stmt.body, env)
+            except _Break:
+                break
+            except _Continue:
+                continue
+    elif kind == "break":
+        raise _Break
+    elif kind == "continue":
+        raise _Continue
+    elif kind == "setitem":
+        obj = yield from eval_expr(stmt.obj, env)
+        index = yield from eval_expr(stmt.index, env)
+        obj[index] = yield from eval_expr(stmt.value, env)
+    elif kind == "augassign":
+        target = stmt.target
+        op = _BINOPS[stmt.op]
+        if target.kind == "name":
+            current = yield from eval_expr(target, env)
+            env[target.name] = op(current, (yield from eval_expr(stmt.value, env)))
+        else:
+            obj = yield from eval_expr(target.obj, env)
+            index = yield from eval_expr(target.index, env)
+            obj[index] = op(obj[index], (yield from eval_expr(stmt.value, env)))
     elif kind == "check":
         ok = yield from eval_expr(stmt.cond, env)
         if not ok:
             message = "" if stmt.message is None else str((yield from eval_expr(stmt.message, env)))
-            where = f"{Path(stmt.loc[0]).name}:{stmt.loc[1]}" if stmt.loc else ""
+            where = _where(stmt)
             check = dsx_assert if stmt.severity == "assert" else dsx_suggest
             check(ok, message, where=where)
     else:
         raise DsxRuntimeError(f"cannot run IR statement of kind {kind!r}")
+
+
+def _where(stmt: Any) -> str:
+    """``file.dsx:line`` of a statement, as generated code writes it too."""
+    return f"{Path(stmt.loc[0]).name}:{stmt.loc[1]}" if stmt.loc else ""
 
 
 def run_sync(gen: Gen) -> Any:
