@@ -9,7 +9,6 @@ full; results come back in job order, never in completion order.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from dsx.runtime.metrics import score_of
 from dsx.runtime.module import Module
 from dsx.runtime.parallel import BatchError, Engine, run_coroutine_sync
 from dsx.runtime.settings import context
-from dsx.teleprompt._scoring import MetricCall, adrive
+from dsx.teleprompt._scoring import MetricCall, Slots, adrive
 
 if TYPE_CHECKING:
     from dsx.teleprompt.base import Teleprompter
@@ -121,7 +120,7 @@ async def arun_rollouts(
     inline: bool = False,
     failure_score: float = 0.0,
     overrides: dict[str, Any] | None = None,
-    limiter: asyncio.Semaphore | None = None,
+    limiter: Slots | None = None,
     quiet: bool = False,
 ) -> list[Rollout | None]:
     """:func:`run_rollouts` on the running event loop; with a ``limiter`` shared with other

@@ -6,9 +6,8 @@ keeps the engine full instead of waiting for each candidate's slowest example. S
 assembled per candidate in example order, so they never depend on completion order.
 
 The ``a``-prefixed coroutines do the same on the caller's event loop, so that an optimizer
-can score some candidates while it proposes or scores others; a shared
-:class:`asyncio.Semaphore` (``limiter``) then keeps all of them within ``num_threads``
-program runs at once.
+can score some candidates while it proposes or scores others; shared :class:`Slots`
+(``limiter``) then keep all of them within ``num_threads`` program runs at once.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INLINE_METRIC_S",
     "MetricCall",
+    "Slots",
     "adrive",
     "ascore_jobs",
     "ascore_programs",
@@ -96,6 +97,42 @@ class MetricCall:
                 self.slow.add(self.key)
 
 
+class Slots:
+    """``size`` program-run slots shared by the batches of one optimizer run, first come
+    first served. ``busy`` and ``queued`` tell how full the engine is, so that an optimizer
+    can fill slots that would stay idle with work it will need later."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self.busy = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for w in self._waiting if not w.done())
+
+    async def acquire(self) -> None:
+        if self.busy < self.size and not self.queued:
+            self.busy += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter  # release() handed this run its slot
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed over just as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on: busy stays
+                return
+        self.busy -= 1
+
+
 async def adrive(
     opt: Teleprompter,
     items: Sequence[ItemT],
@@ -103,7 +140,7 @@ async def adrive(
     *,
     desc: str,
     score: Callable[[T], float],
-    limiter: asyncio.Semaphore | None = None,
+    limiter: Slots | None = None,
     quiet: bool = False,
 ) -> Outcome[T]:
     """Run ``make(engine)`` on every item at the optimizer's concurrency, with a progress
@@ -132,8 +169,11 @@ async def adrive(
         unlimited = one
 
         async def limited(item: ItemT) -> T:
-            async with limiter:
+            await limiter.acquire()
+            try:
                 return await unlimited(item)
+            finally:
+                limiter.release()
 
         one = limited
     attributes = {
@@ -202,7 +242,7 @@ async def ascore_programs(
     *,
     desc: str,
     overrides: dict[str, Any] | None = None,
-    limiter: asyncio.Semaphore | None = None,
+    limiter: Slots | None = None,
     quiet: bool = False,
 ) -> list[float | None]:
     """:func:`score_programs` on the running event loop (see :func:`adrive`)."""
@@ -239,7 +279,7 @@ async def ascore_jobs(
     *,
     desc: str,
     overrides: dict[str, Any] | None = None,
-    limiter: asyncio.Semaphore | None = None,
+    limiter: Slots | None = None,
     quiet: bool = False,
 ) -> list[float | None]:
     """:func:`score_jobs` on the running event loop (see :func:`adrive`)."""
@@ -262,7 +302,13 @@ async def ascore_jobs(
 
     with context(**(overrides or {})):
         outcome = await adrive(
-            opt, pairs, make, desc=desc, score=lambda value: value, limiter=limiter, quiet=quiet
+            opt,
+            pairs,
+            make,
+            desc=desc,
+            score=lambda value: value,
+            limiter=limiter,
+            quiet=quiet,
         )
     scores: list[float | None] = []
     start = 0

@@ -35,7 +35,7 @@ from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, clean_instruction
 from dsx.teleprompt._resume import Journal, ScoreJournal
-from dsx.teleprompt._scoring import ascore_programs
+from dsx.teleprompt._scoring import Slots, ascore_programs
 from dsx.teleprompt.base import (
     OptimizerSettingError,
     Teleprompter,
@@ -203,7 +203,7 @@ class _Ascent:
         self.round = 0
         #: Scorings started earlier and not awaited yet, by instruction key.
         self.inflight: dict[str, asyncio.Future[None]] = {}
-        self.limiter = asyncio.Semaphore(1)  # replaced on the run's own loop
+        self.limiter = Slots(opt.concurrency)
 
     def stop(self) -> bool:
         reason = self.opt.budget_exhausted()
@@ -290,7 +290,7 @@ class _Ascent:
 
     async def arun(self) -> Attempt | None:
         # one limiter for every batch of the run: overlapping batches share num_threads
-        self.limiter = asyncio.Semaphore(self.opt.concurrency)
+        self.limiter = Slots(self.opt.concurrency)
         try:
             return await self.ascend()
         finally:  # a budget stop can leave the unchanged program's scoring running

@@ -42,7 +42,8 @@ from dsx.runtime.predict import Predict
 from dsx.runtime.signature import InputField, OutputField, Signature
 from dsx.teleprompt._propose import as_lm, program_summary
 from dsx.teleprompt._resume import examples_from_json, examples_to_json, save_json
-from dsx.teleprompt._rollouts import Rollout, metric_arity, run_rollouts, score_and_feedback
+from dsx.teleprompt._rollouts import Rollout, arun_rollouts, metric_arity, score_and_feedback
+from dsx.teleprompt._scoring import Slots
 from dsx.teleprompt.base import OptimizerSettingError, Teleprompter, check_examples
 
 __all__ = ["SIMBA", "OfferAdvice", "SimbaCandidate"]
@@ -249,6 +250,17 @@ class _Ascent:
         self.inline = getattr(opt.metric, "_dsx_inline", False)
         #: Runs of programs at their own settings: (instructions and demos, example) -> run.
         self.runs: dict[tuple[str, int], Rollout] = {}
+        #: Runs started and not finished yet, by the same key: the batch making them.
+        self.pending: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self.batches: list[asyncio.Future[None]] = []
+        self.slots = Slots(opt.concurrency)
+        # Without a budget, work needed later starts early (the winners' final runs in
+        # slots a step leaves idle, a step's demo candidates while its rules are written):
+        # the same runs, so the same result; with one, it would move where the budget stops.
+        self.ahead = opt.max_lm_calls is None and opt.max_cost is None
+        #: The finalists' final runs, to make in idle slots before the final scoring.
+        self.later: list[tuple[Module, Example]] = []
+        self.unstarted = 0
 
     # -- helpers ----------------------------------------------------------------------------
     def score(self, example: Example, pred: Any, trace: list[Any]) -> tuple[float, str | None]:
@@ -256,19 +268,39 @@ class _Ascent:
         assert metric is not None
         return score_and_feedback(metric(*(example, pred, trace)[: self.arity]))
 
-    def rollouts(self, jobs: list[tuple[Module, Example]], desc: str) -> list[Rollout] | None:
-        found = run_rollouts(self.opt, jobs, score=self.score, desc=desc, inline=self.inline)
+    async def rollouts(self, jobs: list[tuple[Module, Example]], desc: str) -> list[Rollout] | None:
+        found = await arun_rollouts(
+            self.opt, jobs, score=self.score, desc=desc, inline=self.inline, limiter=self.slots
+        )
         if any(r is None for r in found):
             self.opt.stopped = self.opt.budget_exhausted() or "stopped while scoring"
             return None
         return [r for r in found if r is not None]
 
-    def evaluate(self, jobs: list[tuple[Module, Example]], desc: str) -> list[Rollout] | None:
+    async def evaluate(self, jobs: list[tuple[Module, Example]], desc: str) -> list[Rollout] | None:
         """Rollouts of programs at their own settings, each distinct run made once.
 
-        A program with the same instructions and demos as one already run on the same
-        example reuses that run (the LM cache would answer it the same): candidates that
-        a skipped strategy left unchanged, and repeated finalists, cost no LM call.
+        A program with the same instructions and demos as one already run (or running) on
+        the same example reuses that run (the LM cache would answer it the same):
+        candidates that a skipped strategy left unchanged, and repeated finalists, cost no
+        LM call.
+        """
+        keys = self.start(jobs, desc)
+        for key in dict.fromkeys(keys):
+            if key not in self.runs and key in self.pending:
+                await self.pending[key]
+        if any(key not in self.runs for key in keys):
+            self.opt.stopped = self.opt.budget_exhausted() or "stopped while scoring"
+            return None
+        return [self.runs[key] for key in keys]
+
+    def start(
+        self, jobs: list[tuple[Module, Example]], desc: str, *, quiet: bool = False
+    ) -> list[tuple[str, int]]:
+        """Start the runs of ``jobs`` not made or started yet; each job's run key.
+
+        ``self.unstarted`` counts the runs started since the loop last ran: their batch
+        holds no slot yet.
         """
         texts: dict[int, str] = {}
         keys = []
@@ -278,14 +310,69 @@ class _Ascent:
             keys.append((texts[id(program)], id(example)))
         todo: dict[tuple[str, int], int] = {}  # a distinct new run -> its first job
         for i, key in enumerate(keys):
-            if key not in self.runs and key not in todo:
+            if key not in self.runs and key not in self.pending and key not in todo:
                 todo[key] = i
         if todo:
-            fresh = self.rollouts([jobs[i] for i in todo.values()], desc)
-            if fresh is None:
-                return None
-            self.runs.update(zip(todo, fresh, strict=True))
-        return [self.runs[key] for key in keys]
+            batch = asyncio.ensure_future(
+                self.run_batch(list(todo), [jobs[i] for i in todo.values()], desc, quiet)
+            )
+            self.batches.append(batch)
+            self.pending.update(dict.fromkeys(todo, batch))
+            self.unstarted += len(todo)
+        return keys
+
+    async def run_batch(
+        self,
+        keys: list[tuple[str, int]],
+        jobs: list[tuple[Module, Example]],
+        desc: str,
+        quiet: bool,
+    ) -> None:
+        try:
+            found = await arun_rollouts(
+                self.opt,
+                jobs,
+                score=self.score,
+                desc=desc,
+                inline=self.inline,
+                limiter=self.slots,
+                quiet=quiet,
+            )
+            for key, rollout in zip(keys, found, strict=True):
+                if rollout is not None:  # None: the budget kept it from starting
+                    self.runs[key] = rollout
+        finally:
+            for key in keys:
+                self.pending.pop(key, None)
+
+    def finalists(self, last: int) -> list[int]:
+        """The winners scored at the end when ``last`` is the last winner's index."""
+        n = self.opt.num_candidates + 1
+        picks = [0] * n if last < 1 else [round(i * last / (n - 1)) for i in range(n)]
+        return list(dict.fromkeys(picks))
+
+    def score_ahead(self, index: int, last: int) -> None:
+        """Queue winner ``index``'s final runs for idle slots if it will be a finalist once
+        every step has its winner (``last``: that winner's index)."""
+        if self.ahead and index in self.finalists(last):
+            self.later.extend((self.winners[index], example) for example in self.final)
+
+    def engaged(self) -> int:
+        """Runs holding or waiting for a slot, or about to."""
+        return self.slots.busy + self.slots.queued + self.unstarted
+
+    def fill(self, room: int) -> None:
+        """Start up to ``room`` of the queued final runs (those not made or started yet)."""
+        take: list[tuple[Module, Example]] = []
+        seen: set[tuple[str, int]] = set()
+        while self.later and len(take) < room:
+            program, example = self.later.pop(0)
+            key = (json.dumps(_snapshot(program), sort_keys=True, default=repr), id(example))
+            if key not in self.runs and key not in self.pending and key not in seen:
+                seen.add(key)
+                take.append((program, example))
+        if take:
+            self.start(take, "SIMBA: final runs ahead", quiet=True)
 
     def top(self) -> list[int]:
         """The ``num_candidates`` best pool programs by mean score, the student always in."""
@@ -311,6 +398,17 @@ class _Ascent:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> Module:
+        return run_coroutine_sync(self.arun)
+
+    async def arun(self) -> Module:
+        try:
+            return await self.ascend()
+        finally:  # runs started ahead and not needed (a budget stop, an error)
+            for batch in self.batches:
+                batch.cancel()
+            await asyncio.gather(*self.batches, return_exceptions=True)
+
+    async def ascend(self) -> Module:
         opt = self.opt
         order = list(range(len(self.train)))
         self.rng.shuffle(order)
@@ -318,6 +416,9 @@ class _Ascent:
         saved = self.resume()
         if saved is not None:
             first, order, position = saved
+        last = len(self.winners) - 1 + opt.max_steps - first
+        for index in range(len(self.winners)):
+            self.score_ahead(index, last)
         for step in range(first, opt.max_steps):
             if (reason := opt.budget_exhausted()) is not None:
                 opt.stopped = reason
@@ -327,10 +428,13 @@ class _Ascent:
                 position = 0
             picks = order[position : position + opt.bsize]
             position += opt.bsize
-            if not self.step(step, [self.train[i] for i in picks], picks):
+            before = len(self.winners)
+            if not await self.step(step, [self.train[i] for i in picks], picks):
                 break
+            if len(self.winners) > before:
+                self.score_ahead(len(self.winners) - 1, last)
             self.save(step + 1, order, position)
-        return self.finish()
+        return await self.finish()
 
     # -- resuming ---------------------------------------------------------------------------
     def save(self, next_step: int, order: list[int], position: int) -> None:
@@ -381,7 +485,7 @@ class _Ascent:
         opt.say(f"SIMBA: resuming after step {data['next_step']} from the run directory")
         return int(data["next_step"]), list(data["order"]), int(data["position"])
 
-    def step(self, step: int, batch: list[Example], picks: list[int]) -> bool:
+    async def step(self, step: int, batch: list[Example], picks: list[int]) -> bool:
         opt = self.opt
         log: dict[str, Any] = {"batch": picks}
         opt.trial_logs[step] = log
@@ -394,7 +498,7 @@ class _Ascent:
                 if (source, v) not in copies:
                     copies[(source, v)] = _variant(self.pool[source].program, config, ctx)
                 jobs.append((copies[(source, v)], example))
-        sampled = self.rollouts(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: sampling")
+        sampled = await self.rollouts(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: sampling")
         if sampled is None:
             return False
         scores = [r.score for r in sampled]
@@ -408,11 +512,16 @@ class _Ascent:
             mean = sum(r.score for r in runs) / len(runs)
             buckets.append((runs, (top_score - low, top_score, top_score - mean)))
         buckets.sort(key=lambda b: b[1], reverse=True)
-        built = self.build(step, [runs for runs, _ in buckets], p10, p90)
+        desc = f"SIMBA step {step + 1}/{opt.max_steps}: candidates"
+        built = await self.build(step, [runs for runs, _ in buckets], p10, p90, batch, desc)
         if built is None:
             return False
         jobs = [(c.program, ex) for c in built for ex in batch]
-        scored = self.evaluate(jobs, f"SIMBA step {step + 1}/{opt.max_steps}: candidates")
+        self.unstarted = 0
+        self.start(jobs, desc)
+        engaged = self.engaged()  # the candidates' last round of runs may leave room
+        self.fill((-engaged) % self.slots.size if engaged else 0)
+        scored = await self.evaluate(jobs, desc)
         if scored is None:
             return False
         means = []
@@ -445,14 +554,21 @@ class _Ascent:
         )
         return True
 
-    def build(
-        self, step: int, buckets: list[list[Rollout]], p10: float, p90: float
+    async def build(
+        self,
+        step: int,
+        buckets: list[list[Rollout]],
+        p10: float,
+        p90: float,
+        batch: list[Example],
+        desc: str,
     ) -> list[SimbaCandidate] | None:
         """Up to ``num_candidates + 1`` new candidates, one per bucket in order.
 
         Every random choice is drawn bucket by bucket, as one at a time would; the rule
-        strategy's prompt-model calls of a wave then run at once. A failed strategy costs
-        its candidate (as in DSPy) and the next bucket is tried. ``None``: the budget.
+        strategy's prompt-model calls of a wave then run at once, while the demo
+        strategy's candidates start their runs on ``batch``. A failed strategy costs its
+        candidate (as in DSPy) and the next bucket is tried. ``None``: the budget.
         """
         opt, want = self.opt, self.opt.num_candidates + 1
         built: list[SimbaCandidate] = []
@@ -467,17 +583,35 @@ class _Ascent:
                 strategies = ["demo", "rule"] if opt.max_demos > 0 else ["rule"]
                 strategy = self.rng.choice(strategies)
                 wave.append((runs, source, candidate, strategy))
-            advice = self.advise(
+            demos: dict[int, bool | BaseException] = {}
+            self.unstarted = 0
+            for k, (runs, _, candidate, strategy) in enumerate(wave):
+                if strategy != "demo":
+                    continue
+                try:
+                    demos[k] = self.append_demo(runs, candidate, p10)
+                except Exception as exc:  # reported below, in bucket order
+                    demos[k] = exc
+                    continue
+                if self.ahead:  # its runs go while the rules are written
+                    self.start([(candidate, example) for example in batch], desc)
+            if self.ahead and any(strategy == "rule" for *_, strategy in wave):
+                # the rules' LM calls leave the slots the demo candidates do not take idle
+                self.fill(max(0, self.slots.size - self.engaged()))
+            advice = await self.advise(
                 [
                     (runs, candidate, p10, p90)
                     for runs, _, candidate, strategy in wave
                     if strategy == "rule"
                 ]
             )
-            for runs, source, candidate, strategy in wave:
+            for k, (_, source, candidate, strategy) in enumerate(wave):
                 try:
                     if strategy == "demo":
-                        applied = self.append_demo(runs, candidate, p10)
+                        done = demos[k]
+                        if isinstance(done, BaseException):
+                            raise done
+                        applied = done
                     else:
                         outcome = advice.pop(0)
                         if isinstance(outcome, BaseException):
@@ -528,7 +662,7 @@ class _Ascent:
             predictors[path].demos = [*predictors[path].demos, demo]
         return bool(latest)
 
-    def advise(
+    async def advise(
         self, asks: list[tuple[list[Rollout], Module, float, float]]
     ) -> list[dict[str, Any] | BaseException | None]:
         """The rule strategy's advice per ask, all prompt-model calls at once.
@@ -567,19 +701,14 @@ class _Ascent:
             )
             return pred.module_advice or {}
 
-        async def all_at_once() -> list[dict[str, Any] | BaseException | None]:
-            return list(await asyncio.gather(*(one(*ask) for ask in asks), return_exceptions=True))
+        return list(await asyncio.gather(*(one(*ask) for ask in asks), return_exceptions=True))
 
-        return run_coroutine_sync(all_at_once) if asks else []
-
-    def finish(self) -> Module:
+    async def finish(self) -> Module:
         opt = self.opt
-        m, n = len(self.winners) - 1, opt.num_candidates + 1
-        picks = [0] * n if m < 1 else [round(i * m / (n - 1)) for i in range(n)]
-        chosen = [self.winners[i] for i in dict.fromkeys(picks)]
+        chosen = [self.winners[i] for i in self.finalists(len(self.winners) - 1)]
         if opt.stopped is None:
             jobs = [(p, ex) for p in chosen for ex in self.final]
-            done = self.evaluate(jobs, "SIMBA: final scoring")
+            done = await self.evaluate(jobs, "SIMBA: final scoring")
         else:
             done = None
         if done is None:  # the budget: the best mean on its mini-batch, else the student
@@ -684,7 +813,11 @@ _SOURCES: dict[type, str | None] = {}
 
 
 def _code_of(program: Module) -> str:
+    """The program's class source; for dsx's own modules (a bare ``Predict``, ``ChainOfThought``)
+    its structure instead: their source is dsx's implementation, not the user's task."""
     cls = type(program)
+    if cls.__module__.split(".")[0] == "dsx":
+        return program_summary(program)
     if cls not in _SOURCES:
         try:
             _SOURCES[cls] = inspect.getsource(cls)

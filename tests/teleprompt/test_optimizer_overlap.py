@@ -1,0 +1,162 @@
+"""Instruction optimizers overlap their stages (issue 13's wall-time work): COPRO scores the
+program as given while the first instructions are proposed, SIMBA starts a step's demo
+candidates while its rules are written and makes the finalists' runs in slots a step leaves
+idle, and a fast sync metric runs on the event loop. None of it may change the result or
+exceed ``num_threads``: each run here is compared with the same run on one thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from tests.teleprompt.instruction_task import (
+    PromptModel,
+    dataset,
+    echo_program,
+    exact,
+    instruction_of,
+    task_answer,
+)
+from tests.teleprompt.test_simba import advisor, task_reply
+
+import dsx
+from dsx.teleprompt import COPRO, SIMBA
+from dsx.testing import FunctionLM
+
+ORIGINAL = echo_program().signature.instructions
+
+
+class Flight:
+    """Task-LM calls in flight: the peak, and per instruction how many are out right now;
+    ``mixed`` counts calls with another instruction that started while a call with the
+    program's own instruction was out."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = self.calls = self.mixed = 0
+        self.out: dict[str, int] = {}
+
+    def task(self, reply: Any, latency: float = 0.002) -> FunctionLM:
+        async def respond(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+            instruction = instruction_of(messages)
+            self.now += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.now)
+            self.mixed += instruction != ORIGINAL and self.out.get(ORIGINAL, 0) > 0
+            self.out[instruction] = self.out.get(instruction, 0) + 1
+            await asyncio.sleep(latency)
+            self.out[instruction] -= 1
+            self.now -= 1
+            return reply(messages, **kwargs)
+
+        return FunctionLM(respond, model="scripted-task-model")
+
+    def prompt(self, latency: float = 0.001) -> FunctionLM:
+        script = PromptModel()
+
+        async def respond(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+            await asyncio.sleep(latency)
+            return script(messages, **kwargs)
+
+        return FunctionLM(respond, model="scripted-prompt-model")
+
+
+def run_copro(threads: int) -> tuple[Flight, Any, COPRO]:
+    flight = Flight()
+    # the program as given takes two rounds of 5 ms; the first proposals come after 1 ms
+    dsx.configure(lm=flight.task(lambda messages, **_: task_answer(messages), 0.005))
+    opt = COPRO(
+        metric=exact,
+        prompt_model=flight.prompt(),
+        breadth=3,
+        depth=2,
+        num_threads=threads,
+        display_progress=False,
+    )
+    best = opt.compile(echo_program(), trainset=dataset(6))
+    return flight, best, opt
+
+
+def test_copro_scores_the_program_as_given_while_proposing_within_num_threads():
+    flight, best, opt = run_copro(4)
+    assert flight.peak <= 4
+    # the first proposals' runs started while the program as given was still being scored
+    assert flight.mixed > 0
+    one, best_one, opt_one = run_copro(1)
+    assert one.peak == 1
+    assert best.signature.instructions == best_one.signature.instructions
+    assert opt.best_score == opt_one.best_score == 100.0
+    assert [(a.instruction, a.depth, a.score) for a in opt.candidates] == [
+        (a.instruction, a.depth, a.score) for a in opt_one.candidates
+    ]
+    assert flight.calls == one.calls
+
+
+def run_simba(threads: int, lines: list[str] | None = None) -> tuple[Flight, Any, SIMBA]:
+    flight = Flight()
+    dsx.configure(lm=flight.task(task_reply))
+    opt = SIMBA(
+        metric=exact,
+        bsize=4,
+        num_candidates=3,
+        max_steps=3,
+        prompt_model=advisor(),
+        num_threads=threads,
+        display_progress=lines.append if lines is not None else False,
+    )
+    best = opt.compile(echo_program(), trainset=dataset(8))
+    return flight, best, opt
+
+
+def test_simba_runs_ahead_within_num_threads_and_finds_what_one_thread_finds():
+    lines: list[str] = []
+    flight, best, opt = run_simba(4, lines)
+    assert flight.peak <= 4
+    # the finalists' runs were all made in slots the steps left idle: nothing was left
+    # for a final scoring batch
+    assert not any("final scoring" in line for line in lines)
+    one, best_one, opt_one = run_simba(1)
+    assert one.peak == 1
+    assert opt.best_score == opt_one.best_score
+    assert best.signature.instructions == best_one.signature.instructions
+    assert [d.toDict() for d in best.demos] == [d.toDict() for d in best_one.demos]
+
+    def pool(o: SIMBA) -> list[Any]:
+        return [(c.step, c.source, c.strategy, c.applied, c.scores) for c in o.candidates]
+
+    assert pool(opt) == pool(opt_one)
+    assert [c["score"] for c in opt.candidate_programs] == [
+        c["score"] for c in opt_one.candidate_programs
+    ]
+    assert flight.calls == one.calls  # the runs made ahead are the ones the end needs
+
+
+def test_a_fast_sync_metric_runs_on_the_loop_and_a_slow_one_moves_to_threads():
+    where: dict[str, list[str]] = {"fast": [], "slow": []}
+
+    def metric_for(kind: str) -> Any:
+        def metric(example: Any, pred: Any, trace: Any = None) -> bool:
+            where[kind].append(threading.current_thread().name)
+            if kind == "slow" and len(where[kind]) == 1:
+                time.sleep(0.01)  # an LM judge, say: too slow for the event loop
+            return exact(example, pred, trace)
+
+        return metric
+
+    for kind in ("fast", "slow"):
+        dsx.configure(lm=FunctionLM(lambda messages: task_answer(messages), model="task"))
+        opt = COPRO(
+            metric=metric_for(kind),
+            prompt_model=FunctionLM(PromptModel(), model="prompt"),
+            breadth=2,
+            depth=1,
+            num_threads=4,
+            display_progress=False,
+        )
+        opt.compile(echo_program(), trainset=dataset(6))
+    loop_thread = threading.current_thread().name
+    assert set(where["fast"]) == {loop_thread}
+    assert where["slow"][0] == loop_thread
+    assert all(name.startswith("dsx-worker") for name in where["slow"][1:])
+    assert len(where["slow"]) > 1
