@@ -327,10 +327,10 @@ def _input_checks(signature: type[Signature]) -> tuple[tuple[str, Any, Any], ...
     checks = []
     for name, field in signature.input_fields.items():
         ann = field.annotation
-        if ann in _UNCHECKED_TYPES or ann in (Image, History):
+        if (ann in _UNCHECKED_TYPES and not field.constraints) or ann in (Image, History):
             continue
         try:
-            adapter = pydantic.TypeAdapter(ann)
+            adapter = pydantic.TypeAdapter(field.checked_type)
         except Exception:  # a type pydantic cannot check: taken as it is, like before
             continue
         checks.append((name, adapter, field))
@@ -358,8 +358,9 @@ def _check_types(
             at = "".join(f"[{p!r}]" for p in where)
             shown = repr(value)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            limits = f" ({field.constraints_text})" if field.constraints else ""
             raise InputTypeError(
-                f"{signature.__name__}: input `{name}` should be {field.type_name}, got "
+                f"{signature.__name__}: input `{name}` should be {field.type_name}{limits}, got "
                 f"{type(value).__name__} {shown}{f' ({at}: {problem})' if at else f' ({problem})'}"
             ) from None
         if checked is not value:

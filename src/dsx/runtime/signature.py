@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
@@ -30,6 +30,7 @@ from dsx.runtime._typeparse import (
 )
 
 __all__ = [
+    "CONSTRAINT_NAMES",
     "Field",
     "InputField",
     "OutputField",
@@ -45,37 +46,124 @@ _MISSING: Any = object()
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+#: pydantic's constraints a field may carry (``OutputField(ge=0, max_length=20)``): checked
+#: on inputs and parsed outputs, and shown to the LM.
+CONSTRAINT_NAMES = frozenset(
+    {
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "multiple_of",
+        "allow_inf_nan",
+        "min_length",
+        "max_length",
+        "pattern",
+        "max_digits",
+        "decimal_places",
+    }
+)
+
+
 class _FieldSpec:
     """What ``InputField()`` / ``OutputField()`` return inside a class body."""
 
-    __slots__ = ("default", "desc", "kind", "prefix")
+    __slots__ = ("constraints", "default", "desc", "format", "kind", "prefix")
 
-    def __init__(self, kind: FieldKind, desc: str | None, prefix: str | None, default: Any):
+    def __init__(
+        self,
+        kind: FieldKind,
+        desc: str | None,
+        prefix: str | None,
+        default: Any,
+        constraints: dict[str, Any] | None = None,
+        format: Callable[[Any], str] | None = None,
+    ):
         self.kind = kind
         self.desc = desc
         self.prefix = prefix
         self.default = default
+        self.constraints = constraints or {}
+        self.format = format
 
     def __repr__(self) -> str:
         return f"{'Input' if self.kind == 'input' else 'Output'}Field(desc={self.desc!r})"
 
 
+def _spec(kind: FieldKind, desc: Any, prefix: Any, default: Any, extra: dict[str, Any]) -> Any:
+    label = "InputField" if kind == "input" else "OutputField"
+    description = extra.pop("description", None)
+    if desc is None and description is not None:
+        desc = description  # pydantic's spelling
+    fmt = extra.pop("format", None)
+    if fmt is not None and not callable(fmt):
+        raise SignatureError(
+            f"dsx.{label}(format=...) takes a function that turns the value into prompt "
+            f"text, got {type(fmt).__name__}"
+        )
+    if "parser" in extra:
+        import warnings
+
+        extra.pop("parser")
+        warnings.warn(
+            f"dsx.{label}(parser=...) has no effect (as in DSPy, where it is deprecated): "
+            "the field's type decides how the reply is parsed",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    unknown = sorted(set(extra) - CONSTRAINT_NAMES)
+    if unknown:
+        raise SignatureError(
+            f"dsx.{label}() got an unexpected argument `{unknown[0]}`; it takes desc=, "
+            f"prefix=, format=, default= (inputs) and the constraints "
+            f"{', '.join(sorted(CONSTRAINT_NAMES))}"
+        )
+    return _FieldSpec(kind, desc, prefix, default, dict(extra), fmt)
+
+
 def InputField(
-    *, desc: str | None = None, prefix: str | None = None, default: Any = _MISSING
+    *, desc: str | None = None, prefix: str | None = None, default: Any = _MISSING, **kwargs: Any
 ) -> Any:
-    """Declare an input field of a signature (``question: str = dsx.InputField()``)."""
-    return _FieldSpec("input", desc, prefix, default)
+    """Declare an input field of a signature (``question: str = dsx.InputField()``).
+
+    Args:
+        desc: what the field holds, shown to the LM (``description=`` works too).
+        prefix: the field's label (DSPy's; dsx's prompts use the field name).
+        default: the value when the caller omits the input.
+        format: a function turning the value into the text the prompt shows.
+        **kwargs: pydantic constraints (``ge=0``, ``max_length=200``, ``pattern=...``),
+            checked before the LM is called.
+    """
+    return _spec("input", desc, prefix, default, kwargs)
 
 
-def OutputField(*, desc: str | None = None, prefix: str | None = None) -> Any:
-    """Declare an output field of a signature (``answer: str = dsx.OutputField()``)."""
-    return _FieldSpec("output", desc, prefix, _MISSING)
+def OutputField(*, desc: str | None = None, prefix: str | None = None, **kwargs: Any) -> Any:
+    """Declare an output field of a signature (``answer: str = dsx.OutputField()``).
+
+    Args:
+        desc: what the field holds, shown to the LM (``description=`` works too).
+        prefix: the field's label (DSPy's; dsx's prompts use the field name).
+        **kwargs: pydantic constraints (``ge=1``, ``le=5``, ``max_length=20``,
+            ``pattern=...``): shown to the LM and enforced when the reply is parsed (a reply
+            that breaks one is a parse error, which the adapter can retry).
+    """
+    return _spec("output", desc, prefix, _MISSING, kwargs)
 
 
 class Field:
     """One field of a signature. Immutable; adapters cache derived data on it."""
 
-    __slots__ = ("_cache", "annotation", "default", "desc", "kind", "name", "prefix")
+    __slots__ = (
+        "_cache",
+        "annotation",
+        "constraints",
+        "default",
+        "desc",
+        "format",
+        "kind",
+        "name",
+        "prefix",
+    )
 
     def __init__(
         self,
@@ -86,6 +174,8 @@ class Field:
         desc: str | None = None,
         prefix: str | None = None,
         default: Any = _MISSING,
+        constraints: Mapping[str, Any] | None = None,
+        format: Callable[[Any], str] | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -93,6 +183,8 @@ class Field:
         self.desc = desc or ""
         self.prefix = prefix or _default_prefix(name)
         self.default = default
+        self.constraints: dict[str, Any] = dict(constraints or {})
+        self.format = format
         self._cache: dict[str, Any] = {}
 
     @property
@@ -108,6 +200,65 @@ class Field:
     def has_default(self) -> bool:
         return self.default is not _MISSING
 
+    @property
+    def checked_type(self) -> Any:
+        """The annotation with the field's constraints attached (what values must fit)."""
+        if not self.constraints:
+            return self.annotation
+        cached = self._cache.get("checked_type")
+        if cached is None:
+            import pydantic
+
+            cached = typing.Annotated[self.annotation, pydantic.Field(**self.constraints)]
+            self._cache["checked_type"] = cached
+        return cached
+
+    @property
+    def constraints_text(self) -> str:
+        """The constraints in words (``"at least 1, at most 5"``); ``""`` when none."""
+        return describe_constraints(self.constraints)
+
+    # -- DSPy's view of a field (a pydantic FieldInfo) ----------------------------------
+    @property
+    def description(self) -> str | None:
+        return self.desc or None
+
+    @property
+    def json_schema_extra(self) -> dict[str, Any]:
+        """What DSPy keeps in a field's ``json_schema_extra``: its kind, desc and prefix."""
+        extra: dict[str, Any] = {
+            "__dspy_field_type": self.kind,
+            "desc": self.desc,
+            "prefix": self.prefix,
+        }
+        if self.constraints:
+            extra["constraints"] = self.constraints_text
+        if self.format is not None:
+            extra["format"] = self.format
+        return extra
+
+    @property
+    def field_info(self) -> Any:
+        """The field as a :class:`pydantic.fields.FieldInfo` (annotation, default,
+        description, constraints, ``json_schema_extra``), as DSPy's fields are."""
+        info = self._cache.get("field_info")
+        if info is None:
+            import pydantic
+
+            kwargs: dict[str, Any] = dict(self.constraints)
+            if self.has_default:
+                kwargs["default"] = self.default
+            info = pydantic.Field(
+                description=self.desc or None,
+                json_schema_extra={
+                    k: v for k, v in self.json_schema_extra.items() if k != "format"
+                },
+                **kwargs,
+            )
+            info.annotation = self.annotation
+            self._cache["field_info"] = info
+        return info
+
     def replace(self, **changes: Any) -> Field:
         values = {
             "name": self.name,
@@ -116,6 +267,8 @@ class Field:
             "desc": self.desc,
             "prefix": self.prefix,
             "default": self.default,
+            "constraints": self.constraints,
+            "format": self.format,
         }
         values.update(changes)
         return Field(values.pop("name"), values.pop("kind"), values.pop("annotation"), **values)
@@ -127,11 +280,39 @@ class Field:
             and self.annotation == other.annotation
             and self.desc == other.desc
             and self.prefix == other.prefix
+            and self.constraints == getattr(other, "constraints", {})
         )
 
     def __repr__(self) -> str:
         desc = f", desc={self.desc!r}" if self.desc else ""
         return f"Field({self.name}: {self.type_name}, {self.kind}{desc})"
+
+
+_CONSTRAINT_WORDS = {
+    "gt": "greater than {}",
+    "ge": "at least {}",
+    "lt": "less than {}",
+    "le": "at most {}",
+    "multiple_of": "a multiple of {}",
+    "min_length": "at least {} long",
+    "max_length": "at most {} long",
+    "pattern": "matching the regular expression {}",
+    "allow_inf_nan": "{}",
+    "max_digits": "at most {} digits",
+    "decimal_places": "at most {} decimal places",
+}
+
+
+def describe_constraints(constraints: Mapping[str, Any]) -> str:
+    """Constraints in words for prompts and error messages."""
+    parts = []
+    for key, value in constraints.items():
+        if key == "allow_inf_nan":
+            parts.append("inf and nan allowed" if value else "finite")
+            continue
+        shown = f"`{value}`" if key == "pattern" else repr(value)
+        parts.append(_CONSTRAINT_WORDS.get(key, key + " {}").format(shown))
+    return ", ".join(parts)
 
 
 def _default_prefix(name: str) -> str:
@@ -169,7 +350,8 @@ class SignatureMeta(type):
         cls = super().__new__(mcs, name, bases, ns, **kw)
         if raw_annotations or specs:
             hints = _resolve_hints(cls, name)
-            for fname in list(raw_annotations) + [s for s in specs if s not in raw_annotations]:
+            # Declaration order (the class body's), whether or not a field is annotated.
+            for fname in list(specs) + [a for a in raw_annotations if a not in specs]:
                 if fname.startswith("_") or typing.get_origin(hints.get(fname)) is ClassVar:
                     continue
                 spec = specs.get(fname)
@@ -186,6 +368,8 @@ class SignatureMeta(type):
                     desc=spec.desc,
                     prefix=spec.prefix,
                     default=spec.default,
+                    constraints=spec.constraints,
+                    format=spec.format,
                 )
         doc = ns.get("__doc__")
         instructions = typing.cast(str, doc).strip() if doc else None
@@ -214,6 +398,12 @@ class SignatureMeta(type):
     def signature(cls) -> str:
         """The ``"a, b -> c"`` shorthand of this signature (names only)."""
         return ", ".join(cls.input_fields) + " -> " + ", ".join(cls.output_fields)
+
+    @property
+    def model_fields(cls) -> dict[str, Any]:
+        """Every field as a :class:`pydantic.fields.FieldInfo`, inputs then outputs (DSPy's
+        signatures are pydantic models; code that reads ``model_fields`` keeps working)."""
+        return {name: f.field_info for name, f in cls.fields.items()}
 
     @property
     def input_names(cls) -> tuple[str, ...]:
@@ -272,6 +462,14 @@ class Signature(metaclass=SignatureMeta):
         return _derive(cls, cls.fields.values(), instructions)
 
     @classmethod
+    def append_instructions(cls, instructions: str) -> type[Signature]:
+        """A copy with ``instructions`` added after the current ones (a blank line between)."""
+        current = cls.instructions.rstrip()
+        return _derive(
+            cls, cls.fields.values(), f"{current}\n\n{instructions}" if current else instructions
+        )
+
+    @classmethod
     def append(cls, name: str, field: Any = None, type_: Any = None) -> type[Signature]:
         new = _field_from(name, field, type_)
         group = [f for f in cls.fields.values() if f.kind == new.kind]
@@ -308,14 +506,18 @@ class Signature(metaclass=SignatureMeta):
 
     @classmethod
     def with_updated_fields(cls, name: str, type_: Any = None, **changes: Any) -> type[Signature]:
-        """Change a field's ``desc``, ``prefix`` or type (``type_``)."""
+        """Change a field's ``desc``, ``prefix``, ``format``, constraints or type (``type_``)."""
         if name not in cls.fields:
             raise SignatureError(f"Signature {cls.__name__} has no field `{name}`")
-        unknown = set(changes) - {"desc", "prefix"}
+        unknown = set(changes) - {"desc", "prefix", "format"} - CONSTRAINT_NAMES
         if unknown:
             raise SignatureError(
-                f"with_updated_fields accepts desc=, prefix=, type_=; got {sorted(unknown)}"
+                f"with_updated_fields accepts desc=, prefix=, format=, type_= and constraints "
+                f"({', '.join(sorted(CONSTRAINT_NAMES))}); got {sorted(unknown)}"
             )
+        limits = {k: changes.pop(k) for k in list(changes) if k in CONSTRAINT_NAMES}
+        if limits:
+            changes["constraints"] = {**cls.fields[name].constraints, **limits}
         if type_ is not None:
             changes["annotation"] = type_
         fields = [f.replace(**changes) if f.name == name else f for f in cls.fields.values()]
@@ -373,7 +575,14 @@ def _field_from(name: str, field: Any, type_: Any) -> Field:
             f"Field `{name}` needs dsx.InputField(...) or dsx.OutputField(...), got {field!r}"
         )
     return Field(
-        name, field.kind, type_ or str, desc=field.desc, prefix=field.prefix, default=field.default
+        name,
+        field.kind,
+        type_ or str,
+        desc=field.desc,
+        prefix=field.prefix,
+        default=field.default,
+        constraints=field.constraints,
+        format=field.format,
     )
 
 

@@ -109,16 +109,18 @@ def parse_value(field: Field, text: str) -> Any:
     """Parse the LM's text for ``field`` into its type; raises ``ValueError`` with a reason."""
     parser = field._cache.get("parser")
     if parser is None:
-        parser = field._cache["parser"] = _make_parser(field.annotation)
+        parser = field._cache["parser"] = _make_parser(field.checked_type)
     return parser(text)
 
 
 def coerce_value(field: Field, value: Any) -> Any:
     """Validate an already-decoded JSON value for ``field`` (used by the JSON adapter)."""
-    if field.annotation is str:
+    if field.annotation is str and not field.constraints:
         if isinstance(value, str):
             return value
         return format_output_value(value)
+    if field.annotation is str and not isinstance(value, str):
+        value = format_output_value(value)
     adapter = _type_adapter(field)
     try:
         return adapter.validate_python(value)
@@ -131,7 +133,7 @@ def coerce_value(field: Field, value: Any) -> Any:
 def _type_adapter(field: Field) -> pydantic.TypeAdapter[Any]:
     ta = field._cache.get("ta")
     if ta is None:
-        ta = field._cache["ta"] = pydantic.TypeAdapter(field.annotation)
+        ta = field._cache["ta"] = pydantic.TypeAdapter(field.checked_type)
     return typing.cast(pydantic.TypeAdapter[Any], ta)
 
 
@@ -139,7 +141,18 @@ def _make_parser(tp: Any) -> Callable[[str], Any]:
     if tp is str:
         return str.strip
     adapter = pydantic.TypeAdapter(tp)
-    literal_map = _literal_lookup(tp)
+    if typing.get_origin(tp) is typing.Annotated and typing.get_args(tp)[0] is str:
+        # Text with constraints: the text as it is, checked against them.
+        def parse_text(text: str) -> Any:
+            try:
+                return adapter.validate_python(text.strip())
+            except pydantic.ValidationError as exc:
+                raise ValueError(_short_error(exc, tp)) from None
+
+        return parse_text
+    literal_map = _literal_lookup(
+        typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+    )
 
     def parse(text: str) -> Any:
         raw = _strip_fences(text.strip())
@@ -245,6 +258,8 @@ def _outer_span(text: str) -> str | None:
 def _short_error(exc: pydantic.ValidationError | None, tp: Any) -> str:
     from dsx.runtime._typeparse import type_name
 
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
     expected = f"expected {type_name(tp)}"
     if exc is None:
         return expected

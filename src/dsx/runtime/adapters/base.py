@@ -142,7 +142,12 @@ class Adapter:
                 media.append((len(parts), value))
                 parts.append("\n\n")
                 continue
-            parts.append(self.input_marker(field) + "\n" + format_input_value(value) + "\n\n")
+            if field.format is not None and value is not None and value != NOT_GIVEN:
+                text = field.format(value)
+                text = text if isinstance(text, str) else str(text)
+            else:
+                text = format_input_value(value)
+            parts.append(self.input_marker(field) + "\n" + text + "\n\n")
         if final:
             parts.append(prep.user_suffix)
         if media is None:
@@ -362,7 +367,8 @@ def _check_finished(response: LMResponse, index: int) -> None:
 def describe_fields(fields: Sequence[Field], hint_of: Any = None) -> str:
     lines = []
     for f in fields:
-        line = f"- `{f.name}` ({f.type_name})"
+        limits = f"; {f.constraints_text}" if f.constraints else ""
+        line = f"- `{f.name}` ({f.type_name}{limits})"
         if f.desc:
             line += f": {f.desc}"
         lines.append(line)

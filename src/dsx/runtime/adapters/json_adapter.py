@@ -179,6 +179,9 @@ def _schema_name(sig: type[Signature]) -> str:
 def _outputs_schema(sig: type[Signature], fields: list[Field]) -> dict[str, Any]:
     model = pydantic.create_model(  # type: ignore[call-overload]
         _schema_name(sig),
-        **{f.name: (f.annotation, pydantic.Field(description=f.desc or None)) for f in fields},
+        **{
+            f.name: (f.annotation, pydantic.Field(description=f.desc or None, **f.constraints))
+            for f in fields
+        },
     )
     return model.model_json_schema()
