@@ -230,6 +230,15 @@ def test_articles_in_messages():
     assert "`Kind` is an enum, not a signature" in messages
 
 
+def test_rename_messages_use_the_right_article():
+    from dsx.lsp.rename import check_name
+
+    text = 'enum Kind { a, b }\nsignature S = "q -> a"\nprogram p = Predict(S)\n'
+    analysis = analyze_source(text, "t.dsx")
+    why = check_name(analysis, analysis.symbols["S"], "Kind")
+    assert why == "`Kind` is already declared (an enum)"
+
+
 @pytest.mark.parametrize("name", ["S", "Summarize"])
 def test_a_signature_called_like_a_function_says_so_without_a_bad_fix(name):
     text = _forward(f"r = {name}(x = x)\n        return p(x = x)").replace(

@@ -58,7 +58,7 @@ _TOP_DOCS = {
     "optimize": "How to optimize a program: optimizer, data, metric.",
     "test": "Inputs and expected outputs of a program; also training data.",
 }
-_STATEMENT_KEYWORDS = ("return", "if", "for", "assert", "suggest")
+_STATEMENT_KEYWORDS = ("return", "if", "for", "while", "break", "continue", "assert", "suggest")
 _PRIMITIVES = ("str", "int", "float", "bool", "any", "Image", "History")
 _GENERICS = {"list": "list[${1:str}]", "dict": "dict[${1:str}, ${2:str}]", "tuple": "tuple[$1]"}
 _DATA_FORMATS = ("jsonl", "csv", "json")

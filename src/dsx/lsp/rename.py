@@ -73,7 +73,7 @@ def rename(
         raise RenameError("nothing to rename here: place the cursor on a declared name")
     sym = hit.symbol
     if sym.kind not in RENAMABLE:
-        raise RenameError(f"a {sym.kind} cannot be renamed")
+        raise RenameError(f"{_env.a(sym.kind)} cannot be renamed")
     if new_name == sym.name:
         return types.WorkspaceEdit(changes={})
     problem = check_name(analysis, sym, new_name)
@@ -109,7 +109,7 @@ def check_name(analysis: Analysis, sym: Symbol, new_name: str) -> str | None:
     if sym.container is None:  # a top-level declaration
         if new_name in lw.decls:
             kind, _ = lw.decls[new_name]
-            return f"`{new_name}` is already declared (a {kind})"
+            return f"`{new_name}` is already declared ({_env.a(kind)})"
         if sym.kind == "module" and new_name in _env.KINDS:
             return f"`{new_name}` is a built-in module kind"
         if sym.kind in ("type", "enum") and new_name in _TYPE_NAMES:
@@ -126,7 +126,7 @@ def check_name(analysis: Analysis, sym: Symbol, new_name: str) -> str | None:
         scope = lw.scope_at(sym.container)
         if new_name in scope and new_name not in (sym.name,):
             kind = lw.describe_name(scope[new_name])[0]
-            return f"`{new_name}` is already a {kind} name in `{sym.container}`"
+            return f"`{new_name}` is already {_env.a(kind)} name in `{sym.container}`"
     return None
 
 
