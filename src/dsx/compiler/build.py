@@ -24,7 +24,7 @@ from typing import Any
 
 from dsx import ir
 from dsx.compiler.analysis import Analysis, analyze_path
-from dsx.compiler.codegen import generate, reachable
+from dsx.compiler.codegen import generate, python_root, reachable
 from dsx.errors import DsxError
 from dsx.runtime._files import atomic_write as atomic_write
 
@@ -293,9 +293,12 @@ def _emit(
         atomic_write(target, "\n\n".join(repr(d) for d in pf.decls) + "\n")
         result.written.append(target)
     elif emit == "py":
+        # The modules find `use python` modules relative to themselves: no absolute path, so
+        # the same input builds to the same bytes in any folder.
+        root = python_root(unit.source, out_dir)
         for prog in unit.programs:
             module_path = out_dir / f"{prog.name}.py"
-            atomic_write(module_path, generate(unit, prog.name))
+            atomic_write(module_path, generate(unit, prog.name, python_root=root))
             result.written.append(module_path)
             learned_state = unit.learned.get(prog.name)
             if learned_state is not None:

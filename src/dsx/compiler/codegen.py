@@ -2,8 +2,13 @@
 
 The module imports only ``dsx.runtime.generated`` (as ``_dsx``). Signatures become
 ``Signature`` classes, records pydantic models, enums ``Literal`` aliases, modules ``Module``
-subclasses with ``forward`` and ``aforward``; learned state is embedded as data. A source map
-(generated line → .dsx line) lets runtime errors name the .dsx location.
+subclasses with one ``aforward`` body (``forward``, the sync face, runs it through the
+runtime); learned state is embedded as data. A source map (generated line → .dsx line) lets
+runtime errors name the .dsx location.
+
+The output is reproducible and formatted: it holds no absolute path (``use python`` modules
+are found relative to the generated file), and each line is laid out as ``ruff format``
+would (``_pyfmt``), so the same input gives the same bytes wherever it is built.
 """
 
 from __future__ import annotations
@@ -11,18 +16,19 @@ from __future__ import annotations
 import itertools
 import json
 import keyword
-import pprint
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from dsx import ir
 from dsx._version import __version__
+from dsx.compiler._pyfmt import Raw, layout, literal, py_str
 from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE, operand_precedence
 
-__all__ = ["generate", "reachable"]
+__all__ = ["generate", "python_root", "reachable"]
 
-_DSX_BUILTINS = {"join", "lower", "upper", "strip"}
+_DSX_BUILTINS = {"join", "lower", "upper", "strip", "Prediction"}
 _MODULE_ATTRS = set(dir(__import__("dsx").Module)) | {"params"}
 _PREC = {**PRECEDENCE, "not": NOT_PRECEDENCE}
 
@@ -33,7 +39,11 @@ def py(name: str) -> str:
 
 
 class Writer:
-    """Collects lines with indentation and a generated-line → .dsx-line map."""
+    """Collects lines with indentation and a generated-line → .dsx-line map.
+
+    Each statement is given as one logical line and laid out as ``ruff format`` would
+    (split at its brackets when it is too long); every physical line of it maps to ``loc``.
+    """
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -41,9 +51,17 @@ class Writer:
         self.source_map: dict[int, tuple[str, int]] = {}
 
     def line(self, text: str = "", loc: Any = None) -> None:
-        self.lines.append(("    " * self.indent + text) if text else "")
-        if loc is not None:
-            self.source_map[len(self.lines)] = (Path(loc[0]).name, loc[1])
+        indent = "    " * self.indent
+        if not text:
+            physical = [""]
+        elif text.startswith("#") or "\n" in text:
+            physical = [indent + text]  # a comment or a docstring: as it is
+        else:
+            physical = layout(text, indent)
+        for piece in physical:
+            self.lines.append(piece)
+            if loc is not None:
+                self.source_map[len(self.lines)] = (Path(loc[0]).name, loc[1])
 
     def text(self) -> str:
         return "\n".join(self.lines).rstrip() + "\n"
@@ -87,6 +105,8 @@ def reachable(unit: ir.Unit, program: str) -> dict[str, set[str]]:
         names = set()
         _names(sub, names)
         need["python"] |= names & {p.alias for p in unit.python}
+        for name in sorted(names & set(recs)):  # records built in forward bodies
+            visit_type(ir.build(ir.TypeRef, kind="record", name=name))
 
     visit_sub(prog.root)
     return need
@@ -105,18 +125,24 @@ def _names(node: Any, out: set[str]) -> None:
             _names(n, out)
 
 
-def generate(unit: ir.Unit, program: str) -> str:
-    """The Python source of a module for ``program`` (with its learned state, if any)."""
-    return _Gen(unit, program).run()
+def generate(unit: ir.Unit, program: str, *, python_root: str = ".") -> str:
+    """The Python source of a module for ``program`` (with its learned state, if any).
+
+    ``python_root`` is the folder of the .dsx file relative to the folder the module will
+    be written to (``python_root(source, out_dir)``; ``"."`` when they are the same): the
+    generated module looks there for ``use python`` modules before installed ones.
+    """
+    return _Gen(unit, program, python_root).run()
 
 
 class _Gen:
-    def __init__(self, unit: ir.Unit, program: str) -> None:
+    def __init__(self, unit: ir.Unit, program: str, python_root: str = ".") -> None:
         self.unit = unit
         self.program = program
         self.need = reachable(unit, program)
         self.w = Writer()
         self.source = Path(unit.source).name
+        self.python_root = python_root
 
     def run(self) -> str:
         w, unit = self.w, self.unit
@@ -130,11 +156,13 @@ class _Gen:
         w.line(
             f'_dsx.check_versions(dsx="{__version__}", ir={ir.IR_VERSION}, source={self.source!r})'
         )
-        source_dir = str(Path(unit.source).parent)
+        # `use python` modules: looked up in the .dsx file's folder, given relative to this
+        # module's folder (no absolute path, no sys.path change), then installed packages.
         for imp in unit.python:
             if imp.alias in self.need["python"]:
                 w.line(
-                    f"{py(imp.alias)} = _dsx.import_python({imp.module!r}, __file__, {source_dir!r})"
+                    f"{py(imp.alias)} = _dsx.import_python({imp.module!r}, __file__, "
+                    f"{self.python_root!r})"
                 )
         for enum in unit.enums:
             if enum.name in self.need["types"]:
@@ -154,7 +182,7 @@ class _Gen:
         self.program_factory()
         w.line()
         w.line()
-        w.line("_SOURCE_MAP = " + _literal(w.source_map))
+        w.line("_SOURCE_MAP = " + literal(w.source_map))
         return w.text()
 
     def _records_in_order(self) -> list[ir.Record]:
@@ -222,7 +250,7 @@ class _Gen:
         w.line(f"class {py(rec.name)}(_dsx.BaseModel):", rec.loc)
         w.indent += 1
         if rec.doc:
-            w.line(_docstring(rec.doc))
+            self.class_doc(rec.doc)
         for f in rec.fields:
             kw = []
             if f.has_default:
@@ -241,12 +269,15 @@ class _Gen:
         w = self.w
         w.line()
         w.line()
-        if any(py(f.name) != f.name or f.name.startswith("_") for f in sig.fields):
+        if (
+            any(py(f.name) != f.name or f.name.startswith("_") for f in sig.fields)
+            or sig.instructions != sig.instructions.strip()  # a docstring would lose it
+        ):
             fields = [
                 (
                     f.name,
                     f.direction,
-                    _Raw(self.type(f.type)),
+                    Raw(self.type(f.type)),
                     {
                         **({"desc": f.desc} if f.desc else {}),
                         **({"default": f.default} if f.has_default else {}),
@@ -255,13 +286,14 @@ class _Gen:
                 for f in sig.fields
             ]
             w.line(
-                f"{py(sig.name)} = _dsx.signature({sig.name!r}, {_literal(fields)}, {sig.instructions!r})",
+                f"{py(sig.name)} = _dsx.signature({sig.name!r}, {literal(fields)}, "
+                f"{py_str(sig.instructions)})",
                 sig.loc,
             )
             return
         w.line(f"class {py(sig.name)}(_dsx.Signature):", sig.loc)
         w.indent += 1
-        w.line(_docstring(sig.instructions))
+        self.class_doc(sig.instructions)
         for f in sig.fields:
             maker = "InputField" if f.direction == "in" else "OutputField"
             kw = []
@@ -279,7 +311,7 @@ class _Gen:
         w.line(f"class {py(mod.name)}(_dsx.Module):", mod.loc)
         w.indent += 1
         if mod.doc:
-            w.line(_docstring(mod.doc))
+            self.class_doc(mod.doc)
         self.scope_params = {p.name for p in mod.params}
         self.scope_subs = {s.name for s in mod.submodules}
         self.locals: set[str] = set()
@@ -300,9 +332,20 @@ class _Gen:
             w.line("pass")
         w.indent -= 1
         if mod.forward is not None:
-            for is_async in (False, True):
-                self.forward(mod, mod.forward, is_async)
+            # One body: `aforward`; the sync face runs it through the runtime (see
+            # docs/build.md, "One forward body").
+            self.forward(mod, mod.forward, True)
+            w.line()
+            w.line("forward = _dsx.sync_forward(aforward)")
         w.indent -= 1
+
+    def class_doc(self, text: str) -> None:
+        """A class's docstring (instructions, a description), kept exactly as written."""
+        if _docstring_safe(text):
+            self.w.line(f'"""{text}"""')
+            self.w.line()  # ruff puts an empty line after a class docstring
+        else:  # a docstring ruff would re-indent or strip: the same value, assigned
+            self.w.line(f"__doc__ = {py_str(text)}")
 
     def param_attr(self, name: str) -> str:
         return f"param_{name}" if name in _MODULE_ATTRS or keyword.iskeyword(name) else name
@@ -517,7 +560,7 @@ class _Gen:
         w.line(
             "# Learned state from optimization (instructions, demos, LM settings per predictor)."
         )
-        w.line("_STATE = " + _literal(state))
+        w.line("_STATE = " + literal(state))
         w.line()
         w.line()
         self.locals, self.scope_subs, self.scope_params = set(), set(), set()
@@ -532,33 +575,26 @@ class _Gen:
         )
         w.line(f"def {py(self.program)}() -> {cls}:", prog.loc)
         w.indent += 1
-        w.line(
-            _docstring(
-                prog.doc
-                or f"A fresh instance of the program `{self.program}`, with its learned state."
-            )
-        )
+        default = f"A fresh instance of the program `{self.program}`, with its learned state."
+        doc = prog.doc or default
+        safe = _docstring_safe(doc)
+        shown = doc if safe else "A fresh instance of the program, with its learned state."
+        w.line(f'"""{shown}"""')
         w.line(f"return _dsx.apply_state({ctor}, _STATE, {self.program!r})")
         w.indent -= 1
+        if not safe:
+            w.line()
+            w.line()
+            w.line(f"{py(self.program)}.__doc__ = {py_str(doc)}")
         w.line()
         w.line()
         w.line(f"program = {py(self.program)}")
-
-
-class _Raw(str):
-    def __repr__(self) -> str:
-        return str(self)
 
 
 def _plain_text(text: str) -> str:
     """``text`` with line breaks, quotes, backslashes, lone surrogates (a file name that is
     not UTF-8) and other unprintable characters escaped, for a comment or a docstring."""
     return repr(text)[1:-1].replace('"', '\\"')
-
-
-def _literal(value: Any) -> str:
-    text = pprint.pformat(value, width=96, sort_dicts=False)
-    return text
 
 
 def _kwarg(name: str, value: str) -> str:
@@ -569,9 +605,23 @@ def _kwarg(name: str, value: str) -> str:
     )
 
 
-def _docstring(text: str) -> str:
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    return f'"""{text}"""'
+def _docstring_safe(text: str) -> bool:
+    """Whether ``text`` in triple quotes is a docstring ruff leaves alone and whose value is
+    ``text``: one printable line (no tab), no quote or backslash, no space at either end."""
+    return (
+        bool(text)
+        and text == text.strip()
+        and text.isprintable()
+        and '"' not in text
+        and "\\" not in text
+    )
+
+
+def python_root(source: str | Path, out_dir: str | Path) -> str:
+    """The folder of ``source`` (a .dsx file) relative to ``out_dir``, with ``/``: where a
+    module generated into ``out_dir`` looks for the file's ``use python`` modules."""
+    rel = os.path.relpath(Path(source).resolve().parent, Path(out_dir).resolve())
+    return Path(rel).as_posix()
 
 
 def _type_names(t: ir.TypeRef, out: set[str]) -> None:

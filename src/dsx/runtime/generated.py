@@ -6,11 +6,16 @@ Generated code does ``from dsx.runtime import generated as _dsx`` and uses only 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import sys
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -59,6 +64,7 @@ __all__ = [
     "mapped",
     "signature",
     "strip",
+    "sync_forward",
     "upper",
 ]
 
@@ -108,15 +114,81 @@ def signature(
     )
 
 
-def import_python(module: str, generated_file: str, source_dir: str) -> Any:
-    """Import a ``use python`` module, also looking next to the original .dsx file."""
-    for base in (str(Path(generated_file).resolve().parent), source_dir):
-        if base and base not in sys.path and Path(base).is_dir():
-            sys.path.append(base)
+_import_lock = threading.RLock()
+
+
+def import_python(module: str, generated_file: str, root: str = ".") -> Any:
+    """Import a ``use python`` module for a generated module.
+
+    The module's top-level package (or the module itself) is looked up first in ``root``,
+    the .dsx file's folder given relative to the generated file's folder (``".."`` for the
+    default ``build/``), then as usual (installed packages, ``sys.path``). ``sys.path`` is
+    not changed: a module found in ``root`` is loaded from there and registered in
+    ``sys.modules`` under its name, like any import. A module of that name imported before
+    is reused. (Modules built by older versions pass an absolute folder, which still works.)
+    """
+    base = Path(generated_file).parent / root
+    top = module.partition(".")[0]
+    with _import_lock:
+        try:
+            if top not in sys.modules:
+                spec = importlib.machinery.PathFinder.find_spec(top, [str(base)])
+                if spec is not None and spec.loader is not None:
+                    found = importlib.util.module_from_spec(spec)
+                    sys.modules[top] = found
+                    try:
+                        spec.loader.exec_module(found)
+                    except BaseException:
+                        sys.modules.pop(top, None)
+                        raise
+            return importlib.import_module(module)
+        except ImportError as exc:
+            raise DsxError(
+                f"cannot import `{module}` (declared with `use python`): {exc}. It is looked "
+                f"for in {base} (the .dsx file's folder) and then among installed modules."
+            ) from None
+
+
+_loops = threading.local()
+
+
+def sync_forward(aforward: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    """The sync ``forward`` of a generated module: runs its one body, ``aforward``.
+
+    Outside an event loop the coroutine runs on this thread's private loop (made once and
+    reused, so a sync call costs no loop set-up); inside a running loop (a notebook, async
+    code calling sync code) on a private loop in a helper thread. Sub-modules are called
+    through ``acall`` either way, with the caller's context (settings, usage tracking).
+    """
+
+    @functools.wraps(aforward)
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _run_sync(lambda: aforward(self, *args, **kwargs))
+
+    return forward
+
+
+def _run_sync(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise DsxError(f"cannot import `{module}` (declared with `use python`): {exc}") from None
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        from dsx.runtime.parallel import run_coroutine_sync
+
+        return run_coroutine_sync(factory)
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    task = loop.create_task(factory())
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done():  # interrupted (Ctrl-C): let the body unwind before re-raising
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(task)
+        raise
 
 
 def mapped(func: Any) -> Any:
