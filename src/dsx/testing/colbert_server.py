@@ -5,7 +5,8 @@ ColBERT ``server.py`` does (``{"query", "topk": [{"text", "pid", "rank", "score"
 "latency"}``), ranking its passages by term overlap weighted by IDF — no model, so it
 starts in milliseconds. Injected :class:`~dsx.testing.Fault` objects reproduce what
 clients must survive (5xx/429, hangs, resets, cut-off bodies, malformed JSON). It runs
-aiohttp on its own event loop in a background thread, so sync and async tests share it::
+``aiohttp.web`` on its own event loop in a background thread (the lifecycle it shares with
+:class:`~dsx.testing.OpenAIServer`), so sync and async tests share it::
 
     with ColBERTv2Server(["Paris is the capital of France.", ...]) as srv:
         rm = dsx.ColBERTv2(srv.url)
@@ -15,12 +16,9 @@ aiohttp on its own event loop in a background thread, so sync and async tests sh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import re
-import socket
-import struct
 import threading
 import time
 from collections import Counter, deque
@@ -28,6 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
+from dsx.testing._threaded_server import ThreadedServer, abort, hang_up, until_disconnected
 from dsx.testing.server import Fault
 
 __all__ = ["ColBERTv2Server", "ColBERTv2Request"]
@@ -82,11 +83,9 @@ class ColBERTv2Server:
             df.update(doc.keys())
         n = max(len(self._docs), 1)
         self._idf = {t: math.log(1 + n / c) for t, c in df.items()}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._sock: socket.socket | None = None
-        self.port = 0
+        self._server = ThreadedServer(
+            self._handle, host="127.0.0.1", port=0, name="dsx-colbertv2-server"
+        )
 
     @property
     def url(self) -> str:
@@ -124,66 +123,20 @@ class ColBERTv2Server:
         ]
 
     # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The bound TCP port (0 before the first start)."""
+        return self._server.port or 0
+
     def start(self) -> ColBERTv2Server:
         """Bind 127.0.0.1 on a free port and serve in a background thread."""
-        if self._thread is not None:
-            return self
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._serve(ready))
-            except BaseException as exc:
-                errors.append(exc)
-                ready.set()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=serve, name="dsx-colbertv2-server", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if errors:
-            raise RuntimeError(f"ColBERTv2Server could not start: {errors[0]}")
+        if not self._server.running:
+            self._server.start()
         return self
-
-    async def _serve(self, ready: threading.Event) -> None:
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_route("GET", self.path, self._handle)
-        app.router.add_route("POST", self.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-        await runner.setup()
-        assert self._sock is not None
-        site = web.SockSite(runner, self._sock)
-        await site.start()
-        self._stopping = asyncio.Event()
-        ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            await runner.cleanup()
 
     def stop(self) -> None:
         """Stop serving; requests left hanging by a ``timeout`` fault are dropped."""
-        if self._thread is None:
-            return
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-        self._thread.join(10)
-        self._thread = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._server.stop()
 
     def __enter__(self) -> ColBERTv2Server:
         return self.start()
@@ -192,15 +145,17 @@ class ColBERTv2Server:
         self.stop()
 
     # -- one request -------------------------------------------------------------------------
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != self.path:
+            raise web.HTTPNotFound()
+        if request.method not in ("GET", "POST"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
         started = time.perf_counter()
         query: Any
         k: Any
         if request.method == "POST":
             try:
-                body = await request.json()
+                body = json.loads(await request.read())
             except ValueError:
                 return web.json_response({"error": True, "message": "body is not JSON"}, status=400)
             query, k = (
@@ -230,9 +185,7 @@ class ColBERTv2Server:
         latency = (time.perf_counter() - started) * 1000
         return web.json_response({"query": query, "topk": topk, "latency": latency})
 
-    async def _fault(self, request: Any, fault: Fault) -> Any:
-        from aiohttp import web
-
+    async def _fault(self, request: web.BaseRequest, fault: Fault) -> web.StreamResponse:
         if fault.kind == "status":
             headers = {}
             if fault.retry_after is not None:
@@ -243,23 +196,15 @@ class ColBERTv2Server:
         if fault.kind == "malformed_json":
             return web.Response(text='{"topk": [{"text": ', content_type="application/json")
         if fault.kind == "timeout":
-            assert self._stopping is not None
-            await self._stopping.wait()
-            return web.Response(status=503)
-        transport = request.transport
+            await until_disconnected(request)  # or until stop() cancels us
+            return hang_up(request, web.Response())
         if fault.kind == "truncated_stream":
             body = json.dumps({"topk": self.rank(request.query.get("query", ""), 3)}).encode()
             response = web.StreamResponse(headers={"Content-Length": str(len(body))})
             response.content_type = "application/json"
             await response.prepare(request)
             await response.write(body[: len(body) // 2])
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:  # a TCP reset, not a clean close
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        if transport is not None:
-            transport.abort()
-        raise asyncio.CancelledError  # nothing more to send on this connection
+        return abort(request)  # connection_reset, and a truncated body ends the same way
 
 
 def _tokens(text: str) -> list[str]:
