@@ -125,6 +125,7 @@ BUILTIN_FUNCTIONS = frozenset(
         "lower",
         "upper",
         "strip",
+        "Prediction",  # `Prediction(answer = a, score = s)`: a forward's composite result
     }
 )
 

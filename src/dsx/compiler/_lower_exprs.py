@@ -135,7 +135,7 @@ class ExprsMixin(LowerBase):
             f"call that: `{name.lower()}(field = ...)`",
             "module": f"declare a member (`{name.lower()} = {name}()`) and call that",
             "enum": 'its values are strings: compare with `"value"`',
-            "type": "a record type describes fields; values come from predictors or Python",
+            "type": f"build a value of it with `{name}(field = ...)`",
         }.get(kind, "it cannot be used as a value inside a forward body")
         self._ref(ident.span, name)  # it is used (no "never used" warning besides)
         self._error(
@@ -258,6 +258,12 @@ class ExprsMixin(LowerBase):
         return _b(ir.Attr, obj=obj, name=attr, loc=loc), result
 
     def _call(self, e: ast.Call, scope: dict[str, _Entry], loc: Any) -> tuple[Any, Any]:
+        if (
+            isinstance(e.func, ast.NameRef)
+            and e.func.name.name not in scope
+            and self.decls.get(e.func.name.name, ("", None))[0] == "type"
+        ):
+            return self._construct_record(e, scope)
         receiver: Any = None  # the type of `obj` in `obj.method(...)`
         if isinstance(e.func, ast.Attr):
             pre = self._expr(e.func.obj, scope)
@@ -278,7 +284,9 @@ class ExprsMixin(LowerBase):
                 arg_types.append(atype)
             else:
                 kwargs.append((arg.name.name, value))
-        if entry is not None and entry.kind == "builtin" and not kwargs:
+        if entry is not None and entry.kind == "builtin" and e.func.name.name == "Prediction":  # type: ignore[union-attr]
+            result = self._prediction(e, scope)
+        elif entry is not None and entry.kind == "builtin" and not kwargs:
             result = _builtin_result(e.func.name.name, arg_types)  # type: ignore[union-attr]
         elif isinstance(e.func, ast.Attr) and not args:
             result = _method_result(receiver, e.func.name.name)
@@ -293,6 +301,79 @@ class ExprsMixin(LowerBase):
         elif isinstance(e.func, ast.NameRef) and e.func.name.name in ("len", "int", "round"):
             result = _b(ir.TypeRef, kind="int")
         return _b(ir.Call, func=func, args=tuple(args), kwargs=tuple(kwargs), loc=loc), result
+
+    def _prediction(self, e: ast.Call, scope: dict[str, _Entry]) -> PredType:
+        """``Prediction(answer = a, score = s)``: a forward's composite result, typed by its
+        fields (so ``.answer`` on it, and ``expect answer`` on a program, are checked)."""
+        fields: dict[str, Any] = {}
+        reserved = _env.reserved_output_names()
+        for arg in e.args:
+            if arg.name is None:
+                self._error(
+                    "DSX114",
+                    "`Prediction` takes its fields as keywords: `Prediction(answer = a)`",
+                    arg.span,
+                )
+                continue
+            name = arg.name.name
+            if name in fields:
+                self._error("DSX103", f"`Prediction` is given `{name}` twice", arg.name.span)
+            elif name in reserved:
+                better = _env.rename_reserved(name)
+                self._error(
+                    "DSX107",
+                    f"`{name}` cannot be a field of a prediction: `pred.{name}` is a method of "
+                    f"every prediction; call it `{better}`",
+                    arg.name.span,
+                    fix=Fix(f"rename to `{better}`", (Edit(arg.name.span, better),)),
+                )
+            fields[name] = self._expr_type_only(arg.value, scope)[1]
+        return PredType(
+            "`Prediction(...)`",
+            {k: v if isinstance(v, ir.TypeRef) else None for k, v in fields.items()},
+        )
+
+    def _construct_record(self, e: ast.Call, scope: dict[str, _Entry]) -> tuple[Any, Any]:
+        """``Answer(text = t, score = 1.0)``: a value of a record type, checked field by field."""
+        assert isinstance(e.func, ast.NameRef)
+        name = e.func.name.name
+        self._ref(e.func.name.span, name)
+        rec = self.records.get(name)
+        fields = {f.name: f for f in rec.fields} if rec is not None else {}
+        kwargs = []
+        for arg in e.args:
+            value, vtype = self._expr(arg.value, scope)
+            if arg.name is None:
+                self._error(
+                    "DSX114",
+                    f"`{name}` takes its fields as keywords: `{name}(field = value)`",
+                    arg.span,
+                )
+                continue
+            field = arg.name.name
+            if rec is not None and field not in fields:
+                self._unknown("DSX115", f"field of `{name}`:", arg.name, fields)
+            elif rec is not None:
+                self._ref(arg.name.span, f"{name}.{field}")
+                self._check_assignable(
+                    vtype, fields[field].type, arg.value.span, f"field `{field}` of `{name}`"
+                )
+            kwargs.append((field, value))
+        given = {a.name.name for a in e.args if a.name is not None}
+        missing = [
+            f
+            for f, spec in fields.items()
+            if f not in given and not spec.has_default and spec.type.kind != "optional"
+        ]
+        # A positional argument or an unknown (misspelt) field already explains a missing one.
+        if missing and all(a.name is not None and a.name.name in fields for a in e.args):
+            self._error(
+                "DSX116",
+                f"`{name}` needs {', '.join(f'`{m} = ...`' for m in missing)}",
+                e.span,
+            )
+        call = _b(ir.Call, func=_b(ir.Name, name=name, loc=None), kwargs=tuple(kwargs), loc=None)
+        return call, _b(ir.TypeRef, kind="record", name=name)
 
     def _check_sub_call(self, e: ast.Call, sub: _Sub, scope: dict[str, _Entry]) -> Any:
         target = sub.wraps if sub.wraps is not None else sub
@@ -428,6 +509,8 @@ class ExprsMixin(LowerBase):
         returned = self._module_forward(sub.module or "")
         if isinstance(returned, PredType):
             return PredType(f"{label} (module {sub.module})", returned.fields, returned.keys)
+        if isinstance(returned, ir.TypeRef) and returned.kind == "record":
+            return returned
         return None
 
     def _string(self, e: ast.Str, scope: dict[str, _Entry]) -> Any:

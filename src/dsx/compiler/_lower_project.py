@@ -38,6 +38,14 @@ class ProjectMixin(LowerBase):
             if info.forward is not None:
                 inputs = {p.name: p for p in info.forward.params}
             outputs = self._module_forward(sub.module)
+            if isinstance(outputs, ir.TypeRef) and outputs.kind == "record":
+                rec = self.records.get(outputs.name or "")  # a record result: its fields
+                if rec is not None:
+                    outputs = PredType(
+                        name,
+                        {f.name: f.type for f in rec.fields},
+                        {f.name: f"{rec.name}.{f.name}" for f in rec.fields},
+                    )
         elif sub.signature is not None:
             inputs = {f.name: f for f in sub.signature.inputs}
             kind = _env.KINDS[sub.kind]

@@ -102,11 +102,11 @@ def reachable(unit: ir.Unit, program: str) -> dict[str, set[str]]:
             names: set[str] = set()
             _names(m, names)
             need["python"] |= names & {p.alias for p in unit.python}
+            for name in sorted(names & set(recs)):  # records built in forward bodies
+                visit_type(ir.build(ir.TypeRef, kind="record", name=name))
         names = set()
         _names(sub, names)
         need["python"] |= names & {p.alias for p in unit.python}
-        for name in sorted(names & set(recs)):  # records built in forward bodies
-            visit_type(ir.build(ir.TypeRef, kind="record", name=name))
 
     visit_sub(prog.root)
     return need

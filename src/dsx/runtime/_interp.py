@@ -16,6 +16,7 @@ from typing import Any
 from dsx import ir
 from dsx.errors import AssertionFailed, DsxError
 from dsx.runtime.assertions import dsx_assert, dsx_suggest
+from dsx.runtime.prediction import Prediction
 
 __all__ = [
     "BUILTINS",
@@ -61,6 +62,7 @@ BUILTINS: dict[str, Any] = {
     "lower": lambda s: str(s).lower(),
     "upper": lambda s: str(s).upper(),
     "strip": lambda s: str(s).strip(),
+    "Prediction": Prediction,
 }
 
 

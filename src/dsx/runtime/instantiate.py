@@ -277,6 +277,8 @@ class Namespace:
     def _env(self) -> dict[str, Any]:
         env = dict(_interp.BUILTINS)
         env.update(self.python)
+        # Record types, so that a forward body can build one: `Answer(text = t)`.
+        env.update((r.name, self.types[r.name]) for r in self.unit.records if r.name in self.types)
         return env
 
 
