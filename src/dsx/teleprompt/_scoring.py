@@ -13,9 +13,10 @@ can score some candidates while it proposes or scores others; shared :class:`Slo
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+import itertools
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,39 +99,59 @@ class MetricCall:
 
 
 class Slots:
-    """``size`` program-run slots shared by the batches of one optimizer run, first come
-    first served. ``busy`` and ``queued`` tell how full the engine is, so that an optimizer
-    can fill slots that would stay idle with work it will need later."""
+    """``size`` program-run slots shared by the batches of one optimizer run.
+
+    A free slot goes to the waiting run of the lowest ``priority`` (then the longest
+    waiting), so that an optimizer can finish its oldest work first (MIPROv2's earliest
+    trial). A slot freed by a run is offered on the next turn of the loop, so the batch
+    that freed it can take it for its next run if nothing more urgent waits. ``busy`` and
+    ``queued`` tell how full the engine is. Bound to the event loop it is first used on.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
         self.busy = 0
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._offering = False
 
     @property
     def queued(self) -> int:
-        return sum(1 for w in self._waiting if not w.done())
+        return sum(1 for *_, w in self._waiting if not w.done())
 
-    async def acquire(self) -> None:
-        if self.busy < self.size and not self.queued:
+    async def acquire(self, priority: float = 0) -> None:
+        self._drop_cancelled()
+        if self.busy < self.size and (not self._waiting or priority < self._waiting[0][0]):
             self.busy += 1
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
+        heapq.heappush(self._waiting, (priority, next(self._order), waiter))
         try:
-            await waiter  # release() handed this run its slot
+            await waiter  # _offer() handed this run its slot
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed over just as it was cancelled: pass it on
             raise
 
     def release(self) -> None:
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot passes on: busy stays
-                return
         self.busy -= 1
+        if self._waiting and not self._offering:
+            self._offering = True
+            asyncio.get_running_loop().call_soon(self._offer)
+
+    def _offer(self) -> None:
+        self._offering = False
+        self._drop_cancelled()
+        while self.busy < self.size and self._waiting:
+            *_, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():
+                self.busy += 1
+                waiter.set_result(None)
+            self._drop_cancelled()
+
+    def _drop_cancelled(self) -> None:
+        while self._waiting and self._waiting[0][2].done():
+            heapq.heappop(self._waiting)
 
 
 async def adrive(
@@ -141,12 +162,14 @@ async def adrive(
     desc: str,
     score: Callable[[T], float],
     limiter: Slots | None = None,
+    priority: float = 0,
     quiet: bool = False,
 ) -> Outcome[T]:
     """Run ``make(engine)`` on every item at the optimizer's concurrency, with a progress
     display (the mean ``score`` so far; none when ``quiet``), its budget and its
     ``max_errors`` (else ``dsx.settings.max_errors``: that many failures raise
-    :class:`BatchError`). With a ``limiter``, each run also holds one of its slots."""
+    :class:`BatchError`). With a ``limiter``, each run also holds one of its slots,
+    asked for at ``priority`` (see :class:`Slots`)."""
     engine = Engine(opt.concurrency)
     progress = Progress(len(items), desc=desc, display=False) if quiet else None
     progress = progress or opt.progress(len(items), desc)
@@ -169,7 +192,7 @@ async def adrive(
         unlimited = one
 
         async def limited(item: ItemT) -> T:
-            await limiter.acquire()
+            await limiter.acquire(priority)
             try:
                 return await unlimited(item)
             finally:
@@ -280,6 +303,7 @@ async def ascore_jobs(
     desc: str,
     overrides: dict[str, Any] | None = None,
     limiter: Slots | None = None,
+    priority: float = 0,
     quiet: bool = False,
 ) -> list[float | None]:
     """:func:`score_jobs` on the running event loop (see :func:`adrive`)."""
@@ -308,6 +332,7 @@ async def ascore_jobs(
             desc=desc,
             score=lambda value: value,
             limiter=limiter,
+            priority=priority,
             quiet=quiet,
         )
     scores: list[float | None] = []

@@ -29,6 +29,7 @@ first evaluation that did not finish, ending where an uninterrupted run would.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import json
@@ -37,6 +38,7 @@ import statistics
 import sys
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ from typing import Any, Literal
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
 from dsx.runtime.module import Module
+from dsx.runtime.parallel import run_coroutine_sync
 from dsx.runtime.settings import context
 from dsx.teleprompt._propose import GroundedProposer, as_lm
 from dsx.teleprompt._resume import (
@@ -53,7 +56,7 @@ from dsx.teleprompt._resume import (
     examples_to_json,
     save_json,
 )
-from dsx.teleprompt._scoring import score_jobs
+from dsx.teleprompt._scoring import Slots, ascore_jobs, score_jobs
 from dsx.teleprompt.base import (
     OptimizerSettingError,
     Teleprompter,
@@ -546,6 +549,9 @@ class _Search:
         self.overrides = overrides
         self.best: tuple[float, dict[str, int]] | None = None
         self.total = 0
+        #: Scores being made, by journal key.
+        self.scoring: dict[str, asyncio.Future[float | None]] = {}
+        self.slots = Slots(opt.concurrency)
 
     # -- parameters ---------------------------------------------------------------------------
     def distributions(self, optuna: Any) -> dict[str, Any]:
@@ -664,6 +670,59 @@ class _Search:
         mb_size: int,
         full_every: int,
     ) -> Module:
+        return run_coroutine_sync(
+            lambda: self.arun(baseline, num_trials, minibatch, mb_size, full_every)
+        )
+
+    def start(
+        self, params: dict[str, int], picks: list[int], desc: str, order: float
+    ) -> asyncio.Future[float | None]:
+        """Start scoring ``params`` on the valset examples ``picks``; its score, later.
+
+        Runs of a lower ``order`` go first. A score in the journal (an interrupted run) or
+        one being made costs no LM call.
+        """
+        key = self.journal.key(params, picks)
+        known = self.journal.get(key)
+        if known is not None:
+            done: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
+            done.set_result(known)
+            return done
+        if key not in self.scoring:
+
+            async def score() -> float | None:
+                (value,) = await ascore_jobs(
+                    self.opt,
+                    [(self.candidate(params), [self.val[k] for k in picks])],
+                    desc=desc,
+                    overrides=self.overrides,
+                    limiter=self.slots,
+                    priority=order,
+                    quiet=True,  # trials overlap: each reports its line when told
+                )
+                if value is not None:
+                    self.journal.put(key, value)
+                return value
+
+            self.scoring[key] = asyncio.ensure_future(score())
+        return self.scoring[key]
+
+    async def arun(
+        self,
+        baseline: float | None,
+        num_trials: int,
+        minibatch: bool,
+        mb_size: int,
+        full_every: int,
+    ) -> Module:
+        """The search, ``TRIAL_BATCH`` trials in flight.
+
+        Trial ``k`` is asked once trials ``< k - TRIAL_BATCH + 1`` are told (in order; the
+        ones still running are the constant liar's), so what it draws depends on the seed
+        and the settings only, while the engine always has the next trials' runs queued. In
+        minibatch mode a full evaluation starts as soon as a minibatch trial chooses it and
+        is told to the study ``TRIAL_BATCH`` trials later.
+        """
         opt = self.opt
         default = self.default()
         self.total = (
@@ -676,43 +735,44 @@ class _Search:
         optuna = _import_optuna()
         distributions = self.distributions(optuna)
         everything = list(range(len(self.val)))
-        batch = TRIAL_BATCH
-        study = optuna.create_study(direction="maximize", sampler=self.sampler(optuna, 0, batch))
+        window = TRIAL_BATCH
+        study = optuna.create_study(direction="maximize", sampler=self.sampler(optuna, 0, window))
         study.add_trial(
             optuna.trial.create_trial(params=default, distributions=distributions, value=baseline)
         )
+        self.slots = Slots(opt.concurrency)
         minibatch_scores: dict[tuple[int, ...], list[float]] = {}
         params_of: dict[tuple[int, ...], dict[str, int]] = {}
         fully_scored = {tuple(default.values())}
-        since_full = 0
-        # minibatch mode: combinations chosen for a full evaluation, scored with the next
-        # batch of trials (or on their own at the end)
-        due: list[tuple[int, ...]] = []
-        t = 0
-        while t < num_trials or due:
-            if (reason := opt.stopped or opt.budget_exhausted()) is not None:
-                opt.stopped = reason
-                break
-            asked = []
-            for k in range(t, min(t + batch, num_trials)):
-                # seeded per trial: what trial k draws depends only on the history, so a
-                # resumed run (same history from its journal) draws the same
-                study.sampler = self.sampler(optuna, k, batch)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    trial = study.ask(distributions)
-                params = {name: int(trial.params[name]) for name in distributions}
-                picks = (
-                    sorted(opt.rng("minibatch", k).sample(everything, mb_size))
-                    if minibatch
-                    else everything
-                )
-                asked.append((trial, params, picks))
-            first = len(opt.trials) + 1
-            jobs = [(params_of[key], everything) for key in due]
-            jobs += [(params, picks) for _, params, picks in asked]
-            scores = self.score(jobs, f"Trials {first}-{first + len(jobs) - 1}")
-            for key, score in zip(due, scores, strict=False):
+        chosen: set[tuple[int, ...]] = set()
+        # trials asked and not told yet, in order; full evaluations: (told after, key, score)
+        running: deque[tuple[Any, dict[str, int], list[int], asyncio.Future[float | None]]]
+        running = deque()
+        fulls: deque[tuple[int, tuple[int, ...], asyncio.Future[float | None]]] = deque()
+        asked = told = since_full = 0
+
+        def ask() -> None:
+            nonlocal asked
+            # seeded per trial: what trial k draws depends only on the history, so a
+            # resumed run (same history from its journal) draws the same
+            study.sampler = self.sampler(optuna, asked, window)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                trial = study.ask(distributions)
+            params = {name: int(trial.params[name]) for name in distributions}
+            picks = (
+                sorted(opt.rng("minibatch", asked).sample(everything, mb_size))
+                if minibatch
+                else everything
+            )
+            asked += 1
+            scoring = self.start(params, picks, f"Trial {asked}", asked)
+            running.append((trial, params, picks, scoring))
+
+        async def tell_fulls(upto: int) -> None:
+            while fulls and fulls[0][0] <= upto:
+                _, key, pending = fulls.popleft()
+                score = await pending
                 self.full(params_of[key], "full", score)
                 if score is None:
                     opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
@@ -723,9 +783,14 @@ class _Search:
                         params=params_of[key], distributions=distributions, value=score
                     )
                 )
-            scores, due = scores[len(due) :], []
-            for (trial, params, picks), score in zip(asked, scores, strict=True):
-                t += 1
+
+        try:
+            while asked < min(window, num_trials) and not self.stopping():
+                ask()
+            while running:
+                trial, params, picks, pending = running.popleft()
+                score = await pending
+                told += 1
                 key = tuple(params.values())
                 if minibatch:
                     self.record("minibatch", params, score, len(picks))
@@ -734,23 +799,44 @@ class _Search:
                 if score is None or opt.stopped is not None:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
-                    continue
-                study.tell(trial, score)
-                if not minibatch:
-                    fully_scored.add(key)
-                    continue
-                minibatch_scores.setdefault(key, []).append(score)
-                params_of[key] = params
-                since_full += 1
-                if since_full >= full_every or t == num_trials:
-                    since_full = 0
-                    # the best-averaging combination not yet fully scored
-                    pending = [k for k in minibatch_scores if k not in fully_scored | set(due)]
-                    if pending:
-                        due.append(
-                            max(pending, key=lambda k: statistics.fmean(minibatch_scores[k]))
-                        )
+                else:
+                    study.tell(trial, score)
+                    if not minibatch:
+                        fully_scored.add(key)
+                    else:
+                        minibatch_scores.setdefault(key, []).append(score)
+                        params_of[key] = params
+                        since_full += 1
+                        if since_full >= full_every or told == num_trials:
+                            since_full = 0
+                            # the best-averaging combination not yet fully scored or chosen
+                            left = [k for k in minibatch_scores if k not in fully_scored | chosen]
+                            if left:
+                                best = max(
+                                    left, key=lambda k: statistics.fmean(minibatch_scores[k])
+                                )
+                                chosen.add(best)
+                                # before the trials asked after it
+                                full = self.start(
+                                    params_of[best], everything, "Full evaluation", asked - 0.5
+                                )
+                                fulls.append((told + window - 1, best, full))
+                await tell_fulls(told)
+                if asked < num_trials and not self.stopping():
+                    ask()
+            await tell_fulls(told + window)
+        finally:  # a stop or an error: what is still running is not needed
+            for task in self.scoring.values():
+                task.cancel()
+            await asyncio.gather(*self.scoring.values(), return_exceptions=True)
         return self.finish(default)
+
+    def stopping(self) -> bool:
+        opt = self.opt
+        if (reason := opt.stopped or opt.budget_exhausted()) is not None:
+            opt.stopped = reason
+            return True
+        return False
 
     def sampler(self, optuna: Any, trial: int, batch: int) -> Any:
         """Trial ``trial``'s TPE sampler (seeded per trial; a constant liar when batched)."""
