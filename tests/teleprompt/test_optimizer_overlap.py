@@ -160,3 +160,30 @@ def test_a_fast_sync_metric_runs_on_the_loop_and_a_slow_one_moves_to_threads():
     assert where["slow"][0] == loop_thread
     assert all(name.startswith("dsx-worker") for name in where["slow"][1:])
     assert len(where["slow"]) > 1
+
+
+def test_slots_serve_the_lowest_priority_first_and_never_exceed_their_size():
+    from dsx.teleprompt._scoring import Slots
+
+    async def main() -> tuple[list[str], int]:
+        slots = Slots(2)
+        order: list[str] = []
+        peak = 0
+
+        async def run(name: str, priority: float) -> None:
+            nonlocal peak
+            await slots.acquire(priority)
+            peak = max(peak, slots.busy)
+            order.append(name)
+            await asyncio.sleep(0.001)
+            slots.release()
+
+        await asyncio.gather(
+            run("a", 5), run("b", 5), run("late", 9), run("early", 1), run("mid", 5)
+        )
+        return order, peak
+
+    order, peak = asyncio.run(main())
+    assert peak == 2
+    # the first two take the free slots; then the waiters go by priority, then arrival
+    assert order == ["a", "b", "early", "mid", "late"]
