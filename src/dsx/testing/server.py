@@ -21,39 +21,37 @@ The documents it answers are built in :mod:`dsx.testing._openai_payloads`. Run
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import inspect
 import json
 import math
-import signal
 import sys
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
 
 from aiohttp import web
 
-from dsx.testing._openai_payloads import DEFAULT_MODEL as _DEFAULT_MODEL
-from dsx.testing._openai_payloads import ERROR_TYPES as _ERROR_TYPES
-from dsx.testing._openai_payloads import Completion as _Completion
-from dsx.testing._openai_payloads import HTTPError as _HTTPError
+from dsx.testing._openai_payloads import (
+    DEFAULT_MODEL,
+    ERROR_TYPES,
+    Completion,
+    HTTPError,
+    check_format,
+    count_prompt_tokens,
+    embeddings_document,
+    error_doc,
+    format_of,
+    make_choices,
+    make_completion,
+)
 from dsx.testing._openai_payloads import Reply as Reply
 from dsx.testing._openai_payloads import StructuredOutput as StructuredOutput
-from dsx.testing._openai_payloads import _embedding as _embedding
-from dsx.testing._openai_payloads import check_format as _check_format
-from dsx.testing._openai_payloads import count_prompt_tokens as _prompt_tokens
+from dsx.testing._openai_payloads import _embedding as _embedding  # tests import it from here
 from dsx.testing._openai_payloads import echo as echo
-from dsx.testing._openai_payloads import embeddings_document as _embeddings_document
-from dsx.testing._openai_payloads import error_doc as _error_doc
-from dsx.testing._openai_payloads import format_of as _format_of
-from dsx.testing._openai_payloads import make_choices as _choices
-from dsx.testing._openai_payloads import make_completion as _completion
 from dsx.testing._threaded_server import BACKLOG as BACKLOG
 from dsx.testing._threaded_server import MAX_HEAD_BYTES as MAX_HEAD_BYTES
 from dsx.testing._threaded_server import ThreadedServer, abort, hang_up, until_disconnected
@@ -131,7 +129,7 @@ class Fault:
             "status",
             status_code=code,
             message=message,
-            error_type=error_type or _ERROR_TYPES.get(code, default_type),
+            error_type=error_type or ERROR_TYPES.get(code, default_type),
             error_code=error_code,
             retry_after=retry_after,
         )
@@ -299,7 +297,7 @@ class OpenAIServer:
         self._lock = threading.Lock()  # guards everything tests read from other threads
         self._faults: deque[Fault] = deque(faults or ())
         self._requests: list[RecordedRequest] = []
-        self._models: dict[str, None] = {_DEFAULT_MODEL: None}
+        self._models: dict[str, None] = {DEFAULT_MODEL: None}
         self._in_flight = self._max_in_flight = 0
         self._server = ThreadedServer(self._serve, host=host, port=port, name="dsx-openai-server")
         from dsx.testing.finetune_api import FineTuningAPI
@@ -411,7 +409,7 @@ class OpenAIServer:
             return hang_up(request, web.Response())
         except Exception as exc:
             # A bug here must not take the connection down silently: say what it was.
-            doc = _error_doc(f"dsx test server bug: {exc!r}", "server_error", "internal")
+            doc = error_doc(f"dsx test server bug: {exc!r}", "server_error", "internal")
             if request.writer.output_size:  # too late for a status line
                 return hang_up(request, web.Response())
             response = _json_response(500, doc)
@@ -424,7 +422,7 @@ class OpenAIServer:
             return _json_response(200, {"status": "ok"})
         try:
             raw_body = await _read_body(request)
-        except _HTTPError as exc:  # too large: answer, then hang up without reading the rest
+        except HTTPError as exc:  # too large: answer, then hang up without reading the rest
             response = _json_response(exc.status, exc.document())
             response.force_close()
             await response.prepare(request)
@@ -443,7 +441,7 @@ class OpenAIServer:
                 body_error = f"We could not parse the JSON body of your request: {exc}"
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
-            record = RecordedRequest(request.method, path, headers, body, fault, _format_of(body))
+            record = RecordedRequest(request.method, path, headers, body, fault, format_of(body))
             self._requests.append(record)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -454,9 +452,9 @@ class OpenAIServer:
                 return await self._apply_fault(fault, request, path, body)
             try:
                 if body_error is not None and not self.fine_tuning.handles(path):
-                    raise _HTTPError(400, body_error, code="invalid_json")
+                    raise HTTPError(400, body_error, code="invalid_json")
                 return await self._route(request, path, headers, raw_body, body)
-            except _HTTPError as exc:
+            except HTTPError as exc:
                 return _json_response(exc.status, exc.document())
         finally:
             with self._lock:
@@ -476,7 +474,7 @@ class OpenAIServer:
             return _json_response(status, doc)
         endpoint = _ENDPOINTS.get(path.removeprefix("/v1"))
         if endpoint is None:
-            raise _HTTPError(
+            raise HTTPError(
                 404,
                 f"Unknown path {request.raw_path.partition('?')[0]!r}: this server answers "
                 "/v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models",
@@ -484,33 +482,33 @@ class OpenAIServer:
             )
         method, kind = endpoint
         if request.method != method:
-            raise _HTTPError(405, f"{path} takes {method}, not {request.method}")
+            raise HTTPError(405, f"{path} takes {method}, not {request.method}")
         if kind == "models":
             with self._lock:
                 names = list(self._models)
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "dsx"} for m in names]
             return _json_response(200, {"object": "list", "data": data})
         if not isinstance(body, dict):
-            raise _HTTPError(400, "the request body must be a JSON object")
-        model = str(body.get("model") or _DEFAULT_MODEL)
+            raise HTTPError(400, "the request body must be a JSON object")
+        model = str(body.get("model") or DEFAULT_MODEL)
         with self._lock:
             self._models[model] = None
         if kind == "embeddings":
-            return _json_response(200, _embeddings_document(body, model, self._embedding_dim))
+            return _json_response(200, embeddings_document(body, model, self._embedding_dim))
         if kind == "chat" and not isinstance(body.get("messages"), list):
-            raise _HTTPError(
+            raise HTTPError(
                 400, "'messages' is a required array", code="missing_required_parameter"
             )
         if kind == "text" and "prompt" not in body:
-            raise _HTTPError(400, "'prompt' is required", code="missing_required_parameter")
+            raise HTTPError(400, "'prompt' is required", code="missing_required_parameter")
         n = 1 if body.get("n") is None else body["n"]
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128:
-            raise _HTTPError(400, f"'n' must be an integer from 1 to 128, got {n!r}")
-        _check_format(self.structured_output, kind, body)
+            raise HTTPError(400, f"'n' must be an integer from 1 to 128, got {n!r}")
+        check_format(self.structured_output, kind, body)
         reply = await self._next_reply({**body, "_path": request.raw_path.partition("?")[0]})
         if isinstance(reply, Fault):
             return await self._apply_fault(reply, request, path, body)
-        completion = _completion(kind, model, _choices(reply, n), _prompt_tokens(body))
+        completion = make_completion(kind, model, make_choices(reply, n), count_prompt_tokens(body))
         if not body.get("stream"):
             return _json_response(200, completion.document())
         options = body.get("stream_options") or {}
@@ -529,7 +527,7 @@ class OpenAIServer:
             with self._lock:
                 if self._script:
                     return self._script.popleft()
-            raise _HTTPError(
+            raise HTTPError(
                 500,
                 f"dsx test server: the script is exhausted (all {self._script_size} replies "
                 "were served); give OpenAIServer(script=...) more replies",
@@ -541,7 +539,7 @@ class OpenAIServer:
                 reply = await reply
         except Exception as exc:
             message = f"dsx test server: the responder raised {type(exc).__name__}: {exc}"
-            raise _HTTPError(500, message, code="responder_error") from exc
+            raise HTTPError(500, message, code="responder_error") from exc
         return reply
 
     async def _apply_fault(
@@ -554,7 +552,7 @@ class OpenAIServer:
                 # Retry-After must be whole seconds; the openai SDK prefers the precise -ms one.
                 headers["Retry-After"] = str(math.ceil(fault.retry_after))
                 headers["retry-after-ms"] = str(round(fault.retry_after * 1000))
-            doc = _error_doc(fault.message, fault.error_type, fault.error_code)
+            doc = error_doc(fault.message, fault.error_type, fault.error_code)
             return _json_response(fault.status_code, doc, headers)
         if fault.kind == "timeout":
             await until_disconnected(request)  # or until stop() cancels us
@@ -571,11 +569,9 @@ class OpenAIServer:
             return stream
         # truncated_stream and trickle: the echo reply.
         kind = "chat" if path.rstrip("/").endswith("/chat/completions") else "text"
-        model = (
-            str(body.get("model") or _DEFAULT_MODEL) if isinstance(body, dict) else _DEFAULT_MODEL
-        )
+        model = str(body.get("model") or DEFAULT_MODEL) if isinstance(body, dict) else DEFAULT_MODEL
         text = echo(body) if isinstance(body, dict) else ""
-        completion = _completion(kind, model, _choices(text, 1), 0)
+        completion = make_completion(kind, model, make_choices(text, 1), 0)
         if fault.kind == "trickle":
             return await _trickle(request, completion, streaming, fault.interval)
         # truncated_stream: cut off; the connection then closes (FIN).
@@ -614,13 +610,13 @@ async def _read_body(request: web.BaseRequest) -> bytes:
         return b""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
-        raise _HTTPError(413, f"request body too large ({length} bytes)")
+        raise HTTPError(413, f"request body too large ({length} bytes)")
     parts: list[bytes] = []
     size = 0
     while part := await request.content.readany():
         size += len(part)
         if size > MAX_BODY_BYTES:
-            raise _HTTPError(413, "request body too large")
+            raise HTTPError(413, "request body too large")
         parts.append(part)
     return b"".join(parts)
 
@@ -640,7 +636,7 @@ async def _open_event_stream(request: web.BaseRequest) -> web.StreamResponse:
 
 
 async def _trickle(
-    request: web.BaseRequest, completion: _Completion, streaming: bool, interval: float
+    request: web.BaseRequest, completion: Completion, streaming: bool, interval: float
 ) -> web.StreamResponse:
     """The whole reply, its body one byte per ``interval``; the connection closes after it."""
     response = web.StreamResponse(headers=_SERVER_HEADER)
@@ -662,106 +658,7 @@ async def _trickle(
     return response
 
 
-# -- command line ----------------------------------------------------------------------
+if __name__ == "__main__":  # python -m dsx.testing.server: the command line lives apart
+    from dsx.testing._server_cli import main
 
-
-def _load_script(path: Path) -> list[ReplyLike]:
-    """Replies from a JSONL file: a string, a list of strings, or a Reply-shaped object."""
-    replies: list[ReplyLike] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{number}: not JSON: {exc}") from None
-        if isinstance(value, str) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            replies.append(value)
-        elif isinstance(value, dict) and set(value) <= {"content", "tool_calls", "finish_reason"}:
-            replies.append(Reply(**value))
-        else:
-            raise ValueError(
-                f"{path}:{number}: expected a string, a list of strings or an object with "
-                f"content/tool_calls/finish_reason, got {line[:80]!r}"
-            )
-    return replies
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server from the command line until Ctrl-C (or SIGTERM)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m dsx.testing.server",
-        description="Serve a local OpenAI-compatible API (chat, completions, embeddings, "
-        "models) that echoes the last user message, or replays a script of replies.",
-        epilog="Point any OpenAI client at the printed api_base, e.g. "
-        "OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=anything.",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--latency",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="delay before each response, like a slow model (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--script",
-        type=Path,
-        metavar="FILE.jsonl",
-        help="serve these replies in order, one JSON value per line: a string, a list of "
-        "strings (one per choice) or {content, tool_calls, finish_reason}; once they are "
-        "used up, requests get HTTP 500",
-    )
-    parser.add_argument(
-        "--embedding-dim",
-        type=int,
-        default=8,
-        metavar="N",
-        help="length of the deterministic pseudo-embeddings (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--structured-output",
-        choices=get_args(StructuredOutput),
-        default="openai",
-        help="accept and refuse response_format types as this server does (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    script = None
-    if args.script is not None:
-        try:
-            script = _load_script(args.script)
-        except (OSError, ValueError) as exc:
-            parser.error(str(exc))
-    # Make `kill` (SIGTERM) unwind like Ctrl-C, so the server shuts down cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = OpenAIServer(
-        script=script,
-        latency=args.latency,
-        host=args.host,
-        port=args.port,
-        embedding_dim=args.embedding_dim,
-        structured_output=args.structured_output,
-    )
-    try:
-        server.start()
-    except OSError as exc:
-        parser.error(f"cannot listen on {args.host}:{args.port}: {exc}")
-    try:
-        print(server.api_base, flush=True)
-        print(f"dsx test server on {server.api_base} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
-    finally:
-        server.stop()
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())
