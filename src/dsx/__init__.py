@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from dsx.retrievers import ColBERTv2 as ColBERTv2
     from dsx.runtime.adapters import Adapter as Adapter
     from dsx.runtime.adapters import ChatAdapter as ChatAdapter
+    from dsx.runtime.adapters import DSPyChatAdapter as DSPyChatAdapter
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
     from dsx.runtime.best_of_n import BestOfN as BestOfN
     from dsx.runtime.best_of_n import Refine as Refine
@@ -109,6 +110,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Adapter": "dsx.runtime.adapters",
     "ChatAdapter": "dsx.runtime.adapters",
+    "DSPyChatAdapter": "dsx.runtime.adapters",
     "JSONAdapter": "dsx.runtime.adapters",
     "Image": "dsx.runtime.types",
     "History": "dsx.runtime.types",
@@ -223,6 +225,7 @@ __all__ = [
     "BatchError",
     "ChainOfThought",
     "ChatAdapter",
+    "DSPyChatAdapter",
     "Completions",
     "DsxError",
     "Example",

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["ChainOfThought", "Predict", "default_adapter"]
 
 _logger = logging.getLogger("dsx.predict")
+#: The description of ChainOfThought's ``reasoning`` output.
+REASONING_DESC = "your step-by-step thinking before the answer"
 _CALL_OPTIONS = frozenset({"signature", "demos", "config", "lm"})
 _default_adapter: Adapter | None = None
 
@@ -451,7 +453,7 @@ class ChainOfThought(Module):
         **config: Any,
     ) -> None:
         sig = ensure_signature(signature)
-        field = rationale_field or OutputField(desc="your step-by-step thinking before the answer")
+        field = rationale_field or OutputField(desc=REASONING_DESC)
         self.predict = Predict(sig.prepend("reasoning", field, rationale_field_type), **config)
 
     def forward(self, **kwargs: Any) -> Prediction:

@@ -14,6 +14,7 @@ Signatures are classes and immutable: mutators return new signature classes.
 
 from __future__ import annotations
 
+import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -372,7 +373,8 @@ class SignatureMeta(type):
                     format=spec.format,
                 )
         doc = ns.get("__doc__")
-        instructions = typing.cast(str, doc).strip() if doc else None
+        # cleandoc: a docstring's continuation lines lose their indentation.
+        instructions = inspect.cleandoc(typing.cast(str, doc)) if doc else None
         _install(cls, fields, instructions)
         return cls
 
