@@ -92,9 +92,9 @@ def _generated(unit, program: str, tmp_path):
     return module.program()
 
 
-def _run(program, x: str):
+def _run(program, **inputs):
     with dsx.context(lm=FunctionLM(lambda messages: {"y": "ok"})):
-        return program(x=x)
+        return program(**inputs)
 
 
 def test_composite_results_run_the_same_interpreted_and_generated(tmp_path):
@@ -103,8 +103,8 @@ def test_composite_results_run_the_same_interpreted_and_generated(tmp_path):
     ns = dsx.instantiate(analysis.unit)
     results = {}
     for name in ("pick", "judge", "outer"):
-        interpreted = _run(ns.program(name), "hello world")
-        built = _run(_generated(analysis.unit, name, tmp_path), "hello world")
+        interpreted = _run(ns.program(name), x="hello world")
+        built = _run(_generated(analysis.unit, name, tmp_path), x="hello world")
         assert repr(interpreted) == repr(built)
         results[name] = interpreted
     assert results["pick"].answer == "ok" and results["pick"].words == ["HELLO", "WORLD"]
@@ -159,3 +159,88 @@ def test_expect_on_a_composite_result_is_checked():
     text = SOURCE.replace('expect label = "ok"', 'expect labl = "ok"')
     diags = analyze_source(text, "t.dsx").diagnostics
     assert [d.code for d in diags] == ["DSX124"] and "did you mean `label`?" in diags[0].message
+
+
+# -- test blocks: record literals in `given`, nested paths in `expect` ----------------------
+
+RECORD_TESTS = """
+type Ticket {
+    title: str
+    meta: Meta
+}
+
+signature T {
+    in  ticket: Ticket
+    out y: str
+}
+
+program tp = Predict(T)
+
+test with_record for tp {
+    given  ticket = Ticket(title = "x", meta = Meta(source = "s"))
+    expect y = "ok"
+}
+
+test with_dict for tp {
+    given  ticket = {"title": "x", "meta": {"source": "s"}}
+    expect y = "ok"
+}
+"""
+
+
+def _run_test_blocks(text: str, tmp_path) -> dict[str, list[str]]:
+    """Each test block's failures, found the way `dsx test` finds them."""
+    analysis = analyze_source(text, str(tmp_path / "blocks.dsx"))
+    assert analysis.diagnostics == [], [d.message for d in analysis.diagnostics]
+    ns = dsx.instantiate(analysis.unit)
+    failures: dict[str, list[str]] = {}
+    for test in analysis.unit.tests:
+        env = ns._env()
+        given = {k: _interp.run_sync(_interp.eval_expr(v, env)) for k, v in test.given}
+        result = _run(ns.program(test.program), **given)
+        problems = [
+            key
+            for key, expr in test.expect
+            if getattr(result, key) != _interp.run_sync(_interp.eval_expr(expr, env))
+        ]
+        env["result"] = result
+        for check in test.checks:
+            if not _interp.run_sync(_interp.eval_expr(check.cond, env)):
+                problems.append(str(_interp.run_sync(_interp.eval_expr(check.message, env))))
+        failures[test.name] = problems
+    return failures
+
+
+def test_record_literals_in_given_and_nested_expect(tmp_path):
+    nested = 'expect score = 7.5\n    expect meta.source = "hello"\n    expect meta.rank = 0'
+    text = SOURCE.replace("expect score = 7.5", nested) + RECORD_TESTS
+    assert _run_test_blocks(text, tmp_path) == {
+        "picks": [],
+        "judges": [],
+        "with_record": [],
+        "with_dict": [],
+    }
+    wrong = text.replace('expect meta.source = "hello"', 'expect meta.source = "bye"')
+    failures = _run_test_blocks(wrong, tmp_path)
+    assert failures["judges"] == ["expected meta.source = bye, got hello"]
+
+
+@pytest.mark.parametrize(
+    ("item", "code", "words"),
+    [
+        ("expect meta.rnk = 0", "DSX124", "unknown field of `Meta`: `rnk`; did you mean `rank`?"),
+        ("expect label.x = 1", "DSX124", "`label` of program `judge` is str, which has no fields"),
+        ("expect meta.source = 3", "DSX113", "`meta.source` of program `judge` expects str"),
+    ],
+)
+def test_nested_expect_paths_are_checked(item, code, words):
+    text = SOURCE.replace("expect score = 7.5", f"expect score = 7.5\n    {item}")
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [d.code for d in diags] == [code] and words in diags[0].message, diags
+
+
+def test_a_record_literal_in_given_is_checked():
+    text = SOURCE + RECORD_TESTS.replace('Ticket(title = "x", meta', "Ticket(title = 3, meta")
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [d.code for d in diags] == ["DSX113"]
+    assert "field `title` of `Ticket` expects str, got int" in diags[0].message

@@ -403,6 +403,12 @@ class ProjectMixin(LowerBase):
                 elif isinstance(outputs, PredType) and item.name.name in outputs.keys:
                     self._ref(item.name.span, outputs.keys[item.name.name])
                 value, vtype = self._expr(item.value, scope)
+                ftype = (
+                    outputs.fields.get(item.name.name) if isinstance(outputs, PredType) else None
+                )
+                if item.path:
+                    checks.append(self._nested_expect(item, ftype, value, vtype, program))
+                    continue
                 if isinstance(outputs, PredType) and item.name.name in outputs.fields:
                     self._check_assignable(
                         vtype,
@@ -430,6 +436,53 @@ class ProjectMixin(LowerBase):
             expect=tuple(expect),
             checks=tuple(checks),
             loc=self._loc(decl.name.span),
+        )
+
+    def _nested_expect(
+        self, item: ast.ExpectItem, ftype: Any, value: Any, vtype: Any, program: str
+    ) -> ir.Check:
+        """``expect verdict.meta.source = "x"``: a field of a record output, checked through
+        the record types and run as ``assert result.verdict.meta.source == "x"``."""
+        path = item.name.name
+        target: Any = _b(ir.Attr, obj=_b(ir.Name, name="result"), name=item.name.name)
+        for ident in item.path:
+            if isinstance(ftype, ir.TypeRef) and ftype.kind == "optional":
+                ftype = ftype.args[0]
+            rec = (
+                self.records.get(ftype.name or "")
+                if isinstance(ftype, ir.TypeRef) and ftype.kind == "record"
+                else None
+            )
+            if rec is not None:
+                fields = {f.name: f.type for f in rec.fields}
+                if ident.name in fields:
+                    self._ref(ident.span, f"{rec.name}.{ident.name}")
+                    ftype = fields[ident.name]
+                else:
+                    self._unknown("DSX124", f"field of `{rec.name}`:", ident, fields)
+                    ftype = None
+            elif ftype is not None and getattr(ftype, "kind", None) not in ("any", "dict"):
+                self._error(
+                    "DSX124",
+                    f"`{path}` of program `{program}` is {ftype}, which has no fields",
+                    ident.span,
+                )
+                ftype = None
+            else:
+                ftype = None
+            path += "." + ident.name
+            target = _b(ir.Attr, obj=target, name=ident.name)
+        if isinstance(ftype, ir.TypeRef):
+            self._check_assignable(
+                vtype, ftype, item.value.span, f"`{path}` of program `{program}`"
+            )
+        message = _b(ir.FString, parts=(f"expected {path} = ", value, ", got ", target))
+        return _b(
+            ir.Check,
+            severity="assert",
+            cond=_b(ir.BinOp, op="==", left=target, right=value),
+            message=message,
+            loc=self._loc(item.span),
         )
 
     def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None:

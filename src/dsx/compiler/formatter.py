@@ -639,8 +639,11 @@ class _BlockFormatter:
         elif isinstance(s, ast.GivenItem | ast.ExpectItem):
             kw = "given" if isinstance(s, ast.GivenItem) else "expect"
             value = self.expr(s.value)
+            target = s.name.name
+            if isinstance(s, ast.ExpectItem):
+                target += "".join("." + p.name for p in s.path)
             return lambda indent, width=0: self.doc_lines(
-                [kw.ljust(width), " ", s.name.name, " = ", value], indent
+                [kw.ljust(width), " ", target, " = ", value], indent
             )
         elif isinstance(s, ast.If):
             return self.if_stmt(s)

@@ -311,7 +311,8 @@ class ToAst(Transformer):
         return ast.GivenItem(self._ident(c[1]), c[3], self._span(c))
 
     def expect_item(self, c: list[Any]) -> ast.ExpectItem:
-        return ast.ExpectItem(self._ident(c[1]), c[3], self._span(c))
+        names = [self._ident(t) for t in c[1:-2] if _is_tok(t, "NAME")]
+        return ast.ExpectItem(names[0], c[-1], self._span(c), tuple(names[1:]))
 
     # -- types ----------------------------------------------------------------------------
     def union_type(self, c: list[Any]) -> ast.UnionType:

@@ -531,9 +531,12 @@ class GivenItem:
 
 @dataclass(frozen=True, slots=True)
 class ExpectItem:
+    """``expect name = value``, or ``expect name.field.field = value`` into a record."""
+
     name: Ident
     value: Expr
     span: Span
+    path: tuple[Ident, ...] = ()  # the fields after the output's name
 
 
 @dataclass(frozen=True, slots=True)
