@@ -237,11 +237,13 @@ def test_best_of_n_gives_up_after_fail_count():
     best = dsx.BestOfN(
         dsx.Predict("q -> a"), N=3, reward_fn=lambda i, p: 1.0, threshold=1.0, fail_count=2
     )
+    # The module's own exception after the last allowed failure, as in DSPy.
     with (
         dsx.context(lm=FunctionLM(reply)),
-        pytest.raises(dsx.DsxError, match="2 attempt\\(s\\) failed"),
+        pytest.raises(ValueError, match="model exploded") as info,
     ):
         best(q="x")
+    assert "BestOfN: 2 attempt(s) failed (fail_count=2)" in info.value.__notes__[-1]
 
 
 def test_example_agent_and_refined_summarizer_run(monkeypatch):

@@ -190,3 +190,34 @@ def test_the_helpers_are_public():
     assert dsx.is_retryable_lm_error is is_retryable_lm_error
     assert dsx.format_error_for_lm is format_error_for_lm
     assert dsx.LMUnexpectedError is LMUnexpectedError
+
+
+@pytest.mark.parametrize("kind", ["BestOfN", "Refine"])
+def test_best_of_n_and_refine_re_raise_the_module_s_own_exception(kind):
+    class Flaky(dsx.Module):
+        def forward(self, q):
+            raise KeyError("no such page")
+
+    module = getattr(dsx, kind)(Flaky(), N=2, reward_fn=lambda i, p: 1.0, threshold=1.0)
+    with pytest.raises(KeyError, match="no such page") as info:
+        module(q="x")  # every attempt failed (fail_count defaults to N)
+    assert f"{kind}: 2 attempt(s) failed" in info.value.__notes__[-1]
+    lenient = getattr(dsx, kind)(
+        Flaky(), N=2, reward_fn=lambda i, p: 1.0, threshold=1.0, fail_count=5
+    )
+    with pytest.raises(KeyError) as info:
+        lenient(q="x")
+    assert f"{kind}: every attempt failed" in info.value.__notes__[-1]
+
+
+def test_react_shows_tool_failures_with_format_error_for_lm():
+    def lookup(key: str) -> str:
+        """Look a key up."""
+        raise KeyError()  # no message: the observation still says what happened
+
+    step = {"next_thought": "t", "next_tool_name": "lookup", "next_tool_args": {"key": "k"}}
+    finish = {"next_thought": "t", "next_tool_name": "finish", "next_tool_args": {}}
+    lm = DummyLM([step, finish, {"reasoning": "r", "answer": "a"}])
+    with dsx.context(lm=lm):
+        pred = dsx.ReAct("question -> answer", tools=[lookup])(question="q")
+    assert pred.trajectory[0]["observation"] == "Error: lookup raised KeyError: KeyError"

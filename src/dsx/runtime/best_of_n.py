@@ -123,15 +123,23 @@ class _Attempts:
     def failed(self, exc: BaseException) -> None:
         self.failures.append(exc)
         if len(self.failures) >= self.owner.fail_count:
-            raise DsxError(
-                f"{type(self.owner).__name__}: {len(self.failures)} attempt(s) failed; the last: {exc}"
-            ) from exc
+            # The module's own exception, as DSPy re-raises it; a note says why it surfaced.
+            exc.add_note(
+                f"{type(self.owner).__name__}: {len(self.failures)} attempt(s) failed "
+                f"(fail_count={self.owner.fail_count}); this is the last one's error."
+            )
+            raise exc
 
     def result(self) -> Any:
         if self.best is None:
-            raise DsxError(f"{type(self.owner).__name__}: every attempt failed") from (
-                self.failures[-1] if self.failures else None
-            )
+            if self.failures:
+                last = self.failures[-1]
+                last.add_note(
+                    f"{type(self.owner).__name__}: every attempt failed; this is the last "
+                    "one's error."
+                )
+                raise last
+            raise DsxError(f"{type(self.owner).__name__}: no attempt was made (N={self.owner.N})")
         return self.best[1]
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dsx.errors import ContextWindowExceededError, DsxError
+from dsx.errors import ContextWindowExceededError, DsxError, format_error_for_lm
 from dsx.runtime._attempt import Call, Core, run_async, run_sync
 from dsx.runtime.module import Module
 from dsx.runtime.predict import ChainOfThought, Predict
@@ -140,9 +140,11 @@ class ReAct(Module):
                 (yield Call(tool, (), args)) if isinstance(args, dict) else tool.validate(args)
             )
         except ToolArgumentError as exc:
-            return f"Error: {exc}. Call {tool.describe()} with valid arguments."
+            return (
+                f"Error: {format_error_for_lm(exc)}. Call {tool.describe()} with valid arguments."
+            )
         except Exception as exc:
-            return f"Error: {name} raised {type(exc).__name__}: {exc}"
+            return f"Error: {name} raised {type(exc).__name__}: {format_error_for_lm(exc)}"
 
     def _from_finish(
         self, finished: dict[str, Any] | None, trajectory: list[dict[str, Any]]
