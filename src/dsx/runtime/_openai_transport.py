@@ -36,7 +36,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -475,6 +475,7 @@ async def _astream(wire: Wire) -> AsyncGenerator[dict[str, Any], None]:
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid = 0
 _sync_session: aiohttp.ClientSession | None = None  # lives on _loop
+_from_parent: list[Any] = []  # in a forked child: what the parent's sync calls used
 _loop_lock = threading.Lock()
 
 
@@ -484,13 +485,40 @@ def _sync_loop() -> asyncio.AbstractEventLoop:
     if _loop is None or _loop_pid != os.getpid():
         with _loop_lock:
             if _loop is None or _loop_pid != os.getpid():
-                _sync_session = None  # a forked child must not share the parent's connections
+                if _loop is not None:  # a forked child (see _forget_parent_loop)
+                    _from_parent.append((_loop, _sync_session))
+                _sync_session = None
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name="dsx-lm-http", daemon=True)
                 thread.start()
                 _loop, _loop_pid = loop, os.getpid()
                 atexit.register(_stop_loop, loop, thread)
     return _loop
+
+
+def _forget_parent_loop() -> None:
+    """In a forked child: let go of the parent's private loop and its connections.
+
+    The child shares the parent's epoll instance: closing the parent's connections through
+    the inherited loop would unregister the parent's sockets from it, and the parent's loop
+    would wait forever. The inherited loop gets a selector of its own first, so that nothing
+    the child closes reaches the parent's.
+    """
+    loop, session = _loop, _sync_session
+    if loop is None:
+        return
+    import selectors
+
+    with contextlib.suppress(Exception):
+        loop._selector = selectors.DefaultSelector()  # type: ignore[attr-defined]
+        if session is not None:
+            if session.connector is not None:
+                session.connector._close()  # forgets the connections; nothing is sent
+            session.detach()  # counts as closed: no "Unclosed" warning
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_loop)
 
 
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
@@ -522,7 +550,7 @@ def complete(wire: Wire) -> Any:
     return _wait(acomplete(wire), _sync_loop())
 
 
-def stream(wire: Wire) -> Iterator[dict[str, Any]]:
+def stream(wire: Wire) -> Generator[dict[str, Any], None, None]:
     """POST ``wire`` and yield each server-sent event's JSON until ``[DONE]`` (blocking)."""
     loop = _sync_loop()
     events = astream(wire)
