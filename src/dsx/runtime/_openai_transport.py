@@ -468,7 +468,7 @@ async def _astream(wire: Wire) -> AsyncGenerator[dict[str, Any], None]:
 #
 # Sync calls go through aiohttp too: each is sent to one event loop that a daemon thread runs
 # for the whole process, and the calling thread waits for its answer. Measured against an
-# httpx.Client (bench/README.md, "The HTTP client"): about half the latency and CPU per
+# httpx.Client (docs/lm.md, "Connections"): about half the latency and CPU per
 # serial call, and 3-4x the calls/s from 32 threads. One client also means one way to read
 # answers and streams and one set of exceptions.
 
