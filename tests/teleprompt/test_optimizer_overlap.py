@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.teleprompt.instruction_task import (
@@ -187,3 +188,44 @@ def test_slots_serve_the_lowest_priority_first_and_never_exceed_their_size():
     assert peak == 2
     # the first two take the free slots; then the waiters go by priority, then arrival
     assert order == ["a", "b", "early", "mid", "late"]
+
+
+def run_mipro(threads: int, trials: int) -> Any:
+    from tests.teleprompt.test_instruction_optimizers import mipro, trial_table
+
+    dsx.configure(lm=Flight().task(lambda messages, **_: task_answer(messages)))
+    opt, _, _ = mipro(num_trials=trials, num_threads=threads)
+    best = opt.compile(echo_program(), trainset=dataset(4), valset=dataset(4, start=4))
+    samplers = [e for e in opt.log if e["event"] == "sampler"]
+    return trial_table(opt), best.signature.instructions, samplers
+
+
+def test_mipro_hands_the_search_to_optunas_tpe_after_its_random_start():
+    table, instruction, samplers = run_mipro(4, 16)
+    # TPE took over once ten evaluations (the baseline and nine trials) were finished
+    assert samplers == [{"event": "sampler", "sampler": "tpe", "history": 10}]
+    assert len(table) == 1 + 16 and "uppercase" in instruction.lower()
+    assert run_mipro(1, 16)[:2] == (table, instruction)
+    assert run_mipro(4, 8)[2] == []  # eight trials never leave the random start
+
+
+def test_a_short_mipro_search_never_imports_optuna():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tests.teleprompt.test_optimizer_overlap import run_mipro\n"
+        "run_mipro(4, 8)\n"
+        "print('optuna' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"

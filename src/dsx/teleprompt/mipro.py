@@ -17,7 +17,8 @@ Three stages, as in DSPy:
 
 ``optimizer.trials`` lists every :class:`Trial` (the choices and the score), and
 ``optimizer.best_score`` is the winner's valset score. Optuna is imported by ``compile``
-only, so ``import dsx`` stays light.
+only, so ``import dsx`` stays light, and only once the search gets past TPE's random
+start (see :class:`_Study`).
 
 With ``run_dir``, the demo sets, the instruction candidates and every finished
 evaluation's score are kept in a subdirectory keyed by the run's inputs (program,
@@ -83,6 +84,8 @@ ZERO_SHOT_PROPOSAL_DEMOS = 3
 #: scored together, keeping ``num_threads`` busy. A constant, so that the search depends
 #: on the seed and the settings only, never on ``num_threads`` or timing.
 TRIAL_BATCH = 4
+#: Trials TPE draws at random before it models the history (optuna's default).
+TPE_STARTUP_TRIALS = 10
 
 Auto = Literal["light", "medium", "heavy"]
 
@@ -275,7 +278,11 @@ class MIPROv2(Teleprompter):
                 f"MIPROv2: minibatch_size={mb_size} is larger than the valset ({len(val)} "
                 "examples); set a smaller minibatch_size or minibatch=False"
             )
-        _preload_optuna()
+        # most evaluations finished when the last trial is asked: fewer than TPE's random
+        # start, and optuna is never needed
+        finished = 1 + trials - TRIAL_BATCH + (trials // full_every if use_minibatch else 0)
+        if finished >= TPE_STARTUP_TRIALS:
+            _preload_optuna()
         self.trials, self.best_score = [], None
         self.instruction_candidates, self.demo_candidates = {}, []
         program = student.deepcopy()
@@ -732,14 +739,10 @@ class _Search:
         if baseline is None:
             opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
             return self.finish(default)
-        optuna = _import_optuna()
-        distributions = self.distributions(optuna)
         everything = list(range(len(self.val)))
         window = TRIAL_BATCH
-        study = optuna.create_study(direction="maximize", sampler=self.sampler(optuna, 0, window))
-        study.add_trial(
-            optuna.trial.create_trial(params=default, distributions=distributions, value=baseline)
-        )
+        study = _Study(self, window)
+        study.add(default, baseline)
         self.slots = Slots(opt.concurrency)
         minibatch_scores: dict[tuple[int, ...], list[float]] = {}
         params_of: dict[tuple[int, ...], dict[str, int]] = {}
@@ -753,13 +756,7 @@ class _Search:
 
         def ask() -> None:
             nonlocal asked
-            # seeded per trial: what trial k draws depends only on the history, so a
-            # resumed run (same history from its journal) draws the same
-            study.sampler = self.sampler(optuna, asked, window)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                trial = study.ask(distributions)
-            params = {name: int(trial.params[name]) for name in distributions}
+            trial, params = study.ask(asked)
             picks = (
                 sorted(opt.rng("minibatch", asked).sample(everything, mb_size))
                 if minibatch
@@ -778,11 +775,7 @@ class _Search:
                     opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
                     continue
                 fully_scored.add(key)
-                study.add_trial(
-                    optuna.trial.create_trial(
-                        params=params_of[key], distributions=distributions, value=score
-                    )
-                )
+                study.add(params_of[key], score)
 
         try:
             while asked < min(window, num_trials) and not self.stopping():
@@ -797,10 +790,10 @@ class _Search:
                 else:
                     self.full(params, "full", score)
                 if score is None or opt.stopped is not None:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    study.tell(trial, params, None)
                     opt.stopped = opt.stopped or opt.budget_exhausted() or "stopped while scoring"
                 else:
-                    study.tell(trial, score)
+                    study.tell(trial, params, score)
                     if not minibatch:
                         fully_scored.add(key)
                     else:
@@ -838,6 +831,15 @@ class _Search:
             return True
         return False
 
+    def sizes(self) -> dict[str, int]:
+        """Each search parameter's number of choices (as :meth:`distributions`)."""
+        out = {}
+        for i, path in enumerate(self.paths):
+            out[f"{i}_predictor_instruction"] = len(self.instructions[path])
+            if self.demo_sets:
+                out[f"{i}_predictor_demos"] = len(self.demo_sets)
+        return out
+
     def sampler(self, optuna: Any, trial: int, batch: int) -> Any:
         """Trial ``trial``'s TPE sampler (seeded per trial; a constant liar when batched)."""
         with warnings.catch_warnings():
@@ -846,6 +848,7 @@ class _Search:
                 seed=self.opt.rng("tpe", trial).randrange(2**31),
                 multivariate=True,
                 constant_liar=batch > 1,
+                n_startup_trials=TPE_STARTUP_TRIALS,
             )
 
     def finish(self, default: dict[str, int]) -> Module:
@@ -862,8 +865,84 @@ class _Search:
         return self.candidate(params)
 
 
+class _Study:
+    """The search's history and its sampler: TPE's random start without optuna, then
+    optuna's TPE.
+
+    TPE draws its first ``TPE_STARTUP_TRIALS`` points uniformly at random; those draws come
+    from the seeded ``random.Random`` of each trial here, so a search that never gets past
+    them (``num_trials`` of about ten, as ``auto="light"`` often gives) never imports
+    optuna. From the first trial asked with that many evaluations finished, an optuna
+    study with a seeded TPE sampler (multivariate, a constant liar) gets the history so far
+    and asks every later trial; what a trial draws still depends on the seed and the
+    history only.
+    """
+
+    def __init__(self, search: _Search, window: int) -> None:
+        self.search = search
+        self.window = window
+        self.sizes = search.sizes()
+        self.history: list[tuple[dict[str, int], float]] = []
+        self.optuna: Any = None
+        self.study: Any = None
+        self.distributions: dict[str, Any] = {}
+
+    def add(self, params: dict[str, int], value: float) -> None:
+        """A finished evaluation (the baseline, a full evaluation)."""
+        self.history.append((params, value))
+        if self.study is not None:
+            self.study.add_trial(
+                self.optuna.trial.create_trial(
+                    params=params, distributions=self.distributions, value=value
+                )
+            )
+
+    def ask(self, k: int) -> tuple[Any, dict[str, int]]:
+        """Trial ``k``'s choices, with the handle to tell its score with."""
+        if self.study is None and len(self.history) < TPE_STARTUP_TRIALS:
+            rng = self.search.opt.rng("startup", k)
+            return None, {name: rng.randrange(size) for name, size in self.sizes.items()}
+        optuna = self.start()
+        self.study.sampler = self.search.sampler(optuna, k, self.window)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            trial = self.study.ask(self.distributions)
+        return trial, {name: int(trial.params[name]) for name in self.distributions}
+
+    def tell(self, trial: Any, params: dict[str, int], value: float | None) -> None:
+        """Trial's score (``None``: it failed or the budget stopped it)."""
+        if trial is None:  # drawn before the study: history only (a failure is not kept)
+            if value is not None:
+                self.add(params, value)
+            return
+        if value is None:
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+        else:
+            self.history.append((params, value))
+            self.study.tell(trial, value)
+
+    def start(self) -> Any:
+        if self.study is None:
+            self.search.opt.log.append(
+                {"event": "sampler", "sampler": "tpe", "history": len(self.history)}
+            )
+            optuna = self.optuna = _import_optuna()
+            self.distributions = self.search.distributions(optuna)
+            self.study = optuna.create_study(
+                direction="maximize", sampler=self.search.sampler(optuna, 0, self.window)
+            )
+            for params, value in self.history:
+                self.study.add_trial(
+                    optuna.trial.create_trial(
+                        params=params, distributions=self.distributions, value=value
+                    )
+                )
+        return self.optuna
+
+
 def _preload_optuna() -> None:
-    """Import optuna on a thread while the LM-bound stages run (its import takes ~0.2 s)."""
+    """Import optuna on a thread while the LM-bound stages run (its import takes ~0.2 s of
+    CPU, numpy included)."""
     if "optuna" not in sys.modules:
         threading.Thread(target=_quiet_import, name="dsx-import-optuna", daemon=True).start()
 
