@@ -221,3 +221,36 @@ def test_react_shows_tool_failures_with_format_error_for_lm():
     with dsx.context(lm=lm):
         pred = dsx.ReAct("question -> answer", tools=[lookup])(question="q")
     assert pred.trajectory[0]["observation"] == "Error: lookup raised KeyError: KeyError"
+
+
+@pytest.mark.parametrize("transport", ["openai", "litellm"])
+def test_dsx_lm_fills_provider_fields_from_a_real_server(transport):
+    from dsx.testing.server import Fault, OpenAIServer
+
+    with OpenAIServer(faults=[Fault.rate_limit(retry_after=0.01)]) as srv:
+        lm = dsx.LM(
+            "openai/dsx-test",
+            api_base=srv.api_base,
+            api_key="k",
+            num_retries=0,
+            cache=False,
+            transport=transport,
+        )
+        with pytest.raises(RateLimitError) as info:
+            lm("hi")
+    error = info.value
+    assert (error.code, error.status, error.provider) == ("rate_limit", 429, "openai")
+    assert error.provider_code == "rate_limit_exceeded"
+    assert dsx.is_retryable_lm_error(error)
+
+
+def test_the_provider_s_request_id_is_kept():
+    from dsx.runtime._openai_transport import ProviderHTTPError
+    from dsx.runtime.lm import map_error
+
+    failure = ProviderHTTPError(
+        503, {"error": {"message": "overloaded"}}, "", {"X-Request-Id": "req_42"}
+    )
+    error = map_error(failure, "anthropic/claude-x")
+    assert isinstance(error, ServerError)
+    assert (error.request_id, error.provider, error.status) == ("req_42", "anthropic", 503)

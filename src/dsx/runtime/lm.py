@@ -994,6 +994,28 @@ def _error_code(exc: BaseException) -> str | None:
     return code if isinstance(code, str) else None
 
 
+def _request_id(exc: BaseException) -> str | None:
+    """The provider's id for the failed request (``x-request-id``), when it sent one."""
+    own = getattr(exc, "request_id", None)
+    if isinstance(own, str) and own:
+        return own
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "headers", None),
+    ):
+        if not headers:
+            continue
+        try:
+            lower = {str(k).lower(): str(v) for k, v in headers.items()}
+        except Exception:
+            continue
+        for key in ("x-request-id", "request-id"):
+            if lower.get(key):
+                return lower[key]
+    return None
+
+
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds from ``retry-after-ms`` / ``Retry-After`` of the failed response, if any."""
     sources = (
@@ -1059,6 +1081,9 @@ def map_error(exc: BaseException, model: str, timeout: Any = None) -> LMError | 
             status_code=code,
             provider_message=provider,
             retry_after=_retry_after(exc),
+            provider=model.split("/", 1)[0] if "/" in model else "openai",
+            provider_code=_error_code(exc),
+            request_id=_request_id(exc),
         )
 
     chain_names = set().union(*(_names(e) for e in chain))
