@@ -288,7 +288,7 @@ def _operators(elems: list[Any]) -> tuple[int, list[tuple[int, int, str]]] | Non
 
 
 def _split_at(
-    elems: list[Any], ops: list[tuple[int, int, str]], indent: str, width: int
+    elems: list[Any], ops: list[tuple[int, int, str]], indent: str, width: int, suffix: str = ""
 ) -> list[str]:
     """One line per operand, each after its operator (``+ b``), as ruff splits them."""
     parts: list[list[Any]] = [[]]
@@ -305,8 +305,8 @@ def _split_at(
         else:
             parts[-1].append(e)
     lines: list[str] = []
-    for part in parts:
-        lines += _fit(_strip(part), indent, width)
+    for i, part in enumerate(parts):
+        lines += _fit(_strip(part), indent, width, suffix if i == len(parts) - 1 else "")
     return lines
 
 
@@ -347,7 +347,12 @@ def _fit(elems: list[Any], indent: str, width: int, suffix: str = "") -> list[st
     last = len(group.items) - 1
     for i, item in enumerate(group.items):
         end = "," if (i < last or group.comma) else ""
-        lines += _fit(_strip(item), inner, width, end)
+        item = _strip(item)
+        ops = _operators(item)
+        if ops and len(inner + _flat(item).strip() + end) > width:
+            lines += _split_at(item, ops[1], inner, width, end)  # in brackets: no parentheses
+        else:
+            lines += _fit(item, inner, width, end)
     lines.append(indent + tail)
     return lines
 

@@ -13,6 +13,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -127,7 +128,7 @@ def import_python(module: str, generated_file: str, root: str = ".") -> Any:
     ``sys.modules`` under its name, like any import. A module of that name imported before
     is reused. (Modules built by older versions pass an absolute folder, which still works.)
     """
-    base = Path(generated_file).parent / root
+    base = Path(os.path.normpath(Path(generated_file).parent / root))
     top = module.partition(".")[0]
     with _import_lock:
         try:
