@@ -378,3 +378,68 @@ def test_convert_input_schema_to_tool_args():
         "limit": "No description provided.",
     }
     assert resolve_json_schema_reference({"type": "string"}) == {"type": "string"}
+
+
+class Chat(dsx.Signature):
+    """Answer, calling tools when they help."""
+
+    question: str = dsx.InputField()
+    history: dsx.History = dsx.InputField()
+    tools: list[dsx.Tool] = dsx.InputField()
+    answer: str = dsx.OutputField()
+    calls: dsx.ToolCalls = dsx.OutputField()
+
+
+def test_an_agent_loop_replays_tool_calls_and_results_natively():
+    first = Reply(
+        content=None,
+        tool_calls=[{"id": "call_7", "name": "get_weather", "arguments": {"city": "Rome"}}],
+    )
+    final = "<<< answer >>>\nIt is sunny in Rome.\n\n<<< end >>>"
+    adapter = dsx.ChatAdapter(use_native_function_calling=True)
+    predict = dsx.Predict(Chat)
+    with OpenAIServer(script=[first, final]) as srv:
+        with dsx.context(lm=server_lm(srv), adapter=adapter):
+            question = "Weather in Rome?"
+            history = dsx.History(messages=[])
+            step = predict(question=question, history=history, tools=TOOLS)
+            values = [call.execute(functions=TOOLS) for call in step.calls.tool_calls]
+            results = dsx.ToolCallResults.from_tool_calls_and_values(step.calls, values)
+            done = step.calls.model_copy(update={"tool_call_results": results})
+            history = dsx.History(messages=[{"question": question, "calls": done}])
+            answer = predict(question="So?", history=history, tools=TOOLS)
+        sent = srv.requests[-1].body["messages"]
+    assert answer.answer == "It is sunny in Rome." and answer.calls is None
+    roles = [m["role"] for m in sent]
+    assert roles == ["system", "user", "assistant", "tool", "user"]
+    assert sent[2]["content"] is None
+    assert sent[2]["tool_calls"] == [
+        {
+            "id": "call_7",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+        }
+    ]
+    assert sent[3] == {
+        "role": "tool",
+        "tool_call_id": "call_7",
+        "name": "get_weather",
+        "content": "sunny in Rome (celsius)",
+    }
+
+
+def test_history_tool_calls_in_text_mode_show_calls_and_results_in_the_reply():
+    calls = dsx.ToolCalls.from_dict_list([{"id": "c1", "name": "search", "args": {"query": "q"}}])
+    calls = calls.model_copy(
+        update={"tool_call_results": dsx.ToolCallResults.from_tool_calls_and_values(calls, ["r"])}
+    )
+    lm = DummyLM([{"answer": "done", "calls": {"tool_calls": []}}])
+    with dsx.context(lm=lm):
+        dsx.Predict(Chat)(
+            question="q2",
+            history=dsx.History(messages=[{"question": "q1", "calls": calls}]),
+            tools=TOOLS,
+        )
+    assistant = lm.history[-1]["messages"][2]
+    assert assistant["role"] == "assistant" and '"tool_call_results"' in assistant["content"]
+    assert '"name": "search"' in assistant["content"] and '"value": "r"' in assistant["content"]

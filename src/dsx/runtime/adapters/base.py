@@ -8,6 +8,8 @@ adapter and kept in the signature class (``signature._adapter_cache``).
 
 from __future__ import annotations
 
+import contextvars
+import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,7 +23,7 @@ from dsx.runtime.adapters._native import (
     request_tools,
     tool_fields,
 )
-from dsx.runtime.adapters._values import format_input_value, is_history_field, is_media
+from dsx.runtime.adapters._values import format_input_value, is_history_field, is_media, jsonable
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM, LMResponse
 from dsx.runtime.signature import Field, Signature
@@ -31,6 +33,11 @@ __all__ = ["Adapter", "Prepared"]
 
 Message = dict[str, Any]
 _DEMO_CACHE_SIZE = 512
+#: The native plan while a native call's messages are formatted: its history turns with
+#: tool calls become the provider's tool_calls and tool messages.
+_native_history: contextvars.ContextVar[NativePlan | None] = contextvars.ContextVar(
+    "dsx_native_history", default=None
+)
 NOT_GIVEN = "(not given for this example)"
 
 
@@ -189,12 +196,65 @@ class Adapter:
         return msgs
 
     def _history_messages(self, prep: Prepared, history: Any) -> list[Message]:
+        plan = _native_history.get()
         msgs: list[Message] = []
         for turn in getattr(history, "messages", history):
+            if plan is not None and turn.get(plan.calls_field) is not None:
+                msgs.extend(self._native_turn(prep, turn, plan))
+                continue
             if any(f.name in turn for f in prep.input_fields):
                 msgs.append({"role": "user", "content": self._user_content(prep, turn, False)})
             if any(f.name in turn for f in prep.output_fields):
                 msgs.append({"role": "assistant", "content": self.format_outputs(prep, turn)})
+        return msgs
+
+    def _native_turn(self, prep: Prepared, turn: Any, plan: NativePlan) -> list[Message]:
+        """A history turn with tool calls, in the provider's own shape: the assistant's
+        ``tool_calls`` and one ``tool`` message per result. Calls without results (or whose
+        results do not name every call's id) cannot be replayed natively and are left out."""
+        msgs: list[Message] = []
+        if any(f.name in turn for f in prep.input_fields):
+            msgs.append({"role": "user", "content": self._user_content(prep, turn, False)})
+        calls = ToolCalls.model_validate(turn[plan.calls_field])
+        results = calls.tool_call_results
+        ids = [c.id for c in calls.tool_calls]
+        if results is not None and (
+            not all(ids) or ids != [r.call_id for r in results.tool_call_results]
+        ):
+            results = None
+        has_text = any(turn.get(f.name) is not None for f in prep.output_fields)
+        content = self.format_outputs(prep, turn) if has_text else None
+        if content is None and results is None:
+            return msgs
+        assistant: Message = {"role": "assistant", "content": content}
+        if results is not None:
+            assistant["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {
+                        "name": c.name,
+                        "arguments": json.dumps(jsonable(c.args), ensure_ascii=False),
+                    },
+                }
+                for c in calls.tool_calls
+            ]
+        msgs.append(assistant)
+        for result in results.tool_call_results if results is not None else []:
+            value = result.value
+            text = (
+                value
+                if isinstance(value, str)
+                else json.dumps(jsonable(value), ensure_ascii=False, default=str)
+            )
+            msgs.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": result.call_id,
+                    "name": result.name,
+                    "content": text,
+                }
+            )
         return msgs
 
     # -- calling the LM -------------------------------------------------------------------
@@ -217,7 +277,14 @@ class Adapter:
         if self.use_native_function_calling and tool_fields(signature)[1] is not None:
             plan = plan_native_call(lm, signature)
         sent = plan.signature if plan is not None else signature
-        messages = self.format(sent, demos, inputs)
+        if plan is not None and self.prepare(sent).history_fields:
+            token = _native_history.set(plan)
+            try:
+                messages = self.format(sent, demos, inputs)
+            finally:
+                _native_history.reset(token)
+        else:
+            messages = self.format(sent, demos, inputs)
         prep = self.prepare(sent)
         kwargs = {**lm_kwargs, **prep.request_kwargs} if prep.request_kwargs else lm_kwargs
         if plan is not None:
