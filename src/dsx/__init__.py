@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from dsx.runtime.adapters import ChatAdapter as ChatAdapter
     from dsx.runtime.adapters import DSPyChatAdapter as DSPyChatAdapter
     from dsx.runtime.adapters import JSONAdapter as JSONAdapter
+    from dsx.runtime.asyncify import asyncify as asyncify
+    from dsx.runtime.asyncify import syncify as syncify
     from dsx.runtime.best_of_n import BestOfN as BestOfN
     from dsx.runtime.best_of_n import Refine as Refine
     from dsx.runtime.callbacks import BaseCallback as BaseCallback
@@ -109,6 +111,8 @@ if TYPE_CHECKING:
 # name -> module that defines it, imported on first access
 _LAZY = {
     "Adapter": "dsx.runtime.adapters",
+    "asyncify": "dsx.runtime.asyncify",
+    "syncify": "dsx.runtime.asyncify",
     "ChatAdapter": "dsx.runtime.adapters",
     "DSPyChatAdapter": "dsx.runtime.adapters",
     "JSONAdapter": "dsx.runtime.adapters",
@@ -201,6 +205,8 @@ __all__ = [
     "majority",
     "passage_match",
     "streamify",
+    "asyncify",
+    "syncify",
     "Adapter",
     "AdapterParseError",
     "AssertionFailed",

@@ -60,6 +60,8 @@ _DEFAULTS: dict[str, Any] = {
     # and a text/media input given another kind of value logs a warning once per field
     "allow_tool_async_sync_conversion": True,
     "warn_on_type_mismatch": True,
+    # how many callables dsx.asyncify runs in worker threads at once, per event loop
+    "async_max_workers": 8,
 }
 
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
