@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.teleprompt.instruction_task import (
+    PROPOSALS,
     PromptModel,
     dataset,
     echo_program,
@@ -37,6 +38,8 @@ class Flight:
     def __init__(self) -> None:
         self.now = self.peak = self.calls = self.mixed = 0
         self.out: dict[str, int] = {}
+        #: proposal calls (from attempts) made while task calls were out; all of them
+        self.ahead = self.proposals = 0
 
     def task(self, reply: Any, latency: float = 0.002) -> FunctionLM:
         async def respond(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
@@ -53,27 +56,41 @@ class Flight:
 
         return FunctionLM(respond, model="scripted-task-model")
 
-    def prompt(self, latency: float = 0.001) -> FunctionLM:
+    def prompt(self, latency: float = 0.001, by_request: bool = False) -> FunctionLM:
+        """The scripted prompt model: ``PROPOSALS`` in call order, or (``by_request``) from
+        the request's rollout id, so that the same request gets the same answer."""
         script = PromptModel()
 
         async def respond(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+            self.proposals += 1
+            if "attempted_instructions" in messages[0]["content"] and self.now > 0:
+                self.ahead += 1
             await asyncio.sleep(latency)
-            return script(messages, **kwargs)
+            if not by_request:
+                return script(messages, **kwargs)
+            start, n = int(kwargs["rollout_id"]), int(kwargs.get("n") or 1)
+            out = [
+                {"proposed_instruction": PROPOSALS[(start + j) % len(PROPOSALS)]} for j in range(n)
+            ]
+            return out if n > 1 else out[0]
 
         return FunctionLM(respond, model="scripted-prompt-model")
 
 
-def run_copro(threads: int) -> tuple[Flight, Any, COPRO]:
+def run_copro(
+    threads: int, depth: int = 2, by_request: bool = False, **options: Any
+) -> tuple[Flight, Any, COPRO]:
     flight = Flight()
     # the program as given takes two rounds of 5 ms; the first proposals come after 1 ms
     dsx.configure(lm=flight.task(lambda messages, **_: task_answer(messages), 0.005))
     opt = COPRO(
         metric=exact,
-        prompt_model=flight.prompt(),
+        prompt_model=flight.prompt(by_request=by_request),
         breadth=3,
-        depth=2,
+        depth=depth,
         num_threads=threads,
         display_progress=False,
+        **options,
     )
     best = opt.compile(echo_program(), trainset=dataset(6))
     return flight, best, opt
@@ -92,6 +109,25 @@ def test_copro_scores_the_program_as_given_while_proposing_within_num_threads():
         (a.instruction, a.depth, a.score) for a in opt_one.candidates
     ]
     assert flight.calls == one.calls
+
+
+def test_copro_asks_for_the_next_proposals_while_a_round_is_scored():
+    """Without a budget the next round's proposals go out when a round's scoring starts,
+    for the attempts shown then; a round that changes them makes COPRO ask again. Either
+    way the search is the one made without asking ahead (as with a budget), given a prompt
+    model that answers the same request the same way."""
+    flight, best, opt = run_copro(4, depth=4, by_request=True)
+    plain, best_plain, opt_plain = run_copro(4, depth=4, by_request=True, max_lm_calls=10**6)
+    assert flight.ahead > 0 and plain.ahead == 0
+    assert best.signature.instructions == best_plain.signature.instructions
+    assert [(a.instruction, a.depth, a.score) for a in opt.candidates] == [
+        (a.instruction, a.depth, a.score) for a in opt_plain.candidates
+    ]
+    proposals = [e for e in opt.log if e["event"] == "proposal"]
+    assert proposals == [e for e in opt_plain.log if e["event"] == "proposal"]
+    assert flight.calls == plain.calls
+    # a proposal asked ahead is sent again only when the round changed what it shows
+    assert plain.proposals <= flight.proposals <= plain.proposals + 2
 
 
 def run_simba(threads: int, lines: list[str] | None = None) -> tuple[Flight, Any, SIMBA]:

@@ -8,8 +8,9 @@ model sees the best attempts so far with their scores (lowest first) and propose
 at their best, and every candidate is re-scored in the new context, as in DSPy.
 
 Improvements over DSPy: a program already scored (the same instruction for every
-predictor) is not scored again, and the candidates of one round are scored together on the
-batch engine. dsx's adapters do not render output-field prefixes, so COPRO proposes
+predictor) is not scored again, the candidates of one round are scored together on the
+batch engine, the program as given is scored while the first proposals are written, and
+(without a budget) the next round's proposals are asked ahead (see ``_Ascent.ask_ahead``). dsx's adapters do not render output-field prefixes, so COPRO proposes
 instructions only.
 
 After ``compile``, ``optimizer.candidates`` lists every scored attempt and
@@ -43,6 +44,9 @@ from dsx.teleprompt.base import (
 )
 
 __all__ = ["COPRO", "Attempt", "BasicGenerateInstruction", "GenerateInstructionGivenAttempts"]
+
+#: One proposal request: predictor path, signature, how many, the attempts shown (or None).
+Ask = tuple[str, Any, int, "str | None"]
 
 
 class BasicGenerateInstruction(Signature):
@@ -201,8 +205,12 @@ class _Ascent:
         self.scored = ScoreJournal(None if state is None else state / "scores.jsonl")
         self.proposed = Journal(None if state is None else state / "proposals.jsonl")
         self.round = 0
-        #: Scorings started earlier and not awaited yet, by instruction key.
-        self.inflight: dict[str, asyncio.Future[None]] = {}
+        #: Scorings started earlier and not awaited yet, by instruction key (and proposals
+        #: asked ahead).
+        self.inflight: dict[str, asyncio.Future[Any]] = {}
+        # Without a budget the next proposals go out while a round is scored (see
+        # ask_ahead); with one they would move where the budget stops.
+        self.ahead = opt.max_lm_calls is None and opt.max_cost is None
         self.limiter = Slots(opt.concurrency)
 
     def stop(self) -> bool:
@@ -211,29 +219,86 @@ class _Ascent:
             self.opt.stopped = reason
         return reason is not None
 
-    async def propose_all(self, asks: list[tuple[str, Any, int, str | None]]) -> list[list[str]]:
+    def draw(self, paths: list[str]) -> tuple[list[int], list[str]]:
+        """The next round's rollout ids (drawn in order, so the seed fixes every prompt)
+        and journal keys, one per predictor."""
+        ids = [self.rng.randrange(10**9) for _ in paths]
+        keys = [self.proposed.key(self.round, path) for path in paths]
+        self.round += 1
+        return ids, keys
+
+    async def propose_all(
+        self,
+        asks: list[Ask],
+        drawn: tuple[list[int], list[str]] | None = None,
+        ahead: tuple[list[Ask], asyncio.Future[list[list[str]]]] | None = None,
+    ) -> list[list[str]]:
         """Each ask's proposals (``path, signature, count, attempts``), all at once.
 
-        The rollout ids are drawn first, in order, so the seed fixes every prompt.
+        ``ahead``: proposals asked before the round's scores were known, for the asks
+        expected then; when those are the asks after all, their answers are used, else
+        they are dropped and the asks go out now.
         """
-        ids = [self.rng.randrange(10**9) for _ in asks]
-        keys = [self.proposed.key(self.round, ask[0]) for ask in asks]
-        self.round += 1
-
-        async def one(ask: tuple[str, Any, int, str | None], rid: int, key: str) -> list[str]:
-            known = self.proposed.get(key)
-            if known is not None:  # proposed before this run was interrupted
-                return list(known)
-            texts = await self.propose(*ask, rid)
-            if texts:
+        ids, keys = drawn if drawn is not None else self.draw([ask[0] for ask in asks])
+        proposals: list[list[str]] | None = None
+        if ahead is not None:
+            expected, early = ahead
+            if [_prompt_of(a) for a in expected] == [_prompt_of(a) for a in asks]:
+                proposals = await early
+            else:  # a new candidate changed the attempts shown: ask again
+                early.cancel()
+                await asyncio.gather(early, return_exceptions=True)
+        if proposals is None:
+            proposals = await self.ask_model(asks, ids, keys)
+        for key, texts in zip(keys, proposals, strict=True):
+            if texts and self.proposed.get(key) is None:
                 self.proposed.put(key, texts)
-            return texts
-
-        proposals = await asyncio.gather(*(one(*job) for job in zip(asks, ids, keys, strict=True)))
         # the log in predictor order, whichever answer came first
         for (path, _, _, _), texts in zip(asks, proposals, strict=True):
             self.opt.log.append({"event": "proposal", "predictor": path, "instructions": texts})
         return [[t for t in texts if t] for texts in proposals]
+
+    async def ask_model(self, asks: list[Ask], ids: list[int], keys: list[str]) -> list[list[str]]:
+        async def one(ask: Ask, rid: int, key: str) -> list[str]:
+            known = self.proposed.get(key)
+            if known is not None:  # proposed before this run was interrupted
+                return list(known)
+            return await self.propose(*ask, rid)
+
+        return list(await asyncio.gather(*(one(*job) for job in zip(asks, ids, keys, strict=True))))
+
+    def asks_for(self, current: Module, depth: int | None = None) -> list[Ask]:
+        """Each predictor's next proposal request: its best attempts so far with their
+        scores, lowest first (``depth``: record the statistics of that depth)."""
+        opt = self.opt
+        asks: list[Ask] = []
+        for path, predictor in current.named_predictors():
+            ranked = sorted(self.evaluated[path].values(), key=lambda a: -a.score)
+            if opt.track_stats and depth is not None:
+                _stats(opt.results_best, path, depth, [a.score for a in ranked[:10]])
+            shown = ranked[: opt.breadth][::-1]  # lowest first, the best last
+            attempts = "\n".join(
+                f"Instruction #{i}: {a.instruction}\nResulting Score #{i}: {a.score:.2f}"
+                for i, a in enumerate(shown, 1)
+            )
+            asks.append((path, predictor.signature, opt.breadth, attempts))
+        return asks
+
+    def ask_ahead(
+        self, current: Module
+    ) -> tuple[
+        tuple[list[int], list[str]], tuple[list[Ask], asyncio.Future[list[list[str]]]] | None
+    ]:
+        """Draw the next round and, without a budget, start its proposals now, for the
+        attempts as they stand: if the round being scored adds no attempt worth showing
+        (none of its candidates beats the ones shown), those are the very requests the
+        round's end would send, and their answers are ready a round-trip earlier."""
+        drawn = self.draw(self.paths)
+        ids, keys = drawn
+        if not self.ahead or any(self.proposed.get(k) is not None for k in keys):
+            return drawn, None
+        expected = self.asks_for(current)
+        return drawn, (expected, asyncio.ensure_future(self.ask_model(expected, ids, keys)))
 
     def key_of(self, program: Module) -> str:
         return self.scored.key(*(p.signature.instructions for p in program.predictors()))
@@ -313,6 +378,11 @@ class _Ascent:
         for (path, predictor), texts in zip(named, found, strict=True):
             latest[path] = every[path] = _unique([*texts, predictor.signature.instructions])
         for d in range(opt.depth):
+            drawn, ahead = None, None
+            if d < opt.depth - 1 and all(self.evaluated[p] for p in self.paths):
+                drawn, ahead = self.ask_ahead(current)
+                if ahead is not None:
+                    self.inflight[f"proposals {d + 1}"] = ahead[1]  # cancelled on a stop
             for path in self.paths:
                 pool = latest[path] if len(self.paths) == 1 else every[path]
                 if not await self.score_round(current, path, pool, d):
@@ -321,18 +391,10 @@ class _Ascent:
                 break
             if self.stop():
                 return self.best()
-            asks: list[tuple[str, Any, int, str | None]] = []
-            for path, predictor in current.named_predictors():
-                ranked = sorted(self.evaluated[path].values(), key=lambda a: -a.score)
-                if opt.track_stats:
-                    _stats(opt.results_best, path, d, [a.score for a in ranked[:10]])
-                shown = ranked[: opt.breadth][::-1]  # lowest first, the best last
-                attempts = "\n".join(
-                    f"Instruction #{i}: {a.instruction}\nResulting Score #{i}: {a.score:.2f}"
-                    for i, a in enumerate(shown, 1)
-                )
-                asks.append((path, predictor.signature, opt.breadth, attempts))
-            for (path, _, _, _), texts in zip(asks, await self.propose_all(asks), strict=True):
+            asks = self.asks_for(current, d)
+            found = await self.propose_all(asks, drawn, ahead)
+            self.inflight.pop(f"proposals {d + 1}", None)
+            for (path, _, _, _), texts in zip(asks, found, strict=True):
                 latest[path] = _unique(texts)
                 every[path] = _unique([*every[path], *texts])
         if opt.track_stats:
@@ -415,6 +477,12 @@ class _Ascent:
     def best(self) -> Attempt | None:
         everything = [a for p in self.paths for a in self.evaluated[p].values()]
         return max(everything, key=lambda a: a.score) if everything else None
+
+
+def _prompt_of(ask: Ask) -> tuple[str, str, int, str | None]:
+    """What a proposal request sends: the predictor, its fields, the count, the attempts."""
+    path, signature, count, attempts = ask
+    return (path, _fields_text(signature), count, attempts)
 
 
 def _fields_text(signature: Any) -> str:
