@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from dsx.compat.dspy._paths import MISSING, MODULES
+from dsx.compat.dspy._state import convert_dspy_state as convert_dspy_state
+from dsx.compat.dspy._state import load_dspy_state as load_dspy_state
 
-__all__ = ["install", "uninstall"]
+__all__ = ["convert_dspy_state", "install", "load_dspy_state", "uninstall"]
 
 _PREFIX = __name__ + "."
 
