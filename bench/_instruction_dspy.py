@@ -32,6 +32,7 @@ from _instruction_task import (  # not a package: sys.path
     TRAIN,
     VAL,
     WORDS,
+    lm_rounds,
     works,
 )
 
@@ -43,6 +44,7 @@ import dspy  # noqa: E402
 CALLS = {"task": 0, "prompt": 0}
 _LOCK = threading.Lock()
 _INDEX = [0]  # the prompt model's position in PROPOSALS (as dsx's side)
+STARTS: list[float] = []  # when each LM call started (time.perf_counter)
 
 
 def _response(contents: list[str]) -> dict[str, Any]:
@@ -74,10 +76,12 @@ class ScriptedLM(dspy.BaseLM):
         self.latency = latency
 
     def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+        STARTS.append(time.perf_counter())
         time.sleep(self.latency)
         return self._answer(prompt, messages, kwargs)
 
     async def aforward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+        STARTS.append(time.perf_counter())
         await asyncio.sleep(self.latency)
         return self._answer(prompt, messages, kwargs)
 
@@ -201,7 +205,9 @@ def run(name: str, latency: float, threads: int) -> dict[str, Any]:
         raise SystemExit(f"unknown optimizer {name}")
     start = time.perf_counter()
     best = opt.compile(student, **compile_kw)
-    wall = time.perf_counter() - start
+    end = time.perf_counter()
+    wall = end - start
+    rounds = lm_rounds([t for t in STARTS if start <= t <= end], latency)
     task_calls, prompt_calls = CALLS["task"], CALLS["prompt"]
     valset_eval = dspy.Evaluate(
         devset=val, metric=metric, num_threads=threads, display_progress=False
@@ -216,6 +222,7 @@ def run(name: str, latency: float, threads: int) -> dict[str, Any]:
         "task_lm_calls": task_calls,
         "prompt_lm_calls": prompt_calls,
         "wall_s": round(wall, 3),
+        "lm_rounds": rounds,
         "instruction": best.signature.instructions,
         "demos": len(best.demos),
     }

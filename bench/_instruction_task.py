@@ -40,3 +40,15 @@ def works(instruction: str, n_messages: int, temperature: object, rollout_id: ob
     """Whether the scripted task LM answers correctly (the same rule on both sides)."""
     lucky = temperature == 1.0 and isinstance(rollout_id, int) and rollout_id % 2 == 1
     return "uppercase" in instruction.lower() or n_messages > 2 or lucky
+
+
+def lm_rounds(starts: list[float], latency: float) -> int:
+    """Sequential LM round-trips in a run: calls that start within half a latency of a
+    round's first call belong to it (each scripted call sleeps ``latency``, so a call that
+    waited for another's answer starts at least a latency later). Counted the same way on
+    both sides; unlike the wall time it barely moves with the machine's load."""
+    rounds, first = 0, None
+    for start in sorted(starts):
+        if first is None or start - first > latency / 2:
+            rounds, first = rounds + 1, start
+    return rounds

@@ -28,7 +28,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCH_DIR, RESULTS_DIR, machine_info, run_json  # not a package: sys.path
-from _instruction_task import HELD_OUT, PROPOSALS, ROWS, START_INSTRUCTION, TRAIN, VAL, WORDS, works
+from _instruction_task import (
+    HELD_OUT,
+    PROPOSALS,
+    ROWS,
+    START_INSTRUCTION,
+    TRAIN,
+    VAL,
+    WORDS,
+    lm_rounds,
+    works,
+)
 
 import dsx
 from dsx.testing import FunctionLM
@@ -42,8 +52,13 @@ def _instruction(messages: list[dict[str, Any]]) -> str:
     return system.split("Your task:\n", 1)[1] if "Your task:" in system else ""
 
 
+#: When each LM call started (``time.perf_counter``), both LMs.
+STARTS: list[float] = []
+
+
 def lms(latency: float) -> tuple[FunctionLM, FunctionLM]:
     async def task(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        STARTS.append(time.perf_counter())
         await asyncio.sleep(latency)
         m = re.search(r"<<< text >>>\n(.*?)\n\n", messages[-1]["content"], re.S)
         text = m.group(1) if m else ""
@@ -58,6 +73,7 @@ def lms(latency: float) -> tuple[FunctionLM, FunctionLM]:
     index = [0]
 
     async def prompt(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        STARTS.append(time.perf_counter())
         await asyncio.sleep(latency)
         if "<<< observations >>>" in messages[0]["content"]:
             return {"observations": "Single words; answers are the words in capitals."}
@@ -112,12 +128,14 @@ def run(name: str, latency: float, threads: int) -> dict[str, Any]:
     else:
         opt = dsx.COPRO(**cfg, **common)
     student = dsx.Predict(dsx.Signature("text -> answer", START_INSTRUCTION))
-    start = time.perf_counter()
     # DSPy's SIMBA takes no valset (it picks its winner on the trainset): the same here
     compile_kw = {"trainset": train} if name == "SIMBA" else {"trainset": train, "valset": val}
+    start = time.perf_counter()
     with dsx.context(lm=task):
         best = opt.compile(student, **compile_kw)
-    wall = time.perf_counter() - start
+    end = time.perf_counter()
+    wall = end - start
+    rounds = lm_rounds([t for t in STARTS if start <= t <= end], latency)
     task_calls, prompt_calls = task.num_calls, prompt.num_calls
     scores = {}
     for key, devset in (("valset_score", val), ("held_out_score", data[HELD_OUT])):
@@ -130,6 +148,7 @@ def run(name: str, latency: float, threads: int) -> dict[str, Any]:
         "task_lm_calls": task_calls,
         "prompt_lm_calls": prompt_calls,
         "wall_s": round(wall, 3),
+        "lm_rounds": rounds,
         "instruction": best.signature.instructions,
         "demos": len(best.demos),
     }
@@ -153,9 +172,9 @@ def _calls(r: dict[str, Any]) -> int:
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str, bool]:
     lines = [
         "| optimizer (settings) | dsx score val / held-out | DSPy score val / held-out "
-        "| dsx LM calls (task+prompt) | DSPy LM calls (task+prompt) | dsx wall | DSPy wall "
-        "| wall dsx/DSPy | score ≥ | wall ≤ 1/3 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dsx LM calls (task+prompt) | DSPy LM calls (task+prompt) | LM rounds dsx / DSPy "
+        "| dsx wall | DSPy wall | wall dsx/DSPy | score ≥ | wall ≤ 1/3 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     all_ok = True
     for row in rows:
@@ -165,7 +184,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str, b
             all_ok = False
             err = d.get("error") or p.get("error")
             side = "dsx" if "error" in d else "DSPy"
-            lines.append(f"| {name} ({settings}) | {side} did not run: {err} |||||||||")
+            lines.append(f"| {name} ({settings}) | {side} did not run: {err} ||||||||||")
             continue
         ratio = d["wall_s"] / p["wall_s"] if p["wall_s"] else float("nan")
         score_ok = d["valset_score"] >= p["valset_score"] and (
@@ -179,13 +198,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str, b
             f"| {p['valset_score']:.0f}% / {p['held_out_score']:.0f}% "
             f"| {_calls(d)} ({d['task_lm_calls']}+{d['prompt_lm_calls']}) "
             f"| {_calls(p)} ({p['task_lm_calls']}+{p['prompt_lm_calls']}) "
+            f"| {d.get('lm_rounds', '?')} / {p.get('lm_rounds', '?')} "
             f"| {d['wall_s']:.2f} s | {p['wall_s']:.2f} s | {ratio:.2f} "
             f"| {'PASS' if score_ok else 'FAIL'} | {'PASS' if wall_ok else 'FAIL'} |"
         )
     lines.append("")
     lines.append(
-        f"Latency {args.latency * 1000:.0f} ms per LM call, {args.threads} threads; LM calls "
-        "and wall time cover `compile` only (the two scores are measured afterwards)."
+        f"Latency {args.latency * 1000:.0f} ms per LM call, {args.threads} threads; LM calls, "
+        "LM rounds (sequential round-trips: calls that start together count once) and wall "
+        "time cover `compile` only (the two scores are measured afterwards)."
     )
     lines.append(f"Targets overall: {'PASS' if all_ok else 'FAIL'}")
     return "\n".join(lines), all_ok
