@@ -306,7 +306,7 @@ class Adapter:
         inputs: Mapping[str, Any],
     ) -> tuple[list[dict[str, Any]], LMResponse]:
         messages, kwargs, plan = self._request(lm, lm_kwargs, signature, demos, inputs)
-        response = lm.request(messages, **kwargs)
+        response = send(lm, messages, kwargs)
         if plan is not None:
             return self._parse_native(signature, plan, response), response
         return self.parse_all(signature, response), response
@@ -320,7 +320,7 @@ class Adapter:
         inputs: Mapping[str, Any],
     ) -> tuple[list[dict[str, Any]], LMResponse]:
         messages, kwargs, plan = self._request(lm, lm_kwargs, signature, demos, inputs)
-        response = await lm.arequest(messages, **kwargs)
+        response = await asend(lm, messages, kwargs)
         if plan is not None:
             return self._parse_native(signature, plan, response), response
         return self.parse_all(signature, response), response
@@ -404,6 +404,61 @@ class Adapter:
 
 
 Adapter.format = _cb.wrap_adapter_method(Adapter.format, "adapter_format")  # type: ignore[method-assign]
+
+
+# -- sending: through an LM subclass's own __call__/acall when it has one -------------------
+
+
+def send(lm: BaseLM, messages: list[Message], kwargs: Mapping[str, Any]) -> LMResponse:
+    """Send one request. An LM class that overrides ``__call__`` (DSPy's way to customise an
+    LM) is called through it; otherwise through :meth:`BaseLM.request`."""
+    if type(lm).__call__ is BaseLM.__call__:
+        return lm.request(messages, **kwargs)
+    return _as_response(lm, lm(messages=messages, **kwargs))
+
+
+async def asend(lm: BaseLM, messages: list[Message], kwargs: Mapping[str, Any]) -> LMResponse:
+    """The async :func:`send`: an overridden ``acall`` first, then an overridden
+    ``__call__`` (in a worker thread), else :meth:`BaseLM.arequest`."""
+    kind = type(lm)
+    if kind.acall is not BaseLM.acall:
+        return _as_response(lm, await lm.acall(messages=messages, **kwargs))
+    if kind.__call__ is not BaseLM.__call__:
+        import asyncio
+
+        outputs = await asyncio.to_thread(lambda: lm(messages=messages, **kwargs))
+        return _as_response(lm, outputs)
+    return await lm.arequest(messages, **kwargs)
+
+
+def _as_response(lm: BaseLM, outputs: Any) -> LMResponse:
+    """What an LM's ``__call__`` returned — a list of texts, or of DSPy's output dicts
+    (``text``, ``tool_calls``) — as an :class:`LMResponse`."""
+    if isinstance(outputs, LMResponse):
+        return outputs
+    if isinstance(outputs, str | Mapping) or not isinstance(outputs, Sequence):
+        outputs = [outputs]
+    texts: list[str] = []
+    choices: list[dict[str, Any]] = []
+    for item in outputs:
+        if isinstance(item, Mapping):
+            text = item.get("text")
+            text = text if isinstance(text, str) else ""
+            message: dict[str, Any] = {"content": text}
+            if item.get("tool_calls"):
+                message["tool_calls"] = list(item["tool_calls"])
+            choices.append({"message": message})
+            texts.append(text)
+        else:
+            texts.append("" if item is None else str(item))
+            choices.append({"message": {"content": texts[-1]}})
+    if not texts:
+        raise AdapterParseError(
+            adapter="the adapter",
+            lm_text="",
+            reason=f"{type(lm).__name__}.__call__ returned no outputs",
+        )
+    return LMResponse(outputs=texts, model=getattr(lm, "model", ""), raw={"choices": choices})
 
 
 _CUT_OFF = {
