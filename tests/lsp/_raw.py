@@ -41,6 +41,20 @@ class RawClient:
     def send(self, message: Any) -> None:
         self.send_body(json.dumps(message).encode())
 
+    def send_together(self, messages: list[dict[str, Any]]) -> None:
+        """Write ``messages`` in one write (one pipe buffer): the server reads them all
+        before it runs any queued work, as when an editor sends a burst."""
+        assert self.proc.stdin is not None
+        out = b""
+        for message in messages:
+            body = json.dumps(message).encode()
+            out += b"Content-Length: %d\r\n\r\n" % len(body) + body
+        self.proc.stdin.write(out)
+
+    def next_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
     def request(self, method: str, params: Any = None, *, omit_params: bool = False) -> int:
         self._next_id += 1
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}

@@ -77,8 +77,12 @@ async def test_initialize_advertises_every_feature(client: LanguageClient):
         "code_lens_provider",
         "code_action_provider",
         "document_highlight_provider",
+        "signature_help_provider",
+        "folding_range_provider",
+        "inlay_hint_provider",
     ):
         assert getattr(caps, name), name
+    assert "(" in (caps.signature_help_provider.trigger_characters or [])  # type: ignore[union-attr]
     assert isinstance(caps.rename_provider, types.RenameOptions)
     assert caps.rename_provider.prepare_provider
     # This client cannot pull diagnostics, so the server pushes them instead.

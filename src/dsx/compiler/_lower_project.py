@@ -55,6 +55,8 @@ class ProjectMixin(LowerBase):
                     **{x: _b(ir.TypeRef, kind="str") for x in kind.extra_outputs},
                     **{f.name: f.type for f in sub.signature.outputs},
                 },
+                # `expect answer = ...` in a test names the signature's field: a reference.
+                {f.name: f"{sub.signature.name}.{f.name}" for f in sub.signature.outputs},
             )
         self.program_io[name] = (inputs, outputs)
         sym = self.symbols.get(name)

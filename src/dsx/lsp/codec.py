@@ -87,6 +87,16 @@ class PositionCodec:
             return types.Position(line=line, character=offset - start)
         return types.Position(line=line, character=self._units(segment))
 
+    def line_col(self, offset: int) -> tuple[int, int]:
+        """``(line, column)`` of ``offset``, as :meth:`position` (without building one)."""
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect.bisect_right(self._line_starts, offset) - 1
+        start = self._line_starts[line]
+        if self._ascii:
+            return line, offset - start
+        segment = self.text[start:offset]
+        return line, offset - start if segment.isascii() else self._units(segment)
+
     def offset(self, position: types.Position) -> int:
         """The character offset of an LSP ``position`` (clamped as LSP specifies)."""
         line, character = position.line, position.character

@@ -19,6 +19,7 @@ from dsx.compiler import _env
 from dsx.compiler.analysis import Analysis
 from dsx.diagnostics import Origin
 from dsx.grammar.parser import TOP_KEYWORDS, parse_expr_text
+from dsx.lsp import pysource
 from dsx.lsp.context import Context, Tok, scan
 from dsx.lsp.state import Document, Session
 
@@ -568,11 +569,17 @@ class _Completer:
         if imp is None:
             return
         base = Path(self.doc.path).parent if not self.doc.path.startswith("<") else Path.cwd()
-        _, names = _env.python_module_names(imp.module, base)
-        for name in sorted(names or ()):
+        path = _env.find_python_source(imp.module, base)
+        defs = pysource.module_defs(path) if path is not None else None
+        if defs is None:
+            return
+        # What the module defines (not what it imports: `annotations`, `os`, `Any`...).
+        kinds = {"function": CIK.Function, "class": CIK.Class, "value": CIK.Variable}
+        for name in sorted(defs):
             if name.startswith("_"):
                 continue
-            self.out.add(name, CIK.Function, detail=f"{imp.module}.{name}", sort="1")
+            d = defs[name]
+            self.out.add(name, kinds[d.kind], detail=d.signature, doc=d.doc or "", sort="1")
 
     # ---- shared pieces ----------------------------------------------------------------
     def _types(self) -> None:

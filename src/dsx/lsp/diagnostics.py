@@ -55,14 +55,70 @@ def document_diagnostics(session: Session, doc: Document) -> list[types.Diagnost
     analysis = session.analyze(doc)
     out = []
     imported_errors: dict[str, int] = {}
+    unused = [d for d in analysis.diagnostics if d.code == "DSX200" and d.span.file == doc.path]
+    used_elsewhere = used_by_importers(session, doc) if unused else set()
     for diag in analysis.diagnostics:
         if diag.span.file == doc.path:
+            if diag.code == "DSX200" and _name_at(doc, diag) in used_elsewhere:
+                continue  # a library's declaration its importers use
             out.append(to_lsp(session, analysis, diag))
         elif diag.is_error:
             imported_errors[diag.span.file] = imported_errors.get(diag.span.file, 0) + 1
     if imported_errors:
         out.extend(_import_notes(session, doc, analysis, imported_errors))
     return out
+
+
+def _name_at(doc: Document, diag: Diagnostic) -> str:
+    return doc.text[diag.span.start : diag.span.end]
+
+
+def used_by_importers(session: Session, doc: Document) -> set[str]:
+    """Names declared in ``doc`` that workspace files importing it use.
+
+    Each importer's answer is kept until the importer itself changes (re-analysing every
+    importer on each keystroke in the library would cost a full check each).
+    """
+    from pathlib import Path
+
+    from dsx.grammar import ast
+
+    if doc.path.startswith("<"):
+        return set()
+    cache = session.importer_uses
+    used: set[str] = set()
+    for path in session.workspace_files():
+        if path == doc.path:
+            continue
+        pf = session.parsed(path)
+        if pf is None:
+            continue
+        base = Path(path).parent
+        imports = False
+        for decl in pf.decls:
+            if isinstance(decl, ast.ImportDecl):
+                try:
+                    imports = imports or str((base / decl.path.value).resolve()) == doc.path
+                except (OSError, ValueError):
+                    continue
+        if not imports:
+            continue
+        stamp = (session.stamp(path), doc.path)
+        entry = cache.get(path)
+        if entry is None or entry[0] != stamp:
+            try:
+                other = session.analysis_of_path(path)
+            except Exception:  # one broken importer must not stop diagnostics
+                continue
+            names: set[str] = set()
+            if other is not None:
+                for ref in other.references:
+                    sym = other.symbols.get(ref.key)
+                    if sym is not None and sym.span.file == doc.path and ref.span.file == path:
+                        names.add(sym.name)
+            entry = cache[path] = (stamp, frozenset(names))
+        used |= entry[1]
+    return used
 
 
 def _import_notes(

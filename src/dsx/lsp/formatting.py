@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lsprotocol import types
 
-from dsx.compiler.formatter import format_source
+from dsx.compiler.formatter import FormatCache, format_with_diagnostics
 from dsx.lsp.state import Document, Session
 
 __all__ = ["format_document"]
@@ -15,22 +17,21 @@ def format_document(session: Session, doc: Document) -> list[types.TextEdit]:
 
     Blocks with syntax errors are kept as written, so formatting a file while typing is
     safe. The edit covers only the changed middle of the text, which keeps the cursor and
-    undo history steady in the editor.
+    undo history steady in the editor. Blocks an edit left alone are not formatted again
+    (a :class:`FormatCache` per document).
     """
     text = doc.text
-    formatted = format_source(text, doc.path)
+    cache = doc.extras.get("format")
+    if not isinstance(cache, FormatCache):
+        cache = doc.extras["format"] = FormatCache()
+    formatted = format_with_diagnostics(text, doc.path, cache=cache)[0]
     if formatted == text:
         return []
-    prefix = 0
     limit = min(len(text), len(formatted))
-    while prefix < limit and text[prefix] == formatted[prefix]:
-        prefix += 1
-    suffix = 0
-    while (
-        suffix < limit - prefix
-        and text[len(text) - 1 - suffix] == formatted[len(formatted) - 1 - suffix]
-    ):
-        suffix += 1
+    prefix = _common(lambda k: text[:k] == formatted[:k], limit)
+    suffix = _common(
+        lambda k: text[len(text) - k :] == formatted[len(formatted) - k :], limit - prefix
+    )
     # An LSP position cannot point between \r and \n: widen the edit to whole line breaks.
     if 0 < prefix < len(text) and text[prefix - 1] == "\r" and text[prefix] == "\n":
         prefix -= 1
@@ -44,3 +45,16 @@ def format_document(session: Session, doc: Document) -> list[types.TextEdit]:
             new_text=formatted[prefix : len(formatted) - suffix],
         )
     ]
+
+
+def _common(same: Callable[[int], bool], limit: int) -> int:
+    """The largest ``k <= limit`` with ``same(k)`` (monotone): a binary search of slice
+    comparisons, which run in C (a character loop took ~100 ms on 5,000 lines)."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if same(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -14,7 +14,7 @@ from dsx.compiler import _env
 from dsx.compiler.analysis import Analysis
 from dsx.compiler.symbols import Symbol
 from dsx.diagnostics import REGISTRY
-from dsx.lsp import locate
+from dsx.lsp import locate, pysource
 from dsx.lsp.completion import _dsx_constant
 from dsx.lsp.state import Document, Session
 from dsx.teleprompt._registry import REQUIRED
@@ -61,6 +61,9 @@ def hover(session: Session, doc: Document, position: types.Position) -> types.Ho
     if hit is not None:
         parts.append(describe(analysis, hit.symbol))
         rng = (hit.start, hit.end)
+    elif (target := pysource.member_at(analysis, doc.path, doc.text, offset)) is not None:
+        parts.append(_python_member(target))
+        rng = (target.start, target.end)
     else:
         word = locate.word_at(doc.text, offset)
         if word is not None:
@@ -101,8 +104,8 @@ def describe(analysis: Analysis, sym: Symbol) -> str:
     return _code(sym.detail or f"{sym.kind} {sym.name}") + _doc(sym.doc)
 
 
-def _code(text: str) -> str:
-    return f"```dsx\n{text}\n```"
+def _code(text: str, language: str = "dsx") -> str:
+    return f"```{language}\n{text}\n```"
 
 
 def _doc(text: str) -> str:
@@ -240,6 +243,21 @@ def _python(analysis: Analysis, sym: Symbol) -> str:
         path, _ = _env.python_module_names(module, Path(sym.span.file).parent)
     where = f"\n\nPython module at `{path}`." if path else "\n\nPython module (source not found)."
     return _code(text) + where
+
+
+def _python_member(target: pysource.PyTarget) -> str:
+    """``tools.search``: the Python signature, docstring and where it is defined."""
+    d = target.definition
+    if d is None:
+        where = f"`{target.path}`" if target.path else "its source was not found"
+        return (
+            _code(f"{target.alias}.{target.name}")
+            + f"\n\nNot a top-level definition of Python module `{target.module}` ({where})."
+        )
+    text = _code(d.signature, "python") + _doc(d.doc or "")
+    if target.path is not None:
+        text += f"\n\nFrom `{target.module}` — `{target.path}`, line {d.line + 1}."
+    return text
 
 
 def _simple(analysis: Analysis, sym: Symbol) -> str:

@@ -10,7 +10,7 @@ from lsprotocol import types
 
 from dsx.compiler import _env
 from dsx.grammar import ast
-from dsx.lsp import locate
+from dsx.lsp import locate, pysource
 from dsx.lsp.locate import Occurrence
 from dsx.lsp.state import Document, Session, uri_of
 
@@ -27,6 +27,11 @@ def definition(
         span = hit.symbol.span
         location = session.location(span.file, span.start, span.end, analysis.texts.get(span.file))
         return [location] if location is not None else None
+    member = pysource.member_at(analysis, doc.path, doc.text, offset)
+    if member is not None and member.path is not None:
+        d = member.definition
+        at = types.Position(line=d.line if d else 0, character=d.column if d else 0)
+        return [types.Location(uri=uri_of(str(member.path)), range=types.Range(start=at, end=at))]
     target = _file_target(analysis, doc, offset)
     if target is not None:
         zero = types.Position(line=0, character=0)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lsprotocol import types
 
 from dsx.grammar import ast
 from dsx.lsp.codec import PositionCodec
+from dsx.lsp.protocol import RawJson
 from dsx.lsp.state import Document, Session, uri_of
 
-__all__ = ["document_symbols", "workspace_symbols"]
+__all__ = ["document_symbols", "document_symbols_json", "workspace_symbols"]
 
 SK = types.SymbolKind
 
@@ -124,15 +126,52 @@ def _src(text: str, span: Any) -> str:
 
 
 def document_symbols(session: Session, doc: Document) -> list[types.DocumentSymbol]:
-    pf = session.parsed(doc.path)
+    """The outline. An open document's comes from its analysis (shared with every other
+    feature, re-parsed block by block); a block whose text and first line an edit left
+    alone keeps its symbol from the last answer."""
+    return [sym for sym, _ in _symbols(session, doc)]
+
+
+def document_symbols_json(session: Session, doc: Document) -> RawJson:
+    """:func:`document_symbols` as the JSON of the answer (each block's JSON is kept too)."""
+    return RawJson("[" + ",".join(text for _, text in _symbols(session, doc)) + "]")
+
+
+_converter: Any = None
+
+
+def _json(sym: types.DocumentSymbol) -> str:
+    global _converter
+    if _converter is None:
+        from pygls.protocol import default_converter
+
+        _converter = default_converter()
+    return json.dumps(_converter.unstructure(sym))
+
+
+def _symbols(session: Session, doc: Document) -> list[tuple[types.DocumentSymbol, str]]:
+    if session.get(doc.uri) is doc:
+        pf = session.analyze(doc).files.get(doc.path)
+    else:
+        pf = session.parsed(doc.path)
     if pf is None:
         return []
     codec = doc.codec(session.encoding)
+    previous = doc.extras.get("outline")
+    last: dict[tuple[str, int], tuple[types.DocumentSymbol, str]] = (
+        previous if isinstance(previous, dict) else {}
+    )
+    cache: dict[tuple[str, int], tuple[types.DocumentSymbol, str]] = {}
     out = []
-    for decl in pf.decls:
-        name, sel, detail = _name(decl)
-        out.append(
-            _sym(
+    for block in pf.blocks:
+        decl = block.decl
+        if decl is None:
+            continue
+        key = (block.text, codec.line_of(block.span.start))
+        entry = last.get(key)
+        if entry is None:
+            name, sel, detail = _name(decl)
+            sym = _sym(
                 codec,
                 name,
                 _KINDS.get(type(decl), SK.Variable),
@@ -141,7 +180,10 @@ def document_symbols(session: Session, doc: Document) -> list[types.DocumentSymb
                 detail,
                 _children(codec, decl, doc.text),
             )
-        )
+            entry = (sym, _json(sym))
+        cache[key] = entry
+        out.append(entry)
+    doc.extras["outline"] = cache
     return out
 
 

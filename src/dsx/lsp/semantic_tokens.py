@@ -1,9 +1,16 @@
 """Semantic tokens: names coloured by what they resolve to (a signature, a field, a module
-member, a parameter, a local, a built-in kind...), on top of the TextMate grammar."""
+member, a parameter, a local, a built-in kind...), on top of the TextMate grammar.
+
+The tokens of a document are computed once per text (the built-in names of declarations
+an edit left alone are reused) and answered whole, for a range, or as a delta against an
+earlier result."""
 
 from __future__ import annotations
 
+import bisect
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from lsprotocol import types
@@ -11,9 +18,18 @@ from lsprotocol import types
 from dsx.compiler import _env
 from dsx.diagnostics import Span
 from dsx.grammar import ast
+from dsx.lsp.protocol import RawJson
 from dsx.lsp.state import Document, Session
 
-__all__ = ["LEGEND", "semantic_tokens"]
+__all__ = [
+    "LEGEND",
+    "as_json",
+    "encode",
+    "semantic_tokens",
+    "semantic_tokens_delta",
+    "semantic_tokens_range",
+    "tokens",
+]
 
 TOKEN_TYPES = [
     "namespace",
@@ -54,41 +70,159 @@ _BY_KIND = {
 _BUILTIN_TYPES = frozenset({*_env.PRIMITIVE_TYPES, *_env.GENERIC_TYPES})
 
 
-def semantic_tokens(session: Session, doc: Document) -> types.SemanticTokens:
+#: ``(line, column, length, type, modifiers)`` of one token, absolute.
+Token = tuple[int, int, int, int, int]
+
+#: How many earlier results per document a delta request may refer to.
+KEEP_RESULTS = 2
+
+
+@dataclass
+class _State:
+    """A document's semantic-token cache (kept on the :class:`Document`)."""
+
+    key: tuple[object, ...] | None = None
+    tokens: list[Token] = field(default_factory=list)
+    builtins: dict[int, tuple[Any, list[tuple[ast.Ident, str]]]] = field(default_factory=dict)
+    results: dict[str, list[int]] = field(default_factory=dict)  # result id -> data
+    counter: int = 0
+
+
+def _state(doc: Document) -> _State:
+    state = doc.extras.get("semantic_tokens")
+    if not isinstance(state, _State):
+        state = doc.extras["semantic_tokens"] = _State()
+    return state
+
+
+def tokens(session: Session, doc: Document) -> list[Token]:
+    """Every token of ``doc``, sorted; computed once per text and analysis."""
     analysis = session.analyze(doc)
+    state = _state(doc)
+    key = (doc.revision, id(analysis), doc.analysis_key, session.encoding)
+    if state.key == key:
+        return state.tokens
     spans: dict[int, tuple[int, int, int]] = {}  # start -> (end, type, modifiers)
+    path = doc.path
     for sym in analysis.symbols.values():
-        if sym.span.file == doc.path and sym.kind in _BY_KIND:
+        if sym.span.file == path and sym.kind in _BY_KIND:
             kind, mods = _BY_KIND[sym.kind]
             spans[sym.span.start] = (sym.span.end, _T[kind], mods | _DECLARATION)
     symbols = analysis.symbols
     for ref in analysis.references:
-        if ref.span.file != doc.path or ref.span.start in spans:
+        if ref.span.file != path or ref.span.start in spans:
             continue
         target = symbols.get(ref.key)
         if target is not None and target.kind in _BY_KIND:
             kind, mods = _BY_KIND[target.kind]
             spans[ref.span.start] = (ref.span.end, _T[kind], mods)
-    pf = analysis.files.get(doc.path)
+    pf = analysis.files.get(path)
     if pf is not None:
-        for ident, kind in _builtin_names(pf.decls):
-            if ident.span.start not in spans:
-                spans[ident.span.start] = (ident.span.end, _T[kind], _DEFAULT_LIBRARY)
+        # A declaration the edit left alone is the same object: its built-in names too.
+        cache: dict[int, tuple[Any, list[tuple[ast.Ident, str]]]] = {}
+        for decl in pf.decls:
+            entry = state.builtins.get(id(decl))
+            if entry is None or entry[0] is not decl:
+                entry = (decl, list(_builtin_names([decl])))
+            cache[id(decl)] = entry
+            for ident, kind in entry[1]:
+                if ident.span.start not in spans:
+                    spans[ident.span.start] = (ident.span.end, _T[kind], _DEFAULT_LIBRARY)
+        state.builtins = cache
     codec = doc.codec(session.encoding)
-    data: list[int] = []
-    prev_line = prev_char = 0
     text = doc.text
+    out: list[Token] = []
     for start in sorted(spans):
         end, ttype, mods = spans[start]
         if end <= start or "\n" in text[start:end]:
             continue
-        pos = codec.position(start)
-        length = codec.position(end).character - pos.character
-        delta_line = pos.line - prev_line
-        delta_char = pos.character - prev_char if delta_line == 0 else pos.character
-        data.extend((delta_line, delta_char, length, ttype, mods))
-        prev_line, prev_char = pos.line, pos.character
-    return types.SemanticTokens(data=data)
+        line, col = codec.line_col(start)
+        out.append((line, col, codec.line_col(end)[1] - col, ttype, mods))
+    state.key, state.tokens = key, out
+    return out
+
+
+def encode(toks: list[Token]) -> list[int]:
+    """LSP's relative encoding of ``toks`` (sorted)."""
+    data: list[int] = []
+    prev_line = prev_char = 0
+    for line, col, length, ttype, mods in toks:
+        delta_line = line - prev_line
+        data.extend((delta_line, col - prev_char if delta_line == 0 else col, length, ttype, mods))
+        prev_line, prev_char = line, col
+    return data
+
+
+def _remember(doc: Document, data: list[int]) -> str:
+    state = _state(doc)
+    state.counter += 1
+    result_id = f"{doc.revision}.{state.counter}"
+    state.results[result_id] = data
+    while len(state.results) > KEEP_RESULTS:
+        del state.results[next(iter(state.results))]
+    return result_id
+
+
+def semantic_tokens(session: Session, doc: Document) -> types.SemanticTokens:
+    """``textDocument/semanticTokens/full``: every token, with a result id for deltas."""
+    data = encode(tokens(session, doc))
+    return types.SemanticTokens(data=data, result_id=_remember(doc, data))
+
+
+def as_json(result: types.SemanticTokens | types.SemanticTokensDelta) -> RawJson:
+    """A result as JSON text (``json.dumps`` of 17,000 integers is ~1 ms; cattrs ~10)."""
+    if isinstance(result, types.SemanticTokens):
+        out: dict[str, Any] = {"data": result.data}
+    else:
+        out = {
+            "edits": [
+                {"start": e.start, "deleteCount": e.delete_count, "data": e.data or []}
+                for e in result.edits
+            ]
+        }
+    if result.result_id is not None:
+        out["resultId"] = result.result_id
+    return RawJson(json.dumps(out))
+
+
+def semantic_tokens_delta(
+    session: Session, doc: Document, previous: str
+) -> types.SemanticTokens | types.SemanticTokensDelta:
+    """``textDocument/semanticTokens/full/delta``: one edit turning the result
+    ``previous`` into the current tokens (the full result when ``previous`` is unknown)."""
+    old = _state(doc).results.get(previous)
+    data = encode(tokens(session, doc))
+    result_id = _remember(doc, data)
+    if old is None:
+        return types.SemanticTokens(data=data, result_id=result_id)
+    prefix = 0
+    limit = min(len(old), len(data))
+    while prefix < limit and old[prefix] == data[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old[-1 - suffix] == data[-1 - suffix]:
+        suffix += 1
+    edits = []
+    if prefix < len(old) - suffix or prefix < len(data) - suffix:
+        edits.append(
+            types.SemanticTokensEdit(
+                start=prefix,
+                delete_count=len(old) - suffix - prefix,
+                data=data[prefix : len(data) - suffix],
+            )
+        )
+    return types.SemanticTokensDelta(edits=edits, result_id=result_id)
+
+
+def semantic_tokens_range(
+    session: Session, doc: Document, rng: types.Range
+) -> types.SemanticTokens:
+    """``textDocument/semanticTokens/range``: the tokens that start inside ``rng``."""
+    toks = tokens(session, doc)
+    first, last = (rng.start.line, rng.start.character), (rng.end.line, rng.end.character)
+    lo = bisect.bisect_left(toks, first, key=lambda t: (t[0], t[1]))
+    hi = bisect.bisect_left(toks, last, key=lambda t: (t[0], t[1]))
+    return types.SemanticTokens(data=encode(toks[lo:hi]))
 
 
 def _builtin_names(decls: list[Any]) -> Iterator[tuple[ast.Ident, str]]:

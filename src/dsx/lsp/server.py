@@ -11,6 +11,8 @@ import asyncio
 import functools
 import logging
 import os
+import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ from typing import Any, Literal, TypeVar
 
 from lsprotocol import types
 from pygls.capabilities import ServerCapabilitiesBuilder
-from pygls.exceptions import JsonRpcInvalidParams, JsonRpcServerError
+from pygls.exceptions import JsonRpcContentModified, JsonRpcInvalidParams, JsonRpcServerError
+from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 
 from dsx._version import __version__
@@ -27,16 +30,20 @@ from dsx.lsp import (
     code_lens,
     completion,
     diagnostics,
+    folding,
     formatting,
     hover,
+    inlay_hints,
     navigation,
     outline,
     preview,
     rename,
     semantic_tokens,
+    signature_help,
 )
 from dsx.lsp.codec import Encoding
 from dsx.lsp.protocol import DsxProtocol, is_parse_error
+from dsx.lsp.scheduler import ReadAhead, Scheduler
 from dsx.lsp.state import Document, Session, path_of
 
 __all__ = ["DsxLanguageServer", "create_server"]
@@ -50,6 +57,9 @@ DiagnosticMode = Literal["auto", "push", "pull"]
 
 #: The error code of a refused ``dsx/renderPrompt`` (the message says why).
 PREVIEW_REFUSED = -32099
+
+#: How many arrival revisions are kept (only queued requests look theirs up).
+MAX_ARRIVALS = 256
 
 #: Seconds without edits after which the server collects garbage.
 IDLE_SECONDS = 5.0
@@ -91,16 +101,63 @@ class DsxLanguageServer(LanguageServer):
         self._refresh_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self.faults = {f.strip() for f in os.environ.get(FAULT_ENV, "").split(",") if f.strip()}
+        self.scheduler = Scheduler()
+        self.protocol.on_request = self._arrived
+        #: The revision of a request's document when it was read, by ``id(params)``.
+        self._arrivals: dict[int, int | None] = {}
 
     protocol: DsxProtocol
+
+    def _start_io_async(self, stdin: Any = None, stdout: Any = None) -> None:
+        """pygls' stdio loop, reading through :class:`ReadAhead` (see ``scheduler.py``)."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+
+        async def serve() -> None:
+            reader = ReadAhead(stdin or sys.stdin.buffer, asyncio.get_running_loop())
+            self.scheduler.reader = reader
+            assert self._stop_event is not None
+            await run_async(
+                stop_event=self._stop_event,
+                reader=reader,
+                protocol=self.protocol,
+                logger=logging.getLogger("pygls.server"),
+                error_handler=self.report_server_error,
+            )
+
+        try:
+            asyncio.run(serve())
+        except BrokenPipeError:
+            log.error("dsx lsp: the connection to the client is lost; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
 
     @property
     def exit_code(self) -> int:
         """The process's exit status: 1 after ``exit`` without ``shutdown`` (else 0)."""
         return self.protocol.exit_code or 0
 
+    def _arrived(self, params: Any) -> None:
+        uri = _uri_of(params)
+        if uri is not None:
+            self._arrivals[id(params)] = self.session.revision(uri)
+            while len(self._arrivals) > MAX_ARRIVALS:  # requests answered at once linger
+                del self._arrivals[next(iter(self._arrivals))]
+
+    def revision_at_arrival(self, params: Any) -> int | None:
+        """The revision of the request's document when the request was read."""
+        uri = _uri_of(params)
+        revision = self._arrivals.pop(id(params), None)
+        if revision is None and uri is not None:
+            revision = self.session.revision(uri)
+        return revision
+
     def report_server_error(self, error: Exception, source: Any) -> None:
         # The reader loop's hook for a body it could not read: answer -32700.
+        if isinstance(error, JsonRpcContentModified):
+            return  # a stale request, answered as such: not a fault
         if is_parse_error(error):
             self.protocol.reply_parse_error(error)
             return
@@ -178,6 +235,11 @@ class DsxLanguageServer(LanguageServer):
     def after_change(self, doc: Document, *, immediate: bool = False) -> None:
         self.schedule_idle()
         self.schedule_diagnostics(doc, delay=0 if immediate else None)
+        # The files it imports: whether their declarations are "never used" may change.
+        for path in doc.analysis.files if doc.analysis is not None else ():
+            imported = self.session.by_path(path)
+            if imported is not None and imported is not doc:
+                self.schedule_diagnostics(imported)
         dependents = self.session.dependents(doc.path)
         for other in dependents:
             self.schedule_diagnostics(other)
@@ -228,6 +290,36 @@ def guarded(feature: str, default: Any = None) -> Callable[[F], F]:
     return decorate
 
 
+def queued(feature: str, default: Any = None, *, stale: bool = True) -> Callable[[F], F]:
+    """Like :func:`guarded`, for an expensive request: it runs once no newer message is
+    waiting (``scheduler.py``), can be cancelled while it waits, and, with ``stale``, is
+    answered ContentModified when its document changed meanwhile."""
+
+    def decorate(fn: F) -> F:
+        run = guarded(feature, default)(fn)
+
+        @functools.wraps(fn)
+        async def wrapper(ls: DsxLanguageServer, params: Any) -> Any:
+            uri = _uri_of(params) if stale else None
+            revision = ls.revision_at_arrival(params)
+            await ls.scheduler.turn()
+            if uri is not None and ls.session.revision(uri) != revision:
+                raise JsonRpcContentModified(
+                    message=f"{uri} changed before {feature} ran; ask again"
+                )
+            return run(ls, params)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _uri_of(params: Any) -> str | None:
+    td = getattr(params, "text_document", None)
+    uri = getattr(td, "uri", None)
+    return uri if isinstance(uri, str) else None
+
+
 def _doc(ls: DsxLanguageServer, uri: str) -> Document | None:
     doc = ls.session.get(uri)
     if doc is None:
@@ -243,8 +335,10 @@ class _QuietRefusals(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         refused_preview = isinstance(exc, JsonRpcServerError) and exc.code == PREVIEW_REFUSED
-        # Invalid params (a refused rename is one) are answers to the client, not faults.
-        return not isinstance(exc, JsonRpcInvalidParams) and not refused_preview
+        # Invalid params (a refused rename is one) and stale requests are answers to the
+        # client, not faults.
+        answer = isinstance(exc, JsonRpcInvalidParams | JsonRpcContentModified)
+        return not answer and not refused_preview
 
 
 def create_server() -> DsxLanguageServer:
@@ -401,7 +495,7 @@ def create_server() -> DsxLanguageServer:
         return navigation.definition(ls.session, doc, params.position) if doc else None
 
     @server.feature(types.TEXT_DOCUMENT_REFERENCES)
-    @guarded("references", [])
+    @queued("references", [], stale=False)
     def on_references(ls: DsxLanguageServer, params: types.ReferenceParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
         if doc is None:
@@ -420,7 +514,7 @@ def create_server() -> DsxLanguageServer:
         return navigation.highlights(ls.session, doc, params.position) if doc else None
 
     @server.feature(types.TEXT_DOCUMENT_RENAME, types.RenameOptions(prepare_provider=True))
-    @guarded("rename")
+    @queued("rename")
     def on_rename(ls: DsxLanguageServer, params: types.RenameParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
         return rename.rename(ls.session, doc, params.position, params.new_name) if doc else None
@@ -432,30 +526,80 @@ def create_server() -> DsxLanguageServer:
         return rename.prepare_rename(ls.session, doc, params.position) if doc else None
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
-    @guarded("documentSymbol", [])
+    @queued("documentSymbol", [])
     def on_document_symbol(ls: DsxLanguageServer, params: types.DocumentSymbolParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
-        return outline.document_symbols(ls.session, doc) if doc else []
+        return outline.document_symbols_json(ls.session, doc) if doc else []
 
     @server.feature(types.WORKSPACE_SYMBOL)
-    @guarded("workspaceSymbol", [])
+    @queued("workspaceSymbol", [], stale=False)
     def on_workspace_symbol(ls: DsxLanguageServer, params: types.WorkspaceSymbolParams) -> Any:
         return outline.workspace_symbols(ls.session, params.query)
 
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
-    @guarded("formatting", [])
+    @queued("formatting", [], stale=False)
     def on_formatting(ls: DsxLanguageServer, params: types.DocumentFormattingParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
         return formatting.format_document(ls.session, doc) if doc else []
 
     @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, semantic_tokens.LEGEND)
-    @guarded("semanticTokens", types.SemanticTokens(data=[]))
+    @queued("semanticTokens", types.SemanticTokens(data=[]))
     def on_semantic_tokens(ls: DsxLanguageServer, params: types.SemanticTokensParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
-        return semantic_tokens.semantic_tokens(ls.session, doc) if doc else None
+        if doc is None:
+            return None
+        return semantic_tokens.as_json(semantic_tokens.semantic_tokens(ls.session, doc))
+
+    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL_DELTA, semantic_tokens.LEGEND)
+    @queued("semanticTokens", types.SemanticTokens(data=[]))
+    def on_semantic_tokens_delta(
+        ls: DsxLanguageServer, params: types.SemanticTokensDeltaParams
+    ) -> Any:
+        doc = _doc(ls, params.text_document.uri)
+        if doc is None:
+            return None
+        return semantic_tokens.as_json(
+            semantic_tokens.semantic_tokens_delta(ls.session, doc, params.previous_result_id)
+        )
+
+    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_RANGE, semantic_tokens.LEGEND)
+    @queued("semanticTokens", types.SemanticTokens(data=[]))
+    def on_semantic_tokens_range(
+        ls: DsxLanguageServer, params: types.SemanticTokensRangeParams
+    ) -> Any:
+        doc = _doc(ls, params.text_document.uri)
+        if doc is None:
+            return None
+        return semantic_tokens.as_json(
+            semantic_tokens.semantic_tokens_range(ls.session, doc, params.range)
+        )
+
+    @server.feature(
+        types.TEXT_DOCUMENT_SIGNATURE_HELP,
+        types.SignatureHelpOptions(
+            trigger_characters=signature_help.TRIGGER_CHARACTERS,
+            retrigger_characters=signature_help.RETRIGGER_CHARACTERS,
+        ),
+    )
+    @guarded("signatureHelp")
+    def on_signature_help(ls: DsxLanguageServer, params: types.SignatureHelpParams) -> Any:
+        doc = _doc(ls, params.text_document.uri)
+        return signature_help.signature_help(ls.session, doc, params.position) if doc else None
+
+    @server.feature(types.TEXT_DOCUMENT_FOLDING_RANGE)
+    @queued("foldingRange", [])
+    def on_folding_range(ls: DsxLanguageServer, params: types.FoldingRangeParams) -> Any:
+        doc = _doc(ls, params.text_document.uri)
+        return folding.folding_ranges(ls.session, doc) if doc else []
+
+    @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
+    @queued("inlayHint", [])
+    def on_inlay_hint(ls: DsxLanguageServer, params: types.InlayHintParams) -> Any:
+        doc = _doc(ls, params.text_document.uri)
+        return inlay_hints.inlay_hints(ls.session, doc, params.range) if doc else []
 
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
-    @guarded("codeLens", [])
+    @queued("codeLens", [])
     def on_code_lens(ls: DsxLanguageServer, params: types.CodeLensParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
         return code_lens.code_lenses(ls.session, doc) if doc else []
@@ -520,7 +664,7 @@ def _register_pull(server: DsxLanguageServer) -> None:
             identifier="dsx", inter_file_dependencies=True, workspace_diagnostics=False
         ),
     )
-    @guarded("diagnostics", types.RelatedFullDocumentDiagnosticReport(items=[]))
+    @queued("diagnostics", types.RelatedFullDocumentDiagnosticReport(items=[]), stale=False)
     def on_diagnostic(ls: DsxLanguageServer, params: types.DocumentDiagnosticParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
         if doc is None:

@@ -66,6 +66,7 @@ class Document:
     analysis: Analysis | None = None
     analysis_key: tuple[object, ...] | None = None
     force_full: bool = False  # the next analysis must not reuse the previous one
+    extras: dict[str, object] = field(default_factory=dict)  # per-feature caches
     _codec: PositionCodec | None = None
 
     def codec(self, encoding: Encoding) -> PositionCodec:
@@ -95,6 +96,8 @@ class Session:
         self._closed: dict[str, tuple[tuple[object, ...], Analysis]] = {}
         self._parsed: dict[str, tuple[tuple[object, ...], ParsedFile, BlockCache]] = {}
         self._codecs: dict[str, PositionCodec] = {}
+        #: Per importing file: ``(its stamp, names of the imported file it uses)``.
+        self.importer_uses: dict[str, tuple[object, frozenset[str]]] = {}
 
     # ---- logging ----------------------------------------------------------------------
     def log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
@@ -155,6 +158,11 @@ class Session:
 
     def get(self, uri: str) -> Document | None:
         return self.documents.get(uri)
+
+    def revision(self, uri: str) -> int | None:
+        """How many changes the open document ``uri`` has had (``None``: not open)."""
+        doc = self.documents.get(uri)
+        return None if doc is None else doc.revision
 
     def by_path(self, path: str) -> Document | None:
         return self._by_path.get(path)
@@ -284,6 +292,17 @@ class Session:
             return Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
+
+    def stamp(self, path: str) -> tuple[object, ...] | None:
+        """What changes when ``path``'s text does: the open revision, else size and time."""
+        doc = self._by_path.get(path)
+        if doc is not None:
+            return ("open", doc.revision)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
 
     def parsed(self, path: str) -> ParsedFile | None:
         """``path`` parsed (no checks): what workspace symbols need."""
