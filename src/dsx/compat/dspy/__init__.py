@@ -25,8 +25,21 @@ from typing import Any
 from dsx.compat.dspy._paths import MISSING, MODULES
 from dsx.compat.dspy._state import convert_dspy_state as convert_dspy_state
 from dsx.compat.dspy._state import load_dspy_state as load_dspy_state
+from dsx.compat.dspy._translate import Note as Note
+from dsx.compat.dspy._translate import Translation as Translation
+from dsx.compat.dspy._translate import translate_dspy as translate_dspy
+from dsx.compat.dspy._translate import translate_dspy_file as translate_dspy_file
 
-__all__ = ["convert_dspy_state", "install", "load_dspy_state", "uninstall"]
+__all__ = [
+    "Note",
+    "Translation",
+    "convert_dspy_state",
+    "install",
+    "load_dspy_state",
+    "translate_dspy",
+    "translate_dspy_file",
+    "uninstall",
+]
 
 _PREFIX = __name__ + "."
 
