@@ -361,6 +361,69 @@ def test_a_broken_declaration_causes_no_false_unknown_or_unused_diagnostics():
     assert [d.code for d in diags] == ["DSX001"], [d.message for d in diags]
 
 
+RECOVERY = """signature Good {
+    in  question: str
+    out answer: str
+}
+
+module M {
+    p = Predict(Good)
+    forward(question: str) {
+        x = p(question = question
+        y = p(question = question)
+        z = y.answr
+        w = x + * 2
+        return y
+    }
+}
+
+program m = M()
+
+test t for m {
+    given  question = "q"
+    expect answr = "a"
+}
+"""
+
+
+def test_a_syntax_error_in_a_forward_body_keeps_the_rest_of_the_module_checked():
+    analysis = analyze_source(RECOVERY, "t.dsx")
+    source = analysis.source(analysis.root)
+    assert source is not None
+    found = [(source.position(d.span.start)[0], d.code) for d in analysis.diagnostics]
+    # Both bad lines are reported; the statements around them are still checked (the
+    # misspelt output, also in the test block), and `x`, assigned on a bad line, is not
+    # reported unknown where it is used.
+    assert found == [(10, "DSX001"), (11, "DSX112"), (12, "DSX001"), (21, "DSX124")], [
+        d.message for d in analysis.diagnostics
+    ]
+    assert "unexpected `y`" in analysis.diagnostics[0].message
+    assert "unexpected `*`" in analysis.diagnostics[2].message
+    module = analysis.unit.get("modules", "M")
+    assert module is not None and [s.kind for s in module.forward.body] == [
+        "assign",
+        "assign",
+        "return",
+    ]
+
+
+def test_an_unrecoverable_block_is_still_one_error_and_no_false_ones():
+    text = RECOVERY.replace("w = x + * 2", "if question == {\n            w = 1\n        }")
+    diags = analyze_source(text, "t.dsx").diagnostics
+    assert [d.code for d in diags] == ["DSX001"], [d.message for d in diags]
+
+
+def test_recovery_leaves_signatures_whole():
+    # A field left out would make every use of it a false error: no recovery there.
+    text = RECOVERY.replace("in  question: str", "in  question str")
+    diags = analyze_source(text, "t.dsx").diagnostics
+    # The signature's error, then the module's two (the module is recovered; what it reads
+    # from the broken signature is unknown, not wrong).
+    assert [d.code for d in diags] == ["DSX001"] * 3, [d.message for d in diags]
+    assert diags[0].message == "unexpected `str`: expected `:`"
+    assert analyze_source(text, "t.dsx").unit.get("signatures", "Good") is None
+
+
 # -- attributes of plain values are checked ---------------------------------------------------
 
 

@@ -99,13 +99,30 @@ class LowerBase:
         # "unknown") and every name they mention (declarations they use are not "unused").
         self._broken: set[str] = set()
         self._broken_words: set[str] = set()
-        for pf in files:
+        self.collect_broken()
+
+    def collect_broken(self) -> None:
+        """What blocks with syntax errors name (again after an edit: :attr:`files` changed).
+
+        A block that does not parse declares its name (references to it are not unknown)
+        and mentions its words (declarations it uses are not unused). A block parsed with
+        bad lines left out (``Block.recovered``): the words of those lines, so that a
+        variable they assigned is not unknown either.
+        """
+        broken: set[str] = set()
+        words: set[str] = set()
+        for pf in self.files:
             for block in pf.blocks:
                 if block.decl is None and block.errors:
                     name = lexspec.declared_name(block.text)
                     if name:
-                        self._broken.add(name)
-                    self._broken_words |= lexspec.names_outside_strings(block.text)
+                        broken.add(name)
+                    words |= lexspec.names_outside_strings(block.text)
+                elif block.recovered:
+                    left_out = lexspec.names_outside_strings(block.recovered)
+                    broken |= left_out
+                    words |= left_out
+        self._broken, self._broken_words = broken, words
 
     # ---- helpers --------------------------------------------------------------------------
     def _loc(self, span: Span) -> ir.Loc | None:

@@ -91,6 +91,7 @@ def _reanalyze(
         return None
     lowerer = prev.lowerer
     lowerer.files = [pf if f.source.path == root else f for f in lowerer.files]
+    lowerer.collect_broken()
     lowerer.sources[root] = pf.source
     unit = lowerer.relower(changes)
     if unit is None:

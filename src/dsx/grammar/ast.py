@@ -574,3 +574,6 @@ class Block:
     decl: Any  # Decl | None when it failed to parse
     comments: list[Comment] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list)  # Diagnostics
+    # The lines left out to parse it despite a syntax error (its `decl` is then what the
+    # rest says); "" when it parsed as written.
+    recovered: str = ""

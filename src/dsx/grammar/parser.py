@@ -155,8 +155,28 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
         line.strip().startswith("//") or not line.strip() for line in text.splitlines()
     ):
         return block
+    decl, error, problems = _try_parse(text, origin, comments)
+    if error is not None:
+        block.errors.append(_syntax_diagnostic(error, text, origin))
+        recovered = _recover(text, origin, comments, error) if _RECOVERABLE.match(text) else None
+        if recovered is None:
+            return block
+        decl, problems, blanked = recovered
+        block.recovered = blanked
+    block.errors.extend(problems)
+    block.decl = decl
+    if decl is not None:
+        block.errors.extend(_floor_division_lookalikes(text, comments, origin))
+    return block
+
+
+def _try_parse(
+    text: str, origin: Origin, comments: list[ast.Comment]
+) -> tuple[Any, UnexpectedInput | None, list[Diagnostic]]:
+    """``(decl, None, problems)``, or ``(None, the first syntax error, [])``."""
     parser, transformer = _get_parser()
     errors: list[UnexpectedInput] = []
+    problems: list[Diagnostic] = []
 
     def on_error(exc: UnexpectedInput) -> bool:
         if isinstance(exc, UnexpectedToken) and exc.token.type != "NAME":
@@ -171,7 +191,7 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
         transformer.origin = origin
         transformer.comments = comments
         transformer._prefix_not.clear()
-        transformer.problems = block.errors
+        transformer.problems = problems
         try:
             decl = parser.parse(text, start="block", on_error=on_error)
         except UnexpectedInput as exc:
@@ -179,15 +199,107 @@ def _parse_block(text: str, origin: Origin) -> ast.Block:
                 errors.append(exc)
             decl = None
         except ast_error() as exc:
-            block.errors.append(exc.diagnostic)
-            decl = None
+            return None, None, [exc.diagnostic]
     if errors:
-        block.errors.append(_syntax_diagnostic(errors[0], text, origin))
-        decl = None
-    block.decl = decl
-    if decl is not None:
-        block.errors.extend(_floor_division_lookalikes(text, comments, origin))
-    return block
+        return None, errors[0], []
+    return decl, None, problems
+
+
+# Statement-level recovery is tried in module and test blocks: a statement is the unit that
+# can be left out without changing what the declaration offers to others (a field left out
+# of a signature would cause false errors at every use).
+_RECOVERABLE = re.compile(rf"(?:\s|{lexspec.COMMENT})*(?:module|test)[ \t]")
+_MAX_BAD_LINES = 4
+
+
+def _recover(
+    text: str, origin: Origin, comments: list[ast.Comment], error: UnexpectedInput
+) -> tuple[Any, list[Diagnostic], str] | None:
+    """Parse ``text`` again with the bad lines blanked out (so offsets stay put): the line
+    of the error, else the statement line before it (an unclosed bracket shows on the next
+    line). Returns ``(decl, problems, the blanked text)``; ``None`` when that does not help."""
+    work = text
+    blanked: list[str] = []
+    later: list[Diagnostic] = []
+    for _ in range(_MAX_BAD_LINES):
+        pos = _error_pos(error, work)
+        if pos is None:
+            return None
+        for ranges in _candidates(work, pos):
+            attempt = work
+            for lo, hi in ranges:
+                attempt = attempt[:lo] + " " * (hi - lo) + attempt[hi:]
+            decl, again, problems = _try_parse(attempt, origin, comments)
+            if decl is not None:
+                blanked += [text[lo:hi] for lo, hi in ranges]
+                return decl, later + problems, "\n".join(blanked)
+            again_pos = _error_pos(again, attempt) if again is not None else None
+            if (
+                again is not None
+                and again_pos is not None
+                and again_pos > max(pos, *(hi for _, hi in ranges))
+            ):
+                work, error = attempt, again  # progress: on to the next bad line
+                blanked += [text[lo:hi] for lo, hi in ranges]
+                later.append(_syntax_diagnostic(again, attempt, origin))
+                break
+        else:
+            return None
+    return None
+
+
+def _error_pos(exc: UnexpectedInput | None, text: str) -> int | None:
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        return exc.token.start_pos
+    if isinstance(exc, UnexpectedCharacters):
+        return cast(int, exc.pos_in_stream)
+    return None  # the end of the block: a bracket is never closed
+
+
+def _candidates(text: str, pos: int) -> list[list[tuple[int, int]]]:
+    """Line ranges to blank for an error at ``pos``: its line, the statement line before
+    it, or both. Lines at column 0 (the declaration's head and its closing brace) and lines
+    whose braces do not balance are never blanked."""
+    line = _line_at(text, pos)
+    prev = _line_before(text, line[0])
+    if prev is None:
+        options = [[line]]
+    elif text[line[0] : pos].strip():
+        options = [[line], [prev], [prev, line]]
+    else:  # the error is at the start of its line: the line before is likelier to blame
+        options = [[prev], [line], [prev, line]]
+    return [o for o in options if all(_blankable(text[lo:hi]) for lo, hi in o)]
+
+
+def _line_at(text: str, pos: int) -> tuple[int, int]:
+    lo = text.rfind("\n", 0, pos) + 1
+    hi = text.find("\n", pos)
+    return lo, len(text) if hi < 0 else hi
+
+
+def _line_before(text: str, lo: int) -> tuple[int, int] | None:
+    while lo > 0:
+        lo, hi = _line_at(text, lo - 1)
+        stripped = text[lo:hi].strip()
+        if stripped and not stripped.startswith("//"):
+            return lo, hi
+    return None
+
+
+_BRACES = re.compile(rf"{lexspec.STRING}|{lexspec.COMMENT}|(?P<brace>[{{}}])")
+
+
+def _blankable(line: str) -> bool:
+    if not line.strip() or not line[:1].isspace():
+        return False
+    depth = 0
+    for m in _BRACES.finditer(line):
+        brace = m.group("brace")
+        if brace is not None:
+            depth += 1 if brace == "{" else -1
+            if depth < 0:
+                return False
+    return depth == 0
 
 
 _ENDS_OPERAND = re.compile(r"[A-Za-z0-9_)\]\"]\s*\Z")
