@@ -131,6 +131,17 @@ def test_floor_division_lookalike_is_a_located_error():
     assert "floor division" in diag.message and "int(a / b)" in diag.message
 
 
+@pytest.mark.parametrize("divisor", ["k", "n"])
+def test_floor_division_by_a_name_is_a_located_error(divisor):
+    # `n // k` with a name after `//`: the name is one the block uses, so not a comment.
+    text = _forward(f"k = 2\n        n = len(x) + k // {divisor}\n        return p(x = str(n))")
+    analysis = analyze_source(text, "t.dsx")
+    assert [d.code for d in analysis.diagnostics] == ["DSX001"]
+    diag = analysis.diagnostics[0]
+    assert text[diag.span.start : diag.span.end] == f"// {divisor}"
+    assert "floor division" in diag.message
+
+
 @pytest.mark.parametrize(
     "comment", ["// the short answer", "// retry", "// (optional)", "// true", "// TODO: x"]
 )

@@ -314,6 +314,7 @@ def _floor_division_lookalikes(
     lone name or string, which read as ordinary comments: ``// retry``) is an error.
     """
     problems = []
+    names: set[str] | None = None  # the names the block uses, outside strings and comments
     for c in comments:
         if c.is_doc:
             continue
@@ -324,8 +325,15 @@ def _floor_division_lookalikes(
         if not body.strip():
             continue
         node, diag = parse_expr_text(body, origin, c.span.lo + 2)
-        if diag is not None or isinstance(node, ast.NameRef | ast.Str):
+        if diag is not None or isinstance(node, ast.Str):
             continue
+        if isinstance(node, ast.NameRef):
+            # `n // k`: a lone word is an ordinary comment (`// retry`) unless the block
+            # uses that name as a variable, parameter or member.
+            if names is None:
+                names = lexspec.names_outside_strings(text)
+            if node.name.name not in names or node.name.name in lexspec.TOP_KEYWORDS:
+                continue
         if isinstance(node, ast.Lit) and (node.value is None or isinstance(node.value, bool)):
             continue
         problems.append(
