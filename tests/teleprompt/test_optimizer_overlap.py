@@ -38,8 +38,10 @@ class Flight:
     def __init__(self) -> None:
         self.now = self.peak = self.calls = self.mixed = 0
         self.out: dict[str, int] = {}
-        #: proposal calls (from attempts) made while task calls were out; all of them
-        self.ahead = self.proposals = 0
+        #: proposal calls (from attempts) made while task calls were out; all of them;
+        #: MIPROv2's grounded proposals made while calls with demos (bootstraps) were out
+        self.ahead = self.proposals = self.grounded = 0
+        self.with_demos = 0
 
     def task(self, reply: Any, latency: float = 0.002) -> FunctionLM:
         async def respond(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
@@ -49,7 +51,10 @@ class Flight:
             self.peak = max(self.peak, self.now)
             self.mixed += instruction != ORIGINAL and self.out.get(ORIGINAL, 0) > 0
             self.out[instruction] = self.out.get(instruction, 0) + 1
+            demos = len(messages) > 2
+            self.with_demos += demos
             await asyncio.sleep(latency)
+            self.with_demos -= demos
             self.out[instruction] -= 1
             self.now -= 1
             return reply(messages, **kwargs)
@@ -65,6 +70,8 @@ class Flight:
             self.proposals += 1
             if "attempted_instructions" in messages[0]["content"] and self.now > 0:
                 self.ahead += 1
+            if "task_demos" in messages[0]["content"] and self.with_demos > 0:
+                self.grounded += 1
             await asyncio.sleep(latency)
             if not by_request:
                 return script(messages, **kwargs)
@@ -265,3 +272,23 @@ def test_a_short_mipro_search_never_imports_optuna():
         cwd=root,
     )
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_mipro_proposes_while_it_bootstraps_and_scores_the_baseline_alongside():
+    from tests.teleprompt.test_instruction_optimizers import mipro, trial_table
+
+    def run(threads: int) -> tuple[Flight, Any, Any]:
+        flight = Flight()
+        dsx.configure(lm=flight.task(lambda messages, **_: task_answer(messages), 0.005))
+        opt, _, _ = mipro(num_threads=threads, prompt_model=flight.prompt())
+        best = opt.compile(echo_program(), trainset=dataset(4), valset=dataset(4, start=4))
+        return flight, trial_table(opt), best.signature.instructions
+
+    flight, table, instruction = run(4)
+    assert flight.peak <= 4  # bootstraps and baseline share num_threads
+    # the first proposals (they show demo sets made without LM calls) went out while the
+    # bootstraps' runs were still out
+    assert flight.grounded > 0
+    one, one_table, one_instruction = run(1)
+    assert one.peak == 1 and (one_table, one_instruction) == (table, instruction)
+    assert one.calls == flight.calls

@@ -133,6 +133,11 @@ class Slots:
                 self.release()  # handed over just as it was cancelled: pass it on
             raise
 
+    def grow(self, extra: int) -> None:
+        """``extra`` more slots (taken at once by runs waiting for one)."""
+        self.size += max(0, extra)
+        self._offer()
+
     def release(self) -> None:
         self.busy -= 1
         if self._waiting and not self._offering:

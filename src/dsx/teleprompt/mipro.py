@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
@@ -57,7 +57,7 @@ from dsx.teleprompt._resume import (
     examples_to_json,
     save_json,
 )
-from dsx.teleprompt._scoring import Slots, ascore_jobs, score_jobs
+from dsx.teleprompt._scoring import Slots, ascore_jobs
 from dsx.teleprompt.base import (
     OptimizerSettingError,
     Teleprompter,
@@ -312,9 +312,40 @@ class MIPROv2(Teleprompter):
             proposer = self._proposer(train)
             saved_instructions = _load(state, "instructions.json")
             saved = _load(state, "demo_sets.json")
+            search = _Search(
+                self,
+                program,
+                None if zeroshot else [{}],  # the demo sets, once made
+                val,
+                overrides,
+                ScoreJournal(None if state is None else state / "scores.jsonl"),
+            )
+            ready = _DemoSets(n_demo)  # each demo set as soon as it is made
+            booted = threading.Event()  # the bootstraps are done: all slots to the baseline
+            booting_threads = 0 if saved is not None else self._boot_threads(n_demo, labeled)
+
+            def propose() -> None:
+                if saved_instructions is not None:
+                    self.instruction_candidates = saved_instructions
+                    self.say("MIPROv2: instruction candidates from the run directory")
+                    return
+                # the first proposals need only the demo sets made without LM calls
+                self.instruction_candidates = self._propose(proposer, program, ready, n_instr)
+                if state is not None and self.stopped is None:
+                    save_json(state / "instructions.json", self.instruction_candidates)
+
+            def baseline() -> float | None:
+                return search.baseline(booted, self.concurrency - booting_threads)
+
+            # the bootstraps, the proposals and the unchanged program's score at once: the
+            # proposals start as soon as the demo sets they show exist, and the baseline
+            # takes the slots the bootstraps leave (all of them once they are done)
             if saved is not None:
                 demo_sets = [{k: examples_from_json(v) for k, v in s.items()} for s in saved]
                 self.say(f"MIPROv2: {len(demo_sets)} demo sets from the run directory")
+                ready.fill(demo_sets)
+                booted.set()
+                side_by_side([propose, baseline], self.concurrency)
             else:
                 with context(**overrides):
                     demo_sets = self._demo_sets(
@@ -324,9 +355,9 @@ class MIPROv2(Teleprompter):
                         n_demo,
                         ZERO_SHOT_PROPOSAL_DEMOS if zeroshot else bootstrapped,
                         0 if zeroshot else labeled,
-                        alongside=[proposer.summarize_data]
-                        if saved_instructions is None and self.data_aware_proposer
-                        else [],
+                        alongside=[propose, baseline],
+                        ready=ready,
+                        booted=booted,
                     )
                 if state is not None and self.stopped is None:
                     save_json(
@@ -334,28 +365,10 @@ class MIPROv2(Teleprompter):
                         [{k: examples_to_json(v) for k, v in s.items()} for s in demo_sets],
                     )
             self.demo_candidates = demo_sets
-            search = _Search(
-                self,
-                program,
-                None if zeroshot else demo_sets,
-                val,
-                overrides,
-                ScoreJournal(None if state is None else state / "scores.jsonl"),
-            )
-
-            def propose() -> None:
-                if saved_instructions is not None:
-                    self.instruction_candidates = saved_instructions
-                    self.say("MIPROv2: instruction candidates from the run directory")
-                    return
-                self.instruction_candidates = self._propose(proposer, program, demo_sets, n_instr)
-                if state is not None and self.stopped is None:
-                    save_json(state / "instructions.json", self.instruction_candidates)
-
-            # the unchanged program is scored while the instructions are proposed
-            _, baseline = side_by_side([propose, search.baseline], self.concurrency)
+            search.demo_sets = None if zeroshot else (demo_sets or None)
+            baseline_score = search.baseline_score
             search.instructions = self.instruction_candidates
-            best = search.run(baseline, trials, use_minibatch, mb_size, full_every)
+            best = search.run(baseline_score, trials, use_minibatch, mb_size, full_every)
         best._compiled = True  # type: ignore[attr-defined]
         return best
 
@@ -424,23 +437,26 @@ class MIPROv2(Teleprompter):
         bootstrapped: int,
         labeled: int,
         alongside: Sequence[Callable[[], Any]] = (),
+        ready: _DemoSets | None = None,
+        booted: threading.Event | None = None,
     ) -> list[dict[str, list[Example]]]:
         """``count`` demo sets: none, labeled, bootstrapped, then seeded shuffled bootstraps.
 
-        The bootstraps (and the ``alongside`` calls: the dataset summary) run at once,
-        sharing ``num_threads``; every random choice is drawn first, in order.
+        The bootstraps and the ``alongside`` calls (the proposals, the baseline) run at
+        once, the bootstraps with :meth:`_boot_threads` between them; each set goes to
+        ``ready`` as soon as it is made, and ``booted`` is set once all are. Every random
+        choice is drawn first, in order.
         """
         rng = self.rng("demo-sets")
         plans: list[tuple[int, list[Example], int]] = []
-        booting = 0
         for kind in range(-3, count - 3):
             shuffled, size = list(train), bootstrapped
-            if kind >= -1 or (kind == -2 and labeled <= 0):  # a bootstrapped set
+            if _bootstraps(kind, labeled):
                 rng.shuffle(shuffled)
                 size = rng.randint(min(1, bootstrapped), bootstrapped)
-                booting += 1
             plans.append((kind, shuffled, size))
-        threads = max(1, self.concurrency // max(1, booting + len(alongside)))
+        booting = sum(_bootstraps(kind, labeled) for kind in range(-3, count - 3))
+        threads = max(1, self.concurrency // (booting + 1))
         inners: list[BootstrapFewShot | None] = []
 
         def make(kind: int, shuffled: list[Example], size: int) -> Callable[[], Module]:
@@ -465,22 +481,57 @@ class MIPROv2(Teleprompter):
 
         if (reason := self.budget_exhausted()) is not None:
             self.stopped = reason
+            if ready is not None:
+                ready.fill([])
+            if booted is not None:
+                booted.set()
+            side_by_side(list(alongside), self.concurrency)
             return []
-        calls = [make(*plan) for plan in plans]
-        results = side_by_side([*calls, *alongside], self.concurrency)[: len(calls)]
+        left = [len(plans)]
+        lock = threading.Lock()
+
+        def publish(index: int, call: Callable[[], Module]) -> Callable[[], Module]:
+            def run() -> Module:
+                compiled = None
+                try:
+                    compiled = call()
+                    return compiled
+                finally:  # on failure too: nobody may wait for it forever
+                    if ready is not None:
+                        demos = {} if compiled is None else _demos_of(compiled)
+                        ready.put(index, demos)
+                    with lock:
+                        left[0] -= 1
+                        if left[0] == 0 and booted is not None:
+                            booted.set()
+
+            return run
+
+        calls = [publish(i, make(*plan)) for i, plan in enumerate(plans)]
+        try:
+            results = side_by_side([*calls, *alongside], self.concurrency)[: len(calls)]
+        finally:
+            if booted is not None:
+                booted.set()
         sets: list[dict[str, list[Example]]] = []
         for index, (compiled, inner) in enumerate(zip(results, inners, strict=True)):
             if inner is not None:
                 self.log.extend({**e, "demo_set": index} for e in inner.log if e["event"] == "run")
                 if inner.stopped is not None:
                     self.stopped = self.stopped or inner.stopped
-            sets.append({name: list(p.demos) for name, p in compiled.named_predictors()})
+            sets.append(_demos_of(compiled))
         if self.stopped is None and (reason := self.budget_exhausted()) is not None:
             self.stopped = reason
         counts = [sum(len(d) for d in s.values()) for s in sets]
         self.log.append({"event": "demo_sets", "demos": counts})
         self.say(f"MIPROv2: {len(sets)} demo sets with {counts} demos")
         return sets
+
+    def _boot_threads(self, count: int, labeled: int) -> int:
+        """The threads the bootstraps of :meth:`_demo_sets` take together: ``num_threads``
+        shared among them and the proposals (the baseline gets the rest)."""
+        booting = sum(_bootstraps(kind, labeled) for kind in range(-3, count - 3))
+        return booting * max(1, self.concurrency // (booting + 1)) if booting else 0
 
     def _proposer(self, train: list[Example]) -> GroundedProposer:
         return GroundedProposer(
@@ -501,7 +552,7 @@ class MIPROv2(Teleprompter):
         self,
         proposer: GroundedProposer,
         program: Module,
-        demo_sets: list[dict[str, list[Example]]],
+        demo_sets: Sequence[dict[str, list[Example]]],
         n: int,
     ) -> dict[str, list[str]]:
         found = proposer.propose(program, demo_sets, n)
@@ -514,6 +565,45 @@ class MIPROv2(Teleprompter):
         for path, texts in found.items():
             self.say(f"MIPROv2: {len(texts)} instruction candidates for `{path}`")
         return found
+
+
+def _bootstraps(kind: int, labeled: int) -> bool:
+    """Whether demo set ``kind`` (-3: none, -2: labeled, then bootstraps) is bootstrapped."""
+    return kind >= -1 or (kind == -2 and labeled <= 0)
+
+
+def _demos_of(program: Module) -> dict[str, list[Example]]:
+    return {name: list(p.demos) for name, p in program.named_predictors()}
+
+
+class _DemoSets(Sequence[dict[str, list[Example]]]):
+    """The demo sets as they are made: an item waits until its set exists, so the
+    proposals that show the sets made without LM calls need not wait for the bootstraps."""
+
+    def __init__(self, count: int) -> None:
+        self._sets: list[dict[str, list[Example]]] = [{} for _ in range(count)]
+        self._made = [threading.Event() for _ in range(count)]
+
+    def put(self, index: int, demos: dict[str, list[Example]]) -> None:
+        self._sets[index] = demos
+        self._made[index].set()
+
+    def fill(self, sets: Sequence[dict[str, list[Example]]]) -> None:
+        for index in range(len(self._sets)):
+            self.put(index, sets[index] if index < len(sets) else {})
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, list[Example]]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, list[Example]]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self._sets))[index]]
+        self._made[index].wait()
+        return self._sets[index]
 
 
 def _load(state: Path | None, name: str) -> Any:
@@ -558,6 +648,7 @@ class _Search:
         self.total = 0
         #: Scores being made, by journal key.
         self.scoring: dict[str, asyncio.Future[float | None]] = {}
+        self.baseline_score: float | None = None
         self.slots = Slots(opt.concurrency)
 
     # -- parameters ---------------------------------------------------------------------------
@@ -579,12 +670,45 @@ class _Search:
                 names.append(f"{i}_predictor_demos")
         return dict.fromkeys(names, 0)
 
-    def baseline(self) -> float | None:
-        """The unchanged program's score on the whole valset (``None``: budget reached)."""
+    def baseline(self, booted: threading.Event, first: int) -> float | None:
+        """The unchanged program's score on the whole valset (``None``: budget reached),
+        with ``first`` program runs at a time until ``booted`` is set, then
+        ``num_threads``. Also kept as ``self.baseline_score``."""
         if (reason := self.opt.stopped or self.opt.budget_exhausted()) is not None:
             self.opt.stopped = reason
             return None
-        (score,) = self.score([(self.default(), list(range(len(self.val))))], "Baseline")
+        params, picks = self.default(), list(range(len(self.val)))
+        key = self.journal.key(params, picks)
+        score = self.journal.get(key)
+        if score is None:
+            program = self.candidate(params)
+
+            async def scoring() -> float | None:
+                slots = Slots(max(1, first))
+
+                async def widen() -> None:
+                    while not booted.is_set():  # the bootstraps run on other threads
+                        await asyncio.sleep(0.005)
+                    slots.grow(self.opt.concurrency - slots.size)
+
+                widening = asyncio.ensure_future(widen())
+                try:
+                    (value,) = await ascore_jobs(
+                        self.opt,
+                        [(program, [self.val[k] for k in picks])],
+                        desc="Baseline",
+                        overrides=self.overrides,
+                        limiter=slots,
+                    )
+                finally:
+                    widening.cancel()
+                    await asyncio.gather(widening, return_exceptions=True)
+                return value
+
+            score = run_coroutine_sync(scoring)
+            if score is not None:
+                self.journal.put(key, score)
+        self.baseline_score = score
         return score
 
     def candidate(self, params: dict[str, int]) -> Module:
@@ -630,37 +754,6 @@ class _Search:
                 text += f", demos {params[f'{i}_predictor_demos']}"
             parts.append(text)
         return "[" + "; ".join(parts) + "]"
-
-    def score(self, jobs: list[tuple[dict[str, int], list[int]]], desc: str) -> list[float | None]:
-        """Scores of ``(params, example indices)`` jobs, all on the engine at once.
-
-        Scores from the journal (an interrupted run) and repeated jobs cost no LM call.
-        """
-        keys = [self.journal.key(params, picks) for params, picks in jobs]
-        scores = [self.journal.get(key) for key in keys]
-        todo: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            if scores[i] is None and key not in todo:
-                todo[key] = i
-        if todo:
-            fresh = score_jobs(
-                self.opt,
-                [
-                    (self.candidate(jobs[i][0]), [self.val[k] for k in jobs[i][1]])
-                    for i in todo.values()
-                ],
-                desc=desc,
-                overrides=self.overrides,
-            )
-            found = dict(zip(todo, fresh, strict=True))
-            for key, score in found.items():
-                if score is not None:
-                    self.journal.put(key, score)
-            scores = [
-                found[key] if score is None else score
-                for key, score in zip(keys, scores, strict=True)
-            ]
-        return scores
 
     def full(self, params: dict[str, int], kind: str, score: float | None) -> None:
         """Record a full-valset score (and the best so far)."""
