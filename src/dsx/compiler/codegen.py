@@ -416,7 +416,7 @@ class _Gen:
             self.block(s.body)
         elif k == "while":
             self.loops += 1
-            guard = f"_loop{self.loops}"
+            guard = f"_dsx_loop{self.loops}"
             where = f"{Path(s.loc[0]).name}:{s.loc[1]}" if s.loc else ""
             w.line(f"{guard} = _dsx.LoopGuard({self.expr(s.bound)}, {where!r})", s.loc)
             w.line(f"while {self.expr(s.cond)}:", s.loc)
