@@ -6,6 +6,9 @@ same error) and the same prompts."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,6 +37,7 @@ FOOTER = """    }
 program prog = Prog()
 """
 
+RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
 STRINGS = ['"x"', '"ab"', '"Ab c"', '""', '"it\'s"', '"{{braces}}"']
 
 
@@ -68,6 +72,8 @@ class Body:
                         f"{self.expr('int', depth + 1)} % 3",
                         f"len({self.expr('str', depth + 1)})",
                         f"-{self.expr('int', depth + 1)}",
+                        f"{self.expr('int', depth + 1)} if {self.expr('bool', depth + 1)} else 5",
+                        f"len({self.expr('list', depth + 1)})",
                     ]
                 )
             )
@@ -82,12 +88,17 @@ class Body:
                         f"upper({self.expr('str', depth + 1)})",
                         f"strip({self.expr('str', depth + 1)})",
                         f"str({self.expr('int', depth + 1)})",
+                        f"{self.expr('str', depth + 1)}[1:]",
+                        f"({self.expr('str', depth + 1)})[:2]",
                         self.interpolated(),
                     ]
                 )
             )
         if kind == "list":
-            return f"[{self.expr('str', depth + 1)}, {self.expr('str', depth + 1)}]"
+            items = f"[{self.expr('str', depth + 1)}, {self.expr('str', depth + 1)}]"
+            if depth < 2 and draw(st.booleans()):  # a comprehension over them
+                return f"[upper(w) for w in {items} if len(w) > {self.expr('int', 2)}]"
+            return items
         # bool
         if leaf:
             return draw(st.sampled_from([*self.names("bool"), "true", "false"]))
@@ -132,7 +143,9 @@ class Body:
     def statements(self, indent: str, budget: int) -> None:
         draw = self.draw
         for _ in range(budget):
-            choice = draw(st.sampled_from(["assign", "assign", "call", "if", "for"]))
+            choice = draw(
+                st.sampled_from(["assign", "assign", "call", "if", "for", "augment", "while"])
+            )
             if choice == "call":
                 self.fresh("str", f"{self.call()}.answer", indent)
                 self.fresh("int", f"{self.call()}.score + 1", indent)
@@ -151,6 +164,15 @@ class Body:
                 self.lines.append(f'{indent}    {target} = {target} + "{{item}};"')
                 if draw(st.booleans()):
                     self.lines.append(f"{indent}    {target} = {target} + {self.call()}.answer")
+                self.lines.append(f"{indent}}}")
+            elif choice == "augment" and self.locals("str", "int"):
+                target = draw(st.sampled_from(self.locals("str", "int")))
+                self.lines.append(f"{indent}{target} += {self.expr(self.vars[target])}")
+            elif choice == "while" and self.locals("int"):
+                target = draw(st.sampled_from(self.locals("int")))
+                bound = draw(st.sampled_from(["3", "20"]))  # 3 may run out: an error, alike
+                self.lines.append(f"{indent}while {target} < 6 max {bound} {{")
+                self.lines.append(f"{indent}    {target} += 1")
                 self.lines.append(f"{indent}}}")
             else:  # an assignment (also an if/for with nothing to assign to yet)
                 kind = draw(st.sampled_from(["int", "str", "bool"]))
@@ -189,3 +211,10 @@ def test_interpreter_and_generated_module_agree(source, q, n):
             assert built.error == interpreted.error, source
             assert built.output == interpreted.output, source
             assert built.prompts == interpreted.prompts, source
+        # ...and the module is formatted as ruff would format it.
+        code = (Path(tmp) / "build-sync" / "prog.py").read_text()
+        if RUFF is not None:
+            done = subprocess.run(
+                [RUFF, "format", "--isolated", "-"], input=code, capture_output=True, text=True
+            )
+            assert done.returncode == 0 and done.stdout == code, (source, code, done.stdout)
