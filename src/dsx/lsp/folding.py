@@ -29,6 +29,9 @@ Fold = tuple[int, int, str | None]  # (first line, last line, kind) relative to 
 
 
 def folding_ranges(session: Session, doc: Document) -> list[types.FoldingRange]:
+    done = doc.extras.get("folding_result")
+    if isinstance(done, tuple) and done[0] == (doc.revision, doc.text):
+        return list(done[1])
     text = doc.text
     codec = doc.codec(session.encoding)
     previous = doc.extras.get("folding")
@@ -54,7 +57,8 @@ def folding_ranges(session: Session, doc: Document) -> list[types.FoldingRange]:
     out.extend(_import_run(imports))
     doc.extras["folding"] = cache
     out.sort(key=lambda r: (r.start_line, -r.end_line))
-    return out
+    doc.extras["folding_result"] = ((doc.revision, text), out)
+    return list(out)
 
 
 def _import_run(lines: list[int]) -> list[types.FoldingRange]:

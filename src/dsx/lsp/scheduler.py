@@ -36,6 +36,10 @@ CHUNK = 1 << 16
 #: At most this many loop iterations are given to reading before queued work runs (a
 #: message still arriving byte by byte must not hold the queue forever).
 MAX_YIELDS = 50
+#: Seconds queued work waits after the last bytes arrived: an editor writes a burst (the
+#: edit, the outline and tokens requests, the completion) as separate writes a fraction of
+#: a millisecond apart; the rest of the burst is read before queued work starts.
+GRACE = 0.004
 
 
 class ReadAhead:
@@ -53,6 +57,7 @@ class ReadAhead:
         self._waiter: asyncio.Future[None] | None = None
         self._lock = threading.Lock()
         self._in_flight = 0  # chunks handed to the loop, not yet appended
+        self.last_read = 0.0  # loop time of the last bytes fed
         self._thread = threading.Thread(target=self._run, name="dsx-lsp-reader", daemon=True)
         self._thread.start()
 
@@ -85,6 +90,7 @@ class ReadAhead:
     def _feed(self, data: bytes) -> None:
         with self._lock:
             self._in_flight -= 1
+        self.last_read = self._loop.time()
         if data:
             self._buffer.extend(data)
         else:
@@ -133,12 +139,18 @@ class Scheduler:
         self.reader: ReadAhead | None = None
 
     async def turn(self) -> None:
-        """Return once no message is waiting to be read (always yields to the loop once)."""
+        """Return once no message is waiting to be read and none arrived in the last
+        :data:`GRACE` seconds (always yields to the loop once)."""
         await asyncio.sleep(0)
         reader = self.reader
         if reader is None:
             return
+        loop = asyncio.get_running_loop()
         for _ in range(MAX_YIELDS):
-            if not reader.pending:
+            if reader.pending:
+                await asyncio.sleep(0)
+                continue
+            quiet = loop.time() - reader.last_read
+            if quiet >= GRACE:
                 return
-            await asyncio.sleep(0)
+            await asyncio.sleep(GRACE - quiet)
