@@ -322,7 +322,9 @@ class MIPROv2(Teleprompter):
             )
             ready = _DemoSets(n_demo)  # each demo set as soon as it is made
             booted = threading.Event()  # the bootstraps are done: all slots to the baseline
-            booting_threads = 0 if saved is not None else self._boot_threads(n_demo, labeled)
+            booting_threads = (
+                0 if saved is not None else self._boot_threads(n_demo, 0 if zeroshot else labeled)
+            )
 
             def propose() -> None:
                 if saved_instructions is not None:
