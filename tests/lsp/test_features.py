@@ -80,6 +80,7 @@ async def test_initialize_advertises_every_feature(client: LanguageClient):
         "signature_help_provider",
         "folding_range_provider",
         "inlay_hint_provider",
+        "selection_range_provider",
     ):
         assert getattr(caps, name), name
     assert "(" in (caps.signature_help_provider.trigger_characters or [])  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ library's declarations its importers use — over a real stdio session."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +283,41 @@ async def test_a_library_does_not_warn_about_what_its_importers_use(raw: RawClie
     diagnostics = await _diagnostics(raw, uri)
     unused = sorted(d["message"] for d in diagnostics if d.get("code") == "DSX200")
     assert unused == ["signature `Lonely` is never used"]
+
+
+async def test_selection_ranges_grow_from_the_name_to_the_file(raw: RawClient, tmp_path: Path):
+    uri = _open(raw, tmp_path / "main.dsx")
+    at = pos(MAIN, "question = question)", 2)
+    found = await _result(
+        raw,
+        "textDocument/selectionRange",
+        {"textDocument": {"uri": uri}, "positions": [{"line": at.line, "character": at.character}]},
+    )
+    chain = []
+    node = found[0]
+    while node is not None:
+        chain.append(_slice(MAIN, node["range"]))
+        node = node.get("parent")
+    assert chain[:4] == [
+        "question",
+        "context = hits, question = question",
+        "(context = hits, question = question)",
+        "pred = answer(context = hits, question = question)",
+    ]
+    assert chain[-2].startswith("// Two comment lines") and chain[-2].endswith("}")
+    assert chain[-1] == MAIN
+    assert all(inner in outer for inner, outer in itertools.pairwise(chain))
+
+
+def _slice(text: str, rng: dict[str, Any]) -> str:
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    a = starts[rng["start"]["line"]] + rng["start"]["character"]
+    b = (
+        starts[rng["end"]["line"]] + rng["end"]["character"]
+        if rng["end"]["line"] < len(starts)
+        else len(text)
+    )
+    return text[a:b]

@@ -38,6 +38,7 @@ from dsx.lsp import (
     outline,
     preview,
     rename,
+    selection,
     semantic_tokens,
     signature_help,
 )
@@ -591,6 +592,12 @@ def create_server() -> DsxLanguageServer:
     def on_folding_range(ls: DsxLanguageServer, params: types.FoldingRangeParams) -> Any:
         doc = _doc(ls, params.text_document.uri)
         return folding.folding_ranges(ls.session, doc) if doc else []
+
+    @server.feature(types.TEXT_DOCUMENT_SELECTION_RANGE)
+    @guarded("selectionRange", [])
+    def on_selection_range(ls: DsxLanguageServer, params: types.SelectionRangeParams) -> Any:
+        doc = _doc(ls, params.text_document.uri)
+        return selection.selection_ranges(ls.session, doc, list(params.positions)) if doc else []
 
     @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
     @queued("inlayHint", [])
