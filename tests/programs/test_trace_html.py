@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -97,6 +96,14 @@ def _chromium() -> str | None:
 def test_chromium_renders_the_page(tmp_path):
     out, _ = _run(tmp_path, "--trace-html", "trace.html")
     assert out.returncode == 0, out.stderr
+    dom = _rendered(tmp_path / "trace.html", tmp_path)
+    assert dom.nodes == [("module", 0), ("predictor", 1), ("lm", 2)]
+    text = "".join(dom.text)
+    assert "Paris" in text and "capital?" in text and "1 LM call(s)" in text
+
+
+def _rendered(page: Path, home: Path) -> _Page:
+    """The page's DOM after headless Chromium loaded and laid it out."""
     browser = subprocess.run(
         [
             str(_chromium()),
@@ -104,22 +111,20 @@ def test_chromium_renders_the_page(tmp_path):
             "--no-sandbox",
             "--disable-gpu",
             "--dump-dom",
-            (tmp_path / "trace.html").as_uri(),
+            page.as_uri(),
         ],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "HOME": str(tmp_path)},
+        env={**os.environ, "HOME": str(home)},
     )
     assert browser.returncode == 0, browser.stderr[-2000:]
-    dom: Any = _Page()
+    dom = _Page()
     dom.feed(browser.stdout)
-    assert dom.nodes == [("module", 0), ("predictor", 1), ("lm", 2)]
-    text = "".join(dom.text)
-    assert "Paris" in text and "capital?" in text and "1 LM call(s)" in text
+    return dom
 
 
-def test_dsx_eval_report_has_the_score_the_examples_and_a_histogram(tmp_path):
+def _eval_report(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     (tmp_path / "qa.dsx").write_text(QA + "metric em = exact_match\n")
     (tmp_path / "dev.jsonl").write_text(
         "".join(
@@ -155,6 +160,11 @@ def test_dsx_eval_report_has_the_score_the_examples_and_a_histogram(tmp_path):
             cwd=tmp_path,
             timeout=120,
         )
+    return out
+
+
+def test_dsx_eval_report_has_the_score_the_examples_and_a_histogram(tmp_path):
+    out = _eval_report(tmp_path)
     assert "score: 50.00%" in out.stdout, out.stdout + out.stderr
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     parsed = _Page()
@@ -165,3 +175,16 @@ def test_dsx_eval_report_has_the_score_the_examples_and_a_histogram(tmp_path):
         assert f"q{i}" in text
     assert "id=histogram" in page and page.count("<tr>") >= 4 + 1 + 1
     assert not parsed.tags & {"script", "link", "img", "iframe"}
+
+
+@pytest.mark.skipif(
+    _chromium() is None, reason="Chromium is not installed (apt-get install chromium)"
+)
+def test_chromium_renders_the_eval_report(tmp_path):
+    out = _eval_report(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    dom = _rendered(tmp_path / "report.html", tmp_path)
+    text = " ".join(" ".join(dom.text).split())
+    assert "score 50.00% over 4 of 4 example(s)" in text
+    assert all(f"q{i}" in text for i in range(4))
+    assert "svg" in dom.tags or "table" in dom.tags
