@@ -150,6 +150,14 @@ def test_composite_results_are_checked(stmt):
         assert text[diags[0].span.start : diags[0].span.end] == spanned
 
 
+def test_a_literal_field_of_a_prediction_is_a_str():
+    text = SOURCE.replace("length = len(x)", 'length = "long"')
+    diags = analyze_source(text, "t.dsx").diagnostics
+    # `got.length * 1.5` in Judge is fine for Python, but `expect length = 3` is not.
+    assert [d.code for d in diags] == ["DSX113"], [d.message for d in diags]
+    assert "output `length` of program `pick` expects str, got int" in diags[0].message
+
+
 def test_expect_on_a_composite_result_is_checked():
     text = SOURCE.replace("expect length = 3", "expect lenght = 3\n    expect answer = 3")
     diags = analyze_source(text, "t.dsx").diagnostics

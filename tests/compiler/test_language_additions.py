@@ -174,6 +174,9 @@ def test_a_while_loop_needs_an_int_bound_with_a_fix():
     text, diags = _diags('y = x\nwhile y == "" max "ten" {\n    y = "a"\n}')
     assert [d.code for d in diags] == ["DSX128"] and "got str" in diags[0].message
     assert text[diags[0].span.start : diags[0].span.end] == '"ten"'
+    text, diags = _diags('y = x\nwhile y == "" max -1 {\n    y = "a"\n}')
+    assert [d.code for d in diags] == ["DSX128"] and ">= 0" in diags[0].message
+    assert text[diags[0].span.start : diags[0].span.end] == "-1"
 
 
 @pytest.mark.parametrize(

@@ -327,7 +327,7 @@ class ExprsMixin(LowerBase):
                     arg.name.span,
                     fix=Fix(f"rename to `{better}`", (Edit(arg.name.span, better),)),
                 )
-            fields[name] = self._expr_type_only(arg.value, scope)[1]
+            fields[name] = _plain(self._expr_type_only(arg.value, scope)[1])
         return PredType(
             "`Prediction(...)`",
             {k: v if isinstance(v, ir.TypeRef) else None for k, v in fields.items()},

@@ -436,7 +436,14 @@ class ModulesMixin(LowerBase):
         else:
             bound, btype = self._expr(stmt.bound, scope)
             kind = getattr(btype, "kind", None)
-            if kind is not None and kind not in ("int", "any"):
+            if isinstance(stmt.bound, ast.Neg) and isinstance(stmt.bound.operand, ast.Lit):
+                self._error(
+                    "DSX128",
+                    "the bound of a `while` loop is the most times its body runs: a whole "
+                    "number >= 0",
+                    stmt.bound.span,
+                )
+            elif kind is not None and kind not in ("int", "any"):
                 self._error(
                     "DSX128",
                     f"the bound of a `while` loop is an int (the most times its body runs), "
