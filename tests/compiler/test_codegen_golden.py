@@ -356,3 +356,20 @@ def test_codegen_of_a_keyword_heavy_source_is_formatted(tmp_path):
     out = tmp_path / "kw.py"
     out.write_text(generate(analysis.unit, "m"))
     assert _ruff_unformatted([out]) is None, _ruff_unformatted([out])
+
+
+def test_docs_ruff_would_change_are_assigned_exactly_and_formatted(tmp_path):
+    text = (
+        '/// Two lines\n/// of module doc.\nmodule M {\n    p = Predict("q -> a")\n'
+        "    forward(q: str) {\n        return p(q = q)\n    }\n}\n\n"
+        '/// A record with "quotes".\ntype R { a: str }\n\n'
+        "/// Program doc over\n/// two lines.\nprogram m = M()\n"
+    )
+    analysis = analyze_source(text, str(tmp_path / "m.dsx"))
+    assert analysis.errors == []
+    out = tmp_path / "m_module.py"
+    out.write_text(generate(analysis.unit, "m"))
+    assert _ruff_unformatted([out]) is None, _ruff_unformatted([out])
+    module = load_module(out)
+    assert module.M.__doc__ == "Two lines\nof module doc."
+    assert module.m.__doc__ == "Program doc over\ntwo lines."

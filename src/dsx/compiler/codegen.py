@@ -343,9 +343,9 @@ class _Gen:
         """A class's docstring (instructions, a description), kept exactly as written."""
         if _docstring_safe(text):
             self.w.line(f'"""{text}"""')
-            self.w.line()  # ruff puts an empty line after a class docstring
         else:  # a docstring ruff would re-indent or strip: the same value, assigned
             self.w.line(f"__doc__ = {py_str(text)}")
+        self.w.line()  # as ruff writes it: an empty line after a class docstring
 
     def param_attr(self, name: str) -> str:
         return f"param_{name}" if name in _MODULE_ATTRS or keyword.iskeyword(name) else name
