@@ -104,8 +104,8 @@ class Slots:
     A free slot goes to the waiting run of the lowest ``priority`` (then the longest
     waiting), so that an optimizer can finish its oldest work first (MIPROv2's earliest
     trial). A slot freed by a run is offered on the next turn of the loop, so the batch
-    that freed it can take it for its next run if nothing more urgent waits. ``busy`` and
-    ``queued`` tell how full the engine is. Bound to the event loop it is first used on.
+    that freed it can take it for its next run if nothing more urgent waits. ``busy``
+    counts the slots held. Bound to the event loop it is first used on.
     """
 
     def __init__(self, size: int) -> None:
@@ -114,10 +114,6 @@ class Slots:
         self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._offering = False
-
-    @property
-    def queued(self) -> int:
-        return sum(1 for *_, w in self._waiting if not w.done())
 
     async def acquire(self, priority: float = 0) -> None:
         self._drop_cancelled()

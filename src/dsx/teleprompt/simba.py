@@ -260,7 +260,8 @@ class _Ascent:
         self.ahead = opt.max_lm_calls is None and opt.max_cost is None
         #: The finalists' final runs, to make in idle slots before the final scoring.
         self.later: list[tuple[Module, Example]] = []
-        self.unstarted = 0
+        #: Runs of batches started by ``start`` and not finished (the slots they will hold).
+        self.open_runs = 0
 
     # -- helpers ----------------------------------------------------------------------------
     def score(self, example: Example, pred: Any, trace: list[Any]) -> tuple[float, str | None]:
@@ -297,11 +298,7 @@ class _Ascent:
     def start(
         self, jobs: list[tuple[Module, Example]], desc: str, *, quiet: bool = False
     ) -> list[tuple[str, int]]:
-        """Start the runs of ``jobs`` not made or started yet; each job's run key.
-
-        ``self.unstarted`` counts the runs started since the loop last ran: their batch
-        holds no slot yet.
-        """
+        """Start the runs of ``jobs`` not made or started yet; each job's run key."""
         texts: dict[int, str] = {}
         keys = []
         for program, example in jobs:
@@ -318,7 +315,7 @@ class _Ascent:
             )
             self.batches.append(batch)
             self.pending.update(dict.fromkeys(todo, batch))
-            self.unstarted += len(todo)
+            self.open_runs += len(todo)
         return keys
 
     async def run_batch(
@@ -342,6 +339,7 @@ class _Ascent:
                 if rollout is not None:  # None: the budget kept it from starting
                     self.runs[key] = rollout
         finally:
+            self.open_runs -= len(keys)
             for key in keys:
                 self.pending.pop(key, None)
 
@@ -358,8 +356,8 @@ class _Ascent:
             self.later.extend((self.winners[index], example) for example in self.final)
 
     def engaged(self) -> int:
-        """Runs holding or waiting for a slot, or about to."""
-        return self.slots.busy + self.slots.queued + self.unstarted
+        """Runs holding or waiting for a slot, or about to (a batch counts until it ends)."""
+        return self.open_runs
 
     def fill(self, room: int) -> None:
         """Start up to ``room`` of the queued final runs (those not made or started yet)."""
@@ -517,7 +515,6 @@ class _Ascent:
         if built is None:
             return False
         jobs = [(c.program, ex) for c in built for ex in batch]
-        self.unstarted = 0
         self.start(jobs, desc)
         engaged = self.engaged()  # the candidates' last round of runs may leave room
         self.fill((-engaged) % self.slots.size if engaged else 0)
@@ -584,7 +581,6 @@ class _Ascent:
                 strategy = self.rng.choice(strategies)
                 wave.append((runs, source, candidate, strategy))
             demos: dict[int, bool | BaseException] = {}
-            self.unstarted = 0
             for k, (runs, _, candidate, strategy) in enumerate(wave):
                 if strategy != "demo":
                     continue
