@@ -418,6 +418,18 @@ def test_a_syntax_error_in_a_forward_body_keeps_the_rest_of_the_module_checked()
     ]
 
 
+def test_an_unclosed_call_before_a_return_keeps_the_return():
+    # The error shows on the `return` line (`return` reads as a name inside the call); the
+    # line to leave out is the one before it, or the module would "never return".
+    text = RECOVERY.replace("w = x + * 2", "w = y.answer(")
+    analysis = analyze_source(text, "t.dsx")
+    assert [d.code for d in analysis.diagnostics] == ["DSX001", "DSX112", "DSX001", "DSX124"], [
+        d.message for d in analysis.diagnostics
+    ]
+    module = analysis.unit.get("modules", "M")
+    assert [s.kind for s in module.forward.body][-1] == "return"
+
+
 def test_an_unrecoverable_block_is_still_one_error_and_no_false_ones():
     text = RECOVERY.replace("w = x + * 2", "if question == {\n            w = 1\n        }")
     diags = analyze_source(text, "t.dsx").diagnostics

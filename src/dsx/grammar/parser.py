@@ -217,7 +217,8 @@ def _recover(
 ) -> tuple[Any, list[Diagnostic], str] | None:
     """Parse ``text`` again with the bad lines blanked out (so offsets stay put): the line
     of the error, else the statement line before it (an unclosed bracket shows on the next
-    line). Returns ``(decl, problems, the blanked text)``; ``None`` when that does not help."""
+    line). A choice that makes the block parse wins over one that only moves the error
+    further. Returns ``(decl, problems, the blanked text)``; ``None`` when that fails."""
     work = text
     blanked: list[str] = []
     later: list[Diagnostic] = []
@@ -225,6 +226,7 @@ def _recover(
         pos = _error_pos(error, work)
         if pos is None:
             return None
+        step: tuple[str, UnexpectedInput, list[tuple[int, int]]] | None = None
         for ranges in _candidates(work, pos):
             attempt = work
             for lo, hi in ranges:
@@ -233,18 +235,19 @@ def _recover(
             if decl is not None:
                 blanked += [text[lo:hi] for lo, hi in ranges]
                 return decl, later + problems, "\n".join(blanked)
-            again_pos = _error_pos(again, attempt) if again is not None else None
+            again_pos = _error_pos(again, attempt)
             if (
-                again is not None
+                step is None
+                and again is not None
                 and again_pos is not None
                 and again_pos > max(pos, *(hi for _, hi in ranges))
             ):
-                work, error = attempt, again  # progress: on to the next bad line
-                blanked += [text[lo:hi] for lo, hi in ranges]
-                later.append(_syntax_diagnostic(again, attempt, origin))
-                break
-        else:
+                step = (attempt, again, ranges)  # progress: the error moved on
+        if step is None:
             return None
+        work, error, ranges = step
+        blanked += [text[lo:hi] for lo, hi in ranges]
+        later.append(_syntax_diagnostic(error, work, origin))
     return None
 
 
