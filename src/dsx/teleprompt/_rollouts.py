@@ -19,7 +19,7 @@ from dsx.runtime.metrics import score_of
 from dsx.runtime.module import Module
 from dsx.runtime.parallel import BatchError, Engine, run_coroutine_sync
 from dsx.runtime.settings import context
-from dsx.teleprompt._scoring import MetricCall, Slots, adrive
+from dsx.teleprompt._scoring import InputsCache, MetricCall, Slots, adrive
 
 if TYPE_CHECKING:
     from dsx.teleprompt.base import Teleprompter
@@ -132,13 +132,14 @@ async def arun_rollouts(
         if id(program) not in names:
             names[id(program)] = {id(p): path for path, p in program.named_predictors()}
     measure = MetricCall(opt, score, getattr(opt, "metric", None) or score, inline=inline)
+    inputs_of = InputsCache()
 
     def make(engine: Engine) -> Callable[[int], Awaitable[Rollout]]:
         async def one(index: int) -> Rollout:
             program, example = jobs[index]
             trace: list[Any] = []
             with context(trace=trace):
-                pred = await engine.call(program, (), example.inputs().to_dict())
+                pred = await engine.call(program, (), inputs_of(example))
             value, feedback = await measure(engine, example, pred, trace)
             paths = names[id(program)]
             steps = [(paths[id(p)], dict(i), o) for p, i, o in trace if id(p) in paths]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INLINE_METRIC_S",
+    "InputsCache",
     "MetricCall",
     "Slots",
     "adrive",
@@ -96,6 +97,20 @@ class MetricCall:
         finally:
             if time.perf_counter() - start > INLINE_METRIC_S:
                 self.slow.add(self.key)
+
+
+class InputsCache:
+    """Each example's inputs as call keywords, worked out once per batch (every candidate
+    runs on the same examples)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[Example, dict[str, Any]]] = {}
+
+    def __call__(self, example: Example) -> dict[str, Any]:
+        made = self._made.get(id(example))
+        if made is None or made[0] is not example:
+            made = self._made[id(example)] = (example, example.inputs().to_dict())
+        return made[1]  # unpacked into the call, so never changed by it
 
 
 class Slots:
@@ -313,11 +328,12 @@ async def ascore_jobs(
     if not pairs:
         return [None] * len(jobs)
     measure = MetricCall(opt, lambda ex, pred: call_metric(metric, ex, pred, None), metric)
+    inputs_of = InputsCache()
 
     def make(engine: Engine) -> Callable[[tuple[int, int]], Awaitable[float]]:
         async def one(pair: tuple[int, int]) -> float:
             program, example = jobs[pair[0]][0], jobs[pair[0]][1][pair[1]]
-            pred = await engine.call(program, (), example.inputs().to_dict())
+            pred = await engine.call(program, (), inputs_of(example))
             value = await measure(engine, example, pred)
             if inspect.isawaitable(value):
                 value = await value
