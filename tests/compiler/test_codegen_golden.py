@@ -341,6 +341,13 @@ def test_layout_keeps_what_fits_and_splits_the_rest():
         *[f"        argument_{i}=value_{i}," for i in range(6)],
         "    )",
     ]
+    # A comprehension is split before `for`/`if` only when it does not fit in its brackets.
+    comp = "v1 = lower(question) not in [upper(w) for w in [question, query] if len(w) > count]"
+    assert layout(comp, " " * 8) == [
+        "        v1 = lower(question) not in [",
+        "            upper(w) for w in [question, query] if len(w) > count",
+        "        ]",
+    ]
     for text in ["plain", "it's", 'say "hi"', "both ' and \"", "back\\slash\n", ""]:
         assert eval(py_str(text)) == text
     assert py_str("plain") == '"plain"' and py_str('say "hi"') == "'say \"hi\"'"

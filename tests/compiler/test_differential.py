@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from _codegen_kit import isolated_imports, run_both
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from dsx.compiler.analysis import analyze_source
@@ -27,7 +27,7 @@ signature Step {
 }
 
 module Prog {
-    p = Predict(Step)
+    p = PREDICTOR(Step)
 
     forward(q: str, n: int) {
 """
@@ -35,6 +35,19 @@ FOOTER = """    }
 }
 
 program prog = Prog()
+"""
+# A module that uses the drawn one as a sub-module (called with acall in the built module).
+OUTER = """
+module Outer {
+    inner = Prog()
+
+    forward(q: str, n: int) {
+        first = inner(q = q, n = n)
+        return inner(q = q + "!", n = n + 1)
+    }
+}
+
+program prog = Outer()
 """
 
 RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
@@ -190,7 +203,9 @@ def programs(draw: st.DrawFn) -> str:
             f"        return Prediction(answer = {body.expr('str')}, "
             f"total = {body.expr('int')}, flag = {body.expr('bool')})"
         )
-    return HEADER + "\n".join([*body.lines, ret]) + "\n" + FOOTER
+    predictor = draw(st.sampled_from(["Predict", "ChainOfThought"]))
+    footer = FOOTER.replace("program prog = Prog()\n", OUTER) if draw(st.booleans()) else FOOTER
+    return HEADER.replace("PREDICTOR", predictor) + "\n".join([*body.lines, ret]) + "\n" + footer
 
 
 @settings(
@@ -198,6 +213,8 @@ def programs(draw: st.DrawFn) -> str:
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # No shrinking: on these machines it ran for minutes; a drawn program is short anyway.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 @given(source=programs(), q=st.sampled_from(["What is it?", "ab", ""]), n=st.integers(0, 3))
 def test_interpreter_and_generated_module_agree(source, q, n):

@@ -334,11 +334,12 @@ def _fit(elems: list[Any], indent: str, width: int, suffix: str = "") -> list[st
     if len(group.items) == 1 and not group.comma:
         # (expr), a one-item subscript or a comprehension: split inside at operators
         item = _strip(group.items[0])
+        too_long = len(inner + _flat(item).strip()) > width
         comp = _comprehension(item)
         ops = _operators(item)
-        if comp:
+        if comp and too_long:
             lines += _split_at(item, comp, inner, width)
-        elif ops and len(indent + "    " + _flat(item).strip()) > width:
+        elif ops and too_long and not comp:
             lines += _split_at(item, ops[1], inner, width)
         else:
             lines += _fit(item, inner, width)
