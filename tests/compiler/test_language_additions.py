@@ -10,6 +10,8 @@ import importlib.util
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dsx
 from dsx.compiler.analysis import analyze_source
@@ -287,3 +289,77 @@ return p(x = x if x else "none")
     ]:
         assert line in formatted.splitlines(), (line, formatted)
     assert format_source(formatted, "t.dsx", on_mismatch="raise") == formatted
+
+
+# -- differential: random bodies using the additions, interpreter vs generated module -------
+
+_VALUE = st.sampled_from(["a", "b", "len(xs)", "0", "1", "3", "a + 1", "b * 2", "-a"])
+_COND = st.sampled_from(["a > b", "a == 3", "b in xs", "len(xs) > 2", "xs[:1] == [a]", "a is none"])
+
+
+@st.composite
+def _stmt(draw, depth: int = 0, in_loop: bool = False) -> list[str]:
+    kinds = ["aug", "cond", "slice", "comp", "setitem"]
+    if depth < 2:
+        kinds += ["for", "while"]
+    if in_loop:
+        kinds += ["break", "continue"]
+    kind = draw(st.sampled_from(kinds))
+    v, w, c = draw(_VALUE), draw(_VALUE), draw(_COND)
+    target = draw(st.sampled_from(["a", "b"]))
+    if kind == "aug":
+        return [f"{target} {draw(st.sampled_from(['+=', '-=', '*=']))} {v}"]
+    if kind == "cond":
+        return [f"{target} = {v} if {c} else {w}"]
+    if kind == "slice":
+        lo, hi = draw(st.sampled_from(["", "1", "-1", "a"])), draw(st.sampled_from(["", "2", "-1"]))
+        return [f"xs = xs[{lo}:{hi}] + [{v}]"]
+    if kind == "comp":
+        return [f"xs = [x * 2 if x > {v} else x for i, x in enumerate(xs) if i != {w}]"]
+    if kind == "setitem":
+        return ["if len(xs) > 0 {", f"    xs[0] += {v}", "}"]
+    if kind in ("break", "continue"):
+        return [f"if {c} {{", f"    {kind}", "}"]
+    body = draw(st.lists(_stmt(depth + 1, True), min_size=1, max_size=3))
+    inner = ["    " + line for lines in body for line in lines]
+    if kind == "for":
+        return ["for i, x in enumerate(xs[:4]) {", "    a += x", *inner, "}"]
+    return [f"while {c} max 3 {{", "    b += 1", *inner, "}"]
+
+
+def _outcome(program, inputs: dict, *, use_async: bool = False) -> str:
+    try:
+        result = asyncio.run(program.acall(**inputs)) if use_async else program(**inputs)
+    except Exception as exc:  # both paths must fail the same way
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return repr(result)
+
+
+_RUNS = {"n": 0}
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(_stmt(), min_size=1, max_size=5), st.lists(st.integers(-3, 5), max_size=5))
+def test_random_bodies_run_the_same_interpreted_and_generated(tmp_path, stmts, xs):
+    body = [line for lines in stmts for line in lines]
+    prelude = ["a = a0", "b = b0", "xs = xs0[:]"]  # parameters cannot be reassigned
+    text = _module(
+        "a0: int, b0: int, xs0: list[int]",
+        "\n".join([*prelude, *body, "return Prediction(a = a, b = b, xs = xs)"]),
+    )
+    _RUNS["n"] += 1
+    interpreted, built = _both(text, tmp_path, f"diff{_RUNS['n']}")
+    inputs = {"a0": 2, "b0": 1, "xs0": xs}
+    outcomes = {
+        _outcome(interpreted, inputs),
+        _outcome(built, inputs),
+        _outcome(built, inputs, use_async=True),
+    }
+    assert len(outcomes) == 1, (text, outcomes)
+    assert format_source(text, "t.dsx", on_mismatch="raise") == format_source(
+        format_source(text, "t.dsx"), "t.dsx"
+    )
