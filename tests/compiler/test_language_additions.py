@@ -308,14 +308,18 @@ def _stmt(draw, depth: int = 0, in_loop: bool = False) -> list[str]:
     v, w, c = draw(_VALUE), draw(_VALUE), draw(_COND)
     target = draw(st.sampled_from(["a", "b"]))
     if kind == "aug":
-        return [f"{target} {draw(st.sampled_from(['+=', '-=', '*=']))} {v}"]
+        op = draw(st.sampled_from(["+=", "-=", "*="]))
+        return [f"{target} {op} {v if op != '*=' else draw(st.sampled_from(['2', '-1']))}"]
     if kind == "cond":
         return [f"{target} = {v} if {c} else {w}"]
     if kind == "slice":
         lo, hi = draw(st.sampled_from(["", "1", "-1", "a"])), draw(st.sampled_from(["", "2", "-1"]))
         return [f"xs = xs[{lo}:{hi}] + [{v}]"]
     if kind == "comp":
-        return [f"xs = [x * 2 if x > {v} else x for i, x in enumerate(xs) if i != {w}]"]
+        # Long enough to be laid out over several lines in the generated module.
+        return [
+            f"xs = [x * 2 if x > {v} else x for i, x in enumerate(xs) if i != {w} and x != {v}]"
+        ]
     if kind == "setitem":
         return ["if len(xs) > 0 {", f"    xs[0] += {v}", "}"]
     if kind in ("break", "continue"):

@@ -160,6 +160,8 @@ def _parse(tokens: list[str]) -> list[Any]:
             group.close = tok
             outer.append(group)
             elems = outer
+        elif tok == "," and stack and _in_comprehension_target(elems):
+            elems.append(tok)  # `[... for i, x in ...]`: part of the target, not a separator
         elif tok == "," and stack:
             group = stack[-1][1]
             group.items.append(elems)
@@ -172,6 +174,13 @@ def _parse(tokens: list[str]) -> list[Any]:
         outer.append(group.open + _flat(elems))
         elems = outer
     return elems
+
+
+def _in_comprehension_target(elems: list[Any]) -> bool:
+    """Whether a comma here is inside a comprehension's ``for a, b in`` target."""
+    text = "".join(e for e in elems if isinstance(e, str) and not isinstance(e, _Lit))
+    at = text.rfind(" for ")
+    return at >= 0 and " in " not in text[at + 5 :]
 
 
 def _finish(group: _Group, last: list[Any]) -> None:
