@@ -49,7 +49,7 @@ from dsx.errors import (
 from dsx.runtime import _litellm, _model_names
 from dsx.runtime import _structured_output as _formats
 from dsx.runtime import streaming as _streaming
-from dsx.runtime._attempt import SEND, Backoff, Core, Retry, Sleep, run_async, run_sync
+from dsx.runtime._attempt import Backoff, Core, Retry, Send, Sleep, run_async, run_sync
 from dsx.runtime._sync_deadline import call_within, iterate_within
 from dsx.runtime.cache import Cache, get_cache, request_key
 from dsx.runtime.lm_base import BaseLM, LMResponse
@@ -283,16 +283,21 @@ class LM(BaseLM, Backoff):
     # structured-output fallback; see dsx.runtime._attempt); ``forward``, ``aforward`` and
     # ``astream`` only perform the steps it yields: send the request, or sleep.
     def forward(self, messages: list[Message], **params: Any) -> LMResponse:
-        call = self._prepare(messages, params)
-        send = self._stream_sync if call.stream else self._complete_sync
-        result: LMResponse = run_sync(self._attempts(call), lambda _: send(call))
+        result: LMResponse = run_sync(self._attempts(self._prepare(messages, params)), self._send)
         return result
 
     async def aforward(self, messages: list[Message], **params: Any) -> LMResponse:
-        call = self._prepare(messages, params)
-        send = self._stream_async if call.stream else self._complete_async
-        result: LMResponse = await run_async(self._attempts(call), lambda _: send(call))
+        core = self._attempts(self._prepare(messages, params))
+        result: LMResponse = await run_async(core, self._asend)
         return result
+
+    def _send(self, step: Send) -> LMResponse:
+        call: _Call = step.payload
+        return self._stream_sync(call) if call.stream else self._complete_sync(call)
+
+    async def _asend(self, step: Send) -> LMResponse:
+        call: _Call = step.payload
+        return await (self._stream_async(call) if call.stream else self._complete_async(call))
 
     async def astream(self, messages: list[Message], **kwargs: Any) -> AsyncIterator[str]:
         """Yield the text of the first choice as it is generated.
@@ -340,8 +345,8 @@ class LM(BaseLM, Backoff):
     def _attempts(self, call: _Call) -> Core:
         """One request from start to answer: checks, cache, retries, format fallback.
 
-        Yields :data:`~dsx.runtime._attempt.SEND` (make one attempt; the driver sends back
-        the :class:`LMResponse` or throws in the exception) and
+        Yields :class:`~dsx.runtime._attempt.Send` with the call (make one attempt; the
+        driver sends back the :class:`LMResponse` or throws in the exception) and
         :class:`~dsx.runtime._attempt.Sleep`; returns the response (``cached`` when it came
         from the cache).
         """
@@ -353,15 +358,18 @@ class LM(BaseLM, Backoff):
         self.check_allowed(call.api_base or _model_names.endpoint_from_env(self.model))
         self._choose_format(call)
         cache = self._cache_for(call)
-        retry = Retry(self, self.model, _attempt_seconds(call.timeout), call.num_retries)
+        retry: Retry | None = None  # made on the first failure: a cache hit needs none
         while True:
             if cache is not None:
                 hit = cache.get(call.key)
                 if hit is not None:
                     return self._done(call, _from_entry(hit))
             try:
-                response = yield SEND
+                response = yield Send(call)
             except Exception as exc:
+                if retry is None:
+                    seconds = _attempt_seconds(call.timeout)
+                    retry = Retry(self, self.model, seconds, call.num_retries)
                 err = retry.failed(exc)
                 if self._step_down_format(call, err):
                     cache = self._cache_for(call)  # a new request: a new cache key
