@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q 'torch==2.13.0+cpu'  # CPU-only: the default wheel pulls CUDA (GBs)
-	$(PY) -m pip install -q -e '.[dev,retrieval,finetune,chroma]'
+	$(PY) -m pip install -q -e '.[all,dev,retrieval,finetune,chroma]'
 	bash tools/install-local-model.sh $(PY)
 	touch $(STAMP)
 
@@ -51,7 +51,7 @@ $(BSTAMP): pyproject.toml
 	$(PYTHON) -m venv $(BVENV)
 	$(BVENV)/bin/python -m pip install -q --upgrade pip
 	$(BVENV)/bin/python -m pip install -q 'torch==2.13.0+cpu'
-	$(BVENV)/bin/python -m pip install -q -e '.[bench,retrieval]'
+	$(BVENV)/bin/python -m pip install -q -e '.[all,bench,retrieval]'
 	touch $(BSTAMP)
 
 bench: $(BSTAMP)

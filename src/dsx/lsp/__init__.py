@@ -8,4 +8,10 @@ front end's code-point offsets and LSP positions with :mod:`dsx.lsp.codec` only.
 
 from __future__ import annotations
 
+from dsx._extras import check
+
+# Looked up, not imported (cheap): without the lsp extra, `dsx lsp` says what to install.
+check("lsp", "pygls", feature="The language server (dsx lsp)")
+check("lsp", "lsprotocol", feature="The language server (dsx lsp)")
+
 __all__: list[str] = []

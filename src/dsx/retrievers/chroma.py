@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dsx._extras import missing_message
 from dsx.retrievers._base import Retriever
 from dsx.retrievers._embed import (
     QueryEncoder,
@@ -76,9 +77,8 @@ class ChromadbRM(Retriever):
             import chromadb
             from chromadb.config import Settings
         except ImportError:
-            raise RetrieverError(
-                "ChromadbRM needs chromadb: pip install chromadb (or pip install 'dsx[chroma]')"
-            ) from None
+            raise RetrieverError(missing_message("chroma", "chromadb", "ChromadbRM")) from None
+
         settings = Settings(anonymized_telemetry=False, allow_reset=False)
         try:
             if path is None:

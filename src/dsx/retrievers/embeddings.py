@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from dsx._extras import missing_message
 from dsx.retrievers._base import Retriever
 from dsx.retrievers._embed import QueryEncoder, as_embedder, embed_documents
 from dsx.retrievers._errors import RetrieverError
@@ -150,14 +151,12 @@ class Embeddings(Retriever):
             import faiss  # noqa: F401
         except ImportError:
             if backend == "faiss":
-                raise RetrieverError(
-                    "Embeddings(backend='faiss') needs FAISS: pip install faiss-cpu "
-                    "(or pip install 'dsx[retrieval]')"
-                ) from None
+                feature = "Embeddings(backend='faiss')"
+                raise RetrieverError(missing_message("retrieval", "faiss-cpu", feature)) from None
             warnings.warn(
                 f"Embeddings: {len(self.corpus)} passages would get a FAISS index, but "
                 "faiss-cpu is not installed; searching exactly with NumPy instead "
-                "(pip install faiss-cpu for faster queries).",
+                "(pip install faiss-cpu, or pip install 'dsx[retrieval]', for faster queries).",
                 RuntimeWarning,
                 stacklevel=4,
             )

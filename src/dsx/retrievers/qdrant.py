@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dsx._extras import missing_message
 from dsx.retrievers._base import Retriever
 from dsx.retrievers._embed import (
     QueryEncoder,
@@ -40,10 +41,6 @@ _ID_KEY = "_dsx_id"
 def point_id(doc_id: Any) -> str:
     """The Qdrant point id (a UUID) for a passage id: the same id, the same point."""
     return str(uuid.uuid5(_NAMESPACE, repr(doc_id)))
-
-
-def _hint() -> str:
-    return "pip install qdrant-client (or pip install 'dsx[retrieval]')"
 
 
 class QdrantRM(Retriever):
@@ -94,7 +91,8 @@ class QdrantRM(Retriever):
         try:
             from qdrant_client import QdrantClient
         except ImportError:
-            raise RetrieverError(f"QdrantRM needs qdrant-client: {_hint()}") from None
+            message = missing_message("retrieval", "qdrant-client", "QdrantRM")
+            raise RetrieverError(message) from None
         if path is not None and url is not None:
             raise ValueError("give QdrantRM a path (embedded) or a url (server), not both")
         try:

@@ -12,10 +12,17 @@ import threading
 import warnings
 from typing import Any
 
+from dsx._extras import require
+
 __all__ = ["load"]
 
 _litellm: Any = None
 _import_lock = threading.Lock()
+#: What needs LiteLLM, the subject of the message when the lm extra is missing.
+_FEATURE = (
+    "Sending requests through LiteLLM (dsx.LM for a provider that is not an OpenAI-compatible "
+    "endpoint, or transport='litellm'; dsx.Embedder's remote models)"
+)
 _READONLY_WARNING = r"Item '.*' on TypedDict class '.*' is using the `ReadOnly` qualifier"
 
 #: Log messages of LiteLLM and urllib3 that say only that many calls run at once: at the
@@ -32,7 +39,7 @@ def load() -> Any:
                 # Without this LiteLLM fetches its cost map over the network at import and
                 # retries for seconds when offline.
                 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-                import litellm
+                litellm = require("lm", "litellm", feature=_FEATURE)
 
                 # LiteLLM's own pydantic usage warns at run time; none of it is actionable
                 # for dsx users.

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from dsx._extras import require
 from dsx._version import __version__
 from dsx.runtime.callbacks import active_call_id, raw_result
 from dsx.runtime.settings import settings
@@ -33,6 +34,8 @@ from dsx.runtime.settings import settings
 __all__ = ["TracingObserver", "observer"]
 
 _MAX_ATTR = 4000  # characters of a recorded prompt, reply or value
+
+_FEATURE = "Tracing (dsx.configure(tracing=...) or the OTEL_* variables)"
 
 
 def _capture_content() -> bool:
@@ -47,7 +50,7 @@ _env_provider: Any = None
 def _provider_from_env() -> Any:
     """The application's global provider, or (once) an SDK provider built from ``OTEL_*``."""
     global _env_provider
-    from opentelemetry import trace
+    trace = require("tracing", "opentelemetry.trace", feature=_FEATURE, package="opentelemetry-api")
 
     current = trace.get_tracer_provider()
     if not isinstance(current, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
@@ -118,9 +121,10 @@ def _api() -> tuple[Any, Any]:
     """``opentelemetry.context`` and ``opentelemetry.trace``, imported on first use."""
     global _modules
     if _modules is None:
-        from opentelemetry import context, trace
-
-        _modules = (context, trace)
+        trace = require(
+            "tracing", "opentelemetry.trace", feature=_FEATURE, package="opentelemetry-api"
+        )
+        _modules = (require("tracing", "opentelemetry.context", feature=_FEATURE), trace)
     return _modules
 
 

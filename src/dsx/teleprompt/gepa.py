@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dsx._extras import require
 from dsx.errors import DsxError
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
@@ -562,6 +563,7 @@ class _Run:
         return True
 
     def optimize(self, budget: int, run_dir: str | None) -> GEPAResults | None:
+        require("optimize", "gepa", feature="GEPA")  # missing: names the extra
         import gepa
         from gepa.strategies.batch_sampler import EpochShuffledBatchSampler
         from gepa.strategies.candidate_selector import (

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from dsx._extras import check, require
 from dsx.runtime.example import Example
 from dsx.runtime.lm_base import BaseLM
 from dsx.runtime.module import Module
@@ -1038,6 +1039,7 @@ class _Study:
 def _preload_optuna() -> None:
     """Import optuna on a thread while the LM-bound stages run (its import takes ~0.2 s of
     CPU, numpy included)."""
+    check("optimize", "optuna", feature="MIPROv2's Bayesian search (optuna's TPE)")
     if "optuna" not in sys.modules:
         threading.Thread(target=_quiet_import, name="dsx-import-optuna", daemon=True).start()
 
@@ -1048,9 +1050,6 @@ def _quiet_import() -> None:
 
 
 def _import_optuna() -> Any:
-    try:
-        import optuna
-    except ModuleNotFoundError as exc:  # pragma: no cover - optuna is a dependency
-        raise OptimizerSettingError("MIPROv2 needs the optuna package: pip install optuna") from exc
+    optuna = require("optimize", "optuna", feature="MIPROv2's Bayesian search (optuna's TPE)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
