@@ -119,7 +119,6 @@ class _Call:
     transport: str = "auto"
     lean: bool | None = None  # decided on first use (see LM._is_lean)
     key: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
     yielded: bool = False  # astream gave text away: a failure can no longer be retried
     #: The structured output asked for, the mode sent, and the modes the endpoint refused.
     format_asked: dict[str, Any] | None = None
@@ -382,7 +381,23 @@ class LM(BaseLM, Backoff):
 
     # -- preparing ------------------------------------------------------------------------
     def _prepare(self, messages: list[Message], params: dict[str, Any]) -> _Call:
-        params = dict(params)
+        params = dict(params)  # the structured-output fallback edits the call's copy
+        # a streamify listener watching this call wants the text as it is generated
+        tapped = _streaming.tap() is not None
+        if _TRANSPORT_KEYS.isdisjoint(params):  # the usual case: the LM's own settings
+            return _Call(
+                messages=messages,
+                params=params,
+                api_base=self.api_base,
+                api_key=self.api_key,
+                headers=self.headers,
+                timeout=self.timeout,
+                num_retries=self.num_retries,
+                use_cache=self.cache,
+                stream=tapped,
+                rollout_id=None,
+                transport=self.transport,
+            )
         over = {k: params.pop(k) for k in _TRANSPORT_KEYS.intersection(params)}
         headers = over.get("headers") or over.get("extra_headers") or self.headers
         call = _Call(
@@ -394,8 +409,7 @@ class LM(BaseLM, Backoff):
             timeout=over.get("timeout", over.get("request_timeout", self.timeout)),
             num_retries=int(over.get("num_retries", self.num_retries)),
             use_cache=bool(over.get("cache", self.cache)),
-            # a streamify listener watching this call wants the text as it is generated
-            stream=bool(over.get("stream", False)) or _streaming.tap() is not None,
+            stream=bool(over.get("stream", False)) or tapped,
             rollout_id=over.get("rollout_id"),
             transport=over.get("transport", self.transport),
         )
