@@ -380,3 +380,29 @@ def test_docs_ruff_would_change_are_assigned_exactly_and_formatted(tmp_path):
     module = load_module(out)
     assert module.M.__doc__ == "Two lines\nof module doc."
     assert module.m.__doc__ == "Program doc over\ntwo lines."
+
+
+# Statements seen to need care (each found by drawing programs with long names): augmented
+# assignment, `not in` kept whole, an operand split again at its own operators, a trailing
+# subscript (the whole value parenthesized), a parenthesized value that fits on one line.
+LONG_STATEMENTS = [
+    "total_of_all_the_things_so_far += total_of_all_the_things_so_far * len(['ab', the_value_0])",
+    "flag_value = Prediction(answer='', total=1 if some_long_condition_name else 5, flag=q not in [the_first_long_value, the_second_long_value])",
+    "result_value = (first_long_value_name if (first_long_value_name != second_long_value_name) == True else 5)",
+    "text_value_accumulated += f'<{text_value_accumulated}|{question}|{number + 1}> {{x}}'[:2]",
+    "the_accumulated_text_value = the_accumulated_text_value + f'{item};'",
+    "return 'a literal string that is long enough to need its own line in parentheses'",
+]  # fmt: skip
+
+
+def test_long_statements_are_laid_out_as_ruff_keeps_them(tmp_path):
+    from dsx.compiler._pyfmt import layout
+
+    body = ["async def f(q, number, item, some_long_condition_name):"]
+    for statement in LONG_STATEMENTS:
+        body += layout(statement, "    ")
+    out = tmp_path / "long_statements.py"
+    out.write_text("\n".join(body) + "\n")
+    compile(out.read_text(), str(out), "exec")
+    assert _ruff_unformatted([out]) is None, _ruff_unformatted([out])
+    assert all(len(line) <= 88 for line in body), body

@@ -85,7 +85,7 @@ class Body:
                         f"{self.expr('int', depth + 1)} % 3",
                         f"len({self.expr('str', depth + 1)})",
                         f"-{self.expr('int', depth + 1)}",
-                        f"{self.expr('int', depth + 1)} if {self.expr('bool', depth + 1)} else 5",
+                        f"({self.expr('int', depth + 1)} if {self.expr('bool', depth + 1)} else 5)",
                         f"len({self.expr('list', depth + 1)})",
                     ]
                 )

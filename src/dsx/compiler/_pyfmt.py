@@ -228,20 +228,31 @@ def layout(text: str, indent: str = "", width: int = LINE_LENGTH) -> list[str]:
         bracketed = [e for e in expr if not (isinstance(e, str) and not e.strip())]
         # ruff splits at the brackets instead when one operator has a bracketed operand
         # at an end: `a > f(...)`, `(...) == c`.
-        if ops and (
-            len(ops[1]) > 1
-            or not bracketed
-            or not (isinstance(bracketed[-1], _Group) or isinstance(bracketed[0], _Group))
-        ):
+        inner = indent + "    "
+        fits = len(inner + _flat(expr).strip()) <= width  # on its own line in parentheses
+        atom = not ops and not any(isinstance(e, _Group) for e in expr)  # a string, a name
+        if (
+            ops
+            and (
+                len(ops[1]) > 1
+                or not bracketed
+                or not (isinstance(bracketed[-1], _Group) or isinstance(bracketed[0], _Group))
+            )
+        ) or (fits and (atom or _split_point(elems, indent, width) is None)):
             end = ":" if colon else ""
             lines = [indent + head + "("]
-            lines += _split_at(expr, ops[1], indent + "    ", width)
+            if fits:
+                lines.append(inner + _flat(expr).strip())
+            elif ops:
+                lines += _split_at(expr, ops[1], inner, width)
             return [*lines, indent + ")" + end]
     return _fit(elems, indent, width)
 
 
 # Statements whose expression ruff wraps in parentheses to split it at its operators.
-_STATEMENT = re.compile(r"(?:(if |elif |while |for [\w, ]+ in )|return |[A-Za-z_][\w.]* = )")
+_STATEMENT = re.compile(
+    r"(?:(if |elif |while |for [\w, ]+ in )|return |[A-Za-z_][\w.]* (?:[-+*/%]|//)?= )"
+)
 
 
 def _unwrap(elems: list[Any]) -> list[Any]:
@@ -308,14 +319,19 @@ def _split_at(
             for (j, off), op in sorted(cut.items()):
                 if j == i:
                     parts[-1].append(e[pos:off])
-                    parts.append([op.strip() + " "])
+                    parts.append([_Lit(op.strip() + " ")])  # never split again
                     pos = off + len(op)
             parts[-1].append(e[pos:])
         else:
             parts[-1].append(e)
     lines: list[str] = []
     for i, part in enumerate(parts):
-        lines += _fit(_strip(part), indent, width, suffix if i == len(parts) - 1 else "")
+        part, end = _strip(part), suffix if i == len(parts) - 1 else ""
+        inner_ops = _operators(part)  # an operand still too long: split at its own operators
+        if inner_ops and len(indent + _flat(part).strip() + end) > width:
+            lines += _split_at(part, inner_ops[1], indent, width, end)
+        else:
+            lines += _fit(part, indent, width, end)
     return lines
 
 
@@ -328,13 +344,8 @@ def _fit(elems: list[Any], indent: str, width: int, suffix: str = "") -> list[st
     candidates = [i for i, e in enumerate(elems) if isinstance(e, _Group) and e.items]
     if not candidates:
         return [flat]
-    at = candidates[-1]
-    for i in reversed(candidates):
-        head = indent + (_flat(elems[:i]) + elems[i].open).strip()
-        tail = indent + elems[i].close + _flat(elems[i + 1 :]).rstrip() + suffix
-        if len(head) <= width and len(tail) <= width:
-            at = i
-            break
+    found = _split_point(elems, indent, width, suffix)
+    at = candidates[-1] if found is None else found
     group: _Group = elems[at]
     head = (_flat(elems[:at]) + group.open).strip()
     tail = group.close + _flat(elems[at + 1 :]).rstrip() + suffix
@@ -365,6 +376,17 @@ def _fit(elems: list[Any], indent: str, width: int, suffix: str = "") -> list[st
             lines += _fit(item, inner, width, end)
     lines.append(indent + tail)
     return lines
+
+
+def _split_point(elems: list[Any], indent: str, width: int, suffix: str = "") -> int | None:
+    """The last bracket pair whose opening and closing lines fit when it is split."""
+    for i in range(len(elems) - 1, -1, -1):
+        if isinstance(elems[i], _Group) and elems[i].items:
+            head = indent + (_flat(elems[:i]) + elems[i].open).strip()
+            tail = indent + elems[i].close + _flat(elems[i + 1 :]).rstrip() + suffix
+            if len(head) <= width and len(tail) <= width:
+                return i
+    return None
 
 
 def _comprehension(elems: list[Any]) -> list[tuple[int, int, str]]:
