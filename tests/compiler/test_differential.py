@@ -6,6 +6,7 @@ same error) and the same prompts."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -203,6 +204,12 @@ def programs(draw: st.DrawFn) -> str:
             f"        return Prediction(answer = {body.expr('str')}, "
             f"total = {body.expr('int')}, flag = {body.expr('bool')})"
         )
+    if draw(st.booleans()):  # long names: statements the layout has to split
+        body.lines = [
+            re.sub(r"\bv(\d+)\b", r"a_rather_long_variable_name_number_\1", line)
+            for line in body.lines
+        ]
+        ret = re.sub(r"\bv(\d+)\b", r"a_rather_long_variable_name_number_\1", ret)
     predictor = draw(st.sampled_from(["Predict", "ChainOfThought"]))
     footer = FOOTER.replace("program prog = Prog()\n", OUTER) if draw(st.booleans()) else FOOTER
     return HEADER.replace("PREDICTOR", predictor) + "\n".join([*body.lines, ret]) + "\n" + footer
