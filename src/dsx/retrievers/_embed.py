@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dsx._extras import require
 from dsx.retrievers._errors import RetrieverError
 
 if TYPE_CHECKING:
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from dsx.runtime.embedder import Embedder
 
 __all__ = ["QueryEncoder", "as_embedder", "check_passages", "normalize"]
+
+#: numpy is not in the core install (issue 17): a missing one names the extra.
+_NUMPY = "Embedding retrieval"
 
 
 def as_embedder(embedder: Any) -> Embedder:
@@ -52,7 +56,7 @@ def check_passages(
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
-    import numpy as np
+    np = require("retrieval", "numpy", feature=_NUMPY)
 
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-10)
@@ -66,7 +70,7 @@ def embed_documents(
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Embed ``texts`` batch by batch (``embedder.batch_size``), reporting progress."""
-    import numpy as np
+    np = require("retrieval", "numpy", feature=_NUMPY)
 
     chunks = []
     step = max(1, embedder.batch_size)
@@ -95,7 +99,7 @@ class QueryEncoder:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _finish(self, vectors: Any, n: int) -> np.ndarray:
-        import numpy as np
+        np = require("retrieval", "numpy", feature=_NUMPY)
 
         array = np.asarray(vectors, dtype=np.float32)
         if array.ndim != 2 or array.shape[0] != n:
@@ -117,7 +121,7 @@ class QueryEncoder:
 
     async def aencode(self, queries: list[str]) -> np.ndarray:
         """Embed ``queries``; concurrent calls on this loop share one embedder call."""
-        import numpy as np
+        np = require("retrieval", "numpy", feature=_NUMPY)
 
         loop = asyncio.get_running_loop()
         pending = self._pending.get(loop)

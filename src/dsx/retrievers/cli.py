@@ -189,11 +189,12 @@ def _into_store(
 def _into_embeddings(
     target: str, texts: list[str], ids: Any, metadata: Any, embedder: Any, advance: Any
 ) -> tuple[int, str]:
-    import numpy as np
-
+    from dsx._extras import require
     from dsx.retrievers._embed import embed_documents
     from dsx.retrievers._errors import RetrieverError
     from dsx.retrievers.embeddings import Embeddings
+
+    np = require("retrieval", "numpy", feature="dsx index")
 
     keys = [repr((ids[i] if ids else i, t)) for i, t in enumerate(texts)]
     known: dict[str, Any] = {}

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dsx._extras import missing_message
+from dsx._extras import missing_message, require
 from dsx.retrievers._base import Retriever
 from dsx.retrievers._embed import QueryEncoder, as_embedder, embed_documents
 from dsx.retrievers._errors import RetrieverError
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from dsx.runtime.embedder import Embedder
 
 __all__ = ["Embeddings"]
+
+#: numpy is not in the core install (issue 17): a missing one names the extra.
+_NUMPY = "The Embeddings retriever"
 
 log = logging.getLogger("dsx.retrievers")
 
@@ -165,7 +168,8 @@ class Embeddings(Retriever):
 
     def _build_faiss(self) -> Any:
         import faiss
-        import numpy as np
+
+        np = require("retrieval", "numpy", feature=_NUMPY)
 
         n, dim = self.corpus_embeddings.shape
         # ~2 sqrt(n) lists, each trained on >= 39 points (FAISS's own minimum per list).
@@ -180,7 +184,7 @@ class Embeddings(Retriever):
 
     # -- searching ------------------------------------------------------------------------------
     def _rank(self, queries: np.ndarray, k: int) -> list[list[Passage]]:
-        import numpy as np
+        np = require("retrieval", "numpy", feature=_NUMPY)
 
         k = min(k, len(self.corpus))
         if self._index is not None:
@@ -235,7 +239,7 @@ class Embeddings(Retriever):
     # -- on disk --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the corpus and its vectors under the directory ``path``."""
-        import numpy as np
+        np = require("retrieval", "numpy", feature=_NUMPY)
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
@@ -260,7 +264,7 @@ class Embeddings(Retriever):
     @classmethod
     def from_saved(cls, path: str | os.PathLike[str], embedder: Any) -> Embeddings:
         """Load what :meth:`save` wrote; ``embedder`` embeds new queries (the same model)."""
-        import numpy as np
+        np = require("retrieval", "numpy", feature=_NUMPY)
 
         root = Path(path)
         try:

@@ -25,11 +25,15 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dsx._extras import require
 from dsx.errors import DsxError, RealLMCallForbidden
 from dsx.runtime import _litellm
 from dsx.runtime._attempt import Backoff, Core, Retry, retrying, run_async, run_sync
 
 __all__ = ["Embedder"]
+
+#: numpy is not in the core install (issue 17): a missing one names the extra.
+_NUMPY = "dsx.Embedder"
 
 _LOCAL_DEFAULT = "all-MiniLM-L6-v2"
 _LOCAL_ALIASES = frozenset({_LOCAL_DEFAULT, "sentence-transformers/all-MiniLM-L6-v2"})
@@ -178,7 +182,7 @@ class Embedder(Backoff):
         """Fill the memory cache from the dsx cache; the texts it did not have."""
         import base64
 
-        import numpy as np
+        np = require("lm", "numpy", feature=_NUMPY)
 
         from dsx.runtime.cache import get_cache
 
@@ -211,7 +215,7 @@ class Embedder(Backoff):
                 )
 
     def _store(self, texts: list[str], kwargs: dict[str, Any], vectors: Any) -> None:
-        import numpy as np
+        np = require("lm", "numpy", feature=_NUMPY)
 
         array = np.asarray(vectors, dtype=np.float32)
         if array.ndim != 2 or array.shape[0] != len(texts):
@@ -226,7 +230,7 @@ class Embedder(Backoff):
             self._to_disk(texts, kwargs, array)
 
     def _result(self, texts: list[str], kwargs: dict[str, Any], single: bool) -> Any:
-        import numpy as np
+        np = require("lm", "numpy", feature=_NUMPY)
 
         rows = [self._cache[self._key(t, kwargs)] for t in texts]
         if not self.caching:
