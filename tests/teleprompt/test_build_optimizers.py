@@ -74,8 +74,9 @@ def test_random_search_in_build_records_the_score(project):
 
 
 def test_build_refuses_optimizers_whose_state_the_ir_cannot_hold(project):
-    with pytest.raises(BuildError, match="KNNFewShot builds a program whose state cannot be baked"):
-        build_with(project, 'KNNFewShot(k = 2, vectorizer = "local:all-MiniLM-L6-v2")')
+    # KNNFewShot's index is learned state now (tests/teleprompt/test_knn_in_build.py)
+    with pytest.raises(BuildError, match="Ensemble builds a program whose state cannot be baked"):
+        build_with(project, "Ensemble(size = 2)")
 
 
 def test_build_reports_an_optimizer_failure(project):

@@ -141,7 +141,7 @@ def test_knn_picks_the_nearest_examples_per_input():
     assert shown == ["<<< question >>>\neven pear", "<<< question >>>\neven apple"]
     results = compiled.batch([{"question": "odd pear"}, {"question": "even apple"}], num_threads=2)
     assert [r.answer for r in results] == ["no", "yes"]
-    assert KNNFewShot.exports_to_ir is False
+    assert KNNFewShot.exports_to_ir is True  # dsx build bakes the index in (issue 19)
 
 
 def test_knn_bootstrap_uses_traces_and_trainset_in_the_constructor():

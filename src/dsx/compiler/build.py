@@ -182,6 +182,10 @@ def read_cache_entry(path: Path, key: str) -> ir.Learned:
         learned = ir.Learned.model_validate(doc["learned"])
         for name, predictor in learned.predictors.items():
             check_lm_state(predictor.lm, name=name)
+        if learned.selector is not None:
+            from dsx.teleprompt.knn import check_selector
+
+            check_selector(learned.selector, "cache")
     except (ValueError, StateError) as exc:
         raise CacheEntryRejected(str(exc).splitlines()[0]) from None
     return learned

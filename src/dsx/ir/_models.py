@@ -483,6 +483,10 @@ class Learned(_Node):
     predictors: dict[str, LearnedPredictor] = PField(default_factory=dict)
     #: The best score so far (percent) after each candidate the optimizer scored in full.
     trajectory: tuple[float, ...] = ()
+    #: A program-level selector that wraps the program at load time (per-call demos): a
+    #: KNN index as data, checked by ``dsx.teleprompt.knn.prepare_selector``. See
+    #: docs/optimizers.md ("KNNFewShot in a build").
+    selector: dict[str, JSONValue] | None = None
 
 
 class Unit(_Node):

@@ -318,6 +318,12 @@ def apply_learned(
         if learned.instructions is not None:
             saved["signature"] = {"instructions": learned.instructions}
         steps.append(predictor._prepare_state(saved, name=path, allow_endpoints=allow_endpoints))
+    if state.selector is not None:  # per-call demos (KNNFewShot): wraps the program last
+        from dsx.teleprompt.knn import prepare_selector
+
+        steps.append(
+            prepare_selector(program, state.selector, name, allow_endpoints=allow_endpoints)
+        )
     for apply in steps:
         apply()
 
@@ -401,12 +407,15 @@ def extract_learned(
             demos=demos,
             lm=predictor.lm.dump_state() if predictor.lm is not None else None,
         )
+    from dsx.teleprompt.knn import dump_selector
+
     return ir.build(
         ir.Learned,
         optimizer=optimizer,
         score=score,
         predictors=predictors,
         trajectory=tuple(trajectory),
+        selector=dump_selector(program),
     )
 
 

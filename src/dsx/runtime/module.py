@@ -330,9 +330,9 @@ class Module:
             raise DsxError(
                 f"{path} is a pickle; loading it runs code. Pass allow_pickle=True if you trust it."
             )
-        from dsx.runtime.state import read_state
+        from dsx.runtime.state import load_into, read_state
 
-        return Module.load_state(self, read_state(path).predictors, allow_endpoints=allow_endpoints)
+        return load_into(self, read_state(path), allow_endpoints=allow_endpoints)
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, **inputs: Any) -> list[Message] | dict[str, list[Message]]:

@@ -19,8 +19,14 @@ Format (``schema_version`` 2)::
           "demos": [{...}],
           "lm": {"model": "...", ...} | null
         }
-      }
+      },
+      "selector": {"kind": "knn", ...}  # optional: KNNFewShot's per-call demos
     }
+
+A ``selector`` wraps the program at load time (``dsx.teleprompt.knn``): ``k``, the
+embedder's model name, the trainset with each example's demos per predictor and the
+trainset vectors (base64 float32). The embedder is named by its model only: an endpoint
+or key there is refused like an LM's (below).
 
 Version 1 files (``Module.save`` before the toolchain shared the format) and the bare
 learned-state objects that ``dsx optimize`` used to write are still read.
@@ -57,6 +63,7 @@ __all__ = [
     "StateFile",
     "check_lm_state",
     "check_predictor_state",
+    "load_into",
     "make_state",
     "parse_state",
     "read_state",
@@ -81,6 +88,8 @@ class StateFile:
     schema_version: int = STATE_SCHEMA_VERSION
     source: str = "<state>"
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A program-level selector (KNNFewShot's per-call demos), or ``None``.
+    selector: dict[str, Any] | None = None
 
     def describe(self) -> str:
         """A short description: ``BootstrapFewShot, score 95.00``."""
@@ -90,7 +99,7 @@ class StateFile:
         return ", ".join(parts)
 
     def to_document(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": STATE_FORMAT,
             "schema_version": STATE_SCHEMA_VERSION,
             "dsx_version": self.dsx_version or __version__,
@@ -100,6 +109,9 @@ class StateFile:
             "fingerprint": self.fingerprint,
             "state": self.predictors,
         }
+        if self.selector is not None:
+            doc["selector"] = self.selector
+        return doc
 
 
 def make_state(
@@ -112,9 +124,11 @@ def make_state(
 ) -> StateFile:
     """The state of ``program`` (its predictors' instructions, field texts, demos, LM settings)."""
     from dsx.runtime.module import Module
+    from dsx.teleprompt.knn import dump_selector
 
     return StateFile(
         predictors=Module.dump_state(program),
+        selector=dump_selector(program),
         program=name or type(program).__qualname__,
         optimizer=optimizer,
         score=score,
@@ -186,6 +200,9 @@ def parse_state(data: Any, *, source: str = "<state>") -> StateFile:
         )
     score = data.get("score")
     known = {"format", "schema_version", "dsx_version", "program", "optimizer", "score"}
+    selector = data.get("selector")
+    if selector is not None and not isinstance(selector, dict):
+        raise StateError(f"{source}: 'selector' must be an object, got {_kind(selector)}")
     return StateFile(
         predictors=predictors,
         program=_str_or_none(data.get("program")),
@@ -195,8 +212,34 @@ def parse_state(data: Any, *, source: str = "<state>") -> StateFile:
         dsx_version=_str_or_none(data.get("dsx_version")),
         schema_version=int(version),
         source=source,
-        extra={k: v for k, v in data.items() if k not in known | {"state", "fingerprint"}},
+        extra={
+            k: v for k, v in data.items() if k not in known | {"state", "fingerprint", "selector"}
+        },
+        selector=selector,
     )
+
+
+def load_into(
+    program: Module, state: StateFile, *, name: str | None = None, allow_endpoints: bool = False
+) -> Module:
+    """Apply a state file to ``program``: its predictors' state, then its selector (all of
+    it, or nothing: everything is checked first, see :meth:`Module.load_state`)."""
+    from dsx.runtime.module import Module
+
+    wrap = None
+    if state.selector is not None:
+        from dsx.teleprompt.knn import prepare_selector
+
+        wrap = prepare_selector(
+            program,
+            state.selector,
+            name or type(program).__name__,
+            allow_endpoints=allow_endpoints,
+        )
+    Module.load_state(program, state.predictors, allow_endpoints=allow_endpoints)
+    if wrap is not None:
+        wrap()
+    return program
 
 
 def _from_learned(data: dict[str, Any], source: str) -> StateFile:
