@@ -11,18 +11,19 @@ call; this pays once).
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dsx._extras import require
-from dsx.errors import DsxError
+from dsx.errors import DsxError, StateError
 from dsx.runtime.embedder import Embedder
 from dsx.runtime.example import Example
 from dsx.runtime.module import Module
 from dsx.teleprompt.base import Teleprompter, check_examples, fresh_copy
 
-__all__ = ["KNN", "KNNFewShot"]
+__all__ = ["KNN", "KNNFewShot", "dump_selector", "prepare_selector"]
 
 
 def _text_of(values: Mapping[str, Any] | Example, keys: Sequence[str]) -> str:
@@ -65,6 +66,16 @@ class KNN:
         texts = [_text_of(ex, self.input_keys) for ex in self.trainset]
         matrix = np.asarray(self.embedder(texts), dtype=np.float32) if texts else np.zeros((0, 1))
         self._matrix = _normalized(matrix)
+
+    @classmethod
+    def _restore(
+        cls, k: int, trainset: list[Example], embedder: Embedder, keys: list[str], matrix: Any
+    ) -> KNN:
+        """A KNN from saved parts, without embedding the trainset again."""
+        knn = cls.__new__(cls)
+        knn.k, knn.trainset, knn.embedder, knn.input_keys = k, trainset, embedder, keys
+        knn._matrix = _normalized(matrix)
+        return knn
 
     def _top(self, vector: Any) -> list[int]:
         np = require("optimize", "numpy", feature="KNNFewShot")
@@ -157,11 +168,11 @@ class KNNFewShot(Teleprompter):
             ``teacher_settings``, ``max_errors``, ``max_labeled_demos``; and ``seed``,
             ``max_lm_calls``, ``max_cost``, ``num_threads``, ``display_progress``.
 
-    The compiled program chooses its demos at run time, so its state does not fit the IR:
-    ``dsx build`` refuses it (use it from Python).
+    The compiled program chooses its demos at run time; ``dsx build`` bakes the index into
+    the learned state (:func:`dump_selector`) when the vectorizer is a named model.
     """
 
-    exports_to_ir = False
+    exports_to_ir = True
     #: Settings passed on to the bootstrapping (the optimizer registry reads them there).
     forwarded_settings = (("dsx.teleprompt.bootstrap:BootstrapFewShot", _BOOTSTRAP_KEYS),)
 
@@ -244,3 +255,182 @@ class KNNFewShot(Teleprompter):
 
 def _augmented(demos: dict[str, list[Example]]) -> bool:
     return any(d.get("dsx_augmented") for ds in demos.values() for d in ds)
+
+
+# -- the selector as learned state (``ir.Learned.selector``) ---------------------------------
+
+#: The keys of a KNN selector and of its embedder: the embedder is named by its model only,
+#: so a state file can never choose where texts are sent (endpoints come from code/env).
+_SELECTOR_KEYS = frozenset({"kind", "k", "embedder", "input_keys", "examples", "demos", "vectors"})
+_ENDPOINT_KEYS = frozenset({"api_base", "base_url", "api_key", "headers", "extra_headers"})
+
+
+def dump_selector(program: Module) -> dict[str, Any] | None:
+    """A KNN-compiled program's selector as JSON data (``None`` for any other program).
+
+    Raises:
+        DsxError: when the vectorizer is a Python function (it has no name to rebuild it by).
+    """
+    np = require("optimize", "numpy", feature="KNNFewShot")
+
+    from dsx.runtime.adapters._values import jsonable
+
+    state = program.__dict__.get("_dsx_knn")
+    if not isinstance(state, _KNNState):
+        return None
+    knn = state.knn
+    if knn.embedder.kind == "function":
+        raise DsxError(
+            f"KNNFewShot's vectorizer is the Python function {knn.embedder.model!r}, which a "
+            "build cannot name: use a named embedding model, e.g. vectorizer = "
+            '"local:all-MiniLM-L6-v2" or "openai/text-embedding-3-small"'
+        )
+    matrix = np.ascontiguousarray(knn._matrix, dtype="<f4")
+
+    def values(d: Mapping[str, Any] | Example) -> dict[str, Any]:
+        return {k: jsonable(v) for k, v in d.items()}
+
+    return {
+        "kind": "knn",
+        "k": knn.k,
+        "embedder": {"model": knn.embedder.model},
+        "input_keys": list(knn.input_keys),
+        "examples": [
+            {"values": values(ex), "inputs": sorted(ex.input_keys or ())} for ex in knn.trainset
+        ],
+        "demos": [{n: [values(d) for d in ds] for n, ds in row.items()} for row in state.demos],
+        "vectors": {
+            "dtype": "float32",
+            "shape": list(matrix.shape),
+            "data": base64.b64encode(matrix.tobytes()).decode("ascii"),
+        },
+    }
+
+
+def _bad(where: str, message: str) -> StateError:
+    return StateError(f"The learned selector of `{where}`: {message}")
+
+
+def prepare_selector(
+    program: Module, data: Any, name: str = "program", *, allow_endpoints: bool = False
+) -> Callable[[], None]:
+    """Check a saved selector and return the step that wraps ``program`` with it.
+
+    Everything is checked first (a :class:`~dsx.errors.StateError` naming the problem); the
+    returned step changes the program. The embedder is rebuilt from its model name only:
+    an endpoint or key in the state is refused unless ``allow_endpoints``.
+    """
+    k, model, keys, trainset, per_example, matrix = check_selector(
+        data,
+        name,
+        predictors={n for n, _ in program.named_predictors()},
+        allow_endpoints=allow_endpoints,
+    )
+
+    def apply() -> None:
+        vectorizer = Embedder(model)
+        if matrix is None:
+            knn = KNN(k, trainset, vectorizer)
+        else:
+            knn = KNN._restore(k, trainset, vectorizer, list(keys), matrix)
+        base = type(program)
+        if isinstance(program, _KNNProgram):
+            base = program._dsx_knn.base
+        program.__class__ = _knn_class(base)
+        program._dsx_knn = _KNNState(knn, per_example, base)  # type: ignore[attr-defined]
+
+    return apply
+
+
+def check_selector(
+    data: Any,
+    name: str = "program",
+    *,
+    predictors: set[str] | None = None,
+    allow_endpoints: bool = False,
+) -> tuple[int, str, list[str], list[Example], list[dict[str, list[Example]]], Any]:
+    """A saved KNN selector, checked (:func:`prepare_selector`; the build cache checks with
+    it too): ``(k, model, input_keys, trainset, demos per example, vectors or None)``."""
+    np = require("optimize", "numpy", feature="KNNFewShot")
+
+    if not isinstance(data, Mapping):
+        raise _bad(name, f"expected an object, got {type(data).__name__}")
+    kind = data.get("kind")
+    if kind != "knn":
+        raise _bad(
+            name,
+            f"unknown selector kind {kind!r}; this dsx rebuilds only 'knn' (KNNFewShot). "
+            "Rebuild the program with this dsx.",
+        )
+    unknown = sorted(set(data) - _SELECTOR_KEYS)
+    if unknown:
+        raise _bad(name, f"{unknown[0]!r} is not part of a KNN selector")
+    k = data.get("k")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise _bad(name, f"k must be a whole number >= 1, got {k!r}")
+    embedder = data.get("embedder")
+    if not isinstance(embedder, Mapping) or not isinstance(embedder.get("model"), str):
+        raise _bad(name, 'embedder must be {"model": "<embedding model name>"}')
+    for key in embedder:
+        if key == "model":
+            continue
+        if key in _ENDPOINT_KEYS and not allow_endpoints:
+            raise _bad(
+                name,
+                f"the state sets embedder.{key}, which decides where texts and API keys are "
+                "sent; state may name the embedding model only. Configure endpoints in code "
+                "or the environment; if you trust this file, load it with allow_endpoints=True.",
+            )
+        if not allow_endpoints:
+            raise _bad(name, f"embedder.{key} is not a setting state may carry (only model)")
+    model = embedder["model"]
+    if not model or "://" in model:
+        raise _bad(name, f"embedder.model must be a model name, not an address: {model!r}")
+    keys = data.get("input_keys")
+    if not isinstance(keys, list) or not all(isinstance(x, str) for x in keys):
+        raise _bad(name, "input_keys must be a list of field names")
+    rows = data.get("examples")
+    demos = data.get("demos")
+    if not isinstance(rows, list) or not isinstance(demos, list) or len(rows) != len(demos):
+        raise _bad(name, "examples and demos must be lists of the same length")
+    trainset: list[Example] = []
+    for i, row in enumerate(rows):
+        if (
+            not isinstance(row, Mapping)
+            or not isinstance(row.get("values"), Mapping)
+            or not isinstance(row.get("inputs"), list)
+        ):
+            raise _bad(name, f"examples[{i}] must be {{'values': {{...}}, 'inputs': [...]}}")
+        trainset.append(Example(dict(row["values"])).with_inputs(*row["inputs"]))
+    per_example: list[dict[str, list[Example]]] = []
+    for i, row in enumerate(demos):
+        if not isinstance(row, Mapping):
+            raise _bad(name, f"demos[{i}] must map predictor paths to demo lists")
+        extra = sorted(set(row) - predictors) if predictors is not None else []
+        if extra:
+            raise _bad(
+                name,
+                f"demos[{i}] has a predictor {extra[0]!r} the program does not have (it has "
+                f"{sorted(predictors or ())}). Rebuild to re-optimize.",
+            )
+        for path, ds in row.items():
+            if not isinstance(ds, list) or not all(isinstance(d, Mapping) for d in ds):
+                raise _bad(name, f"demos[{i}].{path} must be a list of objects")
+        per_example.append({p: [Example(dict(d)) for d in ds] for p, ds in row.items()})
+    matrix = None
+    vectors = data.get("vectors")
+    if vectors is not None:
+        try:
+            shape = [int(x) for x in vectors["shape"]]
+            raw = base64.b64decode(vectors["data"], validate=True)
+            if vectors.get("dtype") != "float32" or len(shape) != 2 or shape[0] != len(rows):
+                raise ValueError("shape or dtype")
+            matrix = np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _bad(
+                name,
+                "vectors must be {'dtype': 'float32', 'shape': [examples, dim], 'data': base64} "
+                f"with one row per example ({exc})",
+            ) from None
+
+    return k, model, list(keys), trainset, per_example, matrix
