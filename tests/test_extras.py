@@ -86,6 +86,7 @@ def test_every_named_extra_is_declared_and_all_covers_the_former_core() -> None:
             lambda m: m.Embedder(lambda t: [[1.0]] * len(t))("a"),
         ),
         ("dsx.retrievers._embed", "require", "retrieval", lambda m: m.normalize([[1.0]])),
+        ("dsx.teleprompt.knn", "require", "optimize", lambda m: m.KNN(1, [], lambda t: t)),
     ],
 )
 def test_import_sites_go_through_the_helper(
