@@ -215,3 +215,19 @@ def test_dsx_build_bakes_knn_in_and_the_built_program_picks_demos_per_call(tmp_p
     assert sent[0] == nearest(colour) and sent[1] == nearest(legs) and sent[2] == sent[1]
     assert sent[0] != sent[1]
     assert set(sent[0]) == {ROWS[0][0], ROWS[1][0]} and set(sent[1]) == {ROWS[2][0], ROWS[3][0]}
+
+
+def test_a_build_cache_entry_with_a_redirected_embedder_is_rejected(tmp_path):
+    from dsx import ir
+    from dsx.compiler.build import CacheEntryRejected, read_cache_entry, write_cache_entry
+
+    good = ir.Learned(optimizer="KNNFewShot", selector=selector())
+    write_cache_entry(tmp_path / "good.json", "k1", good)
+    assert read_cache_entry(tmp_path / "good.json", "k1").selector == selector()
+    bad = ir.Learned(
+        optimizer="KNNFewShot",
+        selector=selector(embedder={"model": "openai/x", "base_url": "http://evil.example"}),
+    )
+    write_cache_entry(tmp_path / "bad.json", "k1", bad)  # hash matches: only the check refuses it
+    with pytest.raises(CacheEntryRejected, match=r"embedder\.base_url, which decides where"):
+        read_cache_entry(tmp_path / "bad.json", "k1")
