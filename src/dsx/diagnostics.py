@@ -330,6 +330,12 @@ REGISTRY: dict[str, Code] = _codes(
         "error",
         "`is` / `is not` compares with something other than `none`.",
     ),
+    (
+        "DSX131",
+        "invalid-reply",
+        "error",
+        "A `test` block's scripted `reply` names an output no predictor has, or gives it a value of the wrong type.",
+    ),
     ("DSX200", "unused-declaration", "warning", "A declaration is never used."),
     ("DSX201", "unused-variable", "warning", "A local variable is assigned but never read."),
 )

@@ -11,12 +11,17 @@ from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _b, _Entry
 from dsx.compiler._lower_decls import _NOT_CONST, _const_value
+from dsx.compiler._lower_exprs import _mismatch
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import Edit, Fix
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile
 
 __all__ = ["ProjectMixin"]
+
+
+#: Outputs the runtime's modules add to a signature's: ChainOfThought's and ReAct's.
+_MODULE_OUTPUTS = ("reasoning", "next_thought", "next_tool_name", "next_tool_args")
 
 
 class ProjectMixin(LowerBase):
@@ -377,7 +382,7 @@ class ProjectMixin(LowerBase):
         inputs, outputs = self.program_io.get(program, ({}, None)) if known else ({}, None)
         scope = self._base_scope()
         scope["result"] = _Entry("result", outputs)
-        given, expect, checks = [], [], []
+        given, expect, checks, replies = [], [], [], []
         root = self.programs[program].root if known and program in self.programs else None
         for item in decl.items:
             if isinstance(item, ast.GivenItem):
@@ -419,6 +424,8 @@ class ProjectMixin(LowerBase):
                         f"output `{item.name.name}` of program `{program}`",
                     )
                 expect.append((item.name.name, value))
+            elif isinstance(item, ast.ReplyItem):
+                replies.append(self._reply(item, scope))
             elif isinstance(item, ast.Check):
                 checks.append(self._check(item, scope))
         if known and inputs:
@@ -437,8 +444,54 @@ class ProjectMixin(LowerBase):
             given=tuple(given),
             expect=tuple(expect),
             checks=tuple(checks),
+            replies=tuple(replies),
             loc=self._loc(decl.name.span),
         )
+
+    def _reply(self, item: ast.ReplyItem, scope: dict[str, Any]) -> Any:
+        """``reply "text"`` (the completion verbatim) or ``reply { field = value }``: each
+        field an output of some signature (or a field the runtime's modules add), its
+        value of a type that output takes. Lowered to a string or a dict expression."""
+        if item.text is not None:
+            return self._expr(item.text, scope)[0]
+        outputs: dict[str, list[tuple[str, ir.TypeRef]]] = {}
+        for sig in self.signatures.values():
+            for f in sig.outputs:
+                outputs.setdefault(f.name, []).append((sig.name, f.type))
+        keys, values, seen = [], [], set()
+        for field in item.fields:
+            name = field.name.name
+            value, vtype = self._expr(field.value, scope)
+            if name in seen:
+                self._error("DSX131", f"the reply gives `{name}` twice", field.name.span)
+            seen.add(name)
+            owners = outputs.get(name)
+            if owners is None and name not in _MODULE_OUTPUTS:
+                self._unknown(
+                    "DSX131",
+                    "output of any signature (a scripted reply gives output values):",
+                    field.name,
+                    [*outputs, *_MODULE_OUTPUTS],
+                )
+            elif owners is not None:
+                self._ref(field.name.span, f"{owners[0][0]}.{name}")
+                problems = [
+                    (t, p)
+                    for _, t in owners
+                    if vtype is not None
+                    and not isinstance(vtype, PredType)
+                    and (p := _mismatch(vtype, t, self))
+                ]
+                if len(problems) == len(owners) and problems:
+                    t, p = problems[0]
+                    self._error(
+                        "DSX131",
+                        f"output `{name}` of `{owners[0][0]}` expects {t}, got {p}",
+                        field.value.span,
+                    )
+            keys.append(_b(ir.Const, value=name))
+            values.append(value)
+        return _b(ir.Dict, keys=tuple(keys), values=tuple(values), loc=self._loc(item.span))
 
     def _nested_expect(
         self, item: ast.ExpectItem, ftype: Any, value: Any, vtype: Any, program: str

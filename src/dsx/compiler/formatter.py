@@ -645,6 +645,22 @@ class _BlockFormatter:
             return lambda indent, width=0: self.doc_lines(
                 [kw.ljust(width), " ", target, " = ", value], indent
             )
+        elif isinstance(s, ast.ReplyItem):
+            reply: Any = (
+                self.expr(s.text)
+                if s.text is not None
+                else self.container(
+                    "{",
+                    "}",
+                    self.find(s.span.lo + len("reply"), "{"),
+                    s.span.hi - 1,
+                    s.fields,
+                    lambda f: [f.name.name, " = ", self.expr(f.value)],
+                )
+            )
+            return lambda indent, width=0: self.doc_lines(
+                ["reply".ljust(width), " ", reply], indent
+            )
         elif isinstance(s, ast.If):
             return self.if_stmt(s)
         elif isinstance(s, ast.For):
@@ -939,8 +955,8 @@ class _BlockFormatter:
         open_idx = self.find(d.program.span.hi, "{")
         close_idx = d.span.hi - 1
         body = self.stmt_body(open_idx, close_idx, close_idx, d.items)
-        # `given` and `expect` line up: their keywords are padded to the longest used.
-        keyword = {ast.GivenItem: "given", ast.ExpectItem: "expect"}
+        # `given`, `reply` and `expect` line up: their keywords are padded to the longest used.
+        keyword = {ast.GivenItem: "given", ast.ExpectItem: "expect", ast.ReplyItem: "reply"}
         width = max((len(keyword[type(i)]) for i in d.items if type(i) in keyword), default=0)
         self.widths.update((id(e), width) for e in body.entries if type(e.node) in keyword)
         return self.braced(

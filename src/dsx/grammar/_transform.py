@@ -314,6 +314,16 @@ class ToAst(Transformer):
         names = [self._ident(t) for t in c[1:-2] if _is_tok(t, "NAME")]
         return ast.ExpectItem(names[0], c[-1], self._span(c), tuple(names[1:]))
 
+    def reply_text(self, c: list[Any]) -> ast.ReplyItem:
+        return ast.ReplyItem(self._str(c[1]), (), self._span(c))
+
+    def reply_fields(self, c: list[Any]) -> ast.ReplyItem:
+        fields = tuple(x for x in c if isinstance(x, ast.ReplyField))
+        return ast.ReplyItem(None, fields, self._span(c))
+
+    def reply_field(self, c: list[Any]) -> ast.ReplyField:
+        return ast.ReplyField(self._ident(c[0]), c[2], self._span(c))
+
     # -- types ----------------------------------------------------------------------------
     def union_type(self, c: list[Any]) -> ast.UnionType:
         left, right = c[0], c[2]

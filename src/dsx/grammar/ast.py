@@ -57,6 +57,8 @@ __all__ = [
     "Param",
     "ProgramDecl",
     "RecordField",
+    "ReplyField",
+    "ReplyItem",
     "Return",
     "SignatureDecl",
     "Stmt",
@@ -540,10 +542,27 @@ class ExpectItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyField:
+    name: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyItem:
+    """``reply { field = value, ... }`` (output values, rendered in the adapter's reply
+    format) or ``reply "text"`` (the completion verbatim): the LM's next scripted reply."""
+
+    text: Str | None
+    fields: tuple[ReplyField, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class TestDecl:
     name: Ident
     program: Ident
-    items: tuple[GivenItem | ExpectItem | Check, ...]
+    items: tuple[GivenItem | ExpectItem | ReplyItem | Check, ...]
     span: Span
     doc: str | None = None
 

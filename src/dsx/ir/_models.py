@@ -466,6 +466,9 @@ class Test(_Node):
     given: tuple[tuple[str, Expr], ...]
     expect: tuple[tuple[str, Expr], ...] = ()
     checks: tuple[Check, ...] = ()
+    # scripted LM replies, in order: a string (the completion verbatim) or a Dict of
+    # output field values (rendered in the adapter's reply format)
+    replies: tuple[Expr, ...] = ()
     loc: Loc | None = None
 
 
