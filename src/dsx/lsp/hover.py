@@ -36,7 +36,23 @@ _KEYWORD_DOCS = {
     "forward": "forward — the module's body: what calling it does.",
     "assert": "assert cond, message — on failure the predictor that produced the value retries.",
     "suggest": "suggest cond, message — like assert, but only logs when retries run out.",
+    "while": (
+        "while cond max N { ... } — repeat the body while `cond` holds, at most `N` times "
+        "(`N` is evaluated once; still true after `N` runs stops with `LoopLimitError`)."
+    ),
+    "break": "break — leave the innermost `for` or `while` loop.",
+    "continue": "continue — skip to the next run of the innermost `for` or `while` loop.",
+    "is": "x is none / x is not none — whether a value is `none` (`==` compares values).",
+    "given": "given input = value — an input of the program the test runs it on.",
+    "expect": "expect output = value — what the program must return (text compares loosely).",
+    "reply": (
+        'reply {field = value, ...} or reply "text" — the LM\'s next scripted reply in a '
+        "test: output values, or the completion verbatim. A test with replies runs "
+        "without a live LM."
+    ),
 }
+#: `max` after a `while` condition: the loop's bound, not the built-in function.
+_WHILE_MAX = "while cond max N — the bound: the most times the loop body may run."
 _TYPE_DOCS = {
     "str": "text",
     "int": "an integer",
@@ -68,6 +84,8 @@ def hover(session: Session, doc: Document, position: types.Position) -> types.Ho
         word = locate.word_at(doc.text, offset)
         if word is not None:
             text = _builtin(word[2])
+            if word[2] == "max" and _loop_bound(doc.text, word[0], word[1]):
+                text = _WHILE_MAX
             if text:
                 parts.append(text)
                 rng = (word[0], word[1])
@@ -281,6 +299,15 @@ _DESCRIBERS = {
     "record_field": _simple,
     "enum_member": _simple,
 }
+
+
+def _loop_bound(text: str, start: int, end: int) -> bool:
+    """Whether ``max`` at ``start:end`` is a ``while`` loop's bound: the line starts with
+    ``while`` and the word is not called."""
+    line_start = text.rfind("\n", 0, start) + 1
+    return text[line_start:start].lstrip().startswith("while ") and not text[
+        end:
+    ].lstrip().startswith("(")
 
 
 def _builtin(word: str) -> str | None:
