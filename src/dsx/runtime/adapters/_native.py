@@ -40,14 +40,7 @@ def _is_tool_type(tp: Any) -> bool:
     if tp is Tool:
         return True
     origin = typing.get_origin(tp)
-    if origin in (list, tuple) or (
-        origin is not None
-        and getattr(origin, "__name__", "")
-        in (
-            "Sequence",
-            "list",
-        )
-    ):
+    if origin in (list, tuple) or getattr(origin, "__name__", "") == "Sequence":
         args = typing.get_args(tp)
         return bool(args) and args[0] is Tool
     return False
