@@ -28,6 +28,8 @@ __all__ = [
     "LMTimeoutError",
     "MissingInputError",
     "ModelNotFoundError",
+    "NO_LM_MESSAGE",
+    "NoLMError",
     "RateLimitError",
     "RealLMCallForbidden",
     "ReplyCutOffError",
@@ -59,6 +61,20 @@ class UnknownInputError(DsxError, TypeError):
 
 class UnknownSettingError(DsxError, TypeError):
     """``dsx.configure``/``dsx.context`` got a name that is not a setting."""
+
+
+#: What a command (``dsx run``, ``dsx build``, ...) says when it needs an LM and none was named.
+NO_LM_MESSAGE = (
+    "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini, or `local` "
+    "for the local model on this machine) or set DSX_LM"
+)
+
+
+class NoLMError(DsxError):
+    """A command needs an LM and none was named."""
+
+    def __init__(self, message: str = NO_LM_MESSAGE) -> None:
+        super().__init__(message)
 
 
 class StateError(DsxError, ValueError):

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsx.compiler.fmt_cli import add_fmt_command
+from dsx.cli.fmt import add_parser as add_fmt_command
 from dsx.compiler.formatter import WIDTH, check_formatted, format_source, format_with_diagnostics
 from dsx.diagnostics import Span
 from dsx.grammar.parser import parse

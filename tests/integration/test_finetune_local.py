@@ -166,7 +166,7 @@ def test_settings_and_inputs_are_checked(tiny_model: Path) -> None:
 
 def test_the_cli_names_a_local_model_as_hf_dir(tiny_model: Path) -> None:
     """`--lm hf/DIR` (and `lm = "hf/DIR"` in .dsx) serve a model on disk in process."""
-    from dsx._lmspec import lm_settings
+    from dsx.cli._lm import lm_settings
 
     lm = lm_settings(f"hf/{tiny_model}")["lm"]
     assert isinstance(lm, LocalLM) and lm.model == f"hf/{tiny_model}"

@@ -57,7 +57,7 @@ def temps(folder: Path) -> list[str]:
 
 
 def fmt(*argv: str) -> int:
-    from dsx.compiler.fmt_cli import add_fmt_command
+    from dsx.cli.fmt import add_parser as add_fmt_command
 
     parser = argparse.ArgumentParser(prog="dsx")
     add_fmt_command(parser.add_subparsers(dest="command"))

@@ -7,6 +7,11 @@ LM settings. An unchanged rebuild re-optimizes nothing and says so.
 A cache entry is bound to its key by a content hash checked on read, and its LM settings
 pass the same trust boundary as any state (``dsx.runtime.state``): an edited or foreign
 entry is discarded with one log line and the program is optimized again, never trusted.
+
+Which LM a model string (``--lm``, an optimize block's ``lm``, an optimizer's
+``prompt_model``) means is the caller's to say: ``lm_factory`` turns it into the settings
+for ``dsx.context`` (the command line passes its own, which knows ``local``, ``hf/DIR`` and
+``DSX_API_BASE``); the default is a plain ``dsx.LM(model)``.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from typing import Any
 from dsx import ir
 from dsx.compiler.analysis import Analysis, analyze_path
 from dsx.compiler.codegen import generate, python_root, reachable
-from dsx.errors import DsxError
+from dsx.errors import NO_LM_MESSAGE, DsxError
 from dsx.runtime._files import atomic_write as atomic_write
 
 __all__ = [
     "BuildError",
     "BuildResult",
+    "LMFactory",
     "build",
     "default_state_path",
     "explain",
@@ -39,6 +45,18 @@ __all__ = [
     "state_file",
     "write_cache_entry",
 ]
+
+
+#: Turns a model string into ``dsx.context`` settings: ``{"lm": LM, ...}`` (an adapter too,
+#: when the model implies one).
+LMFactory = Callable[[str], dict[str, Any]]
+
+
+def plain_lm(model: str) -> dict[str, Any]:
+    """The default :data:`LMFactory`: ``dsx.LM(model)``, configured by litellm's environment."""
+    import dsx
+
+    return {"lm": dsx.LM(model)}
 
 
 class BuildError(DsxError):
@@ -207,8 +225,10 @@ def build(
     emit: str = "py",
     lm: str | None = None,
     log: Callable[[str], None] = print,
+    lm_factory: LMFactory = plain_lm,
 ) -> BuildResult:
-    """Build ``path``. ``emit`` is ``py`` (modules + state JSON), ``ir`` or ``ast``."""
+    """Build ``path``. ``emit`` is ``py`` (modules + state JSON), ``ir`` or ``ast``;
+    ``lm_factory`` makes the LMs that optimize blocks name (see the module docstring)."""
     source = Path(path)
     analysis = analyze_path(source)
     if analysis.errors:
@@ -244,7 +264,9 @@ def build(
                     f"{exc}; optimizing again"
                 )
         log(f"optimize {opt.program}: running {opt.optimizer} ...")
-        state = run_optimize(unit, opt, lm_name, log=log, run_dir=out_dir / ".runs")
+        state = run_optimize(
+            unit, opt, lm_name, log=log, run_dir=out_dir / ".runs", lm_factory=lm_factory
+        )
         try:
             write_cache_entry(cache_file, key, state)
         except OSError as exc:  # the build still uses the result; only reuse is lost
@@ -320,7 +342,6 @@ def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> di
     or no LM for one that calls it. Returns each block's cache key (by ``id``), computed once
     (it hashes the data files)."""
     import dsx
-    from dsx._lmspec import NO_LM_MESSAGE
     from dsx.teleprompt import OPTIMIZERS, get_optimizer
 
     keys: dict[int, str] = {}
@@ -348,12 +369,14 @@ def run_optimize(
     *,
     log: Callable[[str], None] | None = None,
     run_dir: Path | None = None,
+    lm_factory: LMFactory = plain_lm,
 ) -> ir.Learned:
     """Run one optimize block and return the program's learned state.
 
     Progress lines of the optimizer go to ``log`` (prefixed with the program's name).
     An optimizer that can resume (``run_dir``) keeps its run state under ``run_dir``
     unless the block sets its own, so an interrupted build resumes where it stopped.
+    ``lm_factory`` makes the LMs that ``lm_name`` and the block's settings name.
     """
     import dsx
     from dsx.runtime.instantiate import examples_from_tests, extract_learned, instantiate
@@ -366,8 +389,6 @@ def run_optimize(
             f"version of dsx (available: {', '.join(OPTIMIZERS)})"
         )
     if getattr(cls, "needs_lm", True) and not lm_name and dsx.settings.lm is None:
-        from dsx._lmspec import NO_LM_MESSAGE
-
         raise BuildError(f"optimize {opt.program} with {opt.optimizer}: {NO_LM_MESSAGE}")
     if not getattr(cls, "exports_to_ir", True):
         raise BuildError(
@@ -387,7 +408,7 @@ def run_optimize(
     trainset = dataset(opt.train) or []
     if not trainset:
         raise BuildError(f"optimize {opt.program}: the training data `{opt.train}` is empty")
-    settings = _settings_for(opt)
+    settings = _settings_for(opt, lm_factory)
     if opt.seed is not None:
         settings.setdefault("seed", opt.seed)
     if run_dir is not None and "run_dir" in inspect.signature(cls).parameters:
@@ -405,9 +426,7 @@ def run_optimize(
         optimizer.on_progress = lambda line: log(f"optimize {opt.program}: {line}")
     context: dict[str, Any] = {}
     if lm_name:
-        from dsx._lmspec import lm_settings
-
-        context.update(lm_settings(lm_name))
+        context.update(lm_factory(lm_name))
     try:
         with dsx.context(**context):
             compiled = optimizer.compile(program, trainset=trainset, valset=dataset(opt.dev))
@@ -433,9 +452,8 @@ def run_optimize(
     )
 
 
-def _settings_for(opt: ir.Optimize) -> dict[str, Any]:
+def _settings_for(opt: ir.Optimize, lm_factory: LMFactory = plain_lm) -> dict[str, Any]:
     """The block's optimizer settings; a model string for an LM setting becomes that LM."""
-    from dsx._lmspec import lm_from_env
     from dsx.teleprompt import optimizer_info
 
     settings = dict(opt.settings)
@@ -443,7 +461,7 @@ def _settings_for(opt: ir.Optimize) -> dict[str, Any]:
     for key, value in settings.items():
         setting = info.settings.get(key) if info is not None else None
         if setting is not None and "model" in setting.kinds and isinstance(value, str):
-            settings[key] = lm_from_env(value)
+            settings[key] = lm_factory(value)["lm"]
     return settings
 
 

@@ -88,14 +88,14 @@ def render_prompt(
     if not predictors:
         raise PreviewError(f"program `{name}` has no predictors, so it has no prompt")
     rendered = [_render_one(n, p, given) for n, p in predictors]
-    from dsx._commands import _program_inputs  # the inputs `dsx run -i` checks against
+    from dsx.compiler.inputs import program_inputs  # what `dsx run -i` checks against
 
     return {
         "program": name,
         "programs": names,
         "programInputs": [
             {"name": n, "type": str(t) if t is not None else "any", "required": required}
-            for n, t, required in _program_inputs(ns, name)
+            for n, t, required in program_inputs(ns.unit, name)
         ],
         "tests": [t.name for t in unit.tests if t.program == name],
         "inputs": _jsonable(given),

@@ -1,7 +1,6 @@
 """``dsx fmt``: format .dsx files in place, or check / show what formatting would change.
 
-``dsx.cli`` wires it in with :func:`add_fmt_command`; the work is done by
-:mod:`dsx.compiler.formatter`.
+The work is done by :mod:`dsx.compiler.formatter`.
 """
 
 from __future__ import annotations
@@ -12,17 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from dsx._textfile import TextFileError, read_text
-from dsx.diagnostics import SourceFile, display_path
-from dsx.runtime._files import atomic_write
-
-__all__ = ["add_fmt_command", "run_fmt"]
+__all__ = ["add_parser", "run"]
 
 #: Exit codes: all formatted (or nothing to change), something to report, bad usage.
 EXIT_OK, EXIT_CHANGES_OR_ERRORS, EXIT_USAGE = 0, 1, 2
 
 
-def add_fmt_command(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``fmt`` to the sub-commands of the ``dsx`` parser; returns its parser."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "fmt",
@@ -55,7 +50,7 @@ def add_fmt_command(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="write nothing; print a unified diff of what formatting would change",
     )
-    parser.set_defaults(func=run_fmt)
+    parser.set_defaults(func=run)
     return parser
 
 
@@ -81,15 +76,9 @@ def _expand(paths: list[str], err: TextIO) -> tuple[list[str], bool]:
     return list(dict.fromkeys(files)), missing
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` so that a crash leaves the old or the new file, whole.
-
-    The file keeps its mode; stale temporary files of killed runs are removed.
-    """
-    atomic_write(path, text, fsync=False, make_parents=False)
-
-
 def _read(name: str) -> str:
+    from dsx._textfile import read_text
+
     if name == "-":
         return sys.stdin.read()
     # Line endings are kept as they are (the formatter is told about CRLF below); a FIFO
@@ -98,6 +87,8 @@ def _read(name: str) -> str:
 
 
 def _report_errors(shown: str, text: str, diagnostics: list[Any], err: TextIO) -> None:
+    from dsx.diagnostics import SourceFile
+
     source = SourceFile(shown, text)
     for d in diagnostics:
         line, col = source.position(d.span.start)
@@ -108,11 +99,12 @@ def _report_errors(shown: str, text: str, diagnostics: list[Any], err: TextIO) -
         )
 
 
-def run_fmt(
-    args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None
-) -> int:
+def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run ``dsx fmt`` for parsed ``args`` (``files``, ``check``, ``diff``); returns the exit code."""
+    from dsx._files import atomic_write
+    from dsx._textfile import TextFileError
     from dsx.compiler.formatter import format_with_diagnostics
+    from dsx.diagnostics import display_path
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -155,7 +147,8 @@ def run_fmt(
             out.write(formatted)
         elif changed:
             try:
-                _write_atomically(Path(name), formatted)
+                # A crash leaves the old file or the new one, whole, with its mode.
+                atomic_write(Path(name), formatted, fsync=False, make_parents=False)
             except OSError as exc:  # a read-only directory, a full disk: the file is unchanged
                 print(
                     f"dsx fmt: cannot write {shown}: {exc.strerror or exc}; the file is "

@@ -1,6 +1,7 @@
 """Which LM a command uses: ``--lm MODEL``, else ``DSX_LM``; one message when there is none.
 
-Shared by the command line and the build driver, so every command says the same thing.
+:func:`lm_settings` is also the LM factory every command hands to the build driver
+(``dsx.compiler.build``), which imports nothing of the command line.
 """
 
 from __future__ import annotations
@@ -8,21 +9,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dsx.errors import DsxError
+from dsx.errors import NO_LM_MESSAGE, DsxError, NoLMError
 
-__all__ = ["NO_LM_MESSAGE", "NoLMError", "lm_from_env", "lm_settings", "model_name"]
-
-NO_LM_MESSAGE = (
-    "no LM: pass --lm MODEL (a litellm model string, e.g. openai/gpt-4o-mini, or `local` "
-    "for the local model on this machine) or set DSX_LM"
-)
-
-
-class NoLMError(DsxError):
-    """A command needs an LM and none was named."""
-
-    def __init__(self, message: str = NO_LM_MESSAGE) -> None:
-        super().__init__(message)
+__all__ = [
+    "NO_LM_MESSAGE",
+    "NoLMError",
+    "lm_from_env",
+    "lm_settings",
+    "model_name",
+    "require_lm",
+    "setup_lm",
+]
 
 
 def model_name(cli: str | None) -> str | None:
@@ -68,3 +65,24 @@ def lm_settings(model: str) -> dict[str, Any]:
             raise DsxError(f"DSX_ADAPTER={choice!r}: use one of {', '.join(_ADAPTERS)}")
         settings["adapter"] = getattr(dsx, _ADAPTERS[choice])()
     return settings
+
+
+def setup_lm(name: str | None) -> str | None:
+    """Configure the LM from --lm or DSX_LM; returns the model name used (None: keep settings)."""
+    import dsx
+
+    model = model_name(name)
+    if model:
+        dsx.configure(**lm_settings(model))
+    return model
+
+
+def require_lm(*programs: Any) -> None:
+    """Raise :class:`NoLMError` unless an LM is configured or every predictor has its own."""
+    import dsx
+
+    if dsx.settings.lm is not None:
+        return
+    if programs and all(p.lm for prog in programs for p in prog.predictors()):
+        return
+    raise NoLMError()
