@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from dsx.cli._state import with_state
     from dsx.errors import DsxError
     from dsx.runtime import _interp
+    from dsx.runtime._testblocks import scripted_replies
     from dsx.runtime.metrics import normalize_text
 
     try:
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
             name: with_state(ns, str(args.file), name, args)
             for name in dict.fromkeys(t.program for t in tests)
         }
-        require_lm(*programs.values())
+        # tests that script the LM's replies (`reply`) need no configured LM
+        unscripted = {t.program for t in tests if not t.replies}
+        if unscripted:
+            require_lm(*(programs[name] for name in unscripted))
     except DsxError as exc:
         return err(str(exc))
     passed = failed = 0
@@ -71,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             program = programs[test.program]
             given = {k: _interp.run_sync(_interp.eval_expr(v, env)) for k, v in test.given}
-            result = program(**given)
+            with scripted_replies(test, program, env):
+                result = program(**given)
             for key, expr in test.expect:
                 want = _interp.run_sync(_interp.eval_expr(expr, env))
                 got = getattr(result, key, None)
