@@ -155,8 +155,14 @@ def test_sandbox_layering_and_lazy_imports() -> None:
 
     import dsx.sandbox
 
+    # The sandbox library imports nothing of dsx but the import-free exception base (so that a
+    # sandbox failure is a dsx.DsxError). sandbox/cli.py is not library code: it is the old
+    # name of the `dsx sandbox` command (dsx.cli.sandbox), kept for `python -m dsx.sandbox.cli`.
+    allowed = {"dsx._errors_base"}
     offenders = []
     for path in pathlib.Path(dsx.sandbox.__file__).parent.glob("*.py"):
+        if path.name == "cli.py":
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):
@@ -166,7 +172,7 @@ def test_sandbox_layering_and_lazy_imports() -> None:
             offenders += [
                 f"{path.name}: {n}"
                 for n in names
-                if n.startswith("dsx") and not n.startswith("dsx.sandbox")
+                if n.startswith("dsx") and not n.startswith("dsx.sandbox") and n not in allowed
             ]
     assert offenders == [], "dsx.sandbox must import nothing else of dsx"
     probe = (
