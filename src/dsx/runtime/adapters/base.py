@@ -361,14 +361,7 @@ class Adapter:
                     raise
                 first_error = first_error or exc
         if not parsed:
-            if first_error is not None:
-                raise first_error
-            raise AdapterParseError(
-                adapter=self.name,
-                signature=signature,
-                lm_text="",
-                reason="the LM returned no completions",
-            )
+            raise self._nothing_parsed(signature, first_error)
         return parsed
 
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
@@ -389,15 +382,21 @@ class Adapter:
             except (AdapterParseError, ReplyCutOffError) as exc:
                 first_error = first_error or exc
         if not parsed:
-            if first_error is not None:
-                raise first_error
-            raise AdapterParseError(
-                adapter=self.name,
-                signature=signature,
-                lm_text="",
-                reason="the LM returned no completions",
-            )
+            raise self._nothing_parsed(signature, first_error)
         return parsed
+
+    def _nothing_parsed(
+        self, signature: type[Signature], first_error: Exception | None
+    ) -> Exception:
+        """What to raise when no completion parsed: the first failure, else "no completions"."""
+        if first_error is not None:
+            return first_error
+        return AdapterParseError(
+            adapter=self.name,
+            signature=signature,
+            lm_text="",
+            reason="the LM returned no completions",
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
