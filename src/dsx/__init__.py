@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from dsx.runtime.embedder import Embedder as Embedder
     from dsx.runtime.evaluate import Evaluate as Evaluate
     from dsx.runtime.evaluate import EvaluationResult as EvaluationResult
+    from dsx.runtime.fallback import FallbackLM as FallbackLM
     from dsx.runtime.instantiate import instantiate as instantiate
     from dsx.runtime.lm import LM as LM
     from dsx.runtime.metrics import answer_exact_match as answer_exact_match
@@ -120,6 +121,7 @@ _LAZY = {
     "History": "dsx.runtime.types",
     "BatchError": "dsx.runtime.parallel",
     "LM": "dsx.runtime.lm",
+    "FallbackLM": "dsx.runtime.fallback",
     "Retrieve": "dsx.runtime.retrieve",
     "ColBERTv2": "dsx.retrievers",
     "Tool": "dsx.runtime.tool",
@@ -164,6 +166,7 @@ _LAZY = {
 
 __all__ = [
     "LM",
+    "FallbackLM",
     "Assert",
     "Suggest",
     "Retrieve",
