@@ -336,6 +336,18 @@ REGISTRY: dict[str, Code] = _codes(
         "error",
         "A `test` block's scripted `reply` names an output no predictor has, or gives it a value of the wrong type.",
     ),
+    (
+        "DSX140",
+        "invalid-lm",
+        "error",
+        "An `lm` declaration is not a model name or `fallback(...)`, has an unknown or wrong-typed setting, or a predictor's `lm =` names no declared LM.",
+    ),
+    (
+        "DSX141",
+        "invalid-retriever",
+        "error",
+        "A `retriever` declaration names an unknown kind, lacks a required setting or has an unknown or wrong-typed one, or `Retrieve(...)` names no declared retriever.",
+    ),
     ("DSX200", "unused-declaration", "warning", "A declaration is never used."),
     ("DSX201", "unused-variable", "warning", "A local variable is assigned but never read."),
 )

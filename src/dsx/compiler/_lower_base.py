@@ -30,6 +30,8 @@ _TOP_KINDS = {
     ast.DataDecl: "data",
     ast.MetricDecl: "metric",
     ast.UseDecl: "python",
+    ast.LmDecl: "lm",
+    ast.RetrieverDecl: "retriever",
 }
 _b = ir.build
 _ANY = _b(ir.TypeRef, kind="any")
@@ -225,3 +227,6 @@ class LowerBase:
         def _lower_optimize(self, decl: ast.OptimizeDecl) -> None: ...
         def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None: ...
         def _finish(self) -> ir.Unit: ...
+        def _resource_arg(
+            self, kind_name: str, key: str | None, arg: ast.Arg, call: ast.Call
+        ) -> list[tuple[str, ir.Expr]] | None: ...

@@ -11,6 +11,8 @@ from dsx.grammar import ast
 
 __all__ = ["IncrementalMixin"]
 
+_RESOURCES = (ast.LmDecl, ast.RetrieverDecl)
+
 
 class IncrementalMixin(LowerBase):
     """Re-checking after an edit: :meth:`relower`."""
@@ -33,8 +35,8 @@ class IncrementalMixin(LowerBase):
             return None
         changes = resolved
         for old, new in changes:
-            if old is None:
-                return None
+            if old is None or isinstance(old, _RESOURCES) or isinstance(new, _RESOURCES):
+                return None  # `lm` / `retriever`: a full run (they are few and cheap)
             if new is not None and (
                 type(old) is not type(new) or not isinstance(new, ast.ModuleDecl | ast.TestDecl)
             ):

@@ -153,6 +153,10 @@ class ModulesMixin(LowerBase):
         else:
             extra_pos = positional
         for arg in extra_pos:
+            resource = self._resource_arg(kind_name, None, arg, value)  # `Retrieve(wiki)`
+            if resource is not None and arg is extra_pos[0]:
+                kwargs.extend(resource)
+                continue
             self._error(
                 "DSX114", f"{kind_name} takes its settings as keywords (`name = value`)", arg.span
             )
@@ -160,6 +164,10 @@ class ModulesMixin(LowerBase):
             if arg.name is None or arg.name.name == "signature":
                 continue
             key = arg.name.name
+            resource = self._resource_arg(kind_name, key, arg, value)  # `lm = fast`, `rm = wiki`
+            if resource is not None:
+                kwargs.extend(resource)
+                continue
             if key not in kind.kwargs:
                 guess = _env.did_you_mean(key, kind.kwargs)
                 fix = (

@@ -23,6 +23,7 @@ from typing import Any
 
 from dsx import ir
 from dsx._version import __version__
+from dsx.compiler._codegen_resources import emit_resources, used_resources
 from dsx.compiler._pyfmt import Raw, layout, literal, py_str
 from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE, operand_precedence
 
@@ -75,7 +76,9 @@ def reachable(unit: ir.Unit, program: str) -> dict[str, set[str]]:
         "signatures": set(),
         "types": set(),
         "python": set(),
+        "resources": set(),  # `lm` / `retriever` names (fallback chains: see used_resources)
     }
+    resources = {d.name for d in unit.lms} | {d.name for d in unit.retrievers}
     mods = {m.name: m for m in unit.modules}
     sigs = {s.name: s for s in unit.signatures}
     recs = {r.name: r for r in unit.records}
@@ -107,6 +110,7 @@ def reachable(unit: ir.Unit, program: str) -> dict[str, set[str]]:
         names = set()
         _names(sub, names)
         need["python"] |= names & {p.alias for p in unit.python}
+        need["resources"] |= names & resources
 
     visit_sub(prog.root)
     return need
@@ -164,6 +168,7 @@ class _Gen:
                     f"{py(imp.alias)} = _dsx.import_python({imp.module!r}, __file__, "
                     f"{self.python_root!r})"
                 )
+        emit_resources(w, used_resources(unit, self.need["resources"]), py, self.python_root)
         for enum in unit.enums:
             if enum.name in self.need["types"]:
                 w.line()

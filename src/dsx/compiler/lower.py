@@ -22,12 +22,23 @@ from dsx.compiler._lower_incremental import IncrementalMixin
 from dsx.compiler._lower_modules import ModulesMixin
 from dsx.compiler._lower_project import ProjectMixin
 from dsx.compiler._lower_query import QueryMixin
+from dsx.compiler._lower_resources import ResourcesMixin
 from dsx.grammar import ast
 
 __all__ = ["Lowerer"]
 
+_RESOURCES = (ast.LmDecl, ast.RetrieverDecl)
 
-class Lowerer(QueryMixin, IncrementalMixin, ProjectMixin, ExprsMixin, ModulesMixin, DeclsMixin):
+
+class Lowerer(
+    QueryMixin,
+    IncrementalMixin,
+    ProjectMixin,
+    ExprsMixin,
+    ModulesMixin,
+    ResourcesMixin,
+    DeclsMixin,
+):
     """Lowers and checks one unit. Use :meth:`run`; results are on the instance."""
 
     # ---- driver ---------------------------------------------------------------------------
@@ -48,6 +59,7 @@ class Lowerer(QueryMixin, IncrementalMixin, ProjectMixin, ExprsMixin, ModulesMix
         for _, decl in all_decls:
             if isinstance(decl, ast.SignatureDecl):
                 self._lower_signature(decl)
+        self._lower_resources([d for _, d in all_decls if isinstance(d, _RESOURCES)])
         for _, decl in all_decls:
             # The default is ("", None), not (None, None): with a None-typed first item,
             # mypy would narrow `decl` by the `is` to `Any | None`.
@@ -101,5 +113,6 @@ class Lowerer(QueryMixin, IncrementalMixin, ProjectMixin, ExprsMixin, ModulesMix
             metrics=tuple(self.metrics.values()),
             optimizes=tuple(self.optimizes),
             tests=tuple(self.tests.values()),
+            **self._resource_ir(),
         )
         return self.unit

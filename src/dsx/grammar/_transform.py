@@ -324,6 +324,16 @@ class ToAst(Transformer):
     def reply_field(self, c: list[Any]) -> ast.ReplyField:
         return ast.ReplyField(self._ident(c[0]), c[2], self._span(c))
 
+    def lm_decl(self, c: list[Any]) -> ast.LmDecl:
+        settings = tuple(x for x in c if isinstance(x, ast.LmSetting))
+        return ast.LmDecl(self._ident(c[1]), c[3], settings, self._span(c))
+
+    def lm_setting(self, c: list[Any]) -> ast.LmSetting:
+        return ast.LmSetting(self._ident(c[0]), c[2], self._span(c))
+
+    def retriever_decl(self, c: list[Any]) -> ast.RetrieverDecl:
+        return ast.RetrieverDecl(self._ident(c[1]), c[3], self._span(c))
+
     # -- types ----------------------------------------------------------------------------
     def union_type(self, c: list[Any]) -> ast.UnionType:
         left, right = c[0], c[2]

@@ -45,6 +45,8 @@ __all__ = [
     "ImportDecl",
     "ListExpr",
     "LiteralType",
+    "LmDecl",
+    "LmSetting",
     "Lit",
     "MetricDecl",
     "ModuleDecl",
@@ -59,6 +61,7 @@ __all__ = [
     "RecordField",
     "ReplyField",
     "ReplyItem",
+    "RetrieverDecl",
     "Return",
     "SignatureDecl",
     "Stmt",
@@ -569,6 +572,37 @@ class TestDecl:
     __test__ = False  # not a pytest test class
 
 
+@dataclass(frozen=True, slots=True)
+class LmSetting:
+    """``name = value`` in an ``lm`` declaration's settings block."""
+
+    name: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class LmDecl:
+    """``lm fast = "openai/gpt-4o-mini" { temperature = 0 }`` or
+    ``lm robust = fallback(fast, local) { retries = 2 }``: a named LM for predictors."""
+
+    name: Ident
+    value: Expr
+    settings: tuple[LmSetting, ...]
+    span: Span
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieverDecl:
+    """``retriever wiki = Chroma(path = "data/chroma", k = 5)``: a named retriever."""
+
+    name: Ident
+    value: Expr
+    span: Span
+    doc: str | None = None
+
+
 Decl = (
     UseDecl
     | ImportDecl
@@ -581,6 +615,8 @@ Decl = (
     | MetricDecl
     | OptimizeDecl
     | TestDecl
+    | LmDecl
+    | RetrieverDecl
 )
 
 

@@ -44,6 +44,8 @@ TOP_KEYWORDS = (
     "metric",
     "optimize",
     "test",
+    "lm",
+    "retriever",
 )
 #: A top-level block starts at column 0 with a keyword followed by a name or a string.
 BLOCK_START = r"^(?:" + "|".join(TOP_KEYWORDS) + r")[ \t]+[A-Za-z_\"]"

@@ -472,6 +472,31 @@ class Test(_Node):
     loc: Loc | None = None
 
 
+class LMDecl(_Node):
+    """``lm name = "provider/model" { settings }`` (``model``) or
+    ``lm name = fallback(a, b) { retries = n }`` (``fallback``: declared LM names, in order).
+    ``settings`` are checked against ``dsx.runtime.resources`` (endpoints included: the
+    program's author wrote them; state never sets them)."""
+
+    name: str
+    model: str | None = None
+    fallback: tuple[str, ...] = ()
+    settings: tuple[tuple[str, JSONValue], ...] = ()
+    doc: str = ""
+    loc: Loc | None = None
+
+
+class RetrieverDecl(_Node):
+    """``retriever name = Kind(settings)``: a retriever from ``dsx.runtime.resources``'
+    registry; relative paths in ``settings`` are relative to the .dsx file."""
+
+    name: str
+    kind: str
+    settings: tuple[tuple[str, JSONValue], ...] = ()
+    doc: str = ""
+    loc: Loc | None = None
+
+
 class LearnedPredictor(_Node):
     instructions: str | None = None
     demos: tuple[dict[str, JSONValue], ...] = ()
@@ -509,9 +534,13 @@ class Unit(_Node):
     optimizes: tuple[Optimize, ...] = ()
     tests: tuple[Test, ...] = ()
     learned: dict[str, Learned] = PField(default_factory=dict)
+    lms: tuple[LMDecl, ...] = ()
+    retrievers: tuple[RetrieverDecl, ...] = ()
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        return self.model_dump_json(indent=indent, exclude_defaults=False)
+        # A unit without `lm`/`retriever` declarations dumps as it did before they existed.
+        empty = {k for k in ("lms", "retrievers") if not getattr(self, k)}
+        return self.model_dump_json(indent=indent, exclude_defaults=False, exclude=empty)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Unit:

@@ -61,8 +61,11 @@ __all__ = [
     "import_python",
     "join",
     "kind",
+    "lm",
     "lower",
     "mapped",
+    "resource",
+    "retriever",
     "signature",
     "strip",
     "sync_forward",
@@ -243,3 +246,25 @@ def apply_state(program: Any, state: dict[str, Any] | None, name: str) -> Any:
 
         apply_learned(program, Learned.model_validate(state), name)
     return program
+
+
+def resource(factory: Callable[[], Any]) -> Callable[[], Any]:
+    """A declared ``lm`` / ``retriever``: made on the first call, then shared."""
+    return functools.cache(factory)
+
+
+def lm(name: str, *, model: str | None = None, fallback: Any = (), settings: dict[str, Any]) -> Any:
+    """The LM an ``lm`` declaration describes (``dsx.runtime.resources.make_lm``)."""
+    from dsx.runtime.resources import make_lm
+
+    return make_lm(name, model=model, fallback=fallback, settings=settings)
+
+
+def retriever(
+    name: str, kind: str, settings: dict[str, Any], generated_file: str, root: str = "."
+) -> Any:
+    """The retriever a ``retriever`` declaration describes; relative paths are relative to
+    the .dsx file's folder, ``root`` relative to the generated module's folder."""
+    from dsx.runtime.resources import make_retriever
+
+    return make_retriever(name, kind, settings, Path(generated_file).resolve().parent / root)

@@ -47,6 +47,10 @@ class Namespace:
         self.signatures: dict[str, type[Signature]] = {}
         self.modules: dict[str, type[Module]] = {}
         self.python: dict[str, Any] = {}
+        from dsx.runtime.resources import Resources
+
+        #: ``lm`` and ``retriever`` declarations, each made on first use.
+        self.resources = Resources(unit.lms, unit.retrievers, base_dir)
 
     # -- programs ---------------------------------------------------------------------------
     @property
@@ -277,6 +281,7 @@ class Namespace:
     def _env(self) -> dict[str, Any]:
         env = dict(_interp.BUILTINS)
         env.update(self.python)
+        env.update(self.resources.factories())  # `lm = fast` is lowered to `fast()`
         # Record types, so that a forward body can build one: `Answer(text = t)`.
         env.update((r.name, self.types[r.name]) for r in self.unit.records if r.name in self.types)
         return env
@@ -405,7 +410,10 @@ def extract_learned(
             ir.LearnedPredictor,
             instructions=instructions if instructions != original.instructions else None,
             demos=demos,
-            lm=predictor.lm.dump_state() if predictor.lm is not None else None,
+            # An LM the program declares (`lm fast = ...`) is the program's, not learned.
+            lm=predictor.lm.dump_state()
+            if predictor.lm is not None and not hasattr(predictor.lm, "_dsx_declared")
+            else None,
         )
     from dsx.teleprompt.knn import dump_selector
 

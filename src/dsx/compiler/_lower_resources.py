@@ -1,0 +1,371 @@
+"""Checking and lowering named resources: ``lm`` and ``retriever`` declarations, and their
+use by predictors (``Predict(QA, lm = fast)``) and ``Retrieve(wiki)``.
+
+Settings are checked against the runtime's registry (:mod:`dsx.runtime.resources`), so
+the checker, the editor and both ways of running a program agree on what exists. The
+lowerer calls in through three narrow hooks: :meth:`ResourcesMixin._lower_resources` (a
+pass after signatures), :meth:`ResourcesMixin._resource_arg` (a sub-module's argument) and
+:meth:`ResourcesMixin._resource_ir` (the unit's fields).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsx import ir
+from dsx.compiler import _env
+from dsx.compiler._lower_base import LowerBase, _b
+from dsx.diagnostics import Edit, Fix, Related
+from dsx.grammar import ast
+from dsx.runtime import resources
+
+__all__ = ["LM_CODE", "RETRIEVER_CODE", "ResourcesMixin", "describe_lm"]
+
+#: Diagnostic codes (see docs/diagnostics.md).
+LM_CODE = "DSX140"
+RETRIEVER_CODE = "DSX141"
+#: Sub-module kinds that take a declared retriever: `Retrieve(wiki)` / `Retrieve(rm = wiki)`.
+_RETRIEVE = "Retrieve"
+_NO_VALUE = object()
+_NO_DECL = ir.RetrieverDecl(name="", kind="")
+
+
+def describe_lm(decl: ir.LMDecl) -> str:
+    """One line for hover and ``dsx inspect``: the model (or chain) and every setting,
+    endpoints included, so a reader sees where prompts go."""
+    head = (decl.model and f'"{decl.model}"') or f"fallback({', '.join(decl.fallback)})"
+    settings = ", ".join(f"{k} = {_show(v)}" for k, v in decl.settings)
+    return f"lm {decl.name} = {head}" + (f" {{ {settings} }}" if settings else "")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in value.items()) + "}"
+    return "none" if value is None else repr(value)
+
+
+class ResourcesMixin(LowerBase):
+    """``lm`` and ``retriever`` declarations (see the module docstring)."""
+
+    # -- the pass ---------------------------------------------------------------------------
+    def _lower_resources(self, decls: list[Any]) -> None:
+        """Lower every ``lm`` and ``retriever`` declaration (fallbacks after their LMs)."""
+        self._lms: dict[str, ir.LMDecl] = {}
+        self._retrievers: dict[str, ir.RetrieverDecl] = {}
+        mine = [d for d in decls if self.decls.get(d.name.name, ("", None))[1] is d]
+        for decl in mine:
+            if isinstance(decl, ast.RetrieverDecl):
+                self._lower_retriever(decl)
+        lms = {d.name.name: d for d in mine if isinstance(d, ast.LmDecl)}
+        visiting: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in self._lms or name in visiting:
+                return
+            visiting.append(name)
+            self._lower_lm(lms[name], lms, visit, visiting)
+            visiting.pop()
+
+        for name in lms:
+            visit(name)
+
+    def _resource_ir(self) -> dict[str, Any]:
+        """The unit's ``lms`` and ``retrievers``."""
+        return {
+            "lms": tuple(getattr(self, "_lms", {}).values()),
+            "retrievers": tuple(getattr(self, "_retrievers", {}).values()),
+        }
+
+    # -- lm ---------------------------------------------------------------------------------
+    def _lower_lm(
+        self, decl: ast.LmDecl, lms: dict[str, ast.LmDecl], visit: Any, visiting: list[str]
+    ) -> None:
+        name = decl.name.name
+        value = decl.value
+        model: str | None = None
+        chain: list[str] = []
+        registry = resources.LM_DECL_SETTINGS
+        if isinstance(value, ast.Str):
+            model = value.value
+            if "/" not in model or not model.strip():
+                self._error(
+                    LM_CODE,
+                    f'lm `{name}`: "{model}" is not a model name; write "provider/model", '
+                    'e.g. "openai/gpt-4o-mini"',
+                    value.span,
+                )
+        elif (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.NameRef)
+            and value.func.name.name == "fallback"
+        ):
+            registry = resources.FALLBACK_SETTINGS
+            if not value.args:
+                self._error(
+                    LM_CODE,
+                    f"lm `{name}`: fallback(...) needs the LMs to try, in order",
+                    value.span,
+                )
+            for arg in value.args:
+                ref = arg.value
+                if arg.name is not None or not isinstance(ref, ast.NameRef):
+                    self._error(
+                        LM_CODE,
+                        "fallback(...) takes the names of declared LMs, in order "
+                        "(`fallback(fast, local)`)",
+                        arg.span,
+                    )
+                    continue
+                other = ref.name.name
+                if other not in lms:
+                    self._unknown_lm(ref.name)
+                    continue
+                self._ref(ref.name.span, other)
+                if other in visiting:
+                    self._error(
+                        LM_CODE,
+                        f"lm `{name}`: fallback chain is circular (`{other}` falls back to "
+                        f"`{name}`)",
+                        ref.name.span,
+                    )
+                    continue
+                visit(other)
+                chain.append(other)
+        else:
+            self._error(
+                LM_CODE,
+                f'lm `{name}` must be a model name (`lm {name} = "openai/gpt-4o-mini"`) or '
+                f"a fallback chain (`lm {name} = fallback(fast, local)`)",
+                value.span,
+            )
+        settings = self._settings(
+            f"lm `{name}`", decl.settings, registry, LM_CODE, fallback=bool(chain)
+        )
+        lowered = _b(
+            ir.LMDecl,
+            name=name,
+            model=model,
+            fallback=tuple(chain),
+            settings=settings,
+            doc=decl.doc or "",
+            loc=self._loc(decl.name.span),
+        )
+        self._lms[name] = lowered
+        symbol = self.symbols.get(name)
+        if symbol is not None:
+            symbol.detail = describe_lm(lowered)
+
+    def _unknown_lm(self, ident: ast.Ident) -> None:
+        self._unknown(
+            LM_CODE,
+            "lm",
+            ident,
+            [n for n, (k, _) in self.decls.items() if k == "lm"],
+            f'declare it: `lm {ident.name} = "openai/gpt-4o-mini"`',
+        )
+
+    # -- retriever --------------------------------------------------------------------------
+    def _lower_retriever(self, decl: ast.RetrieverDecl) -> None:
+        name = decl.name.name
+        value = decl.value
+        if not (isinstance(value, ast.Call) and isinstance(value.func, ast.NameRef)):
+            self._error(
+                RETRIEVER_CODE,
+                f"retriever `{name}` must be built by a retriever kind: "
+                f"{', '.join(f'{k}(...)' for k in resources.RETRIEVERS)}",
+                value.span,
+            )
+            return
+        kind_ident = value.func.name
+        spec = resources.RETRIEVERS.get(kind_ident.name)
+        if spec is None:
+            self._unknown(
+                RETRIEVER_CODE,
+                "retriever kind",
+                kind_ident,
+                resources.RETRIEVERS,
+                f"use one of {', '.join(resources.RETRIEVERS)}",
+            )
+            return
+        items = []
+        for arg in value.args:
+            if arg.name is None:
+                self._error(
+                    RETRIEVER_CODE,
+                    f"{spec.name} takes its settings as keywords "
+                    f"({', '.join(f'`{s} = ...`' for s in spec.settings)})",
+                    arg.span,
+                )
+                continue
+            items.append(arg)
+        settings = self._settings(
+            f"{spec.name}", tuple(items), spec.settings, RETRIEVER_CODE, fallback=False
+        )
+        given = {k for k, _ in settings} | {a.name.name for a in items if a.name is not None}
+        missing = [r for r in spec.required if r not in given]
+        if missing:
+            self._error(
+                RETRIEVER_CODE,
+                f"retriever `{name}` ({spec.name}) needs "
+                + ", ".join(f"`{m} = ...`" for m in missing),
+                value.span,
+            )
+        lowered = _b(
+            ir.RetrieverDecl,
+            name=name,
+            kind=spec.name,
+            settings=settings,
+            doc=decl.doc or "",
+            loc=self._loc(decl.name.span),
+        )
+        self._retrievers[name] = lowered
+        symbol = self.symbols.get(name)
+        if symbol is not None:
+            shown = ", ".join(f"{k} = {_show(v)}" for k, v in settings)
+            symbol.detail = f"retriever {name} = {spec.name}({shown})"
+            symbol.doc = symbol.doc or spec.doc
+
+    # -- settings ---------------------------------------------------------------------------
+    def _settings(
+        self,
+        owner: str,
+        items: tuple[Any, ...],
+        registry: dict[str, resources.Setting],
+        code: str,
+        *,
+        fallback: bool,
+    ) -> tuple[tuple[str, Any], ...]:
+        out: list[tuple[str, Any]] = []
+        seen: dict[str, Any] = {}
+        for item in items:
+            key = item.name.name
+            if key in seen:
+                self._error(
+                    code,
+                    f"{owner}: `{key}` is set twice",
+                    item.name.span,
+                    related=(Related(seen[key].name.span, "first set here"),),
+                )
+                continue
+            seen[key] = item
+            if key == "api_key" and "api_key_env" in registry:
+                self._error(
+                    code,
+                    f"{owner}: a key is never written in a .dsx file (it would travel with "
+                    'the program); name its environment variable with `api_key_env = "MY_KEY"`',
+                    item.name.span,
+                )
+                continue
+            if key not in registry:
+                guess = _env.did_you_mean(key, registry)
+                fix = (
+                    Fix(f"replace with `{guess}`", (Edit(item.name.span, guess),))
+                    if guess
+                    else None
+                )
+                hint = (
+                    "a fallback chain takes `retries`; set model settings on its LMs"
+                    if fallback
+                    else f"it accepts: {', '.join(registry)}"
+                )
+                self._error(
+                    code,
+                    f"{owner} has no setting `{key}`"
+                    + (f"; did you mean `{guess}`?" if guess else f" ({hint})"),
+                    item.name.span,
+                    fix=fix,
+                )
+                continue
+            value = _constant(item.value)
+            if value is _NO_VALUE:
+                self._error(
+                    code,
+                    f"{owner}: `{key}` must be a constant ({registry[key].expected})",
+                    item.value.span,
+                )
+                continue
+            problem = resources.check_setting(registry, key, value)
+            if problem is not None:
+                self._error(code, f"{owner}: {problem}", item.value.span)
+                continue
+            out.append((key, value))
+        return tuple(out)
+
+    # -- uses -------------------------------------------------------------------------------
+    def _resource_arg(
+        self, kind_name: str, key: str | None, arg: ast.Arg, call: ast.Call
+    ) -> list[tuple[str, ir.Expr]] | None:
+        """The lowered arguments for a sub-module argument that names a declared resource
+        (``None``: not one; the caller checks it as usual). ``key`` is ``None`` for a
+        positional argument. A resource is referred to as a call of its name (``fast()``):
+        each way of running a program makes it once, on first use, and shares it.
+        ``Retrieve(wiki)`` also takes the retriever's declared ``k`` unless it gives one.
+        """
+        value = arg.value
+        if key == "lm" and kind_name in _env.PREDICTOR_KINDS:
+            if isinstance(value, ast.NameRef) and self.decls.get(value.name.name, ("",))[0] == "lm":
+                self._ref(value.name.span, value.name.name)
+                return [("lm", self._use(value))]
+            if isinstance(value, ast.NameRef):
+                self._unknown_lm(value.name)
+            else:
+                self._error(
+                    LM_CODE,
+                    '`lm` names a declared LM (`lm fast = "openai/gpt-4o-mini"`, then `lm = fast`)',
+                    value.span,
+                )
+            return []
+        if kind_name == _RETRIEVE and key in (None, "rm") and isinstance(value, ast.NameRef):
+            name = value.name.name
+            if self.decls.get(name, ("",))[0] == "retriever":
+                self._ref(value.name.span, name)
+                out = [("rm", self._use(value))]
+                declared = dict(getattr(self, "_retrievers", {}).get(name, _NO_DECL).settings)
+                if "k" in declared and call.kwarg("k") is None:
+                    out.append(("k", _b(ir.Const, value=declared["k"], loc=None)))
+                return out
+            if key is None:
+                self._unknown(
+                    RETRIEVER_CODE,
+                    "retriever",
+                    value.name,
+                    [n for n, (k, _) in self.decls.items() if k == "retriever"],
+                    f"declare it: `retriever {name} = Embeddings(...)`",
+                )
+                return []
+        return None
+
+    def _use(self, ref: ast.NameRef) -> ir.Expr:
+        loc = self._loc(ref.span)
+        return _b(ir.Call, func=_b(ir.Name, name=ref.name.name, loc=loc), loc=loc)
+
+
+def _constant(e: Any) -> Any:
+    """A setting's value: a constant (string, number, bool, none, or a list or dict of
+    them); ``_NO_VALUE`` for anything else."""
+    if isinstance(e, ast.Str):
+        return e.value
+    if isinstance(e, ast.Lit):
+        return e.value
+    if isinstance(e, ast.Neg) and isinstance(e.operand, ast.Lit):
+        v = e.operand.value
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return -v
+    if isinstance(e, ast.ListExpr):
+        items = [_constant(i) for i in e.items]
+        return _NO_VALUE if any(i is _NO_VALUE for i in items) else items
+    if isinstance(e, ast.DictExpr):
+        out = {}
+        for pair in e.pairs:
+            k, v = _constant(pair.key), _constant(pair.value)
+            if not isinstance(k, str) or v is _NO_VALUE:
+                return _NO_VALUE
+            out[k] = v
+        return out
+    return _NO_VALUE

@@ -1,0 +1,294 @@
+"""Named LM declarations (issue 16, item 3): `lm fast = "provider/model" { settings }` and
+`lm robust = fallback(a, b) { retries = n }`, used by `Predict(QA, lm = fast)`: parsed,
+checked against the runtime's settings registry (located errors with fixes), lowered,
+interpreted and generated alike, against real OpenAI-compatible servers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+import dsx
+from dsx.compiler.analysis import analyze_source
+from dsx.compiler.codegen import generate
+from dsx.compiler.formatter import format_source
+from dsx.errors import DsxError
+from dsx.runtime.fallback import FallbackLM
+from dsx.runtime.instantiate import extract_learned
+from dsx.testing import OpenAIServer
+from dsx.testing.server import Fault
+
+QA = "signature QA {\n    in  question: str\n    out answer: str\n}\n"
+
+
+def _check(text: str, tmp_path, name: str = "r"):
+    return analyze_source(text, str(tmp_path / f"{name}.dsx"))
+
+
+def _codes(analysis) -> list[tuple[str, str, str]]:
+    """(code, message, the source text the diagnostic points at)"""
+    src = analysis.source(analysis.unit.source)
+    return [(d.code, d.message, src.text[d.span.start : d.span.end]) for d in analysis.diagnostics]
+
+
+def _program(lms: str, members: str = "    answer = Predict(QA, lm = fast)\n") -> str:
+    return (
+        f"{lms}\n{QA}\nmodule M {{\n{members}\n"
+        "    forward(question: str) {\n        return answer(question = question)\n    }\n}\n\n"
+        "program m = M()\n"
+    )
+
+
+# -- checking ------------------------------------------------------------------------------
+
+
+def test_declarations_check_clean_and_lower_to_the_ir(tmp_path):
+    text = _program(
+        'lm fast = "openai/gpt-4o-mini" { temperature = 0, max_tokens = 200 }\n'
+        'lm local = "openai/llama" { api_base = "http://127.0.0.1:8000/v1", '
+        'headers = {"X-Team": "qa"}, stop = ["\\n\\n"], api_key_env = "LOCAL_KEY" }\n'
+        "lm robust = fallback(fast, local) { retries = 2 }\n",
+        "    answer = Predict(QA, lm = robust)\n",
+    )
+    analysis = _check(text, tmp_path)
+    assert _codes(analysis) == []
+    lms = {d.name: d for d in analysis.unit.lms}
+    assert lms["fast"].model == "openai/gpt-4o-mini"
+    assert dict(lms["fast"].settings) == {"temperature": 0, "max_tokens": 200}
+    assert dict(lms["local"].settings)["headers"] == {"X-Team": "qa"}
+    assert lms["robust"].fallback == ("fast", "local")
+    assert dict(lms["robust"].settings) == {"retries": 2}
+    sub = analysis.unit.modules[0].submodules[0]
+    ((key, value),) = sub.kwargs
+    assert key == "lm" and value.kind == "call" and value.func.name == "robust"
+
+
+@pytest.mark.parametrize(
+    ("lms", "member", "code", "words", "at"),
+    [
+        (
+            'lm fast = "openai/m" { temprature = 0 }',
+            "",
+            "DSX140",
+            "did you mean `temperature`",
+            "temprature",
+        ),
+        (
+            'lm fast = "openai/m" { max_tokens = "lots" }',
+            "",
+            "DSX140",
+            "whole number >= 0, got 'lots'",
+            '"lots"',
+        ),
+        ('lm fast = "openai/m" { temperature = true }', "", "DSX140", "must be a number", "true"),
+        (
+            'lm fast = "openai/m" { api_key = "sk-1" }',
+            "",
+            "DSX140",
+            "name its environment variable with `api_key_env",
+            "api_key",
+        ),
+        (
+            'lm fast = "openai/m" { api_base = "localhost" }',
+            "",
+            "DSX140",
+            "http(s) URL",
+            '"localhost"',
+        ),
+        ('lm fast = "openai/m" { temperature = x }', "", "DSX140", "must be a constant", "x"),
+        ('lm fast = "openai/m" { n = 1, n = 2 }', "", "DSX140", "`n` is set twice", "n"),
+        ('lm fast = "gpt4"', "", "DSX140", 'write "provider/model"', '"gpt4"'),
+        ("lm fast = 3", "", "DSX140", "must be a model name", "3"),
+        ('lm fast = fallback(fast2) \nlm fast2 = "openai/m"', "", None, "", ""),
+        (
+            'lm fast = "openai/m"\nlm r = fallback(fast, nope)',
+            "",
+            "DSX140",
+            "unknown lm `nope`",
+            "nope",
+        ),
+        (
+            'lm fast = "openai/m"\nlm r = fallback(fast) { temperature = 0 }',
+            "",
+            "DSX140",
+            "a fallback chain takes `retries`",
+            "temperature",
+        ),
+        (
+            'lm fast = "openai/m"\nlm r = fallback(fast) { retries = -1 }',
+            "",
+            "DSX140",
+            ">= 0",
+            "-1",
+        ),
+        (
+            'lm fast = "openai/m"\nlm r = fallback("openai/x")',
+            "",
+            "DSX140",
+            "names of declared LMs",
+            '"openai/x"',
+        ),
+        ("lm fast = fallback(r)\nlm r = fallback(fast)", "", "DSX140", "circular", None),
+        (
+            'lm fast = "openai/m"',
+            "    other = Predict(QA, lm = fsat)\n",
+            "DSX140",
+            "did you mean `fast`",
+            "fsat",
+        ),
+        (
+            'lm fast = "openai/m"',
+            '    other = Predict(QA, lm = "openai/m")\n',
+            "DSX140",
+            "`lm` names a declared LM",
+            '"openai/m"',
+        ),
+    ],
+)
+def test_located_errors(tmp_path, lms, member, code, words, at):
+    text = _program(lms, "    answer = Predict(QA, lm = fast)\n" + member)
+    found = [c for c in _codes(_check(text, tmp_path)) if c[0] != "DSX200"]
+    if code is None:
+        assert found == []
+        return
+    assert any(c == code and words in m and (at is None or t == at) for c, m, t in found), found
+
+
+def test_unknown_setting_fix_replaces_the_name(tmp_path):
+    text = _program('lm fast = "openai/m" { max_token = 5 }')
+    diag = next(d for d in _check(text, tmp_path).diagnostics if d.code == "DSX140")
+    assert diag.fix is not None and diag.fix.edits[0].new_text == "max_tokens"
+
+
+def test_a_never_used_lm_is_a_warning(tmp_path):
+    text = _program('lm fast = "openai/m"\nlm spare = "openai/n"')
+    assert [(c, t) for c, _, t in _codes(_check(text, tmp_path))] == [("DSX200", "spare")]
+
+
+def test_lm_and_retriever_stay_usable_as_names(tmp_path):
+    text = (
+        QA + "module M {\n    answer = Predict(QA)\n    forward(question: str) {\n"
+        "        lm = question\n        retriever = lm\n"
+        "        return answer(question = retriever)\n    }\n}\nprogram m = M()\n"
+    )
+    assert _codes(_check(text, tmp_path)) == []
+
+
+def test_formatter_keeps_declarations(tmp_path):
+    text = _program('lm fast = "openai/m" { temperature = 0, max_tokens = 9 }')
+    formatted = format_source(text)
+    assert 'lm fast = "openai/m" { temperature = 0, max_tokens = 9 }' in formatted
+    assert format_source(formatted) == formatted
+
+
+def test_ir_json_without_resources_is_unchanged(tmp_path):
+    plain = _check(QA + "program m = Predict(QA)\n", tmp_path).unit.to_json()
+    assert '"lms"' not in plain and '"retrievers"' not in plain
+    declared = _check(_program('lm fast = "openai/m"'), tmp_path)
+    data = json.loads(declared.unit.to_json())
+    assert data["lms"][0]["name"] == "fast"
+    assert type(declared.unit).from_json(declared.unit.to_json()) == declared.unit
+
+
+# -- running: the interpreter and the built module agree --------------------------------
+
+
+def _import(code: str, tmp_path, name: str):
+    path = tmp_path / f"{name}.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def _both(text: str, tmp_path):
+    analysis = _check(text, tmp_path)
+    assert [d for d in analysis.diagnostics if d.severity == "error"] == []
+    built = _import(generate(analysis.unit, "m"), tmp_path, "res_gen")
+    return [dsx.instantiate(analysis.unit).program("m"), built.program()]
+
+
+def _reply(field: str, value: str) -> str:
+    return f"<<< {field} >>>\n{value}\n\n<<< end >>>"
+
+
+TWO = (
+    QA + "\nmodule M {\n    answer = Predict(QA, lm = fast)\n    plain = Predict(QA)\n\n"
+    "    forward(question: str) {\n        a = answer(question = question)\n"
+    "        return plain(question = a.answer)\n    }\n}\n\nprogram m = M()\n"
+)
+
+
+@pytest.mark.integration
+def test_declared_lm_serves_its_predictor_and_the_configured_lm_the_rest(tmp_path):
+    with (
+        OpenAIServer(lambda r: _reply("answer", "from-declared")) as declared,
+        OpenAIServer(lambda r: _reply("answer", "from-default")) as default,
+    ):
+        lms = (
+            f'lm fast = "openai/fast" {{ api_base = "{declared.api_base}", temperature = 0, '
+            "max_tokens = 50, cache = false }\n"
+        )
+        for program in _both(lms + TWO, tmp_path):
+            cli_lm = dsx.LM("openai/default", api_base=default.api_base, api_key="x", cache=False)
+            with dsx.context(lm=cli_lm):
+                assert program(question="q").answer == "from-default"
+        assert len(declared.requests) == 2 and len(default.requests) == 2
+        body = declared.requests[0].body
+        assert body["model"] == "fast" and body["temperature"] == 0 and body["max_tokens"] == 50
+        assert "from-declared" in json.dumps(default.requests[0].body)  # a.answer went on
+
+
+@pytest.mark.integration
+def test_declared_fallback_falls_over_from_a_503_server(tmp_path):
+    with (
+        OpenAIServer(lambda r: "x", faults=[Fault.status(503)] * 10) as down,
+        OpenAIServer(lambda r: _reply("answer", "Paris")) as up,
+    ):
+        lms = (
+            f'lm first = "openai/first" {{ api_base = "{down.api_base}", num_retries = 0, '
+            "cache = false }\n"
+            f'lm second = "openai/second" {{ api_base = "{up.api_base}", cache = false }}\n'
+            "lm fast = fallback(first, second)\n"
+        )
+        for program in _both(_program(lms), tmp_path):
+            assert isinstance(program.answer.lm, FallbackLM)
+            assert program(question="Capital of France?").answer == "Paris"
+        assert len(down.requests) == 2 and len(up.requests) == 2
+
+
+def test_learned_state_leaves_a_declared_lm_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    text = _program('lm fast = "openai/m" { api_base = "http://127.0.0.1:1/v1" }').replace(
+        "program m", "program m"
+    )
+    program = dsx.instantiate(_check(text, tmp_path).unit).program("m")
+    assert program.answer.lm.api_base == "http://127.0.0.1:1/v1"
+    learned = extract_learned(program)
+    assert learned.predictors["answer"].lm is None  # the program sets it, not the state
+
+
+def test_api_key_env_reads_the_variable_and_names_it_when_unset(tmp_path, monkeypatch):
+    text = _program('lm fast = "openai/m" { api_key_env = "H16C_TEST_KEY" }')
+    unit = _check(text, tmp_path).unit
+    monkeypatch.delenv("H16C_TEST_KEY", raising=False)
+    with pytest.raises(DsxError, match="H16C_TEST_KEY is not set"):
+        dsx.instantiate(unit).program("m")
+    monkeypatch.setenv("H16C_TEST_KEY", "sk-test")
+    assert dsx.instantiate(unit).program("m").answer.lm.api_key == "sk-test"
+
+
+def test_generated_module_defines_resources_lazily(tmp_path):
+    text = _program('lm fast = "openai/m" { temperature = 0 }')
+    code = generate(_check(text, tmp_path).unit, "m")
+    assert "@_dsx.resource\ndef fast() -> _dsx.Any:" in code
+    assert "_dsx.Predict(QA, lm=fast())" in code
