@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from typing import Any
 
 import pytest
 
@@ -268,10 +269,8 @@ def test_declared_fallback_falls_over_from_a_503_server(tmp_path):
 
 def test_learned_state_leaves_a_declared_lm_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "x")
-    text = _program('lm fast = "openai/m" { api_base = "http://127.0.0.1:1/v1" }').replace(
-        "program m", "program m"
-    )
-    program = dsx.instantiate(_check(text, tmp_path).unit).program("m")
+    text = _program('lm fast = "openai/m" { api_base = "http://127.0.0.1:1/v1" }')
+    program: Any = dsx.instantiate(_check(text, tmp_path).unit).program("m")
     assert program.answer.lm.api_base == "http://127.0.0.1:1/v1"
     learned = extract_learned(program)
     assert learned.predictors["answer"].lm is None  # the program sets it, not the state
@@ -284,7 +283,8 @@ def test_api_key_env_reads_the_variable_and_names_it_when_unset(tmp_path, monkey
     with pytest.raises(DsxError, match="H16C_TEST_KEY is not set"):
         dsx.instantiate(unit).program("m")
     monkeypatch.setenv("H16C_TEST_KEY", "sk-test")
-    assert dsx.instantiate(unit).program("m").answer.lm.api_key == "sk-test"
+    program: Any = dsx.instantiate(unit).program("m")
+    assert program.answer.lm.api_key == "sk-test"
 
 
 def test_generated_module_defines_resources_lazily(tmp_path):
@@ -292,3 +292,27 @@ def test_generated_module_defines_resources_lazily(tmp_path):
     code = generate(_check(text, tmp_path).unit, "m")
     assert "@_dsx.resource\ndef fast() -> _dsx.Any:" in code
     assert "_dsx.Predict(QA, lm=fast())" in code
+
+
+def test_dsx_inspect_shows_declared_lms_with_their_endpoints(tmp_path):
+    import subprocess
+
+    path = tmp_path / "r.dsx"
+    path.write_text(
+        _program(
+            'lm fast = "openai/m" { api_base = "http://10.9.8.7:8000/v1", '
+            'headers = {"X-Team": "qa"} }'
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "dsx", "inspect", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert 'lm fast = "openai/m" { api_base = "http://10.9.8.7:8000/v1"' in out.stdout
+    assert "sends prompts (and the key) to http://10.9.8.7:8000/v1" in out.stdout
+    assert "adds headers X-Team" in out.stdout and "M.answer uses lm fast" in out.stdout
+    path.write_text(_program('lm fast = "openai/m" { temprature = 1 }'))
+    bad = subprocess.run(
+        [sys.executable, "-m", "dsx", "inspect", str(path)], capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "dsx check" in bad.stderr

@@ -18,7 +18,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Show per predictor the instructions, LM settings and demos of a learned-state "
         "file, as written by `dsx optimize`, `dsx build` and program.save(path).",
     )
-    inspect.add_argument("file", help="a state file (JSON)")
+    inspect.add_argument(
+        "file",
+        help="a state file (JSON), or a .dsx file to list its `lm` and `retriever` declarations",
+    )
     inspect.add_argument("--demos", action="store_true", help="print every demo too")
     inspect.set_defaults(func=run)
     return inspect
@@ -29,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from dsx.runtime.state import check_predictor_state, read_state
 
     path = Path(args.file)
+    if path.suffix == ".dsx":
+        return _inspect_source(path)
     try:
         state = read_state(path)
         # The shape only: endpoints are shown (and flagged), loading refuses them.
@@ -44,6 +49,25 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, pstate in state.predictors.items():
         _print_predictor(name, pstate, show_demos=args.demos)
+    return 0
+
+
+def _inspect_source(path: Path) -> int:
+    """A .dsx file: its `lm` and `retriever` declarations, endpoints shown."""
+    from dsx.compiler._lower_resources import describe_resources
+    from dsx.compiler.analysis import analyze_path
+
+    analysis = analyze_path(path)
+    errors = [d for d in analysis.diagnostics if d.severity == "error"]
+    if errors:
+        print(
+            f"dsx inspect: {path}: {len(errors)} error(s); run `dsx check {path}`", file=sys.stderr
+        )
+        return 1
+    lines = describe_resources(analysis.unit)
+    print(f"{path}: " + ("declares:" if lines else "declares no `lm` or `retriever`"))
+    for line in lines:
+        print("  " + line)
     return 0
 
 

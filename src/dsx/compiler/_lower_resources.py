@@ -19,7 +19,7 @@ from dsx.diagnostics import Edit, Fix, Related
 from dsx.grammar import ast
 from dsx.runtime import resources
 
-__all__ = ["LM_CODE", "RETRIEVER_CODE", "ResourcesMixin", "describe_lm"]
+__all__ = ["LM_CODE", "RETRIEVER_CODE", "ResourcesMixin", "describe_lm", "describe_resources"]
 
 #: Diagnostic codes (see docs/diagnostics.md).
 LM_CODE = "DSX140"
@@ -36,6 +36,33 @@ def describe_lm(decl: ir.LMDecl) -> str:
     head = (decl.model and f'"{decl.model}"') or f"fallback({', '.join(decl.fallback)})"
     settings = ", ".join(f"{k} = {_show(v)}" for k, v in decl.settings)
     return f"lm {decl.name} = {head}" + (f" {{ {settings} }}" if settings else "")
+
+
+def describe_resources(unit: ir.Unit) -> list[str]:
+    """What ``dsx inspect FILE.dsx`` prints: each declared LM (endpoints and headers
+    flagged: prompts and the provider's key go there) and retriever, and which
+    predictors use each LM; predictors without one use ``--lm`` / ``DSX_LM``."""
+    lines = []
+    for d in unit.lms:
+        lines.append(describe_lm(d))
+        settings = dict(d.settings)
+        if "api_base" in settings:
+            lines.append(f"  note: sends prompts (and the key) to {settings['api_base']}")
+        if "headers" in settings:
+            lines.append(f"  note: adds headers {', '.join(sorted(settings['headers']))}")
+    for r in unit.retrievers:
+        shown = ", ".join(f"{k} = {_show(v)}" for k, v in r.settings)
+        lines.append(f"retriever {r.name} = {r.kind}({shown})")
+    for m in unit.modules:
+        for sub in m.submodules:
+            for key, value in sub.kwargs:
+                if key == "lm" and isinstance(value, ir.Call) and isinstance(value.func, ir.Name):
+                    lines.append(f"{m.name}.{sub.name} uses lm {value.func.name}")
+    for p in unit.programs:
+        for key, value in p.root.kwargs:
+            if key == "lm" and isinstance(value, ir.Call) and isinstance(value.func, ir.Name):
+                lines.append(f"program {p.name} uses lm {value.func.name}")
+    return lines
 
 
 def _show(value: Any) -> str:

@@ -336,6 +336,74 @@ class _Completer:
         elif head == "metric":
             self._decl_names("metric", CIK.Function)
 
+    def _in_lm(self) -> None:
+        """``lm name = |``, ``fallback(|``, and the settings block ``{ | }``: declared LMs
+        and the settings the runtime's registry knows (``dsx.runtime.resources``)."""
+        from dsx.runtime import resources
+
+        toks, top = self.ctx.tokens, self.ctx.top
+        if top is None:
+            if len(toks) == 3 and toks[2].text == "=":
+                self.out.add(
+                    "fallback",
+                    CIK.Function,
+                    detail="try declared LMs in order on retryable errors",
+                    insert="fallback(",
+                    snippet="fallback(${1:fast}, ${2:backup})",
+                    sort="1",
+                )
+            return
+        if top.role == "call" and top.callee == "fallback":
+            self._decl_names("lm", CIK.Variable, sort="0")
+            return
+        # In `{ ... }`, a setting's name starts after `{` or `,` (the body's segment runs
+        # over commas, so look at the tokens themselves).
+        if top.role == "call" or toks[-1].text not in ("{", ","):
+            return
+        chain = any(t.text == "fallback" for t in toks[: top.index])
+        registry = resources.FALLBACK_SETTINGS if chain else resources.LM_DECL_SETTINGS
+        given = {
+            t.text
+            for i, t in enumerate(toks[top.index + 1 : -1], top.index + 1)
+            if t.kind == "name" and toks[i + 1].text == "="
+        }
+        for key, setting in registry.items():
+            if key not in given:
+                self.out.add(
+                    key,
+                    CIK.Property,
+                    detail=setting.expected,
+                    doc=setting.doc,
+                    insert=f"{key} = ",
+                    sort="1",
+                )
+
+    def _in_retriever(self) -> None:
+        """``retriever name = |`` (the kinds) and ``Kind(|`` (its settings)."""
+        from dsx.runtime import resources
+
+        ctx, toks, top = self.ctx, self.ctx.tokens, self.ctx.top
+        if top is None:
+            if len(toks) == 3 and toks[2].text == "=":
+                for name, kind in resources.RETRIEVERS.items():
+                    self.out.add(name, CIK.Class, detail=kind.doc, insert=f"{name}(", sort="1")
+            return
+        spec = resources.RETRIEVERS.get(top.callee or "") if top.role == "call" else None
+        if spec is None or ctx.segment:
+            return
+        given = self._given_kwargs(top.index)
+        for key, setting in spec.settings.items():
+            if key not in given:
+                required = " (required)" if key in spec.required else ""
+                self.out.add(
+                    key,
+                    CIK.Property,
+                    detail=setting.expected + required,
+                    doc=setting.doc,
+                    insert=f"{key} = ",
+                    sort="0" if required else "1",
+                )
+
     def _optimizer_settings(self, callee: str | None, index: int) -> None:
         """Inside ``with Optimizer(``: the settings the optimizer registry declares."""
         info = _env.optimizer_info(callee or "")
@@ -461,6 +529,10 @@ class _Completer:
             key = seg[0].text
             if key == "signature":
                 self._decl_names("signature", CIK.Interface)
+            elif key == "lm" and kind is not None and kind.takes_signature:
+                self._decl_names("lm", CIK.Variable, sort="0")  # `lm fast = ...` declarations
+            elif key == "rm" and callee == "Retrieve":
+                self._decl_names("retriever", CIK.Variable, sort="0")
             elif key == "module" and kind is not None and kind.wraps_module:
                 for name, entry in scope.items():
                     if self.lowerer is not None and self.lowerer.describe_name(entry)[0] == "sub":
@@ -475,6 +547,8 @@ class _Completer:
                 not any(t.text == "," for t in ctx.tokens[top.index + 1 :])
                 and "signature" not in given
             )
+            if callee == "Retrieve" and first:
+                self._decl_names("retriever", CIK.Variable, sort="0")  # `Retrieve(wiki)`
             if kind.takes_signature and first:
                 self._decl_names("signature", CIK.Interface, sort="0")
                 if self.out.snippets:

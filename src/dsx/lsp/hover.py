@@ -34,6 +34,19 @@ _KEYWORD_DOCS = {
     "optimize": "optimize — optimizer (`with`), `train`/`dev` data, `metric`, `lm`, `seed`.",
     "test": "test — `given` inputs, `expect`ed outputs and `assert`ions for a program.",
     "forward": "forward — the module's body: what calling it does.",
+    "lm": (
+        'lm name = "provider/model" { settings } — a named LM for predictors '
+        "(`Predict(QA, lm = name)`); `lm name = fallback(a, b) { retries = n }` tries "
+        "declared LMs in order on retryable errors."
+    ),
+    "retriever": (
+        "retriever name = Kind(settings) — a named retriever (Embeddings, Chroma, Qdrant, "
+        "ColBERTv2) for `Retrieve(name)`."
+    ),
+    "fallback": (
+        "fallback(a, b, ...) — try the declared LMs in order: a rate limit, a 5xx, a "
+        "timeout or a dropped connection moves on to the next; `retries` rounds more."
+    ),
     "assert": "assert cond, message — on failure the predictor that produced the value retries.",
     "suggest": "suggest cond, message — like assert, but only logs when retries run out.",
     "while": (
@@ -327,6 +340,14 @@ def _builtin(word: str) -> str | None:
         return text
     if word in _env.KNOWN_OPTIMIZERS:
         return _optimizer_hover(word)
+    from dsx.runtime import resources
+
+    spec = resources.RETRIEVERS.get(word)
+    if spec is not None:
+        settings = ", ".join(
+            f"`{k}`" + (" (required)" if k in spec.required else "") for k in spec.settings
+        )
+        return _code(f"{word}(...)") + f"\n\n{spec.doc}\n\nSettings: {settings}"
     if word in _env.BUILTIN_METRICS:
         return _code(word) + "\n\nA built-in metric."
     if word in _TYPE_DOCS:

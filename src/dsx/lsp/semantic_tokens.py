@@ -20,6 +20,7 @@ from dsx.diagnostics import Span
 from dsx.grammar import ast
 from dsx.lsp.protocol import RawJson
 from dsx.lsp.state import Document, Session
+from dsx.runtime.resources import RETRIEVERS
 
 __all__ = [
     "LEGEND",
@@ -58,6 +59,8 @@ _BY_KIND = {
     "module": ("class", 0),
     "program": ("function", _READONLY),
     "data": ("variable", _READONLY),
+    "lm": ("variable", _READONLY),
+    "retriever": ("variable", _READONLY),
     "metric": ("function", _READONLY),
     "python": ("namespace", 0),
     "field": ("property", 0),
@@ -235,9 +238,9 @@ def _builtin_names(decls: list[Any]) -> Iterator[tuple[ast.Ident, str]]:
                 yield node.name, "type"
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.NameRef):
             name = node.func.name.name
-            if name in _env.KINDS or name in _env.KNOWN_OPTIMIZERS:
+            if name in _env.KINDS or name in _env.KNOWN_OPTIMIZERS or name in RETRIEVERS:
                 yield node.func.name, "class"
-            elif name in _env.BUILTIN_FUNCTIONS or name in ("jsonl", "csv", "json"):
+            elif name in _env.BUILTIN_FUNCTIONS or name in ("jsonl", "csv", "json", "fallback"):
                 yield node.func.name, "function"
         elif isinstance(node, ast.NameRef) and node.name.name in _env.BUILTIN_METRICS:
             yield node.name, "function"
