@@ -55,6 +55,9 @@ elif mode in ("otel", "otel-compact"):
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Drop()))
     dsx.configure(tracing=provider, tracing_lm_spans=mode == "otel")
+elif mode in ("otel-noop", "otel-noop-compact"):
+    from opentelemetry.trace import NoOpTracer
+    dsx.configure(tracing=NoOpTracer(), tracing_lm_spans=mode == "otel-noop")
 predict = dsx.Predict("question -> answer")
 out = []
 for rep in range(reps + 1):
@@ -75,6 +78,8 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
         ("callbacks", "callbacks", {}),
         ("otel", "otel", {}),
         ("otel, compact (tracing_lm_spans=False)", "otel-compact", {}),
+        ("otel API, no-op tracer (dsx's own work)", "otel-noop", {}),
+        ("otel API, no-op tracer, compact", "otel-noop-compact", {}),
     ]
     if args.baseline:
         env = {"PYTHONPATH": str(Path(args.baseline) / "src")}

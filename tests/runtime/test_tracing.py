@@ -344,3 +344,135 @@ def test_an_optimizer_run_and_its_trials_are_spans_over_the_program_runs(exporte
     )
     programs = [s for s in spans if s.name.startswith("predict") and _parent(s, spans) in trials]
     assert len(programs) == sum(int(t.attributes["dsx.trial.runs"]) for t in trials)
+
+
+# -- the direct path (tracing alone) and the callbacks' path make the same spans -------------
+
+
+def _tool_program() -> Any:
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    return dsx.ReAct("question -> answer", tools=[add])
+
+
+_REACT_REPLIES = [
+    {"next_thought": "t", "next_tool_name": "add", "next_tool_args": {"a": 1, "b": 2}},
+    {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}},
+    {"reasoning": "r", "answer": "3"},
+]
+
+
+def _run_scenario(name: str) -> None:
+    if name in ("cot", "cot-compact", "cot-async", "cot-async-compact"):
+        calls = iter(["not the format", '{"reasoning": "r", "answer": "42"}'])
+        lm = FunctionLM(lambda messages: next(calls), model="openai/gpt-x")
+        cot = dsx.ChainOfThought("question -> answer", temperature=0.3)
+        with dsx.context(lm=lm, tracing_lm_spans="compact" not in name):
+            if "async" in name:
+                asyncio.run(cot.acall(question="q"))
+            else:
+                cot(question="q")
+    elif name in ("failure", "failure-compact", "failure-async"):
+
+        def broken(messages: Any) -> str:
+            raise RuntimeError("provider down")
+
+        cot = dsx.ChainOfThought("question -> answer")
+        with (
+            dsx.context(lm=FunctionLM(broken), tracing_lm_spans="compact" not in name),
+            pytest.raises(RuntimeError),
+        ):
+            if "async" in name:
+                asyncio.run(cot.acall(question="q"))
+            else:
+                cot(question="q")
+    else:  # react: tool spans go through the callbacks' hooks either way
+        with dsx.context(lm=DummyLM(_REACT_REPLIES)):
+            _tool_program()(question="1+2?")
+
+
+def _shape(spans: tuple[ReadableSpan, ...]) -> list[tuple[Any, ...]]:
+    """Each span's name, kind, parent's name, status and attributes, without the call id."""
+    out = []
+    for span in spans:
+        parent = _parent(span, list(spans))
+        attrs = {k: v for k, v in (span.attributes or {}).items() if k != "dsx.call_id"}
+        out.append(
+            (
+                span.name,
+                span.kind,
+                parent.name if parent is not None else None,
+                span.status.status_code,
+                sorted((k, str(v)) for k, v in attrs.items()),
+                [e.name for e in span.events],
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "cot",
+        "cot-compact",
+        "cot-async",
+        "cot-async-compact",
+        "failure",
+        "failure-compact",
+        "failure-async",
+        "react",
+    ],
+)
+def test_tracing_alone_makes_the_same_spans_as_with_a_callback(exporter, scenario):
+    # Tracing alone runs calls through the observer directly; with a callback watching
+    # too, it goes through the hooks. Both must make the same trees and attributes.
+    _run_scenario(scenario)
+    direct = exporter.get_finished_spans()
+    exporter.clear()
+    with dsx.context(callbacks=[dsx.BaseCallback()]):
+        _run_scenario(scenario)
+    hooked = exporter.get_finished_spans()
+    assert direct and _shape(direct) == _shape(hooked)
+    # the two runs did take the two paths: the call id names the callbacks' call
+    assert all("dsx.call_id" in s.attributes for s in hooked)
+    assert not any(
+        "dsx.call_id" in s.attributes for s in direct if _kind(s) in ("program", "predictor")
+    )
+
+
+def test_a_failing_tracer_is_logged_and_never_breaks_the_program(caplog):
+    class Broken:
+        def start_span(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("tracer down")
+
+    dsx.configure(lm=DummyLM([{"answer": "a"}] * 4), tracing=Broken())
+    assert dsx.Predict("question -> answer")(question="q").answer == "a"
+    assert asyncio.run(dsx.Predict("question -> answer").acall(question="q")).answer == "a"
+    assert "tracer down" in caplog.text
+    with dsx.context(callbacks=[dsx.BaseCallback()]):  # the callbacks' path logs too
+        assert dsx.Predict("question -> answer")(question="q").answer == "a"
+
+
+def test_tracing_alone_leaves_the_adapter_hooks_off_until_a_callback_comes(exporter, monkeypatch):
+    from dsx.runtime import callbacks
+
+    monkeypatch.setattr(callbacks, "adapter_hooks", False)
+    dsx.configure(lm=DummyLM([{"answer": "a"}] * 2))
+    dsx.Predict("question -> answer")(question="q")
+    assert callbacks.adapter_hooks is False
+    assert [s.name for s in exporter.get_finished_spans()] == [
+        "chat dummy",
+        "predict StringSignature",
+    ]
+
+    class Formats(dsx.BaseCallback):
+        seen: list[str] = []
+
+        def on_adapter_format_start(self, call_id: str, instance: Any, inputs: Any) -> None:
+            self.seen.append(call_id)
+
+    with dsx.context(callbacks=[Formats()]):
+        dsx.Predict("question -> answer")(question="q")
+    assert len(Formats.seen) == 1

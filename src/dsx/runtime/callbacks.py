@@ -40,6 +40,9 @@ Kind = Literal[
 #: Turned on (for good) once a callback or an internal observer (tracing, streaming) is
 #: registered anywhere; until then every hook costs one attribute test.
 enabled = False
+#: The same for the adapter hooks, which tracing does not watch: on once a callback is
+#: configured or attached anywhere (tracing alone leaves them off: two flag tests per call).
+adapter_hooks = False
 
 _active_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "dsx_active_call_id", default=None
@@ -62,23 +65,37 @@ def _watches_adapters(observer: Any) -> bool:
 
 def enable() -> None:
     """Turn the hooks on (called whenever a callback is registered)."""
-    global enabled
-    enabled = True
+    global enabled, adapter_hooks
+    enabled = adapter_hooks = True
 
 
 def add_internal(observer: Any) -> None:
     """Register a process-wide observer that sees every call (used by tracing)."""
-    global _internal, _internal_adapters
+    global _internal, enabled
     if observer not in _internal:
         _internal = (*_internal, observer)
-        _internal_adapters = tuple(o for o in _internal if _watches_adapters(o))
-    enable()
+        _refresh()
+    enabled = True
 
 
 def remove_internal(observer: Any) -> None:
-    global _internal, _internal_adapters
+    global _internal
     _internal = tuple(o for o in _internal if o is not observer)
+    _refresh()
+
+
+#: The internal observer that runs calls itself (``run_sync``/``run_async``: tracing) when it
+#: is the only one and nothing else watches a call: :func:`call_sync`/:func:`call_async`
+#: then hand the call to it, skipping the generic dispatch (call ids, handler lookups).
+_solo: Any = None
+
+
+def _refresh() -> None:
+    global _internal_adapters, _solo, adapter_hooks
     _internal_adapters = tuple(o for o in _internal if _watches_adapters(o))
+    adapter_hooks = adapter_hooks or bool(_internal_adapters)
+    only = _internal[0] if len(_internal) == 1 else None
+    _solo = only if hasattr(only, "run_sync") and hasattr(only, "run_async") else None
 
 
 def active_call_id() -> str | None:
@@ -190,6 +207,8 @@ def active(instance: Any) -> tuple[Any, ...] | list[Any]:
     own = getattr(instance, "__dict__", {}).get("_callbacks")
     if own:
         return [*configured, *own, *_internal]
+    if not configured:
+        return _internal  # the very tuple: call_sync/call_async recognise it
     if _internal:
         return (*configured, *_internal)
     return configured
@@ -284,6 +303,20 @@ def call_sync(
     *args: Any,
 ) -> Any:
     """Run ``fn(*args)`` between the start and end handlers of ``callbacks``."""
+    if callbacks is _internal and _solo is not None:
+        return _solo.run_sync(kind, instance, inputs, fn, args)
+    return dispatch_sync(kind, instance, callbacks, inputs, fn, *args)
+
+
+def dispatch_sync(
+    kind: Kind,
+    instance: Any,
+    callbacks: Sequence[Any],
+    inputs: dict[str, Any],
+    fn: Callable[..., Any],
+    *args: Any,
+) -> Any:
+    """:func:`call_sync` through the generic dispatch, always."""
     call_id = _start(kind, callbacks, instance, inputs)
     # The id is set only now, so that start handlers see their parent's id.
     token = _active_call.set(call_id)
@@ -309,6 +342,20 @@ async def call_async(
     *args: Any,
 ) -> Any:
     """The async form of :func:`call_sync` (a cancellation reaches ``exception`` too)."""
+    if callbacks is _internal and _solo is not None:
+        return await _solo.run_async(kind, instance, inputs, fn, args)
+    return await dispatch_async(kind, instance, callbacks, inputs, fn, *args)
+
+
+async def dispatch_async(
+    kind: Kind,
+    instance: Any,
+    callbacks: Sequence[Any],
+    inputs: dict[str, Any],
+    fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+) -> Any:
+    """:func:`call_async` through the generic dispatch, always."""
     call_id = _start(kind, callbacks, instance, inputs)
     token = _active_call.set(call_id)
     result = None
@@ -350,7 +397,7 @@ def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any
     """``Adapter.format`` / ``Adapter.parse`` with the adapter hooks around them.
 
     The wrappers take the methods' exact parameters (no ``*args`` packing): with no
-    callbacks they add one call and one flag test.
+    callbacks (or tracing alone) they add one call and one flag test.
     """
     if getattr(fn, "_dsx_hooked", False):
         return fn
@@ -361,7 +408,7 @@ def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any
 
         @functools.wraps(fn)
         def hooked_format(self: Any, signature: Any, demos: Any, inputs: Any) -> Any:
-            if enabled:
+            if adapter_hooks:
                 callbacks = active_for_adapter(self)
                 if callbacks:
                     given = {"signature": signature, "demos": demos, "inputs": inputs}
@@ -375,7 +422,7 @@ def wrap_adapter_method(fn: Callable[..., Any], kind: Kind) -> Callable[..., Any
 
         @functools.wraps(fn)
         def hooked_parse(self: Any, signature: Any, text: Any) -> Any:
-            if enabled:
+            if adapter_hooks:
                 callbacks = active_for_adapter(self)
                 if callbacks:
                     # dsx names the reply ``text``; DSPy's hook input calls it ``completion``
