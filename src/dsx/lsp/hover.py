@@ -40,8 +40,8 @@ _KEYWORD_DOCS = {
         "declared LMs in order on retryable errors."
     ),
     "retriever": (
-        "retriever name = Kind(settings) — a named retriever (Embeddings, Chroma, Qdrant, "
-        "ColBERTv2) for `Retrieve(name)`."
+        "retriever name = Kind(settings) — a named retriever (Embeddings, FAISS, Chroma, "
+        "Qdrant, ColBERTv2) for `Retrieve(name)`."
     ),
     "fallback": (
         "fallback(a, b, ...) — try the declared LMs in order: a rate limit, a 5xx, a "

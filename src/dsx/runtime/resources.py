@@ -181,12 +181,17 @@ def _text(doc: str, *, path: bool = False) -> Setting:
 
 
 _EMBEDDER = _text('the embedding model, e.g. "openai/text-embedding-3-small"')
+_EMBEDDER_BASE = Setting(
+    _url,
+    'an http(s) URL like "http://127.0.0.1:8000/v1"',
+    "the endpoint the embedder sends passages and queries (and the provider's key) to",
+)
 
 
-def _embedder(model: str) -> Any:
+def _embedder(s: dict[str, Any]) -> Any:
     from dsx.runtime.embedder import Embedder
 
-    return Embedder(model)
+    return Embedder(s["embedder"], api_base=s.get("embedder_api_base"))
 
 
 def _corpus(path: str) -> list[str]:
@@ -219,15 +224,22 @@ def _corpus(path: str) -> list[str]:
 def _build_embeddings(s: dict[str, Any]) -> Any:
     from dsx.retrievers import Embeddings
 
-    return Embeddings(_corpus(s["corpus"]), _embedder(s["embedder"]), k=s.get("k", 5))
+    return Embeddings(_corpus(s["corpus"]), _embedder(s), k=s.get("k", 5))
+
+
+def _build_faiss(s: dict[str, Any]) -> Any:
+    from dsx.retrievers import Embeddings
+
+    retriever = Embeddings.from_saved(s["path"], _embedder(s))
+    if "k" in s:
+        retriever.k = s["k"]
+    return retriever
 
 
 def _build_chroma(s: dict[str, Any]) -> Any:
     from dsx.retrievers import ChromadbRM
 
-    return ChromadbRM(
-        s["collection"], s.get("path"), embedder=_embedder(s["embedder"]), k=s.get("k", 7)
-    )
+    return ChromadbRM(s["collection"], s.get("path"), embedder=_embedder(s), k=s.get("k", 7))
 
 
 def _build_qdrant(s: dict[str, Any]) -> Any:
@@ -236,7 +248,7 @@ def _build_qdrant(s: dict[str, Any]) -> Any:
     return QdrantRM(
         s["collection"],
         k=s.get("k", 3),
-        embedder=_embedder(s["embedder"]),
+        embedder=_embedder(s),
         path=s.get("path"),
         url=s.get("url"),
         document_field=s.get("document_field", "document"),
@@ -264,10 +276,23 @@ RETRIEVERS: dict[str, RetrieverKind] = {
                     path=True,
                 ),
                 "embedder": _EMBEDDER,
+                "embedder_api_base": _EMBEDDER_BASE,
                 "k": _k(),
             },
             ("corpus", "embedder"),
             _build_embeddings,
+        ),
+        RetrieverKind(
+            "FAISS",
+            "A saved Embeddings index (`dsx index DATA --into faiss:DIR`), searched in memory.",
+            {
+                "path": _text("the index folder", path=True),
+                "embedder": _text("the embedding model the index was built with"),
+                "embedder_api_base": _EMBEDDER_BASE,
+                "k": _k(),
+            },
+            ("path", "embedder"),
+            _build_faiss,
         ),
         RetrieverKind(
             "Chroma",
@@ -276,6 +301,7 @@ RETRIEVERS: dict[str, RetrieverKind] = {
                 "path": _text("the Chroma folder", path=True),
                 "collection": _text("the collection's name"),
                 "embedder": _EMBEDDER,
+                "embedder_api_base": _EMBEDDER_BASE,
                 "k": _k(),
             },
             ("path", "collection", "embedder"),
@@ -289,6 +315,7 @@ RETRIEVERS: dict[str, RetrieverKind] = {
                 "url": Setting(_url, "an http(s) URL", "a Qdrant server"),
                 "collection": _text("the collection's name"),
                 "embedder": _EMBEDDER,
+                "embedder_api_base": _EMBEDDER_BASE,
                 "document_field": _text("the payload field holding the passage"),
                 "k": _k(),
             },
