@@ -107,6 +107,20 @@ def test_content_is_recorded_when_the_environment_opts_in(exporter, monkeypatch)
     assert "capital of France?" in lm.attributes["gen_ai.input.messages"]
     assert "Paris" in lm.attributes["gen_ai.output.messages"]
     assert "Paris" in predictor.attributes["dsx.outputs"]
+    # nested calls, and programs under Evaluate, record content too
+    exporter.clear()
+    dsx.configure(lm=DummyLM([{"answer": "Paris"}] * 4))
+    dev = [dsx.Example(question="capital?", answer="Paris").with_inputs("question")]
+    dsx.Evaluate(devset=dev, metric=dsx.exact_match(), display_progress=False)(
+        dsx.ChainOfThought("question -> answer")
+    )
+    spans = exporter.get_finished_spans()
+    assert {_kind(s) for s in spans} == {"evaluate", "program", "predictor", "lm"}
+    for span in spans:
+        if _kind(span) in ("program", "predictor"):
+            assert "capital?" in span.attributes["dsx.inputs"]
+        if _kind(span) == "lm":
+            assert "capital?" in span.attributes["gen_ai.input.messages"]
 
 
 def test_react_has_agent_and_tool_spans(exporter):

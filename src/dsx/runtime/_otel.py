@@ -273,8 +273,10 @@ _module_spans: dict[tuple[type, str], tuple[str, str, dict[str, Any]]] = {}
 
 
 def _open_module(tracer: Any, instance: Any, inputs: dict[str, Any], call_id: str | None) -> _Frame:
-    kind, name, attributes = _module_span(instance, _current.get())
-    capture = _capture_content()
+    parent = _current.get()
+    kind, name, attributes = _module_span(instance, parent)
+    # read once per trace: a nested call records what its root records
+    capture = parent.capture if parent is not None else _capture_content()
     if capture or call_id is not None:
         attributes = dict(attributes)
         if call_id is not None:
@@ -306,6 +308,8 @@ def _request_attributes(instance: Any, inputs: dict[str, Any], capture: bool) ->
     model_type = str(getattr(instance, "model_type", "chat"))
     base = _models.get((model, model_type))
     if base is None:
+        if len(_models) > 1000:  # models named per call: keep the cache bounded
+            _models.clear()
         base = _models[(model, model_type)] = {
             "gen_ai.operation.name": "chat" if model_type == "chat" else "text_completion",
             "gen_ai.provider.name": _provider_of(model),
@@ -326,7 +330,11 @@ def _request_attributes(instance: Any, inputs: dict[str, Any], capture: bool) ->
 
 def _response_attributes(response: Any, capture: bool) -> dict[str, Any]:
     """The GenAI attributes of an LM response (an :class:`~dsx.LMResponse`)."""
-    attributes: dict[str, Any] = {"dsx.cached": bool(getattr(response, "cached", False))}
+    return _add_response({}, response, capture)
+
+
+def _add_response(attributes: dict[str, Any], response: Any, capture: bool) -> dict[str, Any]:
+    attributes["dsx.cached"] = bool(getattr(response, "cached", False))
     model = getattr(response, "model", None)
     if model:
         attributes["gen_ai.response.model"] = model
@@ -364,11 +372,11 @@ def _fold(parent: _Frame, instance: Any, inputs: dict[str, Any], response: Any) 
     add up over the predictor's requests; the rest is the last request's."""
     folded = parent.folded
     capture = parent.capture
-    if folded is None:
-        parent.folded = _request_attributes(instance, inputs, capture)
+    if folded is None:  # the first request (the usual case): straight into the span's dict
+        folded = parent.folded = _request_attributes(instance, inputs, capture)
         if response is not None:
-            parent.folded.update(_response_attributes(response, capture))
-        parent.folded["dsx.lm.requests"] = 1
+            _add_response(folded, response, capture)
+        folded["dsx.lm.requests"] = 1
         return
     folded.update(_request_attributes(instance, inputs, capture))
     if response is not None:
@@ -446,7 +454,8 @@ class TracingObserver:
                 raise
             self._direct_lm_end(started, response, None)
             return response
-        return _cb.dispatch_sync(kind, instance, (self,), inputs, fn, *args)  # type: ignore[arg-type]
+        # other kinds (tools, evaluations, ...): the hooks, with this observer alone
+        return _cb.call_sync(kind, instance, (self,), inputs, fn, *args)  # type: ignore[arg-type]
 
     async def run_async(
         self, kind: str, instance: Any, inputs: dict[str, Any], fn: Any, args: tuple[Any, ...]
@@ -484,7 +493,7 @@ class TracingObserver:
                 raise
             self._direct_lm_end(started, response, None)
             return response
-        return await _cb.dispatch_async(kind, instance, (self,), inputs, fn, *args)  # type: ignore[arg-type]
+        return await _cb.call_async(kind, instance, (self,), inputs, fn, *args)  # type: ignore[arg-type]
 
     # A failure in tracing is logged and never reaches the program, as for callbacks.
     def _direct_module(self, instance: Any, inputs: dict[str, Any]) -> _Frame | None:
@@ -681,7 +690,9 @@ class TracingObserver:
             "dsx.evaluate.examples": size,
             "dsx.module.type": type(program).__name__ if program is not None else None,
         }
-        self._open_other(tracer, "evaluate", call_id, "evaluate", attributes, False)
+        # it records no content itself; its programs inherit the switch
+        capture = _capture_content()
+        self._open_other(tracer, "evaluate", call_id, "evaluate", attributes, capture)
 
     def on_evaluate_end(
         self, call_id: str, outputs: Any | None, exception: BaseException | None = None

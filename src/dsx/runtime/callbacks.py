@@ -305,18 +305,6 @@ def call_sync(
     """Run ``fn(*args)`` between the start and end handlers of ``callbacks``."""
     if callbacks is _internal and _solo is not None:
         return _solo.run_sync(kind, instance, inputs, fn, args)
-    return dispatch_sync(kind, instance, callbacks, inputs, fn, *args)
-
-
-def dispatch_sync(
-    kind: Kind,
-    instance: Any,
-    callbacks: Sequence[Any],
-    inputs: dict[str, Any],
-    fn: Callable[..., Any],
-    *args: Any,
-) -> Any:
-    """:func:`call_sync` through the generic dispatch, always."""
     call_id = _start(kind, callbacks, instance, inputs)
     # The id is set only now, so that start handlers see their parent's id.
     token = _active_call.set(call_id)
@@ -344,18 +332,6 @@ async def call_async(
     """The async form of :func:`call_sync` (a cancellation reaches ``exception`` too)."""
     if callbacks is _internal and _solo is not None:
         return await _solo.run_async(kind, instance, inputs, fn, args)
-    return await dispatch_async(kind, instance, callbacks, inputs, fn, *args)
-
-
-async def dispatch_async(
-    kind: Kind,
-    instance: Any,
-    callbacks: Sequence[Any],
-    inputs: dict[str, Any],
-    fn: Callable[..., Awaitable[Any]],
-    *args: Any,
-) -> Any:
-    """:func:`call_async` through the generic dispatch, always."""
     call_id = _start(kind, callbacks, instance, inputs)
     token = _active_call.set(call_id)
     result = None
