@@ -178,11 +178,43 @@ def test_lm_and_retriever_stay_usable_as_names(tmp_path):
     assert _codes(_check(text, tmp_path)) == []
 
 
-def test_formatter_keeps_declarations(tmp_path):
-    text = _program('lm fast = "openai/m" { temperature = 0, max_tokens = 9 }')
-    formatted = format_source(text)
-    assert 'lm fast = "openai/m" { temperature = 0, max_tokens = 9 }' in formatted
-    assert format_source(formatted) == formatted
+MESSY = """/// The fast one.
+lm   fast="openai/fast"{temperature=0,max_tokens=200,}
+lm robust = fallback( fast ,local ){retries=1}
+lm local = "openai/x" {
+    api_base = "http://127.0.0.1:9/v1",   // local
+    headers = {"A": "b"}
+}
+lm bare = "openai/y" {}
+retriever  wiki=Embeddings(corpus="c.txt",embedder="openai/e")
+"""
+
+FORMATTED = """/// The fast one.
+lm fast = "openai/fast" { temperature = 0, max_tokens = 200 }
+
+lm robust = fallback(fast, local) { retries = 1 }
+
+lm local = "openai/x" {
+    api_base = "http://127.0.0.1:9/v1",  // local
+    headers  = {"A": "b"},
+}
+
+lm bare = "openai/y" {}
+
+retriever wiki = Embeddings(corpus = "c.txt", embedder = "openai/e")
+"""
+
+
+def test_formatter_lays_out_declarations_and_is_idempotent():
+    assert format_source(MESSY) == FORMATTED
+    assert format_source(FORMATTED) == FORMATTED
+
+
+def test_settings_on_their_own_lines_need_no_commas(tmp_path):
+    text = _program('lm fast = "openai/m" {\n    temperature = 0\n    max_tokens = 9\n}')
+    analysis = _check(text, tmp_path)
+    assert _codes(analysis) == []
+    assert dict(analysis.unit.lms[0].settings) == {"temperature": 0, "max_tokens": 9}
 
 
 def test_ir_json_without_resources_is_unchanged(tmp_path):

@@ -784,6 +784,47 @@ class _BlockFormatter:
     def d_MetricDecl(self, d: ast.MetricDecl) -> list[str]:
         return self._value_decl("metric", d)
 
+    def d_RetrieverDecl(self, d: ast.RetrieverDecl) -> list[str]:
+        return self._value_decl("retriever", d)
+
+    def d_LmDecl(self, d: ast.LmDecl) -> list[str]:
+        """``lm name = value`` and its settings: ``{ a = 1, b = 2 }`` on one line when that
+        fits and holds no comment, else one setting a line, aligned on ``=``, each with a
+        comma."""
+        head = self.doc_lines([f"lm {d.name.name} = ", self.expr(d.value)], 0)
+        value_hi = self.ext(d.value.span.hi, d.span.hi)
+        if self.skip_trivia(value_hi) >= d.span.hi:  # no settings block
+            return head
+        open_idx = self.find(value_hi, "{")
+        close_idx = d.span.hi - 1
+        body = self.body(
+            open_idx, close_idx, close_idx, [(s, s.span.lo) for s in d.settings], self._setting
+        )
+        body.align = lambda n: n.name.name
+        if body.empty:
+            head[-1] += " {}"  # kept: dropping it would change the tokens
+            return head
+        items = [f"{e.node.name.name} = {_render(e.data, 0)}" for e in body.entries]
+        simple = not (body.header or body.dangling) and all(
+            not (e.lead or e.hoisted or e.trail) and "\n" not in item
+            for e, item in zip(body.entries, items, strict=True)
+        )
+        line = f"{head[-1]} {{ {', '.join(items)} }}"
+        if simple and len(head) == 1 and len(line) <= WIDTH:
+            return [line]
+
+        def render(e: _Entry, indent: int) -> list[str]:
+            # A comma after each setting: a trailing `// comment` then never follows a value
+            # directly (where `//` could read as an operator).
+            name = e.node.name.name.ljust(self.widths.get(id(e), 0))
+            return self.doc_lines([name, " = ", e.data, ","], indent)
+
+        head[-1] += " {"
+        return self.braced(head, body, 0, render)
+
+    def _setting(self, s: ast.LmSetting) -> Any:
+        return self.expr(s.value)
+
     def _head(self, name: str, type_: Any, default: Any, col: int) -> str:
         doc: list[Any] = [f"{name}: {_type_str(type_)}"]
         if default is not None:
