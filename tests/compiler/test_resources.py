@@ -348,3 +348,57 @@ def test_dsx_inspect_shows_declared_lms_with_their_endpoints(tmp_path):
         [sys.executable, "-m", "dsx", "inspect", str(path)], capture_output=True, text=True
     )
     assert bad.returncode == 1 and "dsx check" in bad.stderr
+
+
+def test_incremental_recheck_agrees_with_a_full_check(tmp_path):
+    from dsx.compiler.analysis import analyze_source as analyze
+
+    path = str(tmp_path / "inc.dsx")
+    base = _program(
+        'lm fast = "openai/m" { temperature = 0 }\nlm slow = "openai/n"\n'
+        "lm both = fallback(fast, slow)\n",
+        "    answer = Predict(QA, lm = both)\n",
+    )
+    edits = [
+        base.replace("temperature = 0", "temperature = true"),  # an lm's setting
+        base.replace("lm = both", "lm = fast"),  # a module edit: `both` now unused
+        base.replace("lm = both", "lm = bth"),
+        base.replace("fallback(fast, slow)", "fallback(fast, slw)"),
+        base.replace("lm slow", "lm slower"),
+        base,
+    ]
+    caches: dict = {}
+    prev = analyze(base, path, caches=caches)
+    for text in edits:
+        prev = analyze(text, path, caches=caches, previous=prev)
+        full = analyze(text, path)
+
+        def key(a):
+            return sorted((d.code, d.span.start, d.message) for d in a.diagnostics)
+
+        assert key(prev) == key(full), text
+        assert prev.unit.to_json() == full.unit.to_json()
+
+
+def test_scripted_replies_replace_a_declared_lm_in_dsx_test(tmp_path):
+    import os
+    import subprocess
+
+    (tmp_path / "t.dsx").write_text(
+        'lm far = "openai/far" { api_base = "http://127.0.0.1:9/v1", num_retries = 0 }\n'
+        + QA
+        + "program m = Predict(QA, lm = far)\n\n"
+        'test t for m {\n    given  question = "q"\n    reply  {answer = "scripted"}\n'
+        '    expect answer = "scripted"\n}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSX_")}
+    env.update(OPENAI_API_KEY="x", DSX_CACHE_DIR=str(tmp_path / "cache"))
+    out = subprocess.run(
+        [sys.executable, "-m", "dsx", "test", "t.dsx"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 passed" in out.stdout
