@@ -158,6 +158,15 @@ def test_located_errors(tmp_path, lms, member, code, words, at):
     assert any(c == code and words in m and (at is None or t == at) for c, m, t in found), found
 
 
+def test_a_module_parameter_hiding_a_declared_lm_is_an_error(tmp_path):
+    text = _program('lm fast = "openai/m"').replace("module M {", 'module M(fast: str = "x") {')
+    found = _codes(_check(text, tmp_path))
+    assert any(
+        c == "DSX140" and "module's param, which hides the lm" in m and t == "fast"
+        for c, m, t in found
+    ), found
+
+
 def test_unknown_setting_fix_replaces_the_name(tmp_path):
     text = _program('lm fast = "openai/m" { max_token = 5 }')
     diag = next(d for d in _check(text, tmp_path).diagnostics if d.code == "DSX140")

@@ -228,5 +228,10 @@ class LowerBase:
         def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None: ...
         def _finish(self) -> ir.Unit: ...
         def _resource_arg(
-            self, kind_name: str, key: str | None, arg: ast.Arg, call: ast.Call
+            self,
+            kind_name: str,
+            key: str | None,
+            arg: ast.Arg,
+            call: ast.Call,
+            scope: dict[str, _Entry],
         ) -> list[tuple[str, ir.Expr]] | None: ...

@@ -153,7 +153,7 @@ class ModulesMixin(LowerBase):
         else:
             extra_pos = positional
         for arg in extra_pos:
-            resource = self._resource_arg(kind_name, None, arg, value)  # `Retrieve(wiki)`
+            resource = self._resource_arg(kind_name, None, arg, value, scope)  # `Retrieve(wiki)`
             if resource is not None and arg is extra_pos[0]:
                 kwargs.extend(resource)
                 continue
@@ -164,7 +164,9 @@ class ModulesMixin(LowerBase):
             if arg.name is None or arg.name.name == "signature":
                 continue
             key = arg.name.name
-            resource = self._resource_arg(kind_name, key, arg, value)  # `lm = fast`, `rm = wiki`
+            resource = self._resource_arg(
+                kind_name, key, arg, value, scope
+            )  # `lm = fast`, `rm = wiki`
             if resource is not None:
                 kwargs.extend(resource)
                 continue

@@ -14,7 +14,7 @@ from typing import Any
 
 from dsx import ir
 from dsx.compiler import _env
-from dsx.compiler._lower_base import LowerBase, _b
+from dsx.compiler._lower_base import LowerBase, _b, _Entry
 from dsx.diagnostics import Edit, Fix, Related
 from dsx.grammar import ast
 from dsx.runtime import resources
@@ -326,7 +326,12 @@ class ResourcesMixin(LowerBase):
 
     # -- uses -------------------------------------------------------------------------------
     def _resource_arg(
-        self, kind_name: str, key: str | None, arg: ast.Arg, call: ast.Call
+        self,
+        kind_name: str,
+        key: str | None,
+        arg: ast.Arg,
+        call: ast.Call,
+        scope: dict[str, _Entry],
     ) -> list[tuple[str, ir.Expr]] | None:
         """The lowered arguments for a sub-module argument that names a declared resource
         (``None``: not one; the caller checks it as usual). ``key`` is ``None`` for a
@@ -335,6 +340,20 @@ class ResourcesMixin(LowerBase):
         ``Retrieve(wiki)`` also takes the retriever's declared ``k`` unless it gives one.
         """
         value = arg.value
+        if (
+            isinstance(value, ast.NameRef)
+            and value.name.name in scope
+            and scope[value.name.name].kind in ("param", "sub", "local")
+            and self.decls.get(value.name.name, ("",))[0] in ("lm", "retriever")
+        ):
+            what = self.decls[value.name.name][0]
+            self._error(
+                LM_CODE if what == "lm" else RETRIEVER_CODE,
+                f"`{value.name.name}` here is the module's {scope[value.name.name].kind}, "
+                f"which hides the {what} declared with that name; rename one of them",
+                value.span,
+            )
+            return []
         if key == "lm" and kind_name in _env.PREDICTOR_KINDS:
             if isinstance(value, ast.NameRef) and self.decls.get(value.name.name, ("",))[0] == "lm":
                 self._ref(value.name.span, value.name.name)
