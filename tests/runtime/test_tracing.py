@@ -490,3 +490,21 @@ def test_tracing_alone_leaves_the_adapter_hooks_off_until_a_callback_comes(expor
     with dsx.context(callbacks=[Formats()]):
         dsx.Predict("question -> answer")(question="q")
     assert len(Formats.seen) == 1
+
+
+@pytest.mark.parametrize("lm_spans", [True, False])
+def test_calls_the_sampler_drops_make_no_spans_and_run_as_usual(lm_spans, caplog):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    dsx.configure(
+        lm=DummyLM([{"reasoning": "r", "answer": "a"}] * 4),
+        tracing=provider,
+        tracing_lm_spans=lm_spans,
+    )
+    assert dsx.ChainOfThought("question -> answer")(question="q").answer == "a"
+    assert asyncio.run(dsx.ChainOfThought("question -> answer").acall(question="q")).answer
+    assert exporter.get_finished_spans() == ()
+    assert "tracing failed" not in caplog.text

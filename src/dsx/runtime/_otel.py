@@ -6,15 +6,18 @@ provider, or one built from the ``OTEL_*`` environment variables when the applic
 none), ``tracing=<TracerProvider>``, or the environment alone (``OTEL_TRACES_EXPORTER`` or
 an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` set, ``OTEL_SDK_DISABLED`` not true). Each call
 resolves ``dsx.settings.tracing`` again, so ``dsx.context(tracing=False)`` turns it off
-for one task.
+for one task. When it is the only thing watching a module or LM call, the hooks hand the
+call to it directly (:meth:`TracingObserver.run_sync`): no call ids, no handler lookups.
 
 A span is made current while its call runs (OpenTelemetry's context is a context
 variable), so children started in other asyncio tasks, in the Evaluate/Parallel engine or
-in worker threads that copy the context nest under it. Attributes follow the GenAI
-semantic conventions (``gen_ai.operation.name``, ``gen_ai.request.model``,
-``gen_ai.usage.input_tokens``, ...). Prompts and replies are recorded only when
-``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is true. ``opentelemetry`` is
-imported on the first span, never by ``import dsx``.
+in worker threads that copy the context nest under it; dsx's own open spans (``_Frame``)
+sit in a context variable beside it, which is how an LM request finds its predictor.
+Attributes follow the GenAI semantic conventions (``gen_ai.operation.name``,
+``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ...). Prompts and replies are
+recorded only when ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is true (read
+once per trace, at its root). ``opentelemetry`` is imported on the first span, never by
+``import dsx``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ _FEATURE = "Tracing (dsx.configure(tracing=...) or the OTEL_* variables)"
 def _capture_content() -> bool:
     value = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
     return value.strip().lower() in ("1", "true", "yes")
+
+
+def _capture_here() -> bool:
+    """Whether a span starting here records content: its trace's root decides."""
+    parent = _current.get()
+    return parent.capture if parent is not None else _capture_content()
 
 
 _lock = threading.Lock()
@@ -179,10 +188,12 @@ class _Frame:
     """A dsx span that is open here and may have children (every kind but LM requests):
     what its children ask of it and what its end needs."""
 
-    __slots__ = ("capture", "folded", "frame_token", "kind", "otel_token", "span")
+    __slots__ = ("capture", "folded", "frame_token", "kind", "otel_token", "recording", "span")
 
     def __init__(self, span: Any, kind: str, capture: bool) -> None:
         self.span = span
+        # False when the sampler dropped it: then no attributes are worked out for it
+        self.recording: bool = span.is_recording()
         self.kind = kind
         self.capture = capture  # whether prompts and values are recorded
         # compact traces: the attributes of this predictor's LM requests
@@ -287,6 +298,8 @@ def _open_module(tracer: Any, instance: Any, inputs: dict[str, Any], call_id: st
 
 
 def _module_end_attributes(frame: _Frame, outputs: Any) -> dict[str, Any] | None:
+    if not frame.recording:
+        return None
     extra = frame.folded
     if outputs is not None and frame.capture:
         extra = {**(extra or {}), "dsx.outputs": _short(outputs)}
@@ -370,6 +383,8 @@ def _lm_span(tracer: Any, instance: Any, attributes: dict[str, Any]) -> Any:
 def _fold(parent: _Frame, instance: Any, inputs: dict[str, Any], response: Any) -> None:
     """Add one LM request to its predictor's span (compact traces): token counts and cost
     add up over the predictor's requests; the rest is the last request's."""
+    if not parent.recording:
+        return
     folded = parent.folded
     capture = parent.capture
     if folded is None:  # the first request (the usual case): straight into the span's dict
@@ -529,7 +544,9 @@ class TracingObserver:
     ) -> None:
         span, capture = started
         try:
-            extra = None if response is None else _response_attributes(response, capture)
+            extra = None
+            if response is not None and span.is_recording():
+                extra = _response_attributes(response, capture)
             _finish(span, exception, extra)
         except Exception:
             _failed("an LM request's end")
@@ -629,7 +646,7 @@ class TracingObserver:
             "gen_ai.tool.type": "function",
             "gen_ai.tool.description": getattr(instance, "desc", None) or None,
         }
-        capture = _capture_content()
+        capture = _capture_here()
         if capture:
             attributes["gen_ai.tool.call.arguments"] = _short(inputs.get("kwargs"))
         self._open_other(tracer, "tool", call_id, f"execute_tool {name}", attributes, capture)
@@ -655,7 +672,7 @@ class TracingObserver:
             "dsx.sandbox.type": type(instance).__name__,
             "dsx.sandbox.code_chars": len(code),
         }
-        capture = _capture_content()
+        capture = _capture_here()
         if capture:
             attributes["dsx.sandbox.code"] = code[:_MAX_ATTR]
         self._open_other(tracer, "sandbox", call_id, "execute_code", attributes, capture)
@@ -691,7 +708,7 @@ class TracingObserver:
             "dsx.module.type": type(program).__name__ if program is not None else None,
         }
         # it records no content itself; its programs inherit the switch
-        capture = _capture_content()
+        capture = _capture_here()
         self._open_other(tracer, "evaluate", call_id, "evaluate", attributes, capture)
 
     def on_evaluate_end(
