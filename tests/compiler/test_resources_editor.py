@@ -142,3 +142,27 @@ def test_the_grammar_names_every_retriever_kind():
     )
     m = re.search(r"\\b\(([^)]*)\)", node["match"])
     assert m is not None and set(m.group(1).split("|")) == set(resources.RETRIEVERS)
+
+
+def test_rename_an_lm_changes_its_declaration_and_every_use(tmp_path):
+    from dsx.lsp import rename
+
+    session, doc = _session(tmp_path, BASE)
+    (tmp_path / "res.dsx").write_text(BASE)
+    position = doc.codec("utf-16").position(BASE.index("fast"))
+    edit = rename.rename(session, doc, position, "quick")
+    assert edit is not None and edit.changes is not None
+    (edits,) = edit.changes.values()
+    starts = sorted(doc.codec("utf-16").offset(e.range.start) for e in edits)
+    assert [BASE[s : s + 4] for s in starts] == ["fast"] * 2  # `lm fast`, `fallback(fast, ...)`
+    assert starts[1] == BASE.index("fallback(fast") + len("fallback(")
+
+
+def test_outline_lists_the_declarations(tmp_path):
+    from dsx.lsp import outline
+
+    session, doc = _session(tmp_path, BASE)
+    names = {(s.name, s.detail) for s in outline.document_symbols(session, doc)}
+    assert {("fast", "lm"), ("robust", "lm"), ("wiki", "retriever")} <= names
+    start = {s.name: s.kind for s in outline.document_symbols(session, doc)}
+    assert start["fast"] == types.SymbolKind.Constant

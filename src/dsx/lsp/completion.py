@@ -41,6 +41,8 @@ _TOP_SNIPPETS = {
     "program": "program ${1:name} = ${2:Module}()",
     "data": 'data ${1:train} = jsonl("${2:data/train.jsonl}", inputs = [${3:question}])',
     "metric": "metric ${1:name} = ${2:exact_match}",
+    "lm": 'lm ${1:fast} = "${2:openai/gpt-4o-mini}" { ${3:temperature} = ${4:0} }',
+    "retriever": 'retriever ${1:wiki} = ${2:Embeddings}(${3:corpus} = "${4:corpus.jsonl}")',
     "optimize": "optimize ${1:program} {\n    with   ${2:BootstrapFewShot}(max_bootstrapped_demos = 4)\n"
     "    train  ${3:train}\n    metric ${4:metric}\n}",
     "test": 'test ${1:name} for ${2:program} {\n    given  ${3:question} = "$4"\n'
@@ -56,6 +58,8 @@ _TOP_DOCS = {
     "program": "A runnable program.",
     "data": "A data set loaded from JSONL, CSV or JSON.",
     "metric": "A built-in metric or a Python function.",
+    "lm": "A named LM for predictors (`lm = name`), or a fallback chain of them.",
+    "retriever": "A named retriever for `Retrieve(name)`: Embeddings, FAISS, Chroma, Qdrant, ColBERTv2.",
     "optimize": "How to optimize a program: optimizer, data, metric.",
     "test": "Inputs and expected outputs of a program; also training data.",
 }

@@ -28,6 +28,8 @@ _KINDS: dict[type, types.SymbolKind] = {
     ast.MetricDecl: SK.Function,
     ast.OptimizeDecl: SK.Event,
     ast.TestDecl: SK.Method,
+    ast.LmDecl: SK.Constant,
+    ast.RetrieverDecl: SK.Constant,
 }
 
 
@@ -49,6 +51,8 @@ def _name(decl: Any) -> tuple[str, Any, str]:
         ast.ProgramDecl: "program",
         ast.DataDecl: "data",
         ast.MetricDecl: "metric",
+        ast.LmDecl: "lm",
+        ast.RetrieverDecl: "retriever",
     }.get(type(decl), "")
     return decl.name.name, decl.name.span, kind
 

@@ -37,6 +37,8 @@ RENAMABLE = frozenset(
         "data",
         "metric",
         "python",
+        "lm",
+        "retriever",
     }
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
