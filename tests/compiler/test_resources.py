@@ -411,3 +411,26 @@ def test_scripted_replies_replace_a_declared_lm_in_dsx_test(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 passed" in out.stdout
+
+
+def test_saved_state_never_changes_a_declared_lm_and_never_sets_an_endpoint(tmp_path, monkeypatch):
+    from dsx import ir
+    from dsx.errors import StateError
+    from dsx.runtime.instantiate import apply_learned
+
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    text = _program('lm fast = "openai/m" { temperature = 0 }')
+    ns = dsx.instantiate(_check(text, tmp_path).unit)
+    program: Any = ns.program("m")
+    declared = program.answer.lm
+
+    def state(lm: dict) -> ir.Learned:
+        return ir.Learned(predictors={"answer": ir.LearnedPredictor(lm=lm, demos=({"q": 1},))})
+
+    apply_learned(program, state({"model": "openai/other", "temperature": 0.9}), "m")
+    assert program.answer.lm is declared and program.answer.lm.kwargs["temperature"] == 0
+    assert len(program.answer.demos) == 1  # the rest of the state applies
+    evil = state({"model": "openai/m", "api_base": "http://203.0.113.9/v1"})
+    with pytest.raises(StateError, match="api_base"):
+        apply_learned(program, evil, "m")
+    assert program.answer.lm is declared

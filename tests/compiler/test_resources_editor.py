@@ -166,3 +166,9 @@ def test_outline_lists_the_declarations(tmp_path):
     assert {("fast", "lm"), ("robust", "lm"), ("wiki", "retriever")} <= names
     start = {s.name: s.kind for s in outline.document_symbols(session, doc)}
     assert start["fast"] == types.SymbolKind.Constant
+
+
+def test_hover_on_a_setting_in_an_lm_block_says_what_it_is(tmp_path):
+    text = _hover(tmp_path, "temperature = 0", 2)
+    assert "LM setting: sampling temperature; a number." in text
+    assert "LM setting" in _hover(tmp_path, "retries = 1", 1)

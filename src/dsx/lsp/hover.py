@@ -14,6 +14,7 @@ from dsx.compiler import _env
 from dsx.compiler.analysis import Analysis
 from dsx.compiler.symbols import Symbol
 from dsx.diagnostics import REGISTRY
+from dsx.grammar import ast
 from dsx.lsp import locate, pysource
 from dsx.lsp.completion import _dsx_constant
 from dsx.lsp.state import Document, Session
@@ -96,7 +97,7 @@ def hover(session: Session, doc: Document, position: types.Position) -> types.Ho
     else:
         word = locate.word_at(doc.text, offset)
         if word is not None:
-            text = _builtin(word[2])
+            text = _builtin(word[2]) or _lm_setting(analysis, doc.path, word[0])
             if word[2] == "max" and _loop_bound(doc.text, word[0], word[1]):
                 text = _WHILE_MAX
             if text:
@@ -312,6 +313,24 @@ _DESCRIBERS = {
     "record_field": _simple,
     "enum_member": _simple,
 }
+
+
+def _lm_setting(analysis: Analysis, path: str, start: int) -> str | None:
+    """A setting's name in an ``lm`` declaration: its meaning, from the runtime's registry."""
+    from dsx.runtime import resources
+
+    pf = analysis.files.get(path)
+    for decl in pf.decls if pf is not None else ():
+        if isinstance(decl, ast.LmDecl) and decl.span.start <= start < decl.span.end:
+            chain = isinstance(decl.value, ast.Call)
+            registry = resources.FALLBACK_SETTINGS if chain else resources.LM_DECL_SETTINGS
+            for item in decl.settings:
+                setting = registry.get(item.name.name)
+                if item.name.span.start == start and setting is not None:
+                    return _code(f"{item.name.name} = ...") + (
+                        f"\n\nLM setting: {setting.doc}; {setting.expected}."
+                    )
+    return None
 
 
 def _loop_bound(text: str, start: int, end: int) -> bool:

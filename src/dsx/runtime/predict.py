@@ -211,7 +211,9 @@ class Predict(Module):
         inputs = list(signature.input_fields)
         demos = [Example(d).with_inputs(*[k for k in inputs if k in d]) for d in checked["demos"]]
         lm = self.lm
-        if checked["lm"]:
+        # An LM the program declares (`lm fast = ...` in .dsx) is the program's: saved
+        # settings (checked above all the same) do not change it.
+        if checked["lm"] and not hasattr(self.lm, "_dsx_declared"):
             lm = _lm_from_state(checked["lm"], self.lm, name)
 
         def apply() -> None:

@@ -376,11 +376,15 @@ class Resources:
         self._retrievers = {d.name: d for d in retrievers}
         self._base = base
         self._made: dict[str, Any] = {}
-
-    def factories(self) -> dict[str, Callable[[], Any]]:
         import functools
 
-        return {n: functools.partial(self.get, n) for n in (*self._lms, *self._retrievers)}
+        # Built once: the interpreter binds them for every forward call.
+        self._factories: dict[str, Callable[[], Any]] = {
+            n: functools.partial(self.get, n) for n in (*self._lms, *self._retrievers)
+        }
+
+    def factories(self) -> dict[str, Callable[[], Any]]:
+        return self._factories
 
     def get(self, name: str) -> Any:
         if name not in self._made:
