@@ -4,12 +4,13 @@ Two measurements, printed as Markdown and written to ``bench/results/observabili
 
 * Overhead per ``Predict`` call (µs of this process's CPU time, ``time.process_time``, so
   that other processes on a shared machine count less; median and min of ``--reps`` loops
-  of ``--calls`` calls; the scripted ``DummyLM``, as in ``bench/run.py``) in four
+  of ``--calls`` calls; the scripted ``DummyLM``, as in ``bench/run.py``) in these
   configurations: nothing configured;
   one no-op callback (``dsx.configure(callbacks=[dsx.BaseCallback()])``); OpenTelemetry on
   (an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` and an exporter that drops
   spans, so the SDK's own work is counted but no I/O), with a predictor and an LM span per
-  call or, compact (``tracing_lm_spans=False``), the LM request on the predictor's span; and,
+  call or, compact (``tracing_lm_spans=False``), the LM request on the predictor's span;
+  the same two with OpenTelemetry's ``NoOpTracer`` (dsx's own work without the SDK's); and,
   with ``--baseline TREE``, the
   same loop on another dsx checkout (``TREE/src``) with nothing configured, run in its own
   interpreter, for the before/after of the call hooks. Each configuration runs in a fresh
