@@ -10,7 +10,9 @@ Two measurements, printed as Markdown and written to ``bench/results/observabili
   (an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` and an exporter that drops
   spans, so the SDK's own work is counted but no I/O), with a predictor and an LM span per
   call or, compact (``tracing_lm_spans=False``), the LM request on the predictor's span;
-  the same two with OpenTelemetry's ``NoOpTracer`` (dsx's own work without the SDK's); and,
+  the same two with OpenTelemetry's ``NoOpTracer`` (dsx's own work without the SDK's); the
+  SDK floor (tracing off, and the compact span's name and eleven attributes started and
+  ended by hand after each call: the SDK's cost with no dsx code); and,
   with ``--baseline TREE``, the
   same loop on another dsx checkout (``TREE/src``) with nothing configured, run in its own
   interpreter, for the before/after of the call hooks. Each configuration runs in a fresh
@@ -47,7 +49,7 @@ import dsx
 from dsx.testing import DummyLM
 if mode == "callbacks":
     dsx.configure(callbacks=[dsx.BaseCallback()])
-elif mode in ("otel", "otel-compact"):
+elif mode in ("otel", "otel-compact", "sdk-floor"):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     class Drop(SpanExporter):
@@ -55,17 +57,34 @@ elif mode in ("otel", "otel-compact"):
             return SpanExportResult.SUCCESS
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Drop()))
-    dsx.configure(tracing=provider, tracing_lm_spans=mode == "otel")
+    if mode == "sdk-floor":  # tracing stays off; the loop makes the span itself
+        tracer = provider.get_tracer("floor")
+    else:
+        dsx.configure(tracing=provider, tracing_lm_spans=mode == "otel")
 elif mode in ("otel-noop", "otel-noop-compact"):
     from opentelemetry.trace import NoOpTracer
     dsx.configure(tracing=NoOpTracer(), tracing_lm_spans=mode == "otel-noop")
 predict = dsx.Predict("question -> answer")
+FLOOR = {
+    "dsx.span.kind": "predictor", "dsx.module.type": "Predict",
+    "dsx.signature": "question -> answer", "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "dummy", "gen_ai.request.model": "dummy", "dsx.cached": False,
+    "gen_ai.response.model": "dummy", "gen_ai.usage.input_tokens": 88,
+    "gen_ai.usage.output_tokens": 8, "dsx.lm.requests": 1,
+}
 out = []
 for rep in range(reps + 1):
     dsx.configure(lm=DummyLM([{"answer": "Paris"}] * calls))
     start = time.process_time()
-    for _ in range(calls):
-        predict(question="What is the capital of France?")
+    if mode == "sdk-floor":
+        # the compact span's name and attributes, made by hand after an untraced call:
+        # what the SDK costs with no dsx code involved
+        for _ in range(calls):
+            predict(question="What is the capital of France?")
+            tracer.start_span("predict StringSignature", attributes=FLOOR).end()
+    else:
+        for _ in range(calls):
+            predict(question="What is the capital of France?")
     elapsed = (time.process_time() - start) / calls
     if rep:  # the first loop warms up
         out.append(elapsed)
@@ -81,6 +100,7 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
         ("otel, compact (tracing_lm_spans=False)", "otel-compact", {}),
         ("otel API, no-op tracer (dsx's own work)", "otel-noop", {}),
         ("otel API, no-op tracer, compact", "otel-noop-compact", {}),
+        ("SDK floor: the compact span made by hand after an untraced call", "sdk-floor", {}),
     ]
     if args.baseline:
         env = {"PYTHONPATH": str(Path(args.baseline) / "src")}
