@@ -226,3 +226,69 @@ def test_a_missing_corpus_is_a_clear_error_naming_the_retriever(tmp_path, monkey
     unit = analyze_source(text, str(tmp_path / "r.dsx")).unit
     with pytest.raises(DsxError, match=r"retriever `wiki` \(Embeddings\): .*nope.txt"):
         dsx.instantiate(unit).program("rag")
+
+
+def _both(text: str, tmp_path: Path, monkeypatch) -> list:
+    """Makers of the program from the interpreter and from the module `dsx build` would
+    write (called one after the other: an embedded Qdrant folder takes one client)."""
+    import dsx
+    from dsx.compiler.codegen import generate
+
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    analysis = analyze_source(text, str(tmp_path / "rag.dsx"))
+    assert [d for d in analysis.diagnostics if d.severity == "error"] == []
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    (out / "rag_mod.py").write_text(generate(analysis.unit, "rag", python_root=".."))
+    return [
+        lambda: dsx.instantiate(analysis.unit).program("rag"),
+        lambda: _import(out / "rag_mod.py").program(),
+    ]
+
+
+def _ask(make, question: str) -> str:
+    program = make()
+    try:
+        return program(question=question).answer
+    finally:
+        close = getattr(program.search.rm, "close", None)
+        if close is not None:
+            close()
+
+
+@pytest.mark.integration
+def test_a_declared_colbertv2_server(tmp_path, monkeypatch):
+    from dsx.testing.colbert_server import ColBERTv2Server
+
+    with ColBERTv2Server(CORPUS) as colbert, OpenAIServer(_responder) as server:
+        text = _rag(f'retriever wiki = ColBERTv2(url = "{colbert.url}", k = 1)', server.api_base)
+        makers = _both(text, tmp_path, monkeypatch)
+        answers = [_ask(make, "Which river is in Africa?") for make in makers]
+    assert answers[0] == answers[1] == "The Nile is a river in Africa."
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("engine", ["faiss", "qdrant"])
+def test_a_declared_index_built_by_dsx_index(tmp_path, monkeypatch, engine):
+    if engine == "qdrant":
+        pytest.importorskip("qdrant_client")
+    (tmp_path / "corpus.txt").write_text("\n".join(CORPUS) + "\n")
+    with OpenAIServer(_responder, embedding_dim=16) as server:
+        into = "faiss:idx" if engine == "faiss" else "qdrant:idx/wiki"
+        index = subprocess.run(
+            [*DSX, "index", "corpus.txt", "--into", into, "--embedder", "openai/emb"],
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path) | {"OPENAI_BASE_URL": server.api_base},
+            cwd=tmp_path,
+        )
+        assert index.returncode == 0, index.stderr
+        settings = f'embedder = "openai/emb", embedder_api_base = "{server.api_base}", k = 2'
+        decl = (
+            f'retriever wiki = FAISS(path = "idx", {settings})'
+            if engine == "faiss"
+            else f'retriever wiki = Qdrant(path = "idx", collection = "wiki", {settings})'
+        )
+        makers = _both(_rag(decl, server.api_base), tmp_path, monkeypatch)
+        answers = [_ask(make, "What is the capital of France?") for make in makers]
+    assert answers[0] == answers[1] and len(answers[0].split(" | ")) == 2
