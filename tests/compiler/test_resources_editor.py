@@ -172,3 +172,8 @@ def test_hover_on_a_setting_in_an_lm_block_says_what_it_is(tmp_path):
     text = _hover(tmp_path, "temperature = 0", 2)
     assert "LM setting: sampling temperature; a number." in text
     assert "LM setting" in _hover(tmp_path, "retries = 1", 1)
+
+
+def test_completes_lm_as_a_predictor_setting_when_lms_are_declared(tmp_path):
+    labels = complete(tmp_path, BASE.replace("Predict(QA, lm = robust)", "Predict(QA, |)"))
+    assert "lm" in labels and "temperature" in labels

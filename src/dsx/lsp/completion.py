@@ -573,6 +573,11 @@ class _Completer:
                     insert=f"{setting} = ",
                     sort="2",
                 )
+            lms = self.lowerer is not None and any(
+                k == "lm" for k, _ in self.lowerer.decls.values()
+            )
+            if kind.takes_signature and lms and "lm" not in given:
+                self.out.add("lm", CIK.Property, detail="a declared LM", insert="lm = ", sort="2")
             return
         info = self._decl(callee)
         if info is not None and info[0] == "module":
