@@ -434,3 +434,44 @@ def test_saved_state_never_changes_a_declared_lm_and_never_sets_an_endpoint(tmp_
     with pytest.raises(StateError, match="api_base"):
         apply_learned(program, evil, "m")
     assert program.answer.lm is declared
+
+
+@pytest.mark.integration
+def test_the_command_lm_serves_the_rest_and_lm_override_replaces_a_declared_one(tmp_path):
+    import os
+    import subprocess
+
+    with (
+        OpenAIServer(lambda r: _reply("answer", "declared")) as declared,
+        OpenAIServer(lambda r: _reply("answer", "command")) as command,
+    ):
+        (tmp_path / "p.dsx").write_text(
+            f'lm fast = "openai/fast" {{ api_base = "{declared.api_base}", cache = false }}\n'
+            + QA
+            + "program m = Predict(QA, lm = fast)\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DSX_", "OPENAI_"))}
+        env.update(
+            OPENAI_API_KEY="x",
+            DSX_CACHE_DIR=str(tmp_path / "cache"),
+            DSX_API_BASE=command.api_base,
+        )
+
+        def run(*extra: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "dsx", "run", "p.dsx", "--json", "-i", "question=q", *extra],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+            )
+
+        def answer(out: subprocess.CompletedProcess) -> str:
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout.strip().splitlines()[-1])["answer"]
+
+        assert answer(run("--lm", "openai/cmd")) == "declared"  # a declared LM wins
+        assert answer(run("--lm", "openai/cmd", "--lm-override")) == "command"
+        missing = run("--lm-override")
+        assert missing.returncode != 0 and "--lm-override needs the LM" in missing.stderr
+    assert len(declared.requests) == 1 and len(command.requests) == 1

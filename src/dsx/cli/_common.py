@@ -15,6 +15,7 @@ from dsx.errors import DsxError
 
 __all__ = [
     "add_lm_option",
+    "add_lm_override_option",
     "add_state_options",
     "add_traceback",
     "err",
@@ -62,6 +63,16 @@ def add_traceback(cmd: argparse.ArgumentParser) -> None:
 def add_lm_option(cmd: argparse.ArgumentParser, help: str = LM_HELP) -> None:
     """``--lm MODEL`` (resolved by :mod:`dsx.cli._lm`)."""
     cmd.add_argument("--lm", metavar="MODEL", help=help)
+
+
+def add_lm_override_option(cmd: argparse.ArgumentParser) -> None:
+    """``--lm-override``: the command's LM for every predictor, declared ``lm`` ones too."""
+    cmd.add_argument(
+        "--lm-override",
+        action="store_true",
+        help="use --lm (or DSX_LM) for every predictor, also those whose `lm = ...` the "
+        ".dsx file declares (by default a declared LM wins)",
+    )
 
 
 # -- messages -----------------------------------------------------------------------------------

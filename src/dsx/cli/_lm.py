@@ -17,6 +17,7 @@ __all__ = [
     "lm_from_env",
     "lm_settings",
     "model_name",
+    "override_declared",
     "require_lm",
     "setup_lm",
 ]
@@ -86,3 +87,14 @@ def require_lm(*programs: Any) -> None:
     if programs and all(p.lm for prog in programs for p in prog.predictors()):
         return
     raise NoLMError()
+
+
+def override_declared(model: str | None, *programs: Any) -> None:
+    """``--lm-override``: predictors with a declared LM (``lm fast = ...``) use the
+    command's LM instead."""
+    if not model:
+        raise DsxError("--lm-override needs the LM to use: --lm MODEL or DSX_LM")
+    for program in programs:
+        for _, predictor in program.named_predictors():
+            if hasattr(predictor.lm, "_dsx_declared"):
+                predictor.lm = None

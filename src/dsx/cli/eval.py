@@ -12,6 +12,7 @@ from typing import Any
 
 from dsx.cli._common import (
     add_lm_option,
+    add_lm_override_option,
     add_state_options,
     add_traceback,
     err,
@@ -73,6 +74,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument("--save-csv", metavar="PATH", help="write every result as CSV")
     ev.add_argument("--json", action="store_true", help="print the score as JSON")
     add_lm_option(ev)
+    add_lm_override_option(ev)
     add_state_options(ev)
     add_traceback(ev)
     ev.set_defaults(func=run)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from dsx._load import CheckFailed
     from dsx._report import report_error
     from dsx.cli._inputs import input_names
-    from dsx.cli._lm import require_lm, setup_lm
+    from dsx.cli._lm import override_declared, require_lm, setup_lm
     from dsx.cli._state import with_state
     from dsx.errors import DsxError
 
@@ -95,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
         inputs = args.inputs.split(",") if args.inputs else input_names(ns, name)
         devset = _load_dataset(ns, args.data, inputs)
         metric = ns.metric(args.metric) if args.metric else _default_metric(ns, name)
-        setup_lm(args.lm)
+        model = setup_lm(args.lm)
         program = with_state(ns, path, name, args)
+        if args.lm_override:
+            override_declared(model, program)
         require_lm(program)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)

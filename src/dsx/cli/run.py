@@ -10,6 +10,7 @@ from typing import Any
 
 from dsx.cli._common import (
     add_lm_option,
+    add_lm_override_option,
     add_state_options,
     add_traceback,
     err,
@@ -59,6 +60,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the call tree (prompts, outputs, timing, tokens, cost) as an HTML page",
     )
+    add_lm_override_option(run_)
     add_state_options(run_)
     add_traceback(run_)
     run_.set_defaults(func=run)
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import dsx
     from dsx._load import CheckFailed
     from dsx.cli._inputs import read_rows
-    from dsx.cli._lm import require_lm, setup_lm
+    from dsx.cli._lm import override_declared, require_lm, setup_lm
     from dsx.cli._state import with_state
     from dsx.errors import DsxError
 
@@ -78,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         ns = load(path)
         name = program_name(ns, requested)
         rows = read_rows(ns, name, args)
-        setup_lm(args.lm)
+        model = setup_lm(args.lm)
         program = with_state(ns, path, name, args)
+        if args.lm_override:
+            override_declared(model, program)
         require_lm(program)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)

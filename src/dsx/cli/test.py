@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from dsx.cli._common import add_lm_option, add_state_options, add_traceback, err, load
+from dsx.cli._common import (
+    add_lm_option,
+    add_lm_override_option,
+    add_state_options,
+    add_traceback,
+    err,
+    load,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -21,6 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     test.add_argument("--program", metavar="NAME", help="only the tests of this program")
     test.add_argument("--test", metavar="NAME", action="append", help="only this test (repeatable)")
     add_lm_option(test)
+    add_lm_override_option(test)
     add_state_options(test)
     add_traceback(test)
     test.set_defaults(func=run)
@@ -30,7 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from dsx._load import CheckFailed
     from dsx._report import format_error, report_error
-    from dsx.cli._lm import require_lm, setup_lm
+    from dsx.cli._lm import override_declared, require_lm, setup_lm
     from dsx.cli._state import with_state
     from dsx.errors import DsxError
     from dsx.runtime import _interp
@@ -57,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"no test blocks in {args.file}")
         return 0
     try:
-        setup_lm(args.lm)
+        model = setup_lm(args.lm)
         programs = {
             name: with_state(ns, str(args.file), name, args)
             for name in dict.fromkeys(t.program for t in tests)
         }
+        if args.lm_override:
+            override_declared(model, *programs.values())
         # tests that script the LM's replies (`reply`) need no configured LM
         unscripted = {t.program for t in tests if not t.replies}
         if unscripted:
