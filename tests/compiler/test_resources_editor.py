@@ -177,3 +177,20 @@ def test_hover_on_a_setting_in_an_lm_block_says_what_it_is(tmp_path):
 def test_completes_lm_as_a_predictor_setting_when_lms_are_declared(tmp_path):
     labels = complete(tmp_path, BASE.replace("Predict(QA, lm = robust)", "Predict(QA, |)"))
     assert "lm" in labels and "temperature" in labels
+
+
+def test_prompt_preview_makes_no_declared_resource(tmp_path, monkeypatch):
+    from dsx.compiler.analysis import analyze_source
+    from dsx.lsp import preview
+
+    # an unset key variable and a corpus that does not exist: making either would fail
+    monkeypatch.delenv("H16C_PREVIEW_KEY", raising=False)
+    text = BASE.replace(
+        'lm fast = "openai/gpt-4o-mini" { temperature = 0 }',
+        'lm fast = "openai/gpt-4o-mini" { temperature = 0, api_key_env = "H16C_PREVIEW_KEY" }',
+    ).replace("program m = M()", "program m = M()\nprogram direct = Predict(QA, lm = fast)")
+    unit = analyze_source(text, str(tmp_path / "p.dsx")).unit
+    result = preview.render_prompt(unit, program="m", inputs={"question": "Why?"})
+    assert [p["name"] for p in result["predictors"]] == ["answer"]
+    assert "Why?" in json.dumps(result["predictors"][0])
+    assert preview.render_prompt(unit, program="direct", inputs={"question": "q"})["predictors"]

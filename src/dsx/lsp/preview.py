@@ -73,6 +73,7 @@ def render_prompt(
     if name not in names:
         raise PreviewError(f"no program `{name}` in this file (programs: {', '.join(names)})")
     ns = instantiate(_prune(unit, name, found))
+    ns.resources.make_none()  # declared LMs and retrievers: rendering needs none of them
     given: dict[str, Any] = {}
     if found is not None:
         env = ns._env()

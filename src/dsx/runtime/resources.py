@@ -386,6 +386,11 @@ class Resources:
     def factories(self) -> dict[str, Callable[[], Any]]:
         return self._factories
 
+    def make_none(self) -> None:
+        """Bind every resource to ``None`` instead (the editor's prompt preview renders
+        prompts: it must neither embed a corpus nor need an LM's key)."""
+        self._factories.update((name, _none) for name in self._factories)
+
     def get(self, name: str) -> Any:
         if name not in self._made:
             if name in self._lms:
@@ -400,3 +405,7 @@ class Resources:
                 d = self._retrievers[name]
                 self._made[name] = make_retriever(name, d.kind, d.settings, self._base)
         return self._made[name]
+
+
+def _none() -> None:
+    return None
