@@ -292,3 +292,14 @@ def test_a_declared_index_built_by_dsx_index(tmp_path, monkeypatch, engine):
         makers = _both(_rag(decl, server.api_base), tmp_path, monkeypatch)
         answers = [_ask(make, "What is the capital of France?") for make in makers]
     assert answers[0] == answers[1] and len(answers[0].split(" | ")) == 2
+
+
+def test_writing_a_state_file_makes_no_declared_retriever(tmp_path):
+    from dsx import ir
+    from dsx.compiler.build import state_file
+
+    text = _program('retriever wiki = Embeddings(corpus = "missing.txt", embedder = "openai/e")')
+    unit = analyze_source(text, str(tmp_path / "r.dsx")).unit
+    learned = ir.Learned(predictors={"answer": ir.LearnedPredictor(instructions="Be brief.")})
+    state = state_file(unit, "rag", learned)  # would embed (here: fail on) the corpus
+    assert state.predictors["answer"]["signature"]["instructions"] == "Be brief."

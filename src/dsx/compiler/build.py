@@ -106,7 +106,9 @@ def state_file(unit: ir.Unit, name: str, learned: ir.Learned) -> Any:
     from dsx.runtime.instantiate import apply_learned, instantiate
     from dsx.runtime.state import make_state
 
-    program = instantiate(unit).program(name, learned=False)
+    ns = instantiate(unit)
+    ns.resources.make_none()  # a state file holds no LM or retriever: make none of them
+    program = ns.program(name, learned=False)
     apply_learned(program, learned, name)
     return make_state(
         program,
@@ -470,7 +472,9 @@ def _original_instructions(unit: ir.Unit, name: str) -> dict[str, str]:
     from dsx.runtime.instantiate import instantiate
 
     try:
-        program = instantiate(unit).program(name, learned=False)
+        ns = instantiate(unit)
+        ns.resources.make_none()  # only the instructions are read
+        program = ns.program(name, learned=False)
     except DsxError:
         return {}
     return {path: p.signature.instructions for path, p in program.named_predictors()}
