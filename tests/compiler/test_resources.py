@@ -475,3 +475,13 @@ def test_the_command_lm_serves_the_rest_and_lm_override_replaces_a_declared_one(
         missing = run("--lm-override")
         assert missing.returncode != 0 and "--lm-override needs the LM" in missing.stderr
     assert len(declared.requests) == 1 and len(command.requests) == 1
+
+
+def test_a_saved_program_carries_no_declared_lm(tmp_path, monkeypatch):
+    from dsx.runtime.state import read_state
+
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    text = _program('lm fast = "openai/m" { temperature = 0 }')
+    program: Any = dsx.instantiate(_check(text, tmp_path).unit).program("m")
+    program.save(tmp_path / "s.json")
+    assert read_state(tmp_path / "s.json").predictors["answer"]["lm"] is None

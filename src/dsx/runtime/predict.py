@@ -181,7 +181,10 @@ class Predict(Module):
         return {
             "signature": self.signature.dump_state(),
             "demos": [_demo_state(d) for d in self.demos],
-            "lm": self.lm.dump_state() if self.lm is not None else None,
+            # An LM the program declares (`lm fast = ...`) is the program's, not state.
+            "lm": self.lm.dump_state()
+            if self.lm is not None and not hasattr(self.lm, "_dsx_declared")
+            else None,
         }
 
     def load_state(
