@@ -485,3 +485,16 @@ def test_a_saved_program_carries_no_declared_lm(tmp_path, monkeypatch):
     program: Any = dsx.instantiate(_check(text, tmp_path).unit).program("m")
     program.save(tmp_path / "s.json")
     assert read_state(tmp_path / "s.json").predictors["answer"]["lm"] is None
+
+
+def test_a_program_that_is_a_predictor_with_a_declared_lm_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    text = (
+        'lm fast = "openai/m" { temperature = 0.5 }\n' + QA + "program m = Predict(QA, lm = fast)\n"
+    )
+    unit = _check(text, tmp_path).unit
+    built: Any = _import(generate(unit, "m"), tmp_path, "root_gen").program()
+    interpreted: Any = dsx.instantiate(unit).program("m")
+    for program in (built, interpreted):
+        assert program.lm.model == "openai/m" and program.lm.kwargs["temperature"] == 0.5
+        assert hasattr(program.lm, "_dsx_declared")
