@@ -352,6 +352,15 @@ def test_dsx_inspect_shows_declared_lms_with_their_endpoints(tmp_path):
     assert 'lm fast = "openai/m" { api_base = "http://10.9.8.7:8000/v1"' in out.stdout
     assert "sends prompts (and the key) to http://10.9.8.7:8000/v1" in out.stdout
     assert "adds headers X-Team" in out.stdout and "M.answer uses lm fast" in out.stdout
+    path.write_text(
+        _program('lm fast = "openai/m"')
+        + 'retriever wiki = Embeddings(corpus = "c.txt", embedder = "openai/e", '
+        'embedder_api_base = "http://10.0.0.5/v1")\n'
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "dsx", "inspect", str(path)], capture_output=True, text=True
+    )
+    assert "sends passages and queries to http://10.0.0.5/v1" in shown.stdout
     path.write_text(_program('lm fast = "openai/m" { temprature = 1 }'))
     bad = subprocess.run(
         [sys.executable, "-m", "dsx", "inspect", str(path)], capture_output=True, text=True

@@ -53,6 +53,11 @@ def describe_resources(unit: ir.Unit) -> list[str]:
     for r in unit.retrievers:
         shown = ", ".join(f"{k} = {_show(v)}" for k, v in r.settings)
         lines.append(f"retriever {r.name} = {r.kind}({shown})")
+        for key in ("embedder_api_base", "url"):
+            where = dict(r.settings).get(key)
+            if where is not None:
+                what = "passages and queries" if key == "embedder_api_base" else "queries"
+                lines.append(f"  note: sends {what} to {where}")
     for m in unit.modules:
         for sub in m.submodules:
             for key, value in sub.kwargs:
