@@ -198,3 +198,20 @@ def test_completion_on_an_unparsable_document_still_answers():
         "module M {\n    forward(q: str) {\n        x = (((\n        |", analysed="module M {"
     )
     assert "q" not in labels or "return" in labels  # whatever it offers, it answers
+
+
+def test_reply_is_offered_in_a_test_block():
+    labels = complete(BASE + 'test t for rag {\n    given question = "q"\n    |\n}\n')
+    assert {"given", "expect", "reply", "assert"} <= set(labels)
+
+
+def test_reply_fields_are_outputs_of_signatures_and_module_added_fields():
+    # Issue 16: a scripted reply gives output values (checked as DSX131); completion
+    # offers the same names the checker accepts, less those this reply already gives.
+    labels = complete(BASE + 'test t for rag {\n    reply { answer = "x", | }\n}\n')
+    assert {"evidence", "urgency", "reasoning", "next_thought"} <= set(labels)
+    assert "answer" not in labels
+    assert "question" not in labels  # an input, not an output
+    # the value after `=` is an expression: scope names, not fields
+    labels = complete(BASE + "test t for rag {\n    reply { answer = | }\n}\n")
+    assert "evidence" not in labels

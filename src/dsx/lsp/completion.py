@@ -16,6 +16,7 @@ from typing import Any
 from lsprotocol import types
 
 from dsx.compiler import _env
+from dsx.compiler._lower_project import _MODULE_OUTPUTS as REPLY_MODULE_OUTPUTS
 from dsx.compiler.analysis import Analysis
 from dsx.diagnostics import Origin
 from dsx.grammar.parser import TOP_KEYWORDS, parse_expr_text
@@ -446,6 +447,7 @@ class _Completer:
                 for kw, detail in (
                     ("given", "an input of the program"),
                     ("expect", "an expected output"),
+                    ("reply", "the LM's next scripted reply"),
                     ("assert", "a condition on `result`"),
                     ("suggest", "a soft condition"),
                 ):
@@ -457,7 +459,43 @@ class _Completer:
                 return
             if head in ("given", "expect") and len(seg) < 3:
                 return
+        elif top.role == "dict" and top.index > 0 and toks[top.index - 1].text == "reply":
+            seg = ctx.segment
+            if not seg:
+                self._reply_fields(toks[top.index + 1 :])
+                return
+            if len(seg) < 2:
+                return
         self._expression(scope)
+
+    def _reply_fields(self, body: list[Tok]) -> None:
+        """In ``reply { | }``: the outputs a scripted reply may give (every signature's,
+        and the fields the runtime's modules add), less those already given."""
+        if self.lowerer is None:
+            return
+        given = {
+            body[i].text
+            for i in range(len(body) - 1)
+            if body[i].kind == "name" and body[i + 1].text == "="
+        }
+        seen: set[str] = set()
+        for sig in self.lowerer.signatures.values():
+            for f in sig.outputs:
+                if f.name in given or f.name in seen:
+                    continue
+                seen.add(f.name)
+                self.out.add(
+                    f.name,
+                    CIK.Field,
+                    detail=f"output of {sig.name}",
+                    insert=f"{f.name} = ",
+                    sort="0",
+                )
+        for name in REPLY_MODULE_OUTPUTS:
+            if name not in given and name not in seen:
+                self.out.add(
+                    name, CIK.Field, detail="added by a module", insert=f"{name} = ", sort="1"
+                )
 
     # ---- forward bodies ---------------------------------------------------------------
     def _in_body(self, scope: dict[str, Any]) -> None:
