@@ -1,7 +1,8 @@
 """The front-end driver: load a root file and its imports, parse, lower and check.
 
 ``analyze_path`` / ``analyze_source`` return an :class:`Analysis` with the IR, every
-diagnostic, and the symbols and references an editor needs.
+diagnostic, and its semantic model (:attr:`Analysis.model`, :mod:`dsx.compiler.model`):
+the symbols, scopes, types and references that editors and tools query.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from dsx import ir
 from dsx._textfile import TextFileError, read_text
 from dsx.compiler.lower import Lowerer
+from dsx.compiler.model import SemanticModel
 from dsx.compiler.symbols import Reference, Symbol
 from dsx.diagnostics import Diagnostic, Related, SourceFile, Span, make
 from dsx.grammar import ast
@@ -31,6 +33,15 @@ class Analysis:
     lowerer: Lowerer | None = field(default=None, repr=False)
     texts: dict[str, str] = field(default_factory=dict, repr=False)
     incremental: bool = False  # whether this analysis reused the previous one
+    _model: SemanticModel | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> SemanticModel | None:
+        """The unit's semantic model (``None`` only for an analysis built without
+        checking)."""
+        if self._model is None and self.lowerer is not None:
+            self._model = SemanticModel(self.lowerer)
+        return self._model
 
     @property
     def errors(self) -> list[Diagnostic]:

@@ -124,9 +124,8 @@ def hover(session: Session, doc: Document, position: types.Position) -> types.Ho
 
 def describe(analysis: Analysis, sym: Symbol) -> str:
     """Markdown for ``sym``."""
-    lw = analysis.lowerer
     fn = _DESCRIBERS.get(sym.kind)
-    if fn is not None and lw is not None:
+    if fn is not None and analysis.model is not None:
         try:
             text = fn(analysis, sym)
             if text:
@@ -151,8 +150,9 @@ def _source(analysis: Analysis, span: Any, limit: int = 160) -> str:
 
 
 def _signature(analysis: Analysis, sym: Symbol) -> str:
-    assert analysis.lowerer is not None
-    sig = analysis.lowerer.signatures[sym.name]
+    assert analysis.model is not None
+    sig = analysis.model.signature(sym.name)
+    assert sig is not None
     lines = [_code(sym.detail or f"signature {sym.name}")]
     if sig.instructions:
         lines.append(f"\n\n{sig.instructions}")
@@ -172,23 +172,27 @@ def _field(analysis: Analysis, sym: Symbol) -> str:
 
 
 def _record(analysis: Analysis, sym: Symbol) -> str:
-    assert analysis.lowerer is not None
-    rec = analysis.lowerer.records[sym.name]
+    assert analysis.model is not None
+    rec = analysis.model.record(sym.name)
+    assert rec is not None
     rows = [f"- `{f.name}: {f.type}`" + (f" — {f.desc}" if f.desc else "") for f in rec.fields]
     return _code(f"type {sym.name}") + _doc(sym.doc) + ("\n\n" + "\n".join(rows) if rows else "")
 
 
 def _enum(analysis: Analysis, sym: Symbol) -> str:
-    assert analysis.lowerer is not None
-    enum = analysis.lowerer.enums[sym.name]
+    assert analysis.model is not None
+    enum = analysis.model.enum(sym.name)
+    assert enum is not None
     rows = [f"- `{m.name}`" + (f" — {m.desc}" if m.desc else "") for m in enum.members]
     return _code(f"enum {sym.name}") + _doc(sym.doc) + ("\n\n" + "\n".join(rows) if rows else "")
 
 
 def _module(analysis: Analysis, sym: Symbol) -> str:
-    assert analysis.lowerer is not None
-    info = analysis.lowerer.modules[sym.name]
-    decl = info.decl
+    model = analysis.model
+    assert model is not None
+    info = model.module(sym.name)
+    assert info is not None
+    decl = info.node
     params = ", ".join(_source(analysis, p.span) for p in decl.params)
     header = f"module {sym.name}" + (f"({params})" if decl.has_params else "")
     lines = [_code(header), _doc(sym.doc)]
@@ -200,20 +204,20 @@ def _module(analysis: Analysis, sym: Symbol) -> str:
     if decl.forward is not None:
         fparams = ", ".join(_source(analysis, p.span) for p in decl.forward.params)
         lines.append(f"\n\n`forward({fparams})`")
-        outs = analysis.lowerer.members_of(info.returns)
+        outs = model.members_of(info.returns)
         if outs:
             lines.append(" returns " + ", ".join(f"`{m.detail}`" for m in outs))
     return "".join(lines)
 
 
 def _submodule(analysis: Analysis, sym: Symbol) -> str:
-    assert analysis.lowerer is not None
+    assert analysis.model is not None
     decl = sym.decl
     text = f"{sym.name} = {_source(analysis, decl.value.span)}" if decl is not None else sym.detail
     lines = [_code(text), _doc(sym.doc)]
     owner = sym.container or ""
-    info = analysis.lowerer.modules.get(owner)
-    sub = info.subs.get(sym.name) if info is not None else None
+    info = analysis.model.module(owner)
+    sub = info.members.get(sym.name) if info is not None else None
     if sub is not None:
         kind = _env.KINDS.get(sub.kind)
         if kind is not None and kind.doc:
@@ -247,14 +251,16 @@ def _local(analysis: Analysis, sym: Symbol) -> str:
 
 
 def _program(analysis: Analysis, sym: Symbol) -> str:
-    assert analysis.lowerer is not None
+    model = analysis.model
+    assert model is not None
     decl = sym.decl
     text = f"program {sym.name} = {_source(analysis, decl.value.span)}" if decl else sym.detail
-    inputs, outputs = analysis.lowerer.program_io.get(sym.name, ({}, None))
+    io = model.program_io(sym.name)
+    inputs, outputs = (io.inputs, io.outputs) if io is not None else ({}, None)
     lines = [_code(text), _doc(sym.doc)]
     if inputs:
         lines.append("\n\nInputs: " + ", ".join(f"`{n}`" for n in inputs))
-    outs = analysis.lowerer.members_of(outputs)
+    outs = model.members_of(outputs)
     if outs:
         lines.append("\n\nOutputs: " + ", ".join(f"`{m.detail}`" for m in outs))
     return "".join(lines)

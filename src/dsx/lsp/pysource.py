@@ -159,8 +159,8 @@ def _label(arg: pyast.arg, default: pyast.expr | None) -> str:
 
 def resolve(analysis: Analysis, doc_path: str, alias: str) -> tuple[str, Path | None] | None:
     """``(module, source file)`` of the `use python` alias ``alias``."""
-    lowerer = analysis.lowerer
-    imp = lowerer.python.get(alias) if lowerer is not None else None
+    model = analysis.model
+    imp = model.python_import(alias) if model is not None else None
     if imp is None:
         return None
     base = Path(doc_path).parent if not doc_path.startswith("<") else Path.cwd()

@@ -107,13 +107,13 @@ def check_name(analysis: Analysis, sym: Symbol, new_name: str) -> str | None:
         return f"`{new_name}` is not a valid name: use letters, digits and `_`, not starting with a digit"
     if new_name in _LITERALS:
         return f"`{new_name}` is a literal value, not a name"
-    lw = analysis.lowerer
-    if lw is None:
+    model = analysis.model
+    if model is None:
         return None
     if sym.container is None:  # a top-level declaration
-        if new_name in lw.decls:
-            kind, _ = lw.decls[new_name]
-            return f"`{new_name}` is already declared ({_env.a(kind)})"
+        existing = model.declaration(new_name)
+        if existing is not None:
+            return f"`{new_name}` is already declared ({_env.a(existing.kind)})"
         if sym.kind == "module" and new_name in _env.KINDS:
             return f"`{new_name}` is a built-in module kind"
         if sym.kind in ("type", "enum") and new_name in _TYPE_NAMES:
@@ -121,15 +121,15 @@ def check_name(analysis: Analysis, sym: Symbol, new_name: str) -> str | None:
         return None
     siblings = {
         s.name
-        for s in analysis.symbols.values()
+        for s in model.symbols.values()
         if s.container == sym.container and s.key != sym.key and _same_namespace(s, sym)
     }
     if new_name in siblings:
         return f"`{sym.container}` already has a `{new_name}`"
     if sym.kind in ("submodule", "param", "local"):
-        scope = lw.scope_at(sym.container)
+        scope = model.scope(sym.container)
         if new_name in scope and new_name not in (sym.name,):
-            kind = lw.describe_name(scope[new_name])[0]
+            kind = scope[new_name].kind
             return f"`{new_name}` is already {_env.a(kind)} name in `{sym.container}`"
     return None
 

@@ -1,0 +1,158 @@
+"""The public semantic model (``dsx.compiler.model``): what editors and tools query instead
+of the lowerer's private state."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dsx.compiler.analysis import analyze_source
+from dsx.compiler.model import Binding, PredType, SemanticModel
+from dsx.grammar import ast
+from dsx.grammar.parser import BlockCache
+
+SRC = """\
+use python "os.path" as paths
+
+/// Answer with a short factoid.
+signature QA {
+    in  question: str
+    out answer: str  "short"
+}
+
+type Citation { source: str, quote: str? }
+
+module Wrap(k: int = 2) {
+    qa = ChainOfThought(QA)
+
+    forward(question: str) {
+        pred = qa(question = question)
+        return pred
+    }
+}
+
+program top = Wrap(k = 3)
+"""
+
+
+def _model(text: str = SRC) -> SemanticModel:
+    analysis = analyze_source(text, "/model/m.dsx")
+    assert not analysis.errors, analysis.errors
+    model = analysis.model
+    assert model is not None
+    return model
+
+
+def test_declarations_and_what_they_mean() -> None:
+    model = _model()
+    kinds = {d.name: d.kind for d in model.declarations()}
+    assert kinds == {
+        "paths": "python",
+        "QA": "signature",
+        "Citation": "type",
+        "Wrap": "module",
+        "top": "program",
+    }
+    qa = model.declaration("QA")
+    assert qa is not None and isinstance(qa.node, ast.SignatureDecl)
+    assert model.declaration("Nope") is None
+    sig = model.signature("QA")
+    assert sig is not None and [f.name for f in sig.outputs] == ["answer"]
+    rec = model.record("Citation")
+    assert rec is not None and [f.name for f in rec.fields] == ["source", "quote"]
+    imp = model.python_import("paths")
+    assert imp is not None and imp.module == "os.path"
+
+
+def test_module_members_and_result() -> None:
+    info = _model().module("Wrap")
+    assert info is not None
+    assert list(info.params) == ["k"]
+    member = info.members["qa"]
+    assert (member.kind, member.signature and member.signature.name) == ("ChainOfThought", "QA")
+    assert info.forward is not None
+    assert isinstance(info.returns, PredType)
+    assert set(info.returns.fields) == {"reasoning", "answer"}
+
+
+def test_program_inputs_and_outputs() -> None:
+    model = _model()
+    io = model.program_io("top")
+    assert io is not None
+    assert list(io.inputs) == ["question"]
+    assert [m.name for m in model.members_of(io.outputs)] == ["reasoning", "answer"]
+    assert model.program_io("Wrap") is None
+
+
+def test_scope_bindings_types_and_call_inputs() -> None:
+    model = _model()
+    scope = model.scope("Wrap")
+    assert scope["k"] == Binding("k", "param", "Wrap(k)", "int")
+    assert scope["question"].kind == "param"
+    assert scope["pred"].kind == "local"
+    assert scope["qa"].kind == "sub"
+    assert scope["paths"].kind == "python"
+    assert scope["len"].kind == "builtin"
+    assert "nope" not in scope
+    inputs = model.call_inputs("qa", scope)
+    assert inputs is not None and [m.name for m in inputs] == ["question"]
+    info = model.module("Wrap")
+    assert info is not None
+    ret = info.node.forward.body[-1]
+    assert isinstance(ret, ast.Return)
+    t = model.type_of(ret.value, scope)
+    assert isinstance(t, PredType) and "answer" in t.fields
+    # Asking records nothing: the references and symbols stay as checked.
+    n_refs = len(model.references)
+    model.type_of(ret.value, scope)
+    assert len(model.references) == n_refs
+    top = model.scope()
+    assert "pred" not in top and top["paths"].kind == "python"
+
+
+def test_references_to_a_symbol() -> None:
+    model = _model()
+    spans = [(r.span.start, r.span.end) for r in model.references_to("QA")]
+    starts = [m.start() for m in re.finditer(r"\bQA\b", SRC)]
+    # the definition is a symbol, not a reference; the member's use of it is one
+    assert model.symbols["QA"].span.start == starts[0]
+    assert spans == [(s, s + 2) for s in starts[1:]]
+    assert model.references_to("nothing") == []
+
+
+def test_model_follows_an_incremental_recheck() -> None:
+    caches: dict[str, BlockCache] = {}
+    first = analyze_source(SRC, "/model/m.dsx", caches=caches)
+    edited = SRC.replace('out answer: str  "short"', 'out answer: str  "short"\n    out why: str')
+    second = analyze_source(edited, "/model/m.dsx", caches=caches, previous=first)
+    assert second.incremental
+    model = second.model
+    assert model is not None
+    sig = model.signature("QA")
+    assert sig is not None and [f.name for f in sig.outputs] == ["answer", "why"]
+    io = model.program_io("top")
+    assert io is not None
+    assert [m.name for m in model.members_of(io.outputs)] == ["reasoning", "answer", "why"]
+
+
+def test_model_module_is_public_and_documented() -> None:
+    import dsx.compiler.model as m
+
+    for name in m.__all__:
+        assert getattr(m, name).__doc__, name
+    arch = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
+    assert "dsx.compiler.model" in arch.read_text(encoding="utf-8")
+
+
+# LSP modules that still read the lowerer directly; the list only shrinks (issue 16).
+_STILL_ON_LOWERER = {"completion.py", "signature_help.py"}
+
+
+def test_editor_features_query_the_model_not_the_lowerer() -> None:
+    lsp = Path(__file__).resolve().parents[2] / "src" / "dsx" / "lsp"
+    offenders = {
+        p.name
+        for p in lsp.glob("*.py")
+        if re.search(r"\.lowerer\b|_lower_|Lowerer", p.read_text(encoding="utf-8"))
+    }
+    assert offenders <= _STILL_ON_LOWERER, offenders - _STILL_ON_LOWERER
