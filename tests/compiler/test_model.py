@@ -144,15 +144,11 @@ def test_model_module_is_public_and_documented() -> None:
     assert "dsx.compiler.model" in arch.read_text(encoding="utf-8")
 
 
-# LSP modules that still read the lowerer directly; the list only shrinks (issue 16).
-_STILL_ON_LOWERER = {"completion.py", "signature_help.py"}
-
-
 def test_editor_features_query_the_model_not_the_lowerer() -> None:
     lsp = Path(__file__).resolve().parents[2] / "src" / "dsx" / "lsp"
-    offenders = {
+    offenders = sorted(
         p.name
         for p in lsp.glob("*.py")
         if re.search(r"\.lowerer\b|_lower_|Lowerer", p.read_text(encoding="utf-8"))
-    }
-    assert offenders <= _STILL_ON_LOWERER, offenders - _STILL_ON_LOWERER
+    )
+    assert offenders == []

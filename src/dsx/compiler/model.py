@@ -14,17 +14,19 @@ shares and has updated the same state).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dsx import ir
+from dsx.compiler._lower_project import _MODULE_OUTPUTS
 from dsx.compiler.symbols import Member, PredType, Reference, Symbol
 
 if TYPE_CHECKING:
     from dsx.compiler.lower import Lowerer
 
 __all__ = [
+    "MODULE_OUTPUTS",
     "Binding",
     "Declaration",
     "Member",
@@ -37,6 +39,10 @@ __all__ = [
     "SemanticModel",
     "Symbol",
 ]
+
+#: Outputs the runtime's modules add to a signature's (ChainOfThought's reasoning, ReAct's
+#: steps): what a test's scripted ``reply`` may give besides the signatures' outputs.
+MODULE_OUTPUTS: tuple[str, ...] = _MODULE_OUTPUTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +111,24 @@ class Scope(Mapping[str, Binding]):
 
     __slots__ = ("_entries", "_model")
 
-    def __init__(self, model: SemanticModel, entries: dict[str, Any]) -> None:
+    def __init__(self, model: SemanticModel | None, entries: dict[str, Any]) -> None:
         self._model = model
         self._entries = entries
 
+    @classmethod
+    def empty(cls) -> Scope:
+        """A scope with no names (where nothing was checked)."""
+        return cls(None, {})
+
     def __getitem__(self, name: str) -> Binding:
-        kind, key, label = self._model._lowerer.describe_name(self._entries[name])
+        entry = self._entries[name]
+        assert self._model is not None  # only an empty scope has no model
+        kind, key, label = self._model._lowerer.describe_name(entry)
         return Binding(name, kind, key, label)
+
+    def filtered(self, keep: Callable[[Binding], bool]) -> Scope:
+        """The names of this scope whose binding ``keep`` accepts."""
+        return Scope(self._model, {n: e for n, e in self._entries.items() if keep(self[n])})
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -165,6 +182,11 @@ class SemanticModel:
         return [Declaration(n, k, d) for n, (k, d) in self._lowerer.decls.items()]
 
     # ---- what declarations mean ------------------------------------------------------------
+    @property
+    def signatures(self) -> Mapping[str, ir.Signature]:
+        """Every declared signature by name (inline ones not included)."""
+        return self._lowerer.signatures
+
     def signature(self, name: str) -> ir.Signature | None:
         return self._lowerer.signatures.get(name)
 

@@ -16,8 +16,9 @@ from typing import Any
 from lsprotocol import types
 
 from dsx.compiler import _env
-from dsx.compiler._lower_project import _MODULE_OUTPUTS as REPLY_MODULE_OUTPUTS
 from dsx.compiler.analysis import Analysis
+from dsx.compiler.model import MODULE_OUTPUTS as REPLY_MODULE_OUTPUTS
+from dsx.compiler.model import Scope
 from dsx.diagnostics import Origin
 from dsx.grammar.parser import TOP_KEYWORDS, parse_expr_text
 from dsx.lsp import pysource
@@ -137,7 +138,7 @@ class _Completer:
         self.session = session
         self.doc = doc
         self.analysis = analysis
-        self.lowerer = analysis.lowerer
+        self.model = analysis.model
         self.ctx = ctx
         self.out = out
 
@@ -440,7 +441,7 @@ class _Completer:
                 self._decl_names("program", CIK.Variable)
             return
         program = toks[3].text if len(toks) > 3 and toks[2].text == "for" else None
-        scope = self._lowerer_call("scope_at", None, test_program=program) or {}
+        scope = self.model.scope(test_program=program) if self.model else Scope.empty()
         if top.role == "body":
             seg = ctx.segment
             if not seg:
@@ -471,7 +472,7 @@ class _Completer:
     def _reply_fields(self, body: list[Tok]) -> None:
         """In ``reply { | }``: the outputs a scripted reply may give (every signature's,
         and the fields the runtime's modules add), less those already given."""
-        if self.lowerer is None:
+        if self.model is None:
             return
         given = {
             body[i].text
@@ -479,7 +480,7 @@ class _Completer:
             if body[i].kind == "name" and body[i + 1].text == "="
         }
         seen: set[str] = set()
-        for sig in self.lowerer.signatures.values():
+        for sig in self.model.signatures.values():
             for f in sig.outputs:
                 if f.name in given or f.name in seen:
                     continue
@@ -498,7 +499,7 @@ class _Completer:
                 )
 
     # ---- forward bodies ---------------------------------------------------------------
-    def _in_body(self, scope: dict[str, Any]) -> None:
+    def _in_body(self, scope: Scope) -> None:
         ctx = self.ctx
         top = ctx.top
         assert top is not None
@@ -529,7 +530,7 @@ class _Completer:
                 return
         self._expression(scope)
 
-    def _call_arguments(self, scope: dict[str, Any]) -> None:
+    def _call_arguments(self, scope: Scope) -> None:
         ctx = self.ctx
         top = ctx.top
         assert top is not None
@@ -539,8 +540,8 @@ class _Completer:
                 return
             self._expression(scope)
             return
-        if not seg and top.callee and not top.callee_is_attr and self.lowerer is not None:
-            inputs = self.lowerer.call_inputs(top.callee, scope)
+        if not seg and top.callee and not top.callee_is_attr and self.model is not None:
+            inputs = self.model.call_inputs(top.callee, scope)
             if inputs:
                 given = self._given_kwargs(top.index)
                 for m in inputs:
@@ -557,7 +558,7 @@ class _Completer:
                 return
         self._expression(scope)
 
-    def _constructor_call(self, callee: str | None, scope: dict[str, Any]) -> None:
+    def _constructor_call(self, callee: str | None, scope: Scope) -> None:
         """Inside `Kind(` / `Module(` of a member or program: settings and signatures."""
         ctx = self.ctx
         top = ctx.top
@@ -576,8 +577,8 @@ class _Completer:
             elif key == "rm" and callee == "Retrieve":
                 self._decl_names("retriever", CIK.Variable, sort="0")
             elif key == "module" and kind is not None and kind.wraps_module:
-                for name, entry in scope.items():
-                    if self.lowerer is not None and self.lowerer.describe_name(entry)[0] == "sub":
+                for name, binding in scope.items():
+                    if binding.kind == "sub":
                         self.out.add(name, CIK.Property, detail="member", sort="0")
             else:
                 self._expression(scope)
@@ -611,9 +612,7 @@ class _Completer:
                     insert=f"{setting} = ",
                     sort="2",
                 )
-            lms = self.lowerer is not None and any(
-                k == "lm" for k, _ in self.lowerer.decls.values()
-            )
+            lms = self.model is not None and any(d.kind == "lm" for d in self.model.declarations())
             if kind.takes_signature and lms and "lm" not in given:
                 self.out.add("lm", CIK.Property, detail="a declared LM", insert="lm = ", sort="2")
             return
@@ -637,7 +636,7 @@ class _Completer:
         ctx = self.ctx
         toks = ctx.tokens
         start = _operand_start(toks, len(toks) - 1)
-        if start is None or self.lowerer is None:
+        if start is None or self.model is None:
             return
         dot = toks[-1]
         expr_text = self.doc.text[toks[start].start : dot.start]
@@ -650,7 +649,7 @@ class _Completer:
         if isinstance(node, ast.NameRef):
             name = node.name.name
             entry = scope.get(name)
-            if entry is not None and self.lowerer.describe_name(entry)[0] == "python":
+            if entry is not None and entry.kind == "python":
                 self._python_names(name)
                 return
             decl = self._decl(name)
@@ -663,8 +662,8 @@ class _Completer:
                 assigned = self._textual_local(name)
                 if assigned is not None:
                     node = assigned
-        t = self.lowerer.infer(node, scope)
-        for m in self.lowerer.members_of(t):
+        t = self.model.type_of(node, scope)
+        for m in self.model.members_of(t):
             self.out.add(
                 m.name,
                 CIK.Field,
@@ -685,8 +684,8 @@ class _Completer:
         return node if diag is None else None
 
     def _python_names(self, alias: str) -> None:
-        assert self.lowerer is not None
-        imp = self.lowerer.python.get(alias)
+        assert self.model is not None
+        imp = self.model.python_import(alias)
         if imp is None:
             return
         base = Path(self.doc.path).parent if not self.doc.path.startswith("<") else Path.cwd()
@@ -723,12 +722,12 @@ class _Completer:
             )
         self._decl_names("module", CIK.Module, sort="0", insert_suffix="(")
 
-    def _expression(self, scope: dict[str, Any], *, keywords: bool = True) -> None:
-        if self.lowerer is None:
+    def _expression(self, scope: Scope, *, keywords: bool = True) -> None:
+        if self.model is None:
             return
         order = {"local": "0", "param": "1", "sub": "2", "result": "1", "python": "3"}
-        for name, entry in scope.items():
-            kind, _, label = self.lowerer.describe_name(entry)
+        for name, binding in scope.items():
+            kind, label = binding.kind, binding.label
             if kind == "builtin":
                 continue
             self.out.add(
@@ -758,15 +757,16 @@ class _Completer:
         return [m.group(1) for m in _ASSIGN.finditer(block) if m.group(1) not in ("forward",)]
 
     def _python_aliases(self) -> None:
-        if self.lowerer is None:
+        if self.model is None:
             return
-        for alias, imp in self.lowerer.python.items():
+        for alias, imp in self.model.python_imports.items():
             self.out.add(alias, CIK.Module, detail=f'use python "{imp.module}"', sort="2")
 
     def _program_io(self, program: str, head: str, body: list[Tok]) -> None:
-        if self.lowerer is None:
+        if self.model is None:
             return
-        inputs, outputs = self.lowerer.program_io.get(program, ({}, None))
+        io = self.model.program_io(program)
+        inputs, outputs = (io.inputs, io.outputs) if io is not None else ({}, None)
         given = {
             body[i + 1].text
             for i, t in enumerate(body[:-1])
@@ -784,7 +784,7 @@ class _Completer:
                         sort="0",
                     )
         else:
-            for m in self.lowerer.members_of(outputs):
+            for m in self.model.members_of(outputs):
                 if m.name not in given:
                     self.out.add(
                         m.name,
@@ -803,9 +803,10 @@ class _Completer:
         sort: str = "1",
         insert_suffix: str = "",
     ) -> None:
-        if self.lowerer is None:
+        if self.model is None:
             return
-        for name, (k, _) in self.lowerer.decls.items():
+        for decl in self.model.declarations():
+            name, k = decl.name, decl.kind
             if k != kind:
                 continue
             sym = self.analysis.symbols.get(name)
@@ -819,40 +820,35 @@ class _Completer:
             )
 
     def _decl(self, name: str) -> tuple[str, Any] | None:
-        if self.lowerer is None:
+        if self.model is None:
             return None
-        return self.lowerer.decls.get(name)
+        found = self.model.declaration(name)
+        return (found.kind, found.node) if found is not None else None
 
-    def _scope(self) -> dict[str, Any]:
+    def _scope(self) -> Scope:
         ctx = self.ctx
-        if self.lowerer is None:
-            return {}
+        if self.model is None:
+            return Scope.empty()
         if ctx.block_kind == "module" and ctx.block_name and ctx.in_role("forward"):
-            return self.lowerer.scope_at(ctx.block_name)
+            return self.model.scope(ctx.block_name)
         if ctx.block_kind == "test":
             toks = ctx.tokens
             program = toks[3].text if len(toks) > 3 and toks[2].text == "for" else None
-            return self.lowerer.scope_at(test_program=program)
+            return self.model.scope(test_program=program)
         if ctx.block_kind == "module" and ctx.block_name:
             return self._member_scope()
-        return self.lowerer.scope_at()
+        return self.model.scope()
 
-    def _member_scope(self) -> dict[str, Any]:
+    def _member_scope(self) -> Scope:
         """Names usable in a member's construction: module parameters, other members."""
-        if self.lowerer is None or not self.ctx.block_name:
-            return {}
-        scope = self.lowerer.scope_at(self.ctx.block_name)
-        return {
-            n: e
-            for n, e in scope.items()
-            if self.lowerer.describe_name(e)[0] in ("param", "sub", "python", "builtin")
-            and not (self.lowerer.describe_name(e)[1] or "").count(".forward.")
-        }
-
-    def _lowerer_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if self.lowerer is None:
-            return None
-        return getattr(self.lowerer, name)(*args, **kwargs)
+        if self.model is None or not self.ctx.block_name:
+            return Scope.empty()
+        return self.model.scope(self.ctx.block_name).filtered(
+            lambda b: (
+                b.kind in ("param", "sub", "python", "builtin")
+                and not (b.key or "").count(".forward.")
+            )
+        )
 
     def _given_kwargs(self, open_index: int) -> set[str]:
         toks = self.ctx.tokens

@@ -87,7 +87,7 @@ def _callee(
     ctx = completer.ctx
     callee = frame.callee
     assert callee is not None
-    lowerer = completer.lowerer
+    model = completer.model
     if frame.callee_is_attr:
         # `alias.name(`: the token before `(` is the name, two before is the alias.
         if frame.index >= 2 and tokens[frame.index - 2].text == ".":
@@ -101,8 +101,8 @@ def _callee(
                     return f"{alias}.{callee}", params, d.doc or ""
         return None
     in_body = ctx.in_role("forward") or ctx.block_kind == "test"
-    if in_body and lowerer is not None:
-        inputs = lowerer.call_inputs(callee, completer._scope())
+    if in_body and model is not None:
+        inputs = model.call_inputs(callee, completer._scope())
         if inputs is not None:
             return callee, [_Param(m.name, m.detail or m.name, m.doc or "") for m in inputs], ""
     kind = _env.KINDS.get(callee)
