@@ -24,7 +24,8 @@ from dsx._version import __version__
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-#: The commands, in the order ``dsx --help`` lists them; each is the module ``dsx.cli.NAME``.
+#: The commands, in the order ``dsx --help`` lists them; each is the module ``dsx.cli.NAME``
+#: (``from_dspy`` is the command ``from-dspy``).
 COMMANDS = (
     "check",
     "fmt",
@@ -38,6 +39,7 @@ COMMANDS = (
     "eval",
     "optimize",
     "inspect",
+    "from_dspy",
 )
 
 

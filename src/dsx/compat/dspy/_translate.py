@@ -225,9 +225,10 @@ class _Translator:
         for item in node.body:
             if isinstance(item, ast.FunctionDef) and item.name == "__init__":
                 params = self.params(item.args, skip_self=True, defaults=True)
+                names = {a.arg for a in item.args.args[1:]}
                 for stmt in item.body:
                     try:
-                        member = self.member(stmt)
+                        member = self.member(stmt, names)
                         if member:
                             members.append(member)
                     except _Skip as why:
@@ -274,7 +275,7 @@ class _Translator:
             out.append(text)
         return ", ".join(out)
 
-    def member(self, stmt: ast.stmt) -> str:
+    def member(self, stmt: ast.stmt, params: frozenset[str] | set[str] = frozenset()) -> str:
         if (
             isinstance(stmt, ast.Expr)
             and isinstance(stmt.value, ast.Call)
@@ -286,6 +287,8 @@ class _Translator:
         target = stmt.targets[0]
         if not (isinstance(target, ast.Attribute) and _is_self(target.value)):
             raise _Skip("only self.<member> = ... translates in __init__")
+        if isinstance(stmt.value, ast.Name) and stmt.value.id == target.attr in params:
+            return ""  # self.hops = hops: the module's parameter, read as `hops` in forward
         if not isinstance(stmt.value, ast.Call):
             raise _Skip(f"member `{target.attr}` is not a predictor or module")
         return f"{target.attr} = {self.member_call(stmt.value)}"
