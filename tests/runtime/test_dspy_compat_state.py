@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -87,3 +88,63 @@ def test_unreadable_files_are_state_errors(tmp_path):
         dspy.load_dspy_state(RAG(), bad)
     with pytest.raises(StateError, match="Cannot read DSPy state"):
         dspy.load_dspy_state(RAG(), tmp_path / "missing.json")
+
+
+class Classify(dspy.Signature):
+    """Classify the sentiment of a review."""
+
+    review: str = dspy.InputField()
+    sentiment: Literal["positive", "negative"] = dspy.OutputField()
+    confidence: float = dspy.OutputField()
+
+
+class Triage(dspy.Module):
+    def __init__(self):
+        self.classify = dspy.Predict(Classify)
+        self.explain = dspy.ChainOfThought("review, sentiment -> explanation")
+
+    def forward(self, review):
+        sentiment = self.classify(review=review).sentiment
+        return self.explain(review=review, sentiment=sentiment)
+
+
+def test_module_load_reads_a_file_dspy_saved():
+    """``program.load`` on DSPy 3.4.1's own file (data/make_dspy_saved_classify.py made it)."""
+    program = Triage()
+    assert program.load(DATA / "dspy_saved_classify.json") is program
+    assert [dict(d) for d in program.classify.demos] == [
+        {"review": "Awful", "sentiment": "negative", "confidence": 0.8},
+        {"review": "Loved it", "sentiment": "positive", "confidence": 0.9},
+    ]
+    assert program.classify.signature.instructions == (
+        "Classify the review's sentiment.\nAnswer with a calibrated confidence."
+    )
+    lm = program.explain.predict.lm
+    assert (lm.model, lm.kwargs) == ("openai/gpt-4o-mini", {"temperature": 0.2, "max_tokens": 50})
+    assert program.classify.lm is None
+    expected = json.loads((DATA / "dspy_saved_classify_messages.json").read_text("utf-8"))
+    with dsx.context(adapter=dspy.ChatAdapter()):
+        assert program.classify.render(review="Great film") == expected["classify"]
+        assert (
+            program.explain.predict.render(review="Great film", sentiment="positive")
+            == expected["explain"]
+        )
+
+
+def test_module_load_of_a_dspy_file_keeps_the_checks(tmp_path):
+    state = json.loads((DATA / "dspy_saved_classify.json").read_text("utf-8"))
+    state["explain.predict"]["lm"]["api_base"] = "https://attacker.example/v1"
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(state), encoding="utf-8")
+    program = Triage()
+    with pytest.raises(StateError, match="api_base"):
+        program.load(path)
+    assert program.classify.demos == []  # nothing was loaded
+    program.load(path, allow_unsafe_lm_state=True)  # DSPy's name for trusting the file
+    assert program.explain.predict.lm.api_base == "https://attacker.example/v1"
+
+    # Without DSPy's metadata it is neither format: dsx's own message stands.
+    del state["metadata"]
+    path.write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(StateError, match="is not a dsx state file \\(no 'state' object\\)"):
+        Triage().load(path)

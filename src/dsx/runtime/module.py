@@ -315,8 +315,13 @@ class Module:
         *,
         allow_pickle: bool = False,
         allow_endpoints: bool = False,
+        allow_unsafe_lm_state: bool = False,
     ) -> Module:
         """Load state saved by :meth:`save` into this program (all of it, or nothing).
+
+        A state file saved by DSPy (``program.save("x.json")`` there) is recognised by its
+        ``metadata.dependency_versions.dspy`` entry and loaded through
+        :func:`dsx.compat.dspy.load_dspy_state`, with the same checks.
 
         Args:
             path: the ``.json`` state file.
@@ -324,6 +329,7 @@ class Module:
             allow_endpoints: trust the file's LM endpoints, keys, headers and other LM
                 settings outside the model-settings allow-list; without it they are refused
                 with a :class:`~dsx.errors.StateError`.
+            allow_unsafe_lm_state: DSPy's name for ``allow_endpoints``.
         """
         path = Path(path)
         if path.suffix in (".pkl", ".pickle") and not allow_pickle:
@@ -332,7 +338,17 @@ class Module:
             )
         from dsx.runtime.state import load_into, read_state
 
-        return load_into(self, read_state(path), allow_endpoints=allow_endpoints)
+        trusted = allow_endpoints or allow_unsafe_lm_state
+        try:
+            state = read_state(path)
+        except StateError:
+            dspy_state = _dspy_saved_state(path)
+            if dspy_state is None:
+                raise
+            from dsx.compat.dspy import load_dspy_state
+
+            return load_dspy_state(self, dspy_state, allow_endpoints=trusted)
+        return load_into(self, state, allow_endpoints=trusted)
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, **inputs: Any) -> list[Message] | dict[str, list[Message]]:
@@ -452,6 +468,21 @@ def _check_schema(data: dict[str, Any], path: Path) -> None:
             f"{data.get('dsx_version', '?')}); this dsx {__version__} reads version "
             f"{STATE_SCHEMA_VERSION}. Re-save it with a matching dsx."
         )
+
+
+def _dspy_saved_state(path: Path) -> dict[str, Any] | None:
+    """The decoded file when DSPy saved it (its ``metadata`` names a dspy version), else None."""
+    from dsx._textfile import TextFileError, read_text
+
+    try:
+        data = json.loads(read_text(path, what="state file"))
+    except (TextFileError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or "state" in data:
+        return None
+    meta = data.get("metadata")
+    versions = meta.get("dependency_versions") if isinstance(meta, dict) else None
+    return data if isinstance(versions, dict) and "dspy" in versions else None
 
 
 def load(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Module:
