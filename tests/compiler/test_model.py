@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from dsx.compiler.analysis import analyze_source
 from dsx.compiler.model import Binding, PredType, SemanticModel
 from dsx.grammar import ast
@@ -152,3 +154,36 @@ def test_editor_features_query_the_model_not_the_lowerer() -> None:
         if re.search(r"\.lowerer\b|_lower_|Lowerer", p.read_text(encoding="utf-8"))
     )
     assert offenders == []
+
+
+def test_ir_validation_is_on_in_tests_and_catches_a_wrongly_typed_node() -> None:
+    import os
+
+    from dsx import ir
+    from dsx.compiler.lower import validate_unit
+
+    assert os.environ.get("DSX_VALIDATE_IR") == "1"  # tests/conftest.py switches it on
+    unit = analyze_source(SRC, "/model/m.dsx").unit
+    validate_unit(unit)  # what the checker built is valid
+    bad = ir.build(ir.Signature, name=3, fields=())  # built unchecked, as the lowerer does
+    with pytest.raises(AssertionError, match="invalid IR for /model/m.dsx"):
+        validate_unit(unit.model_copy(update={"signatures": (bad,)}))
+
+
+def test_incremental_recheck_keeps_declaration_order() -> None:
+    # A declaration that fails and is then fixed is checked again on its own: it used to
+    # go to the end of the IR's list (regression: found by tests/lsp/test_incremental.py).
+    text = (
+        "signature S {\n    in q: str\n    out a: str\n}\n\n"
+        'data train = jsonl("t.jsonl", inputs = [q])\n\n'
+        'data dev = jsonl("d.jsonl", inputs = [q])\n'
+    )
+    caches: dict[str, BlockCache] = {}
+    prev = analyze_source(text, "/model/order.dsx", caches=caches)
+    broken = text.replace("train = jsonl(", "train = nothing(")
+    prev = analyze_source(broken, "/model/order.dsx", caches=caches, previous=prev)
+    assert prev.incremental and prev.errors
+    prev = analyze_source(text, "/model/order.dsx", caches=caches, previous=prev)
+    assert prev.incremental and not prev.errors
+    assert [d.name for d in prev.unit.data] == ["train", "dev"]
+    assert prev.unit.to_json() == analyze_source(text, "/model/order.dsx").unit.to_json()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import re
+from typing import Any, Self
 
 from dsx import ir
+from dsx.compiler import _env
 from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _ModuleInfo
 from dsx.compiler.symbols import PredType
 from dsx.grammar import ast
@@ -17,7 +20,19 @@ _RESOURCES = (ast.LmDecl, ast.RetrieverDecl)
 class IncrementalMixin(LowerBase):
     """Re-checking after an edit: :meth:`relower`."""
 
-    def relower(self, changes: list[tuple[Any, Any]]) -> ir.Unit | None:
+    _renames_ok = False  # set by each relower call
+
+    def fork(self) -> Self:
+        """A copy whose re-checks leave this lowerer as it is (what a rename's trial check
+        runs on). Containers are copied; what they hold is shared, and a re-check replaces
+        entries rather than changing them."""
+        other = copy.copy(self)
+        for name, value in vars(self).items():
+            if type(value) in (dict, list, set):
+                setattr(other, name, copy.copy(value))
+        return other
+
+    def relower(self, changes: list[tuple[Any, Any]], *, renames: bool = False) -> ir.Unit | None:
         """Re-check after edits, touching only the changed blocks when that is sound.
 
         ``changes`` pairs each changed block's old and new declaration (``None`` when the
@@ -29,7 +44,11 @@ class IncrementalMixin(LowerBase):
         Any other edit that keeps the declaration's name re-checks the declaration and
         what refers to it (:meth:`_relower_dependents`). A block that parses again after a
         syntax error is matched with the meaning kept for it meanwhile.
+
+        ``renames``: a top-level declaration may also change its name (a rename's trial
+        check).
         """
+        self._renames_ok = renames
         resolved = self._resolve_unparsed(changes)
         if resolved is None:
             return None
@@ -119,12 +138,15 @@ class IncrementalMixin(LowerBase):
 
         ``resumed``: the module fast path already re-checked some changed blocks (and
         registered their new declarations) before finding that more is needed."""
+        renamed: dict[str, str] = {}  # old name -> new name
         for old, new in changes:
             if old is None or isinstance(old, ast.UseDecl | ast.ImportDecl):
                 return None
             name = _top_name(old)
             if new is not None and (type(old) is not type(new) or _top_name(new) != name):
-                return None
+                if not self._renamable(old, new):
+                    return None
+                renamed[name or ""] = _top_name(new) or ""
             registered = self.decls.get(name, ("", None))[1] if name is not None else old
             if registered is not old and not (resumed and registered is new):
                 return None  # a duplicate declaration: its diagnostics depend on the other
@@ -156,6 +178,8 @@ class IncrementalMixin(LowerBase):
             return None
         if any(new is None and id(old) in affected for old, new in changes):
             return None  # a block that stopped parsing keeps its last meaning: not re-checked
+        if renamed and self._new_names_used_elsewhere(renamed, affected, changes):
+            return None
         changed_new = {id(old): new for old, new in changes}
         for decl in affected.values():
             name = _top_name(decl)
@@ -181,6 +205,9 @@ class IncrementalMixin(LowerBase):
         for key in [k for k, sym in self.symbols.items() if id(sym.span.origin) in origins]:
             if id(self.symbols[key].span.origin) not in kept:
                 del self.symbols[key]
+        for old, new in changes:
+            if new is not None and _top_name(old) in renamed:
+                self._forget_name(old)
         new_of = {id(old): new for old, new in changes if new is not None}
         self._all_decls = [(pf, new_of.get(id(d), d)) for pf, d in self._all_decls]
         todo_ids = {id(new_of.get(i, d)) for i, d in affected.items()}
@@ -248,6 +275,22 @@ class IncrementalMixin(LowerBase):
             for table in tables.get(type(decl), ()):
                 if name in table and table[name] is before[id(table)].get(name):
                     del table[name]
+        # An entry set again after it had gone (a declaration that failed, then checked
+        # again; a renamed one) went to the end: put each table back in declaration order,
+        # as a full run builds it (the IR lists declarations in that order).
+        position: dict[str, int] = {}
+        for i, (_, d) in enumerate(self._all_decls):
+            position.setdefault(_top_name(d) or "", i)
+        last = len(position) + len(self._all_decls)
+        for decl_type in {type(d) for d in order}:
+            for table in [
+                *tables.get(decl_type, ()),
+                *([self.modules] if decl_type is ast.ModuleDecl else []),
+            ]:
+                items = sorted(table.items(), key=lambda kv: position.get(kv[0], last))
+                if list(table) != [k for k, _ in items]:
+                    table.clear()
+                    table.update(items)
         # Inline signatures (`Predict("q -> a")`) the re-checked declarations no longer make.
         for key, value in extra.items():
             if self._extra_signatures.get(key) is value and _inline_owner(key, order):
@@ -255,6 +298,62 @@ class IncrementalMixin(LowerBase):
         self.diagnostics = [d for d in self.diagnostics if d.code != "DSX200"]
         self._report_unused(self._all_decls)
         return self._finish()
+
+    # ---- renamed declarations (a rename's trial check) -----------------------------------
+    def _renamable(self, old: Any, new: Any) -> bool:
+        """Whether ``old`` may become ``new`` (same kind, another name) in a re-check."""
+        if not self._renames_ok or type(old) is not type(new):
+            return False
+        if isinstance(old, _RESOURCES) or _top_name(old) is None:
+            return False
+        name, new_name = _top_name(old), _top_name(new)
+        return (
+            new_name is not None
+            and new_name not in self.decls
+            and new_name not in self._broken
+            and new_name not in _env.BUILTIN_FUNCTIONS
+            and self.decls.get(name or "", ("", None))[1] is old
+            # declared twice: the other one's "declared twice" error would go
+            and not any(d is not old and _top_name(d) == name for _, d in self._all_decls)
+        )
+
+    def _new_names_used_elsewhere(
+        self, renamed: dict[str, str], affected: dict[int, Any], changes: list[tuple[Any, Any]]
+    ) -> bool:
+        """Whether a block that is not re-checked mentions a new name: what it meant there
+        (nothing, or another binding) may change, so only a full run can tell."""
+        words = re.compile(
+            r"(?<![A-Za-z0-9_])("
+            + "|".join(map(re.escape, renamed.values()))
+            + r")(?![A-Za-z0-9_])"
+        )
+        checked = set(affected) | {id(new) for _, new in changes if new is not None}
+        for pf in self.files:
+            for block in pf.blocks:
+                if block.decl is not None and id(block.decl) in checked:
+                    continue
+                if words.search(block.text):
+                    return True
+        return False
+
+    def _forget_name(self, old: Any) -> None:
+        """Drop what the renamed declaration ``old`` registered under its old name."""
+        name = _top_name(old) or ""
+        self.decls.pop(name, None)
+        tables: dict[type, tuple[dict[str, Any], ...]] = {
+            ast.SignatureDecl: (self.signatures,),
+            ast.TypeDecl: (self.records,),
+            ast.EnumDecl: (self.enums,),
+            ast.ModuleDecl: (self.modules,),
+            ast.ProgramDecl: (self.programs, self.program_io),
+            ast.DataDecl: (self.data,),
+            ast.MetricDecl: (self.metrics,),
+        }
+        for table in tables.get(type(old), ()):
+            table.pop(name, None)
+        owners = [f"{name}_{s.name.name}" for s in getattr(old, "submodules", ())]
+        for key in [*owners, f"{name}_{name}"]:
+            self._extra_signatures.pop(key, None)
 
 
 def _top_name(decl: Any) -> str | None:

@@ -15,11 +15,11 @@ from dsx._textfile import TextFileError, read_text
 from dsx.compiler.lower import Lowerer
 from dsx.compiler.model import SemanticModel
 from dsx.compiler.symbols import Reference, Symbol
-from dsx.diagnostics import Diagnostic, Related, SourceFile, Span, make
+from dsx.diagnostics import Diagnostic, Origin, Related, SourceFile, Span, make
 from dsx.grammar import ast
 from dsx.grammar.parser import BlockCache, ParsedFile, parse
 
-__all__ = ["Analysis", "analyze_path", "analyze_source"]
+__all__ = ["Analysis", "analyze_path", "analyze_source", "check_variant"]
 
 
 @dataclass(slots=True)
@@ -63,25 +63,35 @@ def analyze_source(
     overlays: dict[str, str] | None = None,
     caches: dict[str, BlockCache] | None = None,
     previous: Analysis | None = None,
+    keep_previous: bool = False,
 ) -> Analysis:
     """Analyze ``text`` as the file ``path``. ``overlays`` give unsaved text of other files.
 
     With ``caches`` (block caches per file) and the ``previous`` analysis of the same file,
-    an edit re-parses only the changed blocks and, when the edit stays inside a module's
-    ``forward`` body or a test block, re-checks only those (what an editor needs).
+    an edit re-parses only the changed blocks and re-checks only the changed declarations
+    and what depends on them (what an editor needs); ``previous`` is then used up.
+
+    ``keep_previous``: leave ``previous`` as it was, so that it can still be queried (a
+    trial check, such as a rename's: renamed top-level declarations are re-checked
+    incrementally too).
     """
     texts = dict(overlays or {})
     root = _norm(path)
     texts[root] = text
     if previous is not None and caches is not None:
-        quick = _reanalyze(root, texts, caches, previous)
+        quick = _reanalyze(root, texts, caches, previous, keep=keep_previous)
         if quick is not None:
             return quick
     return _analyze(root, texts, caches)
 
 
 def _reanalyze(
-    root: str, texts: dict[str, str], caches: dict[str, BlockCache], prev: Analysis
+    root: str,
+    texts: dict[str, str],
+    caches: dict[str, BlockCache],
+    prev: Analysis,
+    *,
+    keep: bool = False,
 ) -> Analysis | None:
     if prev.root != root or prev.lowerer is None or root not in prev.files:
         return None
@@ -100,11 +110,11 @@ def _reanalyze(
         return None  # a declaration was deleted (its block is only comments now)
     if any(isinstance(n, ast.ImportDecl) or isinstance(o, ast.ImportDecl) for o, n in changes):
         return None
-    lowerer = prev.lowerer
+    lowerer = prev.lowerer.fork() if keep else prev.lowerer
     lowerer.files = [pf if f.source.path == root else f for f in lowerer.files]
     lowerer.collect_broken()
     lowerer.sources[root] = pf.source
-    unit = lowerer.relower(changes)
+    unit = lowerer.relower(changes, renames=keep)
     if unit is None:
         return None
     files = dict(prev.files)
@@ -124,6 +134,40 @@ def _reanalyze(
         dict(texts),
         True,
     )
+
+
+def check_variant(analysis: Analysis, texts: dict[str, str]) -> Analysis:
+    """Check ``analysis``'s unit with the text of some of its files replaced (``texts``:
+    path -> new text; others as ``analysis`` read them), leaving ``analysis`` as it was.
+
+    What a rename does before it answers: blocks the edits leave alone are not parsed again
+    (``analysis``'s are lent, their offsets restored after), and only the changed
+    declarations and what depends on them are checked again, on a copy of ``analysis``'s
+    state — a full run when that is not sound (an edited import, another file changed).
+    Only the result's diagnostics are meant to be read: its spans in lent blocks point at
+    ``analysis``'s text.
+    """
+    overlays = {p: t for p, t in analysis.texts.items() if p != analysis.root}
+    overlays.update(texts)
+    root_text = overlays.pop(analysis.root, analysis.texts.get(analysis.root, ""))
+    caches: dict[str, BlockCache] = {}
+    lent: list[tuple[Origin, int]] = []
+    for path, pf in analysis.files.items():
+        cache = caches[path] = BlockCache()
+        cache.replace(pf.blocks)
+        lent.extend((b.span.origin, b.span.origin.offset) for b in pf.blocks)
+    try:
+        return analyze_source(
+            root_text,
+            analysis.root,
+            overlays=overlays,
+            caches=caches,
+            previous=analysis,
+            keep_previous=True,
+        )
+    finally:
+        for origin, offset in lent:
+            origin.offset = offset
 
 
 def analyze_path(path: str | Path, *, overlays: dict[str, str] | None = None) -> Analysis:

@@ -10,9 +10,18 @@ helpers), ``_lower_decls`` (``use``, types, enums, signatures), ``_lower_modules
 ``_lower_project`` (programs, data, metrics, optimize, tests), ``_lower_incremental``
 (re-checking after an edit) and ``_lower_query`` (what editors ask: scopes, types).
 This module assembles them and drives the passes in order.
+
+IR nodes are built without validation (:func:`dsx.ir.build`, several times cheaper). With
+``DSX_VALIDATE_IR=1`` in the environment (the test suite sets it) each finished unit is
+validated against the IR's pydantic models, strictly, so that a node built with a wrong
+type fails the test that built it instead of surfacing later in codegen or at run time.
 """
 
 from __future__ import annotations
+
+import os
+
+from pydantic import ValidationError
 
 from dsx import ir
 from dsx.compiler._lower_base import _b, _ModuleInfo
@@ -25,7 +34,7 @@ from dsx.compiler._lower_query import QueryMixin
 from dsx.compiler._lower_resources import ResourcesMixin
 from dsx.grammar import ast
 
-__all__ = ["Lowerer"]
+__all__ = ["Lowerer", "validate_unit"]
 
 _RESOURCES = (ast.LmDecl, ast.RetrieverDecl)
 
@@ -115,4 +124,20 @@ class Lowerer(
             tests=tuple(self.tests.values()),
             **self._resource_ir(),
         )
+        if os.environ.get("DSX_VALIDATE_IR") == "1":
+            validate_unit(self.unit)
         return self.unit
+
+
+def validate_unit(unit: ir.Unit) -> None:
+    """Check every node of ``unit`` against the IR's models (strict: no coercion).
+
+    Raises:
+        AssertionError: a node has a field of the wrong type — a bug in the lowerer.
+    """
+    try:
+        ir.Unit.model_validate(unit.model_dump(warnings="error"), strict=True)
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise AssertionError(
+            f"the checker built an invalid IR for {unit.source} (a dsx bug): {exc}"
+        ) from exc

@@ -11,10 +11,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 from dsx.compiler import _env
-from dsx.compiler.analysis import Analysis, analyze_source
+from dsx.compiler.analysis import Analysis, check_variant
 from dsx.compiler.symbols import Symbol
-from dsx.diagnostics import Origin
-from dsx.grammar.parser import BlockCache
 from dsx.lsp import locate
 from dsx.lsp.navigation import find_occurrences
 from dsx.lsp.state import Document, Session, uri_of
@@ -160,21 +158,10 @@ def _check_result(
         for start, end in sorted(edits, reverse=True):
             text = text[:start] + new_name + text[end:]
         texts[path] = text
-    root_text = texts.pop(doc.path, doc.text)
-    # Blocks the rename leaves alone are not parsed again: the current analysis's blocks are
-    # lent to the check (a borrowed block's offset moves with the edits before it) and
-    # their offsets restored after, so the live analysis is as it was.
-    caches: dict[str, BlockCache] = {}
-    lent: list[tuple[Origin, int]] = []
-    for path, pf in analysis.files.items():
-        cache = caches[path] = BlockCache()
-        cache.replace(pf.blocks)
-        lent.extend((b.span.origin, b.span.origin.offset) for b in pf.blocks)
-    try:
-        after = analyze_source(root_text, doc.path, overlays=texts, caches=caches)
-    finally:
-        for origin, offset in lent:
-            origin.offset = offset
+    texts.setdefault(doc.path, doc.text)
+    # Only what the rename touches (and what depends on it) is checked again, on a copy of
+    # the live analysis's state, which stays as it is.
+    after = check_variant(analysis, texts)
     before_codes = _error_counts(analysis)
     for diag in after.errors:
         key = (diag.code, diag.span.file)
