@@ -2,8 +2,9 @@
 
 :func:`fields_so_far` looks at the text received so far and returns, per output field, the
 part of its final value that can no longer change, and whether the field is complete. It
-understands both built-in layouts, told apart by the reply's first character: the chat
-adapter's marker lines (``<<< answer >>>``) and the JSON adapter's object (string values
+understands the built-in layouts, told apart by the reply's first character: the chat
+adapter's marker lines (``<<< answer >>>``, or DSPy's ``[[ ## answer ## ]]`` for
+``DSPyChatAdapter``) and the JSON adapter's object (string values
 are decoded as they come, escapes included; other values stream as raw JSON text).
 
 What is held back is exactly what a later chunk could still change: a partial line that
@@ -23,6 +24,13 @@ _MARKER_LINE = re.compile(r"^[ \t]*<<<[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*>>>[ \
 # A last line that could still grow into a marker line.
 _MARKER_PREFIX = re.compile(
     r"[ \t]*(?:<{1,2}|<<<[ \t]*(?:[A-Za-z_][A-Za-z0-9_]*)?[ \t]*>{0,3}[ \t]*)"
+)
+# DSPy's layout (DSPyChatAdapter): a ``[[ ## answer ## ]]`` marker at the start of a line; the
+# rest of that line already belongs to the field, so the marker counts once its ``]]`` is in.
+_DSPY_MARKER = re.compile(r"^[ \t]*\[\[ ## (\w+) ## \]\]", re.M)
+# A last line that could still grow into a DSPy marker (each step of ``[[ ## name ## ]]``).
+_DSPY_MARKER_PREFIX = re.compile(
+    r"[ \t]*\[(?:\[(?: (?:#(?:#(?: (?:\w+(?: (?:#(?:#(?: \]?)?)?)?)?)?)?)?)?)?)?"
 )
 _FENCE = re.compile(r"\s*```[A-Za-z]*[ \t]*\n")
 
@@ -48,22 +56,29 @@ def _chat_fields(text: str, final: bool) -> Fields:
     markers = [
         m for m in _MARKER_LINE.finditer(text) if final or m.end() < len(text)
     ]  # a marker line counts once its line has ended
+    prefix = _MARKER_PREFIX
+    # DSPy's markers instead when its kind comes first: one layout per reply, so a value
+    # that quotes the other layout's marker stays text, as the adapter's parse reads it.
+    dspy = list(_DSPY_MARKER.finditer(text)) if "[[ ## " in text else []
+    if dspy and (not markers or dspy[0].start() < markers[0].start()):
+        markers, prefix = dspy, _DSPY_MARKER_PREFIX
     for i, m in enumerate(markers):
         name = m.group(1)
-        if name == "end":
-            break
+        if name == "end" and m.re is _MARKER_LINE:
+            break  # DSPy's closing [[ ## completed ## ]] is a section its parse reads as any
         closed = i + 1 < len(markers)
         body = text[m.end() : markers[i + 1].start() if closed else len(text)]
         if name in out:
             continue  # the first section of a name wins, as in ChatAdapter.parse
-        if closed or final:
-            out[name] = (body.strip(), True)
-            continue
-        last_break = body.rfind("\n")
-        tail = body[last_break + 1 :]
-        if _MARKER_PREFIX.fullmatch(tail):
-            body = body[: last_break + 1] if last_break >= 0 else ""
-        out[name] = (body.strip(), False)
+        if not (closed or final):
+            last_break = body.rfind("\n")
+            tail = body[last_break + 1 :]
+            if prefix.fullmatch(tail):
+                body = body[: last_break + 1] if last_break >= 0 else ""
+        value = body.strip()
+        if prefix is _DSPY_MARKER_PREFIX:  # DSPy's parse joins str.splitlines() with "\n"
+            value = "\n".join(value.splitlines())
+        out[name] = (value, closed or final)
     return out
 
 
