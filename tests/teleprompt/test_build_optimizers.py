@@ -73,9 +73,10 @@ def test_random_search_in_build_records_the_score(project):
     )
 
 
-def test_build_refuses_optimizers_whose_state_the_ir_cannot_hold(project):
-    # KNNFewShot's index is learned state now (tests/teleprompt/test_knn_in_build.py)
-    with pytest.raises(BuildError, match="Ensemble builds a program whose state cannot be baked"):
+def test_build_refuses_an_ensemble_that_names_no_members(project):
+    # KNNFewShot's index and Ensemble's members are learned state now
+    # (tests/teleprompt/test_knn_in_build.py, test_ensemble_in_build.py)
+    with pytest.raises(BuildError, match=r"members of one: Ensemble\(members = 3"):
         build_with(project, "Ensemble(size = 2)")
 
 

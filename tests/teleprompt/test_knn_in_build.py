@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dsx
-from dsx.compiler.build import BuildError, build
+from dsx.compiler.build import build
 from dsx.errors import DsxError, StateError
 from dsx.runtime.embedder import Embedder
 from dsx.runtime.state import load_into, make_state, parse_state, read_state, write_state
@@ -86,7 +86,7 @@ def test_a_saved_selector_round_trips_through_a_state_file(tmp_path):
         ),
         ({"embedder": {"model": "http://evil.example/embed"}}, "a model name, not an address"),
         ({"embedder": {"model": "m", "plugin": "os:system"}}, "embedder.plugin is not a setting"),
-        ({"kind": "ensemble"}, "unknown selector kind 'ensemble'"),
+        ({"kind": "tree"}, "unknown selector kind 'tree'"),
         ({"reduce_fn": "os:system"}, "'reduce_fn' is not part of a KNN selector"),
         ({"k": 0}, "k must be a whole number >= 1"),
         ({"demos": [{"other.predict": []}, {}]}, "a predictor 'other.predict' the program does"),
@@ -152,12 +152,6 @@ def write_project(tmp_path, optimizer):
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (tmp_path / "qa.dsx").write_text(QA.replace("OPTIMIZER", optimizer))
     return tmp_path / "qa.dsx"
-
-
-def test_build_still_refuses_an_ensemble(tmp_path):
-    dsx.configure(lm=FunctionLM(lambda messages: {"answer": "x"}))
-    with pytest.raises(BuildError, match="Ensemble builds a program whose state cannot be baked"):
-        build(write_project(tmp_path, "Ensemble()"), log=lambda m: None)
 
 
 def shown_questions(messages):

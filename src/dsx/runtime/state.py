@@ -20,13 +20,16 @@ Format (``schema_version`` 2)::
           "lm": {"model": "...", ...} | null
         }
       },
-      "selector": {"kind": "knn", ...}  # optional: KNNFewShot's per-call demos
+      "selector": {"kind": "knn", ...}  # optional: KNNFewShot's per-call demos,
+                                        # or {"kind": "ensemble", ...}: Ensemble's members
     }
 
 A ``selector`` wraps the program at load time (``dsx.teleprompt.knn``): ``k``, the
 embedder's model name, the trainset with each example's demos per predictor and the
 trainset vectors (base64 float32). The embedder is named by its model only: an endpoint
-or key there is refused like an LM's (below).
+or key there is refused like an LM's (below). An ``"ensemble"`` selector
+(``dsx.teleprompt.ensemble``) holds each member's predictor state (checked like ``state``)
+and the name of a registered reducer, never code.
 
 Version 1 files (``Module.save`` before the toolchain shared the format) and the bare
 learned-state objects that ``dsx optimize`` used to write are still read.

@@ -266,18 +266,24 @@ _ENDPOINT_KEYS = frozenset({"api_base", "base_url", "api_key", "headers", "extra
 
 
 def dump_selector(program: Module) -> dict[str, Any] | None:
-    """A KNN-compiled program's selector as JSON data (``None`` for any other program).
+    """A KNN-compiled or ensembled program's selector as JSON data (``None`` for any other
+    program; an ensemble's is :func:`dsx.teleprompt.ensemble.dump_ensemble`'s).
 
     Raises:
         DsxError: when the vectorizer is a Python function (it has no name to rebuild it by).
     """
+    from dsx.teleprompt.ensemble import dump_ensemble
+
+    ensemble = dump_ensemble(program)
+    if ensemble is not None:
+        return ensemble
+    state = program.__dict__.get("_dsx_knn")
+    if not isinstance(state, _KNNState):
+        return None
     np = require("optimize", "numpy", feature="KNNFewShot")
 
     from dsx.runtime.adapters._values import jsonable
 
-    state = program.__dict__.get("_dsx_knn")
-    if not isinstance(state, _KNNState):
-        return None
     knn = state.knn
     if knn.embedder.kind == "function":
         raise DsxError(
@@ -318,9 +324,14 @@ def prepare_selector(
 
     Everything is checked first (a :class:`~dsx.errors.StateError` naming the problem); the
     returned step changes the program. The embedder is rebuilt from its model name only:
-    an endpoint or key in the state is refused unless ``allow_endpoints``.
+    an endpoint or key in the state is refused unless ``allow_endpoints``. A selector of
+    kind ``"ensemble"`` is :func:`dsx.teleprompt.ensemble.prepare_ensemble`'s.
     """
-    k, model, keys, trainset, per_example, matrix = check_selector(
+    if isinstance(data, Mapping) and data.get("kind") == "ensemble":
+        from dsx.teleprompt.ensemble import prepare_ensemble
+
+        return prepare_ensemble(program, data, name, allow_endpoints=allow_endpoints)
+    k, model, keys, trainset, per_example, matrix = _check_knn(
         data,
         name,
         predictors={n for n, _ in program.named_predictors()},
@@ -348,20 +359,36 @@ def check_selector(
     *,
     predictors: set[str] | None = None,
     allow_endpoints: bool = False,
-) -> tuple[int, str, list[str], list[Example], list[dict[str, list[Example]]], Any]:
-    """A saved KNN selector, checked (:func:`prepare_selector`; the build cache checks with
-    it too): ``(k, model, input_keys, trainset, demos per example, vectors or None)``."""
-    np = require("optimize", "numpy", feature="KNNFewShot")
+) -> Any:
+    """A saved selector of either kind, checked (the build cache checks with it): a KNN
+    selector's parts (:func:`_check_knn`) or an ensemble's
+    (:func:`dsx.teleprompt.ensemble.check_ensemble`)."""
+    if isinstance(data, Mapping) and data.get("kind") == "ensemble":
+        from dsx.teleprompt.ensemble import check_ensemble
 
+        return check_ensemble(data, name, allow_endpoints=allow_endpoints)
+    return _check_knn(data, name, predictors=predictors, allow_endpoints=allow_endpoints)
+
+
+def _check_knn(
+    data: Any,
+    name: str = "program",
+    *,
+    predictors: set[str] | None = None,
+    allow_endpoints: bool = False,
+) -> tuple[int, str, list[str], list[Example], list[dict[str, list[Example]]], Any]:
+    """A saved KNN selector, checked (:func:`prepare_selector`): ``(k, model, input_keys,
+    trainset, demos per example, vectors or None)``."""
     if not isinstance(data, Mapping):
         raise _bad(name, f"expected an object, got {type(data).__name__}")
     kind = data.get("kind")
     if kind != "knn":
         raise _bad(
             name,
-            f"unknown selector kind {kind!r}; this dsx rebuilds only 'knn' (KNNFewShot). "
-            "Rebuild the program with this dsx.",
+            f"unknown selector kind {kind!r}; this dsx rebuilds 'knn' (KNNFewShot) and "
+            "'ensemble' (Ensemble). Rebuild the program with this dsx.",
         )
+    np = require("optimize", "numpy", feature="KNNFewShot")
     unknown = sorted(set(data) - _SELECTOR_KEYS)
     if unknown:
         raise _bad(name, f"{unknown[0]!r} is not part of a KNN selector")
