@@ -111,6 +111,11 @@ class Body:
         if kind == "list":
             items = f"[{self.expr('str', depth + 1)}, {self.expr('str', depth + 1)}]"
             if depth < 2 and draw(st.booleans()):  # a comprehension over them
+                if draw(st.booleans()):  # two `for` clauses, the second over the first's
+                    return (
+                        f"[w + c for w in {items} if len(w) > {self.expr('int', 2)}"
+                        f" for c in w if c != {self.expr('str', 2)}]"
+                    )
                 return f"[upper(w) for w in {items} if len(w) > {self.expr('int', 2)}]"
             return items
         # bool

@@ -173,9 +173,18 @@ class ExprsMixin(LowerBase):
         for ident, t in zip(e.targets, types, strict=True):
             inner[ident.name] = _Entry("local", t)
         conds = tuple(self._expr(c, inner)[0] for c in e.conds)
+        more = []
+        for clause in e.more:  # each later `for` sees the names of those before it
+            cit, citype = self._expr(clause.iter, inner)
+            ctypes = self._target_types(clause.targets, citype, clause.iter.span)
+            for ident, t in zip(clause.targets, ctypes, strict=True):
+                inner[ident.name] = _Entry("local", t)
+            cconds = tuple(self._expr(c, inner)[0] for c in clause.conds)
+            cvar = _comp_var(clause.targets)
+            more.append(_b(ir.CompFor, var=cvar, iter=cit, conds=cconds))
         elt, etype = self._expr(e.elt, inner)
-        var = e.targets[0].name if len(e.targets) == 1 else tuple(t.name for t in e.targets)
-        node = _b(ir.ListComp, elt=elt, var=var, iter=it, conds=conds, loc=None)
+        var = _comp_var(e.targets)
+        node = _b(ir.ListComp, elt=elt, var=var, iter=it, conds=conds, loc=None, more=tuple(more))
         elem = etype if isinstance(etype, ir.TypeRef) else _ANY
         return node, _b(ir.TypeRef, kind="list", args=(elem,))
 
@@ -756,3 +765,8 @@ def _mismatch(actual: Any, expected: ir.TypeRef, lowerer: LowerBase) -> str | No
     if ek == "tuple" and ak == "list":
         return None
     return str(actual) if ak in ("str", "int", "float", "bool", "list", "dict") else None
+
+
+def _comp_var(targets: tuple[ast.Ident, ...]) -> str | tuple[str, ...]:
+    """A comprehension clause's loop variable: a name, or the names an item unpacks into."""
+    return targets[0].name if len(targets) == 1 else tuple(t.name for t in targets)

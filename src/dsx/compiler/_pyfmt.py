@@ -328,6 +328,8 @@ def _split_at(
     for i, part in enumerate(parts):
         part, end = _strip(part), suffix if i == len(parts) - 1 else ""
         inner_ops = _operators(part)  # an operand still too long: split at its own operators
+        if part and part[0] == "for ":
+            inner_ops = None  # a comprehension's `for x in [...]`: its `in` is no operator
         if inner_ops and len(indent + _flat(part).strip() + end) > width:
             lines += _split_at(part, inner_ops[1], indent, width, end)
         else:

@@ -487,15 +487,22 @@ class _Gen:
             )
             return f"({text})" if parent > 0 else text
         if k == "listcomp":
-            names = {e.var} if isinstance(e.var, str) else set(e.var)
-            added = names - self.locals
-            self.locals |= added  # the comprehension's names are plain Python names
+            added: set[str] = set()
             try:
-                conds = "".join(f" if {self.expr(c, 1, in_forward)}" for c in e.conds)
-                return (
-                    f"[{self.expr(e.elt, 0, in_forward)} for {_targets(e.var)} in "
-                    f"{self.expr(e.iter, 1, in_forward)}{conds}]"
-                )
+                clauses = []
+                for var, it, conds in (
+                    (e.var, e.iter, e.conds),
+                    *((c.var, c.iter, c.conds) for c in e.more),
+                ):
+                    # An iterable is read before its clause's names are bound, but may use
+                    # earlier clauses' names; they are plain Python names.
+                    source = self.expr(it, 1, in_forward)
+                    names = ({var} if isinstance(var, str) else set(var)) - self.locals
+                    added |= names
+                    self.locals |= names
+                    tests = "".join(f" if {self.expr(c, 1, in_forward)}" for c in conds)
+                    clauses.append(f" for {_targets(var)} in {source}{tests}")
+                return f"[{self.expr(e.elt, 0, in_forward)}{''.join(clauses)}]"
             finally:
                 self.locals -= added
         if k == "call":

@@ -536,11 +536,15 @@ class _BlockFormatter:
         return [self.expr(e.then, 1), " if ", self.expr(e.cond, 1), " else ", self.expr(e.orelse)]
 
     def e_ListComp(self, e: ast.ListComp) -> Any:
-        names = ", ".join(t.name for t in e.targets)
-        doc: list[Any] = ["[", self.expr(e.elt), f" for {names} in ", self.expr(e.iter, 1)]
-        for cond in e.conds:
-            doc += [" if ", self.expr(cond, 1)]
-        return [*doc, "]"]
+        # Flat when it fits, else (as ruff lays out Python) each `for` and `if` on its own line.
+        inner: list[Any] = [_SOFT, self.expr(e.elt)]
+        clauses = ((e.targets, e.iter, e.conds), *((c.targets, c.iter, c.conds) for c in e.more))
+        for targets, it, conds in clauses:
+            names = ", ".join(t.name for t in targets)
+            inner += [_LINE, f"for {names} in ", self.expr(it, 1)]
+            for cond in conds:
+                inner += [_LINE, "if ", self.expr(cond, 1)]
+        return _Group(["[", _Indent(inner), _SOFT, "]"])
 
     def e_Call(self, e: ast.Call) -> Any:
         func = self.expr(e.func, _POSTFIX)

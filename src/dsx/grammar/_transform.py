@@ -502,8 +502,14 @@ class ToAst(Transformer):
         return ast.IfExp(c[2], c[0], c[4], self._span(c))
 
     def list_comp(self, c: list[Any]) -> ast.ListComp:
-        conds = tuple(x for x in c[6:-1] if x is not None and not _is_tok(x))
-        return ast.ListComp(c[1], c[3], c[5], conds, self._span(c))
+        first, *more = c[2:-1]
+        return ast.ListComp(
+            c[1], first.targets, first.iter, first.conds, self._span(c), tuple(more)
+        )
+
+    def comp_for(self, c: list[Any]) -> ast.CompFor:
+        conds = tuple(x for x in c[4:] if x is not None and not _is_tok(x))
+        return ast.CompFor(c[1], c[3], conds, self._span(c))
 
     def call(self, c: list[Any]) -> ast.Call:
         return ast.Call(c[0], tuple(self._nodes(c[1:])), self._span(c))

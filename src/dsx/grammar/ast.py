@@ -25,6 +25,7 @@ __all__ = [
     "Attr",
     "BinOp",
     "Call",
+    "CompFor",
     "Check",
     "Comment",
     "DataDecl",
@@ -213,14 +214,27 @@ class IfExp:
 
 
 @dataclass(frozen=True, slots=True)
+class CompFor:
+    """A comprehension's later ``for a, b in iter if cond ...`` clause."""
+
+    targets: tuple[Ident, ...]
+    iter: Expr
+    conds: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class ListComp:
-    """``[elt for a, b in iter if cond ...]``; its names are local to it."""
+    """``[elt for a, b in iter if cond ... for c in ... if ...]``; its names are local to
+    it. The first ``for`` clause is held inline; ``more`` are the later ones, each nested in
+    the one before (as in Python)."""
 
     elt: Expr
     targets: tuple[Ident, ...]
     iter: Expr
     conds: tuple[Expr, ...]
     span: Span
+    more: tuple[CompFor, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

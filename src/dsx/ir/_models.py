@@ -145,8 +145,17 @@ class IfExp(_Node):
     loc: Loc | None = None
 
 
+class CompFor(_Node):
+    """A comprehension's later ``for var in iter if cond ...`` clause."""
+
+    var: str | tuple[str, ...]
+    iter: Expr
+    conds: tuple[Expr, ...] = ()
+
+
 class ListComp(_Node):
-    """``[elt for var in iter if cond ...]``; ``var`` is a tuple when items are unpacked."""
+    """``[elt for var in iter if cond ...]``; ``var`` is a tuple when items are unpacked.
+    ``more`` holds later ``for`` clauses, each nested in the one before."""
 
     kind: Literal["listcomp"] = "listcomp"
     elt: Expr
@@ -154,6 +163,8 @@ class ListComp(_Node):
     iter: Expr
     conds: tuple[Expr, ...] = ()
     loc: Loc | None = None
+    # Left out of dumps when empty: a one-`for` comprehension dumps as it did before.
+    more: tuple[CompFor, ...] = PField(default=(), exclude_if=lambda v: not v)
 
 
 class Call(_Node):
@@ -606,6 +617,7 @@ for _model in (
     Index,
     Slice,
     IfExp,
+    CompFor,
     ListComp,
     SetItem,
     AugAssign,

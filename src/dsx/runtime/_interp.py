@@ -191,18 +191,31 @@ def eval_expr(e: Any, env: dict[str, Any]) -> Gen:
         step = None if e.step is None else (yield from eval_expr(e.step, env))
         return obj[lo:hi:step]
     if kind == "listcomp":
-        iterable = yield from eval_expr(e.iter, env)
-        inner = dict(env)  # the comprehension's names do not leak, as in Python
-        out = []
-        for item in iterable:
-            _bind(inner, e.var, item)
-            for cond in e.conds:
-                if not (yield from eval_expr(cond, inner)):
-                    break
-            else:
-                out.append((yield from eval_expr(e.elt, inner)))
-        return out
+        made: list[Any] = []
+        # The comprehension's names do not leak, as in Python.
+        clauses = ((e.var, e.iter, e.conds), *((c.var, c.iter, c.conds) for c in e.more))
+        yield from _comprehend(e.elt, clauses, 0, dict(env), made)
+        return made
     raise DsxRuntimeError(f"cannot evaluate IR expression of kind {kind!r}")
+
+
+def _comprehend(
+    elt: Any, clauses: tuple[tuple[Any, Any, Any], ...], i: int, env: dict[str, Any], out: list
+) -> Gen:
+    """Run ``for`` clause ``i`` of a comprehension (and the later ones nested in it), adding
+    ``elt`` to ``out`` for each binding that passes every clause's conditions."""
+    var, iter_expr, conds = clauses[i]
+    iterable = yield from eval_expr(iter_expr, env)
+    for item in iterable:
+        _bind(env, var, item)
+        for cond in conds:
+            if not (yield from eval_expr(cond, env)):
+                break
+        else:
+            if i + 1 < len(clauses):
+                yield from _comprehend(elt, clauses, i + 1, env, out)
+            else:
+                out.append((yield from eval_expr(elt, env)))
 
 
 _BINOPS = {
