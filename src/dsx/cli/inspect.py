@@ -49,7 +49,65 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, pstate in state.predictors.items():
         _print_predictor(name, pstate, show_demos=args.demos)
+    if state.selector is not None:
+        _print_selector(state.selector, show_demos=args.demos)
     return 0
+
+
+def _print_selector(selector: dict[str, Any], *, show_demos: bool) -> None:
+    """A KNN selector (k, embedder, examples) or an ensemble (reducer, members); what loading
+    would refuse is noted, as for a predictor's LM (issue 19)."""
+    from dsx.errors import DsxError
+    from dsx.teleprompt.knn import check_selector
+
+    kind = selector.get("kind")
+    if kind == "knn":
+        embedder = selector.get("embedder")
+        embedder = embedder if isinstance(embedder, dict) else {}
+        examples = selector.get("examples")
+        count = len(examples) if isinstance(examples, list) else "?"
+        vectors = selector.get("vectors")
+        shape = vectors.get("shape") if isinstance(vectors, dict) else None
+        stored = (
+            f"vectors {shape[0]}x{shape[1]} stored"
+            if isinstance(shape, list) and len(shape) == 2
+            else "vectors computed at load"
+        )
+        print(
+            f"\nselector: knn (KNNFewShot), k={selector.get('k')}, embedder "
+            f"{embedder.get('model', '?')}, {count} example(s), {stored}"
+        )
+        print("  demos are chosen per call from the k nearest examples")
+    elif kind == "ensemble":
+        members = selector.get("members")
+        members = members if isinstance(members, list) else []
+        size = selector.get("size")
+        print(
+            f"\nselector: ensemble (Ensemble), {len(members)} member(s), reducer "
+            f"{selector.get('reducer')}, "
+            + (f"{size} member(s) per call" if size is not None else "every member per call")
+            + f", seed {selector.get('seed', 0)}"
+        )
+        for i, member in enumerate(members, 1):
+            if not isinstance(member, dict):
+                print(f"  member {i}: (not an object)")
+                continue
+            for path, pstate in member.items():
+                demos = pstate.get("demos", []) if isinstance(pstate, dict) else []
+                sig = pstate.get("signature") if isinstance(pstate, dict) else None
+                instructions = sig.get("instructions") if isinstance(sig, dict) else None
+                print(f"  member {i} ■ {path}: {len(demos)} demo(s)")
+                if show_demos:
+                    if instructions:
+                        print(f"    instructions: {instructions}")
+                    for j, demo in enumerate(demos, 1):
+                        print(f"      {j}. " + json.dumps(demo, ensure_ascii=False)[:200])
+    else:
+        print(f"\nselector: unknown kind {kind!r}")
+    try:
+        check_selector(selector, "this state")
+    except DsxError as exc:
+        print(f"  note: loading refuses this selector: {exc}")
 
 
 def _inspect_source(path: Path) -> int:
