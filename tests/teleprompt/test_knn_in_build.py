@@ -225,3 +225,47 @@ def test_a_build_cache_entry_with_a_redirected_embedder_is_rejected(tmp_path):
     write_cache_entry(tmp_path / "bad.json", "k1", bad)  # hash matches: only the check refuses it
     with pytest.raises(CacheEntryRejected, match=r"embedder\.base_url, which decides where"):
         read_cache_entry(tmp_path / "bad.json", "k1")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(not _HAVE_LOCAL, reason="needs the offline local model (sentence-transformers)")
+def test_dsx_run_applies_a_knn_state_and_each_prompt_shows_that_calls_neighbours(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from dsx.testing import OpenAIServer
+
+    source = write_project(tmp_path, 'KNNFewShot(k = 2, vectorizer = "local:all-MiniLM-L6-v2")')
+    dsx.configure(lm=FunctionLM(lambda messages: {"answer": "x"}))
+    build(source, log=lambda m: None)
+    state = tmp_path / "build" / "qa.state.json"
+    assert read_state(state).selector["kind"] == "knn"
+
+    def reply(request):
+        return "<<< answer >>>\nok\n\n<<< end >>>"
+
+    colour, legs = "What colour is a lemon?", "How many legs does an ant have?"
+    sent = []
+    with OpenAIServer(reply) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DSX_")}
+        env["DSX_CACHE_DIR"] = os.environ["DSX_CACHE_DIR"]
+        env.update(DSX_LM="openai/test-model", DSX_API_BASE=server.api_base, DSX_API_KEY="x")
+        for question in (colour, legs):
+            before = len(server.requests)
+            args = ["run", str(source), "-i", f"question={question}", "--state", str(state)]
+            out = subprocess.run(
+                [sys.executable, "-m", "dsx.cli", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+            )
+            assert out.returncode == 0, out.stderr
+            assert "ok" in out.stdout
+            bodies = [r.body for r in server.requests[before:] if r.body]
+            assert len(bodies) == 1
+            sent.append(shown_questions(bodies[0]["messages"]))
+    assert sent == [nearest(colour), nearest(legs)]
+    assert set(sent[0]) == {ROWS[0][0], ROWS[1][0]} and set(sent[1]) == {ROWS[2][0], ROWS[3][0]}
