@@ -11,11 +11,13 @@ from __future__ import annotations
 import bisect
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 __all__ = [
     "REGISTRY",
     "Code",
+    "DiagnosticCode",
     "Diagnostic",
     "Edit",
     "Fix",
@@ -163,193 +165,217 @@ class Diagnostic:
         return self.severity == "error"
 
 
-def _codes(*entries: tuple[str, str, Severity, str]) -> dict[str, Code]:
-    return {c: Code(c, n, s, d) for c, n, s, d in entries}
+class DiagnosticCode(StrEnum):
+    """Every diagnostic code by name: ``DiagnosticCode.UNKNOWN_NAME == "DSX100"``. Passes
+    emit these (a misspelt constant fails at import, a misspelt string would be a new code);
+    :data:`REGISTRY` gives each one's severity and meaning, and the kebab-case form of the
+    constant's name is the code's name (``unknown-name``)."""
+
+    SYNTAX_ERROR = "DSX001"
+    INVALID_STRING = "DSX002"
+    INVALID_SIGNATURE_SHORTHAND = "DSX003"
+    UNKNOWN_NAME = "DSX100"
+    UNKNOWN_TYPE = "DSX101"
+    DUPLICATE_DECLARATION = "DSX102"
+    DUPLICATE_FIELD = "DSX103"
+    UNKNOWN_SIGNATURE = "DSX104"
+    UNKNOWN_MODULE_KIND = "DSX105"
+    WRONG_DECLARATION_KIND = "DSX106"
+    RESERVED_OUTPUT_NAME = "DSX107"
+    RECURSIVE_TYPE = "DSX108"
+    MISSING_INPUT = "DSX110"
+    UNKNOWN_INPUT = "DSX111"
+    UNKNOWN_OUTPUT = "DSX112"
+    TYPE_MISMATCH = "DSX113"
+    POSITIONAL_ARGUMENT = "DSX114"
+    UNKNOWN_ARGUMENT = "DSX115"
+    MISSING_ARGUMENT = "DSX116"
+    IMPORT_NOT_FOUND = "DSX120"
+    IMPORT_CYCLE = "DSX121"
+    INVALID_DATA = "DSX122"
+    INVALID_OPTIMIZE = "DSX123"
+    INVALID_TEST = "DSX124"
+    MISSING_FORWARD = "DSX125"
+    MISSING_RETURN = "DSX126"
+    LOOP_CONTROL_OUTSIDE_LOOP = "DSX127"
+    UNBOUNDED_WHILE = "DSX128"
+    INVALID_ASSIGNMENT_TARGET = "DSX129"
+    INVALID_IS_COMPARISON = "DSX130"
+    INVALID_REPLY = "DSX131"
+    INVALID_LM = "DSX140"
+    INVALID_RETRIEVER = "DSX141"
+    UNUSED_DECLARATION = "DSX200"
+    UNUSED_VARIABLE = "DSX201"
+
+
+def _codes(*entries: tuple[Any, ...]) -> dict[str, Code]:
+    """The registry from ``(DiagnosticCode.X, severity, doc)`` entries (or, as before the
+    constants, ``("DSXnnn", "name", severity, doc)``: give it a constant too)."""
+    out: dict[str, Code] = {}
+    for entry in entries:
+        if len(entry) == 3:
+            code, severity, doc = entry
+            name = code.name.lower().replace("_", "-")
+        else:
+            code, name, severity, doc = entry
+        out[str(code)] = Code(str(code), name, severity, doc)
+    return out
 
 
 #: Every diagnostic code dsx can emit. ``docs/diagnostics.md`` documents each; a test
 #: checks the two agree.
 REGISTRY: dict[str, Code] = _codes(
     (
-        "DSX001",
-        "syntax-error",
+        DiagnosticCode.SYNTAX_ERROR,
         "error",
         "The block could not be parsed; the message names what was expected.",
     ),
     (
-        "DSX002",
-        "invalid-string",
+        DiagnosticCode.INVALID_STRING,
         "error",
         "A string literal has a bad escape or an unterminated interpolation.",
     ),
     (
-        "DSX003",
-        "invalid-signature-shorthand",
+        DiagnosticCode.INVALID_SIGNATURE_SHORTHAND,
         "error",
         'A `signature X = "..."` string is not of the form `a, b: T -> c: T`.',
     ),
     (
-        "DSX100",
-        "unknown-name",
+        DiagnosticCode.UNKNOWN_NAME,
         "error",
         "A name is used that no declaration, parameter or local variable defines.",
     ),
     (
-        "DSX101",
-        "unknown-type",
+        DiagnosticCode.UNKNOWN_TYPE,
         "error",
         "A type is used that is neither built in nor declared with `type`/`enum`.",
     ),
     (
-        "DSX102",
-        "duplicate-declaration",
+        DiagnosticCode.DUPLICATE_DECLARATION,
         "error",
         "Two top-level declarations (or imports) share a name.",
     ),
     (
-        "DSX103",
-        "duplicate-field",
+        DiagnosticCode.DUPLICATE_FIELD,
         "error",
         "A signature, type, enum, module or parameter list declares the same name twice.",
     ),
     (
-        "DSX104",
-        "unknown-signature",
+        DiagnosticCode.UNKNOWN_SIGNATURE,
         "error",
         "A predictor is given something that is not a signature.",
     ),
     (
-        "DSX105",
-        "unknown-module-kind",
+        DiagnosticCode.UNKNOWN_MODULE_KIND,
         "error",
         "A sub-module is built from something that is neither a built-in module kind nor a declared module.",
     ),
     (
-        "DSX106",
-        "wrong-declaration-kind",
+        DiagnosticCode.WRONG_DECLARATION_KIND,
         "error",
         "A name refers to a declaration of the wrong kind (e.g. a metric where data is expected).",
     ),
     (
-        "DSX107",
-        "reserved-output-name",
+        DiagnosticCode.RESERVED_OUTPUT_NAME,
         "error",
         "An output field is named like a method of every prediction (`items`, `keys`, ...).",
     ),
     (
-        "DSX108",
-        "recursive-type",
+        DiagnosticCode.RECURSIVE_TYPE,
         "error",
         "A record type contains itself, directly or through other records.",
     ),
     (
-        "DSX110",
-        "missing-input",
+        DiagnosticCode.MISSING_INPUT,
         "error",
         "A predictor call does not pass a required input of its signature.",
     ),
     (
-        "DSX111",
-        "unknown-input",
+        DiagnosticCode.UNKNOWN_INPUT,
         "error",
         "A predictor call passes an argument its signature has no input for.",
     ),
     (
-        "DSX112",
-        "unknown-output",
+        DiagnosticCode.UNKNOWN_OUTPUT,
         "error",
         "An output field is read that the predictor's signature does not have.",
     ),
     (
-        "DSX113",
-        "type-mismatch",
+        DiagnosticCode.TYPE_MISMATCH,
         "error",
         "An argument's statically known type does not fit the parameter or field.",
     ),
     (
-        "DSX114",
-        "positional-argument",
+        DiagnosticCode.POSITIONAL_ARGUMENT,
         "error",
         "A predictor or module is called with positional arguments where keywords are required.",
     ),
     (
-        "DSX115",
-        "unknown-argument",
+        DiagnosticCode.UNKNOWN_ARGUMENT,
         "error",
         "A constructor or call gets a keyword argument it does not accept.",
     ),
-    ("DSX116", "missing-argument", "error", "A constructor or call lacks a required argument."),
+    (DiagnosticCode.MISSING_ARGUMENT, "error", "A constructor or call lacks a required argument."),
     (
-        "DSX120",
-        "import-not-found",
+        DiagnosticCode.IMPORT_NOT_FOUND,
         "error",
         'An `import "file.dsx"` names a file that does not exist.',
     ),
-    ("DSX121", "import-cycle", "error", "Files import each other in a cycle."),
+    (DiagnosticCode.IMPORT_CYCLE, "error", "Files import each other in a cycle."),
     (
-        "DSX122",
-        "invalid-data",
+        DiagnosticCode.INVALID_DATA,
         "error",
         "A `data` declaration is not `jsonl(...)`, `csv(...)` or `json(...)` with a path and `inputs = [...]`.",
     ),
     (
-        "DSX123",
-        "invalid-optimize",
+        DiagnosticCode.INVALID_OPTIMIZE,
         "error",
         "An `optimize` block lacks an optimizer, training data or a metric, or has an unknown setting.",
     ),
     (
-        "DSX124",
-        "invalid-test",
+        DiagnosticCode.INVALID_TEST,
         "error",
         "A `test` block refers to inputs or outputs its program does not have.",
     ),
-    ("DSX125", "missing-forward", "error", "A module declares no `forward` body."),
-    ("DSX126", "missing-return", "warning", "A `forward` body has a path that returns nothing."),
+    (DiagnosticCode.MISSING_FORWARD, "error", "A module declares no `forward` body."),
+    (DiagnosticCode.MISSING_RETURN, "warning", "A `forward` body has a path that returns nothing."),
     (
-        "DSX127",
-        "loop-control-outside-loop",
+        DiagnosticCode.LOOP_CONTROL_OUTSIDE_LOOP,
         "error",
         "A `break` or `continue` stands outside a `for` or `while` loop.",
     ),
     (
-        "DSX128",
-        "unbounded-while",
+        DiagnosticCode.UNBOUNDED_WHILE,
         "error",
         "A `while` loop has no bound (`while cond max 10 { ... }`), or its bound is not an int.",
     ),
     (
-        "DSX129",
-        "invalid-assignment-target",
+        DiagnosticCode.INVALID_ASSIGNMENT_TARGET,
         "error",
         "An assignment's target is neither a name nor an item (`x.y = 1`), or the value cannot be changed.",
     ),
     (
-        "DSX130",
-        "invalid-is-comparison",
+        DiagnosticCode.INVALID_IS_COMPARISON,
         "error",
         "`is` / `is not` compares with something other than `none`.",
     ),
     (
-        "DSX131",
-        "invalid-reply",
+        DiagnosticCode.INVALID_REPLY,
         "error",
         "A `test` block's scripted `reply` names an output no predictor has, or gives it a value of the wrong type.",
     ),
     (
-        "DSX140",
-        "invalid-lm",
+        DiagnosticCode.INVALID_LM,
         "error",
         "An `lm` declaration is not a model name or `fallback(...)`, has an unknown or wrong-typed setting, or a predictor's `lm =` names no declared LM.",
     ),
     (
-        "DSX141",
-        "invalid-retriever",
+        DiagnosticCode.INVALID_RETRIEVER,
         "error",
         "A `retriever` declaration names an unknown kind, lacks a required setting or has an unknown or wrong-typed one, or `Retrieve(...)` names no declared retriever.",
     ),
-    ("DSX200", "unused-declaration", "warning", "A declaration is never used."),
-    ("DSX201", "unused-variable", "warning", "A local variable is assigned but never read."),
+    (DiagnosticCode.UNUSED_DECLARATION, "warning", "A declaration is never used."),
+    (DiagnosticCode.UNUSED_VARIABLE, "warning", "A local variable is assigned but never read."),
 )
 
 
@@ -434,5 +460,6 @@ def render_json(diags: list[tuple[Diagnostic, SourceFile | None]]) -> str:
 
 def make(code: str, message: str, span: Span, **kw: Any) -> Diagnostic:
     """A diagnostic with the registry's default severity for ``code``."""
+    code = str(code)  # a DiagnosticCode is stored as its plain code
     severity = kw.pop("severity", None) or REGISTRY[code].severity
     return Diagnostic(code=code, message=message, span=span, severity=severity, **kw)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler.symbols import Reference, Symbol
-from dsx.diagnostics import Diagnostic, Edit, Fix, Related, SourceFile, Span, make
+from dsx.diagnostics import Diagnostic, DiagnosticCode, Edit, Fix, Related, SourceFile, Span, make
 from dsx.grammar import ast, lexspec
 from dsx.grammar.parser import ParsedFile
 
@@ -36,7 +36,14 @@ _TOP_KINDS = {
 _b = ir.build
 _ANY = _b(ir.TypeRef, kind="any")
 # "Unknown X" codes that a declaration with a syntax error would explain.
-_MAYBE_BROKEN = frozenset({"DSX100", "DSX101", "DSX104", "DSX105"})
+_MAYBE_BROKEN = frozenset(
+    {
+        DiagnosticCode.UNKNOWN_NAME,
+        DiagnosticCode.UNKNOWN_TYPE,
+        DiagnosticCode.UNKNOWN_SIGNATURE,
+        DiagnosticCode.UNKNOWN_MODULE_KIND,
+    }
+)
 
 
 @dataclass(slots=True)
@@ -178,7 +185,7 @@ class LowerBase:
         if ident.name in seen:
             first = seen[ident.name]
             self._error(
-                "DSX103",
+                DiagnosticCode.DUPLICATE_FIELD,
                 f"{what} `{ident.name}` appears twice in `{owner}`",
                 ident.span,
                 related=(

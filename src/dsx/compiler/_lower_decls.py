@@ -9,7 +9,7 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _ANY, _TOP_KINDS, LowerBase, _b
-from dsx.diagnostics import Edit, Fix, Related, Span, make
+from dsx.diagnostics import DiagnosticCode, Edit, Fix, Related, Span, make
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile, parse_type_text
 
@@ -31,7 +31,7 @@ class DeclsMixin(LowerBase):
             first_kind, first = self.decls[name]
             first_ident = first.name if not isinstance(first, ast.UseDecl) else first.alias
             self._error(
-                "DSX102",
+                DiagnosticCode.DUPLICATE_DECLARATION,
                 f"`{name}` is declared twice (first as a {first_kind})",
                 ident.span,
                 related=(Related(first_ident.span, f"`{name}` first declared here"),),
@@ -54,7 +54,7 @@ class DeclsMixin(LowerBase):
         module = decl.module.value
         if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", module):
             self._error(
-                "DSX100",
+                DiagnosticCode.UNKNOWN_NAME,
                 f'`{module}` is not a Python module name (use dots: "pkg.module")',
                 decl.module.span,
             )
@@ -74,7 +74,7 @@ class DeclsMixin(LowerBase):
                 found = False
             if not found:
                 self._error(
-                    "DSX100",
+                    DiagnosticCode.UNKNOWN_NAME,
                     f"Python module `{module}` was not found next to {Path(decl.span.file).name} or on sys.path",
                     decl.module.span,
                     severity="warning",
@@ -129,7 +129,7 @@ class DeclsMixin(LowerBase):
         better = _env.rename_reserved(field)
         of = f" of `{owner}`" if owner in self.decls else ""  # not an inline signature's
         self._error(
-            "DSX107",
+            DiagnosticCode.RESERVED_OUTPUT_NAME,
             f"output `{field}`{of} would be hidden: `.{field}` of a prediction is its "
             f"`{field}` method, in `dsx run` and built modules alike; rename the field "
             f"(e.g. `{better}`)",
@@ -188,7 +188,7 @@ class DeclsMixin(LowerBase):
                 if target == name or reaches(target, name):
                     via = "" if target == name else f" (through `{target}`)"
                     self._error(
-                        "DSX108",
+                        DiagnosticCode.RECURSIVE_TYPE,
                         f"record `{name}` contains itself{via}; recursive types are not "
                         "supported: use a list of ids, a `str` holding JSON, or a fixed depth "
                         "(`Leaf`, `Node { children: list[Leaf] }`)",
@@ -272,7 +272,11 @@ class DeclsMixin(LowerBase):
                     )
                 )
             if decl.fields and not any(f.direction == "out" for f in fields):
-                self._error("DSX003", f"signature `{name}` has no `out` field", decl.name.span)
+                self._error(
+                    DiagnosticCode.INVALID_SIGNATURE_SHORTHAND,
+                    f"signature `{name}` has no `out` field",
+                    decl.name.span,
+                )
         if decl.instructions is not None:
             instructions = decl.instructions.value
         elif decl.doc:
@@ -301,7 +305,7 @@ class DeclsMixin(LowerBase):
         body = raw[3:-3] if raw.startswith('"""') else raw[1:-1]
         if body.count("->") != 1:
             self._error(
-                "DSX003",
+                DiagnosticCode.INVALID_SIGNATURE_SHORTHAND,
                 f'signature shorthand {raw} must contain exactly one `->`, like "question -> answer"',
                 text.span,
             )
@@ -315,7 +319,7 @@ class DeclsMixin(LowerBase):
                 if not stripped:
                     if part.strip():
                         self._error(
-                            "DSX003",
+                            DiagnosticCode.INVALID_SIGNATURE_SHORTHAND,
                             "empty field in signature shorthand (a stray comma?)",
                             Span(
                                 text.span.origin,
@@ -333,10 +337,18 @@ class DeclsMixin(LowerBase):
                     body_offset + item_start + lead + len(fname),
                 )
                 if not re.fullmatch(r"[A-Za-z_]\w*", fname):
-                    self._error("DSX003", f"`{fname}` is not a valid field name", fspan)
+                    self._error(
+                        DiagnosticCode.INVALID_SIGNATURE_SHORTHAND,
+                        f"`{fname}` is not a valid field name",
+                        fspan,
+                    )
                     continue
                 if fname in seen:
-                    self._error("DSX103", f"field `{fname}` appears twice in `{owner}`", fspan)
+                    self._error(
+                        DiagnosticCode.DUPLICATE_FIELD,
+                        f"field `{fname}` appears twice in `{owner}`",
+                        fspan,
+                    )
                     continue
                 seen.add(fname)
                 type_ = _b(ir.TypeRef, kind="str")
@@ -346,7 +358,7 @@ class DeclsMixin(LowerBase):
                     if diag is not None:
                         self.diagnostics.append(
                             make(
-                                "DSX003",
+                                DiagnosticCode.INVALID_SIGNATURE_SHORTHAND,
                                 f"bad type in signature shorthand: {diag.message}",
                                 # relative to the block's origin, so that re-checking the block
                                 # after an edit replaces it
@@ -384,7 +396,9 @@ class DeclsMixin(LowerBase):
                 )
         if not any(f.direction == "out" for f in fields):
             self._error(
-                "DSX003", f"signature shorthand {raw} has no output field after `->`", text.span
+                DiagnosticCode.INVALID_SIGNATURE_SHORTHAND,
+                f"signature shorthand {raw} has no output field after `->`",
+                text.span,
             )
         return fields
 
@@ -394,7 +408,7 @@ class DeclsMixin(LowerBase):
         value = _const_value(expr)
         if value is _NOT_CONST:
             self._error(
-                "DSX113",
+                DiagnosticCode.TYPE_MISMATCH,
                 "a default value must be a constant (string, number, true/false/none, or a list/dict of those)",
                 expr.span,
             )
@@ -432,10 +446,18 @@ class DeclsMixin(LowerBase):
             ]
             if kind is not None:
                 self._ref(node.name.span, name)
-                self._error("DSX106", f"`{name}` is {_env.a(kind)}, not a type", node.name.span)
+                self._error(
+                    DiagnosticCode.WRONG_DECLARATION_KIND,
+                    f"`{name}` is {_env.a(kind)}, not a type",
+                    node.name.span,
+                )
             else:
                 self._unknown(
-                    "DSX101", "type", node.name, candidates, "declare it with `type` or `enum`"
+                    DiagnosticCode.UNKNOWN_TYPE,
+                    "type",
+                    node.name,
+                    candidates,
+                    "declare it with `type` or `enum`",
                 )
             return _ANY
         if isinstance(node, ast.GenericType):
@@ -443,11 +465,13 @@ class DeclsMixin(LowerBase):
             args = tuple(self._type(a) for a in node.args)
             arity = _env.GENERIC_TYPES.get(name)
             if arity is None:
-                self._unknown("DSX101", "generic type", node.name, _env.GENERIC_TYPES)
+                self._unknown(
+                    DiagnosticCode.UNKNOWN_TYPE, "generic type", node.name, _env.GENERIC_TYPES
+                )
                 return _ANY
             if arity > 0 and len(args) != arity:
                 self._error(
-                    "DSX101",
+                    DiagnosticCode.UNKNOWN_TYPE,
                     f"`{name}` takes {arity} type argument{'s' if arity > 1 else ''}, got {len(args)}",
                     node.span,
                 )

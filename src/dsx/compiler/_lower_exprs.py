@@ -10,7 +10,7 @@ from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _ANY, LowerBase, _b, _Entry, _Sub
 from dsx.compiler.symbols import PredType
-from dsx.diagnostics import Edit, Fix, Span, make
+from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span, make
 from dsx.grammar import ast
 from dsx.grammar.lexspec import UNSUPPORTED_STATEMENTS, unsupported_message
 from dsx.grammar.parser import parse_expr_text
@@ -84,7 +84,7 @@ class ExprsMixin(LowerBase):
                 if not (isinstance(e.right, ast.Lit) and e.right.value is None):
                     eq = "==" if e.op == "is" else "!="
                     self._error(
-                        "DSX130",
+                        DiagnosticCode.INVALID_IS_COMPARISON,
                         f"`{e.op}` compares with `none` only (`x {e.op} none`); "
                         f"compare values with `{eq}`",
                         e.right.span,
@@ -109,14 +109,14 @@ class ExprsMixin(LowerBase):
         name = e.name.name
         entry = scope.get(name)
         if entry is None and name in UNSUPPORTED_STATEMENTS:
-            self._error("DSX100", unsupported_message(name), e.name.span)
+            self._error(DiagnosticCode.UNKNOWN_NAME, unsupported_message(name), e.name.span)
             return _b(ir.Name, name=name, loc=loc), None
         if entry is None and name in self.decls:
             self._declared_name_in_expr(e.name, self.decls[name][0])
             return _b(ir.Name, name=name, loc=loc), None
         if entry is None:
             self._unknown(
-                "DSX100",
+                DiagnosticCode.UNKNOWN_NAME,
                 "name",
                 e.name,
                 [n for n in scope if scope[n].kind != "builtin"] + list(_env.BUILTIN_FUNCTIONS),
@@ -139,7 +139,9 @@ class ExprsMixin(LowerBase):
         }.get(kind, "it cannot be used as a value inside a forward body")
         self._ref(ident.span, name)  # it is used (no "never used" warning besides)
         self._error(
-            "DSX106", f"`{name}` is {_env.a(kind)}, not a value or function: {how}", ident.span
+            DiagnosticCode.WRONG_DECLARATION_KIND,
+            f"`{name}` is {_env.a(kind)}, not a value or function: {how}",
+            ident.span,
         )
 
     def _slice(self, e: ast.Slice, scope: dict[str, _Entry]) -> tuple[Any, Any]:
@@ -152,13 +154,17 @@ class ExprsMixin(LowerBase):
             value, ptype = self._expr(part, scope)
             kind = getattr(ptype, "kind", None)
             if kind is not None and kind not in ("int", "any") and ptype is not None:
-                self._error("DSX113", f"a slice bound is an int, got {ptype}", part.span)
+                self._error(
+                    DiagnosticCode.TYPE_MISMATCH, f"a slice bound is an int, got {ptype}", part.span
+                )
             parts.append(value)
         kind = getattr(otype, "kind", None)
         if kind in ("dict", "record") or isinstance(otype, PredType):
             what = "a prediction" if isinstance(otype, PredType) else _env.a(str(kind))
             self._error(
-                "DSX113", f"cannot slice {what}: slices take part of a list or a str", e.span
+                DiagnosticCode.TYPE_MISMATCH,
+                f"cannot slice {what}: slices take part of a list or a str",
+                e.span,
             )
         result = otype if kind in ("list", "str", "tuple") else None
         if kind == "enum" or kind == "literal":
@@ -196,7 +202,7 @@ class ExprsMixin(LowerBase):
         if isinstance(elem, ir.TypeRef) and elem.kind == "tuple" and elem.args:
             if len(elem.args) != len(targets):
                 self._error(
-                    "DSX113",
+                    DiagnosticCode.TYPE_MISMATCH,
                     f"each item is {elem} ({len(elem.args)} values), unpacked into "
                     f"{len(targets)} names",
                     span,
@@ -204,7 +210,9 @@ class ExprsMixin(LowerBase):
                 return [None] * len(targets)
             return [a if a.kind != "any" else None for a in elem.args]
         if isinstance(elem, ir.TypeRef) and elem.kind in ("str", "int", "float", "bool"):
-            self._error("DSX113", f"each item is {elem}, which cannot be unpacked", span)
+            self._error(
+                DiagnosticCode.TYPE_MISMATCH, f"each item is {elem}, which cannot be unpacked", span
+            )
         return [None] * len(targets)
 
     def _attr(
@@ -223,7 +231,7 @@ class ExprsMixin(LowerBase):
                 fix = Fix(f"replace with `{guess}`", (Edit(e.name.span, guess),)) if guess else None
                 outs = ", ".join(f"`{f}`" for f in otype.fields) or "none"
                 self._error(
-                    "DSX112",
+                    DiagnosticCode.UNKNOWN_OUTPUT,
                     f"{otype.owner} has no output `{attr}`"
                     + (f"; did you mean `{guess}`?" if guess else f" (its outputs: {outs})"),
                     e.name.span,
@@ -237,7 +245,10 @@ class ExprsMixin(LowerBase):
             names = self._python_names.get(alias)
             if names is not None and attr not in names:
                 self._unknown(
-                    "DSX100", f"name in Python module `{self.python[alias].module}`:", e.name, names
+                    DiagnosticCode.UNKNOWN_NAME,
+                    f"name in Python module `{self.python[alias].module}`:",
+                    e.name,
+                    names,
                 )
         elif (
             isinstance(otype, ir.TypeRef) and otype.kind == "record" and otype.name in self.records
@@ -248,7 +259,9 @@ class ExprsMixin(LowerBase):
                 result = fields[attr]
                 self._ref(e.name.span, f"{rec.name}.{attr}")
             else:
-                self._unknown("DSX112", f"field of `{rec.name}`:", e.name, fields)
+                self._unknown(
+                    DiagnosticCode.UNKNOWN_OUTPUT, f"field of `{rec.name}`:", e.name, fields
+                )
         elif getattr(otype, "kind", None) in _VALUE_ATTRS:
             # A plain value: the interpreter and generated code do Python's getattr.
             kind = "str" if otype.kind == "enum" else otype.kind
@@ -260,7 +273,7 @@ class ExprsMixin(LowerBase):
                     "str": "; is it a prediction's output rather than the prediction?",
                 }.get(kind, "")
                 self._error(
-                    "DSX100",
+                    DiagnosticCode.UNKNOWN_NAME,
                     f"{_env.a(kind).split()[0]} `{kind}` value has no attribute `{attr}`{hint}",
                     e.name.span,
                 )
@@ -319,18 +332,22 @@ class ExprsMixin(LowerBase):
         for arg in e.args:
             if arg.name is None:
                 self._error(
-                    "DSX114",
+                    DiagnosticCode.POSITIONAL_ARGUMENT,
                     "`Prediction` takes its fields as keywords: `Prediction(answer = a)`",
                     arg.span,
                 )
                 continue
             name = arg.name.name
             if name in fields:
-                self._error("DSX103", f"`Prediction` is given `{name}` twice", arg.name.span)
+                self._error(
+                    DiagnosticCode.DUPLICATE_FIELD,
+                    f"`Prediction` is given `{name}` twice",
+                    arg.name.span,
+                )
             elif name in reserved:
                 better = _env.rename_reserved(name)
                 self._error(
-                    "DSX107",
+                    DiagnosticCode.RESERVED_OUTPUT_NAME,
                     f"`{name}` cannot be a field of a prediction: `pred.{name}` is a method of "
                     f"every prediction; call it `{better}`",
                     arg.name.span,
@@ -354,14 +371,16 @@ class ExprsMixin(LowerBase):
             value, vtype = self._expr(arg.value, scope)
             if arg.name is None:
                 self._error(
-                    "DSX114",
+                    DiagnosticCode.POSITIONAL_ARGUMENT,
                     f"`{name}` takes its fields as keywords: `{name}(field = value)`",
                     arg.span,
                 )
                 continue
             field = arg.name.name
             if rec is not None and field not in fields:
-                self._unknown("DSX115", f"field of `{name}`:", arg.name, fields)
+                self._unknown(
+                    DiagnosticCode.UNKNOWN_ARGUMENT, f"field of `{name}`:", arg.name, fields
+                )
             elif rec is not None:
                 self._ref(arg.name.span, f"{name}.{field}")
                 self._check_assignable(
@@ -377,7 +396,7 @@ class ExprsMixin(LowerBase):
         # A positional argument or an unknown (misspelt) field already explains a missing one.
         if missing and all(a.name is not None and a.name.name in fields for a in e.args):
             self._error(
-                "DSX116",
+                DiagnosticCode.MISSING_ARGUMENT,
                 f"`{name}` needs {', '.join(f'`{m} = ...`' for m in missing)}",
                 e.span,
             )
@@ -393,12 +412,14 @@ class ExprsMixin(LowerBase):
             named = {a.name.name for a in e.args if a.name is not None}
             if not positional and "query" not in named:
                 self._error(
-                    "DSX110", f"{label} (Retrieve) needs a query: `{sub.name}(query)`", e.span
+                    DiagnosticCode.MISSING_INPUT,
+                    f"{label} (Retrieve) needs a query: `{sub.name}(query)`",
+                    e.span,
                 )
             for a in e.args:
                 if a.name is not None and a.name.name not in ("query", "k"):
                     self._error(
-                        "DSX111",
+                        DiagnosticCode.UNKNOWN_INPUT,
                         f"{label} (Retrieve) takes a query and `k`, not `{a.name.name}`",
                         a.name.span,
                     )
@@ -423,7 +444,7 @@ class ExprsMixin(LowerBase):
                     (Edit(Span(arg0.span.origin, arg0.span.lo, arg0.span.lo), f"{only} = "),),
                 )
             self._error(
-                "DSX114",
+                DiagnosticCode.POSITIONAL_ARGUMENT,
                 f"{label} takes keyword inputs ({', '.join(f'`{n} = ...`' for n in inputs)})",
                 positional[0].span.cover(positional[-1].span),
                 fix=fix,
@@ -440,7 +461,7 @@ class ExprsMixin(LowerBase):
                     Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
                 )
                 self._error(
-                    "DSX111",
+                    DiagnosticCode.UNKNOWN_INPUT,
                     f"{label} ({sig.name}) has no input `{fname}`"
                     + (
                         f"; did you mean `{guess}`?"
@@ -464,7 +485,7 @@ class ExprsMixin(LowerBase):
         ]
         if missing and not any(a.name is None for a in e.args):
             self._error(
-                "DSX110",
+                DiagnosticCode.MISSING_INPUT,
                 f"{label} ({sig.name}) is missing the input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)}",
                 e.span,
             )
@@ -498,7 +519,7 @@ class ExprsMixin(LowerBase):
                         else None
                     )
                     self._error(
-                        "DSX111",
+                        DiagnosticCode.UNKNOWN_INPUT,
                         f"{label} (module {sub.module}) has no input `{arg.name.name}`"
                         + (f"; did you mean `{guess}`?" if guess else ""),
                         arg.name.span,
@@ -511,7 +532,7 @@ class ExprsMixin(LowerBase):
         missing = [n for n, p in params.items() if p.default is None and n not in given]
         if missing:
             self._error(
-                "DSX110",
+                DiagnosticCode.MISSING_INPUT,
                 f"{label} (module {sub.module}) is missing {', '.join(f'`{m}`' for m in missing)}",
                 e.span,
             )
@@ -548,7 +569,7 @@ class ExprsMixin(LowerBase):
                 close = body.find("}", i)
                 if close < 0:
                     self._error(
-                        "DSX002",
+                        DiagnosticCode.INVALID_STRING,
                         "unterminated `{` in string interpolation; write `{{` for a literal brace",
                         Span(e.span.origin, base + i, base + i + 1),
                     )
@@ -564,7 +585,7 @@ class ExprsMixin(LowerBase):
                 if diag is not None:
                     self.diagnostics.append(
                         make(
-                            "DSX002",
+                            DiagnosticCode.INVALID_STRING,
                             f"bad expression in string interpolation: {diag.message}"
                             + _interpolation_hint(inner),
                             # relative to the block's origin, so that re-checking the block
@@ -597,7 +618,9 @@ class ExprsMixin(LowerBase):
             return
         problem = _mismatch(actual, expected, self)
         if problem:
-            self._error("DSX113", f"{what} expects {expected}, got {problem}", span)
+            self._error(
+                DiagnosticCode.TYPE_MISMATCH, f"{what} expects {expected}, got {problem}", span
+            )
 
 
 def _plain(t: Any) -> Any:

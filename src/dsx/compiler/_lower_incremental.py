@@ -10,6 +10,7 @@ from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _ModuleInfo
 from dsx.compiler.symbols import PredType
+from dsx.diagnostics import DiagnosticCode
 from dsx.grammar import ast
 
 __all__ = ["IncrementalMixin"]
@@ -102,7 +103,9 @@ class IncrementalMixin(LowerBase):
                         tests[test_id] = value
                 self.tests = tests
         self._all_decls = [(pf, _replace_decl(d, changes)) for pf, d in self._all_decls]
-        self.diagnostics = [d for d in self.diagnostics if d.code != "DSX200"]
+        self.diagnostics = [
+            d for d in self.diagnostics if d.code != DiagnosticCode.UNUSED_DECLARATION
+        ]
         self._report_unused(self._all_decls)
         return self._finish()
 
@@ -295,7 +298,9 @@ class IncrementalMixin(LowerBase):
         for key, value in extra.items():
             if self._extra_signatures.get(key) is value and _inline_owner(key, order):
                 del self._extra_signatures[key]
-        self.diagnostics = [d for d in self.diagnostics if d.code != "DSX200"]
+        self.diagnostics = [
+            d for d in self.diagnostics if d.code != DiagnosticCode.UNUSED_DECLARATION
+        ]
         self._report_unused(self._all_decls)
         return self._finish()
 

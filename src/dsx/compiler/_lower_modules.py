@@ -12,7 +12,7 @@ from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import LowerBase, _b, _Entry, _ModuleInfo, _Sub
 from dsx.compiler.symbols import PredType
-from dsx.diagnostics import Edit, Fix, Span
+from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span
 from dsx.grammar import ast
 
 __all__ = ["ModulesMixin"]
@@ -38,7 +38,7 @@ class ModulesMixin(LowerBase):
                 continue
             if sub.name.name in info.params:
                 self._error(
-                    "DSX103",
+                    DiagnosticCode.DUPLICATE_FIELD,
                     f"`{sub.name.name}` is both a parameter and a member of `{mname}`",
                     sub.name.span,
                 )
@@ -61,7 +61,9 @@ class ModulesMixin(LowerBase):
             scope[sub.name.name] = _Entry("sub", None, key, subinfo)
         if decl.forward is None:
             self._error(
-                "DSX125", f"module `{mname}` has no `forward(...) {{ ... }}` body", decl.name.span
+                DiagnosticCode.MISSING_FORWARD,
+                f"module `{mname}` has no `forward(...) {{ ... }}` body",
+                decl.name.span,
             )
         else:
             for p in decl.forward.params:
@@ -100,7 +102,7 @@ class ModulesMixin(LowerBase):
     ) -> tuple[ir.Submodule, _Sub]:
         if not (isinstance(value, ast.Call) and isinstance(value.func, ast.NameRef)):
             self._error(
-                "DSX105",
+                DiagnosticCode.UNKNOWN_MODULE_KIND,
                 f"`{name}` must be built with a module kind, e.g. `{name} = Predict(MySignature)`",
                 value.span,
             )
@@ -115,7 +117,7 @@ class ModulesMixin(LowerBase):
             if decl_kind is not None:
                 self._ref(value.func.name.span, kind_name)
                 self._error(
-                    "DSX105",
+                    DiagnosticCode.UNKNOWN_MODULE_KIND,
                     f"`{kind_name}` is {_env.a(decl_kind)}, not a module kind",
                     value.func.name.span,
                 )
@@ -125,7 +127,7 @@ class ModulesMixin(LowerBase):
                     *(n for n, (k, _) in self.decls.items() if k == "module"),
                 ]
                 self._unknown(
-                    "DSX105",
+                    DiagnosticCode.UNKNOWN_MODULE_KIND,
                     "module kind",
                     value.func.name,
                     candidates,
@@ -143,7 +145,7 @@ class ModulesMixin(LowerBase):
             )
             if sig_arg is None:
                 self._error(
-                    "DSX116",
+                    DiagnosticCode.MISSING_ARGUMENT,
                     f'{kind_name} needs a signature: `{kind_name}(MySignature)` or `{kind_name}("question -> answer")`',
                     value.span,
                 )
@@ -158,7 +160,9 @@ class ModulesMixin(LowerBase):
                 kwargs.extend(resource)
                 continue
             self._error(
-                "DSX114", f"{kind_name} takes its settings as keywords (`name = value`)", arg.span
+                DiagnosticCode.POSITIONAL_ARGUMENT,
+                f"{kind_name} takes its settings as keywords (`name = value`)",
+                arg.span,
             )
         for arg in value.args:
             if arg.name is None or arg.name.name == "signature":
@@ -177,7 +181,7 @@ class ModulesMixin(LowerBase):
                 )
                 allowed = ", ".join(sorted(kind.kwargs)) or "none"
                 self._error(
-                    "DSX115",
+                    DiagnosticCode.UNKNOWN_ARGUMENT,
                     f"{kind_name} has no setting `{key}`"
                     + (f"; did you mean `{guess}`?" if guess else f" (it accepts: {allowed})"),
                     arg.name.span,
@@ -195,7 +199,7 @@ class ModulesMixin(LowerBase):
                     kwargs.append((key, _b(ir.Name, name=arg.value.name.name, loc=None)))
                     continue
                 self._error(
-                    "DSX106",
+                    DiagnosticCode.WRONG_DECLARATION_KIND,
                     f"`module` of {kind_name} must name another member of this module",
                     arg.value.span,
                 )
@@ -209,7 +213,9 @@ class ModulesMixin(LowerBase):
             and value.kwarg("module") is None
         ):
             self._error(
-                "DSX116", f"{kind_name} needs `module = <member>`: the module it runs", value.span
+                DiagnosticCode.MISSING_ARGUMENT,
+                f"{kind_name} needs `module = <member>`: the module it runs",
+                value.span,
             )
         sub = _Sub(name, kind_name, signature=signature, wraps=wraps)
         return _b(
@@ -231,7 +237,9 @@ class ModulesMixin(LowerBase):
         for arg in value.args:
             if arg.name is None:
                 self._error(
-                    "DSX114", f"module `{mname}` takes keyword arguments (`name = value`)", arg.span
+                    DiagnosticCode.POSITIONAL_ARGUMENT,
+                    f"module `{mname}` takes keyword arguments (`name = value`)",
+                    arg.span,
                 )
                 continue
             if target is not None and arg.name.name not in by_name:
@@ -240,7 +248,7 @@ class ModulesMixin(LowerBase):
                     Fix(f"replace with `{guess}`", (Edit(arg.name.span, guess),)) if guess else None
                 )
                 self._error(
-                    "DSX115",
+                    DiagnosticCode.UNKNOWN_ARGUMENT,
                     f"module `{mname}` has no parameter `{arg.name.name}`"
                     + (f"; did you mean `{guess}`?" if guess else ""),
                     arg.name.span,
@@ -262,7 +270,7 @@ class ModulesMixin(LowerBase):
         missing = [p.name.name for p in params if p.default is None and p.name.name not in given]
         if missing:
             self._error(
-                "DSX116",
+                DiagnosticCode.MISSING_ARGUMENT,
                 f"module `{mname}` needs {', '.join(f'`{m} = ...`' for m in missing)}",
                 value.span,
             )
@@ -298,16 +306,24 @@ class ModulesMixin(LowerBase):
                 return self.signatures.get(name)
             if kind is not None:
                 self._ref(arg.name.span, name)
-                self._error("DSX104", f"`{name}` is {_env.a(kind)}, not a signature", arg.name.span)
+                self._error(
+                    DiagnosticCode.UNKNOWN_SIGNATURE,
+                    f"`{name}` is {_env.a(kind)}, not a signature",
+                    arg.name.span,
+                )
             else:
                 self._unknown(
-                    "DSX104",
+                    DiagnosticCode.UNKNOWN_SIGNATURE,
                     "signature",
                     arg.name,
                     [n for n, (k, _) in self.decls.items() if k == "signature"],
                 )
             return None
-        self._error("DSX104", 'expected a signature name or a "inputs -> outputs" string', arg.span)
+        self._error(
+            DiagnosticCode.UNKNOWN_SIGNATURE,
+            'expected a signature name or a "inputs -> outputs" string',
+            arg.span,
+        )
         return None
 
     def _module_forward(self, name: str) -> Any:
@@ -345,7 +361,11 @@ class ModulesMixin(LowerBase):
             info.returns = next((r for r in returns if r is not None), None)
             info.scope = scope
             if not returns:
-                self._error("DSX126", f"`forward` of `{name}` never returns a value", fwd.keyword)
+                self._error(
+                    DiagnosticCode.MISSING_RETURN,
+                    f"`forward` of `{name}` never returns a value",
+                    fwd.keyword,
+                )
         self._forward_owner = outer_owner
         self._loop_depth = outer_loops
         info.state = "done"
@@ -370,7 +390,7 @@ class ModulesMixin(LowerBase):
             existing = scope.get(target)
             if existing is not None and existing.kind in ("sub", "param"):
                 self._error(
-                    "DSX103",
+                    DiagnosticCode.DUPLICATE_FIELD,
                     f"`{target}` is a {'member' if existing.kind == 'sub' else 'parameter'}; assign to a new name",
                     stmt.target.span,
                 )
@@ -399,7 +419,7 @@ class ModulesMixin(LowerBase):
             word = "break" if isinstance(stmt, ast.Break) else "continue"
             if self._loop_depth == 0:
                 self._error(
-                    "DSX127",
+                    DiagnosticCode.LOOP_CONTROL_OUTSIDE_LOOP,
                     f"`{word}` outside a loop: it can only stand inside `for` or `while`",
                     stmt.span,
                 )
@@ -435,7 +455,7 @@ class ModulesMixin(LowerBase):
         if stmt.bound is None:
             at = stmt.cond.span
             self._error(
-                "DSX128",
+                DiagnosticCode.UNBOUNDED_WHILE,
                 "a `while` loop needs a bound, the most times its body may run: "
                 "`while cond max 10 { ... }` (a condition still true after that many runs "
                 "is a runtime error)",
@@ -448,14 +468,14 @@ class ModulesMixin(LowerBase):
             kind = getattr(btype, "kind", None)
             if isinstance(stmt.bound, ast.Neg) and isinstance(stmt.bound.operand, ast.Lit):
                 self._error(
-                    "DSX128",
+                    DiagnosticCode.UNBOUNDED_WHILE,
                     "the bound of a `while` loop is the most times its body runs: a whole "
                     "number >= 0",
                     stmt.bound.span,
                 )
             elif kind is not None and kind not in ("int", "any"):
                 self._error(
-                    "DSX128",
+                    DiagnosticCode.UNBOUNDED_WHILE,
                     f"the bound of a `while` loop is an int (the most times its body runs), "
                     f"got {_type_label(btype)}",
                     stmt.bound.span,
@@ -471,7 +491,7 @@ class ModulesMixin(LowerBase):
             if existing is not None and existing.kind in ("sub", "param", "builtin", "python"):
                 what = {"sub": "a member", "param": "a parameter"}.get(existing.kind, "built in")
                 self._error(
-                    "DSX129",
+                    DiagnosticCode.INVALID_ASSIGNMENT_TARGET,
                     f"`{stmt.target.name.name}` is {what}; assign to a new name "
                     f"(`total = {stmt.target.name.name} {stmt.op} ...`)",
                     stmt.target.span,
@@ -488,7 +508,7 @@ class ModulesMixin(LowerBase):
             )
             if not fits:
                 self._error(
-                    "DSX113",
+                    DiagnosticCode.TYPE_MISMATCH,
                     f"`{stmt.op}=` cannot combine {_type_label(ttype)} with {_type_label(vtype)}",
                     stmt.value.span,
                 )
@@ -509,7 +529,7 @@ class ModulesMixin(LowerBase):
                 kind or "", f"{_env.a('str' if kind == 'enum' else kind or '')} cannot be changed"
             )
         self._error(
-            "DSX129",
+            DiagnosticCode.INVALID_ASSIGNMENT_TARGET,
             f"cannot assign to an item of `{_short_text(obj)}`: {what}; build a new value instead",
             obj.span,
         )

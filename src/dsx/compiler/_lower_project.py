@@ -13,7 +13,7 @@ from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _b, _Entry
 from dsx.compiler._lower_decls import _NOT_CONST, _const_value
 from dsx.compiler._lower_exprs import _mismatch
 from dsx.compiler.symbols import PredType
-from dsx.diagnostics import Edit, Fix
+from dsx.diagnostics import DiagnosticCode, Edit, Fix
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile
 
@@ -79,13 +79,17 @@ class ProjectMixin(LowerBase):
             and isinstance(value.func, ast.NameRef)
             and value.func.name.name in ("jsonl", "csv", "json")
         ):
-            self._error("DSX122", f"`data {name}` must load a file: {usage}", value.span)
+            self._error(
+                DiagnosticCode.INVALID_DATA, f"`data {name}` must load a file: {usage}", value.span
+            )
             return
         fmt = value.func.name.name
         positional = [a for a in value.args if a.name is None]
         if not positional or not isinstance(positional[0].value, ast.Str):
             self._error(
-                "DSX122", f"`{fmt}(...)` needs the file path as a string first: {usage}", value.span
+                DiagnosticCode.INVALID_DATA,
+                f"`{fmt}(...)` needs the file path as a string first: {usage}",
+                value.span,
             )
             return
         path = positional[0].value.value
@@ -94,13 +98,13 @@ class ProjectMixin(LowerBase):
         for arg in value.args:
             if arg.name is not None and arg.name.name != "inputs":
                 self._error(
-                    "DSX122",
+                    DiagnosticCode.INVALID_DATA,
                     f"`{fmt}(...)` accepts a path and `inputs = [...]`, not `{arg.name.name}`",
                     arg.name.span,
                 )
         if inputs_arg is None or not isinstance(inputs_arg.value, ast.ListExpr):
             self._error(
-                "DSX122",
+                DiagnosticCode.INVALID_DATA,
                 f"`{fmt}(...)` needs `inputs = [...]` naming the input fields of each example",
                 value.span,
             )
@@ -111,7 +115,9 @@ class ProjectMixin(LowerBase):
                 elif isinstance(item, ast.Str):
                     inputs.append(item.value)
                 else:
-                    self._error("DSX122", "each input must be a field name", item.span)
+                    self._error(
+                        DiagnosticCode.INVALID_DATA, "each input must be a field name", item.span
+                    )
         base_dir = str(Path(decl.span.file).parent)
         try:
             exists = (Path(base_dir) / path).exists()
@@ -119,7 +125,7 @@ class ProjectMixin(LowerBase):
             exists = False
         if not exists:
             self._error(
-                "DSX122",
+                DiagnosticCode.INVALID_DATA,
                 f"data file `{path}` does not exist (relative to {Path(decl.span.file).name})",
                 positional[0].value.span,
                 severity="warning",
@@ -145,7 +151,7 @@ class ProjectMixin(LowerBase):
                 names = self._python_names.get(alias)
                 if names is not None and value.name.name not in names:
                     self._unknown(
-                        "DSX100",
+                        DiagnosticCode.UNKNOWN_NAME,
                         f"name in Python module `{self.python[alias].module}`:",
                         value.name,
                         names,
@@ -158,7 +164,7 @@ class ProjectMixin(LowerBase):
                 )
             else:
                 self._unknown(
-                    "DSX100",
+                    DiagnosticCode.UNKNOWN_NAME,
                     "Python module alias",
                     value.obj.name,
                     self.python,
@@ -179,7 +185,9 @@ class ProjectMixin(LowerBase):
                 v = _const_value(arg.value)
                 if arg.name is None or v is _NOT_CONST:
                     self._error(
-                        "DSX106", "built-in metric settings are `name = constant`", arg.span
+                        DiagnosticCode.WRONG_DECLARATION_KIND,
+                        "built-in metric settings are `name = constant`",
+                        arg.span,
                     )
                     continue
                 kwargs.append((arg.name.name, v))
@@ -192,7 +200,7 @@ class ProjectMixin(LowerBase):
             )
         elif isinstance(value, ast.NameRef):
             self._unknown(
-                "DSX100",
+                DiagnosticCode.UNKNOWN_NAME,
                 "metric",
                 value.name,
                 _env.BUILTIN_METRICS,
@@ -201,7 +209,7 @@ class ProjectMixin(LowerBase):
             return
         else:
             self._error(
-                "DSX106",
+                DiagnosticCode.WRONG_DECLARATION_KIND,
                 "a metric is a Python function (`alias.name`) or a built-in (exact_match, f1, passage_match, answer_in_context)",
                 value.span,
             )
@@ -217,11 +225,16 @@ class ProjectMixin(LowerBase):
         if found_kind is not None:
             self._ref(ident.span, ident.name)
             self._error(
-                "DSX106", f"`{ident.name}` is {_env.a(found_kind)}, not {_env.a(kind)}", ident.span
+                DiagnosticCode.WRONG_DECLARATION_KIND,
+                f"`{ident.name}` is {_env.a(found_kind)}, not {_env.a(kind)}",
+                ident.span,
             )
         else:
             self._unknown(
-                "DSX100", kind, ident, [n for n, (k, _) in self.decls.items() if k == kind]
+                DiagnosticCode.UNKNOWN_NAME,
+                kind,
+                ident,
+                [n for n, (k, _) in self.decls.items() if k == kind],
             )
         return False
 
@@ -239,7 +252,7 @@ class ProjectMixin(LowerBase):
                     Fix(f"replace with `{guess}`", (Edit(item.key.span, guess),)) if guess else None
                 )
                 self._error(
-                    "DSX123",
+                    DiagnosticCode.INVALID_OPTIMIZE,
                     f"unknown optimize setting `{key}`"
                     + (
                         f"; did you mean `{guess}`?"
@@ -256,7 +269,7 @@ class ProjectMixin(LowerBase):
                     v = ast.Call(v, (), v.span)
                 if not (isinstance(v, ast.Call) and isinstance(v.func, ast.NameRef)):
                     self._error(
-                        "DSX123",
+                        DiagnosticCode.INVALID_OPTIMIZE,
                         "`with` takes an optimizer, e.g. `with BootstrapFewShot(max_bootstrapped_demos = 4)`",
                         v.span,
                     )
@@ -274,7 +287,11 @@ class ProjectMixin(LowerBase):
                     value = v.name.name
                 else:
                     if not isinstance(v, ast.NameRef):
-                        self._error("DSX123", f"`{key}` takes a data name (or `tests`)", v.span)
+                        self._error(
+                            DiagnosticCode.INVALID_OPTIMIZE,
+                            f"`{key}` takes a data name (or `tests`)",
+                            v.span,
+                        )
                     continue
                 if key == "train":
                     train = value
@@ -284,13 +301,15 @@ class ProjectMixin(LowerBase):
                 if isinstance(v, ast.NameRef) and self._lookup(v.name, "metric"):
                     metric = v.name.name
                 elif not isinstance(v, ast.NameRef):
-                    self._error("DSX123", "`metric` takes a metric name", v.span)
+                    self._error(
+                        DiagnosticCode.INVALID_OPTIMIZE, "`metric` takes a metric name", v.span
+                    )
             elif key == "lm":
                 if isinstance(v, ast.Str):
                     lm = v.value
                 else:
                     self._error(
-                        "DSX123",
+                        DiagnosticCode.INVALID_OPTIMIZE,
                         '`lm` takes a model string, e.g. `lm "openai/gpt-4o-mini"`',
                         v.span,
                     )
@@ -302,10 +321,14 @@ class ProjectMixin(LowerBase):
                 ):
                     seed = v.value
                 else:
-                    self._error("DSX123", "`seed` takes an integer", v.span)
+                    self._error(DiagnosticCode.INVALID_OPTIMIZE, "`seed` takes an integer", v.span)
         for key, val in (("with", optimizer), ("train", train), ("metric", metric)):
             if not val and not any(i.key.name == key for i in decl.items):
-                self._error("DSX123", f"optimize `{program}` needs `{key} ...`", decl.target.span)
+                self._error(
+                    DiagnosticCode.INVALID_OPTIMIZE,
+                    f"optimize `{program}` needs `{key} ...`",
+                    decl.target.span,
+                )
         if ok and optimizer and metric:
             self.optimizes.append(
                 _b(
@@ -329,10 +352,16 @@ class ProjectMixin(LowerBase):
         info = _env.optimizer_info(ident.name)
         available = ", ".join(sorted(_env.OPTIMIZERS))
         if info is None:
-            self._unknown("DSX123", "optimizer", ident, _env.OPTIMIZERS, f"optimizers: {available}")
+            self._unknown(
+                DiagnosticCode.INVALID_OPTIMIZE,
+                "optimizer",
+                ident,
+                _env.OPTIMIZERS,
+                f"optimizers: {available}",
+            )
         elif not info.available:
             self._error(
-                "DSX123",
+                DiagnosticCode.INVALID_OPTIMIZE,
                 f"the optimizer `{ident.name}` ({info.doc}) is not available in this version "
                 f"of dsx; available: {available}",
                 ident.span,
@@ -341,7 +370,11 @@ class ProjectMixin(LowerBase):
         for arg in call.args:
             cv = _const_value(arg.value)
             if arg.name is None or cv is _NOT_CONST:
-                self._error("DSX123", "optimizer settings are `name = constant`", arg.span)
+                self._error(
+                    DiagnosticCode.INVALID_OPTIMIZE,
+                    "optimizer settings are `name = constant`",
+                    arg.span,
+                )
                 continue
             key = arg.name.name
             if info is None or not info.available:
@@ -351,7 +384,7 @@ class ProjectMixin(LowerBase):
             settable = [n for n, s in info.settings.items() if s.settable and n != "metric"]
             if setting is None:
                 self._unknown(
-                    "DSX123",
+                    DiagnosticCode.INVALID_OPTIMIZE,
                     f"{info.name} setting",
                     arg.name,
                     settable,
@@ -359,19 +392,19 @@ class ProjectMixin(LowerBase):
                 )
             elif key == "metric":
                 self._error(
-                    "DSX123",
+                    DiagnosticCode.INVALID_OPTIMIZE,
                     "the optimizer's `metric` comes from the block's `metric` line",
                     arg.name.span,
                 )
             elif not setting.settable:
                 self._error(
-                    "DSX123",
+                    DiagnosticCode.INVALID_OPTIMIZE,
                     f"`{key}` takes a Python object, which a .dsx file cannot give; set it "
                     "from Python",
                     arg.name.span,
                 )
             elif (problem := setting.check(cv)) is not None:
-                self._error("DSX123", problem, arg.value.span)
+                self._error(DiagnosticCode.INVALID_OPTIMIZE, problem, arg.value.span)
             else:
                 settings.append((key, cv))
         return settings
@@ -387,7 +420,12 @@ class ProjectMixin(LowerBase):
         for item in decl.items:
             if isinstance(item, ast.GivenItem):
                 if known and inputs and item.name.name not in inputs:
-                    self._unknown("DSX124", f"input of program `{program}`:", item.name, inputs)
+                    self._unknown(
+                        DiagnosticCode.INVALID_TEST,
+                        f"input of program `{program}`:",
+                        item.name,
+                        inputs,
+                    )
                 elif root is not None and item.name.name in inputs:
                     # `given question = ...` names the program's input: a reference to it.
                     owner = f"{root.module}.forward" if root.kind == "module" else root.signature
@@ -405,7 +443,10 @@ class ProjectMixin(LowerBase):
             elif isinstance(item, ast.ExpectItem):
                 if known and isinstance(outputs, PredType) and item.name.name not in outputs.fields:
                     self._unknown(
-                        "DSX124", f"output of program `{program}`:", item.name, outputs.fields
+                        DiagnosticCode.INVALID_TEST,
+                        f"output of program `{program}`:",
+                        item.name,
+                        outputs.fields,
                     )
                 elif isinstance(outputs, PredType) and item.name.name in outputs.keys:
                     self._ref(item.name.span, outputs.keys[item.name.name])
@@ -433,7 +474,7 @@ class ProjectMixin(LowerBase):
             missing = [n for n, p in inputs.items() if n not in given_names and not _has_default(p)]
             if missing:
                 self._error(
-                    "DSX124",
+                    DiagnosticCode.INVALID_TEST,
                     f"test `{decl.name.name}` gives no value for {', '.join(f'`{m}`' for m in missing)} (add `given {missing[0]} = ...`)",
                     decl.name.span,
                 )
@@ -463,12 +504,14 @@ class ProjectMixin(LowerBase):
             name = field.name.name
             value, vtype = self._expr(field.value, scope)
             if name in seen:
-                self._error("DSX131", f"the reply gives `{name}` twice", field.name.span)
+                self._error(
+                    DiagnosticCode.INVALID_REPLY, f"the reply gives `{name}` twice", field.name.span
+                )
             seen.add(name)
             owners = outputs.get(name)
             if owners is None and name not in _MODULE_OUTPUTS:
                 self._unknown(
-                    "DSX131",
+                    DiagnosticCode.INVALID_REPLY,
                     "output of any signature (a scripted reply gives output values):",
                     field.name,
                     [*outputs, *_MODULE_OUTPUTS],
@@ -485,7 +528,7 @@ class ProjectMixin(LowerBase):
                 if len(problems) == len(owners) and problems:
                     t, p = problems[0]
                     self._error(
-                        "DSX131",
+                        DiagnosticCode.INVALID_REPLY,
                         f"output `{name}` of `{owners[0][0]}` expects {t}, got {p}",
                         field.value.span,
                     )
@@ -514,11 +557,13 @@ class ProjectMixin(LowerBase):
                     self._ref(ident.span, f"{rec.name}.{ident.name}")
                     ftype = fields[ident.name]
                 else:
-                    self._unknown("DSX124", f"field of `{rec.name}`:", ident, fields)
+                    self._unknown(
+                        DiagnosticCode.INVALID_TEST, f"field of `{rec.name}`:", ident, fields
+                    )
                     ftype = None
             elif ftype is not None and getattr(ftype, "kind", None) not in ("any", "dict"):
                 self._error(
-                    "DSX124",
+                    DiagnosticCode.INVALID_TEST,
                     f"`{path}` of program `{program}` is {ftype}, which has no fields",
                     ident.span,
                 )
@@ -554,7 +599,10 @@ class ProjectMixin(LowerBase):
                 continue  # perhaps used by a block with a syntax error
             if ident.name not in used and self.decls.get(ident.name, (None, None))[1] is decl:
                 self._error(
-                    "DSX200", f"{kind} `{ident.name}` is never used", ident.span, severity="warning"
+                    DiagnosticCode.UNUSED_DECLARATION,
+                    f"{kind} `{ident.name}` is never used",
+                    ident.span,
+                    severity="warning",
                 )
 
 

@@ -15,7 +15,7 @@ from dsx._textfile import TextFileError, read_text
 from dsx.compiler.lower import Lowerer
 from dsx.compiler.model import SemanticModel
 from dsx.compiler.symbols import Reference, Symbol
-from dsx.diagnostics import Diagnostic, Origin, Related, SourceFile, Span, make
+from dsx.diagnostics import Diagnostic, DiagnosticCode, Origin, Related, SourceFile, Span, make
 from dsx.grammar import ast
 from dsx.grammar.parser import BlockCache, ParsedFile, parse
 
@@ -225,13 +225,17 @@ def _analyze_unit(
                 exists = resolved in texts or Path(resolved).is_file()
             except (OSError, ValueError):
                 diagnostics.append(
-                    make("DSX120", f"`{target}` is not a valid file path", decl.path.span)
+                    make(
+                        DiagnosticCode.IMPORT_NOT_FOUND,
+                        f"`{target}` is not a valid file path",
+                        decl.path.span,
+                    )
                 )
                 continue
             if not target.endswith(".dsx"):
                 diagnostics.append(
                     make(
-                        "DSX120",
+                        DiagnosticCode.IMPORT_NOT_FOUND,
                         f'imports name .dsx files: `import "{target}"` should end in .dsx',
                         decl.path.span,
                     )
@@ -241,12 +245,14 @@ def _analyze_unit(
                 cycle = " -> ".join(
                     Path(p).name for p in [*stack[stack.index(resolved) :], resolved]
                 )
-                diagnostics.append(make("DSX121", f"import cycle: {cycle}", decl.path.span))
+                diagnostics.append(
+                    make(DiagnosticCode.IMPORT_CYCLE, f"import cycle: {cycle}", decl.path.span)
+                )
                 continue
             if not exists:
                 diagnostics.append(
                     make(
-                        "DSX120",
+                        DiagnosticCode.IMPORT_NOT_FOUND,
                         f"imported file `{target}` does not exist (looked at {resolved})",
                         decl.path.span,
                     )
@@ -256,7 +262,9 @@ def _analyze_unit(
                 try:  # an unreadable import is a diagnostic at the import, not a crash
                     texts[resolved] = read_text(resolved, what=".dsx file")
                 except TextFileError as exc:
-                    diagnostics.append(make("DSX120", str(exc), decl.path.span))
+                    diagnostics.append(
+                        make(DiagnosticCode.IMPORT_NOT_FOUND, str(exc), decl.path.span)
+                    )
                     continue
             load(resolved, [*stack, resolved])
         order.append(path)
