@@ -269,6 +269,8 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module("dsx.retrievers")
     if name == "streaming":  # the module, for dsx.streaming.StreamListener and the like
         return importlib.import_module("dsx.streaming")
+    if name == "cache":  # the LM cache in use now (dsx.configure_cache replaces it), as dspy.cache
+        return importlib.import_module("dsx.runtime.cache").get_cache()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dsx' has no attribute {name!r}")

@@ -379,8 +379,17 @@ def configure_cache(
     disk_size_limit: int = DEFAULT_DISK_SIZE_LIMIT,
     memory_max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    enable_memory_cache: bool | None = None,
+    enable_disk_cache: bool | None = None,
+    disk_cache_dir: str | os.PathLike[str] | None = None,
+    disk_size_limit_bytes: int | None = None,
 ) -> Cache:
     """Replace the process-wide LM cache (the old one's entries stay on disk).
+
+    DSPy's keyword names (``enable_memory_cache``, ``enable_disk_cache``,
+    ``disk_cache_dir``, ``disk_size_limit_bytes``) are accepted for ``enable_memory``,
+    ``enable_disk``, ``disk_dir`` and ``disk_size_limit``; giving both names of one setting
+    with different values is an error.
 
     Args:
         enable_memory: keep recent responses in memory.
@@ -398,6 +407,12 @@ def configure_cache(
         >>> dsx.configure_cache(enable_disk=False)  # memory only, nothing written
     """
     global _cache
+    enable_memory = _alias("enable_memory", enable_memory, True, enable_memory_cache)
+    enable_disk = _alias("enable_disk", enable_disk, True, enable_disk_cache)
+    disk_dir = _alias("disk_dir", disk_dir, None, disk_cache_dir)
+    disk_size_limit = _alias(
+        "disk_size_limit", disk_size_limit, DEFAULT_DISK_SIZE_LIMIT, disk_size_limit_bytes
+    )
     new = Cache(
         enable_memory=enable_memory,
         enable_disk=enable_disk,
@@ -411,3 +426,23 @@ def configure_cache(
     if old is not None:
         old.close()
     return new
+
+
+_DSPY_NAMES = {
+    "enable_memory": "enable_memory_cache",
+    "enable_disk": "enable_disk_cache",
+    "disk_dir": "disk_cache_dir",
+    "disk_size_limit": "disk_size_limit_bytes",
+}
+
+
+def _alias(name: str, value: Any, default: Any, dspy_value: Any) -> Any:
+    """``value``, or the DSPy-named ``dspy_value`` when that one was given."""
+    if dspy_value is None:
+        return value
+    if value != default and value != dspy_value:
+        raise ValueError(
+            f"configure_cache got {name}={value!r} and {_DSPY_NAMES[name]}={dspy_value!r}, "
+            f"two names for one setting; pass only one ({_DSPY_NAMES[name]} is DSPy's name)"
+        )
+    return dspy_value

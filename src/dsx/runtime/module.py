@@ -198,6 +198,15 @@ class Module:
     def predictors(self) -> list[Predict]:
         return [p for _, p in self.named_predictors()]
 
+    def named_parameters(self) -> list[tuple[str, Predict]]:
+        """DSPy's name for :meth:`named_predictors`: a program's learnable parts are its
+        predictors (``("self", p)`` for a bare :class:`~dsx.Predict`, as in DSPy)."""
+        return self.named_predictors()
+
+    def parameters(self) -> list[Predict]:
+        """DSPy's name for :meth:`predictors`."""
+        return self.predictors()
+
     def map_named_predictors(self, func: Any) -> Module:
         """Replace each predictor by ``func(predictor)`` in place."""
         for name, predictor in self.named_predictors():

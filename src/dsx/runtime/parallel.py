@@ -290,6 +290,11 @@ class Parallel:
         return_failed_examples: return ``(results, failed_inputs, exceptions)``.
         provide_traceback: print the traceback of each failure.
         disable_progress_bar: accepted for DSPy compatibility (no bar is shown).
+        timeout: seconds after which a call still running is a straggler (``0``: never).
+        straggler_limit: once at most this many inputs are left, a straggler is started
+            again (once) beside the first attempt, and whichever finishes first gives the
+            result; the other is cancelled (a sync program's thread is left to finish, its
+            result unused). As DSPy's ``Parallel`` does for a call stuck on a slow request.
 
     Example:
         >>> results = dsx.Parallel(num_threads=16)([(qa, ex) for ex in devset])
@@ -303,7 +308,16 @@ class Parallel:
         return_failed_examples: bool = False,
         provide_traceback: bool | None = None,
         disable_progress_bar: bool = False,
+        timeout: float = 120,
+        straggler_limit: int = 3,
     ) -> None:
+        if timeout < 0 or straggler_limit < 0:
+            raise ValueError(
+                f"Parallel(timeout={timeout!r}, straggler_limit={straggler_limit!r}): both are "
+                "counts of seconds and inputs, 0 or more (timeout=0 never restarts a call)"
+            )
+        self.timeout = timeout
+        self.straggler_limit = straggler_limit
         self.num_threads = num_threads
         self.max_errors = max_errors
         self.access_examples = access_examples
@@ -325,10 +339,17 @@ class Parallel:
         engine = Engine(self.num_threads or settings.num_threads)
         limit = self.max_errors if self.max_errors is not None else settings.max_errors
 
+        left = [len(pairs)]  # inputs not finished yet
+
         async def call(pair: tuple[Any, Any]) -> Any:
             module, item = pair
             args, kwargs = _call_args(item, self.access_examples)
-            return await engine.call(module, args, kwargs)
+            try:
+                if not self.timeout:
+                    return await engine.call(module, args, kwargs)
+                return await self._with_straggler(engine, module, args, kwargs, left)
+            finally:
+                left[0] -= 1
 
         try:
             return await run_concurrently(
@@ -336,6 +357,37 @@ class Parallel:
             )
         finally:
             engine.close(wait=False)
+
+    async def _with_straggler(
+        self,
+        engine: Engine,
+        module: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        left: list[int],
+    ) -> Any:
+        """The call, started once more when it runs past ``timeout`` with few inputs left."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempts = {asyncio.ensure_future(engine.call(module, args, kwargs))}
+        try:
+            while True:
+                # until the timeout, then every so often: inputs left may fall to the limit
+                wait_for = started + self.timeout - loop.time()
+                if wait_for <= 0:
+                    wait_for = min(1.0, self.timeout)
+                done, _ = await asyncio.wait(
+                    attempts,
+                    timeout=wait_for if len(attempts) == 1 else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if done:
+                    return done.pop().result()
+                if loop.time() - started >= self.timeout and left[0] <= self.straggler_limit:
+                    attempts.add(asyncio.ensure_future(engine.call(module, args, kwargs)))
+        finally:
+            for attempt in attempts:
+                attempt.cancel()
 
     def _finish(self, pairs: list[tuple[Any, Any]], out: Outcome[Any]) -> Any:
         errors = sorted(out.errors, key=lambda e: e[0])

@@ -1,0 +1,127 @@
+"""DSPy's runtime surface on dsx (issue 21, items 5 and 6): ``parameters()`` /
+``named_parameters()``, ``dsx.cache`` and ``configure_cache`` with DSPy's keyword names,
+``Parallel(timeout=, straggler_limit=)`` and nested ``Parallel``."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import dsx
+import dsx.compat.dspy as dspy
+from dsx.runtime import cache as cache_mod
+
+
+class Pipeline(dsx.Module):
+    def __init__(self) -> None:
+        self.first = dsx.Predict("question -> query")
+        self.steps = [dsx.ChainOfThought("query -> answer"), dsx.Predict("answer -> check")]
+
+    def forward(self, question: str) -> dsx.Prediction:
+        return self.first(question=question)
+
+
+def test_parameters_are_the_predictors_under_dspy_s_names():
+    program = Pipeline()
+    # the same names as DSPy's; dsx lists them breadth first (DSPy: attribute by attribute)
+    assert [n for n, _ in program.named_parameters()] == [
+        "first",
+        "steps[1]",
+        "steps[0].predict",
+    ]
+    assert program.parameters() == program.predictors()
+    assert all(isinstance(p, dsx.Predict) for p in program.parameters())
+    bare = dsx.Predict("q -> a")
+    assert bare.named_parameters() == [("self", bare)]  # as DSPy gives for a bare Predict
+
+
+@pytest.fixture
+def restore_cache():
+    before = cache_mod._cache
+    yield
+    cache_mod._cache = before
+
+
+def test_configure_cache_takes_dspy_s_names_and_dsx_cache_is_the_one_in_use(
+    tmp_path, restore_cache
+):
+    made = dsx.configure_cache(
+        enable_memory_cache=True,
+        enable_disk_cache=True,
+        disk_cache_dir=str(tmp_path / "c"),
+        disk_size_limit_bytes=10_000_000,
+        memory_max_entries=7,
+    )
+    assert dsx.cache is made and dspy.cache is made
+    assert repr(made) == f"<dsx Cache memory=0/7 disk={tmp_path / 'c'}>"
+    memory_only = dspy.configure_cache(enable_disk_cache=False)
+    assert dsx.cache is memory_only and "disk=off" in repr(memory_only)
+    with pytest.raises(ValueError, match="enable_disk=False and enable_disk_cache=True"):
+        dsx.configure_cache(enable_disk=False, enable_disk_cache=True)
+
+
+class _Stuck(dsx.Module):
+    """Input 1's first attempt hangs until a second attempt of it has run."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.second_ran = threading.Event()
+        self.lock = threading.Lock()
+
+    def forward(self, x: int) -> str:
+        with self.lock:
+            self.calls.append(x)
+            attempt = self.calls.count(x)
+        if x == 1 and attempt == 1:
+            self.second_ran.wait(30)  # a bound for a broken build, not a timing assertion
+            return "first attempt"
+        if x == 1:
+            self.second_ran.set()
+        return f"ok {x}"
+
+
+def test_a_straggler_is_started_again_and_the_faster_attempt_wins():
+    program = _Stuck()
+    results = dsx.Parallel(num_threads=4, timeout=0.1, straggler_limit=3)(
+        [(program, {"x": i}) for i in range(3)]
+    )
+    assert results == ["ok 0", "ok 1", "ok 2"]
+    assert sorted(program.calls) == [0, 1, 1, 2]
+
+
+def test_no_restart_with_timeout_0_or_while_more_than_the_limit_is_left():
+    program = _Stuck()
+    program.second_ran.set()  # the first attempt does not hang
+    assert dsx.Parallel(num_threads=2, timeout=0)([(program, {"x": i}) for i in range(3)]) == [
+        "ok 0",
+        "first attempt",
+        "ok 2",
+    ]
+    assert sorted(program.calls) == [0, 1, 2]
+    with pytest.raises(ValueError, match="timeout=-1"):
+        dsx.Parallel(timeout=-1)
+
+
+def test_nested_parallel():
+    class Inner(dsx.Module):
+        def forward(self, x: int) -> int:
+            return x * 10
+
+    class Outer(dsx.Module):
+        def forward(self, xs: list[int]) -> list[int]:
+            return dsx.Parallel(num_threads=2)([(Inner(), {"x": x}) for x in xs])
+
+    results = dspy.Parallel(num_threads=2)([(Outer(), {"xs": [i, i + 1]}) for i in range(3)])
+    assert results == [[0, 10], [10, 20], [20, 30]]
+
+
+def test_deepcopy_copies_demos_and_shares_the_lm():
+    lm = dsx.LM("openai/dsx-test", api_base="http://127.0.0.1:9/v1", api_key="x")
+    program = Pipeline()
+    program.set_lm(lm)
+    program.first.demos = [dsx.Example(question="q", query="x")]
+    copy = program.deepcopy()
+    assert copy.first.lm is lm and copy.steps[0].predict.lm is lm
+    copy.first.demos.append(dsx.Example(question="q2", query="y"))
+    assert len(program.first.demos) == 1
