@@ -187,3 +187,15 @@ def test_incremental_recheck_keeps_declaration_order() -> None:
     assert prev.incremental and not prev.errors
     assert [d.name for d in prev.unit.data] == ["train", "dev"]
     assert prev.unit.to_json() == analyze_source(text, "/model/order.dsx").unit.to_json()
+
+
+def test_the_checkers_built_ins_are_the_runtimes() -> None:
+    # One source of truth: what the checker accepts is what the interpreter can run.
+    from dsx.compiler import _env
+    from dsx.runtime._interp import BUILTINS
+    from dsx.runtime.metrics import BUILTIN_METRICS
+    from dsx.teleprompt import optimizer_names
+
+    assert _env.BUILTIN_FUNCTIONS == set(BUILTINS)
+    assert _env.BUILTIN_METRICS == set(BUILTIN_METRICS)
+    assert _env.OPTIMIZERS == set(optimizer_names())

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from dsx.runtime._interp import BUILTINS as _RUNTIME_BUILTINS
+from dsx.runtime.metrics import BUILTIN_METRICS as _RUNTIME_METRICS
 from dsx.teleprompt import optimizer_info as optimizer_info
 from dsx.teleprompt import optimizer_names
 
@@ -100,36 +102,12 @@ KINDS: dict[str, KindInfo] = {
 
 PREDICTOR_KINDS = frozenset(k for k, v in KINDS.items() if v.takes_signature)
 
-BUILTIN_FUNCTIONS = frozenset(
-    {
-        "len",
-        "str",
-        "int",
-        "float",
-        "bool",
-        "list",
-        "dict",
-        "range",
-        "min",
-        "max",
-        "sum",
-        "sorted",
-        "enumerate",
-        "zip",
-        "any",
-        "all",
-        "abs",
-        "round",
-        "print",
-        "join",
-        "lower",
-        "upper",
-        "strip",
-        "Prediction",  # `Prediction(answer = a, score = s)`: a forward's composite result
-    }
-)
+# Built-in functions and metrics are the runtime's (one source of truth): what a forward
+# body may call is what the interpreter can run (`Prediction(answer = a)` builds a forward's
+# composite result), and a metric name is one the runtime has.
+BUILTIN_FUNCTIONS = frozenset(_RUNTIME_BUILTINS)
 
-BUILTIN_METRICS = frozenset({"exact_match", "f1", "passage_match", "answer_in_context"})
+BUILTIN_METRICS = frozenset(_RUNTIME_METRICS)
 
 # The optimizers and their settings come from the runtime's registry (one source of truth):
 # ``OPTIMIZERS`` are those this dsx has; a planned one (``SIMBA``...) is known but rejected.
