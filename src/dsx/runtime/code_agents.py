@@ -8,6 +8,7 @@ host tools bridged into the sandbox, until its code calls ``SUBMIT(...)`` with t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -40,6 +41,71 @@ def _make_sandbox(
     from dsx.sandbox import create_sandbox
 
     return create_sandbox(sandbox, tools=tools, timeout=timeout)  # type: ignore[arg-type]
+
+
+class _InterpreterSession:
+    """A DSPy-style code interpreter as a sandbox session, for ``ProgramOfThought``.
+
+    The interpreter has ``execute(code) -> value`` (a ``FinalOutput`` when the code called
+    ``SUBMIT``) that raises ``CodeExecutionError`` or ``SyntaxError`` when the code fails,
+    and optionally ``start()`` / ``shutdown()``: :class:`dsx.sandbox.PythonInterpreter` or
+    the user's own class. One made by the factory is shut down after the call; one the
+    caller passed is left running (the caller owns it).
+    """
+
+    def __init__(self, interpreter: Any, *, owned: bool) -> None:
+        if not callable(getattr(interpreter, "execute", None)):
+            raise TypeError(
+                "a ProgramOfThought interpreter needs an execute(code) method (like "
+                f"dsx.sandbox.PythonInterpreter); got {type(interpreter).__name__}"
+            )
+        self.interpreter = interpreter
+        self.owned = owned
+
+    def __enter__(self) -> _InterpreterSession:
+        if self.owned and callable(getattr(self.interpreter, "start", None)):
+            self.interpreter.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned and callable(getattr(self.interpreter, "shutdown", None)):
+            self.interpreter.shutdown()
+
+    async def __aenter__(self) -> _InterpreterSession:
+        return await asyncio.to_thread(self.__enter__)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.__exit__)
+
+    def execute(self, code: str) -> Any:
+        from dsx.sandbox import ExecutionError, ExecutionResult
+        from dsx.sandbox.interpreter import CodeExecutionError
+
+        try:
+            value = self.interpreter.execute(code)
+        except CodeExecutionError as exc:
+            result = getattr(exc, "result", None)
+            if isinstance(result, ExecutionResult):
+                return result
+            return ExecutionResult(ok=False, error=ExecutionError(type(exc).__name__, str(exc)))
+        except SyntaxError as exc:
+            return ExecutionResult(
+                ok=False, error=ExecutionError("SyntaxError", exc.msg or str(exc), line=exc.lineno)
+            )
+        if type(value).__name__ == "FinalOutput" and hasattr(value, "output"):
+            return ExecutionResult(ok=True, submitted=True, final=value.output)
+        if value is None:
+            return ExecutionResult(ok=True)
+        return ExecutionResult(ok=True, value=value, value_repr=repr(value), has_value=True)
+
+    async def aexecute(self, code: str) -> Any:
+        return await asyncio.to_thread(self.execute, code)
+
+    def reset(self) -> None:
+        """Nothing: the attempts of one call share the interpreter, as in DSPy."""
+
+    async def areset(self) -> None:
+        """Nothing (see :meth:`reset`)."""
 
 
 def _observe(result: Any) -> str:
@@ -88,6 +154,13 @@ class ProgramOfThought(Module):
         sandbox: ``"wasmtime"`` (default), ``"docker"``, or a factory
             ``(tools=..., timeout=...) -> Sandbox``.
         timeout: seconds each run may take.
+        interpreter_factory: DSPy's plug-in point instead of ``sandbox``: a zero-argument
+            callable that makes an interpreter for each call (``execute(code)``, and
+            ``start()`` / ``shutdown()`` when it has them; e.g.
+            :class:`dsx.sandbox.PythonInterpreter`, or your own sandbox's class). Each call
+            shuts down the interpreter it made. A call may also pass its own interpreter as
+            the first positional argument, ``pot(interp, question=...)``, which it leaves
+            running.
     """
 
     def __init__(
@@ -97,8 +170,22 @@ class ProgramOfThought(Module):
         max_iters: int = 3,
         sandbox: str | SandboxFactory = "wasmtime",
         timeout: float | None = 10.0,
+        interpreter_factory: Callable[[], Any] | None = None,
         **config: Any,
     ) -> None:
+        if interpreter_factory is not None and (
+            not callable(interpreter_factory)
+            or (
+                not isinstance(interpreter_factory, type)
+                and callable(getattr(interpreter_factory, "execute", None))
+            )
+        ):
+            raise TypeError(
+                "interpreter_factory takes a zero-argument callable that makes an interpreter "
+                f"(a class such as dsx.sandbox.PythonInterpreter), got {interpreter_factory!r}; "
+                "to use one interpreter you own, pass it to the call: pot(interp, **inputs)"
+            )
+        self.interpreter_factory = interpreter_factory
         sig = ensure_signature(signature)
         self.signature = sig
         self.max_iters = max_iters
@@ -124,16 +211,23 @@ class ProgramOfThought(Module):
     # Written once, as the generator ``_loop`` that yields each module call and sandbox
     # operation (dsx.runtime._attempt); ``forward`` and ``aforward`` open the session and
     # perform them.
-    def forward(self, **inputs: Any) -> Prediction:
-        with _make_sandbox(self.sandbox, {}, self.timeout) as session:
+    def forward(self, interpreter: Any = None, /, **inputs: Any) -> Prediction:
+        with self._session(interpreter) as session:
             result: Prediction = run_sync(self._loop(inputs, session))
             return result
 
-    async def aforward(self, **inputs: Any) -> Prediction:
-        session = _make_sandbox(self.sandbox, {}, self.timeout)
+    async def aforward(self, interpreter: Any = None, /, **inputs: Any) -> Prediction:
+        session = self._session(interpreter)
         async with session:
             result: Prediction = await run_async(self._loop(inputs, session))
             return result
+
+    def _session(self, interpreter: Any) -> Any:
+        if interpreter is not None:
+            return _InterpreterSession(interpreter, owned=False)
+        if self.interpreter_factory is not None:
+            return _InterpreterSession(self.interpreter_factory(), owned=True)
+        return _make_sandbox(self.sandbox, {}, self.timeout)
 
     def _loop(self, inputs: dict[str, Any], session: Any) -> Core:
         code = _code((yield Call(self.write, (), inputs)).code)
