@@ -196,6 +196,32 @@ def test_the_checkers_built_ins_are_the_runtimes() -> None:
     from dsx.runtime.metrics import BUILTIN_METRICS
     from dsx.teleprompt import optimizer_names
 
-    assert _env.BUILTIN_FUNCTIONS == set(BUILTINS)
-    assert _env.BUILTIN_METRICS == set(BUILTIN_METRICS)
-    assert _env.OPTIMIZERS == set(optimizer_names())
+    assert set(BUILTINS) == _env.BUILTIN_FUNCTIONS
+    assert set(BUILTIN_METRICS) == _env.BUILTIN_METRICS
+    assert set(optimizer_names()) == _env.OPTIMIZERS
+
+
+def test_the_passes_run_in_order_and_each_can_run_alone() -> None:
+    from dsx.compiler.lower import PASSES, Lowerer
+    from dsx.grammar.parser import parse
+
+    assert [p.name for p in PASSES] == [
+        "declare",
+        "types",
+        "signatures",
+        "resources",
+        "module-headers",
+        "forwards",
+        "project",
+        "unused",
+    ]
+    lowerer = Lowerer([parse(SRC, "/model/passes.dsx")], "/model/passes.dsx")
+    lowerer._all_decls = [(pf, d) for pf in lowerer.files for d in pf.decls]
+    for step in PASSES[:2]:  # names and types only
+        step.run(lowerer)
+    assert set(lowerer.decls) == {"paths", "QA", "Citation", "Wrap", "top"}
+    assert list(lowerer.records) == ["Citation"] and not lowerer.signatures
+    for step in PASSES[2:]:
+        step.run(lowerer)
+    assert list(lowerer.signatures) == ["QA"] and list(lowerer.programs) == ["top"]
+    assert not [d for d in lowerer.diagnostics if d.is_error]

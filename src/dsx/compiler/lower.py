@@ -9,7 +9,9 @@ helpers), ``_lower_decls`` (``use``, types, enums, signatures), ``_lower_modules
 (modules and their statements), ``_lower_exprs`` (expressions and calls),
 ``_lower_project`` (programs, data, metrics, optimize, tests), ``_lower_incremental``
 (re-checking after an edit) and ``_lower_query`` (what editors ask: scopes, types).
-This module assembles them and drives the passes in order.
+This module assembles them and drives the passes in order: :data:`PASSES` names each
+pass (declare, types, signatures, resources, module headers, forward bodies, project,
+unused), what it does and the method that runs it.
 
 IR nodes are built without validation (:func:`dsx.ir.build`, several times cheaper). With
 ``DSX_VALIDATE_IR=1`` in the environment (the test suite sets it) each finished unit is
@@ -20,6 +22,8 @@ type fails the test that built it instead of surfacing later in codegen or at ru
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -34,7 +38,7 @@ from dsx.compiler._lower_query import QueryMixin
 from dsx.compiler._lower_resources import ResourcesMixin
 from dsx.grammar import ast
 
-__all__ = ["Lowerer", "validate_unit"]
+__all__ = ["PASSES", "Lowerer", "Pass", "validate_unit"]
 
 _RESOURCES = (ast.LmDecl, ast.RetrieverDecl)
 
@@ -52,24 +56,40 @@ class Lowerer(
 
     # ---- driver ---------------------------------------------------------------------------
     def run(self) -> ir.Unit:
-        all_decls = self._all_decls = [(pf, d) for pf in self.files for d in pf.decls]
-        for pf, decl in all_decls:
+        """Run every pass of :data:`PASSES` in order, then build the unit."""
+        self._all_decls = [(pf, d) for pf in self.files for d in pf.decls]
+        for step in PASSES:
+            step.run(self)
+        return self._finish()
+
+    # ---- the passes, in order (each reads what the ones before it recorded) ---------------
+    def _pass_declare(self) -> None:
+        for pf, decl in self._all_decls:
             self._declare(decl, pf)
-        for _, decl in all_decls:
+        for _, decl in self._all_decls:
             if isinstance(decl, ast.UseDecl):
                 self._lower_use(decl)
-        for _, decl in all_decls:
+
+    def _pass_types(self) -> None:
+        decls = [d for _, d in self._all_decls]
+        for decl in decls:
             if isinstance(decl, ast.TypeDecl):
                 self._lower_record(decl)
             elif isinstance(decl, ast.EnumDecl):
                 self._lower_enum(decl)
-        self._check_recursive_records([d for _, d in all_decls if isinstance(d, ast.TypeDecl)])
+        self._check_recursive_records([d for d in decls if isinstance(d, ast.TypeDecl)])
         self._describe_record_enums()
-        for _, decl in all_decls:
+
+    def _pass_signatures(self) -> None:
+        for _, decl in self._all_decls:
             if isinstance(decl, ast.SignatureDecl):
                 self._lower_signature(decl)
-        self._lower_resources([d for _, d in all_decls if isinstance(d, _RESOURCES)])
-        for _, decl in all_decls:
+
+    def _pass_resources(self) -> None:
+        self._lower_resources([d for _, d in self._all_decls if isinstance(d, _RESOURCES)])
+
+    def _pass_module_headers(self) -> None:
+        for _, decl in self._all_decls:
             # The default is ("", None), not (None, None): with a None-typed first item,
             # mypy would narrow `decl` by the `is` to `Any | None`.
             if (
@@ -79,22 +99,27 @@ class Lowerer(
                 self.modules[decl.name.name] = _ModuleInfo(decl)
         for info in list(self.modules.values()):
             self._module_header(info)
+
+    def _pass_forwards(self) -> None:
         for name in list(self.modules):
             self._module_forward(name)
-        for _, decl in all_decls:
+
+    def _pass_project(self) -> None:
+        for _, decl in self._all_decls:
             if isinstance(decl, ast.ProgramDecl):
                 self._lower_program(decl)
             elif isinstance(decl, ast.DataDecl):
                 self._lower_data(decl)
             elif isinstance(decl, ast.MetricDecl):
                 self._lower_metric(decl)
-        for _, decl in all_decls:
+        for _, decl in self._all_decls:
             if isinstance(decl, ast.OptimizeDecl):
                 self._lower_optimize(decl)
             elif isinstance(decl, ast.TestDecl):
                 self._lower_test(decl)
-        self._report_unused(all_decls)
-        return self._finish()
+
+    def _pass_unused(self) -> None:
+        self._report_unused(self._all_decls)
 
     def _finish(self) -> ir.Unit:
         self.unit = _b(
@@ -127,6 +152,44 @@ class Lowerer(
         if os.environ.get("DSX_VALIDATE_IR") == "1":
             validate_unit(self.unit)
         return self.unit
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One pass of the checker over a unit: its name, what it does, and how to run it."""
+
+    name: str
+    doc: str
+    run: Callable[[Lowerer], None]
+
+
+#: The checker's passes, in the order :meth:`Lowerer.run` runs them.
+PASSES: tuple[Pass, ...] = (
+    Pass(
+        "declare",
+        "top-level names (duplicates reported) and `use python` imports",
+        Lowerer._pass_declare,
+    ),
+    Pass("types", "records and enums; recursive records", Lowerer._pass_types),
+    Pass("signatures", "signatures: fields, types, instructions", Lowerer._pass_signatures),
+    Pass("resources", "`lm` and `retriever` declarations", Lowerer._pass_resources),
+    Pass(
+        "module-headers",
+        "each module's parameters and members (what calling it takes)",
+        Lowerer._pass_module_headers,
+    ),
+    Pass(
+        "forwards",
+        "forward bodies: statements, expressions, calls checked; results typed",
+        Lowerer._pass_forwards,
+    ),
+    Pass(
+        "project",
+        "programs, data, metrics, then optimize and test blocks",
+        Lowerer._pass_project,
+    ),
+    Pass("unused", "declarations and variables never used (warnings)", Lowerer._pass_unused),
+)
 
 
 def validate_unit(unit: ir.Unit) -> None:
