@@ -286,11 +286,18 @@ class Module:
         *,
         save_program: bool = False,
         allow_pickle: bool = False,
+        allow_unsafe_lm_state: bool = False,
     ) -> None:
         """Save learned state as JSON (default), or the whole program (needs ``allow_pickle``).
 
         The JSON file records the dsx version and the state schema version. The write is
         atomic: an interrupted save never leaves a half-written file.
+
+        A predictor's LM is saved as model settings only: its endpoint (``api_base``), key
+        and headers are left out, with a warning naming what was left out. With
+        ``allow_unsafe_lm_state=True`` the endpoint is saved too (keys and headers never
+        are); loading it then needs ``allow_endpoints=True``, as for any file that says
+        where prompts go.
         """
         path = Path(path)
         meta = {"dsx_version": __version__, "schema_version": STATE_SCHEMA_VERSION}
@@ -316,7 +323,9 @@ class Module:
         # The one state format (dsx.runtime.state), also for a bare Predict.
         from dsx.runtime.state import make_state, write_state
 
-        write_state(path, make_state(self))
+        state = make_state(self)
+        _lm_endpoints(self, state.predictors, path, keep=allow_unsafe_lm_state)
+        write_state(path, state)
 
     def load(
         self,
@@ -476,6 +485,44 @@ def _check_schema(data: dict[str, Any], path: Path) -> None:
             f"{path} has state schema version {version!r} (written by dsx "
             f"{data.get('dsx_version', '?')}); this dsx {__version__} reads version "
             f"{STATE_SCHEMA_VERSION}. Re-save it with a matching dsx."
+        )
+
+
+def _lm_endpoints(
+    program: Module, predictors: dict[str, dict[str, Any]], path: Path, *, keep: bool
+) -> None:
+    """Warn about the LM endpoints, keys and headers a state leaves out; with ``keep``,
+    put each saved LM's endpoint (never its key or headers) into ``predictors``."""
+    left_out: list[str] = []
+    for name, predictor in program.named_predictors():
+        saved = predictors.get(name, {}).get("lm")
+        lm = predictor.lm
+        if not isinstance(saved, dict) or lm is None:
+            continue  # no LM, or one the program declares (not state)
+        base = getattr(lm, "api_base", None)
+        if base and keep:
+            saved["api_base"] = base
+        left = [
+            key
+            for key, value in (
+                ("api_base", None if keep else base),
+                ("api_key", getattr(lm, "api_key", None)),
+                ("headers", getattr(lm, "headers", None)),
+            )
+            if value
+        ]
+        if left:
+            left_out.append(f"{name} ({', '.join(left)})")
+    if left_out:
+        import warnings
+
+        hint = "" if keep else "; allow_unsafe_lm_state=True saves the endpoint (never a key)"
+        warnings.warn(
+            f"{path}: saved without the LM endpoint, key or headers of "
+            f"{'; '.join(left_out)}: set them in code or the environment where the program "
+            f"is loaded{hint}",
+            UserWarning,
+            stacklevel=3,
         )
 
 

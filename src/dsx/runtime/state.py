@@ -333,6 +333,10 @@ LM_STATE_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
 #: LM keys that say where prompts go and with which credentials; never saved by dsx.
 LM_ENDPOINT_KEYS = frozenset({"api_base", "base_url", "api_key", "headers", "extra_headers"})
 
+#: DSPy's mark of the class that saved an LM's state, and the value for its own ``dspy.LM``.
+LM_CLASS_MARKER = "_dspy_lm_class"
+_DSPY_BUILTIN_LM = "dspy.clients.lm.LM"
+
 _OPT_IN = (
     "Configure endpoints and keys in code (dsx.LM(..., api_base=...)) or the environment; if "
     "you trust this file, load it with allow_endpoints=True."
@@ -354,6 +358,15 @@ def check_lm_state(lm: Any, *, name: str, allow_endpoints: bool = False) -> dict
             f"Predictor {name!r}: {where} must be an object of LM settings "
             f'({{"model": "openai/gpt-4o-mini", "temperature": 0.0}}) or null, got {_kind(lm)}'
         )
+    marker = lm.get(LM_CLASS_MARKER)
+    if marker is not None and marker != _DSPY_BUILTIN_LM:
+        raise StateError(
+            f"Predictor {name!r}: {where}.{LM_CLASS_MARKER} names the LM class {marker!r}; "
+            "state never imports classes from a file, trusted or not. Make that LM in code "
+            "(predictor.lm = MyLM(...)) and drop the entry from the file: its other settings then "
+            "apply to your LM."
+        )
+    lm = {k: v for k, v in lm.items() if k != LM_CLASS_MARKER}  # DSPy's own LM: dsx.LM
     for key, value in lm.items():
         rule = LM_STATE_SETTINGS.get(key)
         if rule is None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from dsx.errors import StateError
 from dsx.runtime.module import Module
-from dsx.runtime.state import LM_ENDPOINT_KEYS, LM_STATE_SETTINGS
+from dsx.runtime.state import LM_CLASS_MARKER, LM_ENDPOINT_KEYS, LM_STATE_SETTINGS
 
 __all__ = ["convert_dspy_state", "load_dspy_state"]
 
@@ -128,6 +128,10 @@ def _lm(name: str, lm: Any) -> Any:
     kept: dict[str, Any] = {}
     dropped = []
     for key, value in lm.items():
+        if key == LM_CLASS_MARKER:
+            if value is not None:
+                kept[key] = value  # DSPy's own LM passes; another class is refused, named
+            continue
         if key in _DSPY_ONLY_LM_KEYS:
             continue
         if key in LM_STATE_SETTINGS or key in LM_ENDPOINT_KEYS:
