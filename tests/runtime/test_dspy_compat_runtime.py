@@ -62,11 +62,11 @@ def test_configure_cache_takes_dspy_s_names_and_dsx_cache_is_the_one_in_use(
 
 
 class _Stuck(dsx.Module):
-    """Input 1's first attempt hangs until a second attempt of it has run."""
+    """Input 1's first attempt hangs until the test releases it."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []
-        self.second_ran = threading.Event()
+        self.release = threading.Event()
         self.lock = threading.Lock()
 
     def forward(self, x: int) -> str:
@@ -74,25 +74,26 @@ class _Stuck(dsx.Module):
             self.calls.append(x)
             attempt = self.calls.count(x)
         if x == 1 and attempt == 1:
-            self.second_ran.wait(30)  # a bound for a broken build, not a timing assertion
+            self.release.wait(30)  # a bound for a broken build, not a timing assertion
             return "first attempt"
-        if x == 1:
-            self.second_ran.set()
         return f"ok {x}"
 
 
 def test_a_straggler_is_started_again_and_the_faster_attempt_wins():
     program = _Stuck()
-    results = dsx.Parallel(num_threads=4, timeout=0.1, straggler_limit=3)(
-        [(program, {"x": i}) for i in range(3)]
-    )
+    try:
+        results = dsx.Parallel(num_threads=4, timeout=0.1, straggler_limit=3)(
+            [(program, {"x": i}) for i in range(3)]
+        )
+    finally:
+        program.release.set()
     assert results == ["ok 0", "ok 1", "ok 2"]
     assert sorted(program.calls) == [0, 1, 1, 2]
 
 
 def test_no_restart_with_timeout_0_or_while_more_than_the_limit_is_left():
     program = _Stuck()
-    program.second_ran.set()  # the first attempt does not hang
+    program.release.set()  # the first attempt does not hang
     assert dsx.Parallel(num_threads=2, timeout=0)([(program, {"x": i}) for i in range(3)]) == [
         "ok 0",
         "first attempt",
@@ -125,3 +126,62 @@ def test_deepcopy_copies_demos_and_shares_the_lm():
     assert copy.first.lm is lm and copy.steps[0].predict.lm is lm
     copy.first.demos.append(dsx.Example(question="q2", query="y"))
     assert len(program.first.demos) == 1
+
+
+class _TwoSteps(dsx.Module):
+    def __init__(self) -> None:
+        self.rewrite = dsx.Predict("question -> query")
+        self.answer = dsx.Predict("query -> answer")
+
+    def forward(self, question: str) -> dsx.Prediction:
+        return self.answer(query=self.rewrite(question=question).query)
+
+
+def _lm():
+    from dsx.testing import DummyLM
+
+    return DummyLM([{"query": "q", "answer": "a"}] * 10)
+
+
+def test_each_module_keeps_the_lm_calls_made_inside_it():
+    program = _TwoSteps()
+    with dsx.context(lm=_lm()):
+        program(question="one")
+        program(question="two")
+    assert len(program.history) == 4  # both predictors, both calls
+    assert len(program.rewrite.history) == 2 and len(program.answer.history) == 2
+    assert program.rewrite.history[0] is program.history[0]
+    assert "one" in str(program.rewrite.history[0]["messages"])
+    assert "--- response ---" in program.answer.inspect_history(1)
+    with dsx.context(lm=_lm(), max_history_size=3):
+        program(question="three")
+    assert len(program.history) == 3 and len(program.answer.history) == 3
+    assert "three" in str(program.history[-2]["messages"])
+
+
+def test_disable_history_and_a_size_of_0():
+    program = _TwoSteps()
+    lm = _lm()
+    with dsx.context(lm=lm, disable_history=True):
+        program(question="q")
+    assert program.history == [] and len(lm.history) == 0
+    with dsx.context(lm=lm, max_history_size=0):
+        program(question="q")
+    assert program.history == [] and len(lm.history) == 2  # the LM keeps its own
+
+
+def test_a_member_named_history_is_a_member():
+    class Chat(dsx.Module):
+        def __init__(self) -> None:
+            self.history = dsx.Predict("turns -> summary")
+
+        def forward(self, turns: str) -> dsx.Prediction:
+            return self.history(turns=turns)
+
+    chat = Chat()
+    assert [n for n, _ in chat.named_predictors()] == ["history"]
+    from dsx.testing import DummyLM
+
+    with dsx.context(lm=DummyLM([{"summary": "s"}])):
+        chat(turns="t")
+    assert len(chat.history.history) == 1

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from dsx.errors import RealLMCallForbidden
 from dsx.runtime import callbacks as _cb
 from dsx.runtime._structured_output import describe as describe_format
+from dsx.runtime.settings import settings
 
 __all__ = [
     "GLOBAL_HISTORY",
@@ -32,6 +33,11 @@ Message = dict[str, Any]
 
 #: The last calls made by any LM in this process (bounded).
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=200)
+#: The modules whose calls are running here, outermost first: an LM call is recorded in
+#: each one's ``history`` (set by ``Module.__call__``).
+_callers: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "dsx_caller_modules", default=()
+)
 
 
 @dataclass(slots=True)
@@ -216,8 +222,14 @@ class BaseLM:
             "duration": time.time() - start,
         }
         self.num_calls += 1
-        self.history.append(entry)
-        GLOBAL_HISTORY.append(entry)
+        if not settings.disable_history:
+            self.history.append(entry)
+            GLOBAL_HISTORY.append(entry)
+            callers = _callers.get()
+            if callers:
+                size = settings.max_history_size
+                for module in callers:  # each module whose call made this one (DSPy's)
+                    module._add_history(entry, size)
         tracker = _trackers.get()
         if tracker is not None and not response.cached:
             tracker.add(response.model or self.model, response.usage, response.cost)

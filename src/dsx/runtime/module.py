@@ -19,7 +19,7 @@ from dsx.errors import DsxError, StateError
 from dsx.runtime import callbacks as _cb
 from dsx.runtime._files import atomic_write
 from dsx.runtime.assertions import Backtrack, BacktrackScope, scope_var
-from dsx.runtime.lm_base import BaseLM, UsageTracker, _trackers
+from dsx.runtime.lm_base import BaseLM, UsageTracker, _callers, _trackers, pretty_print_history
 from dsx.runtime.prediction import Prediction
 from dsx.runtime.settings import settings
 
@@ -28,6 +28,21 @@ if TYPE_CHECKING:
     from dsx.runtime.predict import Predict
 
 __all__ = ["Module", "load"]
+
+
+class _History:
+    """``module.history``: the LM calls made during this module's calls (its own and its
+    sub-modules'), oldest first, at most ``dsx.settings.max_history_size`` (DSPy's
+    per-module history; ``disable_history=True`` records none). A non-data descriptor, so
+    a module's own attribute named ``history`` (a predictor, say) takes its place."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        found = obj.__dict__.get("_history")
+        if found is None:
+            found = obj.__dict__["_history"] = []
+        return found
 
 
 class Module:
@@ -55,9 +70,11 @@ class Module:
         parent = _trackers.get()
         tracker = UsageTracker()
         token = _trackers.set(tracker)
+        callers = _callers.set((*_callers.get(), self))
         try:
             result = self.forward(*args, **kwargs)
         finally:
+            _callers.reset(callers)
             _trackers.reset(token)
             if parent is not None:
                 parent.merge(tracker)
@@ -79,9 +96,11 @@ class Module:
         parent = _trackers.get()
         tracker = UsageTracker()
         token = _trackers.set(tracker)
+        callers = _callers.set((*_callers.get(), self))
         try:
             result = await self.aforward(*args, **kwargs)
         finally:
+            _callers.reset(callers)
             _trackers.reset(token)
             if parent is not None:
                 parent.merge(tracker)
@@ -166,6 +185,25 @@ class Module:
             return_failed_examples=return_failed_examples,
             provide_traceback=provide_traceback,
         )
+
+    # -- history --------------------------------------------------------------------------
+    def _add_history(self, entry: dict[str, Any], size: int) -> None:
+        entries = self.__dict__.get("_history")
+        if entries is None:
+            entries = self.__dict__["_history"] = []
+        if size <= 0:
+            return
+        entries.append(entry)
+        if len(entries) > size:
+            del entries[: len(entries) - size]
+
+    history = _History()
+
+    def inspect_history(self, n: int = 1) -> str:
+        """The last ``n`` LM calls of ``history``, as text (also printed)."""
+        text = pretty_print_history(list(self.__dict__.get("_history") or [])[-n:])
+        print(text)
+        return text
 
     # -- structure ------------------------------------------------------------------------
     def named_sub_modules(

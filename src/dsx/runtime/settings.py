@@ -62,6 +62,10 @@ _DEFAULTS: dict[str, Any] = {
     "warn_on_type_mismatch": True,
     # how many callables dsx.asyncify runs in worker threads at once, per event loop
     "async_max_workers": 8,
+    # DSPy's history switches: record no LM call in any history, and how many calls each
+    # module's own history (module.history) keeps (0: none)
+    "disable_history": False,
+    "max_history_size": 10000,
 }
 
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
