@@ -225,3 +225,25 @@ def test_the_passes_run_in_order_and_each_can_run_alone() -> None:
         step.run(lowerer)
     assert list(lowerer.signatures) == ["QA"] and list(lowerer.programs) == ["top"]
     assert not [d for d in lowerer.diagnostics if d.is_error]
+
+
+def test_ir_validation_leaves_a_too_deep_unit_alone() -> None:
+    # Nesting deeper than pydantic walks is not a lowering bug (regression: the LSP's
+    # hostile-document test, 3,000 nested `if`s, lost its diagnostics to the validation).
+    import sys
+
+    from dsx import ir
+    from dsx.compiler.lower import validate_unit
+
+    body: tuple[object, ...] = (ir.build(ir.Return, value=ir.build(ir.Const, value=1)),)
+    for _ in range(1500):
+        body = (ir.build(ir.If, cond=ir.build(ir.Const, value=True), then=body),)
+    forward = ir.build(ir.Forward, params=(), body=body)
+    unit = analyze_source(SRC, "/model/deep.dsx").unit
+    module = ir.build(ir.Module, name="Deep", forward=forward)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        validate_unit(unit.model_copy(update={"modules": (module,)}))
+    finally:
+        sys.setrecursionlimit(limit)
