@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -185,3 +186,45 @@ def test_a_member_named_history_is_a_member():
     with dsx.context(lm=DummyLM([{"summary": "s"}])):
         chat(turns="t")
     assert len(chat.history.history) == 1
+
+
+def test_configure_from_another_thread_than_the_first_is_an_error():
+    from dsx.runtime.settings import ConfigureOwnerError
+
+    dsx.configure(num_threads=3)
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def worker() -> None:
+        try:
+            dsx.configure(num_threads=5)
+        except ConfigureOwnerError as exc:
+            errors.append(exc)
+        with dsx.context(num_threads=7):  # what other threads use instead
+            seen.append(dsx.settings.num_threads)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "use `with dsx.context(...)`" in str(errors[0])
+    assert isinstance(errors[0], RuntimeError) and isinstance(errors[0], dsx.DsxError)
+    assert seen == [7] and dsx.settings.num_threads == 3
+    dsx.configure(num_threads=4)  # the owner still may
+    assert dsx.settings.num_threads == 4
+
+
+def test_configure_from_another_asyncio_task_is_an_error():
+    from dsx.runtime.settings import ConfigureOwnerError
+
+    async def main() -> None:
+        dsx.configure(num_threads=2)  # this task owns the defaults
+
+        async def other() -> None:
+            dsx.configure(num_threads=9)
+
+        with pytest.raises(ConfigureOwnerError, match="asyncio task that called it first"):
+            await asyncio.create_task(other())
+        dsx.configure(num_threads=6)
+
+    asyncio.run(main())
+    assert dsx.settings.num_threads == 6

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
 
-from dsx.errors import UnknownSettingError
+from dsx.errors import DsxError, UnknownSettingError
 
-__all__ = ["Settings", "configure", "context", "settings"]
+__all__ = ["ConfigureOwnerError", "Settings", "configure", "context", "settings"]
 
 
 def _otel_env_wants_tracing() -> bool:
@@ -74,12 +74,21 @@ _overrides: contextvars.ContextVar[MappingProxyType[str, Any]] = contextvars.Con
 )
 
 
+class ConfigureOwnerError(DsxError, RuntimeError):
+    """``configure`` called from a thread (or asyncio task) other than the one that called
+    it first; as in DSPy, other threads and tasks use ``dsx.context``."""
+
+
 class Settings:
     """Read access to the effective settings: ``settings.lm``, ``settings.get("adapter")``."""
 
     def __init__(self) -> None:
         self._defaults = dict(_DEFAULTS)
         self._lock = threading.Lock()
+        # The thread, and the asyncio task if any, whose configure() call came first: the
+        # only ones that may change the process defaults again (DSPy's rule).
+        self._owner_thread: int | None = None
+        self._owner_task: Any = None
 
     def get(self, key: str, default: Any = None) -> Any:
         over = _overrides.get()
@@ -100,9 +109,39 @@ class Settings:
 
     def configure(self, **kwargs: Any) -> None:
         self._check(kwargs)
+        self._claim()
         _watch(kwargs)
         with self._lock:
             self._defaults.update(kwargs)
+
+    def _claim(self) -> None:
+        """Make the caller the owner of the defaults, or check that it is."""
+        import asyncio
+
+        thread = threading.get_ident()
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running event loop
+            task = None
+        with self._lock:
+            if self._owner_thread is None:
+                self._owner_thread = thread
+            elif self._owner_thread != thread:
+                raise ConfigureOwnerError(
+                    "dsx.configure(...) changes the process-wide defaults and may be called "
+                    "only from the thread that called it first; in other threads use "
+                    "`with dsx.context(...)`, which applies to that thread only"
+                )
+            if task is None:
+                return
+            if self._owner_task is None:
+                self._owner_task = task
+            elif self._owner_task is not task and not _in_ipython():
+                raise ConfigureOwnerError(
+                    "dsx.configure(...) may be called only from the asyncio task that called "
+                    "it first; in other tasks use `with dsx.context(...)`, which applies to "
+                    "that task only"
+                )
 
     def declare(self, name: str, default: Any = None) -> None:
         """Add a setting (for extensions); ``configure``/``context`` then accept ``name``."""
@@ -143,9 +182,23 @@ class Settings:
             _overrides.reset(token)
 
     def reset(self) -> None:
-        """Restore the defaults (used by tests); declared settings stay declared."""
+        """Restore the defaults (used by tests); declared settings stay declared. Any thread
+        may then configure first."""
         with self._lock:
             self._defaults = dict(_DEFAULTS)
+            self._owner_thread = self._owner_task = None
+
+
+def _in_ipython() -> bool:
+    """Whether this runs in IPython/Jupyter, where each cell is a new task (DSPy allows it)."""
+    import sys
+
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    try:
+        return get is not None and get() is not None
+    except Exception:
+        return False
 
 
 _INTERNAL = frozenset({"trace", "config_override", "hint"})
