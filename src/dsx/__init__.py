@@ -113,6 +113,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Adapter": "dsx.runtime.adapters",
     "asyncify": "dsx.runtime.asyncify",
+    "load_settings": "dsx.runtime.settings",
     "syncify": "dsx.runtime.asyncify",
     "ChatAdapter": "dsx.runtime.adapters",
     "DSPyChatAdapter": "dsx.runtime.adapters",
@@ -209,6 +210,7 @@ __all__ = [
     "passage_match",
     "streamify",
     "asyncify",
+    "load_settings",
     "syncify",
     "Adapter",
     "AdapterParseError",

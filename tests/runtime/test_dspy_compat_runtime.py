@@ -228,3 +228,30 @@ def test_configure_from_another_asyncio_task_is_an_error():
 
     asyncio.run(main())
     assert dsx.settings.num_threads == 6
+
+
+def test_settings_save_and_load_settings(tmp_path):
+    from dsx.errors import DsxError
+
+    lm = dsx.LM("openai/dsx-test", api_base="http://127.0.0.1:9/v1", api_key="sk-secret")
+    dsx.configure(lm=lm, adapter=dsx.DSPyChatAdapter(), num_threads=5)
+    path = tmp_path / "settings.pkl"
+    with pytest.raises(DsxError, match="allow_pickle=True"):
+        dsx.settings.save(path)
+    with pytest.warns(UserWarning, match=r"without the secrets of lm \(api_key\)"):
+        dsx.settings.save(path, exclude_keys=["callbacks"], allow_pickle=True)
+    assert b"sk-secret" not in path.read_bytes()
+    assert lm.api_key == "sk-secret"  # the LM in use keeps its key
+    with pytest.raises(DsxError, match="loading one runs code"):
+        dsx.load_settings(path)
+    loaded = dspy.load_settings(str(path), allow_pickle=True)
+    assert "callbacks" not in loaded and loaded["num_threads"] == 5
+    assert loaded["lm"].model == "openai/dsx-test" and loaded["lm"].api_key is None
+    assert loaded["lm"].api_base == "http://127.0.0.1:9/v1"
+    assert isinstance(loaded["adapter"], dsx.DSPyChatAdapter)
+    dsx.settings.reset()
+    dsx.configure(**loaded)
+    assert dsx.settings.num_threads == 5
+    (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(DsxError, match="is not settings saved by dsx.settings.save"):
+        dsx.load_settings(tmp_path / "bad.pkl", allow_pickle=True)

@@ -15,12 +15,20 @@ import difflib
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from dsx.errors import DsxError, UnknownSettingError
 
-__all__ = ["ConfigureOwnerError", "Settings", "configure", "context", "settings"]
+__all__ = [
+    "ConfigureOwnerError",
+    "Settings",
+    "configure",
+    "context",
+    "load_settings",
+    "settings",
+]
 
 
 def _otel_env_wants_tracing() -> bool:
@@ -181,12 +189,105 @@ class Settings:
         finally:
             _overrides.reset(token)
 
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        modules_to_serialize: list[Any] | None = None,
+        exclude_keys: list[str] | None = None,
+        *,
+        allow_pickle: bool = False,
+    ) -> None:
+        """Save the effective settings (LM, adapter, callbacks, ...) to ``path``, as DSPy's
+        ``settings.save`` does: with pickle, so it needs ``allow_pickle=True`` (loading it
+        runs code; :func:`load_settings` asks for the same opt-in). ``exclude_keys`` leaves
+        settings out. An LM is saved without its API key and headers (with a warning); set
+        them in the environment where the settings are loaded.
+        """
+        import pickle
+
+        from dsx.runtime._files import atomic_write
+
+        if not allow_pickle:
+            raise DsxError(
+                "dsx.settings.save writes the settings with pickle (LMs, adapters and callbacks "
+                "are objects), and loading a pickle runs code: pass allow_pickle=True to opt "
+                "in, and load only files you wrote"
+            )
+        if modules_to_serialize:
+            raise DsxError(
+                "dsx.settings.save(modules_to_serialize=...) is DSPy's cloudpickle option; dsx "
+                "saves by reference with pickle: the modules must be importable where the "
+                "settings are loaded"
+            )
+        skip = set(exclude_keys or ()) | _INTERNAL
+        data = {k: v for k, v in self.snapshot().items() if k not in skip}
+        stripped = []
+        for key, value in data.items():  # an LM's key and headers stay out of the file
+            secrets = [a for a in ("api_key", "headers") if getattr(value, a, None)]
+            if secrets and callable(getattr(value, "copy", None)):
+                data[key] = value.copy(**dict.fromkeys(secrets))
+                stripped.append(f"{key} ({', '.join(secrets)})")
+        if stripped:
+            import warnings
+
+            warnings.warn(
+                f"{path}: saved without the secrets of {'; '.join(stripped)}: set them in the "
+                "environment (or on the LM) where the settings are loaded",
+                UserWarning,
+                stacklevel=2,
+            )
+        try:
+            blob = pickle.dumps(data)
+        except Exception as exc:
+            bad = [k for k, v in data.items() if not _picklable(v)]
+            raise DsxError(
+                f"dsx.settings.save: cannot pickle the setting(s) {', '.join(bad) or '?'} "
+                f"({exc}); leave them out with exclude_keys={bad!r} and set them again after "
+                "loading"
+            ) from None
+        atomic_write(Path(path), blob)
+
     def reset(self) -> None:
         """Restore the defaults (used by tests); declared settings stay declared. Any thread
         may then configure first."""
         with self._lock:
             self._defaults = dict(_DEFAULTS)
             self._owner_thread = self._owner_task = None
+
+
+def _picklable(value: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def load_settings(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
+    """The settings :meth:`Settings.save` wrote, as a dict: apply them with
+    ``dsx.configure(**dsx.load_settings(path, allow_pickle=True))`` (DSPy's
+    ``dspy.load_settings``). Needs ``allow_pickle=True``: unpickling runs code."""
+    import pickle
+
+    if not allow_pickle:
+        raise DsxError(
+            f"{path}: settings are a pickle, and loading one runs code. Pass "
+            "allow_pickle=True only for a file you trust (one you saved)."
+        )
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+    except OSError as exc:
+        raise DsxError(f"Cannot read settings {path}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        raise DsxError(
+            f"{path} is not settings saved by dsx.settings.save ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(data, dict):
+        raise DsxError(f"{path} is not settings saved by dsx.settings.save (not a dict)")
+    return data
 
 
 def _in_ipython() -> bool:

@@ -100,6 +100,7 @@ _CLIENTS = {
     "LM": "dsx.runtime.lm:LM",
     "BaseLM": "dsx.runtime.lm_base:BaseLM",
     "configure_cache": "dsx.runtime.cache:configure_cache",
+    "load_settings": "dsx.runtime.settings:load_settings",
     "cache": "dsx:cache",
     "inspect_history": "dsx.runtime.lm_base:inspect_history",
 }
@@ -221,6 +222,5 @@ MISSING: dict[str, str] = {
     "BetterTogether": "chain dspy.BootstrapFinetune and a prompt optimizer",
     "InferRules": "use dspy.SIMBA or dspy.COPRO",
     "AvatarOptimizer": "use dspy.SIMBA",
-    "load_settings": "set the LM and adapter with dspy.configure(...)",
     "Flex": "not available",
 }
