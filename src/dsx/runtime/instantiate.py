@@ -8,9 +8,7 @@ and programs instances with their learned state applied.
 from __future__ import annotations
 
 import csv
-import importlib
 import json
-import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from dsx import ir
 from dsx.errors import DsxError
 from dsx.runtime import _interp
 from dsx.runtime.example import Example
+from dsx.runtime.generated import import_python
 from dsx.runtime.module import Module
 from dsx.runtime.signature import Field, Signature, signature_from_fields
 from dsx.runtime.types import History, Image
@@ -102,16 +101,10 @@ class Namespace:
 
     # -- building ---------------------------------------------------------------------------
     def _import(self, module: str) -> Any:
-        base = str(self.base_dir)
-        if base not in sys.path:
-            sys.path.insert(0, base)  # `use python` modules may sit next to the .dsx file
-        try:
-            return importlib.import_module(module)
-        except ImportError as exc:
-            raise DsxError(
-                f'`use python "{module}"`: cannot import it ({exc}). Put {module.replace(".", "/")}.py '
-                f"next to {Path(self.unit.source).name} or install it."
-            ) from None
+        # The built module's rule (docs/build.md): the module's top-level package is looked
+        # for next to the .dsx file, then installed; sys.path is left alone, so a helper's
+        # own imports follow Python's rules in `dsx run` and in the built module alike.
+        return import_python(module, str(Path(self.base_dir) / "_"), ".")
 
     def pytype(self, t: ir.TypeRef) -> Any:
         k = t.kind
