@@ -25,13 +25,19 @@ from dsx import ir
 from dsx._version import __version__
 from dsx.compiler._codegen_resources import emit_resources, used_resources
 from dsx.compiler._pyfmt import Raw, layout, literal, py_str
-from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE, operand_precedence
+from dsx.grammar.precedence import (
+    IFEXP,
+    NEG,
+    NOT,
+    POSTFIX,
+    PRECEDENCE,
+    operand_precedence,
+)
 
 __all__ = ["generate", "python_root", "reachable"]
 
 _DSX_BUILTINS = {"join", "lower", "upper", "strip", "Prediction"}
 _MODULE_ATTRS = set(dir(__import__("dsx").Module)) | {"params"}
-_PREC = {**PRECEDENCE, "not": NOT_PRECEDENCE}
 
 
 def py(name: str) -> str:
@@ -473,19 +479,19 @@ class _Gen:
         if k == "name":
             return self.name(e.name) if in_forward else py(e.name)
         if k == "attr":
-            return f"{self.expr(e.obj, 9, in_forward)}.{e.name}"
+            return f"{self.expr(e.obj, POSTFIX, in_forward)}.{e.name}"
         if k == "index":
-            return f"{self.expr(e.obj, 9, in_forward)}[{self.expr(e.index, 0, in_forward)}]"
+            return f"{self.expr(e.obj, POSTFIX, in_forward)}[{self.expr(e.index, 0, in_forward)}]"
         if k == "slice":
             parts = ["" if p is None else self.expr(p, 0, in_forward) for p in (e.lo, e.hi, e.step)]
-            return f"{self.expr(e.obj, 9, in_forward)}[{_slice(parts, e.step is not None)}]"
+            return f"{self.expr(e.obj, POSTFIX, in_forward)}[{_slice(parts, e.step is not None)}]"
         if k == "ifexp":
             # The lowest precedence: parenthesized inside any operator.
             text = (
                 f"{self.expr(e.then, 1, in_forward)} if {self.expr(e.cond, 1, in_forward)}"
                 f" else {self.expr(e.orelse, 0, in_forward)}"
             )
-            return f"({text})" if parent > 0 else text
+            return f"({text})" if parent > IFEXP else text
         if k == "listcomp":
             added: set[str] = set()
             try:
@@ -517,7 +523,7 @@ class _Gen:
             )
             if is_sub and getattr(self, "is_async", False):
                 return f"(await self.{py(e.func.name)}.acall({', '.join(args)}))"
-            return f"{self.expr(e.func, 9, in_forward)}({', '.join(args)})"
+            return f"{self.expr(e.func, POSTFIX, in_forward)}({', '.join(args)})"
         if k == "list":
             return "[" + ", ".join(self.expr(i, 0, in_forward) for i in e.items) + "]"
         if k == "dict":
@@ -532,16 +538,18 @@ class _Gen:
         if k == "fstring":
             return self.fstring(e, in_forward)
         if k == "binop":
-            prec = _PREC[e.op]
+            prec = PRECEDENCE[e.op]
             # Python chains comparisons (`a == b == c`); .dsx does not: parenthesize.
             left, right = operand_precedence(e.op)
             text = f"{self.expr(e.left, left, in_forward)} {e.op} {self.expr(e.right, right, in_forward)}"
             return f"({text})" if prec < parent else text
         if k == "unary":
             if e.op == "not":
-                text = f"not {self.expr(e.operand, 3, in_forward)}"
-                return f"({text})" if parent > 3 else text
-            return f"-{self.expr(e.operand, 8, in_forward)}"
+                text = f"not {self.expr(e.operand, NOT, in_forward)}"
+                return f"({text})" if parent > NOT else text
+            # `(-x).y`, `(-x)[i]`: Python reads `-x.y` as `-(x.y)`.
+            text = f"-{self.expr(e.operand, NEG + 1, in_forward)}"
+            return f"({text})" if parent > NEG else text
         raise ValueError(f"codegen: unknown expression kind {k!r}")
 
     def fstring(self, e: Any, in_forward: bool) -> str:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from dsx.diagnostics import Diagnostic, Span
 from dsx.grammar import ast, lexspec
-from dsx.grammar._transform import NOT_PRECEDENCE, PRECEDENCE, operand_precedence
+from dsx.grammar import precedence as _precedence
 from dsx.grammar.parser import BlockCache, parse
 
 __all__ = [
@@ -171,13 +171,20 @@ def _render(doc: Any, indent: int) -> str:
 
 # ---- precedence ---------------------------------------------------------------------------
 
-_BIN_PREC = PRECEDENCE  # the parser's table: printing and parsing agree by construction
-_NOT, _NEG, _POSTFIX, _ATOM = NOT_PRECEDENCE, 7, 8, 9
+# The parser's table (dsx.grammar.precedence): printing and parsing agree by construction,
+# and codegen parenthesizes with the same levels.
+_BIN_PREC = _precedence.PRECEDENCE
+_NOT, _NEG, _POSTFIX, _ATOM = (
+    _precedence.NOT,
+    _precedence.NEG,
+    _precedence.POSTFIX,
+    _precedence.ATOM,
+)
 
 
 def _prec(e: Any) -> int:
     if isinstance(e, ast.IfExp):
-        return 0  # the loosest: parenthesized as the operand of any operator
+        return _precedence.IFEXP  # the loosest: parenthesized as the operand of any operator
     if isinstance(e, ast.BinOp):
         return _BIN_PREC[e.op]
     if isinstance(e, ast.Not):
@@ -189,7 +196,7 @@ def _prec(e: Any) -> int:
     return _ATOM
 
 
-_operand_prec = operand_precedence  # comparisons do not chain (one table, see _transform)
+_operand_prec = _precedence.operand_precedence  # comparisons do not chain
 
 
 def _type_str(t: Any) -> str:

@@ -16,6 +16,9 @@ from lark import Token, Transformer
 
 from dsx.diagnostics import Diagnostic, Origin, Related, Span, make
 from dsx.grammar import ast
+from dsx.grammar.precedence import COMPARISON as COMPARISON_PRECEDENCE
+from dsx.grammar.precedence import NOT as NOT_PRECEDENCE
+from dsx.grammar.precedence import PRECEDENCE, operand_precedence
 
 __all__ = [
     "COMPARISON_PRECEDENCE",
@@ -552,47 +555,6 @@ class ToAst(Transformer):
     def atom(self, c: builtins.list[Any]) -> Any:
         self._prefix_not.discard(id(c[1]))  # a parenthesised `(not x)` is a closed operand
         return c[1]  # "(" expr ")"
-
-
-#: Binding power of each binary operator (higher binds tighter); `not` sits between `and`
-#: and the comparisons. Codegen and the formatter print with the same table.
-NOT_PRECEDENCE = 3
-PRECEDENCE = {
-    "or": 1,
-    "and": 2,
-    "==": 4,
-    "!=": 4,
-    "<": 4,
-    "<=": 4,
-    ">": 4,
-    ">=": 4,
-    "in": 4,
-    "not in": 4,
-    "is": 4,
-    "is not": 4,
-    "+": 5,
-    "-": 5,
-    "*": 6,
-    "/": 6,
-    "%": 6,
-}
-
-
-#: Comparisons (``==`` ... ``not in``) do not chain in .dsx: ``a == b == c`` is
-#: ``(a == b) == c``. Python chains them, so neither the formatter nor codegen may print a
-#: comparison operand of a comparison without parentheses.
-COMPARISON_PRECEDENCE = 4
-
-
-def operand_precedence(op: str) -> tuple[int, int]:
-    """The lowest precedence the left and right operands of ``op`` may have unparenthesized.
-
-    Binary operators are left-associative; comparisons are non-chaining.
-    """
-    p = PRECEDENCE[op]
-    if p == COMPARISON_PRECEDENCE:
-        return (p + 1, p + 1)
-    return (p, p + 1)
 
 
 def _number(raw: str) -> int | float:
