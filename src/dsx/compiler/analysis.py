@@ -171,7 +171,11 @@ def check_variant(analysis: Analysis, texts: dict[str, str]) -> Analysis:
 
 
 def analyze_path(path: str | Path, *, overlays: dict[str, str] | None = None) -> Analysis:
-    root = _norm(str(path))
+    """Analyze the file at ``path`` (a path that cannot be read is a ``TextFileError``)."""
+    try:
+        root = _norm(str(path))
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise TextFileError(f"{path}: cannot read the .dsx file: {exc}") from None
     texts = dict(overlays or {})
     if root not in texts:
         texts[root] = read_text(root, what=".dsx file")
