@@ -20,7 +20,7 @@ from dsx.grammar import lexspec
 
 __all__ = ["DsxLexer"]
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_IDENT = re.compile(rf"{lexspec.NAME}\Z")
 _SCAN = re.compile(rf"{lexspec.STRING}|{lexspec.COMMENT}|(?P<tok>[{{}}()\[\]]|\belse\b)")
 
 

@@ -15,6 +15,8 @@ __all__ = [
     "COMMENT",
     "NAME",
     "NUMBER",
+    "OPEN_LINE_STRING",
+    "OPEN_TRIPLE_STRING",
     "STRING",
     "TOP_KEYWORDS",
     "UNSUPPORTED_STATEMENTS",
@@ -30,6 +32,11 @@ STRING = r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"'
 COMMENT = r"//[^\n]*"
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+#: A ``"""`` string as the editor sees it while it is typed: unterminated, it runs to the
+#: end of the text (the language server's scanners; the parser reports it instead).
+OPEN_TRIPLE_STRING = r'"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z)'
+#: A one-line string as the editor sees it: unterminated, it ends with its line.
+OPEN_LINE_STRING = r'"(?:[^"\\\n]|\\.)*"?'
 
 #: Keywords that begin a top-level declaration.
 TOP_KEYWORDS = (

@@ -11,15 +11,15 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
+from dsx.grammar import lexspec
 from dsx.grammar.lexspec import TOP_KEYWORDS, block_starts
 
 __all__ = ["Context", "Tok", "scan"]
 
 _TOKEN = re.compile(
-    r"(?P<ws>[ \t\r]+)|(?P<nl>\n)|(?P<comment>//[^\n]*)"
-    r'|(?P<str3>"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z))'
-    r'|(?P<str>"(?:[^"\\\n]|\\.)*(?:"|(?=\n)|\Z))'
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<num>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    rf"(?P<ws>[ \t\r]+)|(?P<nl>\n)|(?P<comment>{lexspec.COMMENT})"
+    rf"|(?P<str3>{lexspec.OPEN_TRIPLE_STRING})|(?P<str>{lexspec.OPEN_LINE_STRING})"
+    rf"|(?P<name>{lexspec.NAME})|(?P<num>{lexspec.NUMBER})"
     r"|(?P<op>==|!=|<=|>=|->|[{}()\[\],.:=|?+\-*/%<>])|(?P<other>.)",
     re.S,
 )

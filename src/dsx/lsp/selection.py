@@ -8,6 +8,7 @@ import re
 
 from lsprotocol import types
 
+from dsx.grammar import lexspec
 from dsx.grammar.parser import split_blocks
 from dsx.lsp import locate
 from dsx.lsp.state import Document, Session
@@ -15,8 +16,8 @@ from dsx.lsp.state import Document, Session
 __all__ = ["selection_ranges"]
 
 _TOKEN = re.compile(
-    r'(?P<str3>"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z))|(?P<str>"(?:[^"\\\n]|\\.)*"?)'
-    r"|(?P<comment>//[^\n]*)|(?P<open>[{(\[])|(?P<close>[})\]])",
+    rf"(?P<str3>{lexspec.OPEN_TRIPLE_STRING})|(?P<str>{lexspec.OPEN_LINE_STRING})"
+    rf"|(?P<comment>{lexspec.COMMENT})|(?P<open>[{{(\[])|(?P<close>[}})\]])",
     re.S,
 )
 
