@@ -25,13 +25,14 @@ class Pipeline(dsx.Module):
 
 def test_parameters_are_the_predictors_under_dspy_s_names():
     program = Pipeline()
-    # the same names as DSPy's; dsx lists them breadth first (DSPy: attribute by attribute)
+    # DSPy's names in DSPy's order (attribute by attribute); named_predictors: breadth first
     assert [n for n, _ in program.named_parameters()] == [
         "first",
-        "steps[1]",
         "steps[0].predict",
+        "steps[1]",
     ]
-    assert program.parameters() == program.predictors()
+    assert dict(program.named_parameters()) == dict(program.named_predictors())
+    assert program.parameters() == [p for _, p in program.named_parameters()]
     assert all(isinstance(p, dsx.Predict) for p in program.parameters())
     bare = dsx.Predict("q -> a")
     assert bare.named_parameters() == [("self", bare)]  # as DSPy gives for a bare Predict

@@ -237,13 +237,32 @@ class Module:
         return [p for _, p in self.named_predictors()]
 
     def named_parameters(self) -> list[tuple[str, Predict]]:
-        """DSPy's name for :meth:`named_predictors`: a program's learnable parts are its
-        predictors (``("self", p)`` for a bare :class:`~dsx.Predict`, as in DSPy)."""
-        return self.named_predictors()
+        """DSPy's ``named_parameters``: the predictors of :meth:`named_predictors`, under the
+        same names, in DSPy's order — attribute by attribute, each sub-module's predictors
+        where it stands (``("self", p)`` for a bare :class:`~dsx.Predict`)."""
+        from dsx.runtime.predict import Predict
+
+        if isinstance(self, Predict):
+            return [("self", self)]
+        found: list[tuple[str, Predict]] = []
+        seen = {id(self)}
+
+        def walk(module: Module, prefix: str) -> None:
+            for name, child in _children(module, prefix):
+                if id(child) in seen:
+                    continue
+                seen.add(id(child))
+                if isinstance(child, Predict):
+                    found.append((name, child))
+                else:
+                    walk(child, name)
+
+        walk(self, "")
+        return found
 
     def parameters(self) -> list[Predict]:
-        """DSPy's name for :meth:`predictors`."""
-        return self.predictors()
+        """DSPy's ``parameters``: the predictors, in :meth:`named_parameters`' order."""
+        return [p for _, p in self.named_parameters()]
 
     def map_named_predictors(self, func: Any) -> Module:
         """Replace each predictor by ``func(predictor)`` in place."""
