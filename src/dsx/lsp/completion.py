@@ -20,6 +20,7 @@ from dsx.compiler.analysis import Analysis
 from dsx.compiler.model import MODULE_OUTPUTS as REPLY_MODULE_OUTPUTS
 from dsx.compiler.model import Scope
 from dsx.diagnostics import Origin
+from dsx.grammar import lexspec
 from dsx.grammar.parser import TOP_KEYWORDS, parse_expr_text
 from dsx.lsp import pysource
 from dsx.lsp.context import Context, Tok, scan
@@ -77,7 +78,7 @@ _OPTIMIZE_DOCS = {
     "lm": 'the LM used while optimizing, e.g. `lm "openai/gpt-4o-mini"`',
     "seed": "the random seed",
 }
-_ASSIGN = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(?!=)[ \t]*(.+)$", re.M)
+_ASSIGN = re.compile(rf"^[ \t]*({lexspec.NAME})[ \t]*=(?!=)[ \t]*(.+)$", re.M)
 
 
 class _Builder:

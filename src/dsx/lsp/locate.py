@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from dsx.compiler.analysis import Analysis
 from dsx.compiler.symbols import Symbol
+from dsx.grammar import lexspec
 
 __all__ = ["Hit", "Occurrence", "at", "identity", "occurrences", "word_at"]
 
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WORD = re.compile(lexspec.NAME)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from dsx.compiler import _env
 from dsx.compiler.analysis import Analysis, check_variant
 from dsx.compiler.symbols import Symbol
+from dsx.grammar import lexspec
 from dsx.lsp import locate
 from dsx.lsp.navigation import find_occurrences
 from dsx.lsp.state import Document, Session, uri_of
@@ -39,7 +40,7 @@ RENAMABLE = frozenset(
         "retriever",
     }
 )
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_IDENT = re.compile(rf"{lexspec.NAME}\Z")
 _LITERALS = frozenset({"true", "false", "none"})
 _TYPE_NAMES = frozenset({*_env.PRIMITIVE_TYPES, *_env.GENERIC_TYPES})
 
