@@ -567,8 +567,8 @@ class _BlockFormatter:
         return [self.expr(e.left, left), f" {e.op} ", self.expr(e.right, right)]
 
     def e_Not(self, e: ast.Not) -> Any:
-        # `not (a == b)` rather than the minimal `not a == b`: clearer, and the parser gets
-        # `not a == f(b + c)` wrong (it reads `(not a) == ...`), which this never prints.
+        # `not (a == b)` rather than the minimal `not a == b` (which parses the same, `not`
+        # binding looser than comparisons): clearer to a reader who knows other languages.
         operand = e.operand
         return ["not ", self.expr(operand, _ATOM if isinstance(operand, ast.BinOp) else _NOT)]
 
