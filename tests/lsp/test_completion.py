@@ -215,3 +215,12 @@ def test_reply_fields_are_outputs_of_signatures_and_module_added_fields():
     # the value after `=` is an expression: scope names, not fields
     labels = complete(BASE + "test t for rag {\n    reply { answer = | }\n}\n")
     assert "evidence" not in labels
+
+
+def test_in_is_offered_after_a_comprehension_clause_target():
+    # Issue 16: a comprehension may have several `for` clauses; each target is followed by `in`.
+    assert complete(at(FORWARD_END, "        xs = [p for p |]\n")) == ["in"]
+    assert complete(at(FORWARD_END, "        xs = [p for ps in context for p |]\n")) == ["in"]
+    assert complete(at(FORWARD_END, "        xs = [p for i, p |]\n")) == ["in"]
+    # after `in` (and in the element) an expression: scope names
+    assert "context" in complete(at(FORWARD_END, "        xs = [p for ps in context for p in |]\n"))

@@ -529,6 +529,9 @@ class _Completer:
                 for kw in ("and", "or", "in", "not"):
                     self.out.add(kw, CIK.Keyword, insert=f"{kw} ", sort="4")
                 return
+        if top.role == "list" and _in_comprehension_target(ctx.tokens[top.index + 1 :]):
+            self.out.add("in", CIK.Keyword, insert="in ")  # `[x for row |`
+            return
         self._expression(scope)
 
     def _call_arguments(self, scope: Scope) -> None:
@@ -931,3 +934,17 @@ def _dsx_constant(value: object) -> str:
     if isinstance(value, str):
         return f'"{value}"'
     return str(value)
+
+
+_EXPR_KEYWORDS = frozenset({"in", "if", "else", "and", "or", "not", "is"})
+
+
+def _in_comprehension_target(seg: list[Tok]) -> bool:
+    """Whether ``seg`` ends in a comprehension clause's target: ``... for a, b``."""
+    for i in range(len(seg) - 1, -1, -1):
+        t = seg[i]
+        if t.text == "for":
+            return i < len(seg) - 1 and seg[-1].kind == "name"
+        if (t.kind != "name" and t.text != ",") or t.text in _EXPR_KEYWORDS:
+            return False
+    return False
