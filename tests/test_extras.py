@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -134,3 +135,14 @@ def test_the_lsp_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         importlib.import_module("dsx.lsp")
     monkeypatch.undo()
     importlib.import_module("dsx.lsp")
+
+
+def test_missing_extra_error_is_exported_lazily_from_the_package_root() -> None:
+    # ``except dsx.MissingExtraError`` works without reaching into a private module, and
+    # ``import dsx`` does not import the extras module to offer the name.
+    assert dsx.MissingExtraError is MissingExtraError
+    assert "MissingExtraError" in dsx.__all__
+    assert "MissingExtraError" in dir(dsx)
+    probe = "import sys, dsx; print('dsx._extras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out

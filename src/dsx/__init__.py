@@ -58,6 +58,7 @@ from dsx.runtime.signature import make_signature as make_signature
 from dsx.runtime.usage import track_usage as track_usage
 
 if TYPE_CHECKING:
+    from dsx._extras import MissingExtraError as MissingExtraError
     from dsx._load import load_program as load_program
     from dsx.local import LocalModelServer as LocalModelServer
     from dsx.retrievers import ColBERTv2 as ColBERTv2
@@ -123,6 +124,7 @@ _LAZY = {
     "BatchError": "dsx.runtime.parallel",
     "LM": "dsx.runtime.lm",
     "FallbackLM": "dsx.runtime.fallback",
+    "MissingExtraError": "dsx._extras",
     "Retrieve": "dsx.runtime.retrieve",
     "ColBERTv2": "dsx.retrievers",
     "Tool": "dsx.runtime.tool",
@@ -252,6 +254,7 @@ __all__ = [
     "Prediction",
     "Signature",
     "SignatureError",
+    "MissingExtraError",
     "StateError",
     "UnknownInputError",
     "UnknownSettingError",
