@@ -151,30 +151,28 @@ def test_whole_program_pickle_needs_explicit_opt_in(tmp_path):
 
 
 def test_batch_runs_concurrently_in_order_and_reports_failures():
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
+    # The first two examples wait for each other at a barrier: run one after the other, the
+    # barrier breaks (after its timeout) and both fail, so no sleep decides the outcome.
+    meet = threading.Barrier(2, timeout=30)
 
     class Slow(dsx.Module):
-        def forward(self, x):
-            nonlocal in_flight, peak
-            with lock:
-                in_flight += 1
-                peak = max(peak, in_flight)
-            import time
+        def __init__(self, meet_first_two: bool = False):
+            super().__init__()
+            self.meet_first_two = meet_first_two
 
-            time.sleep(0.02)
-            with lock:
-                in_flight -= 1
+        def forward(self, x):
+            if self.meet_first_two and x in (0, 1):
+                meet.wait()
             if x == 3:
                 raise ValueError("bad three")
             return dsx.Prediction(y=x * 2)
 
     examples = [dsx.Example(x=i).with_inputs("x") for i in range(8)]
-    results, failed, errors = Slow().batch(examples, num_threads=4, return_failed_examples=True)
+    results, failed, errors = Slow(meet_first_two=True).batch(
+        examples, num_threads=4, return_failed_examples=True
+    )
     assert [r.y if r else None for r in results] == [0, 2, 4, None, 8, 10, 12, 14]
     assert failed == [examples[3]] and isinstance(errors[0], ValueError)
-    assert peak > 1
 
     with pytest.raises(dsx.BatchError, match="max_errors=1.*bad three"):
         Slow().batch(examples, max_errors=1)

@@ -154,23 +154,28 @@ def test_closed_session_refuses_work(backend: str, make_sandbox) -> None:
 
 
 def test_one_execution_at_a_time(sandbox: Sandbox) -> None:
-    started = threading.Event()
+    # The guest calls a host tool that holds the execution open until the second call has
+    # been tried: no sleep decides whether the first execution is still running.
+    inside = threading.Event()
+    release = threading.Event()
     results: list[ExecutionResult] = []
 
-    def slow() -> None:
-        started.set()
-        results.append(sandbox.execute("import time\ntime.sleep(1)\n'done'"))
+    def hold() -> str:
+        inside.set()
+        release.wait(30)
+        return "done"
 
-    t = threading.Thread(target=slow)
+    t = threading.Thread(target=lambda: results.append(sandbox.execute("hold()", tools=[hold])))
     t.start()
-    started.wait()
-    import time
-
-    time.sleep(0.2)
-    with pytest.raises(SandboxError, match="one execution at a time"):
-        sandbox.execute("1")
-    t.join()
+    try:
+        assert inside.wait(60), "the first execution never reached its tool"
+        with pytest.raises(SandboxError, match="one execution at a time"):
+            sandbox.execute("1")
+    finally:
+        release.set()
+        t.join()
     assert results[0].value == "done"
+    assert sandbox.execute("1").value == 1  # free again once the first one ended
 
 
 def test_lazy_start_on_first_execute(backend: str, make_sandbox) -> None:
