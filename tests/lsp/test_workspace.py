@@ -181,24 +181,26 @@ async def test_unsaved_edit_of_an_import_updates_importers(
     await wait_diagnostics(client, app_uri, lambda d: len(d) == 0)
 
 
-async def test_file_changed_on_disk(client: LanguageClient, workspace: Path, app_uri: str):
-    lib = workspace / "lib.dsx"
-    lib.write_text(LIB.replace("out answer", "out result"))
-    try:
-        client.workspace_did_change_watched_files(
-            types.DidChangeWatchedFilesParams(
-                changes=[types.FileEvent(uri=lib.as_uri(), type=types.FileChangeType.Changed)]
-            )
-        )
-        await wait_diagnostics(client, app_uri, lambda d: any(x.code == "DSX124" for x in d))
-    finally:
-        lib.write_text(LIB)
-        client.workspace_did_change_watched_files(
-            types.DidChangeWatchedFilesParams(
-                changes=[types.FileEvent(uri=lib.as_uri(), type=types.FileChangeType.Changed)]
-            )
-        )
+async def test_file_changed_on_disk(client: LanguageClient, workspace: Path):
+    # Its own folder: rewriting the module-scoped workspace's lib.dsx would make the other
+    # tests depend on this one restoring it (issue 17, order dependence).
+    folder = workspace / "on_disk"
+    folder.mkdir()
+    lib = folder / "lib.dsx"
+    lib.write_text(LIB)
+    app = folder / "app.dsx"
+    app.write_text(APP)
+    app_uri = open_doc(client, app)
     await wait_diagnostics(client, app_uri, lambda d: len(d) == 0)
+    lib.write_text(LIB.replace("out answer", "out result"))
+    client.workspace_did_change_watched_files(
+        types.DidChangeWatchedFilesParams(
+            changes=[types.FileEvent(uri=lib.as_uri(), type=types.FileChangeType.Changed)]
+        )
+    )
+    await wait_diagnostics(client, app_uri, lambda d: any(x.code == "DSX124" for x in d))
+    assert (workspace / "lib.dsx").read_text() == LIB  # the shared workspace is untouched
+    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=td(app_uri)))
 
 
 async def test_missing_import(client: LanguageClient, workspace: Path):
