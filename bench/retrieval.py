@@ -17,6 +17,13 @@ the engine figures time the engines, not the model. Engines:
 ColBERTv2: ``dsx.ColBERTv2`` vs ``dspy.ColBERTv2`` against the same
 ``dsx.testing.ColBERTv2Server`` on 127.0.0.1 (1,000 passages), caches off on both sides.
 
+FAISS against brute force: for several ``nprobe`` values, dsx ``Embeddings(backend=
+"faiss")`` answers every query and is compared with the exact NumPy search of the same
+vectors — the agreement (the share of the exact top-k that FAISS also returns, and the
+share of queries whose top-k set is the same), recall@k against the known answer, and the
+per-query latency. ``--faiss-only`` runs just this part (no DSPy needed) and writes
+``bench/results/retrieval_faiss.json``.
+
 Run: ``.venv-bench/bin/python bench/retrieval.py`` (``make bench`` runs it). Writes
 ``bench/results/retrieval.json`` and prints a Markdown table.
 """
@@ -116,6 +123,60 @@ def embed_all(texts: list[str], cache: Path) -> tuple[dict[str, np.ndarray], flo
     return dict(zip(texts, vectors, strict=True)), seconds
 
 
+def faiss_agreement(
+    corpus: list[str],
+    queries: list[str],
+    answers: list[str],
+    embedder: Any,
+    k: int,
+    sequential: int,
+    nprobes: tuple[int, ...] = (1, 4, 16, 32, 64, 200),
+) -> list[dict[str, Any]]:
+    """FAISS (IVF) against the exact search of the same vectors, per ``nprobe``."""
+    from dsx.retrievers import Embeddings
+
+    exact = Embeddings(corpus, embedder, k=k, backend="numpy")
+    truth = [{p.text for p in ps} for ps in exact.search_batch(queries)]
+    rows = []
+    for name, rm in [("exact (numpy)", exact)] + [
+        ("faiss (IVFFlat)", Embeddings(corpus, embedder, k=k, backend="faiss", nprobe=n))
+        for n in nprobes
+    ]:
+        found = [{p.text for p in ps} for ps in rm.search_batch(queries)]
+        lat = []
+        for q in queries[:sequential]:
+            t = time.perf_counter()
+            rm.search(q)
+            lat.append(time.perf_counter() - t)
+        overlap = [len(f & t) / len(t) for f, t in zip(found, truth, strict=True)]
+        row = {
+            "search": name,
+            "nlist": getattr(rm._index, "nlist", None),
+            "nprobe": getattr(rm._index, "nprobe", None),
+            "agreement_at_k": statistics.fmean(overlap),
+            "same_top_k": sum(f == t for f, t in zip(found, truth, strict=True)) / len(truth),
+            "recall_at_k": sum(a in f for a, f in zip(answers, found, strict=True)) / len(answers),
+            **percentiles(lat),
+        }
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
+def print_faiss(rows: list[dict[str, Any]], k: int) -> None:
+    print(
+        f"\n| search | nlist | nprobe | agreement@{k} with exact | same top-{k} | "
+        f"recall@{k} | p50 (ms) | p99 (ms) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['search']} | {r['nlist'] or '-'} | {r['nprobe'] or '-'} | "
+            f"{r['agreement_at_k']:.3f} | {r['same_top_k']:.3f} | {r['recall_at_k']:.3f} | "
+            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passages", type=int, default=10_000)
@@ -124,10 +185,14 @@ def main() -> None:
     parser.add_argument(
         "--sequential", type=int, default=200, help="queries timed one by one (latency)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "retrieval.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--faiss-only",
+        action="store_true",
+        help="only FAISS against brute force (writes results/retrieval_faiss.json)",
+    )
     args = parser.parse_args()
-
-    import dspy
+    out = args.out or RESULTS / ("retrieval_faiss.json" if args.faiss_only else "retrieval.json")
 
     import dsx
     from dsx.retrievers import Embeddings, QdrantRM
@@ -142,6 +207,30 @@ def main() -> None:
 
     def lookup(texts: list[str]) -> np.ndarray:
         return np.stack([table[t] for t in texts])
+
+    agreement = faiss_agreement(
+        corpus, queries, answers, dsx.Embedder(lookup, caching=False), args.k, args.sequential
+    )
+    if args.faiss_only:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            json.dumps(
+                {
+                    "passages": len(corpus),
+                    "queries": len(queries),
+                    "k": args.k,
+                    "faiss_vs_exact": agreement,
+                    "python": sys.version.split()[0],
+                    "cpus": os.cpu_count(),
+                    "load_average": os.getloadavg(),
+                },
+                indent=2,
+            )
+        )
+        print_faiss(agreement, args.k)
+        return
+
+    import dspy
 
     rows: list[dict[str, Any]] = []
 
@@ -274,11 +363,12 @@ def main() -> None:
         },
         "engines": rows,
         "colbertv2": colbert_rows,
+        "faiss_vs_exact": agreement,
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     print(
         f"\nEmbedding {result['embedding']['texts']} texts with the local model: "
         f"{embed_seconds:.1f} s ({result['embedding']['texts_per_s']:.0f} texts/s)\n"
@@ -302,6 +392,7 @@ def main() -> None:
             f"| {r['client']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['sequential_qps']:.0f} | {conc:.0f} ({how}) |"
         )
+    print_faiss(agreement, k)
 
 
 if __name__ == "__main__":
