@@ -10,6 +10,10 @@
 * **Modes like any other tool.** A new file gets the default mode of ``open()``
   (``0o666`` less the umask: ``0644`` under the usual umask ``022``); an existing file
   keeps its permission bits. (``tempfile.mkstemp`` would create ``0600`` files.)
+* **Private files on request.** ``private=True`` creates the file ``0600`` (owner only)
+  from its first byte, whatever an existing file's mode was, and replaces a target that is
+  not a regular file instead of writing into it: for secrets and caches (the sandbox's key
+  and compiled modules).
 * **Devices and pipes are written into, never replaced.** A target that exists and is
   not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written directly; a FIFO
   that no program reads is an error at once (``ENXIO``), not a hang.
@@ -19,7 +23,8 @@
   :data:`STALE_TEMP_SECONDS` ago; younger ones may belong to a writer still at work and are
   left alone.
 
-This module is part of the runtime: the toolchain imports it, never the reverse.
+This module imports nothing but the standard library: the runtime, the toolchain and the
+otherwise dsx-free sandbox all use it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import re
 import secrets
 import stat
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["STALE_TEMP_SECONDS", "atomic_write", "remove_stale_temps", "temp_name"]
@@ -76,44 +82,57 @@ def remove_stale_temps(path: Path, *, older_than: float = STALE_TEMP_SECONDS) ->
 
 def atomic_write(
     path: str | os.PathLike[str],
-    data: str | bytes,
+    data: str | bytes | Iterable[bytes],
     *,
     fsync: bool = True,
     make_parents: bool = True,
+    private: bool = False,
 ) -> None:
     """Replace ``path`` by ``data`` atomically (see the module docstring for modes and clean-up).
 
     Args:
         path: the file to write.
-        data: the content; text is written as UTF-8, line endings unchanged.
+        data: the content: text (written as UTF-8, line endings unchanged), bytes, or byte
+            strings written one after the other (no copy joins them).
         fsync: flush the data to the disk before the rename (durable across a power loss).
         make_parents: create missing parent directories.
+        private: create the file ``0600`` from its first byte, whatever mode an existing
+            file had, and replace (never write into) a target that is not a regular file.
 
     Raises:
         OSError: the file cannot be written; the target is then unchanged and no
             temporary file is left.
     """
     path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    if isinstance(data, str):
+        parts: tuple[bytes, ...] = (data.encode("utf-8"),)
+    elif isinstance(data, bytes | bytearray | memoryview):
+        parts = (bytes(data) if not isinstance(data, bytes) else data,)
+    else:
+        parts = tuple(data)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         st: os.stat_result | None = os.stat(path)
     except OSError:
         st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        _write_special(path, st.st_mode, payload)
+    if st is not None and not stat.S_ISREG(st.st_mode) and not private:
+        _write_special(path, st.st_mode, b"".join(parts))
         return
-    mode = st.st_mode & 0o7777 if st is not None else None
+    if private:
+        mode: int | None = 0o600
+    else:
+        mode = st.st_mode & 0o7777 if st is not None else None
     remove_stale_temps(path)
     tmp = temp_name(path)
     # O_EXCL: never reuse or follow someone else's file. 0o666: the kernel applies the
     # umask (and a directory's default ACL) exactly as for any newly created file.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
+    fd = os.open(tmp, flags, 0o600 if private else 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+            for part in parts:
+                fh.write(part)
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())

@@ -124,6 +124,47 @@ def test_a_failed_write_leaves_the_target_and_no_temp_file(
     assert temps(tmp_path) == []
 
 
+def test_a_private_write_is_owner_only_from_the_first_byte(
+    tmp_path: Path, umask022: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The temporary file is created 0600 (not chmod-ed afterwards): watch os.open's mode.
+    opened: list[int] = []
+    real_open = os.open
+
+    def watch(path: object, flags: int, mode: int = 0o777, *a: object, **k: object) -> int:
+        if str(path).endswith(".tmp"):
+            opened.append(mode)
+        return real_open(path, flags, mode, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", watch)
+    target = tmp_path / "key"
+    target.write_bytes(b"old")
+    target.chmod(0o644)  # a readable old file does not keep its mode
+    atomic_write(target, (b"ab", bytearray(b"cd")), private=True)
+    assert opened == [0o600]
+    assert mode(target) == 0o600 and target.read_bytes() == b"abcd"
+
+
+def test_a_private_write_replaces_a_pipe_instead_of_writing_into_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "planted"
+    os.mkfifo(fifo)
+    atomic_write(fifo, b"secret", private=True)  # a plain write would fail: nobody reads it
+    assert stat.S_ISREG(os.lstat(fifo).st_mode) and fifo.read_bytes() == b"secret"
+    assert mode(fifo) == 0o600
+
+
+def test_the_sandbox_and_the_embeddings_index_write_through_atomic_write() -> None:
+    # One atomic write (issue 17): neither keeps its own temp-file-and-rename.
+    import inspect
+
+    import dsx.retrievers.embeddings as embeddings
+    import dsx.sandbox._wasm_runtime as wasm_runtime
+
+    for module in (embeddings, wasm_runtime):
+        text = inspect.getsource(module)
+        assert "atomic_write(" in text and "os.replace(" not in text, module.__name__
+
+
 # -- every writer uses it ----------------------------------------------------------------------
 
 

@@ -114,7 +114,7 @@ def _fake_compile(monkeypatch: pytest.MonkeyPatch) -> object:
 
     def compile_to(target: Path, wasm: bytes, key: bytes) -> bytes:
         assert hashlib.sha256(wasm).hexdigest() == rt.RUNTIME_SHA256  # from verified bytes
-        rt._write_atomic(target, (rt._MAGIC, rt._tag(key, good), good))
+        rt.atomic_write(target, (rt._MAGIC, rt._tag(key, good), good), private=True)
         return good
 
     return compile_to

@@ -81,7 +81,7 @@ def fake_compile(monkeypatch: pytest.MonkeyPatch, wasm_module: None) -> Iterator
 
     def compile_to(target: Path, wasm: bytes, key: bytes) -> bytes:
         compiled.append(wasm)
-        rt._write_atomic(target, (rt._MAGIC, rt._tag(key, good), good))
+        rt.atomic_write(target, (rt._MAGIC, rt._tag(key, good), good), private=True)
         return good
 
     monkeypatch.setattr(rt, "_compile_to", compile_to)

@@ -16,6 +16,7 @@ disk, so a corpus is embedded once (a FAISS index is rebuilt from them on load, 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dsx._extras import missing_message, require
+from dsx._files import atomic_write
 from dsx.retrievers._base import Retriever
 from dsx.retrievers._embed import QueryEncoder, as_embedder, embed_documents
 from dsx.retrievers._errors import RetrieverError
@@ -255,11 +257,11 @@ class Embeddings(Retriever):
             "ids": self.ids,
             "metadata": self.metadata,
         }
-        _atomic_write(root / "config.json", json.dumps(config).encode())
-        tmp = root / "corpus_embeddings.npy.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, self.corpus_embeddings)
-        os.replace(tmp, root / "corpus_embeddings.npy")
+        # Vectors first, config last: a config names a complete index.
+        buffer = io.BytesIO()
+        np.save(buffer, self.corpus_embeddings)
+        atomic_write(root / "corpus_embeddings.npy", buffer.getvalue())
+        atomic_write(root / "config.json", json.dumps(config))
 
     @classmethod
     def from_saved(cls, path: str | os.PathLike[str], embedder: Any) -> Embeddings:
@@ -298,9 +300,3 @@ class Embeddings(Retriever):
             nprobe=config["nprobe"],
             _vectors=vectors,
         )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsx._files import atomic_write
 from dsx.sandbox._types import SandboxError, SandboxUnavailable
 
 if TYPE_CHECKING:
@@ -182,24 +183,6 @@ def _read_private(path: Path, forbidden_mode: int) -> bytes | None:
         return handle.read()
 
 
-def _write_atomic(target: Path, parts: tuple[bytes, ...]) -> None:
-    # Not dsx.runtime._files.atomic_write: dsx.sandbox imports nothing else of dsx (a
-    # tested rule), and that helper gives new files the umask's mode, while the key and
-    # the compiled module must be created private (mkstemp: 0600) from the first byte.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                out.write(part)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _install_key(directory: Path) -> bytes:
     """This install's secret for tagging compiled modules (created on first use, 0600)."""
     path = directory / KEY_FILE
@@ -208,7 +191,7 @@ def _install_key(directory: Path) -> bytes:
         return key
     # Missing, or readable/writable by others: a new key (every cached module is recompiled).
     key = secrets.token_bytes(32)
-    _write_atomic(path, (key,))
+    atomic_write(path, (key,), private=True)
     return key
 
 
@@ -247,7 +230,8 @@ def _compile_to(target: Path, wasm: bytes, key: bytes) -> bytes:
     """Compile ``wasm`` (verified bytes), store it tagged at ``target``; the compiled bytes."""
     wt = _wasmtime()
     data = wt.Module(new_engine(), wasm).serialize()
-    _write_atomic(target, (_MAGIC, _tag(key, data), data))
+    # private: the compiled module is created 0600 from its first byte.
+    atomic_write(target, (_MAGIC, _tag(key, data), data), private=True)
     return bytes(data)
 
 
