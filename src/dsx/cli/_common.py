@@ -24,6 +24,7 @@ __all__ = [
     "parse_value",
     "plain",
     "program_name",
+    "ready_program",
     "shown",
     "split_target",
     "write_page",
@@ -124,6 +125,27 @@ def program_name(ns: Any, requested: str | None) -> str:
         return str(ns.unit.programs[0].name)
     ns.program(requested, learned=False)  # raises a clear error for an unknown name
     return requested
+
+
+def ready_program(ns: Any, path: str, name: str, args: argparse.Namespace) -> Any:
+    """Program ``name`` of ``ns`` as ``dsx run`` and ``dsx eval`` run it.
+
+    The command's LM is set up (``--lm``/``DSX_LM``), the learned state applied
+    (``--state``/``--no-state``, else the last build's), ``--lm-override`` given every
+    predictor the command's LM, and every predictor must then have an LM.
+
+    Raises:
+        DsxError: with the message to print (no LM, a state that cannot be used, ...).
+    """
+    from dsx.cli._lm import override_declared, require_lm, setup_lm
+    from dsx.cli._state import with_state
+
+    model = setup_lm(args.lm)
+    program = with_state(ns, path, name, args)
+    if getattr(args, "lm_override", False):
+        override_declared(model, program)
+    require_lm(program)
+    return program
 
 
 def parse_value(text: str) -> Any:

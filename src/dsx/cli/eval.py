@@ -18,6 +18,7 @@ from dsx.cli._common import (
     err,
     load,
     program_name,
+    ready_program,
     split_target,
     write_page,
 )
@@ -86,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
     from dsx._load import CheckFailed
     from dsx._report import report_error
     from dsx.cli._inputs import input_names
-    from dsx.cli._lm import override_declared, require_lm, setup_lm
-    from dsx.cli._state import with_state
     from dsx.errors import DsxError
 
     path, requested = split_target(args.target)
@@ -97,11 +96,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = args.inputs.split(",") if args.inputs else input_names(ns, name)
         devset = _load_dataset(ns, args.data, inputs)
         metric = ns.metric(args.metric) if args.metric else _default_metric(ns, name)
-        model = setup_lm(args.lm)
-        program = with_state(ns, path, name, args)
-        if args.lm_override:
-            override_declared(model, program)
-        require_lm(program)
+        program = ready_program(ns, path, name, args)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)
         return 1

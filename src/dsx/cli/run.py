@@ -17,6 +17,7 @@ from dsx.cli._common import (
     load,
     plain,
     program_name,
+    ready_program,
     split_target,
     write_page,
 )
@@ -71,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
     import dsx
     from dsx._load import CheckFailed
     from dsx.cli._inputs import read_rows
-    from dsx.cli._lm import override_declared, require_lm, setup_lm
-    from dsx.cli._state import with_state
     from dsx.errors import DsxError
 
     path, requested = split_target(args.target)
@@ -80,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
         ns = load(path)
         name = program_name(ns, requested)
         rows = read_rows(ns, name, args)
-        model = setup_lm(args.lm)
-        program = with_state(ns, path, name, args)
-        if args.lm_override:
-            override_declared(model, program)
-        require_lm(program)
+        program = ready_program(ns, path, name, args)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)
         return 1
