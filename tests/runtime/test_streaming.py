@@ -404,6 +404,47 @@ def test_dsx_run_stream_prints_fields_as_they_come(tmp_path):
     assert out.stdout == f"reasoning: {REASONING}\nanswer: {ANSWER}\n"
 
 
+def test_dsx_run_stream_json_writes_one_event_a_line(tmp_path):
+    # Issue 18: what the editor's Run view reads: NDJSON chunks as they come, then the result.
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "qa.dsx").write_text(
+        "signature QA {\n    in  question: str\n    out answer: str\n}\n\n"
+        "program qa = ChainOfThought(QA)\n"
+    )
+    with OpenAIServer(script=[CHAT_REPLY]) as srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DSX_")}
+        env.update(
+            DSX_CACHE_DIR=os.environ["DSX_CACHE_DIR"],
+            DSX_LM="openai/test-model",
+            DSX_API_BASE=srv.api_base,
+            DSX_API_KEY="x",
+        )
+        argv = ["run", "qa.dsx", "-i", "question=why, as JSON?", "--stream", "--json", "--no-state"]
+        out = subprocess.run(
+            [sys.executable, "-m", "dsx.cli", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert srv.requests[0].body["stream"] is True
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]  # every line is JSON
+    assert events[-1] == {"event": "result", "outputs": {"reasoning": REASONING, "answer": ANSWER}}
+    chunks = [e for e in events if e["event"] == "chunk"]
+    assert {e["predictor"] for e in chunks} == {"predict"}  # ChainOfThought's predictor
+    for field, value in (("reasoning", REASONING), ("answer", ANSWER)):
+        mine = [e for e in chunks if e["field"] == field]
+        assert len(mine) > 1, "streamed in pieces, not as one value"
+        assert "".join(e["chunk"] for e in mine) == value
+        assert [e["last"] for e in mine] == [False] * (len(mine) - 1) + [True]
+    assert all(e["event"] in {"chunk", "status", "result"} for e in events)
+
+
 @pytest.mark.parametrize("allow_reuse", [False, True])
 def test_refine_streams_its_first_attempt_or_every_attempt(allow_reuse):
     def reply(body: dict[str, Any]) -> str:

@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run_.add_argument(
         "--stream",
         action="store_true",
-        help="print each output field as the LM writes it (not with --json)",
+        help="print each output field as the LM writes it (with --json: one JSON event a line)",
     )
     run_.add_argument(
         "--trace-html",
@@ -124,7 +124,11 @@ def _run_rows(args: Any, program: Any, rows: list[dict[str, Any]], names: dict[i
         trace: list[Any] = []
         try:
             with dsx.context(trace=trace if args.trace else None):
-                if getattr(args, "stream", False) and not args.json:
+                if getattr(args, "stream", False) and args.json:
+                    from dsx.cli._stream import run_streaming_json
+
+                    pred, streamed = run_streaming_json(program, row), set[str]()
+                elif getattr(args, "stream", False):
                     from dsx.cli._stream import run_streaming
 
                     pred, streamed = run_streaming(program, row)
@@ -142,7 +146,9 @@ def _run_rows(args: Any, program: Any, rows: list[dict[str, Any]], names: dict[i
                     file=sys.stderr,
                 )
         values = plain(pred.to_dict() if hasattr(pred, "to_dict") else pred)
-        if args.json:
+        if args.json and getattr(args, "stream", False):
+            print(json.dumps({"event": "result", "outputs": values}, ensure_ascii=False))
+        elif args.json:
             print(json.dumps(values, ensure_ascii=False))
         else:
             for key, value in values.items() if isinstance(values, dict) else [("result", values)]:
