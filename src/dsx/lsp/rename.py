@@ -11,7 +11,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 from dsx.compiler import _env
-from dsx.compiler.analysis import Analysis, check_variant
+from dsx.compiler.analysis import Analysis, analyze_source, check_variant
 from dsx.compiler.symbols import Symbol
 from dsx.grammar import lexspec
 from dsx.lsp import locate
@@ -160,9 +160,15 @@ def _check_result(
             text = text[:start] + new_name + text[end:]
         texts[path] = text
     texts.setdefault(doc.path, doc.text)
-    # Only what the rename touches (and what depends on it) is checked again, on a copy of
-    # the live analysis's state, which stays as it is.
-    after = check_variant(analysis, texts)
+    if set(spans) <= {analysis.root}:
+        # Only what the rename touches (and what depends on it) is checked again, on a copy
+        # of the live analysis's state, which stays as it is.
+        after = check_variant(analysis, texts)
+    else:
+        # Another file changes too: a whole check (the trial check of a variant missed a
+        # declaration renamed in an imported file after edits to the importer).
+        root_text = texts.pop(analysis.root, analysis.texts.get(analysis.root, ""))
+        after = analyze_source(root_text, analysis.root, overlays=texts)
     before_codes = _error_counts(analysis)
     for diag in after.errors:
         key = (diag.code, diag.span.file)
