@@ -23,6 +23,7 @@ import {
   parseRun,
   runArgs,
   runEnv,
+  streamPrinter,
   testArgs,
 } from "./run";
 import { Found, describeFound, discoverServer } from "./server";
@@ -350,6 +351,7 @@ async function runInEditor(
         cwd: folder,
         env: runEnv(process.env, lm),
         token,
+        onLine: kind === "test" && args?.test ? undefined : streamPrinter((t) => runOutput?.append(t)),
       }).catch((error: Error) => ({ stdout: "", stderr: error.message, code: -1 })),
   );
   if (kind === "test" && args?.test) {

@@ -1,7 +1,7 @@
 // Run and Run test from the editor: ask for the program's missing inputs (a test uses its
-// `given`), run `dsx run --json --usage` / `dsx test` with the LM from the settings (the API
-// key from SecretStorage or the environment — never from a settings file), and show
-// outputs, usage and cost in the "dsx Run" output.
+// `given`), run `dsx run --json --stream --usage` / `dsx test` with the LM from the settings
+// (the API key from SecretStorage or the environment — never from a settings file), show
+// each output field as the LM writes it, then outputs, usage and cost in the "dsx Run" output.
 import { spawn } from "child_process";
 import * as vscode from "vscode";
 
@@ -31,7 +31,7 @@ export function runArgs(
   inputs: Record<string, string>,
   lm: LmChoice,
 ): string[] {
-  const args = [...found.args, "run", `${file}:${program}`, "--json", "--usage"];
+  const args = [...found.args, "run", `${file}:${program}`, "--json", "--stream", "--usage"];
   for (const [name, text] of Object.entries(inputs)) {
     args.push("-i", `${name}=${text}`);
   }
@@ -67,17 +67,30 @@ export interface RunResult {
   notes: string[];
 }
 
-/** Reads `dsx run --json --usage` output. */
+/** Reads `dsx run --json [--stream] --usage` output: the outputs are the `result` event of a
+ * streamed run (one JSON event a line) or the last line of a plain `--json` run. */
 export function parseRun(stdout: string, stderr: string): RunResult {
   const result: RunResult = { notes: [] };
-  const last = stdout.trim().split("\n").filter(Boolean).pop();
-  if (last !== undefined) {
+  const other: string[] = [];
+  let plain: Record<string, unknown> | undefined;
+  for (const line of stdout.split("\n")) {
+    if (!line.trim()) continue;
+    let value: unknown;
     try {
-      result.outputs = JSON.parse(last);
+      value = JSON.parse(line);
     } catch {
-      result.notes.push(stdout.trim());
+      other.push(line);
+      continue;
     }
+    const event = value as { event?: unknown; outputs?: Record<string, unknown> };
+    if (event && typeof event === "object" && typeof event.event === "string") {
+      if (event.event === "result") result.outputs = event.outputs;
+      continue; // chunk and status events were shown while the program ran
+    }
+    plain = value as Record<string, unknown>;
   }
+  result.outputs ??= plain;
+  if (other.length) result.notes.push(other.join("\n"));
   for (const line of stderr.split("\n")) {
     if (line.startsWith("usage: ")) {
       try {
@@ -90,6 +103,32 @@ export function parseRun(stdout: string, stderr: string): RunResult {
     if (line.trim()) result.notes.push(line);
   }
   return result;
+}
+
+/** Shows a streamed run's `chunk` events as they come: `  field: text...`, one line a field.
+ * Returns the function to call with each line of stdout. */
+export function streamPrinter(write: (text: string) => void): (line: string) => void {
+  let open: string | undefined;
+  return (line: string) => {
+    let event: { event?: string; predictor?: string; field?: string; chunk?: string; last?: boolean };
+    try {
+      event = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (!event || event.event !== "chunk") return;
+    const key = `${event.predictor}.${event.field}`;
+    if (open !== key) {
+      if (open !== undefined) write("\n");
+      write(`  ${event.field}: `);
+      open = key;
+    }
+    write(event.chunk ?? "");
+    if (event.last) {
+      write("\n");
+      open = undefined;
+    }
+  };
 }
 
 /** The report shown in the output for one run. */
@@ -148,13 +187,27 @@ export async function askInputs(
 export function execute(
   command: string,
   args: string[],
-  options: { cwd?: string; env: NodeJS.ProcessEnv; token?: vscode.CancellationToken },
+  options: {
+    cwd?: string;
+    env: NodeJS.ProcessEnv;
+    token?: vscode.CancellationToken;
+    /** Called with each whole line of stdout as it arrives. */
+    onLine?: (line: string) => void;
+  },
 ): Promise<{ stdout: string; stderr: string; code: number | null }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: options.cwd, env: options.env, windowsHide: true });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
+    let pending = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+      if (!options.onLine) return;
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) options.onLine(line);
+    });
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.on("error", reject);
     child.on("close", (code) => resolve({ stdout, stderr, code }));

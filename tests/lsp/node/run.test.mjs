@@ -1,6 +1,6 @@
 // Run and Run test from the editor (issue 18, item 2): the command lines, the LM's
 // environment (the key never on a command line), asking for inputs, reading
-// `dsx run --json --usage` — and one real run of `python -m dsx` against dsx's
+// `dsx run --json --stream --usage` — and one real run of `python -m dsx` against dsx's
 // OpenAI-compatible test server. Run by `npm test` in vscode-extension/.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -12,18 +12,18 @@ import { after, test } from "node:test";
 import { load, repo } from "./_support.mjs";
 
 const [run] = load("run");
-const { askInputs, execute, formatRun, parseRun, runArgs, runEnv, testArgs } = run;
+const { askInputs, execute, formatRun, parseRun, runArgs, runEnv, streamPrinter, testArgs } = run;
 
 const script = { command: "/w/.venv/bin/dsx", args: [], source: "workspace .venv" };
 const module = { command: "/usr/bin/python3", args: ["-m", "dsx"], source: "Python interpreter" };
 
-test("command lines: inputs as -i, --json --usage, the model; tests by name", () => {
+test("command lines: inputs as -i, --json --stream --usage, the model; tests by name", () => {
   assert.deepEqual(
     runArgs(script, "/w/qa.dsx", "qa", { question: "Capital?", context: '["a"]' }, { model: "openai/x" }),
-    ["run", "/w/qa.dsx:qa", "--json", "--usage", "-i", "question=Capital?", "-i", 'context=["a"]', "--lm", "openai/x"],
+    ["run", "/w/qa.dsx:qa", "--json", "--stream", "--usage", "-i", "question=Capital?", "-i", 'context=["a"]', "--lm", "openai/x"],
   );
   assert.deepEqual(runArgs(module, "/w/qa.dsx", "qa", {}, {}), [
-    "-m", "dsx", "run", "/w/qa.dsx:qa", "--json", "--usage",
+    "-m", "dsx", "run", "/w/qa.dsx:qa", "--json", "--stream", "--usage",
   ]);
   assert.deepEqual(testArgs(script, "/w/qa.dsx", "capital", { model: "local" }), [
     "test", "/w/qa.dsx", "--test", "capital", "--lm", "local",
@@ -92,6 +92,24 @@ test("reading a run: outputs, usage, notes; the report", () => {
   assert.match(formatRun("qa", {}, failed, 1), /no LM[\s\S]*exited with status 1/);
 });
 
+test("reading a streamed run: chunks shown as they come, the outputs from the result event", () => {
+  const events = [
+    { event: "status", message: "Calling the LM..." },
+    { event: "chunk", predictor: "predict", field: "reasoning", chunk: "It is", last: false },
+    { event: "chunk", predictor: "predict", field: "reasoning", chunk: " known.", last: true },
+    { event: "chunk", predictor: "predict", field: "answer", chunk: "Par", last: false },
+    { event: "chunk", predictor: "predict", field: "answer", chunk: "is", last: true },
+    { event: "result", outputs: { reasoning: "It is known.", answer: "Paris" } },
+  ].map((e) => JSON.stringify(e));
+  let shown = "";
+  const print = streamPrinter((text) => (shown += text));
+  for (const line of [...events, "not json"]) print(line);
+  assert.equal(shown, "  reasoning: It is known.\n  answer: Paris\n");
+  const result = parseRun(events.join("\n") + "\n", "");
+  assert.deepEqual(result.outputs, { reasoning: "It is known.", answer: "Paris" });
+  assert.deepEqual(result.notes, []);
+});
+
 // ---- a real run ------------------------------------------------------------------------------
 const python = process.env.DSX_PYTHON ?? path.join(repo, ".venv", "bin", "python");
 const workspace = fs.mkdtempSync(path.join(os.tmpdir(), "dsx-run-"));
@@ -129,8 +147,16 @@ test("a real run: python -m dsx run with the settings' LM, outputs and usage rea
   const lm = { model: "openai/test-model", apiBase, apiKey: "k" };
   const env = runEnv({ ...process.env, DSX_CACHE_DIR: path.join(workspace, "cache") }, lm);
   const inputs = { question: "Capital of France?" };
-  const done = await execute(found.command, runArgs(found, file, "qa", inputs, lm), { cwd: workspace, env });
+  const lines = [];
+  const done = await execute(found.command, runArgs(found, file, "qa", inputs, lm), {
+    cwd: workspace,
+    env,
+    onLine: (line) => lines.push(line),
+  });
   assert.equal(done.code, 0, done.stderr);
+  // streamed: the answer's chunk events, then the result, each line handed over whole
+  assert.ok(lines.some((l) => JSON.parse(l).event === "chunk"), done.stdout);
+  assert.deepEqual(JSON.parse(lines.at(-1)), { event: "result", outputs: { answer: "Paris" } });
   const result = parseRun(done.stdout, done.stderr);
   assert.deepEqual(result.outputs, { answer: "Paris" });
   assert.ok(result.usage.total_tokens > 0);
