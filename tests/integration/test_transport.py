@@ -260,10 +260,13 @@ def test_each_loop_gets_a_session_closed_when_the_loop_shuts_down(
     srv: OpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     lm = LM("openai/x", api_base=srv.api_base, cache=False)
+    # Sessions of loops other tests left open on purpose (a built module's per-thread loop
+    # stays open between sync calls) are not this test's.
+    before = set(lean._sessions)
 
     async def calls() -> list[list[str]]:
         first = await lm.acall("one")
-        assert len(lean._sessions) == 1
+        assert len(set(lean._sessions) - before) == 1
         return [first, *await asyncio.gather(*(lm.acall(f"c{i}") for i in range(20)))]
 
     gc.collect()  # earlier tests' garbage must not report here
@@ -271,7 +274,9 @@ def test_each_loop_gets_a_session_closed_when_the_loop_shuts_down(
         warnings.simplefilter("always")
         for _ in range(3):
             assert asyncio.run(calls())[0] == ["one"]
-            assert lean._sessions == {}  # closed by shutdown_asyncgens, at asyncio.run's end
+            assert (
+                set(lean._sessions) == before
+            )  # closed by shutdown_asyncgens, at asyncio.run's end
         gc.collect()
     ours = ("client session", "connector", "transport")  # not LiteLLM's own event loop
     assert [str(w.message) for w in caught if any(o in str(w.message) for o in ours)] == []
@@ -282,6 +287,7 @@ def test_each_loop_gets_a_session_closed_when_the_loop_shuts_down(
 def test_sessions_of_concurrent_loops_in_threads_are_separate(srv: OpenAIServer) -> None:
     lm = LM("openai/x", api_base=srv.api_base, cache=False)
     results: list[Any] = []
+    before = set(lean._sessions)  # other tests' open loops
 
     def run(tag: str) -> None:
         async def go() -> list[str]:
@@ -296,23 +302,24 @@ def test_sessions_of_concurrent_loops_in_threads_are_separate(srv: OpenAIServer)
     for thread in threads:
         thread.join()
     assert sorted(r[0] for r in results) == ["a0", "b0", "c0"]
-    assert lean._sessions == {}
+    assert set(lean._sessions) == before
 
 
 def test_a_loop_closed_without_shutdown_is_cleaned_up_quietly(
     srv: OpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     lm = LM("openai/x", api_base=srv.api_base, cache=False)
+    before = set(lean._sessions)  # other tests' open loops
     loop = asyncio.new_event_loop()
     assert loop.run_until_complete(lm.acall("old loop")) == ["old loop"]
     loop.close()  # no shutdown_asyncgens(): the session is still registered
-    assert len(lean._sessions) == 1
+    assert len(set(lean._sessions) - before) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # sockets close when collected
         assert asyncio.run(lm.acall("new loop")) == ["new loop"]
         del loop
         gc.collect()
-    assert lean._sessions == {}
+    assert set(lean._sessions) == before
     assert "Unclosed" not in caplog.text and "Event loop is closed" not in caplog.text
 
 
