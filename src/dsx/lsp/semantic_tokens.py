@@ -16,7 +16,7 @@ from typing import Any
 from lsprotocol import types
 
 from dsx.compiler import _env
-from dsx.diagnostics import Span
+from dsx.diagnostics import Origin, Span
 from dsx.grammar import ast
 from dsx.lsp.protocol import RawJson
 from dsx.lsp.state import Document, Session
@@ -81,12 +81,23 @@ KEEP_RESULTS = 2
 
 
 @dataclass
+class _BlockTokens:
+    """One block's tokens, relative to the block's first line (blocks start a line)."""
+
+    origin: Origin
+    text: str
+    items: list[tuple[int, int, int, int]]  # (lo, hi, type, modifiers), block offsets
+    rel: list[Token]  # (line in the block, column, length, type, modifiers)
+
+
+@dataclass
 class _State:
     """A document's semantic-token cache (kept on the :class:`Document`)."""
 
     key: tuple[object, ...] | None = None
     tokens: list[Token] = field(default_factory=list)
     builtins: dict[int, tuple[Any, list[tuple[ast.Ident, str]]]] = field(default_factory=dict)
+    blocks: dict[int, _BlockTokens] = field(default_factory=dict)  # id(origin) -> tokens
     results: dict[str, list[int]] = field(default_factory=dict)  # result id -> data
     counter: int = 0
 
@@ -99,50 +110,108 @@ def _state(doc: Document) -> _State:
 
 
 def tokens(session: Session, doc: Document) -> list[Token]:
-    """Every token of ``doc``, sorted; computed once per text and analysis."""
+    """Every token of ``doc``, sorted; computed once per text and analysis.
+
+    Spans are relative to their block's origin, so each block's tokens are gathered in
+    block offsets; a block whose text and tokens an edit left alone keeps its converted
+    lines and columns (only the lines above it may have moved)."""
     analysis = session.analyze(doc)
     state = _state(doc)
     key = (doc.revision, id(analysis), doc.analysis_key, session.encoding)
     if state.key == key:
         return state.tokens
-    spans: dict[int, tuple[int, int, int]] = {}  # start -> (end, type, modifiers)
+    pf = analysis.files.get(doc.path)
+    if pf is None:
+        state.key, state.tokens = key, []
+        return []
+    blocks = pf.blocks
+    per_origin: dict[int, dict[int, tuple[int, int, int]]] = {id(b.span.origin): {} for b in blocks}
+    starts = [b.span.origin.offset for b in blocks]
     path = doc.path
+
+    def slot(span: Span) -> tuple[dict[int, tuple[int, int, int]], int, int] | None:
+        origin = span.origin
+        found = per_origin.get(id(origin))
+        if found is not None:
+            return found, span.lo, span.hi
+        if origin.file != path:
+            return None
+        # a span built over two origins is absolute: put it in its block
+        start = span.start
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0:
+            return None
+        base = starts[i]
+        return per_origin[id(blocks[i].span.origin)], start - base, span.end - base
+
     for sym in analysis.symbols.values():
-        if sym.span.file == path and sym.kind in _BY_KIND:
-            kind, mods = _BY_KIND[sym.kind]
-            spans[sym.span.start] = (sym.span.end, _T[kind], mods | _DECLARATION)
+        if sym.kind in _BY_KIND:
+            where = slot(sym.span)
+            if where is not None:
+                kind, mods = _BY_KIND[sym.kind]
+                where[0][where[1]] = (where[2], _T[kind], mods | _DECLARATION)
     symbols = analysis.symbols
     for ref in analysis.references:
-        if ref.span.file != path or ref.span.start in spans:
-            continue
         target = symbols.get(ref.key)
-        if target is not None and target.kind in _BY_KIND:
-            kind, mods = _BY_KIND[target.kind]
-            spans[ref.span.start] = (ref.span.end, _T[kind], mods)
-    pf = analysis.files.get(path)
-    if pf is not None:
-        # A declaration the edit left alone is the same object: its built-in names too.
-        cache: dict[int, tuple[Any, list[tuple[ast.Ident, str]]]] = {}
-        for decl in pf.decls:
-            entry = state.builtins.get(id(decl))
-            if entry is None or entry[0] is not decl:
-                entry = (decl, list(_builtin_names([decl])))
-            cache[id(decl)] = entry
-            for ident, kind in entry[1]:
-                if ident.span.start not in spans:
-                    spans[ident.span.start] = (ident.span.end, _T[kind], _DEFAULT_LIBRARY)
-        state.builtins = cache
-    codec = doc.codec(session.encoding)
-    text = doc.text
-    out: list[Token] = []
-    for start in sorted(spans):
-        end, ttype, mods = spans[start]
-        if end <= start or "\n" in text[start:end]:
+        if target is None or target.kind not in _BY_KIND:
             continue
-        line, col = codec.line_col(start)
-        out.append((line, col, codec.line_col(end)[1] - col, ttype, mods))
+        where = slot(ref.span)
+        if where is not None and where[1] not in where[0]:
+            kind, mods = _BY_KIND[target.kind]
+            where[0][where[1]] = (where[2], _T[kind], mods)
+    # A declaration the edit left alone is the same object: its built-in names too.
+    cache: dict[int, tuple[Any, list[tuple[ast.Ident, str]]]] = {}
+    for block in blocks:
+        decl = block.decl
+        if decl is None:
+            continue
+        entry = state.builtins.get(id(decl))
+        if entry is None or entry[0] is not decl:
+            entry = (decl, list(_builtin_names([decl])))
+        cache[id(decl)] = entry
+        for ident, kind in entry[1]:
+            where = slot(ident.span)
+            if where is not None and where[1] not in where[0]:
+                where[0][where[1]] = (where[2], _T[kind], _DEFAULT_LIBRARY)
+    state.builtins = cache
+
+    codec = doc.codec(session.encoding)
+    done: dict[int, _BlockTokens] = {}
+    out: list[Token] = []
+    for block in blocks:
+        origin = block.span.origin
+        found = per_origin[id(origin)]
+        items = [(lo, *found[lo]) for lo in sorted(found)]
+        kept = state.blocks.get(id(origin))
+        if (
+            kept is None
+            or kept.origin is not origin
+            or kept.text != block.text
+            or (kept.items != items)
+        ):
+            kept = _BlockTokens(origin, block.text, items, _convert(codec, block, items))
+        done[id(origin)] = kept
+        if kept.rel:
+            first = codec.line_of(origin.offset)
+            out.extend([(first + dl, col, n, t, m) for dl, col, n, t, m in kept.rel])
+    state.blocks = done
     state.key, state.tokens = key, out
     return out
+
+
+def _convert(codec: Any, block: ast.Block, items: list[tuple[int, int, int, int]]) -> list[Token]:
+    """``items`` (block offsets) as lines relative to the block, columns and lengths in
+    the client's units; tokens that are empty or span a line break are left out."""
+    base = block.span.origin.offset
+    text = block.text
+    first = codec.line_of(base)
+    rel: list[Token] = []
+    for lo, hi, ttype, mods in items:
+        if hi <= lo or "\n" in text[lo:hi]:
+            continue
+        line, col = codec.line_col(base + lo)
+        rel.append((line - first, col, codec.line_col(base + hi)[1] - col, ttype, mods))
+    return rel
 
 
 def encode(toks: list[Token]) -> list[int]:
