@@ -14,36 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from dsx import ir
 from dsx.compiler import _env
+from dsx.compiler._pass_declare import TOP_KINDS, Names
+from dsx.compiler._pass_types import ANY, TypeTables, resolve_type
+from dsx.compiler._records import Records
 from dsx.compiler.symbols import Reference, Symbol
-from dsx.diagnostics import Diagnostic, DiagnosticCode, Edit, Fix, Related, SourceFile, Span, make
-from dsx.grammar import ast, lexspec
+from dsx.diagnostics import Diagnostic, SourceFile, Span
+from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile
 
 __all__ = ["LowerBase", "_ANY", "_TOP_KINDS", "_Entry", "_ModuleInfo", "_Sub", "_b"]
 
-_TOP_KINDS = {
-    ast.SignatureDecl: "signature",
-    ast.TypeDecl: "type",
-    ast.EnumDecl: "enum",
-    ast.ModuleDecl: "module",
-    ast.ProgramDecl: "program",
-    ast.DataDecl: "data",
-    ast.MetricDecl: "metric",
-    ast.UseDecl: "python",
-    ast.LmDecl: "lm",
-    ast.RetrieverDecl: "retriever",
-}
+_TOP_KINDS = TOP_KINDS
 _b = ir.build
-_ANY = _b(ir.TypeRef, kind="any")
-# "Unknown X" codes that a declaration with a syntax error would explain.
-_MAYBE_BROKEN = frozenset(
-    {
-        DiagnosticCode.UNKNOWN_NAME,
-        DiagnosticCode.UNKNOWN_TYPE,
-        DiagnosticCode.UNKNOWN_SIGNATURE,
-        DiagnosticCode.UNKNOWN_MODULE_KIND,
-    }
-)
+_ANY = ANY
 
 
 @dataclass(slots=True)
@@ -82,16 +65,12 @@ class LowerBase:
     def __init__(self, files: list[ParsedFile], root: str) -> None:
         self.files = files
         self.root = root
-        self.sources: dict[str, SourceFile] = {f.source.path: f.source for f in files}
-        self.diagnostics: list[Diagnostic] = []
-        self.symbols: dict[str, Symbol] = {}
-        self.references: list[Reference] = []
-        self.decls: dict[str, tuple[str, Any]] = {}  # top-level name -> (kind, decl)
-        self.python: dict[str, ir.PythonImport] = {}
-        self._python_names: dict[str, frozenset[str] | None] = {}
+        # What each pass records (see `dsx.compiler.lower.PASSES`): every pass reports into
+        # `rec`; declare writes `names`, types writes `type_tables`.
+        self.rec = Records({f.source.path: f.source for f in files})
+        self.names = Names()
+        self.type_tables = TypeTables()
         self.signatures: dict[str, ir.Signature] = {}
-        self.records: dict[str, ir.Record] = {}
-        self.enums: dict[str, ir.Enum] = {}
         self.modules: dict[str, _ModuleInfo] = {}
         self.programs: dict[str, ir.Program] = {}
         self.program_io: dict[str, tuple[dict[str, Any], Any]] = {}
@@ -104,46 +83,74 @@ class LowerBase:
         self.unit: ir.Unit | None = None
         self._forward_owner: str | None = None  # the module whose forward is being lowered
         self._loop_depth = 0  # loops around the statement being lowered (break/continue)
-        # Blocks that do not parse: the names they declare (references to them are not
-        # "unknown") and every name they mention (declarations they use are not "unused").
-        self._broken: set[str] = set()
-        self._broken_words: set[str] = set()
         self.collect_broken()
 
     def collect_broken(self) -> None:
-        """What blocks with syntax errors name (again after an edit: :attr:`files` changed).
+        """What blocks with syntax errors name (again after an edit: :attr:`files` changed);
+        see :meth:`Records.collect_broken`."""
+        self.rec.collect_broken(self.files)
 
-        A block that does not parse declares its name (references to it are not unknown)
-        and mentions its words (declarations it uses are not unused). A block parsed with
-        bad lines left out (``Block.recovered``): the words of those lines, so that a
-        variable they assigned is not unknown either.
-        """
-        broken: set[str] = set()
-        words: set[str] = set()
-        for pf in self.files:
-            for block in pf.blocks:
-                if block.decl is None and block.errors:
-                    name = lexspec.declared_name(block.text)
-                    if name:
-                        broken.add(name)
-                    words |= lexspec.names_outside_strings(block.text)
-                elif block.recovered:
-                    left_out = lexspec.names_outside_strings(block.recovered)
-                    broken |= left_out
-                    words |= left_out
-        self._broken, self._broken_words = broken, words
+    # ---- the pass records, by the names the passes below use -------------------------------
+    @property
+    def sources(self) -> dict[str, SourceFile]:
+        return self.rec.sources
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return self.rec.diagnostics
+
+    @diagnostics.setter
+    def diagnostics(self, value: list[Diagnostic]) -> None:
+        self.rec.diagnostics = value
+
+    @property
+    def symbols(self) -> dict[str, Symbol]:
+        return self.rec.symbols
+
+    @property
+    def references(self) -> list[Reference]:
+        return self.rec.references
+
+    @references.setter
+    def references(self, value: list[Reference]) -> None:
+        self.rec.references = value
+
+    @property
+    def _broken(self) -> set[str]:
+        return self.rec.broken
+
+    @property
+    def _broken_words(self) -> set[str]:
+        return self.rec.broken_words
+
+    @property
+    def decls(self) -> dict[str, tuple[str, Any]]:
+        """Top-level name -> ``(kind, declaration)`` (the declare pass's)."""
+        return self.names.decls
+
+    @property
+    def python(self) -> dict[str, ir.PythonImport]:
+        return self.names.python
+
+    @property
+    def _python_names(self) -> dict[str, frozenset[str] | None]:
+        return self.names.python_names
+
+    @property
+    def records(self) -> dict[str, ir.Record]:
+        """The IR of each record (the types pass's)."""
+        return self.type_tables.records
+
+    @property
+    def enums(self) -> dict[str, ir.Enum]:
+        return self.type_tables.enums
 
     # ---- helpers --------------------------------------------------------------------------
     def _loc(self, span: Span) -> ir.Loc | None:
-        source = self.sources.get(span.file)
-        if source is None:
-            return None
-        line, col = source.position(span.start)
-        end_line, end_col = source.position(span.end)
-        return ir.Loc(span.file, line, col, end_line, end_col)
+        return self.rec.loc(span)
 
     def _error(self, code: str, message: str, span: Span, **kw: Any) -> None:
-        self.diagnostics.append(make(code, message, span, **kw))
+        self.rec.error(code, message, span, **kw)
 
     def _define(
         self,
@@ -157,47 +164,23 @@ class LowerBase:
         doc: str = "",
         container: str | None = None,
     ) -> None:
-        self.symbols.setdefault(
-            key, Symbol(key, name, kind, span, decl, detail, doc or "", container)
-        )
+        self.rec.define(key, name, kind, span, decl, detail=detail, doc=doc, container=container)
 
     def _ref(self, span: Span, key: str) -> None:
-        self.references.append(Reference(span, key))
+        self.rec.ref(span, key)
 
     def _unknown(
         self, code: str, what: str, ident: ast.Ident, candidates: Iterable[str], hint: str = ""
     ) -> None:
-        if ident.name in self._broken and code in _MAYBE_BROKEN:
-            return  # declared by a block with a syntax error (reported there)
-        guess = _env.did_you_mean(ident.name, candidates)
-        fix = None
-        message = f"unknown {what} `{ident.name}`"
-        if guess:
-            message += f"; did you mean `{guess}`?"
-            fix = Fix(f"replace with `{guess}`", (Edit(ident.span, guess),))
-        elif hint:
-            message += f"; {hint}"
-        self._error(code, message, ident.span, fix=fix)
+        self.rec.unknown(code, what, ident, candidates, hint)
 
     def _dup(
         self, ident: ast.Ident, seen: dict[str, Any], node: Any, what: str, owner: str
     ) -> bool:
-        if ident.name in seen:
-            first = seen[ident.name]
-            self._error(
-                DiagnosticCode.DUPLICATE_FIELD,
-                f"{what} `{ident.name}` appears twice in `{owner}`",
-                ident.span,
-                related=(
-                    Related(
-                        first.name.span if hasattr(first, "name") else first.span,
-                        "first declared here",
-                    ),
-                ),
-            )
-            return True
-        seen[ident.name] = node
-        return False
+        return self.rec.duplicate(ident, seen, node, what, owner)
+
+    def _type(self, node: Any) -> ir.TypeRef:
+        return resolve_type(self.rec, self.names, node)
 
     def _base_scope(self) -> dict[str, _Entry]:
         scope: dict[str, _Entry] = {n: _Entry("builtin") for n in _env.BUILTIN_FUNCTIONS}
@@ -208,7 +191,6 @@ class LowerBase:
     if TYPE_CHECKING:
         # What one mixin calls on another, so that each mixin type-checks on its own;
         # mypy checks the implementations against these signatures.
-        def _type(self, node: Any) -> ir.TypeRef: ...
         def _shorthand_fields(self, text: ast.Str, owner: str) -> list[ir.Field]: ...
         def _module_header(self, info: _ModuleInfo) -> None: ...
         def _module_forward(self, name: str) -> Any: ...
@@ -225,8 +207,6 @@ class LowerBase:
             self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str
         ) -> None: ...
         def _lower_test(self, decl: ast.TestDecl) -> None: ...
-        def _lower_record(self, decl: ast.TypeDecl) -> None: ...
-        def _lower_enum(self, decl: ast.EnumDecl) -> None: ...
         def _lower_signature(self, decl: ast.SignatureDecl) -> None: ...
         def _lower_program(self, decl: ast.ProgramDecl) -> None: ...
         def _lower_data(self, decl: ast.DataDecl) -> None: ...

@@ -9,6 +9,8 @@ from typing import Any, Self
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _ModuleInfo
+from dsx.compiler._pass_declare import register
+from dsx.compiler._pass_types import lower_types
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode
 from dsx.grammar import ast
@@ -31,6 +33,9 @@ class IncrementalMixin(LowerBase):
         for name, value in vars(self).items():
             if type(value) in (dict, list, set):
                 setattr(other, name, copy.copy(value))
+        other.rec = self.rec.copy()
+        other.names = self.names.copy()
+        other.type_tables = self.type_tables.copy()
         return other
 
     def relower(self, changes: list[tuple[Any, Any]], *, renames: bool = False) -> ir.Unit | None:
@@ -229,24 +234,9 @@ class IncrementalMixin(LowerBase):
         }
         before = {id(t): dict(t) for ts in tables.values() for t in ts}
         for decl in order:
-            name = _top_name(decl)
-            kind = _TOP_KINDS.get(type(decl))
-            if name is not None and kind is not None:
-                self.decls[name] = (kind, decl)
-                self._define(
-                    name,
-                    name,
-                    kind,
-                    decl.name.span,
-                    decl,
-                    detail=f"{kind} {name}",
-                    doc=decl.doc or "",
-                )
-        for decl in order:
-            if isinstance(decl, ast.TypeDecl):
-                self._lower_record(decl)
-            elif isinstance(decl, ast.EnumDecl):
-                self._lower_enum(decl)
+            if type(decl) in _TOP_KINDS:
+                register(self.rec, self.names, decl)
+        lower_types(self.rec, self.names, self.type_tables, order)
         for decl in order:
             if isinstance(decl, ast.SignatureDecl):
                 self._lower_signature(decl)

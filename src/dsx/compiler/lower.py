@@ -4,8 +4,12 @@ One :class:`Lowerer` handles a unit (a root file and the files it imports). It n
 raises for bad input: each problem becomes a diagnostic and lowering goes on with a
 best-effort IR, so that an editor gets every error in one pass.
 
-The passes live in private mixin modules, one per concern: ``_lower_base`` (state and
-helpers), ``_lower_decls`` (``use``, types, enums, signatures), ``_lower_modules``
+The first passes are functions over explicit tables: ``_pass_declare`` (top-level names
+and ``use python``: :class:`~dsx.compiler._pass_declare.Names`) and ``_pass_types``
+(records, enums, type expressions: :class:`~dsx.compiler._pass_types.TypeTables`), each
+reporting into one :class:`~dsx.compiler._records.Records` (diagnostics, symbols,
+references). The later ones still live in mixin modules, one per concern: ``_lower_base``
+(their state and helpers), ``_lower_decls`` (signatures), ``_lower_modules``
 (modules and their statements), ``_lower_exprs`` (expressions and calls),
 ``_lower_project`` (programs, data, metrics, optimize, tests), ``_lower_incremental``
 (re-checking after an edit) and ``_lower_query`` (what editors ask: scopes, types).
@@ -36,6 +40,8 @@ from dsx.compiler._lower_modules import ModulesMixin
 from dsx.compiler._lower_project import ProjectMixin
 from dsx.compiler._lower_query import QueryMixin
 from dsx.compiler._lower_resources import ResourcesMixin
+from dsx.compiler._pass_declare import declare_all
+from dsx.compiler._pass_types import lower_types
 from dsx.grammar import ast
 
 __all__ = ["PASSES", "Lowerer", "Pass", "validate_unit"]
@@ -64,21 +70,10 @@ class Lowerer(
 
     # ---- the passes, in order (each reads what the ones before it recorded) ---------------
     def _pass_declare(self) -> None:
-        for pf, decl in self._all_decls:
-            self._declare(decl, pf)
-        for _, decl in self._all_decls:
-            if isinstance(decl, ast.UseDecl):
-                self._lower_use(decl)
+        declare_all(self.rec, self.names, self._all_decls)
 
     def _pass_types(self) -> None:
-        decls = [d for _, d in self._all_decls]
-        for decl in decls:
-            if isinstance(decl, ast.TypeDecl):
-                self._lower_record(decl)
-            elif isinstance(decl, ast.EnumDecl):
-                self._lower_enum(decl)
-        self._check_recursive_records([d for d in decls if isinstance(d, ast.TypeDecl)])
-        self._describe_record_enums()
+        lower_types(self.rec, self.names, self.type_tables, [d for _, d in self._all_decls])
 
     def _pass_signatures(self) -> None:
         for _, decl in self._all_decls:

@@ -1,0 +1,105 @@
+"""The declare and types passes run on their own, over explicit tables, and an edit
+re-checked incrementally builds what a full check builds."""
+
+from __future__ import annotations
+
+from dsx.compiler._pass_declare import Names, declare_all
+from dsx.compiler._pass_types import TypeTables, lower_types, resolve_type
+from dsx.compiler._records import Records
+from dsx.compiler.analysis import analyze_source
+from dsx.grammar import ast
+from dsx.grammar.parser import BlockCache, parse
+
+SOURCE = """\
+enum Urgency {
+    low "can wait"
+    high "today"
+}
+
+type Ticket {
+    title: str
+    urgency: Urgency
+    tags: list[str] = []
+}
+
+type Ticket {
+    again: str
+}
+
+type Loop {
+    next: list[Loop]
+}
+
+signature Triage {
+    in  ticket: Ticket
+    out urgency: Urgency
+}
+"""
+
+
+def _passes(text: str) -> tuple[Records, Names, TypeTables]:
+    pf = parse(text, "/tmp/passes.dsx")
+    records = Records({pf.source.path: pf.source})
+    names, tables = Names(), TypeTables()
+    decls = [(pf, d) for d in pf.decls]
+    declare_all(records, names, decls)
+    lower_types(records, names, tables, [d for _, d in decls])
+    return records, names, tables
+
+
+def test_declare_and_types_need_no_lowerer():
+    records, names, tables = _passes(SOURCE)
+    assert [(n, k) for n, (k, _) in names.decls.items()] == [
+        ("Urgency", "enum"),
+        ("Ticket", "type"),
+        ("Loop", "type"),
+        ("Triage", "signature"),
+    ]
+    assert set(tables.records) == {"Ticket", "Loop"} and set(tables.enums) == {"Urgency"}
+    ticket = tables.records["Ticket"]
+    assert [f.name for f in ticket.fields] == ["title", "urgency", "tags"]  # the first one
+    # a record field typed with an enum says what its values mean
+    assert "low (can wait)" in ticket.fields[1].desc
+    messages = [d.message for d in records.diagnostics]
+    assert any("declared twice" in m for m in messages), messages
+    assert any("record `Loop` contains itself" in m for m in messages), messages
+    assert {"Ticket.title", "Urgency.low", "Urgency.high"} <= set(records.symbols)
+    assert {r.key for r in records.references} >= {"Urgency", "Loop"}
+
+
+def test_resolve_type_reports_into_the_records():
+    records, names, _ = _passes(SOURCE)
+    pf = parse("type T {\n    x: dict[str, Urgency]\n    y: Urgncy\n}\n", "/tmp/t.dsx")
+    records.sources[pf.source.path] = pf.source
+    decl = pf.decls[0]
+    assert isinstance(decl, ast.TypeDecl)
+    good = resolve_type(records, names, decl.fields[0].type)
+    assert (good.kind, good.args[1].kind, good.args[1].name) == ("dict", "enum", "Urgency")
+    bad = resolve_type(records, names, decl.fields[1].type)
+    assert bad.kind == "any"
+    assert "did you mean `Urgency`?" in records.diagnostics[-1].message
+
+
+def _edit_then_compare(before: str, after: str) -> None:
+    caches: dict[str, BlockCache] = {}
+    path = "/tmp/passes_edit.dsx"
+    first = analyze_source(before, path, caches=caches)
+    edited = analyze_source(after, path, caches=caches, previous=first)
+    full = analyze_source(after, path)
+    assert edited.unit is not None and full.unit is not None
+    assert edited.unit.model_dump(exclude={"files"}) == full.unit.model_dump(exclude={"files"})
+    assert sorted(d.message for d in edited.diagnostics) == sorted(
+        d.message for d in full.diagnostics
+    )
+
+
+def test_a_record_rechecked_after_an_edit_describes_its_enum_values():
+    # Re-checking only the edited record once left its enum-typed field without the
+    # values' meanings that a full check gives it (what the prompt shows).
+    before = SOURCE.replace("type Ticket {\n    again: str\n}\n\n", "")
+    _edit_then_compare(before, before.replace("    title: str", '    title: str  "short"'))
+
+
+def test_an_enum_edit_reaches_the_records_that_use_it():
+    before = SOURCE.replace("type Ticket {\n    again: str\n}\n\n", "")
+    _edit_then_compare(before, before.replace('high "today"', 'high "right now"'))
