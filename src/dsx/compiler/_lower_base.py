@@ -1,9 +1,12 @@
 """Shared state and small helpers of the lowerer (see :mod:`dsx.compiler.lower`).
 
-The lowerer is one class assembled from mixins, one per concern (``_lower_decls``,
-``_lower_modules``, ``_lower_exprs``, ``_lower_project``, ``_lower_incremental``). They
-all derive from :class:`LowerBase`, which owns the state and declares, for the type
-checker only, the methods that one mixin calls on another.
+The first passes (declare, types, signatures) are functions over their own tables
+(``_pass_declare``, ``_pass_types``, ``_pass_signatures``), reporting into one
+:class:`~dsx.compiler._records.Records`. The later ones are mixins, one per concern
+(``_lower_resources``, ``_lower_modules``, ``_lower_exprs``, ``_lower_project``,
+``_lower_incremental``). They all derive from :class:`LowerBase`, which holds the pass
+tables (and exposes them under the names the mixins use), the later passes' state, and
+declares, for the type checker only, the methods that one mixin calls on another.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._pass_declare import TOP_KINDS, Names
+from dsx.compiler._pass_signatures import SignatureTables, shorthand_fields
 from dsx.compiler._pass_types import ANY, TypeTables, resolve_type
 from dsx.compiler._records import Records
 from dsx.compiler.symbols import Reference, Symbol
@@ -66,11 +70,11 @@ class LowerBase:
         self.files = files
         self.root = root
         # What each pass records (see `dsx.compiler.lower.PASSES`): every pass reports into
-        # `rec`; declare writes `names`, types writes `type_tables`.
+        # `rec`; declare writes `names`, types `type_tables`, signatures `sig_tables`.
         self.rec = Records({f.source.path: f.source for f in files})
         self.names = Names()
         self.type_tables = TypeTables()
-        self.signatures: dict[str, ir.Signature] = {}
+        self.sig_tables = SignatureTables()
         self.modules: dict[str, _ModuleInfo] = {}
         self.programs: dict[str, ir.Program] = {}
         self.program_io: dict[str, tuple[dict[str, Any], Any]] = {}
@@ -78,7 +82,6 @@ class LowerBase:
         self.metrics: dict[str, ir.Metric] = {}
         self.optimizes: list[ir.Optimize] = []
         self.tests: dict[int, ir.Test] = {}  # id(TestDecl) -> IR, in file order
-        self._extra_signatures: dict[str, ir.Signature] = {}
         self._all_decls: list[tuple[ParsedFile, Any]] = []
         self.unit: ir.Unit | None = None
         self._forward_owner: str | None = None  # the module whose forward is being lowered
@@ -145,6 +148,20 @@ class LowerBase:
     def enums(self) -> dict[str, ir.Enum]:
         return self.type_tables.enums
 
+    @property
+    def signatures(self) -> dict[str, ir.Signature]:
+        """The IR of each signature (the signatures pass's)."""
+        return self.sig_tables.signatures
+
+    @property
+    def _extra_signatures(self) -> dict[str, ir.Signature]:
+        """Inline signatures (``Predict("q -> a")``) by ``owner_member``."""
+        return self.sig_tables.inline
+
+    @_extra_signatures.setter
+    def _extra_signatures(self, value: dict[str, ir.Signature]) -> None:
+        self.sig_tables.inline = value
+
     # ---- helpers --------------------------------------------------------------------------
     def _loc(self, span: Span) -> ir.Loc | None:
         return self.rec.loc(span)
@@ -182,6 +199,9 @@ class LowerBase:
     def _type(self, node: Any) -> ir.TypeRef:
         return resolve_type(self.rec, self.names, node)
 
+    def _shorthand_fields(self, text: ast.Str, owner: str) -> list[ir.Field]:
+        return shorthand_fields(self.rec, self.names, self.type_tables, text, owner)
+
     def _base_scope(self) -> dict[str, _Entry]:
         scope: dict[str, _Entry] = {n: _Entry("builtin") for n in _env.BUILTIN_FUNCTIONS}
         for alias in self.python:
@@ -191,7 +211,6 @@ class LowerBase:
     if TYPE_CHECKING:
         # What one mixin calls on another, so that each mixin type-checks on its own;
         # mypy checks the implementations against these signatures.
-        def _shorthand_fields(self, text: ast.Str, owner: str) -> list[ir.Field]: ...
         def _module_header(self, info: _ModuleInfo) -> None: ...
         def _module_forward(self, name: str) -> Any: ...
         def _submodule(
@@ -207,7 +226,6 @@ class LowerBase:
             self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str
         ) -> None: ...
         def _lower_test(self, decl: ast.TestDecl) -> None: ...
-        def _lower_signature(self, decl: ast.SignatureDecl) -> None: ...
         def _lower_program(self, decl: ast.ProgramDecl) -> None: ...
         def _lower_data(self, decl: ast.DataDecl) -> None: ...
         def _lower_metric(self, decl: ast.MetricDecl) -> None: ...

@@ -10,6 +10,7 @@ from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _ModuleInfo
 from dsx.compiler._pass_declare import register
+from dsx.compiler._pass_signatures import lower_signatures
 from dsx.compiler._pass_types import lower_types
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode
@@ -36,6 +37,7 @@ class IncrementalMixin(LowerBase):
         other.rec = self.rec.copy()
         other.names = self.names.copy()
         other.type_tables = self.type_tables.copy()
+        other.sig_tables = self.sig_tables.copy()
         return other
 
     def relower(self, changes: list[tuple[Any, Any]], *, renames: bool = False) -> ir.Unit | None:
@@ -237,9 +239,7 @@ class IncrementalMixin(LowerBase):
             if type(decl) in _TOP_KINDS:
                 register(self.rec, self.names, decl)
         lower_types(self.rec, self.names, self.type_tables, order)
-        for decl in order:
-            if isinstance(decl, ast.SignatureDecl):
-                self._lower_signature(decl)
+        lower_signatures(self.rec, self.names, self.type_tables, self.sig_tables, order)
         modules = [d for d in order if isinstance(d, ast.ModuleDecl)]
         for decl in modules:
             self.modules[decl.name.name] = _ModuleInfo(decl)

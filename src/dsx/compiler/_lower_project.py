@@ -10,8 +10,9 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _b, _Entry
-from dsx.compiler._lower_decls import _NOT_CONST, _const_value
 from dsx.compiler._lower_exprs import _mismatch
+from dsx.compiler._pass_types import NOT_CONST as _NOT_CONST
+from dsx.compiler._pass_types import const_value as _const_value
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix
 from dsx.grammar import ast

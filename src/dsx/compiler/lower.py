@@ -5,11 +5,12 @@ raises for bad input: each problem becomes a diagnostic and lowering goes on wit
 best-effort IR, so that an editor gets every error in one pass.
 
 The first passes are functions over explicit tables: ``_pass_declare`` (top-level names
-and ``use python``: :class:`~dsx.compiler._pass_declare.Names`) and ``_pass_types``
-(records, enums, type expressions: :class:`~dsx.compiler._pass_types.TypeTables`), each
+and ``use python``: :class:`~dsx.compiler._pass_declare.Names`), ``_pass_types`` (records,
+enums, type expressions: :class:`~dsx.compiler._pass_types.TypeTables`) and
+``_pass_signatures`` (:class:`~dsx.compiler._pass_signatures.SignatureTables`), each
 reporting into one :class:`~dsx.compiler._records.Records` (diagnostics, symbols,
 references). The later ones still live in mixin modules, one per concern: ``_lower_base``
-(their state and helpers), ``_lower_decls`` (signatures), ``_lower_modules``
+(their state and helpers), ``_lower_modules``
 (modules and their statements), ``_lower_exprs`` (expressions and calls),
 ``_lower_project`` (programs, data, metrics, optimize, tests), ``_lower_incremental``
 (re-checking after an edit) and ``_lower_query`` (what editors ask: scopes, types).
@@ -33,7 +34,6 @@ from pydantic import ValidationError
 
 from dsx import ir
 from dsx.compiler._lower_base import _b, _ModuleInfo
-from dsx.compiler._lower_decls import DeclsMixin
 from dsx.compiler._lower_exprs import ExprsMixin
 from dsx.compiler._lower_incremental import IncrementalMixin
 from dsx.compiler._lower_modules import ModulesMixin
@@ -41,6 +41,7 @@ from dsx.compiler._lower_project import ProjectMixin
 from dsx.compiler._lower_query import QueryMixin
 from dsx.compiler._lower_resources import ResourcesMixin
 from dsx.compiler._pass_declare import declare_all
+from dsx.compiler._pass_signatures import lower_signatures
 from dsx.compiler._pass_types import lower_types
 from dsx.grammar import ast
 
@@ -56,7 +57,6 @@ class Lowerer(
     ExprsMixin,
     ModulesMixin,
     ResourcesMixin,
-    DeclsMixin,
 ):
     """Lowers and checks one unit. Use :meth:`run`; results are on the instance."""
 
@@ -76,9 +76,9 @@ class Lowerer(
         lower_types(self.rec, self.names, self.type_tables, [d for _, d in self._all_decls])
 
     def _pass_signatures(self) -> None:
-        for _, decl in self._all_decls:
-            if isinstance(decl, ast.SignatureDecl):
-                self._lower_signature(decl)
+        lower_signatures(
+            self.rec, self.names, self.type_tables, self.sig_tables, [d for _, d in self._all_decls]
+        )
 
     def _pass_resources(self) -> None:
         self._lower_resources([d for _, d in self._all_decls if isinstance(d, _RESOURCES)])
