@@ -7,7 +7,10 @@ a forward body or a test, the static type of an expression, the members of a typ
 inputs of a call, and each program's inputs and outputs — so that no consumer reaches into
 the lowerer's private state.
 
-The model is a view: it reads the checked unit as it is when asked and copies nothing. An
+The model is a view over what the checker's passes recorded (``dsx.compiler.lower.PASSES``:
+the symbols and references every pass reports, the declare pass's names, the types and
+signatures passes' tables, the later passes' modules, programs and scopes): it reads them
+as they are when asked and copies nothing. An
 analysis that an incremental re-check has replaced must not be queried again (its successor
 shares and has updated the same state).
 """
@@ -154,16 +157,16 @@ class SemanticModel:
     @property
     def symbols(self) -> Mapping[str, Symbol]:
         """Every named thing by key (see :class:`Symbol` for the key forms)."""
-        return self._lowerer.symbols
+        return self._lowerer.rec.symbols
 
     @property
     def references(self) -> Sequence[Reference]:
         """Every resolved use of a name, in checking order."""
-        return self._lowerer.references
+        return self._lowerer.rec.references
 
     def references_to(self, key: str) -> list[Reference]:
         """The uses of the symbol ``key`` (its definition not included)."""
-        refs = self._lowerer.references
+        refs = self._lowerer.rec.references
         stamp = (id(refs), len(refs))
         if stamp != self._refs_stamp:
             index: dict[str, list[Reference]] = {}
@@ -174,27 +177,27 @@ class SemanticModel:
 
     def declaration(self, name: str) -> Declaration | None:
         """The top-level declaration ``name`` (the first one when it is declared twice)."""
-        found = self._lowerer.decls.get(name)
+        found = self._lowerer.names.decls.get(name)
         return Declaration(name, found[0], found[1]) if found is not None else None
 
     def declarations(self) -> list[Declaration]:
         """Every top-level declaration that has a name, in checking order."""
-        return [Declaration(n, k, d) for n, (k, d) in self._lowerer.decls.items()]
+        return [Declaration(n, k, d) for n, (k, d) in self._lowerer.names.decls.items()]
 
     # ---- what declarations mean ------------------------------------------------------------
     @property
     def signatures(self) -> Mapping[str, ir.Signature]:
         """Every declared signature by name (inline ones not included)."""
-        return self._lowerer.signatures
+        return self._lowerer.sig_tables.signatures
 
     def signature(self, name: str) -> ir.Signature | None:
-        return self._lowerer.signatures.get(name)
+        return self._lowerer.sig_tables.signatures.get(name)
 
     def record(self, name: str) -> ir.Record | None:
-        return self._lowerer.records.get(name)
+        return self._lowerer.type_tables.records.get(name)
 
     def enum(self, name: str) -> ir.Enum | None:
-        return self._lowerer.enums.get(name)
+        return self._lowerer.type_tables.enums.get(name)
 
     def module(self, name: str) -> ModuleInfo | None:
         info = self._lowerer.modules.get(name)
@@ -212,11 +215,11 @@ class SemanticModel:
 
     def python_import(self, alias: str) -> ir.PythonImport | None:
         """What ``use python "…" as alias`` imports."""
-        return self._lowerer.python.get(alias)
+        return self._lowerer.names.python.get(alias)
 
     @property
     def python_imports(self) -> Mapping[str, ir.PythonImport]:
-        return self._lowerer.python
+        return self._lowerer.names.python
 
     def program_io(self, name: str) -> ProgramIO | None:
         """The inputs and outputs of ``program name`` (what ``dsx run`` and tests use)."""
