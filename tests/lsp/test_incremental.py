@@ -4,6 +4,7 @@ diagnostics, IR, symbols and references — for edits anywhere in a file."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -21,6 +22,35 @@ SOURCES = {
     **{p.name: p.read_text() for p in sorted((ROOT / "examples").glob("*.dsx"))},
     "clean.dsx": (ROOT / "tests" / "cases" / "check" / "clean.dsx").read_text(),
     "generated.dsx": generate(120),
+    # records typed with described enums (a re-checked record once lost the descriptions)
+    "records.dsx": """\
+enum Urgency {
+    low "can wait"
+    high "today"
+}
+
+type Ticket {
+    title: str
+    urgency: Urgency
+    tags: list[str] = []
+}
+
+signature Triage {
+    in  ticket: Ticket
+    out urgency: Urgency  "how soon"
+    out note: str
+}
+
+module Desk {
+    triage = Predict(Triage)
+
+    forward(ticket: Ticket) {
+        return triage(ticket = ticket)
+    }
+}
+
+program desk = Desk()
+""",
 }
 WORDS = [
     "question",
@@ -102,7 +132,11 @@ def edit_sessions(draw: st.DrawFn) -> tuple[str, str, list[str]]:
     return name, SOURCES[name], versions
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("DSX_INCREMENTAL_EXAMPLES", "250")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(edit_sessions())
 def test_incremental_recheck_equals_full_check(session: tuple[str, str, list[str]]):
     name, original, versions = session
