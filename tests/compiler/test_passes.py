@@ -103,3 +103,15 @@ def test_a_record_rechecked_after_an_edit_describes_its_enum_values():
 def test_an_enum_edit_reaches_the_records_that_use_it():
     before = SOURCE.replace("type Ticket {\n    again: str\n}\n\n", "")
     _edit_then_compare(before, before.replace('high "today"', 'high "right now"'))
+
+
+def test_editing_a_module_declared_twice_rechecks_without_crashing():
+    # Found by the incremental differential test: a module named like a `use python`
+    # alias is not registered; editing its body raised KeyError in the re-check.
+    text = (
+        'use python "os" as tools\n\n'
+        "signature QA {\n    in  question: str\n    out answer: str\n}\n\n"
+        "module tools {\n    answer = Predict(QA)\n\n"
+        "    forward(question: str) {\n        return answer(question = question)\n    }\n}\n"
+    )
+    _edit_then_compare(text, text.replace("return answer(", "draft = 1\n        return answer("))

@@ -71,7 +71,9 @@ class IncrementalMixin(LowerBase):
             if isinstance(new, ast.ModuleDecl) and (
                 new.name.name != old.name.name
                 or _shape(_header(new)) != _shape(_header(old))
-                or self.modules.get(old.name.name, _ModuleInfo(old)).decl is not old
+                # not registered (declared twice: `module tools` beside `use python ... as
+                # tools`), or registered as another declaration
+                or getattr(self.modules.get(old.name.name), "decl", None) is not old
             ):
                 return self._relower_dependents(changes)
         for old, new in changes:
