@@ -79,6 +79,7 @@ EDITS = [
     ("signature QA {", "signature QB {"),  # QA's uses lose their token
     ("signature QB {", "signature QA {"),
     ("        return draft", "        note = draft\n        return note"),
+    ("program qa = Answerer()", "program qa = Answerer()  // one line: no token after it"),
     ("type Note {\n    text: str\n}\n\n", ""),  # a block removed
 ]
 
@@ -96,6 +97,9 @@ def test_tokens_after_each_edit_equal_a_fresh_analysis(encoding):
         fresh_session.encoding = encoding
         fresh = semantic_tokens.tokens(fresh_session, fresh_session.open(URI, doc.text, 1))
         assert semantic_tokens.tokens(session, doc) == fresh, (old, new)
+        # the answer's encoding is joined from each block's: the same as encoding them all
+        encoded = semantic_tokens.semantic_tokens(session, doc).data
+        assert encoded == semantic_tokens.encode(fresh), (old, new)
 
 
 def test_random_line_edits_on_an_example_match_a_fresh_analysis():
@@ -119,4 +123,7 @@ def test_random_line_edits_on_an_example_match_a_fresh_analysis():
         new_text = "\n".join(lines)
         session.change(URI, [types.TextDocumentContentChangeWholeDocument(text=new_text)], version)
         doc = session.get(URI)
-        assert semantic_tokens.tokens(session, doc) == _fresh(new_text), (version, action, i)
+        fresh = _fresh(new_text)
+        encoded = semantic_tokens.semantic_tokens(session, doc).data
+        assert encoded == semantic_tokens.encode(fresh), (version, action, i)
+        assert semantic_tokens.tokens(session, doc) == fresh, (version, action, i)

@@ -131,29 +131,55 @@ def _src(text: str, span: Any) -> str:
 
 def document_symbols(session: Session, doc: Document) -> list[types.DocumentSymbol]:
     """The outline. An open document's comes from its analysis (shared with every other
-    feature, re-parsed block by block); a block whose text and first line an edit left
-    alone keeps its symbol from the last answer."""
-    return [sym for sym, _ in _symbols(session, doc)]
+    feature, re-parsed block by block); a block whose text an edit left alone keeps its
+    symbol from the last answer, its lines moved when lines above it were added or
+    removed."""
+    converter = _converter_()
+    return [
+        converter.structure(entry.data, types.DocumentSymbol) for entry in _symbols(session, doc)
+    ]
 
 
 def document_symbols_json(session: Session, doc: Document) -> RawJson:
     """:func:`document_symbols` as the JSON of the answer (each block's JSON is kept too)."""
-    return RawJson("[" + ",".join(text for _, text in _symbols(session, doc)) + "]")
+    return RawJson("[" + ",".join(entry.text for entry in _symbols(session, doc)) + "]")
 
 
 _converter: Any = None
 
 
-def _json(sym: types.DocumentSymbol) -> str:
+def _converter_() -> Any:
     global _converter
     if _converter is None:
         from pygls.protocol import default_converter
 
         _converter = default_converter()
-    return json.dumps(_converter.unstructure(sym))
+    return _converter
 
 
-def _symbols(session: Session, doc: Document) -> list[tuple[types.DocumentSymbol, str]]:
+class _Entry:
+    """One block's symbol: as JSON data (lines as of ``line``, the block's first) and text."""
+
+    __slots__ = ("data", "line", "text")
+
+    def __init__(self, line: int, data: dict[str, Any]) -> None:
+        self.line, self.data, self.text = line, data, json.dumps(data)
+
+    def move_to(self, line: int) -> None:
+        _shift(self.data, line - self.line)
+        self.line, self.text = line, json.dumps(self.data)
+
+
+def _shift(data: dict[str, Any], delta: int) -> None:
+    for key in ("range", "selectionRange"):
+        rng = data[key]
+        rng["start"]["line"] += delta
+        rng["end"]["line"] += delta
+    for child in data.get("children") or ():
+        _shift(child, delta)
+
+
+def _symbols(session: Session, doc: Document) -> list[_Entry]:
     if session.get(doc.uri) is doc:
         pf = session.analyze(doc).files.get(doc.path)
     else:
@@ -162,17 +188,17 @@ def _symbols(session: Session, doc: Document) -> list[tuple[types.DocumentSymbol
         return []
     codec = doc.codec(session.encoding)
     previous = doc.extras.get("outline")
-    last: dict[tuple[str, int], tuple[types.DocumentSymbol, str]] = (
-        previous if isinstance(previous, dict) else {}
-    )
-    cache: dict[tuple[str, int], tuple[types.DocumentSymbol, str]] = {}
+    # block text -> entries (a block's symbol depends on its text only; blocks start a line)
+    last: dict[str, list[_Entry]] = previous if isinstance(previous, dict) else {}
+    cache: dict[str, list[_Entry]] = {}
     out = []
     for block in pf.blocks:
         decl = block.decl
         if decl is None:
             continue
-        key = (block.text, codec.line_of(block.span.start))
-        entry = last.get(key)
+        line = codec.line_of(block.span.start)
+        kept = last.get(block.text)
+        entry = kept.pop() if kept else None
         if entry is None:
             name, sel, detail = _name(decl)
             sym = _sym(
@@ -184,8 +210,10 @@ def _symbols(session: Session, doc: Document) -> list[tuple[types.DocumentSymbol
                 detail,
                 _children(codec, decl, doc.text),
             )
-            entry = (sym, _json(sym))
-        cache[key] = entry
+            entry = _Entry(line, _converter_().unstructure(sym))
+        elif entry.line != line:
+            entry.move_to(line)
+        cache.setdefault(block.text, []).append(entry)
         out.append(entry)
     doc.extras["outline"] = cache
     return out

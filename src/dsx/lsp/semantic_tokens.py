@@ -88,6 +88,11 @@ class _BlockTokens:
     text: str
     items: list[tuple[int, int, int, int]]  # (lo, hi, type, modifiers), block offsets
     rel: list[Token]  # (line in the block, column, length, type, modifiers)
+    # LSP's relative encoding of every token after the first (each against the one before)
+    encoded_rest: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.encoded_rest = encode(self.rel)[5:]
 
 
 @dataclass
@@ -95,7 +100,9 @@ class _State:
     """A document's semantic-token cache (kept on the :class:`Document`)."""
 
     key: tuple[object, ...] | None = None
-    tokens: list[Token] = field(default_factory=list)
+    # each block with tokens, and the line it starts on (for the current key)
+    placed: list[tuple[int, _BlockTokens]] = field(default_factory=list)
+    tokens: list[Token] | None = None  # the absolute tokens, made when asked
     builtins: dict[int, tuple[Any, list[tuple[ast.Ident, str]]]] = field(default_factory=dict)
     blocks: dict[int, _BlockTokens] = field(default_factory=dict)  # id(origin) -> tokens
     results: dict[str, list[int]] = field(default_factory=dict)  # result id -> data
@@ -110,20 +117,46 @@ def _state(doc: Document) -> _State:
 
 
 def tokens(session: Session, doc: Document) -> list[Token]:
-    """Every token of ``doc``, sorted; computed once per text and analysis.
+    """Every token of ``doc``, sorted, with absolute lines; computed once per text."""
+    state = _refresh(session, doc)
+    if state.tokens is None:
+        state.tokens = [
+            (first + dl, col, n, t, m)
+            for first, block in state.placed
+            for dl, col, n, t, m in block.rel
+        ]
+    return state.tokens
+
+
+def _encoded(session: Session, doc: Document) -> list[int]:
+    """LSP's relative encoding of :func:`tokens`, joined from each block's own."""
+    data: list[int] = []
+    prev_line = prev_col = 0
+    for first, block in _refresh(session, doc).placed:
+        dl, col, n, t, m = block.rel[0]
+        line = first + dl
+        data.extend((line - prev_line, col - prev_col if line == prev_line else col, n, t, m))
+        data.extend(block.encoded_rest)
+        last = block.rel[-1]
+        prev_line, prev_col = first + last[0], last[1]
+    return data
+
+
+def _refresh(session: Session, doc: Document) -> _State:
+    """The document's token state, brought up to date with its text and analysis.
 
     Spans are relative to their block's origin, so each block's tokens are gathered in
     block offsets; a block whose text and tokens an edit left alone keeps its converted
-    lines and columns (only the lines above it may have moved)."""
+    lines, columns and encoding (only the lines above it may have moved)."""
     analysis = session.analyze(doc)
     state = _state(doc)
     key = (doc.revision, id(analysis), doc.analysis_key, session.encoding)
     if state.key == key:
-        return state.tokens
+        return state
     pf = analysis.files.get(doc.path)
     if pf is None:
-        state.key, state.tokens = key, []
-        return []
+        state.key, state.placed, state.tokens = key, [], None
+        return state
     blocks = pf.blocks
     per_origin: dict[int, dict[int, tuple[int, int, int]]] = {id(b.span.origin): {} for b in blocks}
     starts = [b.span.origin.offset for b in blocks]
@@ -177,7 +210,7 @@ def tokens(session: Session, doc: Document) -> list[Token]:
 
     codec = doc.codec(session.encoding)
     done: dict[int, _BlockTokens] = {}
-    out: list[Token] = []
+    placed: list[tuple[int, _BlockTokens]] = []
     for block in blocks:
         origin = block.span.origin
         found = per_origin[id(origin)]
@@ -192,11 +225,10 @@ def tokens(session: Session, doc: Document) -> list[Token]:
             kept = _BlockTokens(origin, block.text, items, _convert(codec, block, items))
         done[id(origin)] = kept
         if kept.rel:
-            first = codec.line_of(origin.offset)
-            out.extend([(first + dl, col, n, t, m) for dl, col, n, t, m in kept.rel])
+            placed.append((codec.line_of(origin.offset), kept))
     state.blocks = done
-    state.key, state.tokens = key, out
-    return out
+    state.key, state.placed, state.tokens = key, placed, None
+    return state
 
 
 def _convert(codec: Any, block: ast.Block, items: list[tuple[int, int, int, int]]) -> list[Token]:
@@ -237,7 +269,7 @@ def _remember(doc: Document, data: list[int]) -> str:
 
 def semantic_tokens(session: Session, doc: Document) -> types.SemanticTokens:
     """``textDocument/semanticTokens/full``: every token, with a result id for deltas."""
-    data = encode(tokens(session, doc))
+    data = _encoded(session, doc)
     return types.SemanticTokens(data=data, result_id=_remember(doc, data))
 
 
@@ -263,7 +295,7 @@ def semantic_tokens_delta(
     """``textDocument/semanticTokens/full/delta``: one edit turning the result
     ``previous`` into the current tokens (the full result when ``previous`` is unknown)."""
     old = _state(doc).results.get(previous)
-    data = encode(tokens(session, doc))
+    data = _encoded(session, doc)
     result_id = _remember(doc, data)
     if old is None:
         return types.SemanticTokens(data=data, result_id=result_id)
