@@ -310,6 +310,35 @@ async def measure(lines: int, reps: int) -> dict[str, Any]:
         if version % 2:
             edit()
 
+    # Enter at the end of the body line (every block below moves a line), then each of
+    # documentSymbol and semanticTokens/full; the line is removed again before the next.
+    body_end = len(source[body])
+
+    def newline(add: bool) -> None:
+        nonlocal version
+        version += 1
+        start = {"line": body, "character": body_end}
+        end = start if add else {"line": body + 1, "character": 8}
+        client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [
+                    {"range": {"start": start, "end": end}, "text": "\n        " if add else ""}
+                ],
+            },
+        )
+
+    for name in ("documentSymbol", "semanticTokens/full"):
+        samples = []
+        for _ in range(reps):
+            newline(True)
+            seconds, _answer = await client.call(*requests[name])
+            samples.append(seconds)
+            newline(False)
+            await client.call(*requests[name])
+        result.setdefault("after_newline_ms", {})[name] = statistics.median(samples) * 1000
+
     # The VS Code pattern: a keystroke, then documentSymbol, semanticTokens and completion
     # in flight together; the completion's latency counts.
     in_flight = []
@@ -356,6 +385,8 @@ def main() -> None:
         print(f"| {name} | {ms(row['warm_ms'])} | {ms(row['after_edit_ms'])} |")
     if "semanticTokens_delta_after_edit_ms" in r:
         print(f"| semanticTokens/full/delta | | {ms(r['semanticTokens_delta_after_edit_ms'])} |")
+    for name, value in r.get("after_newline_ms", {}).items():
+        print(f"| {name}, right after Enter (the lines below move) | | {ms(value)} |")
     print(
         "\ncompletion right after an edit with documentSymbol + semanticTokens in flight: "
         f"median {r['completion_after_edit_in_flight_ms']:.1f} ms, "
