@@ -83,7 +83,7 @@ def test_cli_inspect_shows_saved_state(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 predictor(s)" in out and "Be brief." in out and '"q1"' in out
     assert main(["inspect", str(tmp_path / "missing.json")]) == 2
-    assert "No saved state at" in capsys.readouterr().err
+    assert "missing.json: no such file" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{}")
     assert main(["inspect", str(tmp_path / "bad.json")]) == 2
 

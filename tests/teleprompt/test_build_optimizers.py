@@ -57,7 +57,10 @@ def test_bootstrap_in_build_prints_progress_and_exports_demos(project):
     learned = result.unit.learned["qa"]
     assert [d["question"] for d in learned.predictors["self"].demos[:2]] == ["even 0", "odd 1"]
     assert len(learned.predictors["self"].demos) == 3
-    assert "optimize qa: Bootstrap round 1: 2 runs, 0 failed, 2/2 demos" in logs
+    assert (
+        "optimize qa: Bootstrap round 1: ran 2 of 6 examples, 0 failed, 2/2 demos "
+        "(stopped: enough demos, 4 not run)"
+    ) in logs
     assert "optimize qa: BootstrapFewShot: done · 2 LM calls" in logs
 
 

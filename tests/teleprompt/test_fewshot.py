@@ -265,8 +265,47 @@ def test_progress_lines_go_to_the_reporter():
     BootstrapFewShot(
         metric=exact_match(), max_bootstrapped_demos=2, display_progress=lines.append
     ).compile(dsx.Predict("question -> answer", lm=parity_lm()), trainset=parity_set(4))
-    assert any(line.startswith("Bootstrap round 1: 2 runs, 0 failed, 2/2 demos") for line in lines)
+    assert (
+        "Bootstrap round 1: ran 2 of 4 examples, 0 failed, 2/2 demos "
+        "(stopped: enough demos, 2 not run)"
+    ) in lines
     assert lines[-1] == "BootstrapFewShot: done · 2 LM calls"
+
+
+def test_progress_lines_count_every_run_and_say_why_a_round_stopped_early():
+    # 12 examples, the first 7 fail the metric: the round stops at the 11th with 4/4 demos.
+    # The reporter got 6/12 then 8/12 (a line per tenth), and "11 runs" with no reason.
+    lines: list[str] = []
+    BootstrapFewShot(
+        metric=exact_match(),
+        max_bootstrapped_demos=4,
+        max_labeled_demos=4,
+        num_threads=1,
+        display_progress=lines.append,
+    ).compile(
+        dsx.Predict(
+            "question -> answer",
+            lm=parity_lm(wrong={"even 0", "odd 1", "even 2", "odd 3", "even 4", "odd 5", "even 6"}),
+        ),
+        trainset=parity_set(12),
+    )
+    counts = [line.split(" · ")[0] for line in lines if line.startswith("Bootstrap round 1: ")]
+    assert counts[:-1] == [f"Bootstrap round 1: {n}/12" for n in range(1, 12)]
+    assert counts[-1] == (
+        "Bootstrap round 1: ran 11 of 12 examples, 0 failed, 4/4 demos "
+        "(stopped: enough demos, 1 not run)"
+    )
+
+
+def test_a_round_that_runs_every_example_says_so():
+    lines: list[str] = []
+    BootstrapFewShot(
+        metric=exact_match(), max_bootstrapped_demos=4, display_progress=lines.append
+    ).compile(
+        dsx.Predict("question -> answer", lm=parity_lm(wrong={"even 0", "odd 1"})),
+        trainset=parity_set(3),
+    )
+    assert "Bootstrap round 1: ran 3 of 3 examples, 0 failed, 1/4 demos" in lines
 
 
 def test_get_optimizer_knows_the_optimizers():

@@ -32,6 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from dsx.runtime.state import check_predictor_state, read_state
 
     path = Path(args.file)
+    if not path.exists() and not path.is_symlink():
+        hint = (
+            ""
+            if path.suffix == ".dsx"
+            else " A learned-state file is written by `dsx optimize FILE.dsx` or `dsx build "
+            "FILE.dsx`, as build/PROGRAM.state.json next to the .dsx file."
+        )
+        print(f"dsx inspect: {path}: no such file.{hint}", file=sys.stderr)
+        return 2
     if path.suffix == ".dsx":
         return _inspect_source(path)
     try:
@@ -40,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         for name, pstate in state.predictors.items():
             check_predictor_state(pstate, name=name, allow_endpoints=True)
     except StateError as exc:
-        print(f"dsx inspect: {path}: {exc}", file=sys.stderr)
+        # Most messages name the file already; say it once.
+        where = "" if str(path) in str(exc) else f"{path}: "
+        print(f"dsx inspect: {where}{exc}", file=sys.stderr)
         return 2
     made = f", {state.describe()}" if state.optimizer or state.score is not None else ""
     print(

@@ -2,8 +2,9 @@
 
 On a terminal it redraws one line in place (at most ten times a second); elsewhere (logs,
 CI, captured output) it prints only the final line, so logs stay short. Given a function
-instead, it sends it a line at every tenth of the way and at the end (``dsx build`` uses
-this to print optimizer progress through its own log).
+instead, it sends it a line for every item when there are at most twenty, else at every
+``ceil(total / 10)`` items — evenly spaced, so no count looks skipped — and at the end
+(``dsx build`` uses this to print optimizer progress through its own log).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __all__ = ["Progress", "Reporter"]
 Reporter = bool | Callable[[str], Any]
 
 _BAR_WIDTH = 20
+#: Up to this many items a reporter function gets a line for each; above, about ten lines.
+_EVERY_ITEM = 20
 
 
 class Progress:
@@ -40,7 +43,8 @@ class Progress:
         self.score: float | None = None
         self._start = time.perf_counter()
         self._last_draw = 0.0
-        self._last_tenth = -1
+        self._last_step = 0
+        self._step = 1 if total <= _EVERY_ITEM else -(-total // 10)
         self._sink = display if callable(display) else None
         self._stream = stream if stream is not None else sys.stderr
         self._live = display is True and _is_tty(self._stream)
@@ -65,9 +69,9 @@ class Progress:
                 self._last_draw = now
                 self._draw()
         elif self._sink is not None and self.total and not self._transient:
-            tenth = done * 10 // self.total
-            if tenth != self._last_tenth and done < self.total:
-                self._last_tenth = tenth
+            step = done // self._step
+            if step > self._last_step and done < self.total:
+                self._last_step = step
                 self._sink(self.line())
 
     def note(self, text: str) -> None:

@@ -214,10 +214,7 @@ class BootstrapFewShot(Teleprompter):
             )
         finally:
             engine.close()
-        progress.close(
-            f"Bootstrap round {round_no + 1}: {progress.done} runs, {failed} failed, "
-            f"{min(len(found), want)}/{want} demos"
-        )
+        progress.close(_summary(round_no, ran, len(pending), failed, len(found), want, outcome))
         return outcome
 
     def _assemble(
@@ -241,6 +238,23 @@ class BootstrapFewShot(Teleprompter):
             f"{type(self).__name__}: {len(chosen)} bootstrapped demo(s) from trainset "
             f"examples {chosen}" + (f" · stopped early: {self.stopped}" if self.stopped else "")
         )
+
+
+def _summary(
+    round_no: int, ran: int, total: int, failed: int, found: int, want: int, outcome: Outcome[Any]
+) -> str:
+    # Say how many of the round's examples ran, and why the rest did not: a round ends as soon
+    # as it has enough demos, so "11 runs" over 12 examples needs its reason beside it.
+    text = (
+        f"Bootstrap round {round_no + 1}: ran {ran} of {total} examples, {failed} failed, "
+        f"{min(found, want)}/{want} demos"
+    )
+    if ran < total:
+        if outcome.stopped == _ENOUGH:
+            text += f" (stopped: enough demos, {total - ran} not run)"
+        elif outcome.stopped is not None:
+            text += f" (stopped: {outcome.stopped})"
+    return text
 
 
 def _demos_from(trace: list[Any], names: dict[int, str]) -> dict[str, list[Example]]:
