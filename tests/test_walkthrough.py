@@ -6,10 +6,14 @@ the examples and every ``--help`` as a user would.
 
 from __future__ import annotations
 
+import argparse
+import re
 from pathlib import Path
 
-from dsx.cli import main
+from dsx.cli import build_parser, main
 from dsx.runtime._progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_inspect_on_a_missing_file_names_it_once_and_says_where_state_comes_from(capsys):
@@ -49,3 +53,37 @@ def test_progress_reports_a_large_batch_at_even_steps():
     for done in (1, 2, 4, 5, 9, 10, 11, 20, 44, 45):  # updates may jump (concurrent runs)
         bar.update(done)
     assert lines == ["Evaluate: 5/45", "Evaluate: 10/45", "Evaluate: 20/45", "Evaluate: 44/45"]
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_the_readme_names_exactly_the_commands_that_take_lm():
+    # The README said "every command takes --lm"; dsx from-dspy (and check, fmt, ...) do not.
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"The commands that call an LM — (.*?) — take\s+`--lm MODEL`", text, re.S)
+    assert match, "the README's sentence about --lm moved; keep this test in step"
+    named = set(re.findall(r"`([a-z-]+)`", match.group(1)))
+    with_lm = {
+        name
+        for name, cmd in _subcommands().items()
+        if any("--lm" in a.option_strings for a in cmd._actions)
+    }
+    assert named == with_lm
+
+
+def test_every_lm_option_says_local_is_a_model():
+    for name, cmd in _subcommands().items():
+        for action in cmd._actions:
+            if "--lm" in action.option_strings:
+                assert "`local`" in (action.help or ""), name
+
+
+def test_dsx_test_refuses_a_misspelt_program_instead_of_finding_no_tests(capsys):
+    # It printed "no test blocks in examples/qa.dsx" and exited 0: a typo passed silently.
+    assert main(["test", str(ROOT / "examples" / "qa.dsx"), "--program", "qaa"]) == 2
+    err = capsys.readouterr().err
+    assert "no program `qaa`" in err and "programs: qa" in err

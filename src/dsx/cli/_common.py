@@ -31,7 +31,10 @@ __all__ = [
 ]
 
 #: ``--lm`` as the commands that run a program document it.
-LM_HELP = "litellm model string (default: DSX_LM)"
+LM_HELP = (
+    "the LM: a litellm model string (e.g. openai/gpt-4o-mini) or `local` for the local model "
+    "(default: DSX_LM)"
+)
 
 
 # -- options ----------------------------------------------------------------------------------

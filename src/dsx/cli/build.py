@@ -31,7 +31,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="show the chosen instructions and demos per predictor",
     )
-    add_lm_option(build, help="LM for optimization (default: DSX_LM or the optimize block's `lm`)")
+    add_lm_option(
+        build,
+        help="the LM to optimize with where an optimize block names no `lm`: a litellm model "
+        "string or `local` for the local model (default: DSX_LM)",
+    )
     add_traceback(build)
     build.set_defaults(func=run)
     return build

@@ -59,7 +59,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="input fields of a data file (default: the program's inputs)",
     )
     ev.add_argument(
-        "--num-threads", type=int, default=None, metavar="N", help="how many examples run at once"
+        "--num-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many examples run at once (default: dsx.settings.num_threads, 8)",
     )
     ev.add_argument(
         "--max-errors",

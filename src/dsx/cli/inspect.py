@@ -20,6 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     inspect.add_argument(
         "file",
+        metavar="FILE",
         help="a state file (JSON), or a .dsx file to list its `lm` and `retriever` declarations",
     )
     inspect.add_argument("--demos", action="store_true", help="print every demo too")

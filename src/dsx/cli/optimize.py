@@ -36,7 +36,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PATH",
         help="where to write the state JSON (default: build/PROGRAM.state.json)",
     )
-    add_lm_option(opt, help="litellm model string (default: the block's `lm` or DSX_LM)")
+    add_lm_option(
+        opt,
+        help="the LM to optimize with when the block names no `lm`: a litellm model string or "
+        "`local` for the local model (default: DSX_LM)",
+    )
     add_traceback(opt)
     opt.set_defaults(func=run)
     return opt

@@ -13,6 +13,7 @@ from dsx.cli._common import (
     add_traceback,
     err,
     load,
+    program_name,
 )
 
 __all__ = ["add_parser", "run"]
@@ -22,7 +23,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     test: argparse.ArgumentParser = subparsers.add_parser(
         "test",
         help="run the test blocks of a .dsx file",
-        description="Run every `test` block: the program on the `given` inputs, then `expect` and `assert`.",
+        description="Run every `test` block: the program on the `given` inputs, then `expect` and "
+        "`assert`. Exit status: 0 every test passed (or the file has none); 1 a test failed or "
+        "the file has errors; 2 a wrong --program or --test, no LM, or a state that cannot be "
+        "used.",
     )
     test.add_argument("file", metavar="FILE", help="the .dsx file")
     test.add_argument("--program", metavar="NAME", help="only the tests of this program")
@@ -52,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except DsxError as exc:
         return err(str(exc))
+    if args.program:
+        try:  # a misspelt --program must not pass as "no test blocks"
+            program_name(ns, args.program)
+        except DsxError as exc:
+            return err(str(exc))
     chosen = set(getattr(args, "test", None) or ())
     tests = [
         t
