@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from dsx.cli import build_parser, main
@@ -87,3 +89,19 @@ def test_dsx_test_refuses_a_misspelt_program_instead_of_finding_no_tests(capsys)
     assert main(["test", str(ROOT / "examples" / "qa.dsx"), "--program", "qaa"]) == 2
     err = capsys.readouterr().err
     assert "no program `qaa`" in err and "programs: qa" in err
+
+
+def test_the_readme_python_quick_start_prints_its_answer_as_a_script(tmp_path: Path):
+    # Pasted into a file and run, it printed nothing: its last line was a REPL expression.
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## A program in Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("\n```", 1)[0]
+    script = tmp_path / "quickstart.py"
+    script.write_text(code + "\n")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["Frank Herbert high", "The passage names him."]
+    assert "'prompt_tokens'" in lines[2]
