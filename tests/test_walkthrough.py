@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dsx
+from dsx._load import load_namespace
 from dsx.cli import build_parser, main
 from dsx.runtime._progress import Progress
 
@@ -105,3 +107,30 @@ def test_the_readme_python_quick_start_prints_its_answer_as_a_script(tmp_path: P
     lines = done.stdout.splitlines()
     assert lines[:2] == ["Frank Herbert high", "The passage names him."]
     assert "'prompt_tokens'" in lines[2]
+
+
+def test_the_classifier_example_metric_compares_a_field_the_program_outputs():
+    # `metric em = exact_match` compared `answer`, which Classify does not have: every
+    # example of `dsx eval examples/classifier.dsx` failed with "the example has no `answer`".
+    ns = load_namespace(ROOT / "examples" / "classifier.dsx")
+    metric = ns.metric("em")
+    gold = dsx.Example(ticket="The app crashes on start.", topic="bug").with_inputs("ticket")
+    assert metric(gold, dsx.Prediction(topic="bug", urgency="high", evidence=[])) == 1.0
+    assert metric(gold, dsx.Prediction(topic="billing", urgency="high", evidence=[])) == 0.0
+
+
+def test_dsx_eval_says_how_to_add_a_metric_when_the_file_declares_none(tmp_path, capsys):
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"question": "Who wrote Dune?", "answer": "Frank Herbert"}\n')
+    source = str(ROOT / "examples" / "qa.dsx")
+    assert main(["eval", source, "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "declares no `metric`" in err and "metric em = exact_match" in err
+    assert main(["eval", source, "--data", str(data), "--metric", "em"]) == 2
+    assert "declares no `metric`" in capsys.readouterr().err
+
+
+def test_dsx_eval_names_the_declared_metrics_for_a_misspelt_one(capsys):
+    source = str(ROOT / "examples" / "sentiment.dsx")
+    assert main(["eval", source, "--data", "dev", "--metric", "same"]) == 2
+    assert "--metric same: no such metric; the file declares same_label" in capsys.readouterr().err

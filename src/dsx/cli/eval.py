@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         name = program_name(ns, requested)
         inputs = args.inputs.split(",") if args.inputs else input_names(ns, name)
         devset = _load_dataset(ns, args.data, inputs)
-        metric = ns.metric(args.metric) if args.metric else _default_metric(ns, name)
+        metric = _named_metric(ns, args.metric) if args.metric else _default_metric(ns, name)
         program = ready_program(ns, path, name, args)
     except CheckFailed as exc:
         print(str(exc), file=sys.stderr)
@@ -207,4 +207,25 @@ def _default_metric(ns: Any, program: str) -> Any:
         return ns.metric(opt.metric)
     if len(ns.unit.metrics) == 1:
         return ns.metric(ns.unit.metrics[0].name)
-    raise DsxError("say which metric to use: --metric NAME (a `metric` declared in the file)")
+    if not ns.unit.metrics:
+        raise DsxError(_NO_METRICS.format(source=ns.unit.source))
+    names = ", ".join(m.name for m in ns.unit.metrics)
+    raise DsxError(f"say which metric to use: --metric NAME (the file declares {names})")
+
+
+_NO_METRICS = (
+    "{source} declares no `metric`: add one to the file, e.g. `metric em = exact_match` "
+    "(every output field equals the example's) or `metric score = mymodule.my_metric` "
+    "with `use python`"
+)
+
+
+def _named_metric(ns: Any, name: str) -> Any:
+    from dsx.errors import DsxError
+
+    names = [m.name for m in ns.unit.metrics]
+    if name not in names:
+        if not names:
+            raise DsxError(_NO_METRICS.format(source=ns.unit.source))
+        raise DsxError(f"--metric {name}: no such metric; the file declares {', '.join(names)}")
+    return ns.metric(name)
