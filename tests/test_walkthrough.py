@@ -7,6 +7,7 @@ the examples and every ``--help`` as a user would.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import dsx
 from dsx._load import load_namespace
 from dsx.cli import build_parser, main
 from dsx.runtime._progress import Progress
+from dsx.testing import FunctionLM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,3 +136,29 @@ def test_dsx_eval_names_the_declared_metrics_for_a_misspelt_one(capsys):
     source = str(ROOT / "examples" / "sentiment.dsx")
     assert main(["eval", source, "--data", "dev", "--metric", "same"]) == 2
     assert "--metric same: no such metric; the file declares same_label" in capsys.readouterr().err
+
+
+def test_run_jsonl_on_a_data_file_leaves_out_its_labels(tmp_path, capsys):
+    # `dsx run --jsonl examples/data/reviews_dev.jsonl` refused the data file the README's
+    # `dsx eval --data dev` reads: "`sentiment` has no input `sentiment`".
+    rows = (ROOT / "examples" / "data" / "reviews_dev.jsonl").read_text().splitlines()[:2]
+    data = tmp_path / "two.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    lm = FunctionLM(lambda messages, **kw: {"sentiment": "positive"})
+    source = str(ROOT / "examples" / "sentiment.dsx")
+    with dsx.context(lm=lm):
+        assert main(["run", source, "--jsonl", str(data), "--no-state", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines() if line] == [
+        {"sentiment": "positive"}
+    ] * 2
+    assert "not inputs of `sentiment`, left out: sentiment" in err
+    assert lm.calls == 2
+
+
+def test_run_jsonl_still_catches_a_misspelt_input(tmp_path, capsys):
+    data = tmp_path / "typo.jsonl"
+    data.write_text('{"reviw": "Broke after a day.", "sentiment": "negative"}\n')
+    source = str(ROOT / "examples" / "sentiment.dsx")
+    assert main(["run", source, "--jsonl", str(data), "--no-state"]) == 2
+    assert "has no input `reviw`. Did you mean `review`?" in capsys.readouterr().err

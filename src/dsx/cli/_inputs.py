@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from typing import Any
 
 from dsx.cli._common import parse_value
@@ -92,7 +93,10 @@ def read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
 
     lines = read_text(args.jsonl, what="--jsonl file").splitlines()  # a FIFO must not hang
     rows: list[dict[str, Any]] = []
-    known = input_names(ns, name)
+    inputs = _inputs(ns, name)
+    known = [n for n, _, _ in inputs]
+    required = [n for n, _, req in inputs if req]
+    ignored: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -103,7 +107,12 @@ def read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
         if not isinstance(row, dict):
             raise DsxError(f"--jsonl {args.jsonl}:{number}: expected a JSON object")
         unknown = [k for k in row if k not in known]
-        if unknown:
+        if unknown and all(k in row for k in required):
+            # A data file carries the expected outputs too (`dsx eval --data` reads the same
+            # file): with every input there, the other fields are labels, not misspellings.
+            ignored += [k for k in unknown if k not in ignored]
+            row = {k: v for k, v in row.items() if k in known}
+        elif unknown:
             close = difflib.get_close_matches(unknown[0], known, n=1)
             hint = f" Did you mean `{close[0]}`?" if close else ""
             raise DsxError(
@@ -113,4 +122,9 @@ def read_rows(ns: Any, name: str, args: Any) -> list[dict[str, Any]]:
         rows.append(row)
     if not rows:
         raise DsxError(f"--jsonl {args.jsonl}: no JSON objects in it (one per line is expected)")
+    if ignored:
+        print(
+            f"dsx: --jsonl {args.jsonl}: not inputs of `{name}`, left out: {', '.join(ignored)}",
+            file=sys.stderr,
+        )
     return rows

@@ -41,7 +41,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="an input (JSON values are parsed)",
     )
-    run_.add_argument("--jsonl", metavar="FILE", help="run once per JSON object in FILE")
+    run_.add_argument(
+        "--jsonl",
+        metavar="FILE",
+        help="run once per JSON object in FILE (a data file's other fields, such as expected "
+        "outputs, are left out)",
+    )
     run_.add_argument("--json", action="store_true", help="print outputs as JSON")
     add_lm_option(run_)
     run_.add_argument("--trace", action="store_true", help="show each predictor call")
