@@ -162,3 +162,48 @@ def test_run_jsonl_still_catches_a_misspelt_input(tmp_path, capsys):
     source = str(ROOT / "examples" / "sentiment.dsx")
     assert main(["run", source, "--jsonl", str(data), "--no-state"]) == 2
     assert "has no input `reviw`. Did you mean `review`?" in capsys.readouterr().err
+
+
+DSPY_RAG = '''import dspy
+
+
+def search(query: str) -> list[str]:
+    return ["Dune is a 1965 novel by Frank Herbert."]
+
+
+class Answer(dspy.Signature):
+    """Answer with a short factoid."""
+
+    context: list[str] = dspy.InputField()
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField()
+
+
+class RAG(dspy.Module):
+    def __init__(self):
+        self.answer = dspy.ChainOfThought(Answer)
+
+    def forward(self, question):
+        return self.answer(context=search(question), question=question)
+
+
+rag = RAG()
+'''
+
+
+def test_from_dspy_says_the_dsx_imports_the_dspy_file(tmp_path, capsys):
+    # The translation reaches `search` through `use python "app"`; `dsx run app.dsx` then
+    # failed with "cannot import `app`: No module named 'dspy'" and nothing had said why.
+    (tmp_path / "app.py").write_text(DSPY_RAG)
+    assert main(["from-dspy", str(tmp_path / "app.py")]) == 0
+    assert 'use python "app" as py' in (tmp_path / "app.dsx").read_text()
+    err = capsys.readouterr().err
+    assert "running it imports" in err and "imports dspy" in err
+    assert "move those functions into a module of their own" in err
+
+
+def test_from_dspy_adds_no_note_when_the_dsx_needs_nothing_from_the_file(tmp_path, capsys):
+    (tmp_path / "qa.py").write_text("import dspy\nqa = dspy.Predict('question -> answer')\n")
+    assert main(["from-dspy", str(tmp_path / "qa.py")]) == 0
+    assert "use python" not in (tmp_path / "qa.dsx").read_text()
+    assert "note:" not in capsys.readouterr().err

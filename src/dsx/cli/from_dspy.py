@@ -95,7 +95,26 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {out}"
         + (f"; {left_out} line(s) left out (listed above)" if left_out else "; nothing left out")
     )
+    if f'use python "{source_path.stem}"' in translation.text and _imports_dspy(source):
+        # Running the .dsx imports the Python file, DSPy and its top-level code included.
+        print(
+            f"note: {out} reaches functions of {args.file} through "
+            f'`use python "{source_path.stem}"`, so running it imports {args.file}, which '
+            "imports dspy and runs its top-level code; move those functions into a module "
+            "of their own without dspy and point the `use python` line at it",
+            file=sys.stderr,
+        )
     return _check(out)
+
+
+def _imports_dspy(source: str) -> bool:
+    import ast
+
+    return any(
+        (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "dspy" for a in node.names))
+        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "dspy")
+        for node in ast.parse(source).body
+    )
 
 
 def _check(path: Path) -> int:
