@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--color",
         choices=["auto", "always", "never"],
         default="auto",
-        help="colour the text output",
+        help="colour the text output (default: auto, when writing to a terminal)",
     )
     check.set_defaults(func=run)
     return check

@@ -14,7 +14,8 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     inspect: argparse.ArgumentParser = subparsers.add_parser(
         "inspect",
-        help="show a learned-state file (dsx optimize, dsx build, program.save)",
+        help="show a learned-state file (dsx optimize, dsx build, program.save), or the LMs "
+        "and retrievers a .dsx file declares",
         description="Show per predictor the instructions, LM settings and demos of a learned-state "
         "file, as written by `dsx optimize`, `dsx build` and program.save(path).",
     )

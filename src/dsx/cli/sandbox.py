@@ -45,7 +45,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="say which sandbox backends can run here, and what is missing",
         description="Check the Wasmtime and Docker backends; exit 1 if none can run.",
     )
-    check.add_argument("--image", default=None, help="Docker image to look for")
+    check.add_argument(
+        "--image", default=None, help=f"Docker image to look for (default: {DEFAULT_IMAGE})"
+    )
     check.set_defaults(sandbox_handler=_check)
     parser.set_defaults(func=run)
     return parser
