@@ -359,7 +359,7 @@ def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> di
                 f"optimize {opt.program}: the optimizer {opt.optimizer} is not available in this "
                 f"version of dsx (available: {', '.join(OPTIMIZERS)})"
             )
-        if getattr(cls, "needs_lm", True) and not lm_name and dsx.settings.lm is None:
+        if cls.requires_lm(dict(opt.settings)) and not lm_name and dsx.settings.lm is None:
             raise BuildError(f"optimize {opt.program} with {opt.optimizer}: {NO_LM_MESSAGE}")
     return keys
 
@@ -390,7 +390,7 @@ def run_optimize(
             f"optimize {opt.program}: the optimizer {opt.optimizer} is not available in this "
             f"version of dsx (available: {', '.join(OPTIMIZERS)})"
         )
-    if getattr(cls, "needs_lm", True) and not lm_name and dsx.settings.lm is None:
+    if cls.requires_lm(dict(opt.settings)) and not lm_name and dsx.settings.lm is None:
         raise BuildError(f"optimize {opt.program} with {opt.optimizer}: {NO_LM_MESSAGE}")
     if not getattr(cls, "exports_to_ir", True):
         raise BuildError(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,6 +115,12 @@ class Teleprompter:
     exports_to_ir: bool = True
     #: Whether ``compile`` calls an LM (``dsx build``/``optimize`` check for one up front).
     needs_lm: bool = True
+
+    @classmethod
+    def requires_lm(cls, settings: Mapping[str, Any]) -> bool:
+        """Whether compiling with ``settings`` (an optimize block's) calls an LM; the
+        class's :attr:`needs_lm`, unless the settings decide it (see ``Ensemble``)."""
+        return cls.needs_lm
 
     def __init__(
         self,

@@ -138,6 +138,15 @@ class Ensemble(Teleprompter):
     """
 
     exports_to_ir = True
+
+    @classmethod
+    def requires_lm(cls, settings: Mapping[str, Any]) -> bool:
+        """As the ``base`` optimizer does (``LabeledFewShot``, the default, calls none)."""
+        from dsx.teleprompt import get_optimizer
+
+        base = get_optimizer(str(settings.get("base", "LabeledFewShot")))
+        return True if base is None else base.requires_lm(settings)
+
     #: The base optimizers' common settings, passed on to each member's optimizer.
     forwarded_settings = (
         ("dsx.teleprompt.labeled:LabeledFewShot", frozenset({"k", "sample"})),
