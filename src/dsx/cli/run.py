@@ -39,7 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "-i",
         action="append",
         metavar="NAME=VALUE",
-        help="an input (JSON values are parsed)",
+        help="an input, repeatable; a `str` input takes VALUE as it is, others parse it as "
+        """JSON (-i tags='["a", "b"]')""",
     )
     run_.add_argument(
         "--jsonl",
