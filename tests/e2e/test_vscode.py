@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -354,3 +355,46 @@ def test_restricted_mode_keeps_highlighting_and_diagnostics(restricted, browser,
     page.keyboard.type("x")
     page.wait_for_selector(".squiggly-error", timeout=60_000)
     assert "QAx" in _problems(page)
+
+
+def _hover_text(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "() => [...document.querySelectorAll('.monaco-hover .hover-contents')]"
+            ".map(e => e.innerText).join('\\n')"
+        )
+    )
+
+
+def test_hover_shows_the_signature(trusted, browser, request):
+    page = _open(browser, trusted, request)
+    # `answer = ChainOfThought(QA)` on line 8: the cursor on QA, then Show or Focus Hover
+    _go_to(page, 8, 30)
+    _command(page, "Show or Focus Hover")
+    try:
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.monaco-hover .hover-contents')]"
+            ".some(e => e.innerText.includes('question'))",
+            timeout=30_000,
+        )
+    except Exception:
+        log = (trusted.home / "lsp.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(
+            f"no hover; hover widget: {_hover_text(page)!r}; server log: {log}"
+        ) from None
+    text = _hover_text(page)
+    assert "signature QA(question -> answer)" in text, text
+    assert "Answer questions with short factoid answers." in text, text
+    # the mouse resting on a name shows its hover too: `Answerer` of `program qa = Answerer()`
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        "() => !document.querySelector('.monaco-hover:not(.hidden) .hover-contents')"
+    )
+    token = page.locator(f"{LINES} .view-line span span", has_text=re.compile("^Answerer$")).last
+    box = token.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=10)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.monaco-hover .hover-contents')]"
+        ".some(e => e.innerText.includes('module Answerer'))",
+        timeout=30_000,
+    )
