@@ -16,9 +16,10 @@ from dsx.runtime.state import read_state
 from dsx.testing import OpenAIServer
 
 
-def _env(**extra: str) -> dict[str, str]:
+def _env(cache, **extra: str) -> dict[str, str]:
+    # a cache of its own: the LM replies cached here must not answer another test's calls
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSX_")}
-    env["DSX_CACHE_DIR"] = os.environ["DSX_CACHE_DIR"]
+    env["DSX_CACHE_DIR"] = str(cache)
     env.update(extra)
     return env
 
@@ -33,18 +34,18 @@ def test_optimize_and_build_an_ensemble_of_labeled_members_need_no_lm(tmp_path):
     # Ensemble's need of an LM is its base optimizer's: LabeledFewShot calls none, so with
     # no LM at all (no DSX_LM, no --lm) both commands work — they refused with "no LM".
     write_project(tmp_path)
-    done = _dsx("optimize", "qa.dsx", cwd=tmp_path, env=_env())
+    done = _dsx("optimize", "qa.dsx", cwd=tmp_path, env=_env(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr
     state = read_state(tmp_path / "build" / "qa.state.json")
     assert state.selector["kind"] == "ensemble" and len(state.selector["members"]) == 3
-    built = _dsx("build", "qa.dsx", "--out", "out", cwd=tmp_path, env=_env())
+    built = _dsx("build", "qa.dsx", "--out", "out", cwd=tmp_path, env=_env(tmp_path / "cache"))
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "out" / "qa.state.json").exists()
 
 
 def test_an_ensemble_of_bootstrapped_members_still_needs_an_lm(tmp_path):
     write_project(tmp_path, 'Ensemble(members = 2, base = "BootstrapFewShot")')
-    done = _dsx("optimize", "qa.dsx", cwd=tmp_path, env=_env())
+    done = _dsx("optimize", "qa.dsx", cwd=tmp_path, env=_env(tmp_path / "cache"))
     assert done.returncode != 0
     assert "LM" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "build" / "qa.state.json").exists()
@@ -53,7 +54,7 @@ def test_an_ensemble_of_bootstrapped_members_still_needs_an_lm(tmp_path):
 @pytest.mark.integration
 def test_eval_with_an_ensemble_state_runs_every_member_and_scores_the_reduced_answer(tmp_path):
     write_project(tmp_path)
-    assert _dsx("optimize", "qa.dsx", cwd=tmp_path, env=_env()).returncode == 0
+    assert _dsx("optimize", "qa.dsx", cwd=tmp_path, env=_env(tmp_path / "cache")).returncode == 0
     selector = read_state(tmp_path / "build" / "qa.state.json").selector
     answer = expected(selector)  # the same for every question (the demos decide it)
     rows = [
@@ -61,7 +62,12 @@ def test_eval_with_an_ensemble_state_runs_every_member_and_scores_the_reduced_an
     ]
     (tmp_path / "dev.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with OpenAIServer(reply) as server:
-        env = _env(DSX_LM="openai/test-model", DSX_API_BASE=server.api_base, DSX_API_KEY="x")
+        env = _env(
+            tmp_path / "cache",
+            DSX_LM="openai/test-model",
+            DSX_API_BASE=server.api_base,
+            DSX_API_KEY="x",
+        )
         done = _dsx(
             "eval",
             "qa.dsx",
