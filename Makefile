@@ -51,7 +51,7 @@ $(BSTAMP): pyproject.toml
 	$(PYTHON) -m venv $(BVENV)
 	$(BVENV)/bin/python -m pip install -q --upgrade pip
 	$(BVENV)/bin/python -m pip install -q 'torch==2.13.0+cpu'
-	$(BVENV)/bin/python -m pip install -q -e '.[all,bench,retrieval]'
+	$(BVENV)/bin/python -m pip install -q -e '.[all,bench,retrieval,chroma]'
 	touch $(BSTAMP)
 
 bench: $(BSTAMP)

@@ -10,7 +10,7 @@ computed once (their cost is reported) and then served to every engine from a ta
 the engine figures time the engines, not the model. Engines:
 
 * dsx ``Embeddings`` (exact NumPy), dsx ``Embeddings(backend="faiss")`` (IVF),
-  dsx ``QdrantRM`` (embedded local mode, on disk);
+  dsx ``QdrantRM`` (embedded local mode, on disk), dsx ``ChromadbRM`` (embedded, on disk);
 * DSPy ``dspy.retrievers.Embeddings`` (exact), and with ``brute_force_threshold`` lowered
   so it builds its FAISS IVF-PQ index.
 
@@ -195,7 +195,7 @@ def main() -> None:
     out = args.out or RESULTS / ("retrieval_faiss.json" if args.faiss_only else "retrieval.json")
 
     import dsx
-    from dsx.retrievers import Embeddings, QdrantRM
+    from dsx.retrievers import ChromadbRM, Embeddings, QdrantRM
 
     corpus = stdlib_corpus(args.passages)
     rng = np.random.default_rng(0)
@@ -302,6 +302,26 @@ def main() -> None:
             qconc,
         )
         qrm.close()
+    # -- dsx Chroma (embedded, persistent) -------------------------------------------------------
+    with tempfile.TemporaryDirectory() as tmp:
+        crm = ChromadbRM("bench", tmp, embedder=dsx.Embedder(lookup, caching=False), k=k)
+        t = time.perf_counter()
+        crm.add(corpus, ids=list(range(len(corpus))), batch_size=1000, skip_unchanged=False)
+        built = time.perf_counter() - t
+
+        def cconc(qs):
+            async def go():
+                return await asyncio.gather(*(crm.asearch(q) for q in qs))
+
+            return asyncio.run(go())
+
+        record(
+            "dsx ChromadbRM (embedded, on disk)",
+            built,
+            lambda q: crm.search(q),
+            lambda qs: crm.search_batch(qs),
+            cconc,
+        )
     # -- DSPy Embeddings ---------------------------------------------------------------------------
     for label, threshold in (("exact", 20_000), ("faiss", 1_000)):
         t = time.perf_counter()
@@ -378,19 +398,20 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        conc = f"{r['concurrent_qps']:.0f}" if r["concurrent_qps"] else "-"
+        conc_qps = f"{r['concurrent_qps']:.0f}" if r["concurrent_qps"] else "-"
         print(
             f"| {r['engine']} | {r['index_s']:.2f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
-            f"{r['sequential_qps']:.0f} | {r['batch_qps']:.0f} | {conc} | {r['recall_at_k']:.3f} |"
+            f"{r['sequential_qps']:.0f} | {r['batch_qps']:.0f} | {conc_qps} | "
+            f"{r['recall_at_k']:.3f} |"
         )
     print("\n| ColBERTv2 client | p50 (ms) | p99 (ms) | seq q/s | concurrent q/s |")
     print("|---|---|---|---|---|")
     for r in colbert_rows:
-        conc = r.get("async_batch_qps") or r.get("threads16_qps")
+        client_qps = r.get("async_batch_qps") or r.get("threads16_qps")
         how = "async batch" if "async_batch_qps" in r else "16 threads"
         print(
             f"| {r['client']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['sequential_qps']:.0f} | {conc:.0f} ({how}) |"
+            f"{r['sequential_qps']:.0f} | {client_qps:.0f} ({how}) |"
         )
     print_faiss(agreement, k)
 
