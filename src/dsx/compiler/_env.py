@@ -135,7 +135,8 @@ def rename_reserved(name: str) -> str:
 
 def a(word: str) -> str:
     """``word`` with its indefinite article: ``a signature``, ``an enum``."""
-    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+    vowel_sound = word[:1].lower() in "aeiou" or word.lower() == "lm"  # "an lm"
+    return f"{'an' if vowel_sound else 'a'} {word}"
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

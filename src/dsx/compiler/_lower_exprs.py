@@ -136,6 +136,9 @@ class ExprsMixin(LowerBase):
             "module": f"declare a member (`{name.lower()} = {name}()`) and call that",
             "enum": 'its values are strings: compare with `"value"`',
             "type": f"build a value of it with `{name}(field = ...)`",
+            "lm": "a predictor's LM is chosen where the predictor is declared: "
+            f"`answer = Predict(QA, lm = {name})` in the module, not in the call",
+            "retriever": f"declare a member (`retrieve = Retrieve({name})`) and call that",
         }.get(kind, "it cannot be used as a value inside a forward body")
         self._ref(ident.span, name)  # it is used (no "never used" warning besides)
         self._error(
