@@ -133,3 +133,30 @@ def test_formatter_round_trips_replies():
         "}\n"
     ) in once
     assert format_source(once) == once
+
+
+def test_a_reply_may_give_an_inline_signatures_outputs():
+    # `Predict("answer -> plausible: bool")`: its output is an output like any other; a
+    # scripted reply giving it was refused (DSX131 "unknown output").
+    text = (
+        'signature QA = "question -> answer"\n'
+        "module M {\n"
+        "    answer = Predict(QA)\n"
+        '    check  = Predict("answer -> plausible: bool")\n\n'
+        "    forward(question: str) {\n"
+        "        pred = answer(question = question)\n"
+        '        suggest check(answer = pred.answer).plausible, "plausible"\n'
+        "        return pred\n"
+        "    }\n"
+        "}\n"
+        "program p = M()\n\n"
+        "test t for p {\n"
+        '    given  question = "q"\n'
+        '    reply  {answer = "a"}\n'
+        "    reply  {plausible = true}\n"
+        '    expect answer = "a"\n'
+        "}\n"
+    )
+    assert analyze_source(text, "/tmp/inline_reply.dsx").diagnostics == []
+    wrong = analyze_source(text.replace("plausible = true", 'plausible = "yes"'), "/tmp/r.dsx")
+    assert [d.code for d in wrong.diagnostics] == ["DSX131"]

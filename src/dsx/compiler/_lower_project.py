@@ -497,7 +497,8 @@ class ProjectMixin(LowerBase):
         if item.text is not None:
             return self._expr(item.text, scope)[0]
         outputs: dict[str, list[tuple[str, ir.TypeRef]]] = {}
-        for sig in self.signatures.values():
+        # declared signatures and inline ones (`Predict("answer -> plausible: bool")`)
+        for sig in [*self.signatures.values(), *self._extra_signatures.values()]:
             for f in sig.outputs:
                 outputs.setdefault(f.name, []).append((sig.name, f.type))
         keys, values, seen = [], [], set()
