@@ -200,9 +200,13 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def _file_name(request: Any) -> str:
+    return f"{request.node.name.removeprefix('test_')[:40]}.dsx"
+
+
 def _open(browser: Any, vscode: VSCode, request: Any) -> Any:
     # each test edits its own copy, so that no test sees another's unsaved edits
-    name = f"{request.node.name.removeprefix('test_')[:40]}.dsx"
+    name = _file_name(request)
     (vscode.workspace / name).write_text(PROGRAM, encoding="utf-8")
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(60_000)
@@ -398,3 +402,67 @@ def test_hover_shows_the_signature(trusted, browser, request):
         ".some(e => e.innerText.includes('module Answerer'))",
         timeout=30_000,
     )
+
+
+def _editor_text(page: Any) -> str:
+    """The visible lines of the active editor, in line order."""
+    return str(
+        page.evaluate(
+            f"""() => [...document.querySelectorAll('{ACTIVE_LINES} .view-line')]
+            .sort((a, b) => parseFloat(a.style.top) - parseFloat(b.style.top))
+            .map(l => l.innerText.replace(/\\u00a0/g, ' ')).join('\\n')"""
+        )
+    )
+
+
+#: the lines of the editor that has the focus
+ACTIVE_LINES = ".editor-group-container.active .editor-container .monaco-editor .view-lines"
+
+
+def _quick_open(page: Any, name: str) -> None:
+    page.keyboard.press("Control+P")
+    page.wait_for_selector(".quick-input-widget input")
+    page.keyboard.type(name)
+    page.locator(".quick-input-list .monaco-list-row", has_text=name).first.wait_for()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f".tab.active[data-resource-name='{name}']")
+
+
+def test_rename_a_field_updates_every_use_in_every_file(trusted, browser, request):
+    lib = _file_name(request)
+    importer = "importer_of_" + lib
+    (trusted.workspace / importer).write_text(
+        f'import "{lib}"\n\n'
+        "test capital for qa {\n"
+        '    given  question = "What is the capital of France?"\n'
+        '    expect answer = "Paris"\n'
+        "}\n",
+        encoding="utf-8",
+    )
+    page = _open(browser, trusted, request)
+    # `out answer: str` on line 4: F2 on `answer`, type the new name, Enter
+    _go_to(page, 4, 10)
+    page.keyboard.press("F2")
+    # the rename box takes the focus with the old name selected: typing replaces it
+    page.wait_for_function(
+        "() => document.activeElement && document.activeElement.closest('.rename-box')"
+        " && document.activeElement.value === 'answer'"
+    )
+    page.keyboard.type("reply")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('{LINES} .view-line')]"
+        ".some(l => l.innerText.replace(/\\u00a0/g, ' ').includes('out reply: str'))",
+        timeout=30_000,
+    )
+    text = _editor_text(page)
+    # the module member `answer` is another symbol: it keeps its name
+    assert "answer = ChainOfThought(QA)" in text, text
+    # the second file's `expect` names the field by its new name
+    _quick_open(page, importer)
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('{ACTIVE_LINES} .view-line')]"
+        ".some(l => l.innerText.replace(/\\u00a0/g, ' ').includes('expect reply = \"Paris\"'))",
+        timeout=30_000,
+    )
+    assert "expect answer" not in _editor_text(page)
