@@ -146,7 +146,14 @@ class VSCode:
             timeout=300,
         )
         self.port = _free_port()
-        env = {**os.environ, "PATH": f"{dsx_bin.parent}{os.pathsep}{os.environ['PATH']}"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DSX_")}
+        env.update(
+            PATH=f"{dsx_bin.parent}{os.pathsep}{os.environ['PATH']}",
+            # runs from the editor talk to the test's local server: any key does, and
+            # their LM cache stays in this home
+            DSX_API_KEY="e2e-not-a-key",
+            DSX_CACHE_DIR=str(home / "dsx-cache"),
+        )
         self.log = (home / "code-server.log").open("w")
         self.proc = subprocess.Popen(
             [
@@ -466,3 +473,63 @@ def test_rename_a_field_updates_every_use_in_every_file(trusted, browser, reques
         timeout=30_000,
     )
     assert "expect answer" not in _editor_text(page)
+
+
+#: what the local LM answers ChainOfThought(QA)
+REPLY = "<<< reasoning >>>\nFrance's capital.\n\n<<< answer >>>\nParis\n\n<<< end >>>"
+
+
+@pytest.fixture(scope="module")
+def lm_server() -> Iterator[Any]:
+    from dsx.testing import OpenAIServer
+
+    with OpenAIServer(lambda request: REPLY) as server:
+        yield server
+
+
+def _use_lm(vscode: VSCode, server: Any) -> None:
+    """The workspace's settings point dsx.lm.* at the local server."""
+    folder = vscode.workspace / ".vscode"
+    folder.mkdir(exist_ok=True)
+    settings = {"dsx.lm.model": "openai/e2e-model", "dsx.lm.apiBase": server.api_base}
+    (folder / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+
+
+def _output_text(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "() => [...document.querySelectorAll('.part.panel .monaco-editor .view-line')]"
+            ".map(l => l.innerText.replace(/\\u00a0/g, ' ')).join('\\n')"
+        )
+    )
+
+
+def _lens(page: Any, title: str) -> Any:
+    return page.locator(".codelens-decoration a", has_text=re.compile(f"{title}$")).first
+
+
+def test_run_lens_asks_for_the_input_and_shows_the_answer(trusted, browser, request, lm_server):
+    _use_lm(trusted, lm_server)
+    page = _open(browser, trusted, request)
+    before = lm_server.request_count
+    _lens(page, "Run").click()
+    # one input box per input, titled with the program
+    box = page.locator(".quick-input-widget", has_text="Run qa")
+    box.wait_for()
+    page.wait_for_function(
+        "() => document.activeElement && document.activeElement.closest('.quick-input-widget')"
+    )
+    page.keyboard.press("Control+A")
+    page.keyboard.type("What is the capital of France?")
+    page.keyboard.press("Enter")
+    # the dsx Run output shows the input and the answer
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.part.panel .monaco-editor .view-line')]"
+        ".some(l => l.innerText.replace(/\\u00a0/g, ' ').includes('out answer = Paris'))",
+        timeout=90_000,
+    )
+    text = _output_text(page)
+    assert "in  question = What is the capital of France?" in text, text
+    # the question reached the LM
+    asked = [r.body for r in lm_server.requests[before:] if r.path.endswith("/chat/completions")]
+    assert any("What is the capital of France?" in json.dumps(body) for body in asked), asked
