@@ -211,10 +211,10 @@ def _file_name(request: Any) -> str:
     return f"{request.node.name.removeprefix('test_')[:40]}.dsx"
 
 
-def _open(browser: Any, vscode: VSCode, request: Any) -> Any:
+def _open(browser: Any, vscode: VSCode, request: Any, text: str = PROGRAM) -> Any:
     # each test edits its own copy, so that no test sees another's unsaved edits
     name = _file_name(request)
-    (vscode.workspace / name).write_text(PROGRAM, encoding="utf-8")
+    (vscode.workspace / name).write_text(text, encoding="utf-8")
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(60_000)
     page.goto(f"http://127.0.0.1:{vscode.port}/?folder={vscode.workspace}")
@@ -533,3 +533,44 @@ def test_run_lens_asks_for_the_input_and_shows_the_answer(trusted, browser, requ
     # the question reached the LM
     asked = [r.body for r in lm_server.requests[before:] if r.path.endswith("/chat/completions")]
     assert any("What is the capital of France?" in json.dumps(body) for body in asked), asked
+
+
+TESTS = """
+test paris_is_the_capital for qa {
+    given  question = "What is the capital of France?"
+    reply  {reasoning = "France's capital.", answer = "Paris"}
+    expect answer = "Paris"
+}
+
+test lyon_is_not for qa {
+    given  question = "What is the capital of France?"
+    reply  {reasoning = "a guess", answer = "Lyon"}
+    expect answer = "Paris"
+}
+"""
+
+
+def _test_row(page: Any, label: str) -> Any:
+    return page.locator(".test-explorer .monaco-list-row", has_text=re.compile(f"^{label}"))
+
+
+def test_the_test_explorer_lists_the_tests_and_runs_one(trusted, browser, request):
+    page = _open(browser, trusted, request, PROGRAM + TESTS)
+    name = _file_name(request)
+    _command(page, "Testing: Focus on Test Explorer View")
+    # the file's row, expanded: one row per test block
+    row = page.locator(".test-explorer .monaco-list-row", has_text=name).first
+    row.wait_for(timeout=60_000)
+    if row.get_attribute("aria-expanded") != "true":
+        row.locator(".monaco-tl-twistie").click()
+    passing, failing = _test_row(page, "paris_is_the_capital"), _test_row(page, "lyon_is_not")
+    passing.wait_for()
+    failing.wait_for()
+    # run only the first, from its row's Run Test action
+    passing.hover()
+    passing.locator(".action-label[aria-label^='Run Test']").click()
+    passing.locator(".codicon-testing-passed-icon").wait_for(timeout=90_000)
+    # the other was not run: no outcome
+    assert (
+        failing.locator(".codicon-testing-passed-icon, .codicon-testing-failed-icon").count() == 0
+    )
