@@ -122,6 +122,8 @@ class VSCode:
             "workbench.startupEditor": "none",
             "workbench.tips.enabled": False,
             "editor.hover.delay": 150,
+            # the prompt preview (Markdown) keeps one line per line: tests read it by line
+            "[markdown]": {"editor.wordWrap": "off"},
             "telemetry.telemetryLevel": "off",
             "extensions.autoCheckUpdates": False,
             "update.mode": "none",
@@ -574,3 +576,53 @@ def test_the_test_explorer_lists_the_tests_and_runs_one(trusted, browser, reques
     assert (
         failing.locator(".codicon-testing-passed-icon, .codicon-testing-failed-icon").count() == 0
     )
+
+
+def _preview_lines(page: Any, title: str) -> list[str]:
+    """The visible lines of the editor group whose active tab is titled `title`."""
+    return list(
+        page.evaluate(
+            """title => {
+                const group = [...document.querySelectorAll('.editor-group-container')]
+                    .find(g => (g.querySelector('.tab.active') || {}).textContent
+                        ?.includes(title));
+                if (!group) return [];
+                return [...group.querySelectorAll('.editor-container .view-line')]
+                    .sort((a, b) => parseFloat(a.style.top) - parseFloat(b.style.top))
+                    .map(l => l.innerText.replace(/\\u00a0/g, ' '));
+            }""",
+            title,
+        )
+    )
+
+
+def test_the_prompt_lens_shows_the_exact_messages(trusted, browser, request):
+    page = _open(browser, trusted, request, PROGRAM + TESTS)
+    # the Prompt lens of the test `paris_is_the_capital` (its `given` is the input)
+    page.locator(".codelens-decoration", has_text="Run test").first.locator(
+        "a", has_text=re.compile("^Prompt$")
+    ).click()
+    title = "paris_is_the_capital test"
+    page.locator(".tab", has_text=title).wait_for()
+    page.wait_for_function(
+        "title => [...document.querySelectorAll('.editor-group-container')]"
+        ".some(g => (g.querySelector('.tab.active') || {}).textContent?.includes(title)"
+        " && [...g.querySelectorAll('.view-line')].some(l => l.innerText.includes('###\\u00a0system')))",
+        arg=title,
+        timeout=60_000,
+    )
+    # a window tall enough for the whole preview (about 40 lines)
+    page.set_viewport_size({"width": 1400, "height": 1600})
+    page.wait_for_function(
+        "title => [...document.querySelectorAll('.editor-group-container')]"
+        ".some(g => (g.querySelector('.tab.active') || {}).textContent?.includes(title)"
+        " && [...g.querySelectorAll('.view-line')].some(l => l.innerText.includes('###\\u00a0user')))",
+        arg=title,
+        timeout=30_000,
+    )
+    seen = _preview_lines(page, title)
+    text = "\n".join(seen)
+    assert "# Prompt of test `paris_is_the_capital` of `qa`" in text, text
+    system, user = text.index("### system"), text.rindex("### user")
+    assert system < text.index("Answer questions with short factoid answers.") < user, text
+    assert "What is the capital of France?" in text[user:], text
