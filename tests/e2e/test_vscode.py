@@ -626,3 +626,18 @@ def test_the_prompt_lens_shows_the_exact_messages(trusted, browser, request):
     system, user = text.index("### system"), text.rindex("### user")
     assert system < text.index("Answer questions with short factoid answers.") < user, text
     assert "What is the capital of France?" in text[user:], text
+
+
+def test_restricted_mode_run_asks_for_trust(restricted, browser, request):
+    page = _open(browser, restricted, request)
+    page.wait_for_selector("text=Restricted Mode", timeout=60_000)
+    _lens(page, "Run").click()
+    toast = page.locator(".notification-toast", has_text="trust the workspace first")
+    toast.wait_for(timeout=30_000)
+    assert "running a program runs this workspace's code" in toast.inner_text()
+    assert toast.locator("a.monaco-button", has_text="Manage Workspace Trust").count() == 1
+    # the toast has finished sliding in (for the screenshot)
+    page.locator(".notification-fade-in-done", has_text="trust the workspace first").wait_for()
+    # nothing ran: no input was asked for and no dsx Run output was opened
+    assert page.locator(".quick-input-widget", has_text="Run qa").is_hidden()
+    assert "dsx Run" not in _output_text(page)
