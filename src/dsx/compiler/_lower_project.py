@@ -65,9 +65,9 @@ class ProjectMixin(LowerBase):
                 {f.name: f"{sub.signature.name}.{f.name}" for f in sub.signature.outputs},
             )
         self.program_io[name] = (inputs, outputs)
-        sym = self.symbols.get(name)
-        if sym is not None:
-            sym.detail = f"program {name} = {sub.module or sub.kind}({', '.join(inputs)})"
+        self.rec.describe(
+            name, detail=f"program {name} = {sub.module or sub.kind}({', '.join(inputs)})"
+        )
 
     def _lower_data(self, decl: ast.DataDecl) -> None:
         name = decl.name.name

@@ -189,9 +189,7 @@ class ResourcesMixin(LowerBase):
             loc=self._loc(decl.name.span),
         )
         self._lms[name] = lowered
-        symbol = self.symbols.get(name)
-        if symbol is not None:
-            symbol.detail = describe_lm(lowered)
+        self.rec.describe(name, detail=describe_lm(lowered))
 
     def _unknown_lm(self, ident: ast.Ident) -> None:
         self._unknown(
@@ -260,8 +258,11 @@ class ResourcesMixin(LowerBase):
         symbol = self.symbols.get(name)
         if symbol is not None:
             shown = ", ".join(f"{k} = {_show(v)}" for k, v in settings)
-            symbol.detail = f"retriever {name} = {spec.name}({shown})"
-            symbol.doc = symbol.doc or spec.doc
+            self.rec.describe(
+                name,
+                detail=f"retriever {name} = {spec.name}({shown})",
+                doc=symbol.doc or spec.doc,
+            )
 
     # -- settings ---------------------------------------------------------------------------
     def _settings(

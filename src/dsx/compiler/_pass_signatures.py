@@ -10,7 +10,6 @@ into :class:`~dsx.compiler._records.Records`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,13 +131,9 @@ def lower_signature(
     )
     if names.owns(name, decl):
         tables.signatures[name] = sig
-        sym = records.symbols.get(name)
-        if sym is not None:
-            inputs = ", ".join(f.name for f in sig.inputs)
-            outputs = ", ".join(f.name for f in sig.outputs)
-            records.symbols[name] = dataclasses.replace(
-                sym, detail=f"signature {name}({inputs} -> {outputs})", doc=instructions
-            )
+        inputs = ", ".join(f.name for f in sig.inputs)
+        outputs = ", ".join(f.name for f in sig.outputs)
+        records.describe(name, detail=f"signature {name}({inputs} -> {outputs})", doc=instructions)
 
 
 def shorthand_fields(

@@ -9,6 +9,7 @@ writes its own (:class:`dsx.compiler._pass_declare.Names`,
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,16 @@ class Records:
         self.symbols.setdefault(
             key, Symbol(key, name, kind, span, decl, detail, doc or "", container)
         )
+
+    def describe(self, key: str, *, detail: str | None = None, doc: str | None = None) -> None:
+        """Replace the symbol ``key``'s hover line and documentation (when it exists)."""
+        sym = self.symbols.get(key)
+        if sym is not None:
+            self.symbols[key] = dataclasses.replace(
+                sym,
+                detail=sym.detail if detail is None else detail,
+                doc=sym.doc if doc is None else doc,
+            )
 
     def ref(self, span: Span, key: str) -> None:
         self.references.append(Reference(span, key))

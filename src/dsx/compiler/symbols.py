@@ -11,11 +11,14 @@ from dsx.diagnostics import Span
 __all__ = ["Member", "PredType", "Reference", "Symbol"]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Symbol:
     """A named thing. ``key`` is unique in a unit: ``QA``, ``QA.question`` (field),
     ``RAG.answer`` (sub-module), ``RAG(k)`` (module parameter), ``RAG.forward.q`` (forward
-    parameter), ``Citation.source`` (record field), ``Verdict.supported`` (enum member)."""
+    parameter), ``Citation.source`` (record field), ``Verdict.supported`` (enum member).
+
+    Frozen: a pass that learns more about a symbol (a signature's fields, a program's
+    inputs) replaces it (:meth:`dsx.compiler._records.Records.describe`)."""
 
     key: str
     name: str
