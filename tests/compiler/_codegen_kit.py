@@ -173,6 +173,9 @@ def _outcome(program: Any, inputs: dict[str, Any], mode: str) -> Run:
 
     lm = scripted_lm()
     fake_sandboxes(program)
+    for _, predictor in program.named_predictors():
+        if hasattr(predictor.lm, "_dsx_declared"):
+            predictor.lm = None  # a declared LM (`lm fast = ...`): the scripted one instead
     for _, sub in [("", program), *program.named_sub_modules()]:
         if isinstance(sub, dsx.Retrieve) and sub.rm is not None:
             sub.rm = _passages  # no embedding model in a codegen test

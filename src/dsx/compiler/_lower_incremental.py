@@ -186,6 +186,14 @@ class IncrementalMixin(LowerBase):
                 if user_id not in affected:
                     affected[user_id] = by_id[user_id]
                     work.append(by_id[user_id])
+        if any(isinstance(d, ast.SignatureDecl | ast.ModuleDecl) for d in affected.values()):
+            # A scripted `reply { field = ... }` may name an output of any signature,
+            # inline ones included: whether it exists is not a reference to follow.
+            for d in decls:
+                if isinstance(d, ast.TestDecl) and any(
+                    isinstance(item, ast.ReplyItem) and item.text is None for item in d.items
+                ):
+                    affected.setdefault(id(d), d)
         if any(isinstance(d, ast.UseDecl | ast.ImportDecl) for d in affected.values()):
             return None
         if any(new is None and id(old) in affected for old, new in changes):
@@ -256,6 +264,13 @@ class IncrementalMixin(LowerBase):
                 self._lower_data(decl)
             elif isinstance(decl, ast.MetricDecl):
                 self._lower_metric(decl)
+        # Inline signatures (`Predict("q -> a")`) the re-checked declarations no longer make
+        # (under their old member names too: a renamed member's signature goes) — before
+        # the test blocks, whose scripted replies may name any signature's outputs.
+        owners = [*order, *(old for old, _ in changes)]
+        for key, value in extra.items():
+            if self._extra_signatures.get(key) is value and _inline_owner(key, owners):
+                del self._extra_signatures[key]
         if any(isinstance(d, ast.OptimizeDecl) for d in order):
             self.optimizes = []
         for decl in order:
@@ -286,10 +301,6 @@ class IncrementalMixin(LowerBase):
                 if list(table) != [k for k, _ in items]:
                     table.clear()
                     table.update(items)
-        # Inline signatures (`Predict("q -> a")`) the re-checked declarations no longer make.
-        for key, value in extra.items():
-            if self._extra_signatures.get(key) is value and _inline_owner(key, order):
-                del self._extra_signatures[key]
         self.diagnostics = [
             d for d in self.diagnostics if d.code != DiagnosticCode.UNUSED_DECLARATION
         ]
