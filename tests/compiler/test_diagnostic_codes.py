@@ -22,3 +22,21 @@ def test_a_diagnostic_made_from_a_constant_holds_the_plain_code() -> None:
 def test_a_misspelt_constant_fails_where_it_is_written() -> None:
     with pytest.raises(AttributeError):
         DiagnosticCode.UNKNOWN_NAMES  # noqa: B018
+
+
+def test_codes_are_named_constants_outside_the_registry():
+    # Every code the checker, parser, formatter, CLI or language server gives or tests
+    # for is a `DiagnosticCode` constant: a literal "DSX123" elsewhere could drift.
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "dsx"
+    literal = re.compile(r"[\"']DSX\d{3}[\"']")
+    found = [
+        f"{path.relative_to(src)}:{i}"
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "diagnostics.py"
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert found == []

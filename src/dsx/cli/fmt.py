@@ -87,12 +87,12 @@ def _read(name: str) -> str:
 
 
 def _report_errors(shown: str, text: str, diagnostics: list[Any], err: TextIO) -> None:
-    from dsx.diagnostics import SourceFile
+    from dsx.diagnostics import DiagnosticCode, SourceFile
 
     source = SourceFile(shown, text)
     for d in diagnostics:
         line, col = source.position(d.span.start)
-        kind = "syntax error" if d.code == "DSX001" else f"error[{d.code}]"
+        kind = "syntax error" if d.code == DiagnosticCode.SYNTAX_ERROR else f"error[{d.code}]"
         print(
             f"{shown}:{line}:{col}: {kind}: {d.message} (formatted the rest, left the bad block as is)",
             file=err,

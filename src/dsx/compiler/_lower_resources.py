@@ -15,15 +15,15 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import LowerBase, _b, _Entry
-from dsx.diagnostics import Edit, Fix, Related
+from dsx.diagnostics import DiagnosticCode, Edit, Fix, Related
 from dsx.grammar import ast
 from dsx.runtime import resources
 
 __all__ = ["LM_CODE", "RETRIEVER_CODE", "ResourcesMixin", "describe_lm", "describe_resources"]
 
 #: Diagnostic codes (see docs/diagnostics.md).
-LM_CODE = "DSX140"
-RETRIEVER_CODE = "DSX141"
+LM_CODE = DiagnosticCode.INVALID_LM
+RETRIEVER_CODE = DiagnosticCode.INVALID_RETRIEVER
 #: Sub-module kinds that take a declared retriever: `Retrieve(wiki)` / `Retrieve(rm = wiki)`.
 _RETRIEVE = "Retrieve"
 _NO_VALUE = object()

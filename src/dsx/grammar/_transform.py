@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from lark import Token, Transformer
 
-from dsx.diagnostics import Diagnostic, Origin, Related, Span, make
+from dsx.diagnostics import Diagnostic, DiagnosticCode, Origin, Related, Span, make
 from dsx.grammar import ast
 from dsx.grammar.precedence import COMPARISON as COMPARISON_PRECEDENCE
 from dsx.grammar.precedence import NOT as NOT_PRECEDENCE
@@ -165,7 +165,7 @@ class ToAst(Transformer):
                 if instructions is not None:
                     self.problems.append(
                         make(
-                            "DSX103",
+                            DiagnosticCode.DUPLICATE_FIELD,
                             f"signature `{c[1]}` has two `instructions` items; keep one "
                             "(or write the instructions as a `///` doc comment above it)",
                             item[1].span,
@@ -399,7 +399,13 @@ class ToAst(Transformer):
             if isinstance(target, ast.Attr)
             else "assign to a name (`x = ...`) or an item (`d[key] = ...`)"
         )
-        self.problems.append(make("DSX129", f"cannot assign to {what}: {how}", target.span))
+        self.problems.append(
+            make(
+                DiagnosticCode.INVALID_ASSIGNMENT_TARGET,
+                f"cannot assign to {what}: {how}",
+                target.span,
+            )
+        )
         return ast.ExprStmt(value, span)  # the value is still checked
 
     def return_stmt(self, c: list[Any]) -> ast.Return:

@@ -21,7 +21,7 @@ from typing import Any, cast
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from dsx.diagnostics import Diagnostic, Origin, SourceFile, Span, make
+from dsx.diagnostics import Diagnostic, DiagnosticCode, Origin, SourceFile, Span, make
 from dsx.grammar import ast, lexspec
 from dsx.grammar._transform import AstError, ToAst
 from dsx.grammar.lexspec import TOP_KEYWORDS
@@ -341,7 +341,7 @@ def _floor_division_lookalikes(
             continue
         problems.append(
             make(
-                "DSX001",
+                DiagnosticCode.SYNTAX_ERROR,
                 f"`//` starts a comment in .dsx, so `{c.text.strip()}` is ignored here; "
                 ".dsx has no floor division: write `int(a / b)`, or put a comment on its "
                 "own line",
@@ -488,7 +488,7 @@ def _syntax_diagnostic(
         if unsupported is not None:
             lo, hi, message = unsupported
             span = Span(origin, lo, hi)
-    return make("DSX001", message, span)
+    return make(DiagnosticCode.SYNTAX_ERROR, message, span)
 
 
 _UNSUPPORTED = re.compile(

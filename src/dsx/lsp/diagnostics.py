@@ -8,7 +8,7 @@ import hashlib
 from lsprotocol import types
 
 from dsx.compiler.analysis import Analysis
-from dsx.diagnostics import REGISTRY, Diagnostic
+from dsx.diagnostics import REGISTRY, Diagnostic, DiagnosticCode
 from dsx.lsp.state import Document, Session, uri_of
 
 __all__ = ["document_diagnostics", "pull", "to_lsp"]
@@ -19,7 +19,7 @@ _SEVERITY = {
     "info": types.DiagnosticSeverity.Information,
 }
 #: Codes whose span is dead code: editors fade it out.
-_UNNECESSARY = frozenset({"DSX200", "DSX201"})
+_UNNECESSARY = frozenset({DiagnosticCode.UNUSED_DECLARATION, DiagnosticCode.UNUSED_VARIABLE})
 
 
 def to_lsp(session: Session, analysis: Analysis, diag: Diagnostic) -> types.Diagnostic:
@@ -55,11 +55,18 @@ def document_diagnostics(session: Session, doc: Document) -> list[types.Diagnost
     analysis = session.analyze(doc)
     out = []
     imported_errors: dict[str, int] = {}
-    unused = [d for d in analysis.diagnostics if d.code == "DSX200" and d.span.file == doc.path]
+    unused = [
+        d
+        for d in analysis.diagnostics
+        if d.code == DiagnosticCode.UNUSED_DECLARATION and d.span.file == doc.path
+    ]
     used_elsewhere = used_by_importers(session, doc) if unused else set()
     for diag in analysis.diagnostics:
         if diag.span.file == doc.path:
-            if diag.code == "DSX200" and _name_at(doc, diag) in used_elsewhere:
+            if (
+                diag.code == DiagnosticCode.UNUSED_DECLARATION
+                and _name_at(doc, diag) in used_elsewhere
+            ):
                 continue  # a library's declaration its importers use
             out.append(to_lsp(session, analysis, diag))
         elif diag.is_error:
