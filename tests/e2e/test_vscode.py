@@ -2,9 +2,12 @@
 
 What a user sees when they open a `.dsx` file: the language is recognized and highlighted,
 a typo shows its diagnostic with its code in the Problems view and the quick fix repairs
-it, completion offers module kinds, formatting works — in a
-trusted folder — and in a new (untrusted) folder Restricted Mode keeps highlighting and
-diagnostics while Run asks for trust.
+it, completion offers module kinds, formatting works, hover (from the command and from the
+mouse) shows a signature, F2 renames a field in this file and in a file that imports it,
+the Run lens asks for the input and shows the answer of a local OpenAI-compatible server
+(`dsx.testing.OpenAIServer`), the Test Explorer lists and runs test blocks, and the Prompt
+lens shows the exact messages — in a trusted folder — and in a new (untrusted) folder
+Restricted Mode keeps highlighting and diagnostics while Run asks for trust.
 
 code-server comes from the npm registry (tools/install-code-server.sh, cached under
 ~/.cache/dsx/e2e, about 6 minutes the first time), the browser is Debian's Chromium, the
