@@ -535,6 +535,8 @@ def test_run_lens_asks_for_the_input_and_shows_the_answer(trusted, browser, requ
     )
     text = _output_text(page)
     assert "in  question = What is the capital of France?" in text, text
+    # the command line it shows can be pasted into a shell
+    assert "-i 'question=What is the capital of France?'" in text, text
     # the question reached the LM
     asked = [r.body for r in lm_server.requests[before:] if r.path.endswith("/chat/completions")]
     assert any("What is the capital of France?" in json.dumps(body) for body in asked), asked

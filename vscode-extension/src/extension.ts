@@ -23,6 +23,7 @@ import {
   parseRun,
   runArgs,
   runEnv,
+  shellLine,
   streamPrinter,
   testArgs,
 } from "./run";
@@ -339,7 +340,7 @@ async function runInEditor(
   runOutput ??= vscode.window.createOutputChannel("dsx Run");
   runOutput.show(true);
   // The key travels in the environment, never on the command line shown here.
-  runOutput.appendLine(`$ ${[which.command, ...commandArgs].join(" ")}`);
+  runOutput.appendLine(`$ ${shellLine(which.command, commandArgs)}`);
   const done = await vscode.window.withProgress(
     {
       location: vscode.ProgressLocation.Notification,

@@ -52,6 +52,17 @@ export function testArgs(
   return args;
 }
 
+/**
+ * A command line as a POSIX shell reads it, for the "dsx Run" output: a word with spaces,
+ * quotes or other shell characters is single-quoted, so the line can be pasted as it is.
+ */
+export function shellLine(command: string, args: string[]): string {
+  const plain = /^[A-Za-z0-9_\-+=:,./@%]+$/;
+  const quote = (word: string) =>
+    plain.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+  return [command, ...args].map(quote).join(" ");
+}
+
 /** The environment of a run: the API base and key as `dsx` reads them (DSX_API_*). */
 export function runEnv(base: NodeJS.ProcessEnv, lm: LmChoice): NodeJS.ProcessEnv {
   const env = { ...base };

@@ -12,7 +12,8 @@ import { after, test } from "node:test";
 import { load, repo } from "./_support.mjs";
 
 const [run] = load("run");
-const { askInputs, execute, formatRun, parseRun, runArgs, runEnv, streamPrinter, testArgs } = run;
+const { askInputs, execute, formatRun, parseRun, runArgs, runEnv, shellLine, streamPrinter, testArgs } =
+  run;
 
 const script = { command: "/w/.venv/bin/dsx", args: [], source: "workspace .venv" };
 const module = { command: "/usr/bin/python3", args: ["-m", "dsx"], source: "Python interpreter" };
@@ -28,6 +29,16 @@ test("command lines: inputs as -i, --json --stream --usage, the model; tests by 
   assert.deepEqual(testArgs(script, "/w/qa.dsx", "capital", { model: "local" }), [
     "test", "/w/qa.dsx", "--test", "capital", "--lm", "local",
   ]);
+});
+
+test("the command line shown in dsx Run can be pasted into a shell (found in a real VS Code)", () => {
+  // it showed `-i question=What is the capital of France?`, which a shell splits in four
+  assert.equal(
+    shellLine("/w/.venv/bin/dsx", ["run", "/w/qa.dsx:qa", "-i", "question=What is it?", "-i", "n=3"]),
+    "/w/.venv/bin/dsx run /w/qa.dsx:qa -i 'question=What is it?' -i n=3",
+  );
+  assert.equal(shellLine("dsx", ["-i", "q=it's $HOME", "-i", "x="]), "dsx -i 'q=it'\\''s $HOME' -i x=");
+  assert.equal(shellLine("dsx", ["-i", 'c=["a"]', ""]), `dsx -i 'c=["a"]' ''`);
 });
 
 test("the API base and key go to the environment, and only when set", () => {
