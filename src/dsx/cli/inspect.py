@@ -125,8 +125,8 @@ def _print_selector(selector: dict[str, Any], *, show_demos: bool) -> None:
 
 def _inspect_source(path: Path) -> int:
     """A .dsx file: its `lm` and `retriever` declarations, endpoints shown."""
-    from dsx.compiler._lower_resources import describe_resources
     from dsx.compiler.analysis import analyze_path
+    from dsx.compiler.resources import describe_resources
 
     analysis = analyze_path(path)
     errors = [d for d in analysis.diagnostics if d.severity == "error"]

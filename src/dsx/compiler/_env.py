@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from dsx.runtime._interp import BUILTINS as _RUNTIME_BUILTINS
+from dsx.runtime.builtins import BUILTINS as _RUNTIME_BUILTINS
 from dsx.runtime.metrics import BUILTIN_METRICS as _RUNTIME_METRICS
 from dsx.teleprompt import optimizer_info as optimizer_info
 from dsx.teleprompt import optimizer_names

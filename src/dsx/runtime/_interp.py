@@ -16,7 +16,7 @@ from typing import Any
 from dsx import ir
 from dsx.errors import AssertionFailed, DsxError
 from dsx.runtime.assertions import dsx_assert, dsx_suggest
-from dsx.runtime.prediction import Prediction
+from dsx.runtime.builtins import BUILTINS
 
 __all__ = [
     "BUILTINS",
@@ -32,38 +32,6 @@ __all__ = [
 log = logging.getLogger("dsx")
 
 Gen = Generator[tuple[Any, tuple[Any, ...], dict[str, Any]], Any, Any]
-
-
-def _join(items: Any, sep: str = " ") -> str:
-    return sep.join(str(i) for i in items)
-
-
-BUILTINS: dict[str, Any] = {
-    "len": len,
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "list": list,
-    "dict": dict,
-    "range": range,
-    "min": min,
-    "max": max,
-    "sum": sum,
-    "sorted": sorted,
-    "enumerate": enumerate,
-    "zip": zip,
-    "any": any,
-    "all": all,
-    "abs": abs,
-    "round": round,
-    "print": print,
-    "join": _join,
-    "lower": lambda s: str(s).lower(),
-    "upper": lambda s: str(s).upper(),
-    "strip": lambda s: str(s).strip(),
-    "Prediction": Prediction,
-}
 
 
 class Return(Exception):

@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field
 
 from dsx import _version
 from dsx.errors import DsxError
-from dsx.runtime._interp import BUILTINS as _BUILTINS
 from dsx.runtime._interp import LoopGuard
 from dsx.runtime.assertions import dsx_assert, dsx_suggest
+from dsx.runtime.builtins import BUILTINS as _BUILTINS
 from dsx.runtime.example import Example
 from dsx.runtime.module import Module
 from dsx.runtime.predict import ChainOfThought, Predict
