@@ -180,14 +180,14 @@ class ExprsMixin(LowerBase):
         inner = dict(scope)  # the comprehension's names are its own
         types = self._target_types(e.targets, itype, e.iter.span)
         for ident, t in zip(e.targets, types, strict=True):
-            inner[ident.name] = _Entry("local", t)
+            inner[ident.name] = _Entry("local", t, self._comp_local(ident, t))
         conds = tuple(self._expr(c, inner)[0] for c in e.conds)
         more = []
         for clause in e.more:  # each later `for` sees the names of those before it
             cit, citype = self._expr(clause.iter, inner)
             ctypes = self._target_types(clause.targets, citype, clause.iter.span)
             for ident, t in zip(clause.targets, ctypes, strict=True):
-                inner[ident.name] = _Entry("local", t)
+                inner[ident.name] = _Entry("local", t, self._comp_local(ident, t))
             cconds = tuple(self._expr(c, inner)[0] for c in clause.conds)
             cvar = _comp_var(clause.targets)
             more.append(_b(ir.CompFor, var=cvar, iter=cit, conds=cconds))
@@ -196,6 +196,24 @@ class ExprsMixin(LowerBase):
         node = _b(ir.ListComp, elt=elt, var=var, iter=it, conds=conds, loc=None, more=tuple(more))
         elem = etype if isinstance(etype, ir.TypeRef) else _ANY
         return node, _b(ir.TypeRef, kind="list", args=(elem,))
+
+    def _comp_local(self, ident: ast.Ident, vtype: Any) -> str | None:
+        """The symbol of a name a comprehension binds (``x`` in ``[x.upper() for x in
+        items]``): its own, one per comprehension (``RAG.forward.x@40``), so that hover,
+        rename and semantic tokens treat it as the local it is."""
+        if self._forward_owner is None:
+            return None
+        key = f"{self._forward_owner}.forward.{ident.name}@{ident.span.lo}"
+        self._define(
+            key,
+            ident.name,
+            "local",
+            ident.span,
+            ident,
+            detail=f"{ident.name}: {_label(vtype)}",
+            container=self._forward_owner,
+        )
+        return key
 
     def _target_types(self, targets: tuple[ast.Ident, ...], itype: Any, span: Span) -> list[Any]:
         """The types of a loop's names: the iterable's item, or its unpacked parts."""
@@ -796,3 +814,10 @@ def _mismatch(actual: Any, expected: ir.TypeRef, lowerer: LowerBase) -> str | No
 def _comp_var(targets: tuple[ast.Ident, ...]) -> str | tuple[str, ...]:
     """A comprehension clause's loop variable: a name, or the names an item unpacks into."""
     return targets[0].name if len(targets) == 1 else tuple(t.name for t in targets)
+
+
+def _label(t: Any) -> str:
+    """A value's type for hover: a prediction's owner, a type, or ``unknown``."""
+    if isinstance(t, PredType):
+        return f"prediction of {t.owner}"
+    return "unknown" if t is None else str(t)
