@@ -7,11 +7,11 @@ import ast as pyast
 import difflib
 import importlib.machinery
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from dsx.runtime.builtins import BUILTINS as _RUNTIME_BUILTINS
+from dsx.runtime.kinds import KindInfo, registry
 from dsx.runtime.metrics import BUILTIN_METRICS as _RUNTIME_METRICS
 from dsx.teleprompt import optimizer_info as optimizer_info
 from dsx.teleprompt import optimizer_names
@@ -28,77 +28,9 @@ __all__ = [
     "python_module_names",
 ]
 
-_LM_CONFIG = frozenset({"temperature", "max_tokens", "n", "top_p", "stop", "seed", "rollout_id"})
-
-
-@dataclass(frozen=True)
-class KindInfo:
-    """A built-in sub-module kind: how it is built and what calling it returns."""
-
-    name: str
-    takes_signature: bool
-    kwargs: frozenset[str]
-    extra_outputs: tuple[str, ...] = ()
-    wraps_module: bool = False  # Refine / BestOfN: `module = <submodule>`
-    doc: str = ""
-
-
-KINDS: dict[str, KindInfo] = {
-    k.name: k
-    for k in (
-        KindInfo("Predict", True, _LM_CONFIG, doc="One LM call shaped by a signature."),
-        KindInfo(
-            "ChainOfThought",
-            True,
-            _LM_CONFIG,
-            ("reasoning",),
-            doc="Like Predict, with step-by-step `reasoning` written before the outputs.",
-        ),
-        KindInfo(
-            "ReAct",
-            True,
-            _LM_CONFIG | {"tools", "max_iters"},
-            ("trajectory",),
-            doc="An agent that reasons and calls tools until it can answer.",
-        ),
-        KindInfo(
-            "ProgramOfThought",
-            True,
-            _LM_CONFIG | {"max_iters", "sandbox", "timeout"},
-            ("code", "code_output"),
-            doc="The LM writes Python, the sandbox runs it, the result answers.",
-        ),
-        KindInfo(
-            "CodeAct",
-            True,
-            _LM_CONFIG | {"tools", "max_iters", "sandbox", "timeout"},
-            ("trajectory",),
-            doc="The LM writes code that calls tools inside the sandbox.",
-        ),
-        KindInfo(
-            "Retrieve",
-            False,
-            frozenset({"k", "rm"}),
-            ("passages",),
-            doc="Retrieves the top `k` passages for a query, from `rm` (a Python function "
-            "(query, k)) or the configured retriever.",
-        ),
-        KindInfo(
-            "Refine",
-            False,
-            frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}),
-            wraps_module=True,
-            doc="Runs a module up to N times, feeding back hints, until the reward reaches the threshold.",
-        ),
-        KindInfo(
-            "BestOfN",
-            False,
-            frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}),
-            wraps_module=True,
-            doc="Runs a module N times and keeps the best-rewarded prediction.",
-        ),
-    )
-}
+# The module kinds are the runtime's: each class declares how a `.dsx` declaration builds
+# it (`dsx_kind`), and the registry collects them (dsx.runtime.kinds).
+KINDS: dict[str, KindInfo] = registry()
 
 PREDICTOR_KINDS = frozenset(k for k, v in KINDS.items() if v.takes_signature)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from dsx.errors import DsxError
 from dsx.runtime._attempt import Call, Core, run_async, run_sync
+from dsx.runtime.kinds import KindInfo
 from dsx.runtime.module import Module
 from dsx.runtime.prediction import Prediction
 from dsx.runtime.settings import context
@@ -45,6 +46,14 @@ class BestOfN(Module):
         threshold: stop as soon as a reward reaches it.
         fail_count: how many attempts may raise before giving up (default ``N``).
     """
+
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "BestOfN",
+        False,
+        frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}),
+        wraps_module=True,
+        doc="Runs a module N times and keeps the best-rewarded prediction.",
+    )
 
     hints = False
 
@@ -146,5 +155,14 @@ class _Attempts:
 class Refine(BestOfN):
     """Like :class:`BestOfN`, and each new attempt gets feedback on the previous one as a
     ``hint`` input of its predictors (the reward function may return ``(score, feedback)``)."""
+
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "Refine",
+        False,
+        frozenset({"module", "N", "reward_fn", "threshold", "fail_count"}),
+        wraps_module=True,
+        doc="Runs a module up to N times, feeding back hints, until the reward reaches the "
+        "threshold.",
+    )
 
     hints = True

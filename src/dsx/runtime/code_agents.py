@@ -12,10 +12,11 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from dsx.runtime import callbacks as _cb
 from dsx.runtime._attempt import Call, Core, Do, run_async, run_sync
+from dsx.runtime.kinds import LM_CONFIG, KindInfo
 from dsx.runtime.module import Module
 from dsx.runtime.predict import ChainOfThought
 from dsx.runtime.prediction import Prediction
@@ -163,6 +164,14 @@ class ProgramOfThought(Module):
             running.
     """
 
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "ProgramOfThought",
+        True,
+        LM_CONFIG | {"max_iters", "sandbox", "timeout"},
+        ("code", "code_output"),
+        doc="The LM writes Python, the sandbox runs it, the result answers.",
+    )
+
     def __init__(
         self,
         signature: Any,
@@ -275,6 +284,14 @@ class CodeAct(Module):
     ``SUBMIT(output=...)``; after ``max_iters`` steps the outputs are extracted from the
     trajectory. Errors and timeouts are observations the LM can react to.
     """
+
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "CodeAct",
+        True,
+        LM_CONFIG | {"tools", "max_iters", "sandbox", "timeout"},
+        ("trajectory",),
+        doc="The LM writes code that calls tools inside the sandbox.",
+    )
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsx.errors import (
     DsxError,
@@ -15,6 +15,7 @@ from dsx.errors import (
 )
 from dsx.runtime.assertions import scope_var
 from dsx.runtime.example import Example
+from dsx.runtime.kinds import LM_CONFIG, KindInfo
 from dsx.runtime.lm_base import BaseLM, LMResponse
 from dsx.runtime.module import Module
 from dsx.runtime.prediction import Completions, Prediction
@@ -57,6 +58,11 @@ class Predict(Module):
     Call with keyword inputs: ``predict(question="...")``. Per-call ``config={...}``,
     ``demos=[...]``, ``lm=`` and ``signature=`` override the predictor's own.
     """
+
+    #: How a `.dsx` declaration builds it (:mod:`dsx.runtime.kinds`).
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "Predict", True, LM_CONFIG, doc="One LM call shaped by a signature."
+    )
 
     def __init__(
         self,
@@ -448,6 +454,14 @@ class ChainOfThought(Module):
         rationale_field_type: its type (default ``str``).
         **config: LM parameters, as for :class:`Predict`.
     """
+
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "ChainOfThought",
+        True,
+        LM_CONFIG,
+        ("reasoning",),
+        doc="Like Predict, with step-by-step `reasoning` written before the outputs.",
+    )
 
     def __init__(
         self,

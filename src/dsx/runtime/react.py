@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from dsx.errors import ContextWindowExceededError, DsxError, format_error_for_lm
 from dsx.runtime._attempt import Call, Core, run_async, run_sync
+from dsx.runtime.kinds import LM_CONFIG, KindInfo
 from dsx.runtime.module import Module
 from dsx.runtime.predict import ChainOfThought, Predict
 from dsx.runtime.prediction import Prediction
@@ -33,6 +34,14 @@ class ReAct(Module):
         max_iters: the most tool steps before the agent must answer.
         extract_from_finish: let ``finish`` carry the outputs and skip the extraction call.
     """
+
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "ReAct",
+        True,
+        LM_CONFIG | {"tools", "max_iters"},
+        ("trajectory",),
+        doc="An agent that reasons and calls tools until it can answer.",
+    )
 
     def __init__(
         self,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 from dsx.errors import DsxError
+from dsx.runtime.kinds import KindInfo
 from dsx.runtime.module import Module
 from dsx.runtime.prediction import Prediction
 from dsx.runtime.settings import settings
@@ -24,6 +25,15 @@ class Retrieve(Module):
     ``passages`` is a list of :class:`dsx.retrievers.Passage` — strings, as in DSPy, that
     also carry ``score``, ``id`` and ``metadata``.
     """
+
+    dsx_kind: ClassVar[KindInfo] = KindInfo(
+        "Retrieve",
+        False,
+        frozenset({"k", "rm"}),
+        ("passages",),
+        doc="Retrieves the top `k` passages for a query, from `rm` (a Python function "
+        "(query, k)) or the configured retriever.",
+    )
 
     def __init__(self, k: int = 3, *, rm: Any = None) -> None:
         self.k = k
