@@ -1,9 +1,9 @@
 """Shared state and small helpers of the lowerer (see :mod:`dsx.compiler.lower`).
 
-The first passes (declare, types, signatures) are functions over their own tables
-(``_pass_declare``, ``_pass_types``, ``_pass_signatures``), reporting into one
-:class:`~dsx.compiler._records.Records`. The later ones are mixins, one per concern
-(``_lower_resources``, ``_lower_modules``, ``_lower_exprs``, ``_lower_project``,
+The first passes (declare, types, signatures, resources) are functions over their own
+tables (``_pass_declare``, ``_pass_types``, ``_pass_signatures``, ``_pass_resources``),
+reporting into one :class:`~dsx.compiler._records.Records`. The later ones are mixins, one
+per concern (``_lower_modules``, ``_lower_exprs``, ``_lower_project``,
 ``_lower_incremental``). They all derive from :class:`LowerBase`, which holds the pass
 tables (and exposes them under the names the mixins use), the later passes' state, and
 declares, for the type checker only, the methods that one mixin calls on another.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._pass_declare import TOP_KINDS, Names
+from dsx.compiler._pass_resources import ResourceTables
 from dsx.compiler._pass_signatures import SignatureTables, shorthand_fields
 from dsx.compiler._pass_types import ANY, TypeTables, resolve_type
 from dsx.compiler._records import Records
@@ -70,11 +71,13 @@ class LowerBase:
         self.files = files
         self.root = root
         # What each pass records (see `dsx.compiler.lower.PASSES`): every pass reports into
-        # `rec`; declare writes `names`, types `type_tables`, signatures `sig_tables`.
+        # `rec`; declare writes `names`, types `type_tables`, signatures `sig_tables`,
+        # resources `res_tables`.
         self.rec = Records({f.source.path: f.source for f in files})
         self.names = Names()
         self.type_tables = TypeTables()
         self.sig_tables = SignatureTables()
+        self.res_tables = ResourceTables()
         self.modules: dict[str, _ModuleInfo] = {}
         self.programs: dict[str, ir.Program] = {}
         self.program_io: dict[str, tuple[dict[str, Any], Any]] = {}
@@ -232,11 +235,3 @@ class LowerBase:
         def _lower_optimize(self, decl: ast.OptimizeDecl) -> None: ...
         def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None: ...
         def _finish(self) -> ir.Unit: ...
-        def _resource_arg(
-            self,
-            kind_name: str,
-            key: str | None,
-            arg: ast.Arg,
-            call: ast.Call,
-            scope: dict[str, _Entry],
-        ) -> list[tuple[str, ir.Expr]] | None: ...

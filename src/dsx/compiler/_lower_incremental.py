@@ -38,6 +38,7 @@ class IncrementalMixin(LowerBase):
         other.names = self.names.copy()
         other.type_tables = self.type_tables.copy()
         other.sig_tables = self.sig_tables.copy()
+        other.res_tables = self.res_tables.copy()
         return other
 
     def relower(self, changes: list[tuple[Any, Any]], *, renames: bool = False) -> ir.Unit | None:

@@ -11,6 +11,7 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import LowerBase, _b, _Entry, _ModuleInfo, _Sub
+from dsx.compiler._pass_resources import resource_arg
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span
 from dsx.grammar import ast
@@ -155,7 +156,9 @@ class ModulesMixin(LowerBase):
         else:
             extra_pos = positional
         for arg in extra_pos:
-            resource = self._resource_arg(kind_name, None, arg, value, scope)  # `Retrieve(wiki)`
+            resource = resource_arg(
+                self.rec, self.names, self.res_tables, kind_name, None, arg, value, scope
+            )  # `Retrieve(wiki)`
             if resource is not None and arg is extra_pos[0]:
                 kwargs.extend(resource)
                 continue
@@ -168,9 +171,9 @@ class ModulesMixin(LowerBase):
             if arg.name is None or arg.name.name == "signature":
                 continue
             key = arg.name.name
-            resource = self._resource_arg(
-                kind_name, key, arg, value, scope
-            )  # `lm = fast`, `rm = wiki`
+            resource = resource_arg(  # `lm = fast`, `rm = wiki`
+                self.rec, self.names, self.res_tables, kind_name, key, arg, value, scope
+            )
             if resource is not None:
                 kwargs.extend(resource)
                 continue

@@ -6,11 +6,13 @@ best-effort IR, so that an editor gets every error in one pass.
 
 The first passes are functions over explicit tables: ``_pass_declare`` (top-level names
 and ``use python``: :class:`~dsx.compiler._pass_declare.Names`), ``_pass_types`` (records,
-enums, type expressions: :class:`~dsx.compiler._pass_types.TypeTables`) and
-``_pass_signatures`` (:class:`~dsx.compiler._pass_signatures.SignatureTables`), each
-reporting into one :class:`~dsx.compiler._records.Records` (diagnostics, symbols,
-references). The later ones still live in mixin modules, one per concern: ``_lower_base``
-(their state and helpers), ``_lower_modules``
+enums, type expressions: :class:`~dsx.compiler._pass_types.TypeTables`),
+``_pass_signatures`` (:class:`~dsx.compiler._pass_signatures.SignatureTables`) and
+``_pass_resources`` (``lm`` and ``retriever``:
+:class:`~dsx.compiler._pass_resources.ResourceTables`), each reporting into one
+:class:`~dsx.compiler._records.Records` (diagnostics, symbols, references). The later
+ones still live in mixin modules, one per concern: ``_lower_base`` (their state and
+helpers), ``_lower_modules``
 (modules and their statements), ``_lower_exprs`` (expressions and calls),
 ``_lower_project`` (programs, data, metrics, optimize, tests), ``_lower_incremental``
 (re-checking after an edit) and ``_lower_query`` (what editors ask: scopes, types).
@@ -39,15 +41,13 @@ from dsx.compiler._lower_incremental import IncrementalMixin
 from dsx.compiler._lower_modules import ModulesMixin
 from dsx.compiler._lower_project import ProjectMixin
 from dsx.compiler._lower_query import QueryMixin
-from dsx.compiler._lower_resources import ResourcesMixin
 from dsx.compiler._pass_declare import declare_all
+from dsx.compiler._pass_resources import lower_resources
 from dsx.compiler._pass_signatures import lower_signatures
 from dsx.compiler._pass_types import lower_types
 from dsx.grammar import ast
 
 __all__ = ["PASSES", "Lowerer", "Pass", "validate_unit"]
-
-_RESOURCES = (ast.LmDecl, ast.RetrieverDecl)
 
 
 class Lowerer(
@@ -56,7 +56,6 @@ class Lowerer(
     ProjectMixin,
     ExprsMixin,
     ModulesMixin,
-    ResourcesMixin,
 ):
     """Lowers and checks one unit. Use :meth:`run`; results are on the instance."""
 
@@ -81,7 +80,7 @@ class Lowerer(
         )
 
     def _pass_resources(self) -> None:
-        self._lower_resources([d for _, d in self._all_decls if isinstance(d, _RESOURCES)])
+        lower_resources(self.rec, self.names, self.res_tables, [d for _, d in self._all_decls])
 
     def _pass_module_headers(self) -> None:
         for _, decl in self._all_decls:
@@ -142,7 +141,8 @@ class Lowerer(
             metrics=tuple(self.metrics.values()),
             optimizes=tuple(self.optimizes),
             tests=tuple(self.tests.values()),
-            **self._resource_ir(),
+            lms=tuple(self.res_tables.lms.values()),
+            retrievers=tuple(self.res_tables.retrievers.values()),
         )
         if os.environ.get("DSX_VALIDATE_IR") == "1":
             validate_unit(self.unit)
