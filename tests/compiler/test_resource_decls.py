@@ -102,6 +102,17 @@ def test_declarations_check_clean_and_lower_to_the_ir(tmp_path):
         ('lm fast = "openai/m" { temperature = x }', "", "DSX140", "must be a constant", "x"),
         ('lm fast = "openai/m" { n = 1, n = 2 }', "", "DSX140", "`n` is set twice", "n"),
         ('lm fast = "gpt4"', "", "DSX140", 'write "provider/model"', '"gpt4"'),
+        ('lm fast = "gpt4"', "", "DSX140", 'or "local" for the local model', '"gpt4"'),
+        ('lm fast = "local" { max_tokens = 512, temperature = 0.2 }', "", None, "", ""),
+        ('lm fast = "local:models/tiny.gguf"', "", None, "", ""),
+        (
+            'lm fast = "local" { api_base = "http://127.0.0.1:9/v1" }',
+            "",
+            "DSX140",
+            "the local model runs on this machine",
+            "api_base",
+        ),
+        ('lm fast = "local" { max_tokenz = 5 }', "", "DSX140", "did you mean `max_tokens`", None),
         ("lm fast = 3", "", "DSX140", "must be a model name", "3"),
         ('lm fast = fallback(fast2) \nlm fast2 = "openai/m"', "", None, "", ""),
         (
@@ -507,3 +518,10 @@ def test_a_program_that_is_a_predictor_with_a_declared_lm_builds(tmp_path, monke
     for program in (built, interpreted):
         assert program.lm.model == "openai/m" and program.lm.kwargs["temperature"] == 0.5
         assert hasattr(program.lm, "_dsx_declared")
+
+
+def test_a_declared_local_lm_that_cannot_start_says_which_declaration(tmp_path):
+    from dsx.runtime.resources import make_lm
+
+    with pytest.raises(DsxError, match=r"lm `small` = 'local:.*missing\.gguf'"):
+        make_lm("small", model=f"local:{tmp_path / 'missing.gguf'}", settings={"max_tokens": 9})

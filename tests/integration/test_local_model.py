@@ -171,3 +171,31 @@ def test_structured_output_negotiates_down_on_the_real_server(server):
     with pytest.raises(BadRequestError) as info:
         lm([{"role": "user", "content": "hi"}], response_format={"type": "bogus"})
     assert info.value.attempts == 1 and info.value.status_code in (400, 422, 500)
+
+
+def test_a_declared_local_lm_serves_its_predictor_with_its_settings(tmp_path: Path) -> None:
+    """`lm small = "local" { max_tokens = 24 }` needs no --lm: the predictor that names it
+    runs on the local model with those settings, interpreted and in the built module."""
+    from dsx.compiler.analysis import analyze_source
+    from dsx.compiler.codegen import generate
+
+    text = (
+        'lm small = "local" { max_tokens = 24, temperature = 0 }\n\n'
+        "signature QA {\n    in  question: str\n    out answer: str\n}\n\n"
+        "program qa = Predict(QA, lm = small)\n"
+    )
+    analysis = analyze_source(text, str(tmp_path / "small.dsx"))
+    assert [d.message for d in analysis.diagnostics] == []
+    (tmp_path / "small_gen.py").write_text(generate(analysis.unit, "qa"))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import small_gen  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert dsx.settings.lm is None
+    for program in (dsx.instantiate(analysis.unit).program("qa"), small_gen.program()):
+        pred = program(question="What is the capital of France?")
+        assert isinstance(pred.answer, str)
+        lm = program.predictors()[0].lm
+        assert lm.kwargs["max_tokens"] == 24 and lm.kwargs["temperature"] == 0
+        assert lm.history and lm.history[-1]["kwargs"]["max_tokens"] == 24

@@ -99,11 +99,13 @@ def _lower_lm(
     registry = resources.LM_DECL_SETTINGS
     if isinstance(value, ast.Str):
         model = value.value
-        if "/" not in model or not model.strip():
+        if resources.is_local_model(model):
+            registry = resources.LOCAL_LM_SETTINGS
+        elif "/" not in model or not model.strip():
             rec.error(
                 LM_CODE,
-                f'lm `{name}`: "{model}" is not a model name; write "provider/model", '
-                'e.g. "openai/gpt-4o-mini"',
+                f'lm `{name}`: "{model}" is not a model name; write "provider/model" '
+                '(e.g. "openai/gpt-4o-mini"), or "local" for the local model',
                 value.span,
             )
     elif (
@@ -271,11 +273,12 @@ def _settings(
         if key not in registry:
             guess = _env.did_you_mean(key, registry)
             fix = Fix(f"replace with `{guess}`", (Edit(item.name.span, guess),)) if guess else None
-            hint = (
-                "a fallback chain takes `retries`; set model settings on its LMs"
-                if fallback
-                else f"it accepts: {', '.join(registry)}"
-            )
+            if fallback:
+                hint = "a fallback chain takes `retries`; set model settings on its LMs"
+            elif key in resources.LM_DECL_SETTINGS and registry is resources.LOCAL_LM_SETTINGS:
+                hint = "the local model runs on this machine, at its own endpoint, with no key"
+            else:
+                hint = f"it accepts: {', '.join(registry)}"
             rec.error(
                 code,
                 f"{owner} has no setting `{key}`"

@@ -31,11 +31,13 @@ from dsx.runtime.state import LM_STATE_SETTINGS
 __all__ = [
     "FALLBACK_SETTINGS",
     "LM_DECL_SETTINGS",
+    "LOCAL_LM_SETTINGS",
     "RETRIEVERS",
     "Resources",
     "RetrieverKind",
     "Setting",
     "check_setting",
+    "is_local_model",
     "make_lm",
     "make_retriever",
 ]
@@ -100,6 +102,19 @@ LM_DECL_SETTINGS: dict[str, Setting] = {
     ),
 }
 
+#: Settings of ``lm name = "local" { ... }`` (the local model, see :mod:`dsx.local`): the
+#: model settings; where requests go and the key are the local server's own.
+LOCAL_LM_SETTINGS: dict[str, Setting] = {
+    k: v for k, v in LM_DECL_SETTINGS.items() if k not in ("api_base", "headers", "api_key_env")
+}
+
+
+def is_local_model(model: str | None) -> bool:
+    """Whether ``model`` names the local model: ``"local"`` or ``"local:PATH.gguf"`` (what
+    ``--lm local`` takes; :func:`dsx.local.is_local` without importing it)."""
+    return model is not None and (model == "local" or model.startswith("local:"))
+
+
 #: Settings of ``lm name = fallback(a, b, ...) { ... }``.
 FALLBACK_SETTINGS: dict[str, Setting] = {
     "retries": Setting(
@@ -133,6 +148,13 @@ def make_lm(
         from dsx.runtime.fallback import FallbackLM
 
         lm: Any = FallbackLM(list(fallback), retries=values.get("retries", 0), name=name)
+    elif is_local_model(model):
+        from dsx.local import LocalModelError, LocalModelUnavailable, lm_for
+
+        try:  # started on first use, shared by the process, stopped at exit
+            lm = lm_for(model or "", **values)
+        except (LocalModelUnavailable, LocalModelError) as exc:
+            raise DsxError(f"lm `{name}` = {model!r}: {exc}") from None
     else:
         from dsx.runtime.lm import LM
 
