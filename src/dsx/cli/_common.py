@@ -65,8 +65,15 @@ def add_traceback(cmd: argparse.ArgumentParser) -> None:
 
 
 def add_lm_option(cmd: argparse.ArgumentParser, help: str = LM_HELP) -> None:
-    """``--lm MODEL`` (resolved by :mod:`dsx.cli._lm`)."""
+    """``--lm MODEL`` and ``--lm-option KEY=VALUE`` (resolved by :mod:`dsx.cli._lm`)."""
     cmd.add_argument("--lm", metavar="MODEL", help=help)
+    cmd.add_argument(
+        "--lm-option",
+        metavar="KEY=VALUE",
+        action="append",
+        help="a setting of that LM, repeatable: max_tokens=512, temperature=0.7, "
+        "num_retries=0, ... (the settings an `lm` declaration takes)",
+    )
 
 
 def add_lm_override_option(cmd: argparse.ArgumentParser) -> None:
@@ -143,7 +150,7 @@ def ready_program(ns: Any, path: str, name: str, args: argparse.Namespace) -> An
     from dsx.cli._lm import override_declared, require_lm, setup_lm
     from dsx.cli._state import with_state
 
-    model = setup_lm(args.lm)
+    model = setup_lm(args.lm, getattr(args, "lm_option", None))
     program = with_state(ns, path, name, args)
     if getattr(args, "lm_override", False):
         override_declared(model, program)

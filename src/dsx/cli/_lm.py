@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dsx.errors import NO_LM_MESSAGE, DsxError, NoLMError
@@ -18,6 +19,7 @@ __all__ = [
     "lm_settings",
     "model_name",
     "override_declared",
+    "parse_lm_options",
     "require_lm",
     "setup_lm",
 ]
@@ -39,27 +41,69 @@ def lm_from_env(model: str) -> Any:
 _ADAPTERS = {"json": "JSONAdapter", "chat": "ChatAdapter"}
 
 
-def lm_settings(model: str) -> dict[str, Any]:
+def parse_lm_options(items: Sequence[str] | None, model: str | None) -> dict[str, Any]:
+    """``--lm-option KEY=VALUE`` (repeatable) as LM settings for ``model``, each checked
+    against the settings an ``lm`` declaration takes (JSON values: ``max_tokens=512``,
+    ``stop='["\\n"]'``; anything else is a string).
+
+    Raises:
+        DsxError: an item is not ``KEY=VALUE``, names no such setting, has a wrong value,
+            or there is no LM for it to apply to.
+    """
+    from dsx.cli._common import parse_value
+    from dsx.runtime import resources
+
+    if not items:
+        return {}
+    if not model:
+        raise DsxError("--lm-option sets the command's LM; name it with --lm MODEL (or DSX_LM)")
+    if model.startswith("hf/"):
+        raise DsxError(f"--lm-option: {model} runs in process and takes no LM options")
+    local = resources.is_local_model(model)
+    registry = resources.LOCAL_LM_SETTINGS if local else resources.LM_DECL_SETTINGS
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise DsxError(
+                f"--lm-option {item!r}: write KEY=VALUE, e.g. --lm-option max_tokens=512"
+            )
+        if key == "api_key_env" or key not in registry:
+            where = "the local model has its own endpoint and no key; " if local else ""
+            usable = ", ".join(k for k in registry if k != "api_key_env")
+            raise DsxError(f"--lm-option {key}: no such LM option ({where}it takes: {usable})")
+        value = parse_value(text)
+        problem = resources.check_setting(registry, key, value)
+        if problem is not None:
+            raise DsxError(f"--lm-option {item}: {problem}")
+        out[key] = value
+    return out
+
+
+def lm_settings(model: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What ``dsx.configure`` needs for ``model``: the LM, and the adapter when one is implied.
 
     ``local`` means the local model (an LM at temperature 0 and the JSON adapter, which is
     what a model that small needs); ``hf/DIR`` a Hugging Face causal LM or LoRA adapter
     saved in DIR (fine-tuned with ``BootstrapFinetune``), served in process;
-    ``DSX_ADAPTER=json|chat`` picks the adapter explicitly.
+    ``DSX_ADAPTER=json|chat`` picks the adapter explicitly. ``options`` (checked by
+    :func:`parse_lm_options`) are the LM's settings (``max_tokens``, ``temperature``...).
     """
     import dsx
     from dsx.local import is_local, settings_for
 
+    options = dict(options or {})
     if is_local(model):
-        settings = dict(settings_for(model))
+        settings = dict(settings_for(model, **options))
     elif model.startswith("hf/"):  # a Hugging Face model or LoRA adapter on disk, in process
         from dsx.runtime.finetune.local import LocalLM
 
         settings = {"lm": LocalLM(model)}
     else:
-        api_base = os.environ.get("DSX_API_BASE") or None
+        api_base = options.pop("api_base", None) or os.environ.get("DSX_API_BASE") or None
         api_key = os.environ.get("DSX_API_KEY") or ("dsx-local" if api_base else None)
-        settings = {"lm": dsx.LM(model, api_base=api_base, api_key=api_key)}
+        settings = {"lm": dsx.LM(model, api_base=api_base, api_key=api_key, **options)}
     choice = (os.environ.get("DSX_ADAPTER") or "").strip().lower()
     if choice:
         if choice not in _ADAPTERS:
@@ -68,13 +112,15 @@ def lm_settings(model: str) -> dict[str, Any]:
     return settings
 
 
-def setup_lm(name: str | None) -> str | None:
-    """Configure the LM from --lm or DSX_LM; returns the model name used (None: keep settings)."""
+def setup_lm(name: str | None, options: Sequence[str] | None = None) -> str | None:
+    """Configure the LM from --lm or DSX_LM, with ``--lm-option`` items; returns the model
+    name used (None: keep settings)."""
     import dsx
 
     model = model_name(name)
+    checked = parse_lm_options(options, model)
     if model:
-        dsx.configure(**lm_settings(model))
+        dsx.configure(**lm_settings(model, checked))
     return model
 
 

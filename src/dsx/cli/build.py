@@ -42,14 +42,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsx.cli._lm import lm_settings
+    from dsx.cli._lm import lm_settings, model_name, parse_lm_options
     from dsx.compiler.build import BuildError, build, explain
+    from dsx.errors import DsxError
 
     path = Path(args.file)
     if not path.is_file():
         return err(f"{path}: no such file")
     if path.suffix != ".dsx":
         return err(f"{path}: dsx build takes a .dsx file")
+    try:
+        options = parse_lm_options(args.lm_option, model_name(args.lm))
+    except DsxError as exc:
+        return err(str(exc))
     try:
         result = build(
             path,
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             lm=args.lm,  # the build driver reads DSX_LM itself
             log=lambda m: print(m, file=sys.stderr),
             lm_factory=lm_settings,
+            lm_options=options,
         )
     except BuildError as exc:
         print(f"dsx build: {exc}", file=sys.stderr)

@@ -48,10 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from dsx._load import CheckFailed
-    from dsx.cli._lm import NO_LM_MESSAGE, lm_settings, model_name
+    from dsx.cli._lm import NO_LM_MESSAGE, lm_settings, model_name, parse_lm_options
     from dsx.compiler.build import (
         BuildError,
         default_state_path,
+        lm_identity,
         optimize_key,
         run_optimize,
         state_file,
@@ -82,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         )
     lm_name = opt.lm or model_name(args.lm)
     try:
+        options = None if opt.lm else parse_lm_options(args.lm_option, lm_name)
+    except DsxError as exc:
+        return err(str(exc))
+    try:
         learned = run_optimize(
             unit,
             opt,
@@ -89,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             log=lambda m: print(m, file=sys.stderr),
             run_dir=default_state_path(path, name).parent / ".runs",
             lm_factory=lm_settings,
+            lm_options=options,
         )
         state = state_file(unit, name, learned)
     except BuildError as exc:
@@ -101,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out) if args.out else default_state_path(path, name)
     # `dsx build` reuses this result instead of optimizing again.
-    key = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
+    key = optimize_key(unit, opt, lm_identity(lm_name, options))
     cache = default_state_path(path, name).parent / ".cache" / f"{name}-{key}.json"
     try:
         write_cache_entry(cache, key, learned)

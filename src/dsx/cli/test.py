@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no test blocks in {args.file}")
         return 0
     try:
-        model = setup_lm(args.lm)
+        model = setup_lm(args.lm, args.lm_option)
         programs = {
             name: with_state(ns, str(args.file), name, args)
             for name in dict.fromkeys(t.program for t in tests)

@@ -22,7 +22,7 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ __all__ = [
     "build",
     "default_state_path",
     "explain",
+    "lm_identity",
     "program_fingerprint",
     "read_cache_entry",
     "state_file",
@@ -48,15 +49,26 @@ __all__ = [
 
 
 #: Turns a model string into ``dsx.context`` settings: ``{"lm": LM, ...}`` (an adapter too,
-#: when the model implies one).
-LMFactory = Callable[[str], dict[str, Any]]
+#: when the model implies one). Called as ``factory(model)``, or ``factory(model, options)``
+#: with the command's ``--lm-option`` settings.
+LMFactory = Callable[..., dict[str, Any]]
 
 
-def plain_lm(model: str) -> dict[str, Any]:
-    """The default :data:`LMFactory`: ``dsx.LM(model)``, configured by litellm's environment."""
+def plain_lm(model: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The default :data:`LMFactory`: ``dsx.LM(model, **options)``, configured by litellm's
+    environment."""
     import dsx
 
-    return {"lm": dsx.LM(model)}
+    return {"lm": dsx.LM(model, **dict(options or {}))}
+
+
+def lm_identity(lm_name: str | None, options: Mapping[str, Any] | None = None) -> Any:
+    """What an optimize block's cache key holds of the LM it runs with (``None``: none)."""
+    if not lm_name:
+        return None
+    if not options:
+        return {"model": lm_name}
+    return {"model": lm_name, "options": dict(sorted(options.items()))}
 
 
 class BuildError(DsxError):
@@ -228,9 +240,11 @@ def build(
     lm: str | None = None,
     log: Callable[[str], None] = print,
     lm_factory: LMFactory = plain_lm,
+    lm_options: Mapping[str, Any] | None = None,
 ) -> BuildResult:
     """Build ``path``. ``emit`` is ``py`` (modules + state JSON), ``ir`` or ``ast``;
-    ``lm_factory`` makes the LMs that optimize blocks name (see the module docstring)."""
+    ``lm_factory`` makes the LMs that optimize blocks name (see the module docstring);
+    ``lm_options`` are the settings of ``lm`` (the command's LM), where a block names none."""
     source = Path(path)
     analysis = analyze_path(source)
     if analysis.errors:
@@ -247,9 +261,10 @@ def build(
     if emit not in ("py", "ir", "ast"):
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
     _check_out_dir(out_dir)
-    keys = _check_before_optimizing(unit, out_dir, lm)
+    keys = _check_before_optimizing(unit, out_dir, lm, lm_options)
     for opt in unit.optimizes:
         lm_name = opt.lm or lm or os.environ.get("DSX_LM")
+        options = None if opt.lm else lm_options
         key = keys[id(opt)]
         cache_file = out_dir / ".cache" / f"{opt.program}-{key}.json"
         if cache_file.is_file():
@@ -267,7 +282,13 @@ def build(
                 )
         log(f"optimize {opt.program}: running {opt.optimizer} ...")
         state = run_optimize(
-            unit, opt, lm_name, log=log, run_dir=out_dir / ".runs", lm_factory=lm_factory
+            unit,
+            opt,
+            lm_name,
+            log=log,
+            run_dir=out_dir / ".runs",
+            lm_factory=lm_factory,
+            lm_options=options,
         )
         try:
             write_cache_entry(cache_file, key, state)
@@ -339,7 +360,9 @@ def _emit(
         raise BuildError(f"unknown --emit {emit!r}: use py, ir or ast")
 
 
-def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> dict[int, str]:
+def _check_before_optimizing(
+    unit: ir.Unit, out_dir: Path, lm: str | None, lm_options: Mapping[str, Any] | None = None
+) -> dict[int, str]:
     """Fail before any work when an optimize block that must run cannot: no such optimizer,
     or no LM for one that calls it. Returns each block's cache key (by ``id``), computed once
     (it hashes the data files)."""
@@ -349,7 +372,8 @@ def _check_before_optimizing(unit: ir.Unit, out_dir: Path, lm: str | None) -> di
     keys: dict[int, str] = {}
     for opt in unit.optimizes:
         lm_name = opt.lm or lm or os.environ.get("DSX_LM")
-        key = keys[id(opt)] = optimize_key(unit, opt, {"model": lm_name} if lm_name else None)
+        options = None if opt.lm else lm_options
+        key = keys[id(opt)] = optimize_key(unit, opt, lm_identity(lm_name, options))
         with contextlib.suppress(CacheEntryRejected):
             read_cache_entry(out_dir / ".cache" / f"{opt.program}-{key}.json", key)
             continue
@@ -372,13 +396,15 @@ def run_optimize(
     log: Callable[[str], None] | None = None,
     run_dir: Path | None = None,
     lm_factory: LMFactory = plain_lm,
+    lm_options: Mapping[str, Any] | None = None,
 ) -> ir.Learned:
     """Run one optimize block and return the program's learned state.
 
     Progress lines of the optimizer go to ``log`` (prefixed with the program's name).
     An optimizer that can resume (``run_dir``) keeps its run state under ``run_dir``
     unless the block sets its own, so an interrupted build resumes where it stopped.
-    ``lm_factory`` makes the LMs that ``lm_name`` and the block's settings name.
+    ``lm_factory`` makes the LMs that ``lm_name`` (with ``lm_options``, when given) and
+    the block's settings name.
     """
     import dsx
     from dsx.runtime.instantiate import examples_from_tests, extract_learned, instantiate
@@ -428,7 +454,7 @@ def run_optimize(
         optimizer.on_progress = lambda line: log(f"optimize {opt.program}: {line}")
     context: dict[str, Any] = {}
     if lm_name:
-        context.update(lm_factory(lm_name))
+        context.update(lm_factory(lm_name, lm_options) if lm_options else lm_factory(lm_name))
     try:
         with dsx.context(**context):
             compiled = optimizer.compile(program, trainset=trainset, valset=dataset(opt.dev))
