@@ -1,10 +1,10 @@
 """Shared state and small helpers of the lowerer (see :mod:`dsx.compiler.lower`).
 
 The first passes (declare, types, signatures, resources) are functions over their own
-tables (``_pass_declare``, ``_pass_types``, ``_pass_signatures``, ``_pass_resources``),
-reporting into one :class:`~dsx.compiler._records.Records`. The later ones are mixins, one
-per concern (``_lower_modules``, ``_lower_exprs``, ``_lower_project``,
-``_lower_incremental``). They all derive from :class:`LowerBase`, which holds the pass
+tables (``_pass_declare``, ``_pass_types``, ``_pass_signatures``, ``_pass_resources``), and
+the project pass a class over its own (``_pass_project``), all reporting into one
+:class:`~dsx.compiler._records.Records`. The module headers and forwards are mixins, one
+per concern (``_lower_modules``, ``_lower_exprs``, ``_lower_incremental``). They all derive from :class:`LowerBase`, which holds the pass
 tables (and exposes them under the names the mixins use), the later passes' state, and
 declares, for the type checker only, the methods that one mixin calls on another.
 """
@@ -12,12 +12,13 @@ declares, for the type checker only, the methods that one mixin calls on another
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dsx import ir
 from dsx.compiler import _env
+from dsx.compiler._entries import _Entry, _ModuleInfo, _Sub
 from dsx.compiler._pass_declare import TOP_KINDS, Names
+from dsx.compiler._pass_project import ProjectPass, ProjectTables
 from dsx.compiler._pass_resources import ResourceTables
 from dsx.compiler._pass_signatures import SignatureTables, shorthand_fields
 from dsx.compiler._pass_types import ANY, TypeTables, resolve_type
@@ -32,36 +33,6 @@ __all__ = ["LowerBase", "_ANY", "_TOP_KINDS", "_Entry", "_ModuleInfo", "_Sub", "
 _TOP_KINDS = TOP_KINDS
 _b = ir.build
 _ANY = ANY
-
-
-@dataclass(slots=True)
-class _Sub:
-    name: str
-    kind: str  # a KINDS name or "module"
-    signature: ir.Signature | None = None
-    module: str | None = None
-    wraps: _Sub | None = None
-    key: str = ""
-
-
-@dataclass(slots=True)
-class _Entry:
-    kind: str  # param | local | sub | python | builtin | result | decl
-    type: Any = None  # ir.TypeRef | PredType | None
-    key: str | None = None
-    sub: _Sub | None = None
-
-
-@dataclass(slots=True)
-class _ModuleInfo:
-    decl: ast.ModuleDecl
-    params: dict[str, ir.Param] = field(default_factory=dict)
-    subs: dict[str, _Sub] = field(default_factory=dict)
-    submodules: list[ir.Submodule] = field(default_factory=list)
-    forward: ir.Forward | None = None
-    returns: Any = None
-    state: str = "new"  # new | header | lowering | done
-    scope: dict[str, _Entry] | None = None  # the forward body's names at its end (editors)
 
 
 class LowerBase:
@@ -79,12 +50,7 @@ class LowerBase:
         self.sig_tables = SignatureTables()
         self.res_tables = ResourceTables()
         self.modules: dict[str, _ModuleInfo] = {}
-        self.programs: dict[str, ir.Program] = {}
-        self.program_io: dict[str, tuple[dict[str, Any], Any]] = {}
-        self.data: dict[str, ir.DataSet] = {}
-        self.metrics: dict[str, ir.Metric] = {}
-        self.optimizes: list[ir.Optimize] = []
-        self.tests: dict[int, ir.Test] = {}  # id(TestDecl) -> IR, in file order
+        self.proj_tables = ProjectTables()
         self._all_decls: list[tuple[ParsedFile, Any]] = []
         self.unit: ir.Unit | None = None
         self._forward_owner: str | None = None  # the module whose forward is being lowered
@@ -165,6 +131,52 @@ class LowerBase:
     def _extra_signatures(self, value: dict[str, ir.Signature]) -> None:
         self.sig_tables.inline = value
 
+    @property
+    def programs(self) -> dict[str, ir.Program]:
+        """The IR of each program (the project pass's, as are the tables below)."""
+        return self.proj_tables.programs
+
+    @property
+    def program_io(self) -> dict[str, tuple[dict[str, Any], Any]]:
+        return self.proj_tables.program_io
+
+    @property
+    def data(self) -> dict[str, ir.DataSet]:
+        return self.proj_tables.data
+
+    @property
+    def metrics(self) -> dict[str, ir.Metric]:
+        return self.proj_tables.metrics
+
+    @property
+    def optimizes(self) -> list[ir.Optimize]:
+        return self.proj_tables.optimizes
+
+    @optimizes.setter
+    def optimizes(self, value: list[ir.Optimize]) -> None:
+        self.proj_tables.optimizes = value
+
+    @property
+    def tests(self) -> dict[int, ir.Test]:
+        """``id(TestDecl)`` -> its IR, in file order."""
+        return self.proj_tables.tests
+
+    @tests.setter
+    def tests(self, value: dict[int, ir.Test]) -> None:
+        self.proj_tables.tests = value
+
+    def _project(self) -> ProjectPass:
+        """The project pass over this lowerer's tables (cheap: made where it is run)."""
+        return ProjectPass(
+            self.rec,
+            self.names,
+            self.type_tables,
+            self.sig_tables,
+            self.proj_tables,
+            self,  # the module checker: see `ProjectPass`'s `Bodies`
+            self.root,
+        )
+
     # ---- helpers --------------------------------------------------------------------------
     def _loc(self, span: Span) -> ir.Loc | None:
         return self.rec.loc(span)
@@ -228,10 +240,4 @@ class LowerBase:
         def _check_assignable(
             self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str
         ) -> None: ...
-        def _lower_test(self, decl: ast.TestDecl) -> None: ...
-        def _lower_program(self, decl: ast.ProgramDecl) -> None: ...
-        def _lower_data(self, decl: ast.DataDecl) -> None: ...
-        def _lower_metric(self, decl: ast.MetricDecl) -> None: ...
-        def _lower_optimize(self, decl: ast.OptimizeDecl) -> None: ...
-        def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None: ...
         def _finish(self) -> ir.Unit: ...

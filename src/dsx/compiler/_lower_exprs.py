@@ -9,6 +9,7 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _ANY, LowerBase, _b, _Entry, _Sub
+from dsx.compiler._pass_types import mismatch
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span, make
 from dsx.grammar import ast
@@ -637,7 +638,7 @@ class ExprsMixin(LowerBase):
     ) -> None:
         if expected is None or actual is None or isinstance(actual, PredType):
             return
-        problem = _mismatch(actual, expected, self)
+        problem = mismatch(actual, expected, self.type_tables)
         if problem:
             self._error(
                 DiagnosticCode.TYPE_MISMATCH, f"{what} expects {expected}, got {problem}", span
@@ -767,48 +768,6 @@ def _simple_path(text: str, origin: Any, offset: int) -> tuple[Any, Any]:
 
 def _is_str(t: Any) -> bool:
     return isinstance(t, ir.TypeRef | _LitStr) and t.kind == "str"
-
-
-def _mismatch(actual: Any, expected: ir.TypeRef, lowerer: LowerBase) -> str | None:
-    """A description of ``actual`` when it cannot be ``expected``; ``None`` when it fits or is unknown."""
-    ek, ak = expected.kind, actual.kind
-    if ek in ("any",) or ak == "any":
-        return None
-    if ek == "optional":
-        return _mismatch(actual, expected.args[0], lowerer)
-    if ek == "union":
-        fits = [a for a in expected.args if _mismatch(actual, a, lowerer) is None]
-        return None if fits else str(actual)
-    if ek == "literal":
-        literal = getattr(actual, "_literal", None)
-        if literal is not None:
-            return None if literal in expected.values else f'"{literal}"'
-        if ak == "str" and all(isinstance(v, str) for v in expected.values):
-            return None
-        if ak in ("int", "float", "bool") and any(type(v).__name__ == ak for v in expected.values):
-            return None
-        return str(actual)
-    if ek == "enum":
-        literal = getattr(actual, "_literal", None)
-        enum = lowerer.enums.get(expected.name or "")
-        if (
-            literal is not None
-            and enum is not None
-            and literal not in {m.name for m in enum.members}
-        ):
-            return f'"{literal}"'
-        return None if ak in ("str", "enum") else str(actual)
-    if ek == "float":
-        return None if ak in ("int", "float") else str(actual)
-    if ek == "record":
-        return None if ak in ("dict", "record") else str(actual)
-    if ek in ("image", "history"):
-        return None if ak in ("str", ek, "dict") else str(actual)
-    if ek == ak:
-        return None
-    if ek == "tuple" and ak == "list":
-        return None
-    return str(actual) if ak in ("str", "int", "float", "bool", "list", "dict") else None
 
 
 def _comp_var(targets: tuple[ast.Ident, ...]) -> str | tuple[str, ...]:

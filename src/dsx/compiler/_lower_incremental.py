@@ -38,6 +38,7 @@ class IncrementalMixin(LowerBase):
         other.names = self.names.copy()
         other.type_tables = self.type_tables.copy()
         other.sig_tables = self.sig_tables.copy()
+        other.proj_tables = self.proj_tables.copy()
         other.res_tables = self.res_tables.copy()
         return other
 
@@ -107,7 +108,7 @@ class IncrementalMixin(LowerBase):
                 tests: dict[int, ir.Test] = {}
                 for test_id, value in self.tests.items():
                     if test_id == id(old):
-                        self._lower_test(new)
+                        self._project().test(new)
                         tests[id(new)] = self.tests.pop(id(new))
                     else:
                         tests[test_id] = value
@@ -116,7 +117,7 @@ class IncrementalMixin(LowerBase):
         self.diagnostics = [
             d for d in self.diagnostics if d.code != DiagnosticCode.UNUSED_DECLARATION
         ]
-        self._report_unused(self._all_decls)
+        self._project().report_unused(self._all_decls)
         return self._finish()
 
     def _resolve_unparsed(self, changes: list[tuple[Any, Any]]) -> list[tuple[Any, Any]] | None:
@@ -258,13 +259,14 @@ class IncrementalMixin(LowerBase):
             self._module_header(self.modules[decl.name.name])
         for decl in modules:
             self._module_forward(decl.name.name)
+        project = self._project()
         for decl in order:
             if isinstance(decl, ast.ProgramDecl):
-                self._lower_program(decl)
+                project.program(decl)
             elif isinstance(decl, ast.DataDecl):
-                self._lower_data(decl)
+                project.data(decl)
             elif isinstance(decl, ast.MetricDecl):
-                self._lower_metric(decl)
+                project.metric(decl)
         # Inline signatures (`Predict("q -> a")`) the re-checked declarations no longer make
         # (under their old member names too: a renamed member's signature goes) — before
         # the test blocks, whose scripted replies may name any signature's outputs.
@@ -276,9 +278,9 @@ class IncrementalMixin(LowerBase):
             self.optimizes = []
         for decl in order:
             if isinstance(decl, ast.OptimizeDecl):
-                self._lower_optimize(decl)
+                project.optimize(decl)
             elif isinstance(decl, ast.TestDecl):
-                self._lower_test(decl)
+                project.test(decl)
         # What a re-checked declaration no longer defines (now an error) must go: an entry
         # that was not set again is stale. (Deleting afterwards keeps the dicts' order.)
         for decl in order:
@@ -305,7 +307,7 @@ class IncrementalMixin(LowerBase):
         self.diagnostics = [
             d for d in self.diagnostics if d.code != DiagnosticCode.UNUSED_DECLARATION
         ]
-        self._report_unused(self._all_decls)
+        self._project().report_unused(self._all_decls)
         return self._finish()
 
     # ---- renamed declarations (a rename's trial check) -----------------------------------

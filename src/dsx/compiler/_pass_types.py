@@ -29,6 +29,7 @@ __all__ = [
     "const_default",
     "const_value",
     "lower_types",
+    "mismatch",
     "resolve_type",
     "with_enum_values",
 ]
@@ -349,3 +350,46 @@ def _type_idents(t: Any) -> list[ast.Ident]:
     if isinstance(t, ast.UnionType):
         return [i for o in t.options for i in _type_idents(o)]
     return []
+
+
+def mismatch(actual: Any, expected: ir.TypeRef, types: TypeTables) -> str | None:
+    """A description of ``actual`` (a value's static type) when it cannot be ``expected``;
+    ``None`` when it fits or is unknown. ``types``: the enums, for an enum's values."""
+    ek, ak = expected.kind, actual.kind
+    if ek in ("any",) or ak == "any":
+        return None
+    if ek == "optional":
+        return mismatch(actual, expected.args[0], types)
+    if ek == "union":
+        fits = [a for a in expected.args if mismatch(actual, a, types) is None]
+        return None if fits else str(actual)
+    if ek == "literal":
+        literal = getattr(actual, "_literal", None)
+        if literal is not None:
+            return None if literal in expected.values else f'"{literal}"'
+        if ak == "str" and all(isinstance(v, str) for v in expected.values):
+            return None
+        if ak in ("int", "float", "bool") and any(type(v).__name__ == ak for v in expected.values):
+            return None
+        return str(actual)
+    if ek == "enum":
+        literal = getattr(actual, "_literal", None)
+        enum = types.enums.get(expected.name or "")
+        if (
+            literal is not None
+            and enum is not None
+            and literal not in {m.name for m in enum.members}
+        ):
+            return f'"{literal}"'
+        return None if ak in ("str", "enum") else str(actual)
+    if ek == "float":
+        return None if ak in ("int", "float") else str(actual)
+    if ek == "record":
+        return None if ak in ("dict", "record") else str(actual)
+    if ek in ("image", "history"):
+        return None if ak in ("str", ek, "dict") else str(actual)
+    if ek == ak:
+        return None
+    if ek == "tuple" and ak == "list":
+        return None
+    return str(actual) if ak in ("str", "int", "float", "bool", "list", "dict") else None

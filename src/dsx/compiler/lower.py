@@ -10,12 +10,15 @@ enums, type expressions: :class:`~dsx.compiler._pass_types.TypeTables`),
 ``_pass_signatures`` (:class:`~dsx.compiler._pass_signatures.SignatureTables`) and
 ``_pass_resources`` (``lm`` and ``retriever``:
 :class:`~dsx.compiler._pass_resources.ResourceTables`), each reporting into one
-:class:`~dsx.compiler._records.Records` (diagnostics, symbols, references). The later
-ones still live in mixin modules, one per concern: ``_lower_base`` (their state and
-helpers), ``_lower_modules``
-(modules and their statements), ``_lower_exprs`` (expressions and calls),
-``_lower_project`` (programs, data, metrics, optimize, tests), ``_lower_incremental``
-(re-checking after an edit) and ``_lower_query`` (what editors ask: scopes, types).
+:class:`~dsx.compiler._records.Records` (diagnostics, symbols, references). The project
+pass is :class:`~dsx.compiler._pass_project.ProjectPass` (programs, data, metrics,
+optimize, tests, unused warnings: :class:`~dsx.compiler._pass_project.ProjectTables`),
+which asks the module checker for what it needs through a narrow interface
+(:class:`~dsx.compiler._pass_project.Bodies`). The module headers and forward bodies
+still live in mixin modules, one per concern: ``_lower_base`` (their state and helpers),
+``_lower_modules`` (modules and their statements), ``_lower_exprs`` (expressions and
+calls), ``_lower_incremental`` (re-checking after an edit) and ``_lower_query`` (what
+editors ask: scopes, types).
 This module assembles them and drives the passes in order: :data:`PASSES` names each
 pass (declare, types, signatures, resources, module headers, forward bodies, project,
 unused), what it does and the method that runs it.
@@ -39,7 +42,6 @@ from dsx.compiler._lower_base import _b, _ModuleInfo
 from dsx.compiler._lower_exprs import ExprsMixin
 from dsx.compiler._lower_incremental import IncrementalMixin
 from dsx.compiler._lower_modules import ModulesMixin
-from dsx.compiler._lower_project import ProjectMixin
 from dsx.compiler._lower_query import QueryMixin
 from dsx.compiler._pass_declare import declare_all
 from dsx.compiler._pass_resources import lower_resources
@@ -53,7 +55,6 @@ __all__ = ["PASSES", "Lowerer", "Pass", "validate_unit"]
 class Lowerer(
     QueryMixin,
     IncrementalMixin,
-    ProjectMixin,
     ExprsMixin,
     ModulesMixin,
 ):
@@ -99,21 +100,22 @@ class Lowerer(
             self._module_forward(name)
 
     def _pass_project(self) -> None:
+        project = self._project()
         for _, decl in self._all_decls:
             if isinstance(decl, ast.ProgramDecl):
-                self._lower_program(decl)
+                project.program(decl)
             elif isinstance(decl, ast.DataDecl):
-                self._lower_data(decl)
+                project.data(decl)
             elif isinstance(decl, ast.MetricDecl):
-                self._lower_metric(decl)
+                project.metric(decl)
         for _, decl in self._all_decls:
             if isinstance(decl, ast.OptimizeDecl):
-                self._lower_optimize(decl)
+                project.optimize(decl)
             elif isinstance(decl, ast.TestDecl):
-                self._lower_test(decl)
+                project.test(decl)
 
     def _pass_unused(self) -> None:
-        self._report_unused(self._all_decls)
+        self._project().report_unused(self._all_decls)
 
     def _finish(self) -> ir.Unit:
         self.unit = _b(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dsx import ir
-from dsx.compiler._lower_project import _MODULE_OUTPUTS
+from dsx.compiler._pass_project import MODULE_OUTPUTS as _MODULE_OUTPUTS
 from dsx.compiler.symbols import Member, PredType, Reference, Symbol
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class SemanticModel:
 
     def program_io(self, name: str) -> ProgramIO | None:
         """The inputs and outputs of ``program name`` (what ``dsx run`` and tests use)."""
-        found = self._lowerer.program_io.get(name)
+        found = self._lowerer.proj_tables.program_io.get(name)
         return ProgramIO(dict(found[0]), found[1]) if found is not None else None
 
     # ---- names, types and members at a place -----------------------------------------------

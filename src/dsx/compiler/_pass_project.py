@@ -1,51 +1,125 @@
-"""Lowering of the project-level declarations: ``program``, ``data``, ``metric``,
-``optimize`` and ``test``, and the unused-declaration warnings.
+"""The *project* pass: ``program``, ``data``, ``metric``, then ``optimize`` and ``test``
+blocks, and the warnings for declarations never used.
+
+Reads the tables of the passes before it (:class:`~dsx.compiler._pass_declare.Names`,
+:class:`~dsx.compiler._pass_types.TypeTables`,
+:class:`~dsx.compiler._pass_signatures.SignatureTables`) and the checked modules; writes
+:class:`ProjectTables` and reports into :class:`~dsx.compiler._records.Records`. What it
+asks of the module checker — a program's root sub-module, a module's result, the
+expressions of a test — goes through the narrow :class:`Bodies` interface.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dsx import ir
 from dsx.compiler import _env
-from dsx.compiler._lower_base import _TOP_KINDS, LowerBase, _b, _Entry
-from dsx.compiler._lower_exprs import _mismatch
+from dsx.compiler._entries import _Entry
+from dsx.compiler._pass_declare import TOP_KINDS, Names
+from dsx.compiler._pass_signatures import SignatureTables
 from dsx.compiler._pass_types import NOT_CONST as _NOT_CONST
+from dsx.compiler._pass_types import TypeTables, mismatch
 from dsx.compiler._pass_types import const_value as _const_value
+from dsx.compiler._records import Records
 from dsx.compiler.symbols import PredType
-from dsx.diagnostics import DiagnosticCode, Edit, Fix
+from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile
 
-__all__ = ["ProjectMixin"]
-
+__all__ = ["MODULE_OUTPUTS", "Bodies", "ProjectPass", "ProjectTables"]
 
 #: Outputs the runtime's modules add to a signature's: ChainOfThought's and ReAct's.
-_MODULE_OUTPUTS = ("reasoning", "next_thought", "next_tool_name", "next_tool_args")
+MODULE_OUTPUTS = ("reasoning", "next_thought", "next_tool_name", "next_tool_args")
+_MODULE_OUTPUTS = MODULE_OUTPUTS
+_TOP_KINDS = TOP_KINDS
+_b = ir.build
 
 
-class ProjectMixin(LowerBase):
-    """``program``, ``data``, ``metric``, ``optimize`` and ``test``; unused warnings."""
+@dataclass(slots=True)
+class ProjectTables:
+    """What the project pass records: programs (with their inputs and outputs), data sets,
+    metrics, optimize blocks and tests (by ``id`` of their declaration, in file order)."""
 
-    def _lower_program(self, decl: ast.ProgramDecl) -> None:
+    programs: dict[str, ir.Program] = field(default_factory=dict)
+    program_io: dict[str, tuple[dict[str, Any], Any]] = field(default_factory=dict)
+    data: dict[str, ir.DataSet] = field(default_factory=dict)
+    metrics: dict[str, ir.Metric] = field(default_factory=dict)
+    optimizes: list[ir.Optimize] = field(default_factory=list)
+    tests: dict[int, ir.Test] = field(default_factory=dict)
+
+    def copy(self) -> ProjectTables:
+        return ProjectTables(
+            copy.copy(self.programs),
+            copy.copy(self.program_io),
+            copy.copy(self.data),
+            copy.copy(self.metrics),
+            list(self.optimizes),
+            copy.copy(self.tests),
+        )
+
+
+class Bodies(Protocol):
+    """What the project pass asks of the module checker (:mod:`dsx.compiler._lower_modules`
+    and :mod:`dsx.compiler._lower_exprs`)."""
+
+    @property
+    def modules(self) -> dict[str, Any]: ...
+    def _base_scope(self) -> dict[str, Any]: ...
+    def _submodule(
+        self, name: str, value: Any, scope: dict[str, Any], *, owner: str
+    ) -> tuple[ir.Submodule, Any]: ...
+    def _module_forward(self, name: str) -> Any: ...
+    def _expr(self, e: Any, scope: dict[str, Any]) -> tuple[Any, Any]: ...
+    def _check_assignable(
+        self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str
+    ) -> None: ...
+    def _check(self, stmt: ast.Check, scope: dict[str, Any]) -> ir.Check: ...
+
+
+class ProjectPass:
+    """The pass over one unit's project declarations (see the module docstring)."""
+
+    __slots__ = ("bodies", "names", "rec", "root", "sigs", "tables", "types")
+
+    def __init__(
+        self,
+        rec: Records,
+        names: Names,
+        types: TypeTables,
+        sigs: SignatureTables,
+        tables: ProjectTables,
+        bodies: Bodies,
+        root: str,
+    ) -> None:
+        self.rec, self.names, self.types, self.sigs = rec, names, types, sigs
+        self.tables, self.bodies, self.root = tables, bodies, root
+
+    def program(self, decl: ast.ProgramDecl) -> None:
         name = decl.name.name
-        scope = self._base_scope()
-        lowered, sub = self._submodule(name, decl.value, scope, owner=name)
-        if self.decls.get(name, (None, None))[1] is not decl:
+        scope = self.bodies._base_scope()
+        lowered, sub = self.bodies._submodule(name, decl.value, scope, owner=name)
+        if self.names.decls.get(name, (None, None))[1] is not decl:
             return
-        self.programs[name] = _b(
-            ir.Program, name=name, root=lowered, doc=decl.doc or "", loc=self._loc(decl.name.span)
+        self.tables.programs[name] = _b(
+            ir.Program,
+            name=name,
+            root=lowered,
+            doc=decl.doc or "",
+            loc=self.rec.loc(decl.name.span),
         )
         inputs: dict[str, Any] = {}
         outputs: Any = None
-        if sub.kind == "module" and sub.module in self.modules:
-            info = self.modules[sub.module]
+        if sub.kind == "module" and sub.module in self.bodies.modules:
+            info = self.bodies.modules[sub.module]
             if info.forward is not None:
                 inputs = {p.name: p for p in info.forward.params}
-            outputs = self._module_forward(sub.module)
+            outputs = self.bodies._module_forward(sub.module)
             if isinstance(outputs, ir.TypeRef) and outputs.kind == "record":
-                rec = self.records.get(outputs.name or "")  # a record result: its fields
+                rec = self.types.records.get(outputs.name or "")  # a record result: its fields
                 if rec is not None:
                     outputs = PredType(
                         name,
@@ -64,12 +138,12 @@ class ProjectMixin(LowerBase):
                 # `expect answer = ...` in a test names the signature's field: a reference.
                 {f.name: f"{sub.signature.name}.{f.name}" for f in sub.signature.outputs},
             )
-        self.program_io[name] = (inputs, outputs)
+        self.tables.program_io[name] = (inputs, outputs)
         self.rec.describe(
             name, detail=f"program {name} = {sub.module or sub.kind}({', '.join(inputs)})"
         )
 
-    def _lower_data(self, decl: ast.DataDecl) -> None:
+    def data(self, decl: ast.DataDecl) -> None:
         name = decl.name.name
         value = decl.value
         usage = (
@@ -80,14 +154,14 @@ class ProjectMixin(LowerBase):
             and isinstance(value.func, ast.NameRef)
             and value.func.name.name in ("jsonl", "csv", "json")
         ):
-            self._error(
+            self.rec.error(
                 DiagnosticCode.INVALID_DATA, f"`data {name}` must load a file: {usage}", value.span
             )
             return
         fmt = value.func.name.name
         positional = [a for a in value.args if a.name is None]
         if not positional or not isinstance(positional[0].value, ast.Str):
-            self._error(
+            self.rec.error(
                 DiagnosticCode.INVALID_DATA,
                 f"`{fmt}(...)` needs the file path as a string first: {usage}",
                 value.span,
@@ -98,13 +172,13 @@ class ProjectMixin(LowerBase):
         inputs_arg = value.kwarg("inputs")
         for arg in value.args:
             if arg.name is not None and arg.name.name != "inputs":
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_DATA,
                     f"`{fmt}(...)` accepts a path and `inputs = [...]`, not `{arg.name.name}`",
                     arg.name.span,
                 )
         if inputs_arg is None or not isinstance(inputs_arg.value, ast.ListExpr):
-            self._error(
+            self.rec.error(
                 DiagnosticCode.INVALID_DATA,
                 f"`{fmt}(...)` needs `inputs = [...]` naming the input fields of each example",
                 value.span,
@@ -116,7 +190,7 @@ class ProjectMixin(LowerBase):
                 elif isinstance(item, ast.Str):
                     inputs.append(item.value)
                 else:
-                    self._error(
+                    self.rec.error(
                         DiagnosticCode.INVALID_DATA, "each input must be a field name", item.span
                     )
         base_dir = str(Path(decl.span.file).parent)
@@ -125,56 +199,56 @@ class ProjectMixin(LowerBase):
         except (OSError, ValueError):
             exists = False
         if not exists:
-            self._error(
+            self.rec.error(
                 DiagnosticCode.INVALID_DATA,
                 f"data file `{path}` does not exist (relative to {Path(decl.span.file).name})",
                 positional[0].value.span,
                 severity="warning",
             )
-        self.data[name] = _b(
+        self.tables.data[name] = _b(
             ir.DataSet,
             name=name,
             format=fmt,
             path=path,
             base_dir=base_dir,
             inputs=tuple(inputs),
-            loc=self._loc(decl.name.span),
+            loc=self.rec.loc(decl.name.span),
         )
 
-    def _lower_metric(self, decl: ast.MetricDecl) -> None:
+    def metric(self, decl: ast.MetricDecl) -> None:
         name = decl.name.name
         value = decl.value
         metric: ir.Metric | None = None
         if isinstance(value, ast.Attr) and isinstance(value.obj, ast.NameRef):
             alias = value.obj.name.name
-            if alias in self.python:
-                self._ref(value.obj.name.span, alias)
-                names = self._python_names.get(alias)
+            if alias in self.names.python:
+                self.rec.ref(value.obj.name.span, alias)
+                names = self.names.python_names.get(alias)
                 if names is not None and value.name.name not in names:
-                    self._unknown(
+                    self.rec.unknown(
                         DiagnosticCode.UNKNOWN_NAME,
-                        f"name in Python module `{self.python[alias].module}`:",
+                        f"name in Python module `{self.names.python[alias].module}`:",
                         value.name,
                         names,
                     )
                 metric = _b(
                     ir.Metric,
                     name=name,
-                    python=f"{self.python[alias].module}:{value.name.name}",
-                    loc=self._loc(decl.name.span),
+                    python=f"{self.names.python[alias].module}:{value.name.name}",
+                    loc=self.rec.loc(decl.name.span),
                 )
             else:
-                self._unknown(
+                self.rec.unknown(
                     DiagnosticCode.UNKNOWN_NAME,
                     "Python module alias",
                     value.obj.name,
-                    self.python,
+                    self.names.python,
                     'declare it with `use python "module" as alias`',
                 )
                 return
         elif isinstance(value, ast.NameRef) and value.name.name in _env.BUILTIN_METRICS:
             metric = _b(
-                ir.Metric, name=name, builtin=value.name.name, loc=self._loc(decl.name.span)
+                ir.Metric, name=name, builtin=value.name.name, loc=self.rec.loc(decl.name.span)
             )
         elif (
             isinstance(value, ast.Call)
@@ -185,7 +259,7 @@ class ProjectMixin(LowerBase):
             for arg in value.args:
                 v = _const_value(arg.value)
                 if arg.name is None or v is _NOT_CONST:
-                    self._error(
+                    self.rec.error(
                         DiagnosticCode.WRONG_DECLARATION_KIND,
                         "built-in metric settings are `name = constant`",
                         arg.span,
@@ -197,10 +271,10 @@ class ProjectMixin(LowerBase):
                 name=name,
                 builtin=value.func.name.name,
                 kwargs=tuple(kwargs),
-                loc=self._loc(decl.name.span),
+                loc=self.rec.loc(decl.name.span),
             )
         elif isinstance(value, ast.NameRef):
-            self._unknown(
+            self.rec.unknown(
                 DiagnosticCode.UNKNOWN_NAME,
                 "metric",
                 value.name,
@@ -209,37 +283,37 @@ class ProjectMixin(LowerBase):
             )
             return
         else:
-            self._error(
+            self.rec.error(
                 DiagnosticCode.WRONG_DECLARATION_KIND,
                 "a metric is a Python function (`alias.name`) or a built-in (exact_match, f1, passage_match, answer_in_context)",
                 value.span,
             )
             return
-        if self.decls.get(name, (None, None))[1] is decl:
-            self.metrics[name] = metric
+        if self.names.decls.get(name, (None, None))[1] is decl:
+            self.tables.metrics[name] = metric
 
     def _lookup(self, ident: ast.Ident, kind: str) -> bool:
-        found_kind, _ = self.decls.get(ident.name, (None, None))
+        found_kind, _ = self.names.decls.get(ident.name, (None, None))
         if found_kind == kind:
-            self._ref(ident.span, ident.name)
+            self.rec.ref(ident.span, ident.name)
             return True
         if found_kind is not None:
-            self._ref(ident.span, ident.name)
-            self._error(
+            self.rec.ref(ident.span, ident.name)
+            self.rec.error(
                 DiagnosticCode.WRONG_DECLARATION_KIND,
                 f"`{ident.name}` is {_env.a(found_kind)}, not {_env.a(kind)}",
                 ident.span,
             )
         else:
-            self._unknown(
+            self.rec.unknown(
                 DiagnosticCode.UNKNOWN_NAME,
                 kind,
                 ident,
-                [n for n, (k, _) in self.decls.items() if k == kind],
+                [n for n, (k, _) in self.names.decls.items() if k == kind],
             )
         return False
 
-    def _lower_optimize(self, decl: ast.OptimizeDecl) -> None:
+    def optimize(self, decl: ast.OptimizeDecl) -> None:
         program = decl.target.name
         ok = self._lookup(decl.target, "program")
         optimizer, settings = "", []
@@ -252,7 +326,7 @@ class ProjectMixin(LowerBase):
                 fix = (
                     Fix(f"replace with `{guess}`", (Edit(item.key.span, guess),)) if guess else None
                 )
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_OPTIMIZE,
                     f"unknown optimize setting `{key}`"
                     + (
@@ -269,7 +343,7 @@ class ProjectMixin(LowerBase):
                 if isinstance(v, ast.NameRef):
                     v = ast.Call(v, (), v.span)
                 if not (isinstance(v, ast.Call) and isinstance(v.func, ast.NameRef)):
-                    self._error(
+                    self.rec.error(
                         DiagnosticCode.INVALID_OPTIMIZE,
                         "`with` takes an optimizer, e.g. `with BootstrapFewShot(max_bootstrapped_demos = 4)`",
                         v.span,
@@ -281,14 +355,14 @@ class ProjectMixin(LowerBase):
                 if (
                     isinstance(v, ast.NameRef)
                     and v.name.name == "tests"
-                    and "tests" not in self.decls
+                    and "tests" not in self.names.decls
                 ):
                     value = "tests"
                 elif isinstance(v, ast.NameRef) and self._lookup(v.name, "data"):
                     value = v.name.name
                 else:
                     if not isinstance(v, ast.NameRef):
-                        self._error(
+                        self.rec.error(
                             DiagnosticCode.INVALID_OPTIMIZE,
                             f"`{key}` takes a data name (or `tests`)",
                             v.span,
@@ -302,14 +376,14 @@ class ProjectMixin(LowerBase):
                 if isinstance(v, ast.NameRef) and self._lookup(v.name, "metric"):
                     metric = v.name.name
                 elif not isinstance(v, ast.NameRef):
-                    self._error(
+                    self.rec.error(
                         DiagnosticCode.INVALID_OPTIMIZE, "`metric` takes a metric name", v.span
                     )
             elif key == "lm":
                 if isinstance(v, ast.Str):
                     lm = v.value
                 else:
-                    self._error(
+                    self.rec.error(
                         DiagnosticCode.INVALID_OPTIMIZE,
                         '`lm` takes a model string, e.g. `lm "openai/gpt-4o-mini"`',
                         v.span,
@@ -322,16 +396,18 @@ class ProjectMixin(LowerBase):
                 ):
                     seed = v.value
                 else:
-                    self._error(DiagnosticCode.INVALID_OPTIMIZE, "`seed` takes an integer", v.span)
+                    self.rec.error(
+                        DiagnosticCode.INVALID_OPTIMIZE, "`seed` takes an integer", v.span
+                    )
         for key, val in (("with", optimizer), ("train", train), ("metric", metric)):
             if not val and not any(i.key.name == key for i in decl.items):
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_OPTIMIZE,
                     f"optimize `{program}` needs `{key} ...`",
                     decl.target.span,
                 )
         if ok and optimizer and metric:
-            self.optimizes.append(
+            self.tables.optimizes.append(
                 _b(
                     ir.Optimize,
                     program=program,
@@ -342,7 +418,7 @@ class ProjectMixin(LowerBase):
                     metric=metric,
                     lm=lm,
                     seed=seed,
-                    loc=self._loc(decl.target.span),
+                    loc=self.rec.loc(decl.target.span),
                 )
             )
 
@@ -353,7 +429,7 @@ class ProjectMixin(LowerBase):
         info = _env.optimizer_info(ident.name)
         available = ", ".join(sorted(_env.OPTIMIZERS))
         if info is None:
-            self._unknown(
+            self.rec.unknown(
                 DiagnosticCode.INVALID_OPTIMIZE,
                 "optimizer",
                 ident,
@@ -361,7 +437,7 @@ class ProjectMixin(LowerBase):
                 f"optimizers: {available}",
             )
         elif not info.available:
-            self._error(
+            self.rec.error(
                 DiagnosticCode.INVALID_OPTIMIZE,
                 f"the optimizer `{ident.name}` ({info.doc}) is not available in this version "
                 f"of dsx; available: {available}",
@@ -371,7 +447,7 @@ class ProjectMixin(LowerBase):
         for arg in call.args:
             cv = _const_value(arg.value)
             if arg.name is None or cv is _NOT_CONST:
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_OPTIMIZE,
                     "optimizer settings are `name = constant`",
                     arg.span,
@@ -384,7 +460,7 @@ class ProjectMixin(LowerBase):
             setting = info.settings.get(key)
             settable = [n for n, s in info.settings.items() if s.settable and n != "metric"]
             if setting is None:
-                self._unknown(
+                self.rec.unknown(
                     DiagnosticCode.INVALID_OPTIMIZE,
                     f"{info.name} setting",
                     arg.name,
@@ -392,36 +468,40 @@ class ProjectMixin(LowerBase):
                     f"{info.name} takes: {', '.join(settable)}",
                 )
             elif key == "metric":
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_OPTIMIZE,
                     "the optimizer's `metric` comes from the block's `metric` line",
                     arg.name.span,
                 )
             elif not setting.settable:
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_OPTIMIZE,
                     f"`{key}` takes a Python object, which a .dsx file cannot give; set it "
                     "from Python",
                     arg.name.span,
                 )
             elif (problem := setting.check(cv)) is not None:
-                self._error(DiagnosticCode.INVALID_OPTIMIZE, problem, arg.value.span)
+                self.rec.error(DiagnosticCode.INVALID_OPTIMIZE, problem, arg.value.span)
             else:
                 settings.append((key, cv))
         return settings
 
-    def _lower_test(self, decl: ast.TestDecl) -> None:
+    def test(self, decl: ast.TestDecl) -> None:
         program = decl.program.name
         known = self._lookup(decl.program, "program")
-        inputs, outputs = self.program_io.get(program, ({}, None)) if known else ({}, None)
-        scope = self._base_scope()
+        inputs, outputs = self.tables.program_io.get(program, ({}, None)) if known else ({}, None)
+        scope = self.bodies._base_scope()
         scope["result"] = _Entry("result", outputs)
         given, expect, checks, replies = [], [], [], []
-        root = self.programs[program].root if known and program in self.programs else None
+        root = (
+            self.tables.programs[program].root
+            if known and program in self.tables.programs
+            else None
+        )
         for item in decl.items:
             if isinstance(item, ast.GivenItem):
                 if known and inputs and item.name.name not in inputs:
-                    self._unknown(
+                    self.rec.unknown(
                         DiagnosticCode.INVALID_TEST,
                         f"input of program `{program}`:",
                         item.name,
@@ -431,10 +511,10 @@ class ProjectMixin(LowerBase):
                     # `given question = ...` names the program's input: a reference to it.
                     owner = f"{root.module}.forward" if root.kind == "module" else root.signature
                     if owner:
-                        self._ref(item.name.span, f"{owner}.{item.name.name}")
-                value, vtype = self._expr(item.value, scope)
+                        self.rec.ref(item.name.span, f"{owner}.{item.name.name}")
+                value, vtype = self.bodies._expr(item.value, scope)
                 if item.name.name in inputs:
-                    self._check_assignable(
+                    self.bodies._check_assignable(
                         vtype,
                         getattr(inputs[item.name.name], "type", None),
                         item.value.span,
@@ -443,15 +523,15 @@ class ProjectMixin(LowerBase):
                 given.append((item.name.name, value))
             elif isinstance(item, ast.ExpectItem):
                 if known and isinstance(outputs, PredType) and item.name.name not in outputs.fields:
-                    self._unknown(
+                    self.rec.unknown(
                         DiagnosticCode.INVALID_TEST,
                         f"output of program `{program}`:",
                         item.name,
                         outputs.fields,
                     )
                 elif isinstance(outputs, PredType) and item.name.name in outputs.keys:
-                    self._ref(item.name.span, outputs.keys[item.name.name])
-                value, vtype = self._expr(item.value, scope)
+                    self.rec.ref(item.name.span, outputs.keys[item.name.name])
+                value, vtype = self.bodies._expr(item.value, scope)
                 ftype = (
                     outputs.fields.get(item.name.name) if isinstance(outputs, PredType) else None
                 )
@@ -459,7 +539,7 @@ class ProjectMixin(LowerBase):
                     checks.append(self._nested_expect(item, ftype, value, vtype, program))
                     continue
                 if isinstance(outputs, PredType) and item.name.name in outputs.fields:
-                    self._check_assignable(
+                    self.bodies._check_assignable(
                         vtype,
                         outputs.fields[item.name.name],
                         item.value.span,
@@ -469,17 +549,17 @@ class ProjectMixin(LowerBase):
             elif isinstance(item, ast.ReplyItem):
                 replies.append(self._reply(item, scope))
             elif isinstance(item, ast.Check):
-                checks.append(self._check(item, scope))
+                checks.append(self.bodies._check(item, scope))
         if known and inputs:
             given_names = {g for g, _ in given}
             missing = [n for n, p in inputs.items() if n not in given_names and not _has_default(p)]
             if missing:
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_TEST,
                     f"test `{decl.name.name}` gives no value for {', '.join(f'`{m}`' for m in missing)} (add `given {missing[0]} = ...`)",
                     decl.name.span,
                 )
-        self.tests[id(decl)] = _b(
+        self.tables.tests[id(decl)] = _b(
             ir.Test,
             name=decl.name.name,
             program=program,
@@ -487,7 +567,7 @@ class ProjectMixin(LowerBase):
             expect=tuple(expect),
             checks=tuple(checks),
             replies=tuple(replies),
-            loc=self._loc(decl.name.span),
+            loc=self.rec.loc(decl.name.span),
         )
 
     def _reply(self, item: ast.ReplyItem, scope: dict[str, Any]) -> Any:
@@ -495,48 +575,48 @@ class ProjectMixin(LowerBase):
         field an output of some signature (or a field the runtime's modules add), its
         value of a type that output takes. Lowered to a string or a dict expression."""
         if item.text is not None:
-            return self._expr(item.text, scope)[0]
+            return self.bodies._expr(item.text, scope)[0]
         outputs: dict[str, list[tuple[str, ir.TypeRef]]] = {}
         # declared signatures and inline ones (`Predict("answer -> plausible: bool")`)
-        for sig in [*self.signatures.values(), *self._extra_signatures.values()]:
+        for sig in [*self.sigs.signatures.values(), *self.sigs.inline.values()]:
             for f in sig.outputs:
                 outputs.setdefault(f.name, []).append((sig.name, f.type))
         keys, values, seen = [], [], set()
-        for field in item.fields:
-            name = field.name.name
-            value, vtype = self._expr(field.value, scope)
+        for part in item.fields:
+            name = part.name.name
+            value, vtype = self.bodies._expr(part.value, scope)
             if name in seen:
-                self._error(
-                    DiagnosticCode.INVALID_REPLY, f"the reply gives `{name}` twice", field.name.span
+                self.rec.error(
+                    DiagnosticCode.INVALID_REPLY, f"the reply gives `{name}` twice", part.name.span
                 )
             seen.add(name)
             owners = outputs.get(name)
             if owners is None and name not in _MODULE_OUTPUTS:
-                self._unknown(
+                self.rec.unknown(
                     DiagnosticCode.INVALID_REPLY,
                     "output of any signature (a scripted reply gives output values):",
-                    field.name,
+                    part.name,
                     [*outputs, *_MODULE_OUTPUTS],
                 )
             elif owners is not None:
-                self._ref(field.name.span, f"{owners[0][0]}.{name}")
+                self.rec.ref(part.name.span, f"{owners[0][0]}.{name}")
                 problems = [
                     (t, p)
                     for _, t in owners
                     if vtype is not None
                     and not isinstance(vtype, PredType)
-                    and (p := _mismatch(vtype, t, self))
+                    and (p := mismatch(vtype, t, self.types))
                 ]
                 if len(problems) == len(owners) and problems:
                     t, p = problems[0]
-                    self._error(
+                    self.rec.error(
                         DiagnosticCode.INVALID_REPLY,
                         f"output `{name}` of `{owners[0][0]}` expects {t}, got {p}",
-                        field.value.span,
+                        part.value.span,
                     )
             keys.append(_b(ir.Const, value=name))
             values.append(value)
-        return _b(ir.Dict, keys=tuple(keys), values=tuple(values), loc=self._loc(item.span))
+        return _b(ir.Dict, keys=tuple(keys), values=tuple(values), loc=self.rec.loc(item.span))
 
     def _nested_expect(
         self, item: ast.ExpectItem, ftype: Any, value: Any, vtype: Any, program: str
@@ -549,22 +629,22 @@ class ProjectMixin(LowerBase):
             if isinstance(ftype, ir.TypeRef) and ftype.kind == "optional":
                 ftype = ftype.args[0]
             rec = (
-                self.records.get(ftype.name or "")
+                self.types.records.get(ftype.name or "")
                 if isinstance(ftype, ir.TypeRef) and ftype.kind == "record"
                 else None
             )
             if rec is not None:
                 fields = {f.name: f.type for f in rec.fields}
                 if ident.name in fields:
-                    self._ref(ident.span, f"{rec.name}.{ident.name}")
+                    self.rec.ref(ident.span, f"{rec.name}.{ident.name}")
                     ftype = fields[ident.name]
                 else:
-                    self._unknown(
+                    self.rec.unknown(
                         DiagnosticCode.INVALID_TEST, f"field of `{rec.name}`:", ident, fields
                     )
                     ftype = None
             elif ftype is not None and getattr(ftype, "kind", None) not in ("any", "dict"):
-                self._error(
+                self.rec.error(
                     DiagnosticCode.INVALID_TEST,
                     f"`{path}` of program `{program}` is {ftype}, which has no fields",
                     ident.span,
@@ -575,7 +655,7 @@ class ProjectMixin(LowerBase):
             path += "." + ident.name
             target = _b(ir.Attr, obj=target, name=ident.name)
         if isinstance(ftype, ir.TypeRef):
-            self._check_assignable(
+            self.bodies._check_assignable(
                 vtype, ftype, item.value.span, f"`{path}` of program `{program}`"
             )
         message = _b(ir.FString, parts=(f"expected {path} = ", value, ", got ", target))
@@ -584,11 +664,11 @@ class ProjectMixin(LowerBase):
             severity="assert",
             cond=_b(ir.BinOp, op="==", left=target, right=value),
             message=message,
-            loc=self._loc(item.span),
+            loc=self.rec.loc(item.span),
         )
 
-    def _report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None:
-        used = {r.key for r in self.references}
+    def report_unused(self, all_decls: list[tuple[ParsedFile, Any]]) -> None:
+        used = {r.key for r in self.rec.references}
         for pf, decl in all_decls:
             if pf.source.path != self.root:
                 continue
@@ -597,10 +677,10 @@ class ProjectMixin(LowerBase):
             if kind in (None, "program", "data", "metric"):
                 continue
             ident = decl.alias if isinstance(decl, ast.UseDecl) else decl.name
-            if ident.name in self._broken_words:
+            if ident.name in self.rec.broken_words:
                 continue  # perhaps used by a block with a syntax error
-            if ident.name not in used and self.decls.get(ident.name, (None, None))[1] is decl:
-                self._error(
+            if ident.name not in used and self.names.decls.get(ident.name, (None, None))[1] is decl:
+                self.rec.error(
                     DiagnosticCode.UNUSED_DECLARATION,
                     f"{kind} `{ident.name}` is never used",
                     ident.span,
