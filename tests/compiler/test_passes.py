@@ -115,3 +115,76 @@ def test_editing_a_module_declared_twice_rechecks_without_crashing():
         "    forward(question: str) {\n        return answer(question = question)\n    }\n}\n"
     )
     _edit_then_compare(text, text.replace("return answer(", "draft = 1\n        return answer("))
+
+
+PROJECT = """\
+lm fast = "openai/gpt-4o-mini" { temperature = 0 }
+
+signature QA {
+    in  question: str
+    out answer: str
+}
+
+module Answer {
+    qa = Predict(QA, lm = fast)
+
+    forward(question: str) {
+        return qa(question = question)
+    }
+}
+
+program answer = Answer()
+
+test paris for answer {
+    given  question = "capital of France?"
+    expect answer = 3
+}
+"""
+
+
+def test_every_pass_runs_over_explicit_tables_without_a_lowerer():
+    """declare → types → signatures → resources → module checker → project, each given the
+    tables it reads: what a Lowerer runs, with no Lowerer."""
+    from dsx.compiler._entries import _ModuleInfo
+    from dsx.compiler._lower_modules import ModuleChecker
+    from dsx.compiler._pass_project import ProjectPass, ProjectTables
+    from dsx.compiler._pass_resources import ResourceTables, lower_resources
+    from dsx.compiler._pass_signatures import SignatureTables, lower_signatures
+
+    pf = parse(PROJECT, "/tmp/project.dsx")
+    rec = Records({pf.source.path: pf.source})
+    names, types, sigs, res = Names(), TypeTables(), SignatureTables(), ResourceTables()
+    decls = [(pf, d) for d in pf.decls]
+    plain = [d for _, d in decls]
+    declare_all(rec, names, decls)
+    lower_types(rec, names, types, plain)
+    lower_signatures(rec, names, types, sigs, plain)
+    lower_resources(rec, names, res, plain)
+    modules: dict[str, _ModuleInfo] = {}
+    checker = ModuleChecker(rec, names, types, sigs, res, modules)
+    for d in plain:
+        if isinstance(d, ast.ModuleDecl):
+            modules[d.name.name] = _ModuleInfo(d)
+            checker._module_header(modules[d.name.name])
+    for name in list(modules):
+        checker._module_forward(name)
+    project = ProjectTables()
+    step = ProjectPass(rec, names, types, sigs, project, checker, pf.source.path)
+    for d in plain:
+        if isinstance(d, ast.ProgramDecl):
+            step.program(d)
+    for d in plain:
+        if isinstance(d, ast.TestDecl):
+            step.test(d)
+    assert set(res.lms) == {"fast"} and modules["Answer"].forward is not None
+    assert set(project.programs) == {"answer"}
+    inputs, outputs = project.program_io["answer"]
+    assert list(inputs) == ["question"] and set(outputs.fields) == {"answer"}
+    [test] = project.tests.values()
+    assert test.name == "paris" and test.given[0][0] == "question"
+    # the one problem, reported by the project pass into the shared records
+    [problem] = [d for d in rec.diagnostics if d.severity == "error"]
+    assert "output `answer` of program `answer`" in problem.message
+    # and a full check agrees
+    full = analyze_source(PROJECT, "/tmp/project.dsx")
+    assert [d.message for d in full.errors] == [problem.message]

@@ -1,12 +1,9 @@
-"""Shared state and small helpers of the lowerer (see :mod:`dsx.compiler.lower`).
+"""The tables the checker's passes share, and small helpers (see :mod:`dsx.compiler.lower`).
 
-The first passes (declare, types, signatures, resources) are functions over their own
-tables (``_pass_declare``, ``_pass_types``, ``_pass_signatures``, ``_pass_resources``), and
-the project pass a class over its own (``_pass_project``), all reporting into one
-:class:`~dsx.compiler._records.Records`. The module headers and forwards are mixins, one
-per concern (``_lower_modules``, ``_lower_exprs``, ``_lower_incremental``). They all derive from :class:`LowerBase`, which holds the pass
-tables (and exposes them under the names the mixins use), the later passes' state, and
-declares, for the type checker only, the methods that one mixin calls on another.
+:class:`CheckerBase` is what the module checker is made over (the tables of the passes
+before it, and the modules it writes); :class:`LowerBase` adds the files, the project
+pass's tables and the unit, for the :class:`~dsx.compiler.lower.Lowerer`. Both expose the
+tables under short names (``decls``, ``records``, ``signatures``...).
 """
 
 from __future__ import annotations
@@ -28,39 +25,40 @@ from dsx.diagnostics import Diagnostic, SourceFile, Span
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile
 
-__all__ = ["LowerBase", "_ANY", "_TOP_KINDS", "_Entry", "_ModuleInfo", "_Sub", "_b"]
+__all__ = ["CheckerBase", "LowerBase", "_ANY", "_TOP_KINDS", "_Entry", "_ModuleInfo", "_Sub", "_b"]
 
 _TOP_KINDS = TOP_KINDS
 _b = ir.build
 _ANY = ANY
 
 
-class LowerBase:
-    """The lowerer's state and helpers; :class:`dsx.compiler.lower.Lowerer` adds the passes."""
+class CheckerBase:
+    """The tables the module checker reads and writes, and its helpers.
 
-    def __init__(self, files: list[ParsedFile], root: str) -> None:
-        self.files = files
-        self.root = root
-        # What each pass records (see `dsx.compiler.lower.PASSES`): every pass reports into
-        # `rec`; declare writes `names`, types `type_tables`, signatures `sig_tables`,
-        # resources `res_tables`.
-        self.rec = Records({f.source.path: f.source for f in files})
-        self.names = Names()
-        self.type_tables = TypeTables()
-        self.sig_tables = SignatureTables()
-        self.res_tables = ResourceTables()
-        self.modules: dict[str, _ModuleInfo] = {}
-        self.proj_tables = ProjectTables()
-        self._all_decls: list[tuple[ParsedFile, Any]] = []
-        self.unit: ir.Unit | None = None
+    :class:`~dsx.compiler._lower_modules.ModuleChecker` (module headers and forward bodies,
+    on :class:`~dsx.compiler._lower_exprs.ExprChecker`) is made over the tables the passes
+    before it built — ``rec`` (every pass reports into it), ``names`` (declare),
+    ``type_tables`` (types), ``sig_tables`` (signatures), ``res_tables`` (resources) — and
+    writes ``modules``; the lowerer shares the same objects.
+    """
+
+    def __init__(
+        self,
+        rec: Records,
+        names: Names,
+        type_tables: TypeTables,
+        sig_tables: SignatureTables,
+        res_tables: ResourceTables,
+        modules: dict[str, _ModuleInfo],
+    ) -> None:
+        self.rec = rec
+        self.names = names
+        self.type_tables = type_tables
+        self.sig_tables = sig_tables
+        self.res_tables = res_tables
+        self.modules = modules
         self._forward_owner: str | None = None  # the module whose forward is being lowered
         self._loop_depth = 0  # loops around the statement being lowered (break/continue)
-        self.collect_broken()
-
-    def collect_broken(self) -> None:
-        """What blocks with syntax errors name (again after an edit: :attr:`files` changed);
-        see :meth:`Records.collect_broken`."""
-        self.rec.collect_broken(self.files)
 
     # ---- the pass records, by the names the passes below use -------------------------------
     @property
@@ -131,52 +129,6 @@ class LowerBase:
     def _extra_signatures(self, value: dict[str, ir.Signature]) -> None:
         self.sig_tables.inline = value
 
-    @property
-    def programs(self) -> dict[str, ir.Program]:
-        """The IR of each program (the project pass's, as are the tables below)."""
-        return self.proj_tables.programs
-
-    @property
-    def program_io(self) -> dict[str, tuple[dict[str, Any], Any]]:
-        return self.proj_tables.program_io
-
-    @property
-    def data(self) -> dict[str, ir.DataSet]:
-        return self.proj_tables.data
-
-    @property
-    def metrics(self) -> dict[str, ir.Metric]:
-        return self.proj_tables.metrics
-
-    @property
-    def optimizes(self) -> list[ir.Optimize]:
-        return self.proj_tables.optimizes
-
-    @optimizes.setter
-    def optimizes(self, value: list[ir.Optimize]) -> None:
-        self.proj_tables.optimizes = value
-
-    @property
-    def tests(self) -> dict[int, ir.Test]:
-        """``id(TestDecl)`` -> its IR, in file order."""
-        return self.proj_tables.tests
-
-    @tests.setter
-    def tests(self, value: dict[int, ir.Test]) -> None:
-        self.proj_tables.tests = value
-
-    def _project(self) -> ProjectPass:
-        """The project pass over this lowerer's tables (cheap: made where it is run)."""
-        return ProjectPass(
-            self.rec,
-            self.names,
-            self.type_tables,
-            self.sig_tables,
-            self.proj_tables,
-            self,  # the module checker: see `ProjectPass`'s `Bodies`
-            self.root,
-        )
-
     # ---- helpers --------------------------------------------------------------------------
     def _loc(self, span: Span) -> ir.Loc | None:
         return self.rec.loc(span)
@@ -224,8 +176,8 @@ class LowerBase:
         return scope
 
     if TYPE_CHECKING:
-        # What one mixin calls on another, so that each mixin type-checks on its own;
-        # mypy checks the implementations against these signatures.
+        # What the expression checker calls on the module checker (its subclass), so that
+        # each type-checks on its own; mypy checks the implementations against these.
         def _module_header(self, info: _ModuleInfo) -> None: ...
         def _module_forward(self, name: str) -> Any: ...
         def _submodule(
@@ -241,3 +193,84 @@ class LowerBase:
             self, actual: Any, expected: ir.TypeRef | None, span: Span, what: str
         ) -> None: ...
         def _finish(self) -> ir.Unit: ...
+
+
+class LowerBase(CheckerBase):
+    """The lowerer's state: the files, every pass's tables (the module checker's above, the
+    project pass's :class:`~dsx.compiler._pass_project.ProjectTables`), and the unit;
+    :class:`dsx.compiler.lower.Lowerer` adds the passes."""
+
+    def __init__(self, files: list[ParsedFile], root: str) -> None:
+        super().__init__(
+            Records({f.source.path: f.source for f in files}),
+            Names(),
+            TypeTables(),
+            SignatureTables(),
+            ResourceTables(),
+            {},
+        )
+        self.files = files
+        self.root = root
+        self.proj_tables = ProjectTables()
+        self._all_decls: list[tuple[ParsedFile, Any]] = []
+        self.unit: ir.Unit | None = None
+        self.collect_broken()
+
+    def collect_broken(self) -> None:
+        """What blocks with syntax errors name (again after an edit: :attr:`files` changed);
+        see :meth:`Records.collect_broken`."""
+        self.rec.collect_broken(self.files)
+
+    @property
+    def programs(self) -> dict[str, ir.Program]:
+        """The IR of each program (the project pass's, as are the tables below)."""
+        return self.proj_tables.programs
+
+    @property
+    def program_io(self) -> dict[str, tuple[dict[str, Any], Any]]:
+        return self.proj_tables.program_io
+
+    @property
+    def data(self) -> dict[str, ir.DataSet]:
+        return self.proj_tables.data
+
+    @property
+    def metrics(self) -> dict[str, ir.Metric]:
+        return self.proj_tables.metrics
+
+    @property
+    def optimizes(self) -> list[ir.Optimize]:
+        return self.proj_tables.optimizes
+
+    @optimizes.setter
+    def optimizes(self, value: list[ir.Optimize]) -> None:
+        self.proj_tables.optimizes = value
+
+    @property
+    def tests(self) -> dict[int, ir.Test]:
+        """``id(TestDecl)`` -> its IR, in file order."""
+        return self.proj_tables.tests
+
+    @tests.setter
+    def tests(self, value: dict[int, ir.Test]) -> None:
+        self.proj_tables.tests = value
+
+    def _project(self) -> ProjectPass:
+        """The project pass over this lowerer's tables (cheap: made where it is run)."""
+        return ProjectPass(
+            self.rec,
+            self.names,
+            self.type_tables,
+            self.sig_tables,
+            self.proj_tables,
+            self.checker,  # what the project pass asks of the module checker
+            self.root,
+        )
+
+    if TYPE_CHECKING:
+        # Made by `dsx.compiler.lower.Lowerer` (which imports the checker's modules).
+        from dsx.compiler._lower_modules import ModuleChecker
+
+        checker: ModuleChecker
+
+        def _make_checker(self) -> ModuleChecker: ...

@@ -8,7 +8,7 @@ from typing import Any
 
 from dsx import ir
 from dsx.compiler import _env
-from dsx.compiler._lower_base import _ANY, LowerBase, _b, _Entry, _Sub
+from dsx.compiler._lower_base import _ANY, CheckerBase, _b, _Entry, _Sub
 from dsx.compiler._pass_types import mismatch
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span, make
@@ -17,10 +17,10 @@ from dsx.grammar.lexspec import UNSUPPORTED_STATEMENTS, unsupported_message
 from dsx.grammar.parser import parse_expr_text
 from dsx.retrievers import Passage
 
-__all__ = ["ExprsMixin"]
+__all__ = ["ExprChecker"]
 
 
-class ExprsMixin(LowerBase):
+class ExprChecker(CheckerBase):
     """Expressions: names, attributes, calls (checked against their targets), strings."""
 
     def _expr(self, e: Any, scope: dict[str, _Entry]) -> tuple[Any, Any]:

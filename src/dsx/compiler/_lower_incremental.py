@@ -16,13 +16,15 @@ from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode
 from dsx.grammar import ast
 
-__all__ = ["IncrementalMixin"]
+__all__ = ["Rechecking"]
 
 _RESOURCES = (ast.LmDecl, ast.RetrieverDecl)
 
 
-class IncrementalMixin(LowerBase):
-    """Re-checking after an edit: :meth:`relower`."""
+class Rechecking(LowerBase):
+    """Re-checking after an edit (:meth:`relower`) and trial copies (:meth:`fork`): the
+    half of the lowerer that re-runs passes; :class:`dsx.compiler.lower.Lowerer` adds the
+    full run."""
 
     _renames_ok = False  # set by each relower call
 
@@ -40,6 +42,8 @@ class IncrementalMixin(LowerBase):
         other.sig_tables = self.sig_tables.copy()
         other.proj_tables = self.proj_tables.copy()
         other.res_tables = self.res_tables.copy()
+        other.modules = copy.copy(self.modules)
+        other.checker = other._make_checker()  # over the copies
         return other
 
     def relower(self, changes: list[tuple[Any, Any]], *, renames: bool = False) -> ir.Unit | None:
@@ -99,8 +103,8 @@ class IncrementalMixin(LowerBase):
                     detail=f"module {new.name.name}",
                     doc=new.doc or "",
                 )
-                self._module_header(info)
-                self._module_forward(new.name.name)
+                self.checker._module_header(info)
+                self.checker._module_forward(new.name.name)
                 if not _same_result(previous.returns, info.returns):
                     # What calls it sees another result: re-check those too.
                     return self._relower_dependents(changes, resumed=True)
@@ -256,9 +260,9 @@ class IncrementalMixin(LowerBase):
         for decl in modules:
             self.modules[decl.name.name] = _ModuleInfo(decl)
         for decl in modules:
-            self._module_header(self.modules[decl.name.name])
+            self.checker._module_header(self.modules[decl.name.name])
         for decl in modules:
-            self._module_forward(decl.name.name)
+            self.checker._module_forward(decl.name.name)
         project = self._project()
         for decl in order:
             if isinstance(decl, ast.ProgramDecl):

@@ -10,16 +10,17 @@ from typing import Any
 
 from dsx import ir
 from dsx.compiler import _env
-from dsx.compiler._lower_base import LowerBase, _b, _Entry, _ModuleInfo, _Sub
+from dsx.compiler._lower_base import _b, _Entry, _ModuleInfo, _Sub
+from dsx.compiler._lower_exprs import ExprChecker
 from dsx.compiler._pass_resources import resource_arg
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span
 from dsx.grammar import ast
 
-__all__ = ["ModulesMixin"]
+__all__ = ["ModuleChecker"]
 
 
-class ModulesMixin(LowerBase):
+class ModuleChecker(ExprChecker):
     """Module headers and members, and the statements of ``forward`` bodies."""
 
     def _module_header(self, info: _ModuleInfo) -> None:

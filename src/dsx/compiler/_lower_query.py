@@ -1,7 +1,7 @@
 """Queries an editor asks of a checked unit: which names are visible where, the static type
 of an expression, the members of a type, the inputs a call takes.
 
-Nothing here changes the lowerer's results: inference runs quietly (diagnostics and
+Nothing here changes the checker's results: inference runs quietly (diagnostics and
 references it would record are dropped).
 """
 
@@ -11,14 +11,23 @@ from typing import Any
 
 from dsx import ir
 from dsx.compiler import _env
-from dsx.compiler._lower_base import LowerBase, _Entry, _Sub
+from dsx.compiler._entries import _Entry, _Sub
+from dsx.compiler._lower_modules import ModuleChecker
+from dsx.compiler._pass_project import ProjectTables
 from dsx.compiler.symbols import Member, PredType
 
-__all__ = ["QueryMixin"]
+__all__ = ["Queries"]
 
 
-class QueryMixin(LowerBase):
-    """Editor queries over the lowerer's state (see :mod:`dsx.lsp`)."""
+class Queries:
+    """Editor queries over the module checker's tables and the programs' inputs and outputs
+    (what :class:`dsx.compiler.model.SemanticModel` answers with)."""
+
+    __slots__ = ("checker", "project")
+
+    def __init__(self, checker: ModuleChecker, project: ProjectTables) -> None:
+        self.checker = checker
+        self.project = project
 
     def scope_at(
         self, module: str | None = None, *, test_program: str | None = None
@@ -27,19 +36,21 @@ class QueryMixin(LowerBase):
         test of ``test_program`` (``result`` too), or at the top level; values are opaque
         entries for :meth:`infer` and :meth:`describe_name`."""
         if module is not None:
-            info = self.modules.get(module)
+            info = self.checker.modules.get(module)
             if info is not None and info.scope is not None:
                 return dict(info.scope)
-            scope = self._base_scope()
+            scope = self.checker._base_scope()
             if info is not None:
                 for pname, param in info.params.items():
                     scope[pname] = _Entry("param", param.type, f"{module}({pname})")
                 for sname, sub in info.subs.items():
                     scope[sname] = _Entry("sub", None, sub.key, sub)
             return scope
-        scope = self._base_scope()
+        scope = self.checker._base_scope()
         if test_program is not None:
-            scope["result"] = _Entry("result", self.program_io.get(test_program, ({}, None))[1])
+            scope["result"] = _Entry(
+                "result", self.project.program_io.get(test_program, ({}, None))[1]
+            )
         return scope
 
     def describe_name(self, entry: Any) -> tuple[str, str | None, str]:
@@ -57,14 +68,14 @@ class QueryMixin(LowerBase):
     def infer(self, expr: Any, scope: dict[str, Any]) -> Any:
         """The static type of the AST expression ``expr`` in ``scope`` (``None`` if unknown):
         an ``ir.TypeRef``, a :class:`PredType` for predictions, or a string-literal type."""
-        n_diag, n_ref = len(self.diagnostics), len(self.references)
-        extra = dict(self._extra_signatures)
+        n_diag, n_ref = len(self.checker.diagnostics), len(self.checker.references)
+        extra = dict(self.checker._extra_signatures)
         try:
-            return self._expr(expr, scope)[1]
+            return self.checker._expr(expr, scope)[1]
         finally:
-            del self.diagnostics[n_diag:]
-            del self.references[n_ref:]
-            self._extra_signatures = extra
+            del self.checker.diagnostics[n_diag:]
+            del self.checker.references[n_ref:]
+            self.checker._extra_signatures = extra
 
     def members_of(self, t: Any) -> list[Member]:
         """What ``value.<name>`` may read on a value of type ``t``."""
@@ -72,7 +83,7 @@ class QueryMixin(LowerBase):
             out = []
             for name, ftype in t.fields.items():
                 key = t.keys.get(name)
-                sym = self.symbols.get(key) if key else None
+                sym = self.checker.symbols.get(key) if key else None
                 out.append(
                     Member(
                         name,
@@ -85,8 +96,8 @@ class QueryMixin(LowerBase):
             return out
         if isinstance(t, ir.TypeRef) and t.kind == "optional" and t.args:
             return self.members_of(t.args[0])
-        if isinstance(t, ir.TypeRef) and t.kind == "record" and t.name in self.records:
-            rec = self.records[t.name]
+        if isinstance(t, ir.TypeRef) and t.kind == "record" and t.name in self.checker.records:
+            rec = self.checker.records[t.name]
             return [
                 Member(
                     f.name, "record_field", f"{f.name}: {f.type}", f"{rec.name}.{f.name}", f.desc
@@ -108,7 +119,7 @@ class QueryMixin(LowerBase):
                 Member("k", "input", "k: int", None, "how many passages"),
             ]
         if sub.kind == "module":
-            info = self.modules.get(sub.module or "")
+            info = self.checker.modules.get(sub.module or "")
             if info is None or info.forward is None:
                 return []
             return [

@@ -4,24 +4,31 @@ One :class:`Lowerer` handles a unit (a root file and the files it imports). It n
 raises for bad input: each problem becomes a diagnostic and lowering goes on with a
 best-effort IR, so that an editor gets every error in one pass.
 
-The first passes are functions over explicit tables: ``_pass_declare`` (top-level names
-and ``use python``: :class:`~dsx.compiler._pass_declare.Names`), ``_pass_types`` (records,
-enums, type expressions: :class:`~dsx.compiler._pass_types.TypeTables`),
-``_pass_signatures`` (:class:`~dsx.compiler._pass_signatures.SignatureTables`) and
-``_pass_resources`` (``lm`` and ``retriever``:
-:class:`~dsx.compiler._pass_resources.ResourceTables`), each reporting into one
-:class:`~dsx.compiler._records.Records` (diagnostics, symbols, references). The project
-pass is :class:`~dsx.compiler._pass_project.ProjectPass` (programs, data, metrics,
-optimize, tests, unused warnings: :class:`~dsx.compiler._pass_project.ProjectTables`),
-which asks the module checker for what it needs through a narrow interface
-(:class:`~dsx.compiler._pass_project.Bodies`). The module headers and forward bodies
-still live in mixin modules, one per concern: ``_lower_base`` (their state and helpers),
-``_lower_modules`` (modules and their statements), ``_lower_exprs`` (expressions and
-calls), ``_lower_incremental`` (re-checking after an edit) and ``_lower_query`` (what
-editors ask: scopes, types).
-This module assembles them and drives the passes in order: :data:`PASSES` names each
-pass (declare, types, signatures, resources, module headers, forward bodies, project,
-unused), what it does and the method that runs it.
+Each pass works over explicit tables, all reporting into one
+:class:`~dsx.compiler._records.Records` (diagnostics, symbols, references):
+
+* ``_pass_declare`` (top-level names and ``use python``:
+  :class:`~dsx.compiler._pass_declare.Names`), ``_pass_types`` (records, enums, type
+  expressions: :class:`~dsx.compiler._pass_types.TypeTables`), ``_pass_signatures``
+  (:class:`~dsx.compiler._pass_signatures.SignatureTables`) and ``_pass_resources``
+  (``lm`` and ``retriever``: :class:`~dsx.compiler._pass_resources.ResourceTables`) are
+  functions;
+* module headers and forward bodies are checked by
+  :class:`~dsx.compiler._lower_modules.ModuleChecker` (statements; on
+  :class:`~dsx.compiler._lower_exprs.ExprChecker`, expressions and calls), made over the
+  tables above and writing each module's :class:`~dsx.compiler._entries._ModuleInfo`. One
+  object for both: a call's result type needs the callee's forward checked first, so
+  forwards are checked on demand, in dependency order;
+* :class:`~dsx.compiler._pass_project.ProjectPass` checks programs, data, metrics,
+  optimize and test blocks and reports unused declarations
+  (:class:`~dsx.compiler._pass_project.ProjectTables`), asking the module checker through
+  a narrow interface (:class:`~dsx.compiler._pass_project.Bodies`).
+
+The :class:`Lowerer` holds the tables (``_lower_base``), runs the passes in order
+(:data:`PASSES` names each, what it does and the method that runs it), re-runs them after
+an edit (``_lower_incremental``) and answers editors' queries through
+:class:`~dsx.compiler._lower_query.Queries`; :class:`dsx.compiler.model.SemanticModel` is
+the public view over all of it.
 
 IR nodes are built without validation (:func:`dsx.ir.build`, several times cheaper). With
 ``DSX_VALIDATE_IR=1`` in the environment (the test suite sets it) each finished unit is
@@ -39,26 +46,36 @@ from pydantic import ValidationError
 
 from dsx import ir
 from dsx.compiler._lower_base import _b, _ModuleInfo
-from dsx.compiler._lower_exprs import ExprsMixin
-from dsx.compiler._lower_incremental import IncrementalMixin
-from dsx.compiler._lower_modules import ModulesMixin
-from dsx.compiler._lower_query import QueryMixin
+from dsx.compiler._lower_incremental import Rechecking
+from dsx.compiler._lower_modules import ModuleChecker
+from dsx.compiler._lower_query import Queries
 from dsx.compiler._pass_declare import declare_all
 from dsx.compiler._pass_resources import lower_resources
 from dsx.compiler._pass_signatures import lower_signatures
 from dsx.compiler._pass_types import lower_types
 from dsx.grammar import ast
+from dsx.grammar.parser import ParsedFile
 
 __all__ = ["PASSES", "Lowerer", "Pass", "validate_unit"]
 
 
-class Lowerer(
-    QueryMixin,
-    IncrementalMixin,
-    ExprsMixin,
-    ModulesMixin,
-):
+class Lowerer(Rechecking):
     """Lowers and checks one unit. Use :meth:`run`; results are on the instance."""
+
+    def __init__(self, files: list[ParsedFile], root: str) -> None:
+        super().__init__(files, root)
+        self.checker = self._make_checker()
+
+    @property
+    def queries(self) -> Queries:
+        """What editors ask (scopes, types, members, call inputs), over the current tables."""
+        return Queries(self.checker, self.proj_tables)
+
+    def _make_checker(self) -> ModuleChecker:
+        """The module checker over this lowerer's tables (the same objects)."""
+        return ModuleChecker(
+            self.rec, self.names, self.type_tables, self.sig_tables, self.res_tables, self.modules
+        )
 
     # ---- driver ---------------------------------------------------------------------------
     def run(self) -> ir.Unit:
@@ -93,11 +110,11 @@ class Lowerer(
             ):
                 self.modules[decl.name.name] = _ModuleInfo(decl)
         for info in list(self.modules.values()):
-            self._module_header(info)
+            self.checker._module_header(info)
 
     def _pass_forwards(self) -> None:
         for name in list(self.modules):
-            self._module_forward(name)
+            self.checker._module_forward(name)
 
     def _pass_project(self) -> None:
         project = self._project()

@@ -126,7 +126,7 @@ class Scope(Mapping[str, Binding]):
     def __getitem__(self, name: str) -> Binding:
         entry = self._entries[name]
         assert self._model is not None  # only an empty scope has no model
-        kind, key, label = self._model._lowerer.describe_name(entry)
+        kind, key, label = self._model._lowerer.queries.describe_name(entry)
         return Binding(name, kind, key, label)
 
     def filtered(self, keep: Callable[[Binding], bool]) -> Scope:
@@ -230,22 +230,22 @@ class SemanticModel:
     def scope(self, module: str | None = None, *, test_program: str | None = None) -> Scope:
         """The names visible in ``module``'s forward body (all of its locals), in a test of
         ``test_program`` (its ``result`` too), or at the top level."""
-        return Scope(self, self._lowerer.scope_at(module, test_program=test_program))
+        return Scope(self, self._lowerer.queries.scope_at(module, test_program=test_program))
 
     def type_of(self, expr: Any, scope: Scope) -> Any:
         """The static type of the AST expression ``expr`` in ``scope``: an ``ir.TypeRef``,
         a :class:`PredType`, a string-literal type, or ``None`` when unknown. Checking it
         records nothing."""
-        return self._lowerer.infer(expr, scope._entries)
+        return self._lowerer.queries.infer(expr, scope._entries)
 
     def members_of(self, t: Any) -> list[Member]:
         """What ``value.<name>`` may read on a value of type ``t``."""
-        return self._lowerer.members_of(t)
+        return self._lowerer.queries.members_of(t)
 
     def call_inputs(self, callee: str, scope: Scope) -> list[Member] | None:
         """The keyword inputs of calling ``callee`` in ``scope`` (``None`` when dsx does not
         check calls of it)."""
-        return self._lowerer.call_inputs(callee, scope._entries)
+        return self._lowerer.queries.call_inputs(callee, scope._entries)
 
 
 def _member(sub: Any) -> ModuleMember:
