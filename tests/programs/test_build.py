@@ -307,7 +307,7 @@ def test_build_refuses_a_file_with_errors_and_unknown_optimizers(tmp_path):
         build(bad, log=lambda m: None)
     good = tmp_path / "opt.dsx"
     good.write_text(
-        'signature S = "q -> a"\nprogram p = Predict(S)\nmetric em = exact_match\ntest t for p {\n    given q = "x"\n    expect a = "y"\n}\noptimize p {\n    with BetterTogether()\n    train tests\n    metric em\n}\n'
+        'signature S = "q -> a"\nprogram p = Predict(S)\nmetric em = exact_match(field = "a")\ntest t for p {\n    given q = "x"\n    expect a = "y"\n}\noptimize p {\n    with BetterTogether()\n    train tests\n    metric em\n}\n'
     )
     # a planned optimizer is a checker error ("not available in this version of dsx")
     with pytest.raises(BuildError, match="1 error"):

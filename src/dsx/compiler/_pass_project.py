@@ -29,6 +29,7 @@ from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile
+from dsx.runtime.metrics import PREDICTION_FIELDS
 
 __all__ = ["MODULE_OUTPUTS", "Bodies", "ProjectPass", "ProjectTables"]
 
@@ -375,6 +376,8 @@ class ProjectPass:
             elif key == "metric":
                 if isinstance(v, ast.NameRef) and self._lookup(v.name, "metric"):
                     metric = v.name.name
+                    if ok:
+                        self._metric_fits(program, v.name)
                 elif not isinstance(v, ast.NameRef):
                     self.rec.error(
                         DiagnosticCode.INVALID_OPTIMIZE, "`metric` takes a metric name", v.span
@@ -420,6 +423,34 @@ class ProjectPass:
                     seed=seed,
                     loc=self.rec.loc(decl.target.span),
                 )
+            )
+
+    def _metric_fits(self, program: str, ref: ast.Ident) -> None:
+        """A built-in metric that reads a prediction field the program does not output
+        would score 0 on every example: report it where the optimize block names it."""
+        metric = self.tables.metrics.get(ref.name)
+        outputs = self.tables.program_io.get(program, ({}, None))[1]
+        if metric is None or metric.builtin is None or not isinstance(outputs, PredType):
+            return
+        given = dict(metric.kwargs)
+        for setting, default in PREDICTION_FIELDS.get(metric.builtin, {}).items():
+            name = given.get(setting, default)
+            if not isinstance(name, str) or name in outputs.fields:
+                continue
+            have = ", ".join(f"`{f}`" for f in outputs.fields) or "none"
+            choices = [f for f in outputs.fields if f not in MODULE_OUTPUTS]
+            hint = (
+                f"; to score `{choices[0]}`, declare the metric as "
+                f'`{metric.builtin}({setting} = "{choices[0]}")`'
+                if len(choices) == 1
+                else f"; name the output to score with `{metric.builtin}({setting} = ...)`"
+            )
+            self.rec.error(
+                DiagnosticCode.INVALID_OPTIMIZE,
+                f"metric `{ref.name}` ({metric.builtin}) reads the output `{name}`, which "
+                f"program `{program}` does not have (its outputs: {have}), so every example "
+                f"would score 0{hint}",
+                ref.span,
             )
 
     def _optimizer_settings(self, call: ast.Call) -> list[tuple[str, Any]]:

@@ -27,6 +27,7 @@ from dsx.errors import DsxError
 
 __all__ = [
     "BUILTIN_METRICS",
+    "PREDICTION_FIELDS",
     "Metric",
     "answer_exact_match",
     "answer_in_context",
@@ -203,6 +204,16 @@ def answer_passage_match(example: Any, pred: Any, trace: Any = None) -> float:
 
 _inline(answer_exact_match)
 _inline(answer_passage_match)
+
+#: For each built-in metric, the settings that name a field of the *prediction* (what a
+#: program must output for the metric to score it), with their defaults: the checker
+#: reports a program without that output instead of a metric that scores 0 every time.
+PREDICTION_FIELDS: dict[str, dict[str, str]] = {
+    "exact_match": {"field": "answer"},
+    "f1": {"field": "answer"},
+    "passage_match": {"passages": "context"},
+    "answer_in_context": {"field": "answer"},
+}
 
 BUILTIN_METRICS: dict[str, Callable[..., Metric]] = {
     "exact_match": exact_match,

@@ -1,0 +1,79 @@
+"""A built-in metric that reads a prediction field the optimized program does not output
+scores 0 on every example (the metric reads `pred.answer` as ""): the checker reports it
+where the optimize block names the metric, and says how to point the metric at an output."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsx.compiler.analysis import analyze_source
+
+PROGRAM = """\
+enum Topic { billing bug other }
+
+signature Classify {
+    in  text: str
+    out topic: Topic
+}
+
+signature QA {
+    in  question: str
+    out answer: str
+}
+
+program classify = ChainOfThought(Classify)
+program qa = Predict(QA)
+
+data train = jsonl("train.jsonl", inputs = [text])
+metric m = METRIC
+
+optimize PROG {
+    with   LabeledFewShot(k = 2)
+    train  train
+    metric m
+}
+"""
+
+
+def _errors(tmp_path, metric: str, program: str) -> list[tuple[str, str, str]]:
+    (tmp_path / "train.jsonl").write_text('{"text": "x", "topic": "bug"}\n')
+    text = PROGRAM.replace("METRIC", metric).replace("PROG", program)
+    analysis = analyze_source(text, str(tmp_path / "m.dsx"))
+    src = analysis.source(analysis.unit.source).text
+    return [(d.code, d.message, src[d.span.start : d.span.end]) for d in analysis.errors]
+
+
+def test_default_field_missing_from_the_program_is_located_with_the_fix(tmp_path):
+    [(code, message, at)] = _errors(tmp_path, "exact_match", "classify")
+    assert code == "DSX123" and at == "m"
+    assert "reads the output `answer`, which program `classify` does not have" in message
+    assert "(its outputs: `reasoning`, `topic`)" in message and "score 0" in message
+    assert 'declare the metric as `exact_match(field = "topic")`' in message
+
+
+@pytest.mark.parametrize(
+    ("metric", "program"),
+    [
+        ('exact_match(field = "topic")', "classify"),
+        ('f1(field = "reasoning")', "classify"),
+        ("exact_match", "qa"),
+        ("f1", "qa"),
+        ("answer_in_context", "qa"),
+    ],
+)
+def test_metrics_that_read_an_output_the_program_has_are_clean(tmp_path, metric, program):
+    assert _errors(tmp_path, metric, program) == []
+
+
+@pytest.mark.parametrize(
+    ("metric", "program", "missing"),
+    [
+        ('exact_match(field = "topc")', "classify", "topc"),
+        ('f1(field = "topic")', "qa", "topic"),
+        ("passage_match", "qa", "context"),
+        ('answer_in_context(field = "reply")', "qa", "reply"),
+    ],
+)
+def test_metrics_that_read_a_missing_output_are_errors(tmp_path, metric, program, missing):
+    [(code, message, _)] = _errors(tmp_path, metric, program)
+    assert code == "DSX123" and f"reads the output `{missing}`" in message
