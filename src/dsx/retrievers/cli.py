@@ -51,9 +51,17 @@ def add_index_command(subparsers: Any) -> argparse.ArgumentParser:
         default="local:all-MiniLM-L6-v2",
         help="a dsx.Embedder model (default: the offline local:all-MiniLM-L6-v2)",
     )
-    parser.add_argument("--text-field", default=None, help="the JSON field with the text")
+    parser.add_argument(
+        "--text-field",
+        default=None,
+        help="the JSON field with the text (default: the first of "
+        + ", ".join(_TEXT_KEYS)
+        + " that a line has)",
+    )
     parser.add_argument("--id-field", default="id", help="the JSON field with the id (default: id)")
-    parser.add_argument("--batch-size", type=int, default=64, help="passages per embedder call")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="passages per embedder call (default: 64)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=_cmd_index)
     return parser
