@@ -170,6 +170,27 @@ def test_a_signature_edit_is_rechecked_with_its_users_only():
     assert again.unit.get("signatures", "Answer0").outputs[0].name == "reply"
 
 
+def test_a_broken_block_deleted_takes_its_kept_meaning_with_it():
+    """A block that stops parsing keeps its last meaning (here: `use python ... as osp`);
+    once that block is only blank lines, the meaning is gone: `osp` is unknown again."""
+    path = str(ROOT / "examples" / "clean.dsx")
+    text = SOURCES["clean.dsx"]
+    lines = text.split("\n")
+    assert lines[1].startswith("use python") and "as osp" in lines[1]
+    caches: dict = {}
+    prev = analyze_source(text, path, caches=caches)
+    steps = [
+        "\n".join([lines[0], lines[1], "    out extra: str", *lines[2:]]),  # use python breaks
+        "\n".join(["    out extra: str", *lines[2:]]),  # its first line goes
+        "\n".join(lines[2:]),  # and the stray line: the block is blank
+    ]
+    for step in steps:
+        prev = analyze_source(step, path, caches=caches, previous=prev)
+    full = analyze_source(steps[-1], path)
+    assert any(d.message == "unknown name `osp`" for d in full.diagnostics)
+    assert summary(prev)[0] == summary(full)[0]
+
+
 NEW_LINES = [
     "    out extra: str",
     "    in  hint: str?",

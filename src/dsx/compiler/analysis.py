@@ -104,10 +104,12 @@ def _reanalyze(
         return None
     changes = [(o.decl, n.decl) for o, n in zip(old_blocks, pf.blocks, strict=True) if o is not n]
     if any(
-        o is not n and o.decl is not None and n.decl is None and not n.errors
+        o is not n and (o.decl is not None or o.errors) and n.decl is None and not n.errors
         for o, n in zip(old_blocks, pf.blocks, strict=True)
     ):
-        return None  # a declaration was deleted (its block is only comments now)
+        # A declaration was deleted (its block is only comments now), or a block that did
+        # not parse was: the meaning kept for it while it did not parse goes with it.
+        return None
     if any(isinstance(n, ast.ImportDecl) or isinstance(o, ast.ImportDecl) for o, n in changes):
         return None
     lowerer = prev.lowerer.fork() if keep else prev.lowerer
