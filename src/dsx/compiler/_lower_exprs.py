@@ -205,16 +205,20 @@ class ExprChecker(CheckerBase):
         if self._forward_owner is None:
             return None
         key = f"{self._forward_owner}.forward.{ident.name}@{ident.span.lo}"
+        self._define_local(key, ident, vtype)
+        return key
+
+    def _define_local(self, key: str, ident: ast.Ident, vtype: Any) -> None:
+        """Record the forward-body local ``key`` that ``ident`` binds, typed ``vtype``."""
         self._define(
             key,
             ident.name,
             "local",
             ident.span,
             ident,
-            detail=f"{ident.name}: {_label(vtype)}",
+            detail=f"{ident.name}: {type_label(vtype)}",
             container=self._forward_owner,
         )
-        return key
 
     def _target_types(self, targets: tuple[ast.Ident, ...], itype: Any, span: Span) -> list[Any]:
         """The types of a loop's names: the iterable's item, or its unpacked parts."""
@@ -775,7 +779,7 @@ def _comp_var(targets: tuple[ast.Ident, ...]) -> str | tuple[str, ...]:
     return targets[0].name if len(targets) == 1 else tuple(t.name for t in targets)
 
 
-def _label(t: Any) -> str:
+def type_label(t: Any) -> str:
     """A value's type for hover: a prediction's owner, a type, or ``unknown``."""
     if isinstance(t, PredType):
         return f"prediction of {t.owner}"

@@ -11,7 +11,7 @@ from typing import Any
 from dsx import ir
 from dsx.compiler import _env
 from dsx.compiler._lower_base import _b, _Entry, _ModuleInfo, _Sub
-from dsx.compiler._lower_exprs import ExprChecker
+from dsx.compiler._lower_exprs import ExprChecker, type_label
 from dsx.compiler._pass_resources import resource_arg
 from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span
@@ -481,7 +481,7 @@ class ModuleChecker(ExprChecker):
                 self._error(
                     DiagnosticCode.UNBOUNDED_WHILE,
                     f"the bound of a `while` loop is an int (the most times its body runs), "
-                    f"got {_type_label(btype)}",
+                    f"got {type_label(btype)}",
                     stmt.bound.span,
                 )
         body = self._loop_body(stmt.body, scope, returns)
@@ -513,7 +513,7 @@ class ModuleChecker(ExprChecker):
             if not fits:
                 self._error(
                     DiagnosticCode.TYPE_MISMATCH,
-                    f"`{stmt.op}=` cannot combine {_type_label(ttype)} with {_type_label(vtype)}",
+                    f"`{stmt.op}=` cannot combine {type_label(ttype)} with {type_label(vtype)}",
                     stmt.value.span,
                 )
         return _b(ir.AugAssign, target=target, op=stmt.op, value=value, loc=loc)
@@ -549,15 +549,7 @@ class ModuleChecker(ExprChecker):
             return key
         if key in self.symbols and self.symbols[key].kind != "local":
             return None  # a parameter of that name (already reported)
-        self._define(
-            key,
-            ident.name,
-            "local",
-            ident.span,
-            ident,
-            detail=f"{ident.name}: {_type_label(vtype)}",
-            container=self._forward_owner,
-        )
+        self._define_local(key, ident, vtype)
         if key in self.symbols and self.symbols[key].span != ident.span:
             self._ref(ident.span, key)  # assigned first in another branch
         return key
@@ -582,12 +574,3 @@ def _short_text(e: Any) -> str:
     if isinstance(e, ast.Index):
         return f"{_short_text(e.obj)}[...]"
     return "this value"
-
-
-def _type_label(t: Any) -> str:
-    if t is None:
-        return "unknown"
-    owner = getattr(t, "owner", None)
-    if owner is not None:  # PredType
-        return f"prediction of {owner}"
-    return str(t)
