@@ -28,6 +28,7 @@ def test_a_length_cut_reply_is_an_error_naming_finish_reason(stream):
             predict(question="capital of France?")
         assert info.value.finish_reason == "length"
         assert "finish_reason='length'" in str(info.value) and "max_tokens" in str(info.value)
+        assert "--lm-option max_tokens=N" in str(info.value)  # how to raise it from dsx run/eval
         assert info.value.lm_text.endswith("is Par")
         # One request: neither retried nor sent again through the JSON fallback.
         assert server.request_count == 1

