@@ -151,7 +151,8 @@ def test_model_settings_dsx_writes_round_trip(tmp_path):
         api_base="http://127.0.0.1:1/v1",
         api_key="never-saved",
     )
-    program.save(tmp_path / "s.json")
+    with pytest.warns(UserWarning, match=r"saved without the LM endpoint, key or headers"):
+        program.save(tmp_path / "s.json")
     assert "never-saved" not in (tmp_path / "s.json").read_text()
     fresh = dsx.Predict("question -> answer").load(tmp_path / "s.json")
     assert fresh.lm is not None
