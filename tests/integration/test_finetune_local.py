@@ -172,3 +172,14 @@ def test_the_cli_names_a_local_model_as_hf_dir(tiny_model: Path) -> None:
     assert isinstance(lm, LocalLM) and lm.model == f"hf/{tiny_model}"
     [text] = lm("question: is 3 even?")
     assert isinstance(text, str)
+
+
+def test_lora_on_gpt2_layers_sets_fan_in_fan_out_itself(tiny_model: Path) -> None:
+    """GPT-2 keeps its projections in transposed Conv1D layers: the LoRA config says so
+    (peft otherwise fixes it up with a warning on every training run)."""
+    from dsx.runtime.finetune.local import _targets_conv1d, load_model
+
+    model, _ = load_model(tiny_model)
+    assert _targets_conv1d(model, None)  # peft's default targets for GPT-2
+    assert _targets_conv1d(model, ["c_attn"])
+    assert not _targets_conv1d(model, ["no_such_layer"])

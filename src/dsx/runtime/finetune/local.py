@@ -274,6 +274,9 @@ class LocalLoRAJob(FinetuneJob):
             lora_dropout=float(s["lora_dropout"]),
             target_modules=s["target_modules"],
             task_type="CAUSAL_LM",
+            # GPT-2-style models store these layers transposed (Conv1D); peft would
+            # switch this on itself, with a warning
+            fan_in_fan_out=_targets_conv1d(model, s["target_modules"]),
         )
         model = peft.get_peft_model(model, lora)
         batches = _batches(tokenizer, self._data, int(s["batch_size"]), int(s["max_length"]), torch)
@@ -424,3 +427,14 @@ def _mean_loss(model: Any, batches: list[dict[str, Any]], torch: Any) -> float:
     with torch.no_grad():
         losses = [float(model(**b).loss) for b in batches]
     return sum(losses) / max(1, len(losses))
+
+
+def _targets_conv1d(model: Any, targets: Any) -> bool:
+    """Whether the LoRA target layers are transformers' ``Conv1D`` (GPT-2 and kin); with
+    no targets named (peft's default for the architecture), whether the model has any."""
+    names = {targets} if isinstance(targets, str) else set(targets or ())
+    return any(
+        type(module).__name__ == "Conv1D"
+        for name, module in model.named_modules()
+        if not names or name.rsplit(".", 1)[-1] in names
+    )
