@@ -77,3 +77,26 @@ def test_metrics_that_read_an_output_the_program_has_are_clean(tmp_path, metric,
 def test_metrics_that_read_a_missing_output_are_errors(tmp_path, metric, program, missing):
     [(code, message, _)] = _errors(tmp_path, metric, program)
     assert code == "DSX123" and f"reads the output `{missing}`" in message
+
+
+@pytest.mark.parametrize("metric", ["exact_match", 'exact_match(field = "answer")'])
+def test_the_quick_fix_points_the_metric_at_the_output_and_checks_clean(tmp_path, metric):
+    (tmp_path / "train.jsonl").write_text('{"text": "x", "topic": "bug"}\n')
+    text = PROGRAM.replace("METRIC", metric).replace("PROG", "classify")
+    path = str(tmp_path / "m.dsx")
+    [diag] = analyze_source(text, path).errors
+    assert diag.fix is not None and diag.fix.title.startswith("score `topic`")
+    [edit] = diag.fix.edits
+    assert text[edit.span.start : edit.span.end] == metric  # the declaration's value
+    fixed = text[: edit.span.start] + edit.new_text + text[edit.span.end :]
+    assert 'metric m = exact_match(field = "topic")' in fixed
+    assert analyze_source(fixed, path).errors == []
+
+
+def test_no_quick_fix_when_there_are_several_outputs_to_choose_from(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"text": "x", "topic": "bug"}\n')
+    path = str(tmp_path / "m.dsx")
+    # two outputs to choose from (`answer` is not one): no single fix
+    many = PROGRAM.replace("out topic: Topic", "out topic: Topic\n    out note: str")
+    [diag] = analyze_source(many.replace("METRIC", "f1").replace("PROG", "classify"), path).errors
+    assert diag.fix is None

@@ -451,7 +451,27 @@ class ProjectPass:
                 f"program `{program}` does not have (its outputs: {have}), so every example "
                 f"would score 0{hint}",
                 ref.span,
+                fix=self._metric_field_fix(ref.name, metric.builtin, setting, choices),
             )
+
+    def _metric_field_fix(
+        self, name: str, builtin: str, setting: str, choices: list[str]
+    ) -> Fix | None:
+        """Rewrite ``metric NAME = builtin`` to score the program's one output (only where
+        the declaration sets nothing else, so that no other setting is lost)."""
+        found = self.names.decls.get(name)
+        decl = found[1] if found is not None else None
+        if len(choices) != 1 or not isinstance(decl, ast.MetricDecl):
+            return None
+        value = decl.value
+        if isinstance(value, ast.Call) and any(
+            a.name is None or a.name.name != setting for a in value.args
+        ):
+            return None
+        if not isinstance(value, ast.NameRef | ast.Call):
+            return None
+        text = f'{builtin}({setting} = "{choices[0]}")'
+        return Fix(f"score `{choices[0]}`: {text}", (Edit(value.span, text),))
 
     def _optimizer_settings(self, call: ast.Call) -> list[tuple[str, Any]]:
         """Check ``with Optimizer(name = constant, ...)`` against the optimizer registry."""
