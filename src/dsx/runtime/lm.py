@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import json
@@ -362,7 +363,11 @@ class LM(BaseLM, Backoff):
             if cache is not None:
                 hit = cache.get(call.key)
                 if hit is not None:
-                    return self._done(call, _from_entry(hit))
+                    response = _from_entry(hit)
+                    if self._short(call, response):  # cached before dsx filled choices
+                        response = yield from self._fill_choices(call, response)
+                        cache.put(call.key, _to_entry(response))
+                    return self._done(call, response)
             try:
                 response = yield Send(call)
             except Exception as exc:
@@ -375,9 +380,61 @@ class LM(BaseLM, Backoff):
                     continue  # at once, and not counted as a retry
                 yield from retry.again(err, exc, may_retry=not call.yielded)
                 continue
+            if self._short(call, response):
+                response = yield from self._fill_choices(call, response)
             if cache is not None:
                 cache.put(call.key, _to_entry(response))
             return self._done(call, response)
+
+    @staticmethod
+    def _short(call: _Call, response: LMResponse) -> bool:
+        """Whether ``response`` has fewer choices than the call's ``n`` asks for."""
+        want = call.params.get("n")
+        return type(want) is int and want > len(response.outputs) and not call.stream
+
+    def _fill_choices(self, call: _Call, response: LMResponse) -> Core:
+        """Ask again for the choices an endpoint left out of an ``n > 1`` answer.
+
+        Some OpenAI-compatible servers (llama.cpp's among them) answer one choice whatever
+        ``n`` says; optimizers that sample several candidates at once (COPRO, MIPROv2)
+        would then quietly get fewer. Each further request asks for the rest; a failed one
+        ends the filling, keeping the choices already made. To an OpenAI-compatible endpoint
+        each also sends its own ``seed`` (the call's, plus the choices made so far): without
+        one, llama.cpp samples the same text for the same prompt every time.
+        """
+        want: int = call.params["n"]
+        seed = call.params.get("seed")
+        seeded = _model_names.provider_of(self.model) == "openai"
+        outputs = list(response.outputs)
+        finish = list(response.finish_reasons)
+        usage = dict(response.usage)
+        cost = response.cost
+        for _ in range(want):  # bounded: each answer adds at least one choice
+            missing = want - len(outputs)
+            if missing <= 0:
+                break
+            params = {**call.params, "n": missing}
+            if seeded:
+                params["seed"] = (seed if type(seed) is int else 0) + len(outputs)
+            extra = dataclasses.replace(call, params=params)
+            try:
+                more: LMResponse = yield Send(extra)
+            except Exception:  # the choices already made stand
+                break
+            added = more.outputs[:missing]
+            if not added:
+                break
+            reasons = more.finish_reasons[: len(added)]
+            # finish reasons stay one per choice, or unknown ([]) for all
+            aligned = len(finish) == len(outputs) and len(reasons) == len(added)
+            outputs.extend(added)
+            finish = finish + reasons if aligned else []
+            for key, value in more.usage.items():
+                usage[key] = usage.get(key, 0) + value
+            cost = None if cost is None or more.cost is None else cost + more.cost
+        return dataclasses.replace(
+            response, outputs=outputs, finish_reasons=finish, usage=usage, cost=cost
+        )
 
     # -- preparing ------------------------------------------------------------------------
     def _prepare(self, messages: list[Message], params: dict[str, Any]) -> _Call:
