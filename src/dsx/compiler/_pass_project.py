@@ -29,7 +29,7 @@ from dsx.compiler.symbols import PredType
 from dsx.diagnostics import DiagnosticCode, Edit, Fix, Span
 from dsx.grammar import ast
 from dsx.grammar.parser import ParsedFile
-from dsx.runtime.metrics import PREDICTION_FIELDS
+from dsx.runtime.metrics import prediction_fields
 
 __all__ = ["MODULE_OUTPUTS", "Bodies", "ProjectPass", "ProjectTables"]
 
@@ -433,45 +433,42 @@ class ProjectPass:
         if metric is None or metric.builtin is None or not isinstance(outputs, PredType):
             return
         given = dict(metric.kwargs)
-        for setting, default in PREDICTION_FIELDS.get(metric.builtin, {}).items():
+        for setting, default in prediction_fields(metric.builtin).items():
             name = given.get(setting, default)
             if not isinstance(name, str) or name in outputs.fields:
                 continue
             have = ", ".join(f"`{f}`" for f in outputs.fields) or "none"
             choices = [f for f in outputs.fields if f not in MODULE_OUTPUTS]
-            hint = (
-                f"; to score `{choices[0]}`, declare the metric as "
-                f'`{metric.builtin}({setting} = "{choices[0]}")`'
-                if len(choices) == 1
-                else f"; name the output to score with `{metric.builtin}({setting} = ...)`"
-            )
+            fix = None
+            if len(choices) == 1:
+                fixed = f'{metric.builtin}({setting} = "{choices[0]}")'
+                hint = f"; to score `{choices[0]}`, declare the metric as `{fixed}`"
+                fix = self._metric_field_fix(ref.name, setting, choices[0], fixed)
+            else:
+                hint = f"; name the output to score with `{metric.builtin}({setting} = ...)`"
             self.rec.error(
                 DiagnosticCode.INVALID_OPTIMIZE,
                 f"metric `{ref.name}` ({metric.builtin}) reads the output `{name}`, which "
                 f"program `{program}` does not have (its outputs: {have}), so every example "
                 f"would score 0{hint}",
                 ref.span,
-                fix=self._metric_field_fix(ref.name, metric.builtin, setting, choices),
+                fix=fix,
             )
 
-    def _metric_field_fix(
-        self, name: str, builtin: str, setting: str, choices: list[str]
-    ) -> Fix | None:
-        """Rewrite ``metric NAME = builtin`` to score the program's one output (only where
-        the declaration sets nothing else, so that no other setting is lost)."""
+    def _metric_field_fix(self, name: str, setting: str, output: str, fixed: str) -> Fix | None:
+        """Rewrite ``metric NAME = ...`` as ``fixed`` (only where the declaration sets
+        nothing but ``setting``, so that no other setting is lost)."""
         found = self.names.decls.get(name)
-        decl = found[1] if found is not None else None
-        if len(choices) != 1 or not isinstance(decl, ast.MetricDecl):
-            return None
-        value = decl.value
+        value = (
+            found[1].value if found is not None and isinstance(found[1], ast.MetricDecl) else None
+        )
         if isinstance(value, ast.Call) and any(
             a.name is None or a.name.name != setting for a in value.args
         ):
             return None
         if not isinstance(value, ast.NameRef | ast.Call):
             return None
-        text = f'{builtin}({setting} = "{choices[0]}")'
-        return Fix(f"score `{choices[0]}`: {text}", (Edit(value.span, text),))
+        return Fix(f"score `{output}`: {fixed}", (Edit(value.span, fixed),))
 
     def _optimizer_settings(self, call: ast.Call) -> list[tuple[str, Any]]:
         """Check ``with Optimizer(name = constant, ...)`` against the optimizer registry."""

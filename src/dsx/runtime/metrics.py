@@ -37,6 +37,7 @@ __all__ = [
     "f1",
     "normalize_text",
     "passage_match",
+    "prediction_fields",
     "score_of",
 ]
 
@@ -206,14 +207,22 @@ _inline(answer_exact_match)
 _inline(answer_passage_match)
 
 #: For each built-in metric, the settings that name a field of the *prediction* (what a
-#: program must output for the metric to score it), with their defaults: the checker
-#: reports a program without that output instead of a metric that scores 0 every time.
-PREDICTION_FIELDS: dict[str, dict[str, str]] = {
-    "exact_match": {"field": "answer"},
-    "f1": {"field": "answer"},
-    "passage_match": {"passages": "context"},
-    "answer_in_context": {"field": "answer"},
+#: program must output for the metric to score it): the checker reports a program without
+#: that output instead of a metric that scores 0 every time (see :func:`prediction_fields`).
+PREDICTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "exact_match": ("field",),
+    "f1": ("field",),
+    "passage_match": ("passages",),
+    "answer_in_context": ("field",),
 }
+
+
+def prediction_fields(name: str) -> dict[str, str]:
+    """The settings of the built-in metric ``name`` that name a prediction field, each with
+    its default (read from the metric's signature, so the two cannot drift apart)."""
+    params = inspect.signature(BUILTIN_METRICS[name]).parameters
+    return {setting: params[setting].default for setting in PREDICTION_FIELDS.get(name, ())}
+
 
 BUILTIN_METRICS: dict[str, Callable[..., Metric]] = {
     "exact_match": exact_match,
